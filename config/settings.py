@@ -1,0 +1,86 @@
+"""Settings for the dbtools demo site.
+
+Values come from the environment first, then `.env.local`, then `.env`
+(the reference workflow keeps DATABASE_URL in `.env.local`). With no
+DATABASE_URL at all the site uses an embedded SQLite file, so a fresh clone
+runs with nothing to configure.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# read_env never overrides a variable that is already set, so reading the
+# more specific file first gives: environment > .env.local > .env.
+for name in (".env.local", ".env"):
+    if (BASE_DIR / name).is_file():
+        env.read_env(BASE_DIR / name)
+
+SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me")
+DEBUG = env.bool("DEBUG", default=True)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "shop",
+    "dbtools",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+if env.bool("DISABLE_SERVER_SIDE_CURSORS", default=False):
+    # Needed behind a transaction-mode pooler such as Neon's -pooler endpoint.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+
+AUTH_USER_MODEL = "shop.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+
+# dbtools reads all of its settings from this one dict; see README "Settings".
+DBTOOLS = {
+    "BACKUP_DIR": env.path("DBTOOLS_BACKUP_DIR", default=BASE_DIR / "backups"),
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Set up and run the project with nothing but Python installed.
+
+    python3 dev.py demo     # venv, migrate, seed, backup, restore on SQLite
+    python3 dev.py test     # the whole test suite (see README "Tests")
+    python3 dev.py lint     # ruff and mypy
+    python3 dev.py test-django52   # dbtools' tests on Django 5.2 LTS
+
+Any Python 3.8+ can run this file; it finds a Python that Django 6.1 supports
+(3.12 or newer), makes `.venv` with it and installs the project there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+MIN_PYTHON = (3, 12)
+
+
+def python_version(exe: str, env: dict[str, str] | None = None) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run(
+            [exe, "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    major, minor = out.stdout.split()
+    return int(major), int(minor)
+
+
+def find_python() -> list[str]:
+    """A command that runs Python >= 3.12, as a list of argv words."""
+    if sys.version_info >= MIN_PYTHON:
+        return [sys.executable]
+    for name in ("python3.14", "python3.13", "python3.12", "python3"):
+        exe = shutil.which(name)
+        if exe and (python_version(exe) or (0, 0)) >= MIN_PYTHON:
+            return [exe]
+    # pyenv installs versions that its shims only expose when selected.
+    if shutil.which("pyenv"):
+        versions = subprocess.run(
+            ["pyenv", "versions", "--bare"], capture_output=True, text=True
+        ).stdout.split()
+        for version in sorted(versions, key=_version_key, reverse=True):
+            prefix = subprocess.run(
+                ["pyenv", "prefix", version], capture_output=True, text=True
+            ).stdout.strip()
+            exe = str(Path(prefix) / "bin" / "python")
+            if prefix and (python_version(exe) or (0, 0)) >= MIN_PYTHON:
+                return [exe]
+    sys.exit(
+        "dev.py: no Python 3.12 or newer found (Django 6.1 needs it). "
+        "Install one (python.org, your package manager or pyenv) and run again."
+    )
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def run(*argv: str | Path, env: dict[str, str] | None = None, check: bool = True) -> int:
+    print("+", " ".join(str(a) for a in argv), flush=True)
+    code = subprocess.run([str(a) for a in argv], cwd=ROOT, env=env).returncode
+    if check and code != 0:
+        sys.exit(code)
+    return code
+
+
+def venv(name: str = ".venv", django: str | None = None) -> Path:
+    """Create (once) and return the venv's python, with the project installed."""
+    path = ROOT / name
+    python = path / "bin" / "python"
+    stamp = path / ".installed"
+    wanted = (ROOT / "pyproject.toml").read_text() + (django or "")
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    if not python.exists():
+        run(*find_python(), "-m", "venv", path)
+    run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(python, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    if django:
+        run(python, "-m", "pip", "install", "--quiet", django)
+    # mysqlclient compiles against libmariadb; without it only MariaDB is lost.
+    if run(python, "-m", "pip", "install", "--quiet", "-e", ".[mysql]", check=False) != 0:
+        print(
+            "dev.py: mysqlclient did not install, so the MariaDB tests will be skipped. "
+            "On Debian/Ubuntu: apt-get install libmariadb-dev pkg-config gcc python3-dev",
+            file=sys.stderr,
+        )
+        if os.environ.get("CI") == "true":
+            sys.exit(1)
+    stamp.write_text(wanted)
+    return python
+
+
+def demo() -> None:
+    python = venv()
+    manage = [python, "manage.py"]
+    env = {**os.environ}
+    env.pop("DATABASE_URL", None)  # the demo always runs on the embedded SQLite file
+    db = ROOT / "db.sqlite3"
+    if db.exists():
+        db.unlink()
+    steps = [
+        ["migrate", "--no-input", "-v", "0"],
+        ["seedshop", "--rows", "20000", "--seed", "42"],
+    ]
+    if (ROOT / "dbtools" / "backup.py").exists():
+        steps += [["backupdb"], ["listbackups"]]
+    if (ROOT / "dbtools" / "restore.py").exists():
+        steps += [["restoredb", "--replace", "--no-input"]]
+    for step in steps:
+        run(*manage, *step, env=env)
+
+
+def test(extra: list[str]) -> None:
+    python = venv()
+    sys.exit(run(python, "-m", "pytest", *extra, check=False))
+
+
+def test_django52(extra: list[str]) -> None:
+    python = venv(".venv-django52", django="django>=5.2,<5.3")
+    sys.exit(run(python, "-m", "pytest", "tests/", *extra, check=False))
+
+
+def lint() -> None:
+    python = venv()
+    run(python, "-m", "ruff", "check", ".")
+    run(python, "-m", "ruff", "format", "--check", ".")
+    run(python, "-m", "mypy")
+
+
+def main() -> None:
+    commands = {"demo", "test", "lint", "test-django52"}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(__doc__)
+    command, extra = sys.argv[1], sys.argv[2:]
+    if command == "demo":
+        demo()
+    elif command == "test":
+        test(extra)
+    elif command == "test-django52":
+        test_django52(extra)
+    else:
+        lint()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Every test that takes `alias` runs once per backend, on a real server.
+
+sqlite always runs; postgresql and mariadb run when TEST_POSTGRES_URL and
+TEST_MARIADB_URL are set. Locally a missing backend is skipped with a line
+saying so; under CI=true it is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+BACKENDS = {"sqlite": "default", "postgresql": "postgresql", "mariadb": "mariadb"}
+URL_VARIABLES = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_URL"}
+IN_CI = os.environ.get("CI") == "true"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def missing_reason(backend: str) -> str | None:
+    if BACKENDS[backend] in settings.DATABASES:
+        return None
+    return f"{backend}: {URL_VARIABLES[backend]} is not set, so its tests did not run"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
+    for backend in BACKENDS:
+        reason = missing_reason(backend)
+        lines.append(f"backend {backend}: " + ("SKIPPED, " + reason if reason else "on"))
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "alias" in metafunc.fixturenames:
+        wanted = getattr(metafunc.function, "backends", list(BACKENDS))
+        metafunc.parametrize(
+            "alias", [pytest.param(BACKENDS[b], id=b) for b in wanted], indirect=True
+        )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "alias" not in callspec.params:
+            continue
+        alias = callspec.params["alias"]
+        if alias in settings.DATABASES:
+            marker = item.get_closest_marker("django_db")
+            transactional = marker.kwargs.get("transaction", True) if marker else True
+            item.add_marker(pytest.mark.django_db(transaction=transactional, databases=[alias]))
+
+
+@pytest.fixture
+def alias(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    backend_name = next(b for b, a in BACKENDS.items() if a == name)
+    reason = missing_reason(backend_name)
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    return name
+
+
+def backends(*names: str):  # type: ignore[no-untyped-def]
+    """Limit a test to some backends: @backends("postgresql")."""
+
+    def mark(function):  # type: ignore[no-untyped-def]
+        function.backends = list(names)
+        return function
+
+    return mark
+
+
+@pytest.fixture
+def backup_dir(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "backups"
+    settings.DBTOOLS = {"BACKUP_DIR": str(folder)}
+    return folder
+
+
+def run_manage(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, **popen
+) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """Run manage.py in a subprocess against the test databases."""
+    full_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DBTOOLS_TESTS_USE_TEST_DATABASES": "1",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(tmp_path_factory: pytest.TempPathFactory, django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+    """A real PgBouncer in transaction mode in front of the PostgreSQL test database,
+    as Neon's -pooler endpoint is. Yields "host:port"."""
+    if "postgresql" not in settings.DATABASES:
+        pytest.skip(missing_reason("postgresql"))
+    exe = shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+    )
+    if exe is None:
+        if IN_CI:
+            pytest.fail("CI=true but pgbouncer is not installed (apt-get install pgbouncer)")
+        pytest.skip(
+            "pgbouncer is not installed (apt-get install pgbouncer), so the pooler tests did not run"
+        )
+    from django.db import connections
+
+    target = connections["postgresql"].settings_dict
+    folder = tmp_path_factory.mktemp("pgbouncer")
+    port = free_port()
+    database = target["NAME"]
+    user = target.get("USER") or "postgres"
+    (folder / "pgbouncer.ini").write_text(
+        f"""[databases]
+{database} = host={target.get("HOST") or "127.0.0.1"} port={target.get("PORT") or 5432} dbname={database} user={user}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = 2
+max_client_conn = 50
+ignore_startup_parameters = extra_float_digits,options
+logfile = {folder / "pgbouncer.log"}
+pidfile = {folder / "pgbouncer.pid"}
+"""
+    )
+    command = [exe, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        command.insert(1, "-u")
+        command.insert(2, "postgres")
+        shutil.chown(folder, "postgres")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"pgbouncer did not start: {process.stderr.read().decode() if process.stderr else ''}"
+                )
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)

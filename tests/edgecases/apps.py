@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class EdgeCasesConfig(AppConfig):
+    name = "tests.edgecases"
+    label = "edgecases"
