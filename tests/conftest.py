@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,20 +88,26 @@ def backup_dir(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def
     return folder
 
 
-def run_manage(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120, **popen
-) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    """Run manage.py in a subprocess against the test databases."""
-    full_env = {
+def manage_command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+def manage_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for manage.py run against the test databases."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DBTOOLS_TESTS_USE_TEST_DATABASES": "1",
         **(env or {}),
     }
+
+
+def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120, **popen):  # type: ignore[no-untyped-def]
+    """Run manage.py in a subprocess against the test databases."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
+        manage_command(*args),
         cwd=ROOT,
-        env=full_env,
+        env=manage_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -115,7 +122,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer(tmp_path_factory: pytest.TempPathFactory, django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+def pgbouncer(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
     """A real PgBouncer in transaction mode in front of the PostgreSQL test database,
     as Neon's -pooler endpoint is. Yields "host:port"."""
     if "postgresql" not in settings.DATABASES:
@@ -132,7 +139,9 @@ def pgbouncer(tmp_path_factory: pytest.TempPathFactory, django_db_setup, django_
     from django.db import connections
 
     target = connections["postgresql"].settings_dict
-    folder = tmp_path_factory.mktemp("pgbouncer")
+    # Not under pytest's private tmp: pgbouncer runs as postgres and must reach it.
+    folder = Path(tempfile.mkdtemp(prefix="dbtools-pgbouncer-"))
+    folder.chmod(0o755)
     port = free_port()
     database = target["NAME"]
     user = target.get("USER") or "postgres"
@@ -172,3 +181,4 @@ pidfile = {folder / "pgbouncer.pid"}
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -47,5 +47,8 @@ DATABASE_ROUTERS = ["tests.pgonly.routers.PostgresOnlyRouter"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-DBTOOLS = {"BACKUP_DIR": os.path.join(tempfile.gettempdir(), "dbtools-test-backups")}
+DBTOOLS = {
+    "BACKUP_DIR": os.environ.get("DBTOOLS_TESTS_BACKUP_DIR")
+    or os.path.join(tempfile.gettempdir(), "dbtools-test-backups")
+}
 SILENCED_SYSTEM_CHECKS = ["models.W038"]  # deferrable unique: PostgreSQL only

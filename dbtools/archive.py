@@ -1,0 +1,345 @@
+"""The backup file: one JSON document, one row per line, written atomically.
+
+    {"format":"dbtools-backup","version":1,"meta":{...},"tables":[
+    {"table":{...},"rows":[
+    {"id":1,"email":"a@example.com"}
+    ,{"id":2,"email":"b@example.com"}
+    ],"count":2,"sha256":"..."}
+    ,{"table":{...},"rows":[
+    ],"count":0,"sha256":"..."}
+    ],"summary":{"tables":2,"rows":2}}
+
+`json.load` and `jq` read the whole document; `ArchiveReader` reads it line
+by line in constant memory. Each table ends with its row count and the
+SHA-256 of its row lines (each line without its leading comma, plus "\\n"),
+so a truncated or edited file is caught before a restore writes anything.
+No ORM in here: this module only knows bytes and dicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from .exceptions import ArchiveError, BackupError
+
+FORMAT = "dbtools-backup"
+VERSION = 1
+PARTIAL_SUFFIX = ".partial"
+GZIP_MAGIC = b"\x1f\x8b"
+
+_HEADER_PREFIX = b'{"format":'
+_HEADER_SUFFIX = b',"tables":['
+_TABLE_SUFFIX = b',"rows":['
+_TABLE_END_PREFIX = b'],"count":'
+_SUMMARY_PREFIX = b'],"summary":'
+
+
+def partial_path(final: Path) -> Path:
+    """A hidden name in the same folder that no one takes for a finished backup."""
+    return final.with_name(f".{final.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not possible on every platform; rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_private(path: Path) -> IO[bytes]:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+class ArchiveWriter:
+    """Writes a backup under a temporary name; `commit()` makes it appear whole."""
+
+    def __init__(self, final: Path, compress: bool) -> None:
+        self.final = final
+        self.temp = partial_path(final)
+        self.raw = create_private(self.temp)
+        self.out: IO[bytes] | gzip.GzipFile = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, compresslevel=3, mtime=0)
+            if compress
+            else self.raw
+        )
+        self.tables = 0
+        self.rows = 0
+        self._hash: Any = None
+        self._count = 0
+
+    def write_header(self, meta: dict[str, Any]) -> None:
+        head = orjson.dumps({"format": FORMAT, "version": VERSION, "meta": meta})
+        self.out.write(head[:-1] + _HEADER_SUFFIX + b"\n")
+
+    def begin_table(self, table: dict[str, Any]) -> None:
+        lead = b"," if self.tables else b""
+        self.out.write(lead + orjson.dumps({"table": table})[:-1] + _TABLE_SUFFIX + b"\n")
+        self._hash = hashlib.sha256()
+        self._count = 0
+
+    def write_rows(self, rows: list[bytes]) -> None:
+        """Rows already encoded as JSON objects, one per item."""
+        if not rows:
+            return
+        block = b"\n".join(rows) + b"\n"
+        self._hash.update(block)
+        lead = b"" if self._count == 0 else b","
+        self.out.write(lead + block.replace(b"\n{", b"\n,{"))
+        self._count += len(rows)
+
+    def end_table(self) -> tuple[int, str]:
+        digest = self._hash.hexdigest()
+        tail = orjson.dumps({"count": self._count, "sha256": digest})
+        self.out.write(b"]," + tail[1:] + b"\n")
+        self.tables += 1
+        self.rows += self._count
+        return self._count, digest
+
+    def commit(self) -> None:
+        summary = orjson.dumps({"summary": {"tables": self.tables, "rows": self.rows}})
+        self.out.write(b"]," + summary[1:] + b"\n")
+        if self.out is not self.raw:
+            self.out.close()
+        self.raw.flush()
+        os.fsync(self.raw.fileno())
+        self.raw.close()
+        os.replace(self.temp, self.final)
+        fsync_dir(self.final.parent)
+
+    def abort(self) -> None:
+        for stream in (self.out, self.raw):
+            with contextlib.suppress(Exception):  # a broken stream: the file goes anyway
+                stream.close()
+        self.temp.unlink(missing_ok=True)
+
+
+def publish_copy(source: Path, target: Path) -> None:
+    """Make `target` hold the same bytes as `source`, atomically.
+
+    A hard link costs nothing; where the filesystem has none, copy and fsync.
+    """
+    temp = partial_path(target)
+    temp.unlink(missing_ok=True)
+    try:
+        os.link(source, temp)
+    except OSError:
+        try:
+            with open(source, "rb") as src, create_private(temp) as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise BackupError(f"Could not write {target.name}: {exc.strerror or exc}.") from exc
+    os.replace(temp, target)
+    fsync_dir(target.parent)
+
+
+# Reading ------------------------------------------------------------------
+
+
+@dataclass
+class TableSection:
+    """One table of an archive; `rows` must be read through before the next table."""
+
+    meta: dict[str, Any]
+    rows: Iterator[dict[str, Any]]
+
+
+@dataclass
+class ArchiveReader:
+    """Streams a backup file. Works on .json and gzip alike (by content, not name)."""
+
+    path: Path
+    header: dict[str, Any] = field(init=False)
+    summary: dict[str, Any] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self._stream = open_archive(self.path)
+        self._line_no = 1
+        first = self._stream.readline()
+        if not first:
+            self.close()
+            raise ArchiveError(f"{self.path.name} is empty; it is not a backup.")
+        if first.startswith(b'[{"model":'):
+            self.close()
+            raise ArchiveError(
+                f"{self.path.name} looks like a `dumpdata` file; load it with `manage.py loaddata`."
+            )
+        if not first.startswith(_HEADER_PREFIX):
+            self.close()
+            raise ArchiveError(
+                f'{self.path.name} is not a dbtools backup (it does not start with {{"format": ...).'
+            )
+        if not first.endswith(b"\n"):
+            self.close()
+            raise self._truncated()
+        first = first[:-1]
+        if not first.endswith(_HEADER_SUFFIX):
+            self.close()
+            raise ArchiveError(
+                f"{self.path.name} has a damaged first line; it is not a backup dbtools can read."
+            )
+        try:
+            self.header = orjson.loads(first[: -len(_HEADER_SUFFIX)] + b"}")
+        except orjson.JSONDecodeError as exc:
+            self.close()
+            raise ArchiveError(
+                f"{self.path.name}: the metadata is not valid JSON ({exc})."
+            ) from exc
+        if self.header.get("format") != FORMAT:
+            self.close()
+            raise ArchiveError(
+                f"{self.path.name} is not a dbtools backup (format {self.header.get('format')!r})."
+            )
+        version = self.header.get("version")
+        if version != VERSION:
+            self.close()
+            raise ArchiveError(
+                f"{self.path.name} is format version {version!r}; this dbtools reads version {VERSION}. "
+                f"Use the dbtools version that wrote it."
+            )
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = self.header["meta"]
+        return meta
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def _next_line(self) -> bytes | None:
+        try:
+            line = self._stream.readline()
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise ArchiveError(
+                f"{self.path.name} could not be read at line {self._line_no + 1}: {exc}."
+            ) from exc
+        if not line:
+            return None
+        self._line_no += 1
+        if not line.endswith(b"\n"):
+            raise self._truncated()
+        return line[:-1]
+
+    def _truncated(self) -> ArchiveError:
+        return ArchiveError(
+            f"{self.path.name} is truncated after line {self._line_no}: the backup did not finish "
+            f"or the file was cut. Use another backup (see `manage.py listbackups --verify`)."
+        )
+
+    def tables(
+        self, parser_for: Callable[[dict[str, Any]], Callable[[bytes], Any]] | None = None
+    ) -> Iterator[TableSection]:
+        """Yield each table; its rows are checked against the count and checksum at its end.
+
+        `parser_for(table_meta)` picks how row lines are parsed; by default they
+        are not parsed at all (verification only reads bytes).
+        """
+        while True:
+            line = self._next_line()
+            if line is None:
+                raise self._truncated()
+            if line.startswith(_SUMMARY_PREFIX):
+                self.summary = self._load(b"{" + line[2:], "summary")["summary"]
+                if self._next_line() is not None:
+                    raise ArchiveError(
+                        f"{self.path.name} has data after its end (line {self._line_no})."
+                    )
+                return
+            start = line.removeprefix(b",")
+            if not (start.startswith(b'{"table":') and start.endswith(_TABLE_SUFFIX)):
+                raise ArchiveError(
+                    f"{self.path.name} line {self._line_no}: expected the start of a table."
+                )
+            meta = self._load(start[: -len(_TABLE_SUFFIX)] + b"}", "table")["table"]
+            parse = parser_for(meta) if parser_for else None
+            rows = self._rows(meta, parse)
+            yield TableSection(meta=meta, rows=rows)
+            for _ in rows:  # the caller may stop early; still check the table
+                pass
+
+    def _rows(self, meta: dict[str, Any], parse: Callable[[bytes], Any] | None) -> Iterator[Any]:
+        digest = hashlib.sha256()
+        count = 0
+        while True:
+            line = self._next_line()
+            if line is None:
+                raise self._truncated()
+            if line.startswith(_TABLE_END_PREFIX):
+                end = self._load(b"{" + line[2:], "table end")
+                if end.get("count") != count or end.get("sha256") != digest.hexdigest():
+                    raise ArchiveError(
+                        f"{self.path.name}: table {meta.get('label')} does not match its checksum "
+                        f"(file says {end.get('count')} rows, found {count}); the file was edited or damaged. "
+                        f"Use another backup."
+                    )
+                return
+            row = line[1:] if line.startswith(b",") else line
+            digest.update(row + b"\n")
+            count += 1
+            if parse is not None:
+                try:
+                    yield parse(row)
+                except ValueError as exc:
+                    raise ArchiveError(
+                        f"{self.path.name} line {self._line_no}: row {count} of {meta.get('label')} "
+                        f"is not valid JSON ({exc})."
+                    ) from exc
+            else:
+                yield row
+
+    def _load(self, text: bytes, what: str) -> dict[str, Any]:
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ArchiveError(
+                f"{self.path.name} line {self._line_no}: damaged {what} ({exc})."
+            ) from exc
+        if not isinstance(value, dict):
+            raise ArchiveError(f"{self.path.name} line {self._line_no}: damaged {what}.")
+        return value
+
+
+def open_archive(path: Path) -> IO[bytes] | gzip.GzipFile:
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - the reader owns and closes it
+    except FileNotFoundError:
+        raise ArchiveError(f"Backup file {path} does not exist.") from None
+    except OSError as exc:
+        raise ArchiveError(f"Backup file {path} cannot be opened: {exc.strerror or exc}.") from exc
+    with raw:
+        magic = raw.read(2)
+    if magic == GZIP_MAGIC:
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def verify(path: Path) -> dict[str, Any]:
+    """Read a whole archive, checking every table; return its summary."""
+    with ArchiveReader(path) as reader:
+        for _section in reader.tables():
+            pass
+        assert reader.summary is not None
+        return reader.summary

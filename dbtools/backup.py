@@ -1,0 +1,462 @@
+"""backup_database(): every table, one snapshot, streamed to one file."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import django
+import orjson
+from django.conf import settings
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.models import QuerySet
+from django.utils.connection import ConnectionDoesNotExist
+
+from . import __version__
+from .archive import ArchiveWriter, publish_copy
+from .codec import encoder_for, kind_of
+from .conf import get_settings
+from .exceptions import BackupError, ConfigurationError, DatabaseUnavailable
+from .graph import Plan, Table, plan_tables
+
+BATCH_ROWS = 5_000
+LATEST_STEM = "db-backup-latest"
+TIMESTAMPED = re.compile(r"^db-backup-(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)(-\d+)?\.json(\.gz)?$")
+
+Progress = Callable[[str, int, int], None]  # table label, rows done, rows expected
+
+
+@dataclass
+class TableReport:
+    label: str
+    db_table: str
+    rows: int
+    seconds: float
+
+
+@dataclass
+class BackupResult:
+    path: Path
+    latest: Path | None
+    tables: list[TableReport]
+    cycles: list[list[str]]
+    seconds: float
+    size: int
+    pruned: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+
+# Connections ----------------------------------------------------------------
+
+
+def vendor_name(connection: BaseDatabaseWrapper) -> str:
+    return {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}.get(
+        connection.vendor, connection.vendor
+    )
+
+
+def database_name(connection: BaseDatabaseWrapper) -> str:
+    """The database's name, never its host, user or password (a SQLite path is cut to its file name)."""
+    name = str(connection.settings_dict.get("NAME") or "")
+    return Path(name).name if connection.vendor == "sqlite" else name
+
+
+def connect(alias: str) -> BaseDatabaseWrapper:
+    """The connection for `alias`, opened, or a one-line error that says what to check."""
+    try:
+        connection = connections[alias]
+    except ConnectionDoesNotExist:
+        raise ConfigurationError(
+            f"There is no database {alias!r} in DATABASES; pass one of: {', '.join(connections)}."
+        ) from None
+    try:
+        connection.ensure_connection()
+    except DatabaseError as exc:
+        raise DatabaseUnavailable(describe_connection_error(connection, exc)) from exc
+    return connection
+
+
+def describe_connection_error(connection: BaseDatabaseWrapper, exc: Exception) -> str:
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    password = str(connection.settings_dict.get("PASSWORD") or "")
+    if password:
+        detail = detail.replace(password, "***")
+    hint = "Check DATABASE_URL (host, port, user, password, database name) and that the server is running."
+    if connection.vendor == "postgresql":
+        hint += (
+            " On Neon, a suspended endpoint can take a few seconds to wake: try again;"
+            " and the URL needs ?sslmode=require."
+        )
+    return (
+        f"Could not connect to the {vendor_name(connection)} database "
+        f"{database_name(connection)!r} (alias {connection.alias!r}): {detail}. {hint}"
+    )
+
+
+@contextmanager
+def snapshot(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """One read-only transaction in which every table is read at the same moment.
+
+    Everything is transaction-scoped (no session SET, no WITH HOLD cursor), so
+    it behaves the same through a transaction-mode pooler such as PgBouncer or
+    Neon's -pooler endpoint.
+    """
+    outer = connection.in_atomic_block
+    with transaction.atomic(using=connection.alias):
+        if not outer:
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                elif connection.vendor == "mysql":
+                    # Django runs MySQL sessions at READ COMMITTED, where rows
+                    # committed mid-backup would show up in later tables.
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                # SQLite: a read transaction is already a snapshot.
+        yield
+
+
+# Rows ---------------------------------------------------------------------------
+
+
+def needs_paging(connection: BaseDatabaseWrapper) -> bool:
+    """True where the driver would hold a whole result in memory."""
+    return (
+        connection.vendor == "mysql"
+        or bool(connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"))
+        or not connection.features.can_use_chunked_reads
+    )
+
+
+def read_rows(table: Table, connection: BaseDatabaseWrapper) -> Iterator[tuple[Any, ...]]:
+    """The table's rows as tuples of field values, in primary-key order."""
+    pk_names = [f.attname for f in table.pk_fields]
+    queryset: QuerySet[Any, tuple[Any, ...]] = (
+        QuerySet(model=table.model, using=connection.alias)
+        .order_by(*pk_names)
+        .values_list(*[f.attname for f in table.fields])
+    )
+    if not needs_paging(connection):
+        yield from queryset.iterator(chunk_size=BATCH_ROWS)
+        return
+    # Keyset pages inside the same snapshot: constant memory, and each page
+    # is an index range scan rather than an ever-growing OFFSET.
+    pk_positions = [table.fields.index(f) for f in table.pk_fields]
+    after: Any = None
+    while True:
+        page_query = queryset if after is None else queryset.filter(pk__gt=after)
+        page = list(page_query[:BATCH_ROWS])
+        yield from page
+        if len(page) < BATCH_ROWS:
+            return
+        last = page[-1]
+        after = (
+            last[pk_positions[0]]
+            if len(pk_positions) == 1
+            else tuple(last[i] for i in pk_positions)
+        )
+
+
+def row_encoder(table: Table) -> Callable[[tuple[Any, ...]], bytes]:
+    names = [f.name for f in table.fields]
+    converters = [
+        (i, enc) for i, f in enumerate(table.fields) if (enc := encoder_for(kind_of(f))) is not None
+    ]
+    dumps = orjson.dumps
+
+    def encode(row: tuple[Any, ...]) -> bytes:
+        if converters:
+            values = list(row)
+            for i, convert in converters:
+                if values[i] is not None:
+                    values[i] = convert(values[i])
+            return dumps(dict(zip(names, values, strict=True)))
+        return dumps(dict(zip(names, row, strict=True)))
+
+    return encode
+
+
+def describe_table(table: Table) -> dict[str, Any]:
+    """What a restore needs to know about a table without importing its model."""
+    columns = []
+    for f in table.fields:
+        column: dict[str, Any] = {
+            "name": f.name,
+            "attname": f.attname,
+            "column": f.column,
+            "type": f.get_internal_type(),
+            "kind": kind_of(f),
+            "null": f.null,
+        }
+        if f.is_relation and f.remote_field is not None:
+            column["references"] = f.remote_field.model._meta.label
+        columns.append(column)
+    return {
+        "label": table.label,
+        "db_table": table.db_table,
+        "pk": [f.name for f in table.pk_fields],
+        "auto_created": bool(table.model._meta.auto_created),
+        "columns": columns,
+    }
+
+
+def applied_migrations(connection: BaseDatabaseWrapper) -> dict[str, list[str]]:
+    recorder = MigrationRecorder(connection)
+    if not recorder.has_table():
+        return {}
+    applied: dict[str, list[str]] = {}
+    for app_label, name in sorted(recorder.applied_migrations()):
+        applied.setdefault(app_label, []).append(name)
+    return applied
+
+
+def count_rows(table: Table, connection: BaseDatabaseWrapper) -> int:
+    return QuerySet(model=table.model, using=connection.alias).count()
+
+
+def write_table(
+    writer: ArchiveWriter,
+    table: Table,
+    connection: BaseDatabaseWrapper,
+    progress: Progress | None,
+) -> TableReport:
+    started = time.monotonic()
+    expected = count_rows(table, connection) if progress else 0
+    writer.begin_table(describe_table(table))
+    encode = row_encoder(table)
+    batch: list[bytes] = []
+    done = 0
+    for row in read_rows(table, connection):
+        try:
+            batch.append(encode(row))
+        except (TypeError, ValueError) as exc:
+            pk = [row[table.fields.index(f)] for f in table.pk_fields]
+            raise BackupError(
+                f"Table {table.label} ({table.db_table}), row with primary key "
+                f"{pk[0] if len(pk) == 1 else tuple(pk)!r}: a value cannot be written as JSON ({exc}). "
+                f"Fix the value or leave the table out with --exclude {table.label}."
+            ) from exc
+        if len(batch) >= BATCH_ROWS:
+            writer.write_rows(batch)
+            done += len(batch)
+            batch = []
+            if progress:
+                progress(table.label, done, expected)
+    writer.write_rows(batch)
+    done += len(batch)
+    if progress:
+        progress(table.label, done, expected)
+    rows, _ = writer.end_table()
+    return TableReport(table.label, table.db_table, rows, time.monotonic() - started)
+
+
+# Files ----------------------------------------------------------------------------
+
+
+def timestamp(now: datetime.datetime) -> str:
+    now = now.astimezone(datetime.UTC)
+    return now.strftime("%Y-%m-%dT%H-%M-%S-") + f"{now.microsecond // 1000:03d}Z"
+
+
+def resolve_output(
+    output: str | Path | None, compress: bool | None, now: datetime.datetime
+) -> tuple[Path, bool, bool]:
+    """(file to write, compressed?, is it in a backups folder that keeps `latest`?)."""
+    conf = get_settings()
+    target = Path(output) if output else conf.backup_dir
+    is_file = target.suffix == ".json" or target.name.endswith(".json.gz")
+    if is_file:
+        return target, bool(compress) or target.name.endswith(".gz"), False
+    compress = conf.compress if compress is None else compress
+    suffix = ".json.gz" if compress else ".json"
+    path = target / f"db-backup-{timestamp(now)}{suffix}"
+    n = 2
+    while path.exists():  # two backups in one millisecond
+        path = target / f"db-backup-{timestamp(now)}-{n}{suffix}"
+        n += 1
+    return path, compress, True
+
+
+def prepare_folder(folder: Path) -> None:
+    try:
+        if not folder.exists():
+            folder.mkdir(parents=True, mode=0o700)
+    except OSError as exc:
+        raise BackupError(
+            f"Cannot create the backup folder {folder}: {exc.strerror or exc}. "
+            f"Choose another with --output or DBTOOLS['BACKUP_DIR']."
+        ) from exc
+    if not folder.is_dir():
+        raise BackupError(f"{folder} is not a folder; choose another with --output.")
+
+
+def git_exposure(folder: Path) -> str | None:
+    """A warning if backups here could be committed by accident."""
+    try:
+        inside = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--is-inside-work-tree"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if inside.returncode != 0 or inside.stdout.strip() != "true":
+            return None
+        probe = folder / "db-backup-probe.json"
+        ignored = subprocess.run(
+            ["git", "-C", str(folder), "check-ignore", "-q", str(probe)],
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if ignored.returncode == 0:
+        return None
+    return (
+        f"The backup folder {folder} is inside a git work tree and git does not ignore it: "
+        f"backups hold personal data and must never be committed. Add it to .gitignore."
+    )
+
+
+def latest_path(folder: Path, compressed: bool) -> Path:
+    return folder / (LATEST_STEM + (".json.gz" if compressed else ".json"))
+
+
+def timestamped_backups(folder: Path) -> list[Path]:
+    """Finished, timestamped backups in `folder`, newest first."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if TIMESTAMPED.match(p.name)]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def prune(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the `keep` newest timestamped backups; never the one `latest` holds."""
+    backups = timestamped_backups(folder)
+    latest = [p for p in (latest_path(folder, False), latest_path(folder, True)) if p.exists()]
+    removed = []
+    for path in backups[max(keep, 1) :]:
+        if any(path.samefile(p) for p in latest):
+            continue
+        path.unlink()
+        removed.append(path)
+    return removed
+
+
+# The whole backup ------------------------------------------------------------------
+
+
+def backup_database(
+    *,
+    using: str = "default",
+    output: str | Path | None = None,
+    only: Sequence[str] = (),
+    exclude: Sequence[str] | None = None,
+    compress: bool | None = None,
+    keep: int | None = None,
+    include_unmanaged: bool = False,
+    label: str | None = None,
+    progress: Progress | None = None,
+) -> BackupResult:
+    """Write a backup of database `using` and return what was written.
+
+    `label` adds a word to the file name (safemigrate uses "pre-migrate").
+    Nothing is left behind on failure: the file appears only when complete.
+    """
+    started = time.monotonic()
+    conf = get_settings()
+    exclude = conf.exclude if exclude is None else exclude
+    keep = conf.keep if keep is None else keep
+    now = datetime.datetime.now(datetime.UTC)
+    path, compressed, in_folder = resolve_output(output, compress, now)
+    if label and in_folder:
+        path = path.with_name(path.name.replace("db-backup-", f"db-backup-{label}-", 1))
+    connection = connect(using)
+    plan = plan_tables(using, only=only, exclude=exclude, include_unmanaged=include_unmanaged)
+    prepare_folder(path.parent)
+    warnings = [w for w in [git_exposure(path.parent)] if w]
+
+    try:
+        writer = ArchiveWriter(path, compressed)
+    except OSError as exc:
+        raise BackupError(
+            f"Cannot write in {path.parent}: {exc.strerror or exc}. "
+            f"Choose another folder with --output."
+        ) from exc
+    try:
+        with snapshot(connection):
+            meta = describe_backup(connection, plan, now, only, exclude)
+            writer.write_header(meta)
+            reports = [write_table(writer, t, connection, progress) for t in plan.tables]
+        writer.commit()
+    except OSError as exc:
+        writer.abort()
+        raise BackupError(
+            f"Writing {path.name} failed: {exc.strerror or exc}. Nothing was kept; "
+            f"earlier backups are untouched. Free some space or choose another folder with --output."
+        ) from exc
+    except DatabaseError as exc:
+        writer.abort()
+        raise BackupError(
+            f"Reading the database failed: {' '.join(str(exc).split())}. Nothing was kept; "
+            f"earlier backups are untouched."
+        ) from exc
+    except BaseException:
+        writer.abort()
+        raise
+
+    latest = None
+    pruned: list[Path] = []
+    if in_folder:
+        latest = latest_path(path.parent, compressed)
+        publish_copy(path, latest)
+        latest_path(path.parent, not compressed).unlink(missing_ok=True)
+        if keep:
+            pruned = prune(path.parent, keep)
+    return BackupResult(
+        path=path,
+        latest=latest,
+        tables=reports,
+        cycles=[list(c) for c in plan.cycles],
+        seconds=time.monotonic() - started,
+        size=path.stat().st_size,
+        pruned=pruned,
+        warnings=warnings,
+    )
+
+
+def describe_backup(
+    connection: BaseDatabaseWrapper,
+    plan: Plan,
+    now: datetime.datetime,
+    only: Sequence[str],
+    exclude: Sequence[str],
+) -> dict[str, Any]:
+    return {
+        "backup_id": uuid.uuid4().hex,
+        "created_at": now.isoformat(),
+        "dbtools_version": __version__,
+        "django_version": django.get_version(),
+        "vendor": connection.vendor,
+        "database": database_name(connection),
+        "use_tz": settings.USE_TZ,
+        "time_zone": settings.TIME_ZONE,
+        "only": list(only),
+        "exclude": list(exclude),
+        "migrations": applied_migrations(connection),
+        "order": plan.labels(),
+        "cycles": [list(c) for c in plan.cycles],
+    }

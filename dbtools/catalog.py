@@ -1,0 +1,75 @@
+"""The backups in a folder: what each holds, which one `latest` is, are they whole."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .archive import PARTIAL_SUFFIX, ArchiveReader, verify
+from .backup import latest_path, timestamped_backups
+from .exceptions import ArchiveError
+
+
+@dataclass
+class BackupInfo:
+    path: Path
+    size: int
+    meta: dict[str, Any] | None  # None when the header cannot be read
+    tables: int | None
+    rows: int | None
+    is_latest: bool
+    problem: str | None = None  # why it cannot be restored, if it cannot
+
+    @property
+    def newest_migrations(self) -> dict[str, str]:
+        migrations = (self.meta or {}).get("migrations", {})
+        return {app: names[-1] for app, names in sorted(migrations.items()) if names}
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """The summary line of an uncompressed backup, read from its end (cheap)."""
+    with open(path, "rb") as f:
+        if f.read(2) == b"\x1f\x8b":
+            return None
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 4096))
+        tail = f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    if not tail.startswith(b'],"summary":'):
+        return None
+    import orjson
+
+    try:
+        summary: dict[str, Any] = orjson.loads(b"{" + tail[2:])["summary"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    return summary
+
+
+def list_backups(folder: Path, check: bool = False) -> list[BackupInfo]:
+    """Timestamped backups in `folder`, newest first. `check` reads each through."""
+    latest = [p for p in (latest_path(folder, False), latest_path(folder, True)) if p.exists()]
+    infos = []
+    for path in timestamped_backups(folder):
+        info = BackupInfo(
+            path, path.stat().st_size, None, None, None, any(path.samefile(p) for p in latest)
+        )
+        try:
+            with ArchiveReader(path) as reader:
+                info.meta = reader.meta
+            summary = verify(path) if check else read_summary(path)
+            if summary is None and not check:
+                summary = verify(path)  # compressed: only a full read finds the end
+            info.tables, info.rows = summary["tables"], summary["rows"]
+        except ArchiveError as exc:
+            info.problem = str(exc)
+        infos.append(info)
+    return infos
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Partial files left by a backup that was killed; safe to delete."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(PARTIAL_SUFFIX))

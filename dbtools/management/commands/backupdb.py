@@ -1,0 +1,96 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from dbtools.backup import backup_database
+from dbtools.exceptions import DbtoolsError
+
+from ._common import progress_bar, shown, size
+
+
+class Command(BaseCommand):
+    help = (
+        "Back up every table the ORM manages to a timestamped JSON file in the backups "
+        "folder (and db-backup-latest.json), read in one consistent snapshot."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            help="Database alias to back up (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--output",
+            help="A folder, or a file name ending in .json or .json.gz (default: DBTOOLS['BACKUP_DIR']).",
+        )
+        parser.add_argument(
+            "--only",
+            action="append",
+            default=[],
+            metavar="LABEL",
+            help="Back up only this app or app.Model (repeatable).",
+        )
+        parser.add_argument(
+            "--exclude",
+            action="append",
+            default=None,
+            metavar="LABEL",
+            help="Leave out this app or app.Model (repeatable; default: DBTOOLS['EXCLUDE']).",
+        )
+        parser.add_argument(
+            "--compress", action="store_true", default=None, help="Write gzip (.json.gz)."
+        )
+        parser.add_argument(
+            "--keep",
+            type=int,
+            metavar="N",
+            help="Afterwards delete all but the N newest timestamped backups in the folder.",
+        )
+        parser.add_argument(
+            "--include-unmanaged",
+            action="store_true",
+            help="Also back up unmanaged models whose tables exist.",
+        )
+
+    def handle(self, *args, **options):
+        verbosity = options["verbosity"]
+        if options["keep"] is not None and options["keep"] < 1:
+            raise CommandError("--keep must be 1 or more.")
+        bar = progress_bar(self, verbosity)
+        try:
+            result = backup_database(
+                using=options["database"],
+                output=options["output"],
+                only=options["only"],
+                exclude=options["exclude"],
+                compress=options["compress"],
+                keep=options["keep"],
+                include_unmanaged=options["include_unmanaged"],
+                progress=bar,
+            )
+        except DbtoolsError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            if bar:
+                bar.clear()
+
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
+        if verbosity >= 1:
+            width = max((len(t.label) for t in result.tables), default=10)
+            for t in result.tables:
+                self.stdout.write(f"  {t.label:<{width}}  {t.rows:>10,} rows  {t.seconds:6.2f}s")
+            for cycle in result.cycles:
+                self.stdout.write(
+                    f"  Foreign-key cycle: {' -> '.join(cycle)} (restore defers these checks)"
+                )
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Backed up {result.rows:,} rows from {len(result.tables)} tables to "
+                    f"{shown(result.path)} ({size(result.size)}, {result.seconds:.1f}s)"
+                )
+            )
+            if result.latest:
+                self.stdout.write(f"Latest backup: {shown(result.latest)}")
+            for path in result.pruned:
+                self.stdout.write(f"Deleted old backup {shown(path)}")

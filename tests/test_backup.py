@@ -1,0 +1,323 @@
+"""backupdb: scope, order, exactness, snapshot, files, failures."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import signal
+import stat
+import subprocess
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+
+from dbtools.archive import ArchiveReader
+from dbtools.backup import TIMESTAMPED, backup_database
+from dbtools.exceptions import ConfigurationError
+from dbtools.graph import plan_tables
+from shop import models as m
+from shop.seed import seed_shop
+from tests.conftest import ROOT, backends, manage_command, manage_env, run_manage
+from tests.data import fill_edge_cases
+from tests.helpers import comparable_tables, database_contents, read_backup
+
+
+def test_every_value_of_every_type_is_written_exactly(alias, backup_dir):
+    fill_edge_cases(alias)
+    seed_shop(300, using=alias)
+    result = backup_database(using=alias)
+    assert comparable_tables(read_backup(result.path)) == comparable_tables(
+        database_contents(alias)
+    )
+
+
+def test_file_is_one_json_document_with_one_row_per_line(alias, backup_dir):
+    fill_edge_cases(alias)
+    result = backup_database(using=alias)
+    document = json.loads(result.path.read_text())
+    assert document["format"] == "dbtools-backup" and document["version"] == 1
+    assert document["summary"]["rows"] == sum(t["count"] for t in document["tables"])
+    lines = result.path.read_bytes().split(b"\n")
+    assert len(lines) == 1 + len(document["tables"]) * 2 + document["summary"]["rows"] + 2
+    jq = subprocess.run(
+        ["jq", "-e", ".summary.rows", str(result.path)], capture_output=True, text=True
+    )
+    assert jq.returncode == 0 and int(jq.stdout) == document["summary"]["rows"]
+
+
+def test_scope_is_every_table_the_orm_manages(alias, backup_dir):
+    labels = plan_tables(alias).labels()
+    assert {"edgecases.Place", "edgecases.Restaurant", "edgecases.ItalianRestaurant"} <= set(labels)
+    assert {"edgecases.Article_tags", "edgecases.Article_related", "shop.User_groups"} <= set(
+        labels
+    )
+    assert "edgecases.ProxyPlace" not in labels
+    assert "edgecases.UnmanagedReport" not in labels
+    assert "auth.User" not in labels  # swapped for shop.User
+    assert ("pgonly.PostgresTypes" in labels) == (connections[alias].vendor == "postgresql")
+
+
+def test_metadata_describes_the_source_without_secrets(alias, backup_dir):
+    result = backup_database(using=alias)
+    text = result.path.read_text()
+    with ArchiveReader(result.path) as reader:
+        meta = reader.meta
+    settings_dict = connections[alias].settings_dict
+    assert meta["vendor"] == connections[alias].vendor
+    assert "0001_initial" in meta["migrations"]["shop"]
+    assert '"django_migrations"' not in text
+    for secret in (settings_dict.get("PASSWORD"), settings_dict.get("HOST")):
+        if secret:
+            assert secret not in text
+
+
+def test_tables_follow_their_foreign_keys_and_cycles_are_recorded(alias):
+    plan = plan_tables(alias)
+    position = {label: i for i, label in enumerate(plan.labels())}
+    for table in plan.tables:
+        for target in table.depends_on:
+            if (
+                target in position
+                and (table.label, target) not in {("edgecases.Author", "edgecases.Book")}
+                and target != table.label
+            ):
+                assert position[target] < position[table.label], (table.label, target)
+    assert ("edgecases.Author", "edgecases.Book") in plan.cycles
+    assert ("edgecases.Node",) in plan.cycles and ("shop.Category",) in plan.cycles
+    assert (
+        position["edgecases.Place"]
+        < position["edgecases.Restaurant"]
+        < position["edgecases.ItalianRestaurant"]
+    )
+
+
+def test_only_and_exclude_take_app_and_model_labels(alias):
+    only = plan_tables(alias, only=["edgecases.Article", "shop"]).labels()
+    assert "edgecases.Article_tags" in only and "edgecases.Tag" not in only and "shop.Order" in only
+    excluded = plan_tables(alias, exclude=["shop", "edgecases.Node"]).labels()
+    assert not any(label.startswith("shop.") for label in excluded)
+    assert "edgecases.Node" not in excluded and "edgecases.Tag" in excluded
+
+
+def test_unknown_label_is_refused(alias):
+    with pytest.raises(ConfigurationError, match=r"Unknown app or model 'shop\.Nope'"):
+        plan_tables(alias, only=["shop.Nope"])
+
+
+def test_rows_are_in_primary_key_order_across_pages(alias, backup_dir, monkeypatch):
+    monkeypatch.setattr("dbtools.backup.BATCH_ROWS", 7)
+    seed_shop(5_000, using=alias)
+    result = backup_database(
+        using=alias, only=["shop.Address", "shop.VerificationToken", "shop.UserActivity"]
+    )
+    tables = read_backup(result.path)
+    # The database's own ORDER BY pk (MariaDB orders native UUIDs its own way).
+    assert tables == database_contents(alias, list(tables))
+    assert len(tables["shop.UserActivity"]) > 7 and len(tables["shop.VerificationToken"]) > 7
+
+
+def test_backup_is_one_moment_in_time(alias, backup_dir):
+    """A transaction committed by another connection mid-backup is wholly absent."""
+    seed_shop(300, using=alias)
+    if connections[alias].vendor == "sqlite":
+        with connections[alias].cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode=WAL")  # lets the writer commit during the read
+    other = connections.create_connection(alias)
+    users_before = m.User.objects.using(alias).count()
+    orders_before = m.Order.objects.using(alias).count()
+    wrote = []
+
+    def write_from_elsewhere(label: str, done: int, expected: int) -> None:
+        if label == "shop.User" and not wrote:
+            with other.cursor() as cursor:
+                other.set_autocommit(False)
+                cursor.execute(
+                    "INSERT INTO shop_user (id, password, is_superuser, username, first_name, last_name, email, "
+                    "is_staff, is_active, date_joined, image) VALUES (9999, '!', %s, 'late', '', '', "
+                    "'late@example.com', %s, %s, %s, '')",
+                    [False, False, True, "2025-01-01 00:00:00"],
+                )
+                cursor.execute(
+                    "INSERT INTO shop_order (id, number, user_id, email, status, subtotal, shipping, total, "
+                    "currency, notes, placed_at, created_at, updated_at) VALUES (99999, 'LATE', 9999, "
+                    "'late@example.com', 'paid', 1, 0, 1, 'GBP', '', %s, %s, %s)",
+                    ["2025-01-01 00:00:00"] * 3,
+                )
+                other.commit()
+            wrote.append(True)
+
+    try:
+        result = backup_database(using=alias, only=["shop"], progress=write_from_elsewhere)
+    finally:
+        other.close()
+    assert wrote
+    tables = read_backup(result.path)
+    assert len(tables["shop.User"]) == users_before
+    assert len(tables["shop.Order"]) == orders_before  # the order committed after User was read
+    assert m.Order.objects.using(alias).count() == orders_before + 1
+    after = read_backup(backup_database(using=alias, only=["shop"]).path)
+    assert len(after["shop.Order"]) == orders_before + 1
+
+
+@backends("postgresql")
+def test_backup_through_pgbouncer_in_transaction_mode(alias, pgbouncer, tmp_path):
+    seed_shop(20_000, using=alias)  # UserActivity spans several 5,000-row fetches
+    direct = tmp_path / "direct.json"
+    pooled = tmp_path / "pooled.json"
+    for path, env in ((direct, {}), (pooled, {"DBTOOLS_TESTS_POSTGRES_HOST_PORT": pgbouncer})):
+        done = run_manage(
+            "backupdb", "--database", "postgresql", "--output", str(path), "--only", "shop", env=env
+        )
+        assert done.returncode == 0, done.stderr
+    assert read_backup(pooled) == read_backup(direct)
+    assert len(read_backup(pooled)["shop.UserActivity"]) > 5_000
+
+
+def test_files_are_private_and_latest_holds_the_same_backup(alias, tmp_path, settings):
+    folder = tmp_path / "new-folder"
+    settings.DBTOOLS = {"BACKUP_DIR": str(folder)}
+    seed_shop(200, using=alias)
+    result = backup_database(using=alias)
+    assert TIMESTAMPED.match(result.path.name)
+    assert result.latest == folder / "db-backup-latest.json"
+    assert result.latest.read_bytes() == result.path.read_bytes()
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(result.latest.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_compressed_backup_is_gzip_and_replaces_latest(alias, backup_dir):
+    seed_shop(200, using=alias)
+    plain = backup_database(using=alias)
+    packed = backup_database(using=alias, compress=True)
+    assert packed.path.name.endswith(".json.gz")
+    assert json.loads(gzip.decompress(packed.path.read_bytes()))["summary"]["rows"] == plain.rows
+    assert packed.latest == backup_dir / "db-backup-latest.json.gz"
+    assert not (backup_dir / "db-backup-latest.json").exists()
+    assert read_backup(packed.path) == read_backup(plain.path)
+
+
+def test_output_file_name_ending_in_gz_compresses(alias, tmp_path):
+    result = backup_database(using=alias, output=tmp_path / "mine.json.gz")
+    assert result.path.read_bytes()[:2] == b"\x1f\x8b" and result.latest is None
+
+
+def test_keep_prunes_older_backups_but_never_latest(alias, backup_dir):
+    paths = [backup_database(using=alias).path for _ in range(4)]
+    result = backup_database(using=alias, keep=2)
+    remaining = sorted(p.name for p in backup_dir.iterdir() if TIMESTAMPED.match(p.name))
+    assert remaining == sorted([paths[-1].name, result.path.name])
+    assert sorted(result.pruned) == sorted(paths[:3])
+
+
+def test_command_prints_summary_and_is_silent_at_verbosity_zero(alias, backup_dir):
+    out = StringIO()
+    call_command("backupdb", "--database", alias, stdout=out)
+    text = out.getvalue()
+    assert re.search(r"shop\.User\s+0 rows", text)
+    assert re.search(r"Backed up \d+ rows from \d+ tables to .*db-backup-.*\.json", text)
+    assert "Latest backup:" in text
+    quiet = StringIO()
+    call_command("backupdb", "--database", alias, verbosity=0, stdout=quiet, stderr=quiet)
+    assert quiet.getvalue() == ""
+
+
+def test_keep_below_one_is_refused(backup_dir):
+    with pytest.raises(CommandError, match="--keep must be 1 or more."):
+        call_command("backupdb", "--keep", "0")
+
+
+@backends("sqlite")
+def test_killed_backup_leaves_earlier_backups_intact(alias, backup_dir):
+    seed_shop(60_000, using=alias)
+    first = backup_database(using=alias)
+    before = {p.name: p.read_bytes() for p in backup_dir.iterdir()}
+    env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}
+    process = subprocess.Popen(
+        manage_command("backupdb"),
+        env=manage_env(env),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    partial = []
+    while time.monotonic() < deadline and not partial:
+        partial = [
+            p for p in backup_dir.iterdir() if p.name.endswith(".partial") and p.stat().st_size > 0
+        ]
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert partial, "the backup finished before it could be killed"
+    after = {
+        p.name: p.read_bytes() for p in backup_dir.iterdir() if not p.name.endswith(".partial")
+    }
+    assert after == before
+    assert first.latest and first.latest.read_bytes() == first.path.read_bytes()
+    listing = StringIO()
+    call_command("listbackups", stdout=listing)
+    assert "left by a backup that was interrupted; safe to delete." in listing.getvalue()
+
+
+@backends("sqlite")
+def test_full_disk_gives_a_clear_error_and_leaves_nothing(alias, backup_dir):
+    seed_shop(5_000, using=alias)
+    backup_database(using=alias)
+    before = sorted(p.name for p in backup_dir.iterdir())
+    import resource
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    done = run_manage(
+        "backupdb", env={"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}, preexec_fn=small_files
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("CommandError: Writing db-backup-")
+    assert "File too large. Nothing was kept; earlier backups are untouched." in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in backup_dir.iterdir()) == before
+
+
+def test_output_folder_that_cannot_be_created_is_a_clear_error(alias, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(
+        CommandError,
+        match=r"Cannot create the backup folder .*a-file/sub: Not a directory\. Choose",
+    ):
+        call_command("backupdb", "--database", alias, "--output", str(blocker / "sub"))
+
+
+def test_unreachable_database_is_one_line_without_the_password():
+    done = run_manage(
+        "backupdb",
+        env={
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": "postgres://ada:s3cret@127.0.0.1:1/shop",
+        },
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        "CommandError: Could not connect to the PostgreSQL database 'shop' (alias 'default'):"
+    )
+    assert "Check DATABASE_URL" in done.stderr and "s3cret" not in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_backup_folder_inside_git_but_not_ignored_is_flagged(alias, tmp_path, settings):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    settings.DBTOOLS = {"BACKUP_DIR": str(tmp_path / "dumps")}
+    err = StringIO()
+    call_command("backupdb", "--database", alias, stdout=StringIO(), stderr=err)
+    assert "inside a git work tree and git does not ignore it" in err.getvalue()
+    (tmp_path / ".gitignore").write_text("dumps/\n")
+    err = StringIO()
+    call_command("backupdb", "--database", alias, stdout=StringIO(), stderr=err)
+    assert err.getvalue() == ""
