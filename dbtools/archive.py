@@ -158,7 +158,7 @@ class TableSection:
     """One table of an archive; `rows` must be read through before the next table."""
 
     meta: dict[str, Any]
-    rows: Iterator[dict[str, Any]]
+    rows: Iterator[Any]  # raw lines, or whatever the chosen parser returns
 
 
 @dataclass

@@ -58,9 +58,8 @@ def list_backups(folder: Path, check: bool = False) -> list[BackupInfo]:
         try:
             with ArchiveReader(path) as reader:
                 info.meta = reader.meta
-            summary = verify(path) if check else read_summary(path)
-            if summary is None and not check:
-                summary = verify(path)  # compressed: only a full read finds the end
+            # A compressed file's end can only be found by reading it through.
+            summary = (None if check else read_summary(path)) or verify(path)
             info.tables, info.rows = summary["tables"], summary["rows"]
         except ArchiveError as exc:
             info.problem = str(exc)

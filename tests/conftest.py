@@ -55,6 +55,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         alias = callspec.params["alias"]
         if alias in settings.DATABASES:
             marker = item.get_closest_marker("django_db")
+            if marker and marker.kwargs.get("databases"):
+                continue  # the test says which databases it needs (cross-backend tests)
             transactional = marker.kwargs.get("transaction", True) if marker else True
             item.add_marker(pytest.mark.django_db(transaction=transactional, databases=[alias]))
 

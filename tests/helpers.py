@@ -61,3 +61,32 @@ def comparable_tables(tables: dict[str, list[dict[str, Any]]]) -> dict[str, list
         label: [{k: comparable(v) for k, v in row.items()} for row in rows]
         for label, rows in tables.items()
     }
+
+
+def rewrite_backup(
+    source: Path,
+    target: Path,
+    change_row=None,  # (label, row dict) -> row dict | None (None drops the row)
+    change_table=None,  # table meta dict -> table meta dict
+) -> Path:
+    """Write a copy of a backup with rows or table descriptions changed, checksums redone:
+    how a test builds a backup that is valid as a file but awkward as data."""
+    import json
+
+    from dbtools.archive import ArchiveWriter
+
+    writer = ArchiveWriter(target, compress=False)
+    with ArchiveReader(source) as reader:
+        writer.write_header(reader.meta)
+        for section in reader.tables(lambda meta: json.loads):
+            meta = change_table(section.meta) if change_table else section.meta
+            writer.begin_table(meta)
+            rows = []
+            for row in section.rows:
+                row = change_row(meta["label"], row) if change_row else row
+                if row is not None:
+                    rows.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode())
+            writer.write_rows(rows)
+            writer.end_table()
+    writer.commit()
+    return target

@@ -227,7 +227,7 @@ def test_command_prints_summary_and_is_silent_at_verbosity_zero(alias, backup_di
 
 
 def test_keep_below_one_is_refused(backup_dir):
-    with pytest.raises(CommandError, match="--keep must be 1 or more."):
+    with pytest.raises(CommandError, match=r"--keep must be 1 or more\."):
         call_command("backupdb", "--keep", "0")
 
 

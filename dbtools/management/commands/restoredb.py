@@ -1,0 +1,140 @@
+import datetime
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from dbtools.exceptions import DbtoolsError
+from dbtools.restore import describe_target, prepare_restore, restore_database
+
+from ._common import progress_bar, shown
+
+MODES = {
+    "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
+    "replace": "REPLACE: empty the tables in scope, then load exactly the backup's rows",
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore a backup made by backupdb in one transaction: merge (default) inserts missing rows, "
+        "--replace makes the tables hold exactly the backup's rows."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--file",
+            help="Backup to restore: a name in the backups folder or a path (default: db-backup-latest.json).",
+        )
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="Empty the tables in scope first, so they end up exactly as in the backup.",
+        )
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            help="Database alias to restore into (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--only",
+            action="append",
+            default=[],
+            metavar="LABEL",
+            help="Restore only this app or app.Model (repeatable).",
+        )
+        parser.add_argument(
+            "--exclude",
+            action="append",
+            default=[],
+            metavar="LABEL",
+            help="Leave out this app or app.Model (repeatable).",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Do everything inside the transaction, print the receipt, then roll back.",
+        )
+        parser.add_argument(
+            "--no-input",
+            "--noinput",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation.",
+        )
+
+    def handle(self, *args, **options):
+        verbosity = options["verbosity"]
+        mode = "replace" if options["replace"] else "merge"
+        try:
+            plan = prepare_restore(
+                options["file"],
+                using=options["database"],
+                only=options["only"],
+                exclude=options["exclude"],
+            )
+        except DbtoolsError as exc:
+            raise CommandError(str(exc)) from exc
+
+        meta = plan.meta
+        taken = datetime.datetime.fromisoformat(meta["created_at"]).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
+        for warning in plan.warnings:
+            self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
+        if verbosity >= 1 or options["interactive"]:
+            self.stdout.write(
+                f"Backup: {shown(plan.path)} (taken {taken} from {meta['vendor']} database {meta['database']!r}; "
+                f"{plan.tables} tables, {plan.rows:,} rows to restore)\n"
+                f"Into:   {describe_target(options['database'])}\n"
+                f"Mode:   {MODES[mode]}"
+                + (
+                    "\n        (dry run: everything is rolled back at the end)"
+                    if options["dry_run"]
+                    else ""
+                )
+            )
+        if options["interactive"]:
+            answer = input("Type 'yes' to restore, or anything else to cancel: ")
+            if answer.strip().lower() != "yes":
+                self.stdout.write("Restore cancelled; nothing was changed.")
+                return
+
+        bar = progress_bar(self, verbosity)
+        try:
+            result = restore_database(plan, mode=mode, dry_run=options["dry_run"], progress=bar)
+        except DbtoolsError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            if bar:
+                bar.clear()
+
+        if verbosity >= 1:
+            width = max([len(t.label) for t in result.tables] + [5])
+            self.stdout.write(
+                f"  {'table':<{width}}  {'in backup':>10}  {'inserted':>10}  {'skipped':>10}  {'time':>7}"
+            )
+            for t in result.tables:
+                note = f"  ({t.note})" if t.note else ""
+                self.stdout.write(
+                    f"  {t.label:<{width}}  {t.in_backup:>10,}  {t.inserted:>10,}  {t.skipped:>10,}  {t.seconds:6.2f}s{note}"
+                )
+            self.stdout.write(
+                f"  {'total':<{width}}  {result.in_backup:>10,}  {result.inserted:>10,}  {result.skipped:>10,}  {result.seconds:6.2f}s"
+            )
+        if options["dry_run"]:
+            self.stdout.write(
+                self.style.WARNING("Dry run: rolled back; the database is unchanged.")
+            )
+        elif verbosity >= 1:
+            skipped = (
+                f", {result.skipped:,} already present and left as they were"
+                if mode == "merge"
+                else ""
+            )
+            checked = " Row counts match the backup." if mode == "replace" else ""
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Restored {result.inserted:,} rows into {len(result.tables)} tables{skipped} "
+                    f"from {shown(result.path)} in {result.seconds:.1f}s.{checked}"
+                )
+            )

@@ -1,0 +1,746 @@
+"""restore_database(): put a backup back exactly, in one transaction, or change nothing.
+
+Two steps, so that nothing is written until everything has been checked:
+
+1. `prepare_restore()` reads the whole file, checking every table's count and
+   checksum, and maps the backup's tables and columns onto today's models
+   (following RenameModel/RenameField migrations applied since the backup).
+   A column that is required now and missing from the backup stops it here.
+2. `restore_database()` loads the rows in one transaction, in the file's
+   foreign-key order, with FK checks deferred (PostgreSQL, SQLite) or off
+   (MariaDB/MySQL), then checks every constraint, resets sequences and commits.
+
+Rows go in through Django's own insert compiler with raw=True (the path
+`save()` and `bulk_create()` use, minus pre_save), so auto_now values and
+multi-table-inheritance children come back as they were. The only conflict
+ever skipped is a primary key that is already there: each batch first asks
+which of its keys exist, then inserts the rest with a plain INSERT, so any
+other problem (another unique value, NOT NULL, a too-long string) fails the
+restore instead of being silently dropped as INSERT IGNORE / OR IGNORE /
+ON CONFLICT DO NOTHING would.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from django.apps import apps
+from django.core.exceptions import ValidationError
+from django.core.management.color import no_style
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations import RenameField, RenameModel
+from django.db.models import Model, Q, QuerySet
+
+from .archive import ArchiveReader
+from .backup import connect, database_name, latest_path, vendor_name
+from .codec import AnyField, kind_of, row_decoder, row_parser
+from .conf import get_settings
+from .exceptions import ArchiveError, RestoreError
+from .graph import Table, plan_tables
+
+Mode = Literal["merge", "replace"]
+Progress = Callable[[str, int, int], None]
+
+BATCH_ROWS = 1_000
+BATCH_BYTES = 4 * 1024 * 1024  # well under MariaDB's default 16 MB max_allowed_packet
+SQLITE_DECIMAL_DIGITS = 15
+
+# Tables whose ids differ between databases that were migrated separately:
+# their rows are matched by natural key and references to them re-pointed.
+NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "contenttypes.contenttype": ("app_label", "model"),
+    "auth.permission": ("content_type", "codename"),
+}
+
+
+class _Rollback(Exception):
+    """Raised inside the transaction to undo a --dry-run."""
+
+
+# Step 1: check the file and map it onto today's models --------------------------
+
+
+@dataclass
+class TableMapping:
+    """How one table of the backup goes into one table of today's schema."""
+
+    backup_label: str
+    table: Table | None  # None: no such model any more, rows not restored
+    rows: int
+    columns: list[dict[str, Any]]  # the backup's column descriptions
+    sources: list[tuple[AnyField, str | None]] = field(
+        default_factory=list
+    )  # field <- backup column
+    ignored_columns: list[str] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.table.label if self.table else self.backup_label
+
+
+@dataclass
+class RestorePlan:
+    path: Path
+    using: str
+    meta: dict[str, Any]
+    mappings: list[TableMapping]  # in file order
+    scope: list[Table]  # today's tables in scope (replace mode empties all of these)
+    warnings: list[str]
+
+    @property
+    def rows(self) -> int:
+        return sum(m.rows for m in self.mappings if m.table)
+
+    @property
+    def tables(self) -> int:
+        return sum(1 for m in self.mappings if m.table)
+
+
+def resolve_backup(name: str | Path | None) -> Path:
+    """--file NAME: a path, or a name in the backups folder; default: latest."""
+    folder = get_settings().backup_dir
+    if name is None:
+        candidates = [
+            p for p in (latest_path(folder, False), latest_path(folder, True)) if p.exists()
+        ]
+        if not candidates:
+            raise ArchiveError(
+                f"There is no backup to restore in {folder} (no db-backup-latest.json). "
+                f"Make one with `manage.py backupdb`, or name a file with --file."
+            )
+        return max(candidates, key=lambda p: p.stat().st_mtime)
+    path = Path(name)
+    if path.exists():
+        return path
+    if (folder / path).exists():
+        return folder / path
+    raise ArchiveError(
+        f"Backup file {name} was not found (looked in the current folder and in {folder}). "
+        f"`manage.py listbackups` shows the backups there."
+    )
+
+
+def migration_renames(
+    using: str, backup_migrations: dict[str, list[str]]
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Model and field renames made by migrations applied since the backup.
+
+    Returns ({old model label: new}, {model label: {old field: new}}), labels
+    lower-case, so rows can follow a RenameField/RenameModel automatically.
+    """
+    loader = MigrationLoader(connections[using], ignore_no_migrations=True)
+    backup_applied = {(app, name) for app, names in backup_migrations.items() for name in names}
+    applied_now = set(loader.applied_migrations)
+    since = applied_now - backup_applied
+    if not since:
+        return {}, {}
+    ordered = _plan_order(loader, since)
+    model_renames: dict[str, str] = {}
+    field_renames: dict[str, dict[str, str]] = {}
+    for app_label, name in ordered:
+        migration = loader.graph.nodes[(app_label, name)]
+        for operation in migration.operations:
+            if isinstance(operation, RenameModel):
+                old, new = (
+                    f"{app_label}.{operation.old_name_lower}",
+                    f"{app_label}.{operation.new_name_lower}",
+                )
+                for original, current in list(model_renames.items()):
+                    if current == old:
+                        model_renames[original] = new
+                model_renames.setdefault(old, new)
+                if old in field_renames:
+                    field_renames[new] = field_renames.pop(old)
+            elif isinstance(operation, RenameField):
+                label = f"{app_label}.{operation.model_name_lower}"
+                fields = field_renames.setdefault(label, {})
+                for original, current in list(fields.items()):
+                    if current == operation.old_name:
+                        fields[original] = operation.new_name
+                if operation.old_name not in fields.values():
+                    fields.setdefault(operation.old_name, operation.new_name)
+    return model_renames, field_renames
+
+
+def _plan_order(loader: MigrationLoader, keys: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    order: list[tuple[str, str]] = []
+    for leaf in loader.graph.leaf_nodes():
+        for key in loader.graph.forwards_plan(leaf):
+            if key in keys and key not in order:
+                order.append(key)
+    return order
+
+
+def prepare_restore(
+    path: str | Path | None = None,
+    *,
+    using: str = "default",
+    only: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> RestorePlan:
+    """Verify the whole file and map it onto today's models; writes nothing."""
+    backup_path = resolve_backup(path)
+    connect(using)
+    counts: dict[str, int] = {}
+    columns: dict[str, list[dict[str, Any]]] = {}
+    order: list[str] = []
+    with ArchiveReader(backup_path) as reader:
+        meta = reader.meta
+        for section in reader.tables():
+            label = section.meta["label"]
+            order.append(label)
+            columns[label] = section.meta["columns"]
+            counts[label] = sum(1 for _ in section.rows)  # reading checks the checksum
+
+    scope = list(plan_tables(using, only=only, exclude=exclude).tables)
+    everything = {t.label.lower(): t for t in plan_tables(using).tables}
+    in_scope = {t.label.lower() for t in scope}
+    model_renames, field_renames = migration_renames(using, meta.get("migrations", {}))
+    warnings: list[str] = []
+    mappings: list[TableMapping] = []
+    for label in order:
+        current_label = current_table_label(label, model_renames)
+        table = everything.get(current_label)
+        mapping = TableMapping(label, None, counts[label], columns[label])
+        if table is None:
+            if counts[label]:
+                warnings.append(
+                    f"{label}: {counts[label]:,} rows in the backup, but the project has no such model now; "
+                    f"they are not restored."
+                )
+        elif current_label in in_scope:
+            mapping.table = table
+            map_columns(mapping, field_renames.get(current_label, {}))
+        mappings.append(mapping)
+    return RestorePlan(backup_path, using, meta, mappings, scope, warnings)
+
+
+def current_table_label(label: str, model_renames: dict[str, str]) -> str:
+    """Today's label for a backed-up table, following model renames (and their M2M tables)."""
+    label = label.lower()
+    if label in model_renames:
+        return model_renames[label]
+    owner, _, field_name = label.partition("_")
+    if field_name and owner in model_renames:
+        return f"{model_renames[owner]}_{field_name}"
+    return label
+
+
+def map_columns(mapping: TableMapping, renames: dict[str, str]) -> None:
+    assert mapping.table is not None
+    by_name = {renames.get(c["name"], c["name"]): c for c in mapping.columns}
+    used: set[str] = set()
+    for model_field in mapping.table.fields:
+        column = by_name.get(model_field.name)
+        if column is None and model_field.is_relation:
+            # An auto-created M2M table whose model was renamed: match by target.
+            target = model_field.related_model._meta.label  # type: ignore[union-attr]
+            matches = [
+                c
+                for c in mapping.columns
+                if c.get("references") == target and c["name"] not in used
+            ]
+            column = matches[0] if len(matches) == 1 else None
+        if column is not None:
+            used.add(column["name"])
+            mapping.sources.append((model_field, column["name"]))
+            continue
+        if model_field.has_db_default() or model_field.has_default() or model_field.null:
+            mapping.sources.append((model_field, None))
+            continue
+        raise RestoreError(
+            f"{mapping.table.label}.{model_field.name} is required now and has no default, but the backup "
+            f"has no values for it (it was added after the backup was taken). Give the field a default "
+            f"(or null=True) in a migration, restore, then fill it with a data migration; nothing was changed."
+        )
+    mapping.ignored_columns = [c["name"] for c in mapping.columns if c["name"] not in used]
+    if mapping.ignored_columns:
+        mapping.note = "not in the model any more: " + ", ".join(mapping.ignored_columns)
+
+
+# Step 2: load -----------------------------------------------------------------------
+
+
+@dataclass
+class TableReceipt:
+    label: str
+    in_backup: int
+    inserted: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class RestoreResult:
+    path: Path
+    mode: Mode
+    dry_run: bool
+    tables: list[TableReceipt]
+    seconds: float
+    warnings: list[str]
+
+    @property
+    def inserted(self) -> int:
+        return sum(t.inserted for t in self.tables)
+
+    @property
+    def skipped(self) -> int:
+        return sum(t.skipped for t in self.tables)
+
+    @property
+    def in_backup(self) -> int:
+        return sum(t.in_backup for t in self.tables)
+
+
+def describe_target(using: str) -> str:
+    connection = connections[using]
+    host = connection.settings_dict.get("HOST") or (
+        "local file" if connection.vendor == "sqlite" else "localhost"
+    )
+    return f"{vendor_name(connection)} database {database_name(connection)!r} on {host} (alias {using!r})"
+
+
+@contextmanager
+def loading_session(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Session settings a faithful load needs, put back afterwards (MariaDB/MySQL only).
+
+    Strict mode makes too-long strings and bad values errors instead of
+    silent truncation; NO_AUTO_VALUE_ON_ZERO keeps an explicit id 0.
+    """
+    if connection.vendor != "mysql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.sql_mode")
+        (previous,) = cursor.fetchone()
+        modes = [m for m in previous.split(",") if m]
+        modes += [m for m in ("STRICT_TRANS_TABLES", "NO_AUTO_VALUE_ON_ZERO") if m not in modes]
+        cursor.execute("SET SESSION sql_mode = %s", [",".join(modes)])
+    # Django caches the server's sql_mode (read on another connection) and
+    # refuses id 0 unless it sees NO_AUTO_VALUE_ON_ZERO there.
+    cached = connection.__dict__.get("sql_mode")
+    connection.__dict__["sql_mode"] = set(modes)
+    connection.features.__dict__.pop("allows_auto_pk_0", None)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION sql_mode = %s", [previous])
+        if cached is None:
+            connection.__dict__.pop("sql_mode", None)
+        else:
+            connection.__dict__["sql_mode"] = cached
+        connection.features.__dict__.pop("allows_auto_pk_0", None)
+
+
+class Loader:
+    """Loads one RestorePlan inside an open transaction."""
+
+    def __init__(self, plan: RestorePlan, mode: Mode, progress: Progress | None) -> None:
+        self.plan = plan
+        self.mode = mode
+        self.progress = progress
+        self.connection = connections[plan.using]
+        self.using = plan.using
+        # backup id -> id in this database, for tables matched by natural key
+        self.remapped: dict[str, dict[Any, Any]] = {}
+        replaced = {t.label.lower() for t in plan.scope} if mode == "replace" else set()
+        self.match_by_natural_key = {label for label in NATURAL_KEYS if label not in replaced}
+
+    def empty_scope(self) -> None:
+        """--replace: delete every row of every table in scope (DELETE, not TRUNCATE,
+        which would commit on MariaDB and could not be rolled back)."""
+        with self.connection.cursor() as cursor:
+            for table in reversed(self.plan.scope):
+                cursor.execute(f"DELETE FROM {self.connection.ops.quote_name(table.db_table)}")
+
+    def run(self) -> list[TableReceipt]:
+        receipts = []
+        if self.mode == "replace":
+            self.empty_scope()
+        with ArchiveReader(self.plan.path) as reader:
+            mappings = iter(self.plan.mappings)
+            for section in reader.tables(self.parser_for):
+                mapping = next(mappings)
+                if mapping.table is None:
+                    label = mapping.backup_label.lower()
+                    if label in self.match_by_natural_key:
+                        self.learn_natural_keys(label, section.meta, section.rows)
+                    continue
+                receipts.append(self.load_table(mapping, section.rows))
+        return receipts
+
+    @staticmethod
+    def parser_for(table_meta: dict[str, Any]) -> Callable[[bytes], tuple[int, Any]]:
+        parse = row_parser([c["kind"] for c in table_meta["columns"]])
+        return lambda line: (len(line), parse(line))
+
+    def learn_natural_keys(
+        self, label: str, table_meta: dict[str, Any], rows: Iterator[tuple[int, Any]]
+    ) -> None:
+        """A natural-key table that is not restored still tells how its ids map."""
+        table = next((t for t in plan_tables(self.using).tables if t.label.lower() == label), None)
+        if table is None:
+            return
+        mapping = TableMapping(table_meta["label"], table, 0, table_meta["columns"])
+        map_columns(mapping, {})
+        decode = row_decoder(table_meta["columns"])
+        values = [self.values_for(mapping, decode(row)) for _, row in rows]
+        if values:
+            self.match_natural_keys(mapping, values, insert_missing=False)
+
+    def values_for(self, mapping: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
+        """One backup row as {attname: value} for today's fields."""
+        values: dict[str, Any] = {}
+        for model_field, source in mapping.sources:
+            if source is None:
+                if model_field.has_db_default():
+                    continue
+                values[model_field.attname] = (
+                    model_field.get_default() if model_field.has_default() else None
+                )
+                continue
+            value = row.get(source)
+            if value is not None and model_field.is_relation:
+                target = model_field.related_model._meta.label_lower  # type: ignore[union-attr]
+                value = self.remapped.get(target, {}).get(value, value)
+            values[model_field.attname] = value
+        return values
+
+    def load_table(self, mapping: TableMapping, rows: Iterator[tuple[int, Any]]) -> TableReceipt:
+        assert mapping.table is not None
+        table = mapping.table
+        started = time.monotonic()
+        receipt = TableReceipt(table.label, mapping.rows, note=mapping.note)
+        decode = row_decoder(mapping.columns)
+        converters = self.converters(mapping)
+        natural = table.label.lower() in self.match_by_natural_key
+        batch: list[dict[str, Any]] = []
+        size = 0
+        limit = self.batch_limit(mapping)
+        for line_size, row in rows:
+            values = self.values_for(mapping, decode(row))
+            for attname, convert in converters:
+                if values.get(attname) is not None:
+                    values[attname] = convert(values[attname], values)
+            batch.append(values)
+            size += line_size
+            if len(batch) >= limit or size >= BATCH_BYTES:
+                self.flush(mapping, batch, receipt, natural)
+                batch, size = [], 0
+        self.flush(mapping, batch, receipt, natural)
+        receipt.seconds = time.monotonic() - started
+        if natural and table.label.lower() in self.remapped:
+            moved = sum(1 for old, new in self.remapped[table.label.lower()].items() if old != new)
+            if moved:
+                receipt.note = (
+                    f"{moved} matched by natural key under a different id; references re-pointed"
+                )
+        return receipt
+
+    def batch_limit(self, mapping: TableMapping) -> int:
+        assert mapping.table is not None
+        fields = [f for f, _ in mapping.sources]
+        return max(
+            1, min(BATCH_ROWS, self.connection.ops.bulk_batch_size(fields, [None] * BATCH_ROWS))
+        )
+
+    def converters(
+        self, mapping: TableMapping
+    ) -> list[tuple[str, Callable[[Any, dict[str, Any]], Any]]]:
+        """Per-column checks and conversions: a type changed since the backup,
+        or a value this database cannot hold exactly."""
+        assert mapping.table is not None
+        label = mapping.table.label
+        backup_kinds = {c["name"]: c["kind"] for c in mapping.columns}
+        result = []
+        for model_field, source in mapping.sources:
+            if source is None:
+                continue
+            kind = kind_of(model_field)
+            if backup_kinds[source] != kind:
+                result.append(
+                    (
+                        model_field.attname,
+                        self.type_change(label, model_field, backup_kinds[source]),
+                    )
+                )
+            elif kind == "decimal" and self.connection.vendor == "sqlite":
+                result.append((model_field.attname, self.sqlite_decimal(label, model_field)))
+        return result
+
+    def type_change(
+        self, label: str, model_field: AnyField, was: str
+    ) -> Callable[[Any, dict[str, Any]], Any]:
+        pk_names = [f.attname for f in model_field.model._meta.pk_fields]
+
+        def convert(value: Any, row: dict[str, Any]) -> Any:
+            try:
+                return model_field.to_python(value)
+            except (ValidationError, TypeError, ValueError) as exc:
+                pk = row_pk(row, pk_names)
+                message = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
+                raise RestoreError(
+                    f"{label}, row with primary key {pk!r}: column {model_field.name} was {was} in the backup "
+                    f"and is {kind_of(model_field)} now, and {value!r} does not convert ({message}). "
+                    f"Restore into the schema the backup came from, or convert the column in a migration "
+                    f"after restoring; nothing was changed."
+                ) from exc
+
+        return convert
+
+    def sqlite_decimal(
+        self, label: str, model_field: AnyField
+    ) -> Callable[[Any, dict[str, Any]], Any]:
+        pk_names = [f.attname for f in model_field.model._meta.pk_fields]
+
+        def check(value: Decimal, row: dict[str, Any]) -> Decimal:
+            if (
+                value.is_finite()
+                and len(value.normalize().as_tuple().digits) > SQLITE_DECIMAL_DIGITS
+            ):
+                raise RestoreError(
+                    f"{label}, row with primary key {row_pk(row, pk_names)!r}: {model_field.name} = {value} has "
+                    f"more than {SQLITE_DECIMAL_DIGITS} significant digits, which SQLite cannot store exactly "
+                    f"(it keeps decimals as floating point). Restore into PostgreSQL or MariaDB; nothing was changed."
+                )
+            return value
+
+        return check
+
+    def flush(
+        self,
+        mapping: TableMapping,
+        batch: list[dict[str, Any]],
+        receipt: TableReceipt,
+        natural: bool,
+    ) -> None:
+        if not batch:
+            return
+        assert mapping.table is not None
+        if natural:
+            to_insert, skipped = self.match_natural_keys(mapping, batch, insert_missing=True)
+        elif self.mode == "merge":
+            to_insert, skipped = self.without_existing(mapping.table, batch)
+        else:
+            to_insert, skipped = batch, 0
+        if to_insert:
+            self.insert(mapping, to_insert)
+        receipt.skipped += skipped
+        receipt.inserted += len(batch) - skipped
+        if self.progress:
+            self.progress(
+                mapping.table.label, receipt.inserted + receipt.skipped, receipt.in_backup
+            )
+
+    def without_existing(
+        self, table: Table, batch: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Drop the rows whose primary key is already in the table (merge mode); count them."""
+        pk_names = [f.attname for f in table.pk_fields]
+        keys = [row_pk(row, pk_names) for row in batch]
+        existing = set(
+            QuerySet(model=table.model, using=self.using)
+            .filter(pk__in=keys)
+            .values_list(*pk_names, flat=len(pk_names) == 1)
+        )
+        if not existing:
+            return batch, 0
+        kept = [row for row, key in zip(batch, keys, strict=True) if key not in existing]
+        return kept, len(batch) - len(kept)
+
+    def match_natural_keys(
+        self, mapping: TableMapping, batch: list[dict[str, Any]], insert_missing: bool
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Map backup ids to this database's ids by natural key.
+
+        Returns the rows still to insert and how many were already present.
+        """
+        assert mapping.table is not None
+        model = mapping.table.model
+        label = mapping.table.label.lower()
+        key_fields = [model._meta.get_field(name).attname for name in NATURAL_KEYS[label]]  # type: ignore[union-attr]
+        pk_name = model._meta.pk.attname
+        wanted = Q()
+        for row in batch:
+            wanted |= Q(**{name: row[name] for name in key_fields})
+        found = {
+            tuple(values[1:]): values[0]
+            for values in QuerySet(model=model, using=self.using)
+            .filter(wanted)
+            .values_list(pk_name, *key_fields)
+        }
+        taken_ids = set(
+            QuerySet(model=model, using=self.using)
+            .filter(pk__in=[row[pk_name] for row in batch])
+            .values_list(pk_name, flat=True)
+        )
+        ids = self.remapped.setdefault(label, {})
+        missing = []
+        present = 0
+        for row in batch:
+            key = tuple(row[name] for name in key_fields)
+            if key in found:
+                ids[row[pk_name]] = found[key]
+                present += 1
+            elif insert_missing:
+                if row[pk_name] in taken_ids:
+                    # The id belongs to another row here: let the database pick one.
+                    new = dict(row)
+                    del new[pk_name]
+                    obj = model(**new)
+                    obj.save_base(using=self.using, raw=True, force_insert=True)
+                    ids[row[pk_name]] = obj.pk
+                else:
+                    ids[row[pk_name]] = row[pk_name]
+                    missing.append(row)
+        return missing, present
+
+    def insert(self, mapping: TableMapping, batch: list[dict[str, Any]]) -> None:
+        assert mapping.table is not None
+        model = mapping.table.model
+        fields = [
+            f for f, source in mapping.sources if source is not None or not f.has_db_default()
+        ]
+        objs = [types.SimpleNamespace(**row) for row in batch]
+        try:
+            with transaction.atomic(using=self.using):
+                QuerySet(model=model, using=self.using)._insert(objs, fields=fields, raw=True)  # type: ignore[attr-defined]
+        except (DatabaseError, ValueError, TypeError) as exc:
+            raise self.diagnose(mapping, fields, batch, exc) from exc
+
+    def diagnose(
+        self,
+        mapping: TableMapping,
+        fields: list[AnyField],
+        batch: list[dict[str, Any]],
+        batch_error: Exception,
+    ) -> RestoreError:
+        """Insert the failed batch row by row (each in a savepoint) to name the row that fails."""
+        assert mapping.table is not None
+        model = mapping.table.model
+        pk_names = [f.attname for f in mapping.table.pk_fields]
+        for row in batch:
+            try:
+                with transaction.atomic(using=self.using):
+                    QuerySet(model=model, using=self.using)._insert(  # type: ignore[attr-defined]
+                        [types.SimpleNamespace(**row)], fields=fields, raw=True
+                    )
+            except (DatabaseError, ValueError, TypeError) as exc:
+                return row_error(mapping.table, row_pk(row, pk_names), exc)
+        return row_error(mapping.table, None, batch_error)
+
+
+def row_pk(row: dict[str, Any], pk_names: list[str]) -> Any:
+    return row[pk_names[0]] if len(pk_names) == 1 else tuple(row[name] for name in pk_names)
+
+
+def row_error(table: Table, pk: Any, exc: Exception) -> RestoreError:
+    cause = " ".join(str(exc).split()) or type(exc).__name__
+    lowered = cause.lower()
+    if "nul (0x00)" in lowered:
+        hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
+    elif "not null" in lowered or "not-null" in lowered or "cannot be null" in lowered:
+        hint = "The column is required now; give it a default in a migration, or restore into the schema the backup came from."
+    elif "duplicate" in lowered or "unique" in lowered:
+        hint = (
+            "Another row already holds that unique value under a different primary key. "
+            "Use --replace to put the table back exactly as it was in the backup, or remove the conflicting row."
+        )
+    else:
+        hint = "Check that the database is migrated to the state the backup was taken at (`manage.py showmigrations`)."
+    where = f"the row with primary key {pk!r}" if pk is not None else "a batch of rows"
+    return RestoreError(
+        f"Restoring {table.label} (table {table.db_table}) failed at {where}: {cause}. {hint} "
+        f"Nothing was changed: the restore was rolled back."
+    )
+
+
+def restore_database(
+    plan: RestorePlan,
+    *,
+    mode: Mode = "merge",
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> RestoreResult:
+    """Load `plan` in one transaction; on any error nothing is changed."""
+    started = time.monotonic()
+    connection = connections[plan.using]
+    loader = Loader(plan, mode, progress)
+    receipts: list[TableReceipt] = []
+    try:
+        with loading_session(connection), transaction.atomic(using=plan.using):
+            with connection.constraint_checks_disabled():
+                receipts = loader.run()
+            check_references(connection, plan)
+            reset_sequences(connection, [m.table.model for m in plan.mappings if m.table])
+            if mode == "replace":
+                verify_counts(plan, receipts)
+            if dry_run:
+                raise _Rollback
+    except _Rollback:
+        pass
+    except DatabaseError as exc:
+        raise RestoreError(
+            f"The restore failed and was rolled back; nothing was changed: {' '.join(str(exc).split())}"
+        ) from exc
+    finally:
+        if apps.is_installed("django.contrib.contenttypes"):
+            from django.contrib.contenttypes.models import ContentType
+
+            ContentType.objects.clear_cache()  # ids may have changed under it
+    return RestoreResult(
+        plan.path, mode, dry_run, receipts, time.monotonic() - started, plan.warnings
+    )
+
+
+def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None:
+    """Every foreign key of the restored tables, and of tables pointing into them, must resolve."""
+    restored = {m.table.label for m in plan.mappings if m.table} | {t.label for t in plan.scope}
+    tables = [
+        t.db_table
+        for t in plan_tables(plan.using).tables
+        if t.label in restored or t.depends_on & restored
+    ]
+    try:
+        connection.check_constraints(table_names=tables)
+    except DatabaseError as exc:
+        raise RestoreError(
+            f"After loading, a foreign key points at a row that does not exist: {' '.join(str(exc).split())}. "
+            f"The backup may be partial (--only/--exclude when it was taken) or rows it refers to were removed; "
+            f"restore the referenced tables too, or use --replace. Nothing was changed: the restore was rolled back."
+        ) from exc
+
+
+def reset_sequences(connection: BaseDatabaseWrapper, models: list[type[Model]]) -> None:
+    """Move PostgreSQL sequences past the restored ids (SQLite and MariaDB catch up themselves)."""
+    statements = connection.ops.sequence_reset_sql(no_style(), models)
+    if statements:
+        with connection.cursor() as cursor:
+            for sql in statements:
+                cursor.execute(sql)
+
+
+def verify_counts(plan: RestorePlan, receipts: list[TableReceipt]) -> None:
+    by_label = {r.label: r for r in receipts}
+    for mapping in plan.mappings:
+        if mapping.table is None:
+            continue
+        count = QuerySet(model=mapping.table.model, using=plan.using).count()
+        if count != mapping.rows:
+            raise RestoreError(
+                f"{mapping.table.label} holds {count:,} rows after the restore, but the backup has "
+                f"{mapping.rows:,} ({by_label[mapping.table.label].inserted:,} inserted). "
+                f"Nothing was changed: the restore was rolled back."
+            )

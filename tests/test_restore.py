@@ -1,0 +1,435 @@
+"""restoredb: exact, atomic, in dependency order, on every backend."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import CommandError, call_command
+from django.core.management.sql import emit_post_migrate_signal
+from django.db import connections
+
+from dbtools.backup import backup_database
+from dbtools.exceptions import ArchiveError, RestoreError
+from dbtools.restore import prepare_restore, restore_database
+from shop import models as m
+from shop.seed import seed_shop
+from tests.conftest import backends, run_manage
+from tests.data import fill_edge_cases
+from tests.edgecases import models as e
+from tests.helpers import comparable_tables, database_contents, read_backup, rewrite_backup
+
+
+def by_pk(tables):
+    return {
+        label: sorted(rows, key=lambda row: str(next(iter(row.values()))))
+        for label, rows in tables.items()
+    }
+
+
+def restore(path: Path | None, alias: str, mode: str = "merge", **kwargs):
+    return restore_database(prepare_restore(path, using=alias, **kwargs), mode=mode)
+
+
+def fill_permissions(alias: str) -> None:
+    group = Group.objects.using(alias).create(name="editors")
+    product_type = ContentType.objects.db_manager(alias).get_for_model(m.Product)
+    perms = Permission.objects.using(alias).filter(content_type=product_type)
+    group.permissions.set(perms)
+    user = m.User.objects.using(alias).first()
+    user.user_permissions.set(Permission.objects.using(alias).filter(codename="view_order"))
+    user.groups.add(group)
+
+
+def renumber_content_types(alias: str) -> None:
+    """What a fresh database migrated in another order looks like: other ids."""
+    connection = connections[alias]
+    with connection.constraint_checks_disabled():
+        Permission.objects.using(alias).all().delete()
+        ContentType.objects.using(alias).all().delete()
+    ContentType.objects.clear_cache()
+    emit_post_migrate_signal(verbosity=0, interactive=False, db=alias)
+
+
+def wipe(alias: str) -> None:
+    call_command("flush", database=alias, interactive=False, verbosity=0)
+
+
+def test_replace_round_trip_is_exact_for_every_table(alias, backup_dir):
+    fill_edge_cases(alias)
+    seed_shop(1_000, using=alias)
+    fill_permissions(alias)
+    backup = backup_database(using=alias)
+    expected = comparable_tables(read_backup(backup.path))
+    # Damage everything a data script could: updates, deletes, inserts.
+    m.Product.objects.using(alias).update(price=0)
+    m.OrderItem.objects.using(alias).filter(pk__lte=100).delete()
+    m.Category.objects.using(alias).create(name="Extra", slug="extra")
+    e.Node.objects.using(alias).update(parent=None)
+
+    result = restore(None, alias, mode="replace")
+
+    assert comparable_tables(database_contents(alias)) == expected
+    assert result.inserted == sum(len(rows) for rows in expected.values())
+    assert e.Rectangle.objects.using(alias).get().area == 12  # generated, recomputed
+    # Sequences are past the restored ids, many-to-many tables included.
+    m.Category.objects.using(alias).create(name="After", slug="after")
+    e.Tag.objects.using(alias).create(name="after").articles.add(
+        e.Article.objects.using(alias).first()
+    )
+    e.ItalianRestaurant.objects.using(alias).create(name="After")
+    e.SmallAutoThing.objects.using(alias).create(name="after")
+
+
+def test_merge_into_a_flushed_database_with_other_content_type_ids(alias, backup_dir):
+    fill_edge_cases(alias)
+    seed_shop(500, using=alias)
+    fill_permissions(alias)
+    backup = backup_database(using=alias)
+    before = comparable_tables(read_backup(backup.path))
+    wipe(alias)
+    renumber_content_types(alias)
+    assert set(ContentType.objects.using(alias).values_list("id", flat=True)).isdisjoint(
+        r["id"] for r in before["contenttypes.ContentType"]
+    )
+
+    result = restore(backup.path, alias)
+
+    after = comparable_tables(database_contents(alias))
+    untouched = {"contenttypes.ContentType", "auth.Permission", "auth.Group_permissions",
+                 "shop.User_user_permissions", "edgecases.Comment"}  # fmt: skip
+    assert {k: v for k, v in after.items() if k not in untouched} == {
+        k: v for k, v in before.items() if k not in untouched
+    }
+    # Every reference to a content type or permission still means the same model.
+    comments = {c.body: type(c.content_object) for c in e.Comment.objects.using(alias).all()}
+    assert comments == {"Nice": e.Article, "Classic": e.Book}
+    group = Group.objects.using(alias).get(name="editors")
+    assert {p.codename for p in group.permissions.all()} == {
+        "add_product", "change_product", "delete_product", "view_product"
+    }  # fmt: skip
+    user = m.User.objects.using(alias).filter(user_permissions__isnull=False).get()
+    assert [p.codename for p in user.user_permissions.all()] == ["view_order"]
+    receipt = {t.label: t for t in result.tables}
+    assert receipt["contenttypes.ContentType"].inserted == 0
+    assert "re-pointed" in receipt["contenttypes.ContentType"].note
+
+
+def test_merge_leaves_existing_rows_and_inserts_missing_ones(alias, backup_dir):
+    seed_shop(500, using=alias)
+    backup = backup_database(using=alias)
+    m.Product.objects.using(alias).update(name="changed after the backup")
+    deleted = list(
+        m.UserActivity.objects.using(alias).order_by("pk").values_list("pk", flat=True)[:25]
+    )
+    m.UserActivity.objects.using(alias).filter(pk__in=deleted).delete()
+
+    result = restore(backup.path, alias, only=["shop"])
+
+    receipt = {t.label: t for t in result.tables}
+    assert receipt["shop.UserActivity"].inserted == 25
+    assert receipt["shop.UserActivity"].skipped == receipt["shop.UserActivity"].in_backup - 25
+    assert receipt["shop.Product"].inserted == 0
+    assert set(m.Product.objects.using(alias).values_list("name", flat=True)) == {
+        "changed after the backup"
+    }
+    assert set(deleted) <= set(m.UserActivity.objects.using(alias).values_list("pk", flat=True))
+    assert all(t.label.startswith("shop.") for t in result.tables)
+
+
+def test_auto_now_values_come_back_as_they_were(alias, backup_dir):
+    fill_edge_cases(alias)
+    backup = backup_database(using=alias, only=["edgecases.TimestampedNote"])
+    wipe(alias)
+    restore(backup.path, alias)
+    note = e.TimestampedNote.objects.using(alias).get()
+    long_ago = datetime.datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=datetime.UTC)
+    assert (note.created, note.modified) == (long_ago, long_ago)
+
+
+def test_another_unique_value_is_an_error_not_a_skip(alias, backup_dir):
+    e.UniqueEmail.objects.using(alias).create(id=1, email="a@example.com", nickname="a")
+    backup = backup_database(using=alias, only=["edgecases.UniqueEmail"])
+    e.UniqueEmail.objects.using(alias).all().delete()
+    e.UniqueEmail.objects.using(alias).create(id=2, email="a@example.com", nickname="b")
+    with pytest.raises(RestoreError) as caught:
+        restore(backup.path, alias)
+    message = str(caught.value)
+    assert message.startswith(
+        "Restoring edgecases.UniqueEmail (table edgecases_uniqueemail) failed at the row with primary key 1:"
+    )
+    assert "Use --replace to put the table back exactly as it was" in message
+    assert message.endswith("Nothing was changed: the restore was rolled back.")
+    assert list(e.UniqueEmail.objects.using(alias).values_list("id", "nickname")) == [(2, "b")]
+
+
+def broken_copy(backup: Path, label: str, change) -> Path:
+    def change_row(table_label, row):
+        return change(row) if table_label == label else row
+
+    return rewrite_backup(backup, backup.with_name("broken.json"), change_row=change_row)
+
+
+@backends("postgresql", "mariadb")  # SQLite does not enforce max_length
+def test_too_long_string_fails_instead_of_being_truncated(alias, backup_dir):
+    e.UniqueEmail.objects.using(alias).create(id=1, email="a@example.com", nickname="a")
+    backup = backup_database(using=alias, only=["edgecases"]).path
+    broken = broken_copy(
+        backup, "edgecases.UniqueEmail", lambda row: {**row, "nickname": "much too long"}
+    )
+    wipe(alias)
+    with pytest.raises(
+        RestoreError, match=r"edgecases.UniqueEmail .* primary key 1: .*(too long|Data too long)"
+    ):
+        restore(broken, alias)
+    assert not e.UniqueEmail.objects.using(alias).exists()
+
+
+def test_null_in_a_required_column_fails_instead_of_becoming_empty(alias, backup_dir):
+    e.UniqueEmail.objects.using(alias).create(id=1, email="a@example.com", nickname="a")
+    backup = backup_database(using=alias, only=["edgecases"]).path
+    broken = broken_copy(backup, "edgecases.UniqueEmail", lambda row: {**row, "nickname": None})
+    wipe(alias)
+    with pytest.raises(
+        RestoreError, match=r"(?i)primary key 1: .*null.* The column is required now"
+    ):
+        restore(broken, alias)
+    assert not e.UniqueEmail.objects.using(alias).exists()
+
+
+def test_foreign_key_to_nowhere_fails_and_names_the_row(alias, backup_dir):
+    fill_edge_cases(alias)
+    backup = backup_database(using=alias, only=["edgecases"]).path
+    broken = broken_copy(backup, "edgecases.Book", lambda row: {**row, "author": 424242})
+    wipe(alias)
+    with pytest.raises(
+        RestoreError, match=r"foreign key points at a row that does not exist: .*424242"
+    ):
+        restore(broken, alias)
+    assert not e.Book.objects.using(alias).exists()
+
+
+def test_error_in_the_last_row_of_the_last_table_changes_nothing(alias, backup_dir):
+    fill_edge_cases(alias)
+    seed_shop(500, using=alias)
+    backup = backup_database(using=alias)
+    document = json.loads(backup.path.read_text())
+    last = [t for t in document["tables"] if t["rows"]][-1]
+    label, pk_name = last["table"]["label"], last["table"]["pk"][0]
+    required = next(
+        c["name"] for c in last["table"]["columns"] if not c["null"] and c["name"] != pk_name
+    )
+    last_pk = last["rows"][-1][pk_name]
+    broken = broken_copy(
+        backup.path, label, lambda row: {**row, required: None} if row[pk_name] == last_pk else row
+    )
+    # Make merge mode insert the broken row too: it must be missing here.
+    apps.get_model(label)._base_manager.using(alias).all().delete()
+    m.UserActivity.objects.using(alias).filter(pk__gt=10).delete()
+    m.Product.objects.using(alias).update(price=1)
+    before = comparable_tables(database_contents(alias))
+    for mode in ("merge", "replace"):
+        with pytest.raises(RestoreError, match=rf"{label} .*primary key {last_pk!r}:"):
+            restore(broken, alias, mode=mode)
+        assert comparable_tables(database_contents(alias)) == before
+
+
+@backends("mariadb")
+def test_explicit_id_zero_is_kept_on_mariadb(alias, backup_dir):
+    e.SmallAutoThing.objects.using(alias).create(id=5, name="five")
+    backup = backup_database(using=alias, only=["edgecases.SmallAutoThing"]).path
+    zero = broken_copy(backup, "edgecases.SmallAutoThing", lambda row: {**row, "id": 0})
+    wipe(alias)
+    restore(zero, alias)
+    assert list(e.SmallAutoThing.objects.using(alias).values_list("id", "name")) == [(0, "five")]
+
+
+def test_columns_added_or_removed_since_the_backup(alias, backup_dir):
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias, only=["shop.Product"]).path
+
+    def older_schema(meta):
+        dropped = {"is_active", "featured"}  # fields "added" after the backup
+        meta["columns"] = [c for c in meta["columns"] if c["name"] not in dropped]
+        meta["columns"].append({"name": "legacy_code", "attname": "legacy_code", "column": "legacy_code",
+                                "type": "CharField", "kind": "str", "null": False})  # fmt: skip
+        return meta
+
+    def older_row(label, row):
+        row = {k: v for k, v in row.items() if k not in {"is_active", "featured"}}
+        return {**row, "legacy_code": "X"}
+
+    old = rewrite_backup(
+        backup, backup.with_name("old.json"), change_row=older_row, change_table=older_schema
+    )
+    wipe(alias)
+    result = restore(old, alias)
+    assert result.tables[0].note == "not in the model any more: legacy_code"
+    assert set(m.Product.objects.using(alias).values_list("is_active", "featured")) == {
+        (True, False)
+    }
+
+
+def test_a_required_field_missing_from_the_backup_stops_before_writing(alias, backup_dir):
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias, only=["shop.Product"]).path
+
+    def without_slug(meta):
+        meta["columns"] = [c for c in meta["columns"] if c["name"] != "slug"]
+        return meta
+
+    old = rewrite_backup(
+        backup, backup.with_name("old.json"),
+        change_row=lambda label, row: {k: v for k, v in row.items() if k != "slug"}, change_table=without_slug,
+    )  # fmt: skip
+    with pytest.raises(
+        RestoreError, match=r"^shop.Product.slug is required now and has no default, but the backup"
+    ):
+        prepare_restore(old, using=alias)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda text: text[: len(text) // 2], r"is truncated after line \d+"),
+        (
+            lambda text: text.replace('"name":"red"', '"name":"RED"'),
+            r"table edgecases.Tag does not match its checksum",
+        ),
+        (
+            lambda text: text.replace('"version":1', '"version":99', 1),
+            r"is format version 99; this dbtools reads version 1",
+        ),
+        (lambda text: "this is not json\n", r"is not a dbtools backup"),
+        (lambda text: "", r"is empty; it is not a backup"),
+        (
+            lambda text: '[{"model": "shop.user", "pk": 1, "fields": {}}]',
+            r"looks like a `dumpdata` file",
+        ),
+    ],
+    ids=["truncated", "edited", "wrong-version", "not-json", "empty", "dumpdata"],
+)
+def test_bad_files_are_refused_before_anything_is_written(alias, backup_dir, damage, message):
+    fill_edge_cases(alias)
+    backup = backup_database(using=alias, only=["edgecases"]).path
+    bad = backup.with_name("bad.json")
+    bad.write_text(damage(backup.read_text()))
+    e.Tag.objects.using(alias).all().delete()
+    with pytest.raises(ArchiveError, match=message):
+        prepare_restore(bad, using=alias)
+    assert not e.Tag.objects.using(alias).exists()
+
+
+def test_missing_file_is_a_clear_error(alias, backup_dir):
+    with pytest.raises(
+        CommandError,
+        match=r"^There is no backup to restore in .* Make one with `manage.py backupdb`",
+    ):
+        call_command("restoredb", "--database", alias, "--no-input")
+    with pytest.raises(CommandError, match=r"^Backup file nope.json was not found"):
+        call_command("restoredb", "--database", alias, "--file", "nope.json", "--no-input")
+
+
+def test_dry_run_prints_the_receipt_and_changes_nothing(alias, backup_dir):
+    seed_shop(300, using=alias)
+    backup_database(using=alias)
+    wipe(alias)
+    out = StringIO()
+    call_command("restoredb", "--database", alias, "--no-input", "--dry-run", stdout=out)
+    assert "Dry run: rolled back; the database is unchanged." in out.getvalue()
+    assert "shop.UserActivity" in out.getvalue()
+    assert not m.User.objects.using(alias).exists()
+
+
+def test_prompt_names_the_target_and_only_yes_restores(alias, backup_dir):
+    seed_shop(300, using=alias)
+    backup_database(using=alias)
+    wipe(alias)
+    env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}
+    refused = run_manage("restoredb", "--database", alias, env=env, input="no\n")
+    assert refused.returncode == 0, refused.stderr
+    vendor = {"default": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MySQL/MariaDB"}[alias]
+    assert f"Into:   {vendor} database" in refused.stdout
+    assert "Mode:   merge: insert the rows whose primary key is missing" in refused.stdout
+    assert "Restore cancelled; nothing was changed." in refused.stdout
+    assert not m.User.objects.using(alias).exists()
+    accepted = run_manage("restoredb", "--database", alias, "--replace", env=env, input="yes\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert (
+        "Mode:   REPLACE" in accepted.stdout and "Row counts match the backup." in accepted.stdout
+    )
+    assert m.User.objects.using(alias).count() == 6
+
+
+CROSS = [
+    ("postgresql", "default"),
+    ("postgresql", "mariadb"),
+    ("mariadb", "postgresql"),
+    ("default", "postgresql"),
+]
+
+
+@pytest.mark.parametrize(("source", "target"), CROSS, ids=[f"{s}-to-{t}" for s, t in CROSS])
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_backup_from_one_backend_restores_into_another(source, target, backup_dir):
+    from tests.conftest import BACKENDS, missing_reason
+
+    for alias in (source, target):
+        reason = missing_reason(next(b for b, a in BACKENDS.items() if a == alias))
+        if reason:
+            pytest.skip(reason)
+    seed_shop(1_000, using=source)
+    backup = backup_database(using=source, only=["shop"])
+    restore(backup.path, target, mode="replace", only=["shop"])
+    expected = read_backup(backup.path)
+    # Compared as sets of rows: MariaDB orders native UUIDs differently from the others.
+    assert by_pk(comparable_tables(database_contents(target, list(expected)))) == by_pk(
+        comparable_tables(expected)
+    )
+
+
+@backends("postgresql")
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_values_sqlite_cannot_hold_are_reported(alias, backup_dir):
+    e.AllTypes.objects.using(alias).create(id=7, decimal="12345678901234567890.1234567890")
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    with pytest.raises(
+        RestoreError, match=r"row with primary key 7: decimal = .* more than 15 significant digits"
+    ):
+        restore(backup, "default")
+    assert not e.AllTypes.objects.using("default").exists()
+
+
+@backends("sqlite")
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_nul_characters_into_postgresql_are_reported(alias, backup_dir):
+    from tests.conftest import missing_reason
+
+    if missing_reason("postgresql"):
+        pytest.skip(missing_reason("postgresql"))
+    e.UniqueEmail.objects.using(alias).create(id=3, email="nul\x00@example.com", nickname="n")
+    backup = backup_database(using=alias, only=["edgecases.UniqueEmail"]).path
+    with pytest.raises(RestoreError, match=r"primary key 3: .*NUL"):
+        restore(backup, "postgresql")
+    assert not e.UniqueEmail.objects.using("postgresql").exists()
+
+
+def test_receipt_and_json_of_the_command(alias, backup_dir):
+    seed_shop(300, using=alias)
+    backup_database(using=alias)
+    out = StringIO()
+    call_command("restoredb", "--database", alias, "--no-input", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert any(line.split()[:2] == ["table", "in"] for line in lines)
+    total = next(line for line in lines if line.strip().startswith("total"))
+    assert total.split()[3] == total.split()[1]  # everything skipped: it was all there
+    assert (
+        lines[-1].startswith("Restored 0 rows into")
+        and "already present and left as they were" in lines[-1]
+    )
