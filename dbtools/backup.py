@@ -19,10 +19,11 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils.connection import ConnectionDoesNotExist
 
-from . import __version__
+from . import __version__, postgres
 from .archive import ArchiveWriter, publish_copy
 from .codec import encoder_for, kind_of
 from .conf import get_settings
@@ -127,6 +128,8 @@ def snapshot(connection: BaseDatabaseWrapper) -> Iterator[None]:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                 # SQLite: a read transaction is already a snapshot.
+            if connection.vendor == "postgresql":
+                postgres.use_utc(connection)
         yield
 
 
@@ -145,10 +148,16 @@ def needs_paging(connection: BaseDatabaseWrapper) -> bool:
 def read_rows(table: Table, connection: BaseDatabaseWrapper) -> Iterator[tuple[Any, ...]]:
     """The table's rows as tuples of field values, in primary-key order."""
     pk_names = [f.attname for f in table.pk_fields]
+    # JSON columns come as the database's own JSON text, written to the file
+    # as it is: parsing it only to serialise it again was a third of the time.
+    columns = [
+        Cast(f.attname, TextField()) if f.get_internal_type() == "JSONField" else F(f.attname)
+        for f in table.fields
+    ]
     queryset: QuerySet[Any, tuple[Any, ...]] = (
         QuerySet(model=table.model, using=connection.alias)
         .order_by(*pk_names)
-        .values_list(*[f.attname for f in table.fields])
+        .values_list(*columns)
     )
     if not needs_paging(connection):
         yield from queryset.iterator(chunk_size=BATCH_ROWS)
@@ -188,6 +197,27 @@ def row_encoder(table: Table) -> Callable[[tuple[Any, ...]], bytes]:
         return dumps(dict(zip(names, row, strict=True)))
 
     return encode
+
+
+def python_batches(table: Table, connection: BaseDatabaseWrapper) -> Iterator[list[bytes]]:
+    """The portable path: values from the ORM, encoded by codec.py."""
+    encode = row_encoder(table)
+    batch: list[bytes] = []
+    for row in read_rows(table, connection):
+        try:
+            batch.append(encode(row))
+        except (TypeError, ValueError) as exc:
+            pk = [row[table.fields.index(f)] for f in table.pk_fields]
+            raise BackupError(
+                f"Table {table.label} ({table.db_table}), row with primary key "
+                f"{pk[0] if len(pk) == 1 else tuple(pk)!r}: a value cannot be written as JSON ({exc}). "
+                f"Fix the value or leave the table out with --exclude {table.label}."
+            ) from exc
+        if len(batch) >= BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def describe_table(table: Table) -> dict[str, Any]:
@@ -237,29 +267,17 @@ def write_table(
     started = time.monotonic()
     expected = count_rows(table, connection) if progress else 0
     writer.begin_table(describe_table(table))
-    encode = row_encoder(table)
-    batch: list[bytes] = []
+    batches = (
+        postgres.row_batches(table, connection, BATCH_ROWS)
+        if postgres.can_write(table, connection)
+        else python_batches(table, connection)
+    )
     done = 0
-    for row in read_rows(table, connection):
-        try:
-            batch.append(encode(row))
-        except (TypeError, ValueError) as exc:
-            pk = [row[table.fields.index(f)] for f in table.pk_fields]
-            raise BackupError(
-                f"Table {table.label} ({table.db_table}), row with primary key "
-                f"{pk[0] if len(pk) == 1 else tuple(pk)!r}: a value cannot be written as JSON ({exc}). "
-                f"Fix the value or leave the table out with --exclude {table.label}."
-            ) from exc
-        if len(batch) >= BATCH_ROWS:
-            writer.write_rows(batch)
-            done += len(batch)
-            batch = []
-            if progress:
-                progress(table.label, done, expected)
-    writer.write_rows(batch)
-    done += len(batch)
-    if progress:
-        progress(table.label, done, expected)
+    for batch in batches:
+        writer.write_rows(batch)
+        done += len(batch)
+        if progress:
+            progress(table.label, done, expected)
     rows, _ = writer.end_table()
     return TableReport(table.label, table.db_table, rows, time.monotonic() - started)
 

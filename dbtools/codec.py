@@ -115,7 +115,16 @@ def encode_binary(value: bytes | memoryview) -> str:
 
 
 def encode_json(value: Any) -> orjson.Fragment:
-    # allow_nan=False: NaN is not JSON, and a strict reader of the file would choke.
+    """A JSON value, embedded in the row as JSON (not as a string of JSON).
+
+    The backup reads JSONField columns as the database's JSON text; that is
+    used as it is unless it spans lines (hand-written JSON), which would
+    break one row per line. allow_nan=False: NaN is not JSON.
+    """
+    if isinstance(value, str):
+        if "\n" not in value and "\r" not in value:
+            return orjson.Fragment(value)
+        value = json.loads(value)
     return orjson.Fragment(json.dumps(value, ensure_ascii=False, allow_nan=False))
 
 

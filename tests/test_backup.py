@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 import signal
 import stat
@@ -321,3 +322,17 @@ def test_backup_folder_inside_git_but_not_ignored_is_flagged(alias, tmp_path, se
     err = StringIO()
     call_command("backupdb", "--database", alias, stdout=StringIO(), stderr=err)
     assert err.getvalue() == ""
+
+
+@backends("postgresql")
+def test_postgres_fast_path_writes_what_the_portable_path_writes(alias, backup_dir, monkeypatch):
+    fill_edge_cases(alias)
+    seed_shop(300, using=alias)
+    fast = read_backup(backup_database(using=alias).path)
+    monkeypatch.setattr("dbtools.postgres.can_write", lambda table, connection: False)
+    portable = read_backup(backup_database(using=alias).path)
+    assert comparable_tables(fast) == comparable_tables(portable)
+    signs = [
+        math.copysign(1, row["float"]) for row in fast["edgecases.AllTypes"] if row["float"] == 0
+    ]
+    assert signs == [-1.0]  # -0.0 keeps its sign

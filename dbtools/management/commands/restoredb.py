@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.exceptions import DbtoolsError
-from dbtools.restore import describe_target, prepare_restore, restore_database
+from dbtools.restore import Mode, describe_target, prepare_restore, restore_database
 
 from ._common import progress_bar, shown
 
@@ -64,7 +64,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         verbosity = options["verbosity"]
-        mode = "replace" if options["replace"] else "merge"
+        mode: Mode = "replace" if options["replace"] else "merge"
         try:
             plan = prepare_restore(
                 options["file"],
