@@ -48,7 +48,7 @@ def column_sql(field: AnyField, connection: BaseDatabaseWrapper) -> str | None:
     template = SQL_FOR_KIND.get(kind)
     if template is None:
         return None
-    return template.format(c="t." + connection.ops.quote_name(field.column))
+    return template.format(c="t." + connection.ops.quote_name(str(field.column)))
 
 
 def can_write(table: Table, connection: BaseDatabaseWrapper) -> bool:
@@ -65,7 +65,7 @@ def rows_sql(table: Table, connection: BaseDatabaseWrapper) -> str:
     columns of the outer query, so the order is guaranteed, not incidental."""
     quote = connection.ops.quote_name
     columns = ", ".join(f"{column_sql(f, connection)} AS {quote(f.name)}" for f in table.fields)
-    order = ", ".join(f"t.{quote(f.column)}" for f in table.pk_fields)
+    order = ", ".join(f"t.{quote(str(f.column))}" for f in table.pk_fields)
     return (
         f"SELECT row_to_json(r)::text FROM {quote(table.db_table)} t, LATERAL (SELECT {columns}) r "
         f"ORDER BY {order}"
