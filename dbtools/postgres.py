@@ -84,3 +84,55 @@ def use_utc(connection: BaseDatabaseWrapper) -> None:
     """Inside the snapshot transaction: timestamps as UTC text, for this transaction only."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+
+
+# Restoring ------------------------------------------------------------------------
+
+# Kinds whose Python values psycopg writes into COPY exactly as Django's own
+# get_db_prep_save() would have sent them, so the per-value Django call (the
+# slowest part of an INSERT-based load) can be skipped.
+COPY_KINDS = {
+    "int",
+    "bool",
+    "str",
+    "uuid",
+    "date",
+    "time",
+    "datetime",
+    "decimal",
+    "float",
+    "duration",
+    "binary",
+    "json",
+}
+
+
+def can_copy(fields: list[AnyField], connection: BaseDatabaseWrapper) -> bool:
+    return connection.vendor == "postgresql" and all(
+        kind_of(f) in COPY_KINDS and (kind_of(f) != "json" or f.get_internal_type() == "JSONField")
+        for f in fields
+    )
+
+
+def copy_rows(
+    db_table: str,
+    fields: list[AnyField],
+    rows: list[dict[str, object]],
+    connection: BaseDatabaseWrapper,
+) -> None:
+    """Load rows with COPY ... FROM STDIN: several times faster than INSERT."""
+    from psycopg.types.json import Jsonb
+
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    attnames = [f.attname for f in fields]
+    json_columns = [i for i, f in enumerate(fields) if kind_of(f) == "json"]
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        raw = cursor.cursor  # psycopg's own cursor, under Django's wrapper
+        with raw.copy(f"COPY {quote(db_table)} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                values = [row[name] for name in attnames]
+                for i in json_columns:
+                    if values[i] is not None:
+                        values[i] = Jsonb(values[i])
+                copy.write_row(values)

@@ -40,6 +40,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import RenameField, RenameModel
 from django.db.models import Model, Q, QuerySet
 
+from . import postgres
 from .archive import ArchiveReader
 from .backup import connect, database_name, latest_path, vendor_name
 from .codec import AnyField, kind_of, row_decoder, row_parser
@@ -396,27 +397,42 @@ class Loader:
         mapping = TableMapping(table_meta["label"], table, 0, table_meta["columns"])
         map_columns(mapping, {})
         decode = row_decoder(table_meta["columns"])
-        values = [self.values_for(mapping, decode(row)) for _, row in rows]
+        build = self.row_builder(mapping)
+        values = [build(decode(row)) for _, row in rows]
         if values:
             self.match_natural_keys(mapping, values, insert_missing=False)
 
-    def values_for(self, mapping: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
-        """One backup row as {attname: value} for today's fields."""
-        values: dict[str, Any] = {}
+    def row_builder(self, mapping: TableMapping) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """How one backup row becomes {attname: value} for today's fields: copied,
+        re-pointed (references to tables matched by natural key), or defaulted.
+        Built once per table, since this runs for every row."""
+        copied: list[tuple[str, str]] = []
+        repointed: list[tuple[str, str, dict[Any, Any]]] = []
+        defaulted: list[AnyField] = []
         for model_field, source in mapping.sources:
             if source is None:
-                if model_field.has_db_default():
-                    continue
+                if not model_field.has_db_default():  # else the database fills it in
+                    defaulted.append(model_field)
+                continue
+            related = model_field.related_model if model_field.is_relation else None
+            target = related._meta.label_lower if isinstance(related, type) else None
+            if target in self.remapped:
+                repointed.append((model_field.attname, source, self.remapped[target]))
+            else:
+                copied.append((model_field.attname, source))
+
+        def build(row: dict[str, Any]) -> dict[str, Any]:
+            values = {attname: row.get(source) for attname, source in copied}
+            for attname, source, ids in repointed:
+                value = row.get(source)
+                values[attname] = ids.get(value, value)
+            for model_field in defaulted:
                 values[model_field.attname] = (
                     model_field.get_default() if model_field.has_default() else None
                 )
-                continue
-            value = row.get(source)
-            if value is not None and model_field.is_relation:
-                target = model_field.related_model._meta.label_lower  # type: ignore[union-attr]
-                value = self.remapped.get(target, {}).get(value, value)
-            values[model_field.attname] = value
-        return values
+            return values
+
+        return build
 
     def load_table(self, mapping: TableMapping, rows: Iterator[tuple[int, Any]]) -> TableReceipt:
         assert mapping.table is not None
@@ -426,20 +442,23 @@ class Loader:
         decode = row_decoder(mapping.columns)
         converters = self.converters(mapping)
         natural = table.label.lower() in self.match_by_natural_key
+        # Into an empty table nothing can be skipped: no need to ask per batch.
+        empty = self.mode == "replace" or not QuerySet(model=table.model, using=self.using).exists()
+        build = self.row_builder(mapping)
         batch: list[dict[str, Any]] = []
         size = 0
         limit = self.batch_limit(mapping)
         for line_size, row in rows:
-            values = self.values_for(mapping, decode(row))
+            values = build(decode(row))
             for attname, convert in converters:
                 if values.get(attname) is not None:
                     values[attname] = convert(values[attname], values)
             batch.append(values)
             size += line_size
             if len(batch) >= limit or size >= BATCH_BYTES:
-                self.flush(mapping, batch, receipt, natural)
+                self.flush(mapping, batch, receipt, natural, empty)
                 batch, size = [], 0
-        self.flush(mapping, batch, receipt, natural)
+        self.flush(mapping, batch, receipt, natural, empty)
         receipt.seconds = time.monotonic() - started
         if natural and table.label.lower() in self.remapped:
             moved = sum(1 for old, new in self.remapped[table.label.lower()].items() if old != new)
@@ -525,13 +544,14 @@ class Loader:
         batch: list[dict[str, Any]],
         receipt: TableReceipt,
         natural: bool,
+        empty: bool,
     ) -> None:
         if not batch:
             return
         assert mapping.table is not None
         if natural:
             to_insert, skipped = self.match_natural_keys(mapping, batch, insert_missing=True)
-        elif self.mode == "merge":
+        elif not empty:
             to_insert, skipped = self.without_existing(mapping.table, batch)
         else:
             to_insert, skipped = batch, 0
@@ -613,10 +633,13 @@ class Loader:
         fields = [
             f for f, source in mapping.sources if source is not None or not f.has_db_default()
         ]
-        objs = [types.SimpleNamespace(**row) for row in batch]
         try:
             with transaction.atomic(using=self.using):
-                QuerySet(model=model, using=self.using)._insert(objs, fields=fields, raw=True)  # type: ignore[attr-defined]
+                if postgres.can_copy(fields, self.connection):
+                    postgres.copy_rows(mapping.table.db_table, fields, batch, self.connection)
+                else:
+                    objs = [types.SimpleNamespace(**row) for row in batch]
+                    QuerySet(model=model, using=self.using)._insert(objs, fields=fields, raw=True)  # type: ignore[attr-defined]
         except (DatabaseError, ValueError, TypeError) as exc:
             raise self.diagnose(mapping, fields, batch, exc) from exc
 

@@ -34,7 +34,11 @@ if url := os.environ.get("TEST_POSTGRES_URL"):
 if url := os.environ.get("TEST_MARIADB_URL"):
     DATABASES["mariadb"] = env.db_url_config(url)
     DATABASES["mariadb"].setdefault("OPTIONS", {})["charset"] = "utf8mb4"
-    DATABASES["mariadb"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin", "DEPENDENCIES": []}
+    DATABASES["mariadb"]["TEST"] = {
+        "CHARSET": "utf8mb4",
+        "COLLATION": "utf8mb4_bin",
+        "DEPENDENCIES": [],
+    }
 
 # Subprocess tests run manage.py against the databases the test run created.
 if os.environ.get("DBTOOLS_TESTS_USE_TEST_DATABASES") == "1":
