@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.apps import apps
 from django.db import connections, router
+from django.db.migrations.loader import MigrationLoader
 from django.db.models import Model
 
 from .codec import AnyField
@@ -61,19 +62,34 @@ def matches(model: type[Model], labels: Iterable[str]) -> bool:
     return False
 
 
-def check_labels(labels: Iterable[str]) -> None:
+def check_labels(labels: Iterable[str], models: Sequence[type[Model]]) -> None:
     """Refuse a label that names no installed app or model."""
+    app_labels = {config.label for config in apps.get_app_configs()} | {
+        m._meta.app_label for m in models
+    }
+    model_labels = {m._meta.label_lower for m in models}
     for label in labels:
         app_label, _, model_name = label.partition(".")
-        try:
-            app = apps.get_app_config(app_label)
-            if model_name:
-                app.get_model(model_name)
-        except LookupError:
+        if app_label not in app_labels or (model_name and label.lower() not in model_labels):
             raise ConfigurationError(
                 f"Unknown app or model {label!r}: use an app label such as 'shop' "
                 f"or a model label such as 'shop.Product'."
-            ) from None
+            )
+
+
+def database_models(alias: str) -> list[type[Model]]:
+    """The models as the database's applied migrations left them.
+
+    Not the models in the code: before `migrate` (safemigrate's backup) or
+    after a rollback the database's tables differ from them, and a backup or
+    restore must read and write the columns that are really there. These are
+    the historical models that RunPython migrations get.
+    """
+    connection = connections[alias]
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    applied = [key for key in loader.applied_migrations if key in loader.graph.nodes]
+    state = loader.project_state(applied, at_end=True)
+    return list(state.apps.get_models(include_auto_created=True))
 
 
 def table_for(model: type[Model]) -> Table:
@@ -99,11 +115,12 @@ def plan_tables(
     include_unmanaged: bool = False,
 ) -> Plan:
     """Every table the ORM manages on `alias`, filtered and ordered."""
-    check_labels([*only, *exclude])
+    models = database_models(alias)
+    check_labels([*only, *exclude], models)
     connection = connections[alias]
     existing: set[str] | None = None
     chosen: list[Table] = []
-    for model in apps.get_models(include_auto_created=True):
+    for model in models:
         meta = model._meta
         if meta.proxy or meta.swapped:
             continue

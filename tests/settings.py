@@ -15,7 +15,13 @@ from config.settings import INSTALLED_APPS
 
 env = environ.Env()
 
-INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.postgres", "tests.edgecases", "tests.pgonly"]
+INSTALLED_APPS = [
+    *INSTALLED_APPS,
+    "django.contrib.postgres",
+    "tests.edgecases",
+    "tests.pgonly",
+    "tests.lab",
+]
 
 # A file, not :memory:, so that a second connection or a subprocess (the
 # concurrency and kill tests) sees the same test database.

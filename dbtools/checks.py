@@ -1,0 +1,41 @@
+"""System checks: problems in the project's setup that dbtools can see early."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.core.checks import CheckMessage, Warning, register
+
+from .conf import get_settings
+from .exceptions import ConfigurationError
+
+
+@register()
+def check_safemigrate_name_clash(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """django-safemigrate also has a `safemigrate` command; Django runs the one
+    of whichever app comes first in INSTALLED_APPS."""
+    labels = [config.label for config in apps.get_app_configs()]
+    if "django_safemigrate" not in labels or "dbtools" not in labels:
+        return []
+    first = labels.index("dbtools") < labels.index("django_safemigrate")
+    winner = "dbtools" if first else "django_safemigrate"
+    return [
+        Warning(
+            f"Both dbtools and django_safemigrate provide a 'safemigrate' command; {winner}'s runs, because it "
+            f"comes first in INSTALLED_APPS.",
+            hint="Order INSTALLED_APPS so the one you mean comes first, or uninstall the other.",
+            id="dbtools.W001",
+        )
+    ]
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    try:
+        get_settings()
+    except ConfigurationError as exc:
+        from django.core.checks import Error
+
+        return [Error(str(exc), hint="See the README's Settings section.", id="dbtools.E001")]
+    return []

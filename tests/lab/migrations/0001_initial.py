@@ -1,0 +1,18 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [
+        migrations.CreateModel(
+            name="Gadget",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=50)),
+                ("code", models.CharField(max_length=20, null=True)),
+                ("size", models.IntegerField(default=0)),
+                ("legacy", models.TextField(default="")),
+            ],
+        ),
+    ]

@@ -1,0 +1,238 @@
+"""safemigrate: plan, risks, backup, migrate, restore or roll back, on every backend.
+
+The lab app's migrations hold one of each risky operation; each test first
+moves lab to the state it needs, with rows made through that state's models.
+"""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+from django.db.migrations.loader import MigrationLoader
+from django.test import override_settings
+
+from dbtools.backup import TIMESTAMPED, applied_migrations, backup_database
+from dbtools.checks import check_safemigrate_name_clash
+from dbtools.exceptions import MigrationError
+from dbtools.restore import prepare_restore, restore_database
+from dbtools.safemigrate import migration_lock, rollback
+from tests.conftest import run_manage
+from tests.helpers import comparable_tables, database_contents
+
+LAST = "0009_irreversible"
+
+
+class Lab:
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def migrate(self, name: str) -> None:
+        if ("lab", LAST) in MigrationLoader(connections[self.alias]).applied_migrations:
+            # 0009 has no reverse; it changes no schema, so it can be faked away.
+            call_command("migrate", "lab", "0008", fake=True, database=self.alias, verbosity=0)
+        call_command("migrate", "lab", name, database=self.alias, verbosity=0)
+
+    def model(self):
+        loader = MigrationLoader(connections[self.alias])
+        node = max(key for key in loader.applied_migrations if key[0] == "lab")
+        return loader.project_state(node).apps.get_model("lab", "Gadget")
+
+    def add(self, **fields) -> None:
+        self.model().objects.using(self.alias).create(**fields)
+
+    def columns(self) -> set[str]:
+        connection = connections[self.alias]
+        with connection.cursor() as cursor:
+            return {
+                c.name for c in connection.introspection.get_table_description(cursor, "lab_gadget")
+            }
+
+    def applied(self) -> list[str]:
+        return applied_migrations(connections[self.alias]).get("lab", [])
+
+
+@pytest.fixture
+def lab(alias):
+    lab = Lab(alias)
+    yield lab
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM lab_gadget")
+    lab.migrate(LAST)
+
+
+def safemigrate(alias: str, *args: str) -> tuple[str, str, int]:
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(
+            "safemigrate", *args, "--database", alias, "--no-input", stdout=out, stderr=err
+        )
+    except CommandError as exc:
+        err.write(str(exc))
+        return out.getvalue(), err.getvalue(), exc.returncode
+    return out.getvalue(), err.getvalue(), 0
+
+
+def backups_in(folder) -> list[str]:
+    return (
+        sorted(p.name for p in folder.iterdir() if "db-backup" in p.name) if folder.exists() else []
+    )
+
+
+def test_nothing_pending_says_so_and_backs_up_nothing(alias, backup_dir):
+    out, _err, code = safemigrate(alias)
+    assert (out, code) == ("No migrations to apply; nothing was backed up.\n", 0)
+    assert backups_in(backup_dir) == []
+
+
+def test_clean_migration_without_restore(alias, lab, backup_dir):
+    lab.migrate("0001")
+    lab.add(name="a", code="A", size=3)
+    out, err, code = safemigrate(alias, "lab", "0002")
+    assert code == 0, err
+    assert "  Apply lab.0002_rename_size\n    - Rename field size on gadget to dimension\n" in out
+    assert "[INFO] lab.0002_rename_size" in out and "restoredb maps the old name" in out
+    assert "Migrated: lab.0002_rename_size." in out
+    assert "Restored" not in out
+    (backup,) = [name for name in backups_in(backup_dir) if "latest" not in name]
+    assert backup.startswith("db-backup-pre-migrate-")
+    assert lab.applied()[-1] == "0002_rename_size"
+
+
+def test_clean_migration_with_restore_follows_the_rename(alias, lab, backup_dir):
+    lab.migrate("0001")
+    lab.add(name="a", code="A", size=3)
+    out, err, code = safemigrate(alias, "lab", "0002", "--restore", "always")
+    assert code == 0, err
+    assert re.search(r"Restored 0 rows \(\d+ already present\)\.", out)
+    # Rows that exist only in the backup come back, under the renamed field.
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM lab_gadget")
+    restore_database(prepare_restore(None, using=alias, only=["lab"]))
+    assert list(lab.model().objects.using(alias).values_list("name", "dimension")) == [("a", 3)]
+
+
+def test_every_risk_is_found_and_explained(alias, lab, backup_dir):
+    lab.migrate("0001")
+    lab.add(name="dup", code=None, size=1, legacy="old notes")
+    lab.add(name="dup", code="B", size=2)
+    out, err, code = safemigrate(alias, "lab", "--plan")
+    assert code == 0, err
+    expected = [
+        "[INFO] lab.0002_rename_size: Rename field size on gadget to dimension",
+        "[HIGH] lab.0003_add_weight: Add field weight to gadget",
+        "gadget.weight is required with no default once migrated (the one-off default only fills today's 2 rows)",
+        "[HIGH] lab.0004_remove_legacy: Remove field legacy from gadget",
+        "The column gadget.legacy and its data in 2 rows are dropped; afterwards they exist only in the backup",
+        "[HIGH] lab.0005_unique_name: Alter field name on gadget",
+        "gadget.name must become unique, but the data has duplicates ('dup' x2): the migration will fail.",
+        "[HIGH] lab.0006_code_required: Alter field code on gadget",
+        "gadget.code becomes required, but 1 rows hold NULL: the migration will fail.",
+        "[WARNING] lab.0007_dimension_text: Alter field dimension on gadget",
+        "gadget.dimension changes type from",
+        "[WARNING] lab.0009_irreversible: Raw Python operation",
+        "[WARNING] lab.0009_irreversible: Raw SQL operation",
+        "It has no reverse, so this migration cannot be rolled back by migrating back",
+    ]
+    for line in expected:
+        assert line in out
+    assert backups_in(backup_dir) == []  # --plan changes nothing
+
+
+def test_high_risk_asks_before_doing_anything(alias, lab, backup_dir):
+    lab.migrate("0003")
+    lab.add(name="a", code="A", dimension=1, weight=2, legacy="keep me")
+    env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}
+    refused = run_manage("safemigrate", "lab", "0004", "--database", alias, env=env, input="n\n")
+    assert refused.returncode == 3
+    assert "1 high-risk finding(s) above. Back up and migrate anyway? [y/N]" in refused.stdout
+    assert refused.stderr.strip() == "CommandError: Cancelled; nothing was changed."
+    assert backups_in(backup_dir) == [] and lab.applied()[-1] == "0003_add_weight"
+
+    accepted = run_manage(
+        "safemigrate", "lab", "0004", "--database", alias, env=env, input="y\nn\n"
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert "Restore data from the backup? [y/N]" in accepted.stdout
+    assert "Restored" not in accepted.stdout
+    assert lab.applied()[-1] == "0004_remove_legacy" and "legacy" not in lab.columns()
+
+
+def test_failed_migration_is_rolled_back_to_the_exact_state(alias, lab, backup_dir):
+    lab.migrate("0007")
+    lab.add(name="explode", code="X", dimension="7", weight=1)
+    lab.add(name="calm", code="Y", dimension="8", weight=2)
+    before = comparable_tables(database_contents(alias))
+    columns_before, applied_before = lab.columns(), lab.applied()
+
+    out, err, code = safemigrate(alias, "lab", "0008", "--rollback-on-failure")
+
+    assert code == 2
+    assert "Migration failed: lab.0008_color:" in err and "a gadget is named 'explode'" in err
+    assert "Rolled back: schema and data are as they were before safemigrate" in out
+    assert lab.columns() == columns_before  # on MariaDB the half-applied column is gone too
+    assert lab.applied() == applied_before
+    assert comparable_tables(database_contents(alias)) == before
+    if not connections[alias].features.can_rollback_ddl:
+        assert "Undid the half-applied part of lab.0008_color: Add field color to gadget" in out
+
+
+def test_failed_migration_without_rollback_says_what_to_do(alias, lab, backup_dir):
+    lab.migrate("0004")
+    lab.add(name="same", code="A", dimension=1, weight=1)
+    lab.add(name="same", code="B", dimension=2, weight=2)
+    _out, err, code = safemigrate(alias, "lab", "0005")
+    assert code == 1
+    assert "Migration failed: lab.0005_unique_name:" in err
+    assert "The migration failed. The database is as migrate left it;" in err
+    assert "restoredb --replace --file db-backup-pre-migrate-" in err
+
+
+def test_rollback_refuses_before_changing_anything_when_a_migration_has_no_reverse(
+    alias, lab, backup_dir
+):
+    lab.migrate("0008")
+    lab.add(name="a", code="A", dimension="1", weight=1)
+    backup = backup_database(using=alias)
+    call_command("migrate", "lab", database=alias, verbosity=0)
+    with pytest.raises(
+        MigrationError, match=r"^Cannot roll back: these migrations cannot be unapplied: lab.0009"
+    ):
+        rollback(backup.path, alias, None)
+    assert lab.applied()[-1] == LAST
+
+
+def test_two_runs_at_once_do_not_both_migrate(alias, lab, backup_dir):
+    lab.migrate("0001")
+    with migration_lock(alias):
+        _out, err, code = safemigrate(alias, "lab", "0002")
+    assert code == 1
+    assert "Another safemigrate is already running on this database" in err
+    assert lab.applied()[-1] == "0001_initial"
+    assert not [name for name in backups_in(backup_dir) if TIMESTAMPED.match(name)]
+
+
+def test_unknown_migration_is_a_clear_error(alias, backup_dir):
+    _out, err, code = safemigrate(alias, "lab", "0999")
+    assert (code, err) == (1, "Cannot find a migration matching '0999' from app 'lab'.")
+
+
+@override_settings(
+    INSTALLED_APPS=[
+        "tests.fake_safemigrate",
+        "dbtools",
+        "django.contrib.contenttypes",
+        "django.contrib.auth",
+        "shop",
+    ]
+)
+def test_system_check_warns_when_django_safemigrate_is_installed_too():
+    (warning,) = check_safemigrate_name_clash()
+    assert warning.id == "dbtools.W001"
+    assert warning.msg == (
+        "Both dbtools and django_safemigrate provide a 'safemigrate' command; django_safemigrate's runs, "
+        "because it comes first in INSTALLED_APPS."
+    )
