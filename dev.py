@@ -109,9 +109,20 @@ def venv(name: str = ".venv", django: str | None = None) -> Path:
     return python
 
 
+BREAK_PRICES = (
+    "from shop.models import Product; "
+    "n = Product.objects.update(price=0); "
+    "print(f'A bad data script set the price of {n} products to 0.')"
+)
+SHOW_PRICES = (
+    "from shop.models import Product; "
+    "print(f'Products priced 0 now: {Product.objects.filter(price=0).count()}')"
+)
+
+
 def demo() -> None:
+    """The reference workflow on the embedded SQLite file, end to end."""
     python = venv()
-    manage = [python, "manage.py"]
     env = {**os.environ}
     env.pop("DATABASE_URL", None)  # the demo always runs on the embedded SQLite file
     db = ROOT / "db.sqlite3"
@@ -120,13 +131,15 @@ def demo() -> None:
     steps = [
         ["migrate", "--no-input", "-v", "0"],
         ["seedshop", "--rows", "20000", "--seed", "42"],
+        ["backupdb"],
+        ["listbackups", "--verify"],
+        ["shell", "-v", "0", "-c", BREAK_PRICES],
+        ["restoredb", "--replace", "--no-input"],
+        ["shell", "-v", "0", "-c", SHOW_PRICES],
+        ["safemigrate", "--no-input"],
     ]
-    if (ROOT / "dbtools" / "backup.py").exists():
-        steps += [["backupdb"], ["listbackups"]]
-    if (ROOT / "dbtools" / "restore.py").exists():
-        steps += [["restoredb", "--replace", "--no-input"]]
     for step in steps:
-        run(*manage, *step, env=env)
+        run(python, "manage.py", *step, env=env)
 
 
 def test(extra: list[str]) -> None:

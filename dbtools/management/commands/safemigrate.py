@@ -125,8 +125,8 @@ class Command(BaseCommand):
             options["app_label"],
             options["migration_name"],
             plan.steps,
-            self.stdout,
-            self.stderr,
+            self.stdout._out,  # the raw streams: migrate wraps them itself
+            self.stderr._out,
             verbosity,
         )
         if outcome.ok:
