@@ -132,6 +132,10 @@ def main() -> None:
     )
 
     target = fresh_database(base, "dbtools_bench_restore", env)
+    results["restoredb (small)"] = run(
+        [*manage, "restoredb", "--file", str(work / "small.json"), "--no-input"], target
+    )
+    target = fresh_database(base, "dbtools_bench_restore", env)
     results["restoredb"] = run(
         [*manage, "restoredb", "--file", str(backup_file), "--no-input"], target
     )
@@ -166,6 +170,10 @@ def main() -> None:
     print(
         f"backupdb peak memory: {r['backupdb (small)'].peak_mb:.0f} MB at {args.small_rows:,} rows, "
         f"{r['backupdb'].peak_mb:.0f} MB at {args.rows:,} rows"
+    )
+    print(
+        f"restoredb peak memory: {r['restoredb (small)'].peak_mb:.0f} MB at {args.small_rows:,} rows, "
+        f"{r['restoredb'].peak_mb:.0f} MB at {args.rows:,} rows"
     )
     if "loaddata" in r:
         print(

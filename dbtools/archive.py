@@ -11,8 +11,8 @@
 
 `json.load` and `jq` read the whole document; `ArchiveReader` reads it line
 by line in constant memory. Each table ends with its row count and the
-SHA-256 of its row lines (each line without its leading comma, plus "\\n"),
-so a truncated or edited file is caught before a restore writes anything.
+SHA-256 of its row lines exactly as they are in the file, each followed by
+"\\n", so a truncated or edited file is caught before a restore writes anything.
 No ORM in here: this module only knows bytes and dicts.
 """
 
@@ -92,14 +92,18 @@ class ArchiveWriter:
         self._hash = hashlib.sha256()
         self._count = 0
 
-    def write_rows(self, rows: list[bytes]) -> None:
-        """Rows already encoded as JSON objects, one per item."""
+    def write_rows(self, rows: list[bytes] | list[str]) -> None:
+        """Rows already encoded as JSON objects, one per item (bytes, or str to be
+        encoded as UTF-8 in one go)."""
         if not rows:
             return
-        block = b"\n".join(rows) + b"\n"
+        lead = "," if self._count else ""
+        if isinstance(rows[0], str):
+            block = (lead + "\n,".join(rows) + "\n").encode()
+        else:
+            block = lead.encode() + b"\n,".join(rows) + b"\n"
         self._hash.update(block)
-        lead = b"" if self._count == 0 else b","
-        self.out.write(lead + block.replace(b"\n{", b"\n,{"))
+        self.out.write(block)
         self._count += len(rows)
 
     def end_table(self) -> tuple[int, str]:
@@ -296,8 +300,8 @@ class ArchiveReader:
                         f"Use another backup."
                     )
                 return
+            digest.update(line + b"\n")
             row = line[1:] if line.startswith(b",") else line
-            digest.update(row + b"\n")
             count += 1
             if parse is not None:
                 try:

@@ -141,13 +141,15 @@ def encode_range(bound_encoder: Encoder | None) -> Encoder:
     return encode
 
 
-def encode_array(item_encoder: Encoder | None) -> Encoder:
-    def encode(value: list[Any]) -> list[Any]:
-        if item_encoder is None:
-            return value
-        return [None if item is None else item_encoder(item) for item in value]
+def each_item(convert: Callable[[Any], Any] | None) -> Callable[[list[Any]], list[Any]]:
+    """An array's conversion: its items', NULLs left alone (both directions)."""
 
-    return encode
+    def convert_list(value: list[Any]) -> list[Any]:
+        if convert is None:
+            return value
+        return [None if item is None else convert(item) for item in value]
+
+    return convert_list
 
 
 def encoder_for(kind: str) -> Encoder | None:
@@ -156,7 +158,7 @@ def encoder_for(kind: str) -> Encoder | None:
         return None
     if kind.startswith("array:"):
         inner = encoder_for(kind.removeprefix("array:"))
-        return encode_array(inner)
+        return each_item(inner)
     if kind.startswith("range:"):
         return encode_range(encoder_for(kind.removeprefix("range:")))
     encoders: dict[str, Encoder] = {
@@ -199,19 +201,10 @@ def decode_range(bound_decoder: Decoder | None) -> Decoder:
     return decode
 
 
-def decode_array(item_decoder: Decoder | None) -> Decoder:
-    def decode(value: list[Any]) -> list[Any]:
-        if item_decoder is None:
-            return value
-        return [None if item is None else item_decoder(item) for item in value]
-
-    return decode
-
-
 def decoder_for(kind: str) -> Decoder | None:
     """None means the parsed JSON value is already the Python value."""
     if kind.startswith("array:"):
-        return decode_array(decoder_for(kind.removeprefix("array:")))
+        return each_item(decoder_for(kind.removeprefix("array:")))
     if kind.startswith("range:"):
         return decode_range(decoder_for(kind.removeprefix("range:")))
     decoders: dict[str, Decoder | None] = {

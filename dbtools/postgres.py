@@ -13,7 +13,11 @@ with SET LOCAL, which lasts for that transaction only (pooler-safe).
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -72,12 +76,46 @@ def rows_sql(table: Table, connection: BaseDatabaseWrapper) -> str:
     )
 
 
-def row_batches(table: Table, connection: BaseDatabaseWrapper, size: int) -> Iterator[list[bytes]]:
-    """The table's row lines, in primary-key order, `size` at a time."""
+def row_batches(table: Table, connection: BaseDatabaseWrapper, size: int) -> Iterator[list[str]]:
+    """The table's row lines, in primary-key order, `size` at a time.
+
+    A server-side cursor makes the server build rows only when asked, so a
+    thread asks for the next batch while this one is being written: the
+    server's JSON work and the client's hashing and writing overlap. At most
+    two batches wait in between, so memory stays flat.
+    """
+    batches: queue.Queue[list[str] | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def fetch(cursor: Any) -> None:
+        try:
+            while not stop.is_set():
+                rows = cursor.fetchmany(size)
+                if not rows:
+                    break
+                batches.put([row[0] for row in rows])
+            batches.put(None)
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            batches.put(exc)
+
     with connection.chunked_cursor() as cursor:
         cursor.execute(rows_sql(table, connection))
-        while rows := cursor.fetchmany(size):
-            yield [row[0].encode() for row in rows]
+        worker = threading.Thread(
+            target=fetch, args=(cursor,), name=f"dbtools-fetch-{table.db_table}"
+        )
+        worker.start()
+        try:
+            while (batch := batches.get()) is not None:
+                if isinstance(batch, BaseException):
+                    with connection.wrap_database_errors:
+                        raise batch
+                yield batch
+        finally:
+            stop.set()
+            while worker.is_alive():  # let a blocked put() finish so the thread can end
+                with contextlib.suppress(queue.Empty):
+                    batches.get(timeout=0.1)
+            worker.join()
 
 
 def use_utc(connection: BaseDatabaseWrapper) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class Pooler:
+    address: str  # host:port
+    log: Path
+
+    def clients_seen(self) -> int:
+        return self.log.read_text().count("login attempt")
+
+
 @pytest.fixture(scope="session")
 def pgbouncer(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
     """A real PgBouncer in transaction mode in front of the PostgreSQL test database,
-    as Neon's -pooler endpoint is. Yields "host:port"."""
+    as Neon's -pooler endpoint is."""
     if "postgresql" not in settings.DATABASES:
         pytest.skip(missing_reason("postgresql"))
     exe = shutil.which("pgbouncer") or (
@@ -182,7 +192,7 @@ pidfile = {folder / "pgbouncer.pid"}
                     f"pgbouncer did not start: {process.stderr.read().decode() if process.stderr else ''}"
                 )
             time.sleep(0.1)
-    yield f"127.0.0.1:{port}"
+    yield Pooler(f"127.0.0.1:{port}", folder / "pgbouncer.log")
     process.terminate()
     process.wait(timeout=10)
     shutil.rmtree(folder, ignore_errors=True)

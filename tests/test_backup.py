@@ -168,11 +168,16 @@ def test_backup_through_pgbouncer_in_transaction_mode(alias, pgbouncer, tmp_path
     seed_shop(20_000, using=alias)  # UserActivity spans several 5,000-row fetches
     direct = tmp_path / "direct.json"
     pooled = tmp_path / "pooled.json"
-    for path, env in ((direct, {}), (pooled, {"DBTOOLS_TESTS_POSTGRES_HOST_PORT": pgbouncer})):
+    seen = pgbouncer.clients_seen()
+    for path, env in (
+        (direct, {}),
+        (pooled, {"DBTOOLS_TESTS_POSTGRES_HOST_PORT": pgbouncer.address}),
+    ):
         done = run_manage(
             "backupdb", "--database", "postgresql", "--output", str(path), "--only", "shop", env=env
         )
         assert done.returncode == 0, done.stderr
+    assert pgbouncer.clients_seen() > seen  # the pooled run really went through PgBouncer
     assert read_backup(pooled) == read_backup(direct)
     assert len(read_backup(pooled)["shop.UserActivity"]) > 5_000
 
@@ -331,3 +336,22 @@ def test_postgres_fast_path_writes_what_the_portable_path_writes(alias, backup_d
     monkeypatch.setattr("dbtools.postgres.can_write", lambda table, connection: False)
     portable = read_backup(backup_database(using=alias).path)
     assert comparable_tables(fast) == comparable_tables(portable)
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_and_not_at_verbosity_zero(alias, backup_dir):
+    from dbtools.progress import ProgressBar
+
+    assert ProgressBar.for_stream(StringIO(), verbosity=1) is None
+    assert ProgressBar.for_stream(Terminal(), verbosity=0) is None
+    screen = Terminal()
+    bar = ProgressBar.for_stream(screen, verbosity=1)
+    seed_shop(300, using=alias)
+    backup_database(using=alias, only=["shop.UserActivity"], progress=bar)
+    rows = m.UserActivity.objects.using(alias).count()
+    assert "\r  shop.UserActivity" in screen.getvalue()
+    assert screen.getvalue().endswith(f"[{'#' * 30}] {rows:>12,} / {rows:,}")
