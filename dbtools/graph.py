@@ -45,6 +45,18 @@ class Plan:
     def labels(self) -> list[str]:
         return [t.label for t in self.tables]
 
+    def select(self, only: Sequence[str] = (), exclude: Sequence[str] = ()) -> Plan:
+        """The same plan limited by --only/--exclude labels, order kept."""
+        check_labels([*only, *exclude], [t.model for t in self.tables])
+        tables = tuple(
+            t
+            for t in self.tables
+            if (not only or matches(t.model, only)) and not (exclude and matches(t.model, exclude))
+        )
+        kept = {t.label for t in tables}
+        cycles = tuple(c for c in self.cycles if set(c) <= kept)
+        return Plan(tables=tables, cycles=cycles)
+
 
 def owner(model: type[Model]) -> type[Model]:
     """The model a table belongs to for --only/--exclude: an auto-created

@@ -12,12 +12,13 @@ Two steps, so that nothing is written until everything has been checked:
 
 Rows go in through Django's own insert compiler with raw=True (the path
 `save()` and `bulk_create()` use, minus pre_save), so auto_now values and
-multi-table-inheritance children come back as they were. The only conflict
-ever skipped is a primary key that is already there: each batch first asks
-which of its keys exist, then inserts the rest with a plain INSERT, so any
-other problem (another unique value, NOT NULL, a too-long string) fails the
-restore instead of being silently dropped as INSERT IGNORE / OR IGNORE /
-ON CONFLICT DO NOTHING would.
+multi-table-inheritance children come back as they were; on PostgreSQL
+through COPY where every column's kind allows. The only conflict ever
+skipped is a primary key that is already there: for a table that has rows,
+each batch first asks which of its keys exist, then inserts the rest with a
+plain INSERT, so any other problem (another unique value, NOT NULL, a
+too-long string) fails the restore instead of being silently dropped as
+INSERT IGNORE / OR IGNORE / ON CONFLICT DO NOTHING would.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class RestorePlan:
     meta: dict[str, Any]
     mappings: list[TableMapping]  # in file order
     scope: list[Table]  # today's tables in scope (replace mode empties all of these)
+    everything: tuple[Table, ...]  # every table of the database, in or out of scope
     warnings: list[str]
 
     @property
@@ -203,8 +205,9 @@ def prepare_restore(
             columns[label] = section.meta["columns"]
             counts[label] = sum(1 for _ in section.rows)  # reading checks the checksum
 
-    scope = list(plan_tables(using, only=only, exclude=exclude).tables)
-    everything = {t.label.lower(): t for t in plan_tables(using).tables}
+    whole = plan_tables(using)
+    scope = list(whole.select(only, exclude).tables)
+    everything = {t.label.lower(): t for t in whole.tables}
     in_scope = {t.label.lower() for t in scope}
     model_renames, field_renames = migration_renames(using, meta.get("migrations", {}))
     warnings: list[str] = []
@@ -223,7 +226,7 @@ def prepare_restore(
             mapping.table = table
             map_columns(mapping, field_renames.get(current_label, {}))
         mappings.append(mapping)
-    return RestorePlan(backup_path, using, meta, mappings, scope, warnings)
+    return RestorePlan(backup_path, using, meta, mappings, scope, whole.tables, warnings)
 
 
 def current_table_label(label: str, model_renames: dict[str, str]) -> str:
@@ -391,7 +394,7 @@ class Loader:
         self, label: str, table_meta: dict[str, Any], rows: Iterator[tuple[int, Any]]
     ) -> None:
         """A natural-key table that is not restored still tells how its ids map."""
-        table = next((t for t in plan_tables(self.using).tables if t.label.lower() == label), None)
+        table = next((t for t in self.plan.everything if t.label.lower() == label), None)
         if table is None:
             return
         mapping = TableMapping(table_meta["label"], table, 0, table_meta["columns"])
@@ -731,11 +734,7 @@ def restore_database(
 def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None:
     """Every foreign key of the restored tables, and of tables pointing into them, must resolve."""
     restored = {m.table.label for m in plan.mappings if m.table} | {t.label for t in plan.scope}
-    tables = [
-        t.db_table
-        for t in plan_tables(plan.using).tables
-        if t.label in restored or t.depends_on & restored
-    ]
+    tables = [t.db_table for t in plan.everything if t.label in restored or t.depends_on & restored]
     try:
         connection.check_constraints(table_names=tables)
     except DatabaseError as exc:
