@@ -20,7 +20,7 @@ from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError
 from dbtools.restore import prepare_restore, restore_database
 from dbtools.safemigrate import migration_lock, rollback
-from tests.conftest import run_manage
+from tests.conftest import backends, run_manage
 from tests.helpers import comparable_tables, database_contents
 
 LAST = "0009_irreversible"
@@ -235,4 +235,20 @@ def test_system_check_warns_when_django_safemigrate_is_installed_too():
     assert warning.msg == (
         "Both dbtools and django_safemigrate provide a 'safemigrate' command; django_safemigrate's runs, "
         "because it comes first in INSTALLED_APPS."
+    )
+
+
+@backends("postgresql")
+def test_big_postgresql_table_rewrite_is_flagged(alias, lab, backup_dir, monkeypatch):
+    monkeypatch.setattr("dbtools.migration_plan.BIG_TABLE_ROWS", 1)
+    lab.migrate("0006")
+    for i in range(3):
+        lab.add(name=f"g{i}", code="C", dimension=i, weight=i)
+    with connections[alias].cursor() as cursor:
+        cursor.execute("ANALYZE lab_gadget")
+    out, _err, code = safemigrate(alias, "lab", "0007", "--plan")
+    assert code == 0
+    assert (
+        "On PostgreSQL this rewrites the whole table under an exclusive lock on lab_gadget (about 3 rows)"
+        in out
     )
