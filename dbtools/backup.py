@@ -32,7 +32,10 @@ from .graph import Plan, Table, plan_tables
 
 BATCH_ROWS = 5_000
 LATEST_STEM = "db-backup-latest"
-TIMESTAMPED = re.compile(r"^db-backup-(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)(-\d+)?\.json(\.gz)?$")
+# db-backup-[<label>-]<UTC time>[-<n>].json[.gz]; the label is e.g. "pre-migrate".
+TIMESTAMPED = re.compile(
+    r"^db-backup-(?:[a-z][a-z0-9-]*?-)?(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)(?:-(\d+))?\.json(?:\.gz)?$"
+)
 
 Progress = Callable[[str, int, int], None]  # table label, rows done, rows expected
 
@@ -357,8 +360,9 @@ def timestamped_backups(folder: Path) -> list[Path]:
     """Finished, timestamped backups in `folder`, newest first."""
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if TIMESTAMPED.match(p.name)]
-    return sorted(found, key=lambda p: p.name, reverse=True)
+    found = [(match, p) for p in folder.iterdir() if (match := TIMESTAMPED.match(p.name))]
+    found.sort(key=lambda item: (item[0].group(1), int(item[0].group(2) or 1)), reverse=True)
+    return [p for _, p in found]
 
 
 def prune(folder: Path, keep: int) -> list[Path]:

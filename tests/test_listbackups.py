@@ -30,7 +30,9 @@ def test_empty_folder_says_how_to_make_a_backup(backup_dir):
 def test_newest_first_with_counts_and_latest_marked(alias, backup_dir):
     seed_shop(300, using=alias)
     older = backup_database(using=alias, only=["shop"])
-    newer = backup_database(using=alias, compress=True)
+    newer = backup_database(
+        using=alias, compress=True, label="pre-migrate"
+    )  # sorts by time, not name
     lines = listing().splitlines()
     entries = [line for line in lines if line.startswith("  db-backup-")]
     assert [e.split()[0] for e in entries] == [newer.path.name, older.path.name]
