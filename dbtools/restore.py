@@ -108,6 +108,12 @@ class RestorePlan:
     def tables(self) -> int:
         return sum(1 for m in self.mappings if m.table)
 
+    @property
+    def not_in_backup(self) -> list[str]:
+        """Tables in scope the backup has nothing for: --replace leaves them empty."""
+        restored = {m.table.label for m in self.mappings if m.table}
+        return [t.label for t in self.scope if t.label not in restored]
+
 
 def resolve_backup(name: str | Path | None) -> Path:
     """--file NAME: a path, or a name in the backups folder; default: latest."""
@@ -383,6 +389,11 @@ class Loader:
                         self.learn_natural_keys(label, section.meta, section.rows)
                     continue
                 receipts.append(self.load_table(mapping, section.rows))
+        if self.mode == "replace":
+            receipts += [
+                TableReceipt(label, 0, note="emptied: not in the backup")
+                for label in self.plan.not_in_backup
+            ]
         return receipts
 
     @staticmethod

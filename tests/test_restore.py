@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -433,3 +434,21 @@ def test_receipt_and_json_of_the_command(alias, backup_dir):
         lines[-1].startswith("Restored 0 rows into")
         and "already present and left as they were" in lines[-1]
     )
+
+
+def test_replace_says_which_tables_it_leaves_empty(alias, backup_dir):
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias, only=["shop.Product"]).path
+    e.Tag.objects.using(alias).create(name="made after the backup")
+    out = StringIO()
+    call_command(
+        "restoredb", "--database", alias, "--file", str(backup), "--replace", "--only", "shop.Product",
+        "--only", "edgecases.Tag", "--no-input", stdout=out,
+    )  # fmt: skip
+    assert (
+        "These tables are not in the backup and will be left empty: edgecases.Tag" in out.getvalue()
+    )
+    assert re.search(
+        r"edgecases\.Tag\s+0\s+0\s+0\s+0\.00s  \(emptied: not in the backup\)", out.getvalue()
+    )
+    assert not e.Tag.objects.using(alias).exists()

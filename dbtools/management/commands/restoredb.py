@@ -93,6 +93,13 @@ class Command(BaseCommand):
                     else ""
                 )
             )
+        if mode == "replace" and plan.not_in_backup:
+            self.stdout.write(
+                self.style.WARNING(
+                    "        These tables are not in the backup and will be left empty: "
+                    + ", ".join(plan.not_in_backup)
+                )
+            )
         if options["interactive"]:
             answer = input("Type 'yes' to restore, or anything else to cancel: ")
             if answer.strip().lower() != "yes":
