@@ -181,6 +181,26 @@ def migration_renames(
     return model_renames, field_renames
 
 
+def migrations_behind(using: str, backup_migrations: dict[str, list[str]]) -> list[str]:
+    """A warning if the backup's database had migrations applied that this one has not."""
+    applied_now = set(
+        MigrationLoader(connections[using], ignore_no_migrations=True).applied_migrations
+    )
+    missing = sorted(
+        f"{app}.{name}"
+        for app, names in backup_migrations.items()
+        for name in names
+        if (app, name) not in applied_now
+    )
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return [
+        f"The backup was taken with migrations applied that this database has not: {shown}. "
+        f"What they added is not restored; run `manage.py migrate` first, then restore."
+    ]
+
+
 def _plan_order(loader: MigrationLoader, keys: set[tuple[str, str]]) -> list[tuple[str, str]]:
     order: list[tuple[str, str]] = []
     for leaf in loader.graph.leaf_nodes():
@@ -216,7 +236,7 @@ def prepare_restore(
     everything = {t.label.lower(): t for t in whole.tables}
     in_scope = {t.label.lower() for t in scope}
     model_renames, field_renames = migration_renames(using, meta.get("migrations", {}))
-    warnings: list[str] = []
+    warnings = migrations_behind(using, meta.get("migrations", {}))
     mappings: list[TableMapping] = []
     for label in order:
         current_label = current_table_label(label, model_renames)

@@ -452,3 +452,16 @@ def test_replace_says_which_tables_it_leaves_empty(alias, backup_dir):
         r"edgecases\.Tag\s+0\s+0\s+0\s+0\.00s  \(emptied: not in the backup\)", out.getvalue()
     )
     assert not e.Tag.objects.using(alias).exists()
+
+
+def test_restoring_into_a_database_behind_the_backup_warns(alias, backup_dir):
+    backup = backup_database(using=alias, only=["lab"]).path
+    call_command("migrate", "lab", "0008", fake=True, database=alias, verbosity=0)
+    try:
+        plan = prepare_restore(backup, using=alias)
+    finally:
+        call_command("migrate", "lab", database=alias, fake=True, verbosity=0)
+    assert plan.warnings == [
+        "The backup was taken with migrations applied that this database has not: lab.0009_irreversible. "
+        "What they added is not restored; run `manage.py migrate` first, then restore."
+    ]
