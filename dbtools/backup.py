@@ -132,7 +132,7 @@ def snapshot(connection: BaseDatabaseWrapper) -> Iterator[None]:
                     cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                 # SQLite: a read transaction is already a snapshot.
             if connection.vendor == "postgresql":
-                postgres.use_utc(connection)
+                postgres.prepare_snapshot(connection)
         yield
 
 
