@@ -112,7 +112,7 @@ def describe_connection_error(connection: BaseDatabaseWrapper, exc: Exception) -
 
 
 @contextmanager
-def snapshot(connection: BaseDatabaseWrapper) -> Iterator[None]:
+def snapshot(connection: BaseDatabaseWrapper) -> Iterator[bool]:
     """One read-only transaction in which every table is read at the same moment.
 
     Everything is transaction-scoped (no session SET, no WITH HOLD cursor), so
@@ -133,7 +133,7 @@ def snapshot(connection: BaseDatabaseWrapper) -> Iterator[None]:
                 # SQLite: a read transaction is already a snapshot.
             if connection.vendor == "postgresql":
                 postgres.prepare_snapshot(connection)
-        yield
+        yield not outer  # True: the snapshot is ours, with our isolation level
 
 
 # Rows ---------------------------------------------------------------------------
@@ -223,6 +223,28 @@ def python_batches(table: Table, connection: BaseDatabaseWrapper) -> Iterator[li
         yield batch
 
 
+@contextmanager
+def second_reader(
+    connection: BaseDatabaseWrapper, plan: Plan, folder: Path, owned: bool
+) -> Iterator[postgres.SecondReader | None]:
+    """On PostgreSQL, a second connection in the same snapshot reads tables from
+    the end of the plan, so two server processes build rows at once. Only in a
+    snapshot transaction of our own (in a caller's transaction the isolation
+    level is the caller's, and its snapshot may not be one to share)."""
+    second = None
+    if (
+        owned
+        and connection.vendor == "postgresql"
+        and sum(1 for t in plan.tables if postgres.can_write(t, connection)) > 1
+    ):
+        second = postgres.SecondReader(connection, list(plan.tables), folder, BATCH_ROWS)
+    try:
+        yield second
+    finally:
+        if second is not None:
+            second.close()
+
+
 def describe_table(table: Table) -> dict[str, Any]:
     """What a restore needs to know about a table without importing its model."""
     columns = []
@@ -266,10 +288,19 @@ def write_table(
     table: Table,
     connection: BaseDatabaseWrapper,
     progress: Progress | None,
+    second: postgres.SecondReader | None = None,
 ) -> TableReport:
     started = time.monotonic()
     expected = count_rows(table, connection) if progress else 0
     writer.begin_table(describe_table(table))
+    spooled = second.result(table) if second and not second.take(table) else None
+    if spooled is not None:
+        writer.copy_rows(spooled.path, spooled.rows)
+        spooled.path.unlink()
+        if progress:
+            progress(table.label, spooled.rows, expected)
+        rows, _ = writer.end_table()
+        return TableReport(table.label, table.db_table, rows, time.monotonic() - started)
     batches = (
         postgres.row_batches(table, connection, BATCH_ROWS)
         if postgres.can_write(table, connection)
@@ -419,10 +450,13 @@ def backup_database(
             f"Choose another folder with --output."
         ) from exc
     try:
-        with snapshot(connection):
+        with snapshot(connection) as owned:
             meta = describe_backup(connection, plan, now, only, exclude)
             writer.write_header(meta)
-            reports = [write_table(writer, t, connection, progress) for t in plan.tables]
+            with second_reader(connection, plan, path.parent, owned) as second:
+                reports = [
+                    write_table(writer, t, connection, progress, second) for t in plan.tables
+                ]
         writer.commit()
     except OSError as exc:
         writer.abort()

@@ -14,9 +14,12 @@ with SET LOCAL, which lasts for that transaction only (pooler-safe).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -177,3 +180,115 @@ def copy_rows(
                     if values[i] is not None:
                         values[i] = Jsonb(values[i])
                 copy.write_row(values)
+
+
+# A second reader ------------------------------------------------------------------
+
+
+@dataclass
+class Spooled:
+    path: Path
+    rows: int
+
+
+class SecondReader:
+    """A second connection that reads tables from the end of the plan while the
+    main one works from the start, both in the same snapshot.
+
+    The main transaction exports its snapshot (pg_export_snapshot, as
+    `pg_dump -j` does); this connection's transaction adopts it, so both see
+    the database at the same moment. Its tables are spooled to hidden
+    `.partial` files beside the backup and copied into it in order, so memory
+    stays flat. Anything going wrong here (a pooler or server refusing the
+    snapshot, no free connection) only means the main connection reads those
+    tables itself.
+    """
+
+    def __init__(
+        self, connection: BaseDatabaseWrapper, tables: list[Table], folder: Path, size: int
+    ) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_export_snapshot()")
+            (self.snapshot_id,) = cursor.fetchone()
+        self.alias = connection.alias
+        self.folder = folder
+        self.size = size
+        self.lock = threading.Lock()
+        self.queue = [
+            t for t in tables if can_write(t, connection)
+        ]  # the main reader takes from the front
+        self.claimed: dict[str, threading.Event] = {}
+        self.spooled: dict[str, Spooled] = {}
+        self.failed = False
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="dbtools-second-reader", daemon=True)
+        self.thread.start()
+
+    def take(self, table: Table) -> bool:
+        """The main reader is about to read `table`: True if it should (not claimed here)."""
+        with self.lock:
+            if table in self.queue:
+                self.queue.remove(table)
+                return True
+            return table.label not in self.claimed
+
+    def result(self, table: Table) -> Spooled | None:
+        """Wait for a claimed table; None if this reader failed (read it yourself)."""
+        self.claimed[table.label].wait()
+        return None if self.failed else self.spooled.get(table.label)
+
+    def run(self) -> None:
+        from django.db import connections
+
+        connection = connections.create_connection(self.alias)
+        try:
+            connection.ensure_connection()
+            connection.set_autocommit(False)
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", [self.snapshot_id])
+            prepare_snapshot(connection)
+            while not self.stopping.is_set():
+                with self.lock:
+                    if not self.queue:
+                        break
+                    table = self.queue.pop()
+                    self.claimed[table.label] = threading.Event()
+                try:
+                    self.spooled[table.label] = self.spool(table, connection)
+                finally:
+                    self.claimed[table.label].set()
+        except Exception:
+            self.failed = True
+        finally:
+            for event in self.claimed.values():
+                event.set()
+            try:
+                connection.rollback()
+            finally:
+                connection.close()
+
+    def spool(self, table: Table, connection: BaseDatabaseWrapper) -> Spooled:
+        path = self.folder / f".dbtools-{os.getpid()}-{table.db_table}.spool.partial"
+        rows = 0
+        with open(path, "wb") as out, connection.chunked_cursor() as cursor:
+            cursor.execute(rows_sql(table, connection))
+            while batch := cursor.fetchmany(self.size):
+                lines = [row[0] for row in batch]
+                out.write((("," if rows else "") + "\n,".join(lines) + "\n").encode())
+                rows += len(lines)
+        return Spooled(path, rows)
+
+    def close(self) -> None:
+        """Called when every table has been read. A thread that never claimed a
+        table may still be waiting for a connection (a pooler with no free
+        server connection until this transaction ends): it is not waited for;
+        it finds the snapshot gone and ends by itself."""
+        self.stopping.set()
+        with self.lock:
+            self.queue.clear()
+            worked = bool(self.claimed)
+        if worked:
+            self.thread.join()
+        for spooled in self.spooled.values():
+            spooled.path.unlink(missing_ok=True)

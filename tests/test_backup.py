@@ -355,3 +355,30 @@ def test_progress_bar_only_on_a_terminal_and_not_at_verbosity_zero(alias, backup
     rows = m.UserActivity.objects.using(alias).count()
     assert "\r  shop.UserActivity" in screen.getvalue()
     assert screen.getvalue().endswith(f"[{'#' * 30}] {rows:>12,} / {rows:,}")
+
+
+@backends("postgresql")
+def test_second_reader_shares_the_snapshot_and_is_optional(alias, backup_dir, monkeypatch):
+    from dbtools.postgres import SecondReader
+
+    fill_edge_cases(alias)
+    seed_shop(2_000, using=alias)
+    spooled = []
+    real_spool = SecondReader.spool
+    monkeypatch.setattr(
+        SecondReader,
+        "spool",
+        lambda self, table, c: spooled.append(table.label) or real_spool(self, table, c),
+    )
+    with_second = backup_database(using=alias)
+    assert spooled  # the second connection did read some tables
+    assert not list(backup_dir.glob(".*.partial")) and not list(backup_dir.glob(".*.spool*"))
+
+    def broken(self, table, connection):
+        raise RuntimeError("the second connection failed")
+
+    monkeypatch.setattr("dbtools.postgres.SecondReader.spool", broken)
+    alone = backup_database(using=alias)
+    assert (
+        with_second.path.read_bytes().split(b"\n")[1:] == alone.path.read_bytes().split(b"\n")[1:]
+    )
