@@ -271,12 +271,16 @@ class SecondReader:
     def spool(self, table: Table, connection: BaseDatabaseWrapper) -> Spooled:
         path = self.folder / f".dbtools-{os.getpid()}-{table.db_table}.spool.partial"
         rows = 0
-        with open(path, "wb") as out, connection.chunked_cursor() as cursor:
-            cursor.execute(rows_sql(table, connection))
-            while batch := cursor.fetchmany(self.size):
-                lines = [row[0] for row in batch]
-                out.write((("," if rows else "") + "\n,".join(lines) + "\n").encode())
-                rows += len(lines)
+        try:
+            with open(path, "wb") as out, connection.chunked_cursor() as cursor:
+                cursor.execute(rows_sql(table, connection))
+                while batch := cursor.fetchmany(self.size):
+                    lines = [row[0] for row in batch]
+                    out.write((("," if rows else "") + "\n,".join(lines) + "\n").encode())
+                    rows += len(lines)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return Spooled(path, rows)
 
     def close(self) -> None:

@@ -236,14 +236,13 @@ def test_keep_below_one_is_refused(backup_dir):
         call_command("backupdb", "--keep", "0")
 
 
-@backends("sqlite")
 def test_killed_backup_leaves_earlier_backups_intact(alias, backup_dir):
     seed_shop(60_000, using=alias)
     first = backup_database(using=alias)
     before = {p.name: p.read_bytes() for p in backup_dir.iterdir()}
     env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}
     process = subprocess.Popen(
-        manage_command("backupdb"),
+        manage_command("backupdb", "--database", alias),
         env=manage_env(env),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -269,7 +268,6 @@ def test_killed_backup_leaves_earlier_backups_intact(alias, backup_dir):
     assert "left by a backup that was interrupted; safe to delete." in listing.getvalue()
 
 
-@backends("sqlite")
 def test_full_disk_gives_a_clear_error_and_leaves_nothing(alias, backup_dir):
     seed_shop(5_000, using=alias)
     backup_database(using=alias)
@@ -281,7 +279,11 @@ def test_full_disk_gives_a_clear_error_and_leaves_nothing(alias, backup_dir):
         resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
 
     done = run_manage(
-        "backupdb", env={"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}, preexec_fn=small_files
+        "backupdb",
+        "--database",
+        alias,
+        env={"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)},
+        preexec_fn=small_files,
     )
     assert done.returncode == 1
     assert done.stderr.startswith("CommandError: Writing db-backup-")
