@@ -82,6 +82,7 @@ class MigrateOutcome:
     error: BaseException | None
     applied: list[str]  # migrations this run applied
     failed: str | None  # the migration that failed, if one did
+    unapplied: list[str] = field(default_factory=list)  # migrations this run unapplied (going back)
 
 
 def run_migrate(
@@ -115,17 +116,23 @@ def run_migrate(
         for m, backwards in planned
         if not backwards and (m.app_label, m.name) in after - before
     ]
+    unapplied = [
+        f"{m.app_label}.{m.name}"
+        for m, backwards in planned
+        if backwards and (m.app_label, m.name) in before - after
+    ]
     failed = None
     if error is not None:
+        # The first step not done: not applied (forwards) or still applied (backwards).
         failed = next(
             (
                 f"{m.app_label}.{m.name}"
                 for m, backwards in planned
-                if not backwards and (m.app_label, m.name) not in after
+                if ((m.app_label, m.name) in after) == backwards
             ),
             None,
         )
-    return MigrateOutcome(error is None, error, applied, failed)
+    return MigrateOutcome(error is None, error, applied, failed, unapplied)
 
 
 def _applied_keys(using: str) -> set[tuple[str, str]]:

@@ -252,3 +252,15 @@ def test_big_postgresql_table_rewrite_is_flagged(alias, lab, backup_dir, monkeyp
         "On PostgreSQL this rewrites the whole table under an exclusive lock on lab_gadget (about 3 rows)"
         in out
     )
+
+
+def test_migrating_backwards_says_what_it_unapplied(alias, lab, backup_dir):
+    lab.migrate("0002")
+    out, err, code = safemigrate(alias, "lab", "0001")
+    assert code == 0, err
+    assert (
+        "  Unapply lab.0002_rename_size\n    - Undo Rename field size on gadget to dimension\n"
+        in out
+    )
+    assert "Migrated: unapplied lab.0002_rename_size." in out
+    assert lab.applied()[-1] == "0001_initial"

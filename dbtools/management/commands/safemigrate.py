@@ -130,9 +130,8 @@ class Command(BaseCommand):
             verbosity,
         )
         if outcome.ok:
-            self.stdout.write(
-                self.style.SUCCESS(f"Migrated: {', '.join(outcome.applied) or 'nothing new'}.")
-            )
+            done = outcome.applied + [f"unapplied {name}" for name in outcome.unapplied]
+            self.stdout.write(self.style.SUCCESS(f"Migrated: {', '.join(done) or 'nothing new'}."))
             restore = restore_choice == "always" or (
                 restore_choice == "ask"
                 and self.ask(f"{RESTORE_HELP}\nRestore data from the backup? [y/N] ")
