@@ -302,10 +302,14 @@ class ArchiveReader:
             if line.startswith(_TABLE_END_PREFIX):
                 end = self._load(b"{" + line[2:], "table end")
                 if end.get("count") != count or end.get("sha256") != digest.hexdigest():
+                    what = (
+                        f"has {count} rows where the file says {end.get('count')}"
+                        if end.get("count") != count
+                        else "does not match its checksum"
+                    )
                     raise ArchiveError(
-                        f"{self.path.name}: table {meta.get('label')} does not match its checksum "
-                        f"(file says {end.get('count')} rows, found {count}); the file was edited or damaged. "
-                        f"Use another backup."
+                        f"{self.path.name}: table {meta.get('label')} {what}; the file was edited or "
+                        f"damaged. Use another backup."
                     )
                 return
             digest.update(line + b"\n")

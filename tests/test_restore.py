@@ -465,3 +465,16 @@ def test_restoring_into_a_database_behind_the_backup_warns(alias, backup_dir):
         "The backup was taken with migrations applied that this database has not: lab.0009_irreversible. "
         "What they added is not restored; run `manage.py migrate` first, then restore."
     ]
+
+
+def test_a_file_missing_a_row_says_how_many(alias, backup_dir):
+    fill_edge_cases(alias)
+    backup = backup_database(using=alias, only=["edgecases.Tag"]).path
+    lines = backup.read_text().splitlines(keepends=True)
+    del lines[3]  # the second Tag row
+    bad = backup.with_name("short.json")
+    bad.write_text("".join(lines))
+    with pytest.raises(
+        ArchiveError, match=r"^short.json: table edgecases.Tag has 2 rows where the file says 3;"
+    ):
+        prepare_restore(bad, using=alias)
