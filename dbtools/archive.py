@@ -262,12 +262,12 @@ class ArchiveReader:
         )
 
     def tables(
-        self, parser_for: Callable[[dict[str, Any]], Callable[[bytes], Any]] | None = None
+        self, parser_for: Callable[[dict[str, Any]], Callable[[bytes], Any] | None] | None = None
     ) -> Iterator[TableSection]:
         """Yield each table; its rows are checked against the count and checksum at its end.
 
-        `parser_for(table_meta)` picks how row lines are parsed; by default they
-        are not parsed at all (verification only reads bytes).
+        `parser_for(table_meta)` picks how row lines are parsed; without it, or
+        where it returns None, rows come as raw lines (verification only reads bytes).
         """
         while True:
             line = self._next_line()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .archive import PARTIAL_SUFFIX, ArchiveReader, verify
 from .backup import latest_path, timestamped_backups
 from .exceptions import ArchiveError
@@ -38,8 +40,6 @@ def read_summary(path: Path) -> dict[str, Any] | None:
         tail = f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
     if not tail.startswith(b'],"summary":'):
         return None
-    import orjson
-
     try:
         summary: dict[str, Any] = orjson.loads(b"{" + tail[2:])["summary"]
     except (orjson.JSONDecodeError, KeyError, TypeError):

@@ -85,10 +85,6 @@ class TableMapping:
     ignored_columns: list[str] = field(default_factory=list)
     note: str = ""
 
-    @property
-    def label(self) -> str:
-        return self.table.label if self.table else self.backup_label
-
 
 @dataclass
 class RestorePlan:
@@ -140,14 +136,13 @@ def resolve_backup(name: str | Path | None) -> Path:
 
 
 def migration_renames(
-    using: str, backup_migrations: dict[str, list[str]]
+    loader: MigrationLoader, backup_migrations: dict[str, list[str]]
 ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """Model and field renames made by migrations applied since the backup.
 
     Returns ({old model label: new}, {model label: {old field: new}}), labels
     lower-case, so rows can follow a RenameField/RenameModel automatically.
     """
-    loader = MigrationLoader(connections[using], ignore_no_migrations=True)
     backup_applied = {(app, name) for app, names in backup_migrations.items() for name in names}
     applied_now = set(loader.applied_migrations)
     since = applied_now - backup_applied
@@ -181,11 +176,11 @@ def migration_renames(
     return model_renames, field_renames
 
 
-def migrations_behind(using: str, backup_migrations: dict[str, list[str]]) -> list[str]:
+def migrations_behind(
+    loader: MigrationLoader, backup_migrations: dict[str, list[str]]
+) -> list[str]:
     """A warning if the backup's database had migrations applied that this one has not."""
-    applied_now = set(
-        MigrationLoader(connections[using], ignore_no_migrations=True).applied_migrations
-    )
+    applied_now = set(loader.applied_migrations)
     missing = sorted(
         f"{app}.{name}"
         for app, names in backup_migrations.items()
@@ -235,8 +230,9 @@ def prepare_restore(
     scope = list(whole.select(only, exclude).tables)
     everything = {t.label.lower(): t for t in whole.tables}
     in_scope = {t.label.lower() for t in scope}
-    model_renames, field_renames = migration_renames(using, meta.get("migrations", {}))
-    warnings = migrations_behind(using, meta.get("migrations", {}))
+    loader = MigrationLoader(connections[using], ignore_no_migrations=True)
+    model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
+    warnings = migrations_behind(loader, meta.get("migrations", {}))
     mappings: list[TableMapping] = []
     for label in order:
         current_label = current_table_label(label, model_renames)
@@ -387,6 +383,7 @@ class Loader:
         self.remapped: dict[str, dict[Any, Any]] = {}
         replaced = {t.label.lower() for t in plan.scope} if mode == "replace" else set()
         self.match_by_natural_key = {label for label in NATURAL_KEYS if label not in replaced}
+        self.loaded = {m.backup_label for m in plan.mappings if m.table}
 
     def empty_scope(self) -> None:
         """--replace: delete every row of every table in scope (DELETE, not TRUNCATE,
@@ -416,8 +413,12 @@ class Loader:
             ]
         return receipts
 
-    @staticmethod
-    def parser_for(table_meta: dict[str, Any]) -> Callable[[bytes], tuple[int, Any]]:
+    def parser_for(self, table_meta: dict[str, Any]) -> Callable[[bytes], tuple[int, Any]] | None:
+        """How to parse a table's rows; None (read, checked, not parsed) for a
+        table this restore neither loads nor learns natural keys from."""
+        label = table_meta["label"]
+        if label not in self.loaded and label.lower() not in self.match_by_natural_key:
+            return None
         parse = row_parser([c["kind"] for c in table_meta["columns"]])
         return lambda line: (len(line), parse(line))
 
