@@ -1,8 +1,9 @@
 """Every test that takes `alias` runs once per backend, on a real server.
 
 sqlite always runs; postgresql and mariadb run when TEST_POSTGRES_URL and
-TEST_MARIADB_URL are set. Locally a missing backend is skipped with a line
-saying so; under CI=true it is a failure.
+TEST_MARIADB_URL are set, or when a server answers on the default local port
+(tests/settings.py). Locally a missing backend's tests are left out with one
+line saying so; under CI=true they run and fail.
 """
 
 from __future__ import annotations
@@ -29,14 +30,25 @@ ROOT = Path(__file__).resolve().parent.parent
 def missing_reason(backend: str) -> str | None:
     if BACKENDS[backend] in settings.DATABASES:
         return None
-    return f"{backend}: {URL_VARIABLES[backend]} is not set, so its tests did not run"
+    variable = URL_VARIABLES[backend]
+    return f"{variable} is not set and no server answered on its default local port"
+
+
+def found_locally(backend: str) -> bool:
+    return os.environ.get(f"DBTOOLS_TESTS_FOUND_{URL_VARIABLES.get(backend)}") == "1"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = []
     for backend in BACKENDS:
         reason = missing_reason(backend)
-        lines.append(f"backend {backend}: " + ("SKIPPED, " + reason if reason else "on"))
+        if reason:
+            state = f"NOT RUN: {reason}"
+        elif found_locally(backend):
+            state = f"on (found {os.environ[URL_VARIABLES[backend]]}; set {URL_VARIABLES[backend]} to choose)"
+        else:
+            state = "on"
+        lines.append(f"backend {backend}: {state}")
     return lines
 
 
@@ -48,18 +60,44 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+NOT_RUN: dict[str, int] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each backend's tests for its database; a backend that is not there
+    has its tests left out with one line in the summary (a failure under CI)."""
+    left_out = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or "alias" not in callspec.params:
             continue
         alias = callspec.params["alias"]
-        if alias in settings.DATABASES:
-            marker = item.get_closest_marker("django_db")
-            if marker and marker.kwargs.get("databases"):
-                continue  # the test says which databases it needs (cross-backend tests)
-            transactional = marker.kwargs.get("transaction", True) if marker else True
-            item.add_marker(pytest.mark.django_db(transaction=transactional, databases=[alias]))
+        if alias not in settings.DATABASES:
+            if not IN_CI:
+                backend = next(b for b, a in BACKENDS.items() if a == alias)
+                NOT_RUN[backend] = NOT_RUN.get(backend, 0) + 1
+                left_out.append(item)
+            continue
+        marker = item.get_closest_marker("django_db")
+        if marker and marker.kwargs.get("databases"):
+            continue  # the test says which databases it needs (cross-backend tests)
+        transactional = marker.kwargs.get("transaction", True) if marker else True
+        item.add_marker(pytest.mark.django_db(transaction=transactional, databases=[alias]))
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in set(left_out)]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    for backend, count in NOT_RUN.items():
+        terminalreporter.write_line(
+            f"backend {backend}: {count} tests not run: {missing_reason(backend)}", yellow=True
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run's own folder (SQLite files, default backups folder) goes with it."""
+    shutil.rmtree(Path(settings.DATABASES["default"]["TEST"]["NAME"]).parent, ignore_errors=True)
 
 
 @pytest.fixture
@@ -69,7 +107,7 @@ def alias(request: pytest.FixtureRequest) -> str:
     reason = missing_reason(backend_name)
     if reason:
         if IN_CI:
-            pytest.fail(f"CI=true but {reason}")
+            pytest.fail(f"CI=true but {backend_name}: {reason}")
         pytest.skip(reason)
     return name
 

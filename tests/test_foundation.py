@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +97,29 @@ def test_seedshop_refuses_to_mix_with_existing_data(alias):
         call_command("seedshop", "--rows", "200", "--database", alias, verbosity=0)
     call_command("seedshop", "--rows", "300", "--flush", "--database", alias, verbosity=0)
     assert m.User.objects.using(alias).count() == 6
+
+
+def test_two_test_runs_use_their_own_databases_and_files():
+    """Two checkouts running the suite at once on one machine must not share a
+    SQLite file, a test database on a server, or a backups folder."""
+    script = (
+        "import json; from tests import settings as s; "
+        "print(json.dumps([s.DATABASES['default']['TEST']['NAME'], s.DBTOOLS['BACKUP_DIR'], "
+        "[d['TEST'].get('NAME') for a, d in sorted(s.DATABASES.items()) if a != 'default']]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBTOOLS_TESTS_")}
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                check=True,
+            ).stdout
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    for run in runs:
+        shutil.rmtree(Path(run[0]).parent)
+    first, second = runs
+    assert first[0] != second[0] and first[1] != second[1]
+    assert all(a != b for a, b in zip(first[2], second[2], strict=True))
+    assert all(name.startswith("test_dbtools_") for name in first[2])
