@@ -92,7 +92,7 @@ class RestorePlan:
     using: str
     meta: dict[str, Any]
     mappings: list[TableMapping]  # in file order
-    scope: list[Table]  # today's tables in scope (replace mode empties all of these)
+    scope: list[Table]  # today's tables in scope (--only/--exclude of this restore)
     everything: tuple[Table, ...]  # every table of the database, in or out of scope
     warnings: list[str]
 
@@ -105,8 +105,16 @@ class RestorePlan:
         return sum(1 for m in self.mappings if m.table)
 
     @property
+    def covered(self) -> list[Table]:
+        """The tables in scope that the backup holds (a table with no rows in it
+        included): the only tables --replace empties."""
+        restored = {m.table.label for m in self.mappings if m.table}
+        return [t for t in self.scope if t.label in restored]
+
+    @property
     def not_in_backup(self) -> list[str]:
-        """Tables in scope the backup has nothing for: --replace leaves them empty."""
+        """Tables in scope the backup does not cover (left out when it was taken,
+        or made since): no restore touches them."""
         restored = {m.table.label for m in self.mappings if m.table}
         return [t.label for t in self.scope if t.label not in restored]
 
@@ -385,17 +393,30 @@ class Loader:
         self.match_by_natural_key = {label for label in NATURAL_KEYS if label not in replaced}
         self.loaded = {m.backup_label for m in plan.mappings if m.table}
 
-    def empty_scope(self) -> None:
-        """--replace: delete every row of every table in scope (DELETE, not TRUNCATE,
-        which would commit on MariaDB and could not be rolled back)."""
+    def empty_covered_tables(self) -> None:
+        """--replace: delete every row of each table the backup covers (DELETE, not
+        TRUNCATE, which would commit on MariaDB and could not be rolled back).
+
+        A database-level ON DELETE rule (CASCADE, SET NULL: Django's DB_CASCADE,
+        or one written in SQL) could reach into a table this restore does not
+        cover; the references into the emptied tables are counted before and
+        after, and any change stops the restore.
+        """
+        emptied = self.plan.covered
+        references = outside_references(self.connection, emptied)
+        before = count_references(self.connection, references)
         with self.connection.cursor() as cursor:
-            for table in reversed(self.plan.scope):
+            for table in reversed(emptied):
                 cursor.execute(f"DELETE FROM {self.connection.ops.quote_name(table.db_table)}")
+        after = count_references(self.connection, references)
+        for reference, count in before.items():
+            if after[reference] != count:
+                raise cascade_error(reference, count, after[reference], emptied)
 
     def run(self) -> list[TableReceipt]:
         receipts = []
         if self.mode == "replace":
-            self.empty_scope()
+            self.empty_covered_tables()
         with ArchiveReader(self.plan.path) as reader:
             mappings = iter(self.plan.mappings)
             for section in reader.tables(self.parser_for):
@@ -406,11 +427,6 @@ class Loader:
                         self.learn_natural_keys(label, section.meta, section.rows)
                     continue
                 receipts.append(self.load_table(mapping, section.rows))
-        if self.mode == "replace":
-            receipts += [
-                TableReceipt(label, 0, note="emptied: not in the backup")
-                for label in self.plan.not_in_backup
-            ]
         return receipts
 
     def parser_for(self, table_meta: dict[str, Any]) -> Callable[[bytes], tuple[int, Any]] | None:
@@ -700,6 +716,56 @@ class Loader:
         return row_error(mapping.table, None, batch_error)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A foreign-key column of a table outside the restore, pointing into it."""
+
+    table: str  # the referencing table, as the database names it
+    column: str
+    target: str  # the emptied table it points to
+
+
+def outside_references(connection: BaseDatabaseWrapper, emptied: list[Table]) -> list[Reference]:
+    """Every foreign key, known to the ORM or not, from a table that is not being
+    emptied into one that is: read from the database's own constraints."""
+    targets = {t.db_table for t in emptied}
+    found = []
+    with connection.cursor() as cursor:
+        for name in connection.introspection.table_names(cursor):
+            if name in targets:
+                continue
+            constraints = connection.introspection.get_constraints(cursor, name)
+            for constraint in constraints.values():
+                target = constraint.get("foreign_key")
+                if target and target[0] in targets:
+                    found += [Reference(name, column, target[0]) for column in constraint["columns"]]
+    return sorted(set(found), key=lambda r: (r.table, r.column))
+
+
+def count_references(
+    connection: BaseDatabaseWrapper, references: list[Reference]
+) -> dict[Reference, int]:
+    quote = connection.ops.quote_name
+    counts = {}
+    with connection.cursor() as cursor:
+        for ref in references:
+            cursor.execute(
+                f"SELECT COUNT(*) FROM {quote(ref.table)} WHERE {quote(ref.column)} IS NOT NULL"
+            )
+            (counts[ref],) = cursor.fetchone()
+    return counts
+
+
+def cascade_error(ref: Reference, before: int, after: int, emptied: list[Table]) -> RestoreError:
+    owner = next((t.label for t in emptied if t.db_table == ref.target), ref.target)
+    return RestoreError(
+        f"Emptying {owner} for --replace changed table {ref.table}, which this restore does not cover: "
+        f"{before - after:,} of its rows lost their reference in column {ref.column} (a database-level "
+        f"ON DELETE CASCADE or SET NULL). Restore {ref.table}'s model too (add it to --only), or restore "
+        f"without --replace. Nothing was changed: the restore was rolled back."
+    )
+
+
 def row_pk(row: dict[str, Any], pk_names: list[str]) -> Any:
     return row[pk_names[0]] if len(pk_names) == 1 else tuple(row[name] for name in pk_names)
 
@@ -742,11 +808,14 @@ def restore_database(
             with connection.constraint_checks_disabled():
                 receipts = loader.run()
             check_references(connection, plan)
-            reset_sequences(connection, [m.table.model for m in plan.mappings if m.table])
             if mode == "replace":
                 verify_counts(plan, receipts)
             if dry_run:
                 raise _Rollback
+            # Last, and never in a dry run: PostgreSQL's setval() is not undone
+            # by a rollback, and a sequence moved back would hand out ids
+            # that are taken.
+            reset_sequences(connection, [m.table.model for m in plan.mappings if m.table])
     except _Rollback:
         pass
     except DatabaseError as exc:

@@ -436,7 +436,9 @@ def test_receipt_and_json_of_the_command(alias, backup_dir):
     )
 
 
-def test_replace_says_which_tables_it_leaves_empty(alias, backup_dir):
+def test_replace_never_empties_a_table_the_backup_does_not_cover(alias, backup_dir):
+    """A table left out of the backup (--only, --exclude, DBTOOLS['EXCLUDE']) or
+    made since is not the backup's to empty: --replace leaves it as it is."""
     seed_shop(300, using=alias)
     backup = backup_database(using=alias, only=["shop.Product"]).path
     e.Tag.objects.using(alias).create(name="made after the backup")
@@ -445,13 +447,91 @@ def test_replace_says_which_tables_it_leaves_empty(alias, backup_dir):
         "restoredb", "--database", alias, "--file", str(backup), "--replace", "--only", "shop.Product",
         "--only", "edgecases.Tag", "--no-input", stdout=out,
     )  # fmt: skip
-    assert (
-        "These tables are not in the backup and will be left empty: edgecases.Tag" in out.getvalue()
-    )
-    assert re.search(
-        r"edgecases\.Tag\s+0\s+0\s+0\s+0\.00s  \(emptied: not in the backup\)", out.getvalue()
-    )
-    assert not e.Tag.objects.using(alias).exists()
+    assert "Not in the backup, so left as they are: edgecases.Tag" in out.getvalue()
+    assert "edgecases.Tag" not in out.getvalue().split("Mode:")[1].split("\n", 2)[2]
+    assert list(e.Tag.objects.using(alias).values_list("name", flat=True)) == [
+        "made after the backup"
+    ]
+    assert "The row counts of these 1 tables match the backup." in out.getvalue()
+
+
+def test_replace_of_a_partial_backup_keeps_every_other_table(alias, backup_dir):
+    seed_shop(300, using=alias)
+    fill_edge_cases(alias)
+    before = comparable_tables(database_contents(alias))
+    backup = backup_database(using=alias, exclude=["edgecases"]).path
+    m.Product.objects.using(alias).update(price=0)
+
+    restore(backup, alias, mode="replace")
+
+    assert comparable_tables(database_contents(alias)) == before
+
+
+def outside_table(alias: str, rule: str) -> str:
+    """A table the ORM does not know, whose foreign key into edgecases.Tag has a
+    database-level ON DELETE rule (what Django 6.1's DB_CASCADE/DB_SET_NULL make)."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    name = f"dbtools_outside_{rule.split()[-1].lower()}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {quote(name)} (id integer PRIMARY KEY, tag_id bigint NULL, "
+            f"FOREIGN KEY (tag_id) REFERENCES {quote(e.Tag._meta.db_table)} (id) ON DELETE {rule})"
+        )
+        for tag in e.Tag.objects.using(alias).all():
+            cursor.execute(f"INSERT INTO {quote(name)} VALUES (%s, %s)", [tag.pk, tag.pk])
+    return name
+
+
+@pytest.mark.parametrize("rule", ["CASCADE", "SET NULL"])
+def test_replace_refuses_when_emptying_would_cascade_outside_its_scope(alias, backup_dir, rule):
+    fill_edge_cases(alias)
+    backup = backup_database(using=alias, only=["edgecases.Tag"]).path
+    name = outside_table(alias, rule)
+    quote = connections[alias].ops.quote_name
+    try:
+        with connections[alias].cursor() as cursor:
+            cursor.execute(f"SELECT id, tag_id FROM {quote(name)} ORDER BY id")
+            rows_before = cursor.fetchall()
+        tags_before = comparable_tables(database_contents(alias, ["edgecases.Tag"]))
+        if connections[alias].vendor == "mysql":
+            # FOREIGN_KEY_CHECKS=0 during the load also stops InnoDB's cascades:
+            # the outside table is never reached there.
+            restore(backup, alias, mode="replace")
+        else:
+            with pytest.raises(RestoreError) as raised:
+                restore(backup, alias, mode="replace")
+            assert str(raised.value) == (
+                f"Emptying edgecases.Tag for --replace changed table {name}, which this restore does not "
+                f"cover: {len(rows_before)} of its rows lost their reference in column tag_id (a "
+                f"database-level ON DELETE CASCADE or SET NULL). Restore {name}'s model too (add it to "
+                f"--only), or restore without --replace. Nothing was changed: the restore was rolled back."
+            )
+        with connections[alias].cursor() as cursor:
+            cursor.execute(f"SELECT id, tag_id FROM {quote(name)} ORDER BY id")
+            assert cursor.fetchall() == rows_before
+        assert comparable_tables(database_contents(alias, ["edgecases.Tag"])) == tags_before
+    finally:
+        with connections[alias].cursor() as cursor:
+            cursor.execute(f"DROP TABLE {quote(name)}")
+
+
+@backends("postgresql")
+def test_dry_run_leaves_sequences_where_they_were(alias, backup_dir):
+    fill_edge_cases(alias)
+    backup = backup_database(using=alias, only=["edgecases.Tag"]).path
+    for i in range(5):
+        e.Tag.objects.using(alias).create(name=f"later {i}")
+    highest = e.Tag.objects.using(alias).order_by("-pk").first().pk
+
+    out = StringIO()
+    call_command(
+        "restoredb", "--database", alias, "--file", str(backup), "--replace", "--only", "edgecases.Tag",
+        "--dry-run", "--no-input", stdout=out,
+    )  # fmt: skip
+
+    assert "Dry run: rolled back; the database is unchanged." in out.getvalue()
+    assert e.Tag.objects.using(alias).create(name="next").pk == highest + 1
 
 
 def test_restoring_into_a_database_behind_the_backup_warns(alias, backup_dir):

@@ -264,3 +264,27 @@ def test_migrating_backwards_says_what_it_unapplied(alias, lab, backup_dir):
     )
     assert "Migrated: unapplied lab.0002_rename_size." in out
     assert lab.applied()[-1] == "0001_initial"
+
+
+def test_rollback_leaves_tables_the_backup_excluded(alias, lab, backup_dir, settings):
+    """DBTOOLS['EXCLUDE'] (the README's own example: sessions) keeps a table out
+    of the pre-migration backup, so the rollback must leave it alone."""
+    import datetime
+
+    from django.contrib.sessions.models import Session
+
+    settings.DBTOOLS = {"BACKUP_DIR": str(backup_dir), "EXCLUDE": ["sessions", "edgecases.Tag"]}
+    lab.migrate("0007")
+    lab.add(name="explode", code="X", dimension="7", weight=1)
+    expires = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    Session.objects.using(alias).create(session_key="k" * 32, session_data="x", expire_date=expires)
+    from tests.edgecases.models import Tag
+
+    Tag.objects.using(alias).create(name="kept")
+
+
+    _out, _err, code = safemigrate(alias, "lab", "0008", "--rollback-on-failure")
+
+    assert code == 2
+    assert list(Session.objects.using(alias).values_list("session_key", flat=True)) == ["k" * 32]
+    assert list(Tag.objects.using(alias).values_list("name", flat=True)) == ["kept"]

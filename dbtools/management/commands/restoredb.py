@@ -95,10 +95,7 @@ class Command(BaseCommand):
             )
         if mode == "replace" and plan.not_in_backup:
             self.stdout.write(
-                self.style.WARNING(
-                    "        These tables are not in the backup and will be left empty: "
-                    + ", ".join(plan.not_in_backup)
-                )
+                "        Not in the backup, so left as they are: " + ", ".join(plan.not_in_backup)
             )
         if options["interactive"]:
             answer = input("Type 'yes' to restore, or anything else to cancel: ")
@@ -138,7 +135,11 @@ class Command(BaseCommand):
                 if mode == "merge"
                 else ""
             )
-            checked = " Row counts match the backup." if mode == "replace" else ""
+            checked = (
+                f" The row counts of these {len(result.tables)} tables match the backup."
+                if mode == "replace"
+                else ""
+            )
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Restored {result.inserted:,} rows into {len(result.tables)} tables{skipped} "
