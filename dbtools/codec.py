@@ -9,10 +9,12 @@ back as floats:
 
     decimal   "12.3400"                 str() keeps every digit and the scale
     float     1.5 or "NaN"/"Infinity"/"-Infinity"
-    duration  93784000005               whole microseconds
+    duration  93784000005               whole microseconds; as a string of digits
+                                        beyond 64 bits ("86399999999999999999")
     binary    "3q2+7w=="                base64
-    json      the value itself, written by the standard library (big integers
-              and key order kept) and read back by it
+    json      the value itself, as the database's own JSON text (exact numbers,
+              big integers and key order kept); a restore writes that text back
+              as it is, never through a float
     array:K   a list of K values; range:K  {"lower", "upper", "bounds"} or {"empty": true}
 """
 
@@ -23,12 +25,15 @@ import datetime
 import decimal
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from django.db.models import Field
+from json.decoder import scanstring  # type: ignore[attr-defined]
+
+from django.db.models import Expression, Field, TextField
 
 if TYPE_CHECKING:
     AnyField = Field[Any, Any]
@@ -106,8 +111,13 @@ def encode_float(value: float) -> float | str:
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
-def encode_duration(value: datetime.timedelta) -> int:
-    return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+INT64 = 2**63
+
+
+def encode_duration(value: datetime.timedelta) -> int | str:
+    micro = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    # orjson writes no integer beyond 64 bits (timedelta.max is about 2**66 µs)
+    return micro if abs(micro) < INT64 else str(micro)
 
 
 def encode_binary(value: bytes | memoryview) -> str:
@@ -117,14 +127,16 @@ def encode_binary(value: bytes | memoryview) -> str:
 def encode_json(value: Any) -> orjson.Fragment:
     """A JSON value, embedded in the row as JSON (not as a string of JSON).
 
-    The backup reads JSONField columns as the database's JSON text; that is
-    used as it is unless it spans lines (hand-written JSON), which would
-    break one row per line. allow_nan=False: NaN is not JSON.
+    The backup reads JSONField columns as the database's JSON text and keeps
+    it as it is. Line breaks in it (hand-written JSON) would break one row per
+    line; valid JSON can hold them only as white space between tokens, so
+    they become spaces, which changes no value.
     """
     if isinstance(value, str):
-        if "\n" not in value and "\r" not in value:
-            return orjson.Fragment(value)
-        value = json.loads(value)
+        if "\n" in value or "\r" in value:
+            json.loads(value)  # only valid JSON may be changed this way
+            value = value.replace("\r", " ").replace("\n", " ")
+        return orjson.Fragment(value)
     return orjson.Fragment(json.dumps(value, ensure_ascii=False, allow_nan=False))
 
 
@@ -178,7 +190,13 @@ def decode_float(value: float | int | str) -> float:
     return float(value)  # float("NaN"), float("-Infinity") work as written
 
 
-def decode_duration(value: int) -> datetime.timedelta:
+def decode_duration(value: int | str) -> datetime.timedelta:
+    if isinstance(value, str):
+        if not value.lstrip("-").isdigit():
+            raise ValueError(f"{value!r} is not a whole number of microseconds")
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{value!r} is not a whole number of microseconds")
     return datetime.timedelta(microseconds=value)
 
 
@@ -225,12 +243,82 @@ def decoder_for(kind: str) -> Decoder | None:
     return decoders[kind]
 
 
-def row_parser(kinds: list[str]) -> Callable[[bytes], dict[str, Any]]:
-    """How to parse one row line: the standard library where JSON values may
-    hold integers beyond 64 bits (orjson would make them floats), orjson elsewhere."""
-    if any(kind == "json" for kind in kinds):
-        return json.loads
-    return orjson.loads
+class JSONText(Expression):
+    """A JSON value to store as exactly this text: the database parses it, so
+    no number goes through a Python float on the way (3.14159265358979323846,
+    1e-400 and 1e400 stay as they are)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(output_field=TextField())
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"JSONText({self.text!r})"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        return "%s", [self.text]
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        return "%s::jsonb", [self.text]
+
+    def parsed(self) -> Any:
+        return json.loads(self.text)
+
+
+_WHITE = re.compile(r"[ \t\n\r]*")
+_scan_value = json.JSONDecoder().scan_once
+
+
+def parse_row_keeping_json(text: str, keep: frozenset[str]) -> dict[str, Any]:
+    """Parse one row object; the values of the columns in `keep` come as the
+    JSON text they are in the line (JSONText), the others as json.loads would."""
+    row: dict[str, Any] = {}
+    i = _WHITE.match(text).end()  # type: ignore[union-attr]
+    if text[i : i + 1] != "{":
+        raise ValueError("a row must be a JSON object")
+    i = _WHITE.match(text, i + 1).end()  # type: ignore[union-attr]
+    if text[i : i + 1] == "}":
+        i += 1
+    else:
+        while True:
+            if text[i : i + 1] != '"':
+                raise ValueError(f"expected a column name at character {i}")
+            key, i = scanstring(text, i + 1)
+            i = _WHITE.match(text, i).end()  # type: ignore[union-attr]
+            if text[i : i + 1] != ":":
+                raise ValueError(f"expected ':' at character {i}")
+            i = _WHITE.match(text, i + 1).end()  # type: ignore[union-attr]
+            try:
+                value, end = _scan_value(text, i)
+            except StopIteration:
+                raise ValueError(f"expected a value at character {i}") from None
+            row[key] = JSONText(text[i:end]) if key in keep and value is not None else value
+            i = _WHITE.match(text, end).end()  # type: ignore[union-attr]
+            if text[i : i + 1] == ",":
+                i = _WHITE.match(text, i + 1).end()  # type: ignore[union-attr]
+                continue
+            if text[i : i + 1] != "}":
+                raise ValueError(f"expected ',' or '}}' at character {i}")
+            i += 1
+            break
+    if text[i:].strip(" \t\n\r"):
+        raise ValueError(f"extra data after the row at character {i}")
+    return row
+
+
+def row_parser(
+    columns: list[dict[str, Any]], keep_json_text: bool = False
+) -> Callable[[bytes], dict[str, Any]]:
+    """How to parse one row line: orjson where no column holds JSON; else the
+    standard library (orjson would make integers beyond 64 bits floats), and
+    with `keep_json_text` the JSONField values as their text (JSONText)."""
+    json_columns = [c for c in columns if c.get("kind") == "json"]
+    if not json_columns:
+        return orjson.loads
+    keep = frozenset(c["name"] for c in json_columns if c.get("type") == "JSONField")
+    if keep_json_text and keep:
+        return lambda line: parse_row_keeping_json(line.decode(), keep)
+    return json.loads
 
 
 def row_decoder(columns: list[dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:

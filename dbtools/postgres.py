@@ -42,7 +42,10 @@ SQL_FOR_KIND = {
     # to_json() already writes NaN and the infinities as strings, as codec does;
     # -0 is spelled as a float so that it reads back with its sign.
     "float": "CASE WHEN {c} = 0 AND {c}::text = '-0' THEN '-0.0'::json ELSE to_json({c}) END",
-    "duration": "(EXTRACT(EPOCH FROM {c}) * 1000000)::bigint",
+    # Whole microseconds; beyond 64 bits (timedelta.max) as a string, as codec does.
+    "duration": "CASE WHEN abs(EXTRACT(EPOCH FROM {c}) * 1000000) < 9223372036854775808 "
+    "THEN to_json((EXTRACT(EPOCH FROM {c}) * 1000000)::bigint) "
+    "ELSE to_json(trunc(EXTRACT(EPOCH FROM {c}) * 1000000)::text) END",
     "binary": "translate(encode({c}, 'base64'), E'\\n', '')",
 }
 MIN_VERSION = 140000  # EXTRACT(EPOCH FROM interval) is exact (numeric) from 14 on
@@ -167,6 +170,8 @@ def copy_rows(
     """Load rows with COPY ... FROM STDIN: several times faster than INSERT."""
     from psycopg.types.json import Jsonb
 
+    from .codec import JSONText
+
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
     attnames = [f.attname for f in fields]
@@ -177,8 +182,11 @@ def copy_rows(
             for row in rows:
                 values = [row[name] for name in attnames]
                 for i in json_columns:
-                    if values[i] is not None:
-                        values[i] = Jsonb(values[i])
+                    value = values[i]
+                    if isinstance(value, JSONText):
+                        values[i] = value.text  # the text as it was: PostgreSQL parses it
+                    elif value is not None:
+                        values[i] = Jsonb(value)
                 copy.write_row(values)
 
 

@@ -44,7 +44,7 @@ from django.db.models import Model, Q, QuerySet
 from . import postgres
 from .archive import ArchiveReader
 from .backup import connect, database_name, latest_path, vendor_name
-from .codec import AnyField, kind_of, row_decoder, row_parser
+from .codec import AnyField, JSONText, kind_of, row_decoder, row_parser
 from .conf import get_settings
 from .exceptions import ArchiveError, RestoreError
 from .graph import Table, plan_tables
@@ -435,7 +435,7 @@ class Loader:
         label = table_meta["label"]
         if label not in self.loaded and label.lower() not in self.match_by_natural_key:
             return None
-        parse = row_parser([c["kind"] for c in table_meta["columns"]])
+        parse = row_parser(table_meta["columns"], keep_json_text=True)
         return lambda line: (len(line), parse(line))
 
     def learn_natural_keys(
@@ -557,6 +557,8 @@ class Loader:
 
         def convert(value: Any, row: dict[str, Any]) -> Any:
             try:
+                if isinstance(value, JSONText):
+                    value = value.parsed()
                 return model_field.to_python(value)
             except (ValidationError, TypeError, ValueError) as exc:
                 pk = row_pk(row, pk_names)

@@ -16,7 +16,7 @@ def read_backup(path: Path) -> dict[str, list[dict[str, Any]]]:
     """Every table of a backup, rows decoded to Python values."""
     tables: dict[str, list[dict[str, Any]]] = {}
     with ArchiveReader(path) as reader:
-        for section in reader.tables(lambda meta: row_parser([c["kind"] for c in meta["columns"]])):
+        for section in reader.tables(lambda meta: row_parser(meta["columns"])):
             decode = row_decoder(section.meta["columns"])
             tables[section.meta["label"]] = [decode(row) for row in section.rows]
     return tables

@@ -558,3 +558,68 @@ def test_a_file_missing_a_row_says_how_many(alias, backup_dir):
         ArchiveError, match=r"^short.json: table edgecases.Tag has 2 rows where the file says 3;"
     ):
         prepare_restore(bad, using=alias)
+
+
+PRECISE_JSON = (
+    '{"pi": 3.14159265358979323846264338327950288, "tiny": 1e-400, "huge": 1e400, '
+    '"big": 123456789012345678901234567890, "long": ' + "9" * 350 + ", "
+    '"negative_zero": -0.0, "order": {"b": 1, "a": 2}}'
+)
+
+
+def json_texts(alias: str) -> list[str | None]:
+    """The JSON column as the database's own text, in pk order."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    cast = "CAST({} AS text)" if connection.vendor != "mysql" else "CAST({} AS char)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {cast.format(quote('json'))} FROM {quote(e.AllTypes._meta.db_table)} ORDER BY id"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_json_numbers_round_trip_as_the_database_wrote_them(alias, backup_dir, mode):
+    """Through a Python float, 3.14159265358979323846 became 3.141592653589793,
+    1e-400 became 0.0, and 1e400 became Infinity, which no database takes."""
+    fill_edge_cases(alias)
+    row = e.AllTypes.objects.using(alias).create()
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {e.AllTypes._meta.db_table} SET json = %s WHERE id = %s", [PRECISE_JSON, row.pk]
+        )
+    before = json_texts(alias)
+    assert "3.14159265358979323846264338327950288" in before[-1]
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    if mode == "merge":
+        e.AllTypes.objects.using(alias).all().delete()
+    else:
+        e.AllTypes.objects.using(alias).update(json=None)
+
+    restore(backup, alias, mode=mode)
+
+    assert json_texts(alias) == before
+
+
+@backends("postgresql")
+def test_longest_duration_backs_up_and_restores(alias, backup_dir):
+    """timedelta.max is about 2**66 microseconds: beyond a bigint, and beyond
+    what orjson writes as a number."""
+    longest = e.AllTypes.objects.using(alias).create(duration=datetime.timedelta.max)
+    shortest = e.AllTypes.objects.using(alias).create(duration=datetime.timedelta.min)
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    e.AllTypes.objects.using(alias).update(duration=None)
+
+    restore(backup, alias, mode="replace")
+
+    assert e.AllTypes.objects.using(alias).get(pk=longest.pk).duration == datetime.timedelta.max
+    assert e.AllTypes.objects.using(alias).get(pk=shortest.pk).duration == datetime.timedelta.min
+
+
+def test_durations_beyond_64_bits_are_written_as_digits():
+    from dbtools.codec import decode_duration, encode_duration
+
+    assert encode_duration(datetime.timedelta.max) == "86399999999999999999"
+    assert decode_duration("86399999999999999999") == datetime.timedelta.max
+    assert encode_duration(datetime.timedelta(days=-1)) == -86_400_000_000
