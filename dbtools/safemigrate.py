@@ -28,6 +28,14 @@ LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big"
 BUSY = "Another safemigrate is already running on this database; wait for it to finish, then run this again."
 
 
+def server_lock_name(connection: BaseDatabaseWrapper) -> str:
+    """MariaDB/MySQL's GET_LOCK names are server-wide (PostgreSQL's advisory
+    locks are per database): the database's name goes in, hashed to fit the
+    64-character limit."""
+    database = str(connection.settings_dict["NAME"])
+    return f"{LOCK_NAME}.{hashlib.sha256(database.encode()).hexdigest()[:32]}"
+
+
 @contextmanager
 def migration_lock(using: str) -> Iterator[None]:
     """One safemigrate per database at a time.
@@ -60,7 +68,7 @@ def migration_lock(using: str) -> Iterator[None]:
                 holder.set_autocommit(False)
                 cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK_KEY])
             else:
-                cursor.execute("SELECT GET_LOCK(%s, 0)", [LOCK_NAME])
+                cursor.execute("SELECT GET_LOCK(%s, 0)", [server_lock_name(holder)])
             (acquired,) = cursor.fetchone()
         if not acquired:
             raise MigrationError(BUSY)
@@ -71,7 +79,7 @@ def migration_lock(using: str) -> Iterator[None]:
                 holder.rollback()  # ends the transaction, and with it the lock
             elif holder.connection is not None:
                 with holder.cursor() as cursor:
-                    cursor.execute("SELECT RELEASE_LOCK(%s)", [LOCK_NAME])
+                    cursor.execute("SELECT RELEASE_LOCK(%s)", [server_lock_name(holder)])
         finally:
             holder.close()
 
