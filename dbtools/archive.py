@@ -175,14 +175,21 @@ class TableSection:
 
 @dataclass
 class ArchiveReader:
-    """Streams a backup file. Works on .json and gzip alike (by content, not name)."""
+    """Streams a backup file. Works on .json and gzip alike (by content, not name).
+
+    `source`, if given, is the file already open (read from its start; the
+    caller closes it): a restore reads the very file it checked and showed,
+    even if the name has since been given to another backup.
+    """
 
     path: Path
+    source: IO[bytes] | None = None
     header: dict[str, Any] = field(init=False)
     summary: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self._stream = open_archive(self.path)
+        self._raw = self.source or open_backup(self.path)
+        self._stream = open_archive(self._raw)
         self._line_no = 1
         first = self._stream.readline()
         if not first:
@@ -239,7 +246,10 @@ class ArchiveReader:
         self.close()
 
     def close(self) -> None:
-        self._stream.close()
+        if self._stream is not self._raw:  # a GzipFile leaves its fileobj open
+            self._stream.close()
+        if self.source is None:
+            self._raw.close()
 
     def _next_line(self) -> bytes | None:
         try:
@@ -338,18 +348,24 @@ class ArchiveReader:
         return value
 
 
-def open_archive(path: Path) -> IO[bytes] | gzip.GzipFile:
+def open_backup(path: Path) -> IO[bytes]:
+    """The file itself, opened for reading, or a one-line error."""
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - the reader owns and closes it
+        return open(path, "rb")  # noqa: SIM115 - the caller owns and closes it
     except FileNotFoundError:
         raise ArchiveError(f"Backup file {path} does not exist.") from None
     except OSError as exc:
         raise ArchiveError(f"Backup file {path} cannot be opened: {exc.strerror or exc}.") from exc
-    with raw:
-        magic = raw.read(2)
+
+
+def open_archive(raw: IO[bytes]) -> IO[bytes] | gzip.GzipFile:
+    """The backup's bytes from its start, gunzipped if it is gzip (by content)."""
+    raw.seek(0)
+    magic = raw.read(2)
+    raw.seek(0)
     if magic == GZIP_MAGIC:
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    return raw
 
 
 def verify(path: Path) -> dict[str, Any]:

@@ -451,7 +451,7 @@ def backup_database(
         ) from exc
     try:
         with snapshot(connection) as owned:
-            meta = describe_backup(connection, plan, now, only, exclude)
+            meta = describe_backup(connection, plan, now, only, exclude, include_unmanaged)
             writer.write_header(meta)
             with second_reader(connection, plan, path.parent, owned) as second:
                 reports = [
@@ -500,6 +500,7 @@ def describe_backup(
     now: datetime.datetime,
     only: Sequence[str],
     exclude: Sequence[str],
+    include_unmanaged: bool,
 ) -> dict[str, Any]:
     return {
         "backup_id": uuid.uuid4().hex,
@@ -512,6 +513,7 @@ def describe_backup(
         "time_zone": settings.TIME_ZONE,
         "only": list(only),
         "exclude": list(exclude),
+        "include_unmanaged": include_unmanaged,
         "migrations": applied_migrations(connection),
         "order": plan.labels(),
         "cycles": [list(c) for c in plan.cycles],

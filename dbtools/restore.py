@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
@@ -42,7 +42,7 @@ from django.db.migrations.operations import RenameField, RenameModel
 from django.db.models import Model, Q, QuerySet
 
 from . import postgres
-from .archive import ArchiveReader
+from .archive import ArchiveReader, open_backup
 from .backup import connect, database_name, latest_path, vendor_name
 from .codec import AnyField, JSONText, kind_of, row_decoder, row_parser
 from .conf import get_settings
@@ -88,13 +88,20 @@ class TableMapping:
 
 @dataclass
 class RestorePlan:
+    """What a restore will do. It holds the backup file open, so the load reads
+    the file that was checked; restore_database() closes it (a plan is used once)."""
+
     path: Path
+    source: IO[bytes]
     using: str
     meta: dict[str, Any]
     mappings: list[TableMapping]  # in file order
     scope: list[Table]  # today's tables in scope (--only/--exclude of this restore)
     everything: tuple[Table, ...]  # every table of the database, in or out of scope
     warnings: list[str]
+
+    def close(self) -> None:
+        self.source.close()
 
     @property
     def rows(self) -> int:
@@ -223,10 +230,21 @@ def prepare_restore(
     """Verify the whole file and map it onto today's models; writes nothing."""
     backup_path = resolve_backup(path)
     connect(using)
+    source = open_backup(backup_path)
+    try:
+        return map_backup(backup_path, source, using, only, exclude)
+    except BaseException:
+        source.close()
+        raise
+
+
+def map_backup(
+    backup_path: Path, source: IO[bytes], using: str, only: Sequence[str], exclude: Sequence[str]
+) -> RestorePlan:
     counts: dict[str, int] = {}
     columns: dict[str, list[dict[str, Any]]] = {}
     order: list[str] = []
-    with ArchiveReader(backup_path) as reader:
+    with ArchiveReader(backup_path, source) as reader:
         meta = reader.meta
         for section in reader.tables():
             label = section.meta["label"]
@@ -234,7 +252,9 @@ def prepare_restore(
             columns[label] = section.meta["columns"]
             counts[label] = sum(1 for _ in section.rows)  # reading checks the checksum
 
-    whole = plan_tables(using)
+    # Unmanaged tables too: a backup made with --include-unmanaged holds them,
+    # and only the tables a backup holds are ever written to.
+    whole = plan_tables(using, include_unmanaged=True)
     scope = list(whole.select(only, exclude).tables)
     everything = {t.label.lower(): t for t in whole.tables}
     in_scope = {t.label.lower() for t in scope}
@@ -256,7 +276,7 @@ def prepare_restore(
             mapping.table = table
             map_columns(mapping, field_renames.get(current_label, {}))
         mappings.append(mapping)
-    return RestorePlan(backup_path, using, meta, mappings, scope, whole.tables, warnings)
+    return RestorePlan(backup_path, source, using, meta, mappings, scope, whole.tables, warnings)
 
 
 def current_table_label(label: str, model_renames: dict[str, str]) -> str:
@@ -264,9 +284,12 @@ def current_table_label(label: str, model_renames: dict[str, str]) -> str:
     label = label.lower()
     if label in model_renames:
         return model_renames[label]
-    owner, _, field_name = label.partition("_")
-    if field_name and owner in model_renames:
-        return f"{model_renames[owner]}_{field_name}"
+    # An auto-created M2M table is "<app>.<model>_<field>"; app labels and
+    # field names may hold "_" too, so the owner is found by prefix.
+    owners = [old for old in model_renames if label.startswith(old + "_")]
+    if owners:
+        old = max(owners, key=len)
+        return model_renames[old] + label[len(old) :]
     return label
 
 
@@ -417,10 +440,14 @@ class Loader:
         receipts = []
         if self.mode == "replace":
             self.empty_covered_tables()
-        with ArchiveReader(self.plan.path) as reader:
+        with ArchiveReader(self.plan.path, self.plan.source) as reader:
+            if reader.meta.get("backup_id") != self.plan.meta.get("backup_id"):
+                raise RestoreError(changed_under_us(self.plan))
             mappings = iter(self.plan.mappings)
             for section in reader.tables(self.parser_for):
-                mapping = next(mappings)
+                mapping = next(mappings, None)
+                if mapping is None or section.meta.get("label") != mapping.backup_label:
+                    raise RestoreError(changed_under_us(self.plan))
                 if mapping.table is None:
                     label = mapping.backup_label.lower()
                     if label in self.match_by_natural_key:
@@ -768,6 +795,13 @@ def cascade_error(ref: Reference, before: int, after: int, emptied: list[Table])
     )
 
 
+def changed_under_us(plan: RestorePlan) -> str:
+    return (
+        f"{plan.path.name} changed while it was being restored (its tables are not the ones that were "
+        f"checked). Nothing was changed: the restore was rolled back. Run the restore again."
+    )
+
+
 def row_pk(row: dict[str, Any], pk_names: list[str]) -> Any:
     return row[pk_names[0]] if len(pk_names) == 1 else tuple(row[name] for name in pk_names)
 
@@ -825,6 +859,7 @@ def restore_database(
             f"The restore failed and was rolled back; nothing was changed: {' '.join(str(exc).split())}"
         ) from exc
     finally:
+        plan.close()
         if apps.is_installed("django.contrib.contenttypes"):
             from django.contrib.contenttypes.models import ContentType
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import subprocess
 from io import StringIO
 from pathlib import Path
 
@@ -623,3 +624,69 @@ def test_durations_beyond_64_bits_are_written_as_digits():
     assert encode_duration(datetime.timedelta.max) == "86399999999999999999"
     assert decode_duration("86399999999999999999") == datetime.timedelta.max
     assert encode_duration(datetime.timedelta(days=-1)) == -86_400_000_000
+
+
+def test_the_file_restored_is_the_file_confirmed(alias, backup_dir, monkeypatch):
+    """A backup made while restoredb waits at its prompt takes over the name
+    db-backup-latest.json; the restore must still load the file it showed."""
+    e.Tag.objects.using(alias).create(name="in the first backup")
+    backup_database(using=alias, only=["edgecases.Tag"])
+    e.Tag.objects.using(alias).all().delete()
+
+    def answer_while_another_backup_lands(prompt):
+        e.Tag.objects.using(alias).create(name="only in the second backup")
+        backup_database(using=alias, only=["edgecases.Tag"])
+        e.Tag.objects.using(alias).all().delete()
+        return "yes"
+
+    monkeypatch.setattr("builtins.input", answer_while_another_backup_lands)
+    call_command(
+        "restoredb", "--database", alias, "--replace", "--only", "edgecases.Tag", stdout=StringIO()
+    )
+    assert list(e.Tag.objects.using(alias).values_list("name", flat=True)) == [
+        "in the first backup"
+    ]
+
+
+def test_closed_stdin_at_the_prompt_is_a_clear_refusal(alias, backup_dir):
+    e.Tag.objects.using(alias).create(name="kept")
+    backup_database(using=alias, only=["edgecases.Tag"])
+    env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}
+    result = run_manage("restoredb", "--database", alias, "--replace", env=env, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "No answer: standard input is closed. Nothing was changed; "
+        "pass --no-input to restore without being asked."
+    )
+    assert list(e.Tag.objects.using(alias).values_list("name", flat=True)) == ["kept"]
+
+
+def test_renamed_models_many_to_many_rows_follow_when_the_app_label_has_underscores():
+    from dbtools.restore import current_table_label
+
+    renames = {"my_shop.user": "my_shop.member", "my_shop.user_profile": "my_shop.profile"}
+    assert current_table_label("my_shop.User_groups", renames) == "my_shop.member_groups"
+    assert current_table_label("my_shop.User_profile_tags", renames) == "my_shop.profile_tags"
+    assert current_table_label("my_shop.Other_groups", renames) == "my_shop.other_groups"
+
+
+def test_unmanaged_tables_backed_up_are_restored(alias, backup_dir):
+    table = e.UnmanagedReport._meta.db_table
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {quote(table)} (id integer PRIMARY KEY, title varchar(50))")
+    try:
+        e.UnmanagedReport.objects.using(alias).create(id=1, title="kept outside migrations")
+        backup = backup_database(using=alias, only=["edgecases"], include_unmanaged=True).path
+        e.UnmanagedReport.objects.using(alias).all().delete()
+
+        result = restore(backup, alias, mode="replace", only=["edgecases"])
+
+        assert list(e.UnmanagedReport.objects.using(alias).values_list("id", "title")) == [
+            (1, "kept outside migrations")
+        ]
+        assert "edgecases.UnmanagedReport" in [t.label for t in result.tables]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE {quote(table)}")

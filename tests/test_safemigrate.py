@@ -288,3 +288,24 @@ def test_rollback_leaves_tables_the_backup_excluded(alias, lab, backup_dir, sett
     assert code == 2
     assert list(Session.objects.using(alias).values_list("session_key", flat=True)) == ["k" * 32]
     assert list(Tag.objects.using(alias).values_list("name", flat=True)) == ["kept"]
+
+
+@backends("mariadb")
+def test_lock_on_one_database_does_not_block_another_on_the_same_server(alias, lab, backup_dir):
+    """GET_LOCK names are server-wide: two projects on one MariaDB server must
+    not wait for each other."""
+    other = connections.create_connection(alias)
+    other.settings_dict = {**other.settings_dict, "NAME": "another_project"}
+    from dbtools.safemigrate import server_lock_name
+
+    assert server_lock_name(other) != server_lock_name(connections[alias])
+    holder = connections.create_connection(alias)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, 0)", [server_lock_name(other)])
+            assert cursor.fetchone() == (1,)
+        lab.migrate("0001")
+        _out, err, code = safemigrate(alias, "lab", "0002")
+        assert code == 0, err
+    finally:
+        holder.close()

@@ -98,8 +98,16 @@ class Command(BaseCommand):
                 "        Not in the backup, so left as they are: " + ", ".join(plan.not_in_backup)
             )
         if options["interactive"]:
-            answer = input("Type 'yes' to restore, or anything else to cancel: ")
+            try:
+                answer = input("Type 'yes' to restore, or anything else to cancel: ")
+            except EOFError:
+                plan.close()
+                raise CommandError(
+                    "No answer: standard input is closed. Nothing was changed; "
+                    "pass --no-input to restore without being asked."
+                ) from None
             if answer.strip().lower() != "yes":
+                plan.close()
                 self.stdout.write("Restore cancelled; nothing was changed.")
                 return
 
