@@ -22,6 +22,7 @@ from .archive import ArchiveReader
 from .backup import applied_migrations
 from .exceptions import MigrationError
 from .restore import RestoreResult, prepare_restore, restore_database
+from .schema import Difference, Schema, compare, drop_index, read_schema
 
 LOCK_NAME = "dbtools.safemigrate"
 LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
@@ -156,6 +157,14 @@ class RollbackResult:
     unapplied: list[str]
     undone_partial: list[str] = field(default_factory=list)
     restore: RestoreResult | None = None
+    tables_compared: int = 0  # tables whose schema was compared with the one recorded
+    dropped_indexes: list[str] = field(default_factory=list)  # left by the failure, dropped
+    schema_differences: list[Difference] = field(default_factory=list)  # still there
+
+    @property
+    def schema_as_it_was(self) -> bool:
+        """True only when a comparison was made and found nothing."""
+        return bool(self.tables_compared) and not self.schema_differences
 
 
 def rollback_targets(
@@ -182,13 +191,18 @@ def rollback_targets(
     return targets
 
 
-def rollback(backup: Path, using: str, failed: str | None) -> RollbackResult:
+def rollback(
+    backup: Path, using: str, failed: str | None, recorded: Schema | None = None
+) -> RollbackResult:
     """Bring schema and data back to what `backup` recorded.
 
     Checks first that every migration to undo can be undone, and changes
-    nothing if one cannot. Where DDL is not transactional (MariaDB/MySQL), a
-    failed migration can have left its first operations applied but itself
-    unrecorded: those are found by looking at the schema and undone first.
+    nothing if one cannot. Where DDL is not transactional (MariaDB/MySQL, or
+    a migration with atomic = False), a failed migration can have left its
+    first operations applied but itself unrecorded: those are found by looking
+    at the schema and undone first. With `recorded` (the schema read before
+    migrating), the schema is compared afterwards: indexes the failure left
+    are dropped, and whatever else differs is returned, never hidden.
     """
     with ArchiveReader(backup) as reader:
         backup_state = reader.meta.get("migrations", {})
@@ -214,18 +228,36 @@ def rollback(backup: Path, using: str, failed: str | None) -> RollbackResult:
     result = RollbackResult(
         unapplied=[f"{m.app_label}.{m.name}" for m, backwards in steps if backwards]
     )
-    if failed and not connection.features.can_rollback_ddl:
+    if failed:
         app_label, name = failed.split(".", 1)
-        result.undone_partial = undo_partial_migration(executor, app_label, name, connection)
+        migration = executor.loader.graph.nodes[(app_label, name)]
+        if not connection.features.can_rollback_ddl or not migration.atomic:
+            result.undone_partial = undo_partial_migration(
+                executor, app_label, name, connection, recorded
+            )
     if targets:
         executor = MigrationExecutor(connection)
         executor.migrate(targets)
     result.restore = restore_database(prepare_restore(backup, using=using), mode="replace")
+    if recorded is not None:
+        differences = compare(recorded, read_schema(connection))
+        for difference in differences:
+            if difference.extra_index:
+                drop_index(connection, difference.table, difference.extra_index)
+                result.dropped_indexes.append(f"{difference.table}.{difference.extra_index}")
+        if result.dropped_indexes:
+            differences = compare(recorded, read_schema(connection))
+        result.schema_differences = differences
+        result.tables_compared = len(recorded)
     return result
 
 
 def undo_partial_migration(
-    executor: MigrationExecutor, app_label: str, name: str, connection: BaseDatabaseWrapper
+    executor: MigrationExecutor,
+    app_label: str,
+    name: str,
+    connection: BaseDatabaseWrapper,
+    recorded: Schema | None = None,
 ) -> list[str]:
     """Undo the operations of an unrecorded, half-applied migration that the schema shows were applied."""
     migration = executor.loader.graph.nodes[(app_label, name)]
@@ -234,7 +266,7 @@ def undo_partial_migration(
     for operation in migration.operations:
         after = state.clone()
         operation.state_forwards(app_label, after)
-        if schema_shows(operation, app_label, state, after, connection):
+        if schema_shows(operation, app_label, state, after, connection, recorded):
             applied.append((operation, state, after))
         state = after
     undone = []
@@ -257,10 +289,22 @@ def schema_shows(
     before: ProjectState,
     after: ProjectState,
     connection: BaseDatabaseWrapper,
+    recorded: Schema | None = None,
 ) -> bool:
     """Has this operation's change reached the database? (Only for operations whose
     effect the schema shows; others are never undone here.)"""
     from django.db.migrations import operations as ops
+
+    if isinstance(operation, ops.AddIndex):  # AddIndexConcurrently too
+        table = after.apps.get_model(app_label, operation.model_name)._meta.db_table
+        with connection.cursor() as cursor:
+            return operation.index.name in connection.introspection.get_constraints(cursor, table)
+    if isinstance(operation, ops.AlterField) and recorded is not None:
+        model = before.apps.get_model(app_label, operation.model_name)
+        table, column = model._meta.db_table, model._meta.get_field(operation.name).column
+        was = recorded.get(table)
+        now = read_schema(connection).get(table)
+        return bool(was and now and was.columns.get(column) != now.columns.get(column))
 
     def columns(state: ProjectState, model_name: str) -> set[str] | None:
         model = state.apps.get_model(app_label, model_name)

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "tests.edgecases",
     "tests.pgonly",
     "tests.lab",
+    "tests.rollbacklab",
 ]
 
 # A file, not :memory:, so that a second connection or a subprocess (the
@@ -107,7 +108,6 @@ DATABASE_ROUTERS = ["tests.pgonly.routers.PostgresOnlyRouter"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 DBTOOLS = {
-    "BACKUP_DIR": os.environ.get("DBTOOLS_TESTS_BACKUP_DIR")
-    or os.path.join(_run_folder, "backups")
+    "BACKUP_DIR": os.environ.get("DBTOOLS_TESTS_BACKUP_DIR") or os.path.join(_run_folder, "backups")
 }
 SILENCED_SYSTEM_CHECKS = ["models.W038"]  # deferrable unique: PostgreSQL only

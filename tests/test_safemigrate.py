@@ -20,6 +20,7 @@ from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError
 from dbtools.restore import prepare_restore, restore_database
 from dbtools.safemigrate import migration_lock, rollback
+from dbtools.schema import compare, read_schema
 from tests.conftest import backends, run_manage
 from tests.helpers import comparable_tables, database_contents
 
@@ -172,7 +173,8 @@ def test_failed_migration_is_rolled_back_to_the_exact_state(alias, lab, backup_d
 
     assert code == 2
     assert "Migration failed: lab.0008_color:" in err and "a gadget is named 'explode'" in err
-    assert "Rolled back: schema and data are as they were before safemigrate" in out
+    assert "Rolled back: the schema of all " in out
+    assert "tables matches what it was before safemigrate (compared by introspection)" in out
     assert lab.columns() == columns_before  # on MariaDB the half-applied column is gone too
     assert lab.applied() == applied_before
     assert comparable_tables(database_contents(alias)) == before
@@ -282,7 +284,6 @@ def test_rollback_leaves_tables_the_backup_excluded(alias, lab, backup_dir, sett
 
     Tag.objects.using(alias).create(name="kept")
 
-
     _out, _err, code = safemigrate(alias, "lab", "0008", "--rollback-on-failure")
 
     assert code == 2
@@ -309,3 +310,62 @@ def test_lock_on_one_database_does_not_block_another_on_the_same_server(alias, l
         assert code == 0, err
     finally:
         holder.close()
+
+
+@pytest.fixture
+def rollbacklab(alias):
+    call_command("migrate", "rollbacklab", "0001", database=alias, verbosity=0)
+    yield apps_at(alias, "0001_initial").get_model("rollbacklab", "Widget")
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM rollbacklab_widget")
+    call_command("migrate", "rollbacklab", database=alias, verbosity=0)
+
+
+def apps_at(alias, name):
+    return MigrationLoader(connections[alias]).project_state(("rollbacklab", name)).apps
+
+
+def test_a_half_applied_migration_is_undone_and_the_schema_proven_as_it_was(
+    alias, rollbacklab, backup_dir
+):
+    """atomic = False: the index, the narrowed column and a raw index stay behind
+    when the last step fails; the rollback puts each back and then compares."""
+    rollbacklab.objects.using(alias).create(name="explode", size="123")
+    schema_before = read_schema(connections[alias])
+
+    out, err, code = safemigrate(alias, "rollbacklab", "0002", "--rollback-on-failure")
+
+    assert code == 2, err
+    assert (
+        "Undid the half-applied part of rollbacklab.0002_half_applied: "
+        "Alter field size on widget; Create index rollbacklab_name_idx on field(s) name of model widget"
+    ) in out
+    if connections[alias].vendor != "sqlite":  # SQLite's table rebuild for AlterField drops it
+        assert (
+            "Dropped index rollbacklab_widget.rollbacklab_raw_idx, which the failed migration left behind."
+            in out
+        )
+    assert "tables matches what it was before safemigrate (compared by introspection)" in out
+    assert compare(schema_before, read_schema(connections[alias])) == []
+    assert list(rollbacklab.objects.using(alias).values_list("name", "size")) == [
+        ("explode", "123")
+    ]
+
+
+def test_a_rollback_that_cannot_put_the_schema_back_says_what_differs(
+    alias, rollbacklab, backup_dir
+):
+    rollbacklab.objects.using(alias).create(name="leave-a-column", size="1")
+
+    out, err, code = safemigrate(alias, "rollbacklab", "0002", "--rollback-on-failure")
+
+    assert code == 4
+    assert "as they were" not in out + err and "matches what it was" not in out + err
+    assert "but the schema is not as it was before safemigrate:\n" in err
+    assert "  - rollbacklab_leftover: the table was not there before\n" in err
+    assert err.rstrip().endswith(
+        "Put these back by hand (`manage.py sqlmigrate APP MIGRATION --backwards` shows the SQL that "
+        "reverses a migration) before migrating again: a re-run of the migration would fail on them."
+    )
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DROP TABLE rollbacklab_leftover")

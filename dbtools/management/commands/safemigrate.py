@@ -1,7 +1,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from dbtools.backup import backup_database
@@ -9,12 +9,14 @@ from dbtools.exceptions import DbtoolsError
 from dbtools.migration_plan import MigrationPlan, describe_step, plan_migrations
 from dbtools.restore import prepare_restore, restore_database
 from dbtools.safemigrate import migration_lock, rollback, run_migrate
+from dbtools.schema import read_schema
 
-from ._common import shown
+from ._common import DbtoolsCommand, shown
 
 # Exit codes, for scripts: 0 migrated (or nothing to do), 1 migration failed,
-# 2 failed and rolled back, 3 cancelled at a prompt.
-FAILED, ROLLED_BACK, CANCELLED = 1, 2, 3
+# 2 failed and rolled back, 3 cancelled at a prompt, 4 failed and rolled back
+# but the schema is not as it was (what differs is printed).
+FAILED, ROLLED_BACK, CANCELLED, SCHEMA_DIFFERS = 1, 2, 3, 4
 
 RESTORE_HELP = (
     "Restoring puts back rows the migration removed or reset (a data migration that deleted rows, "
@@ -22,7 +24,7 @@ RESTORE_HELP = (
 )
 
 
-class Command(BaseCommand):
+class Command(DbtoolsCommand):
     help = (
         "Show what pending migrations will do and what is risky in them, back up, run migrate, "
         "then offer to restore the data (or roll back if a migration failed)."
@@ -117,9 +119,12 @@ class Command(BaseCommand):
         using = options["database"]
         verbosity = options["verbosity"]
         backup = backup_database(using=using, compress=options["compress"], label="pre-migrate")
+        schema_before = read_schema(connections[using])
         self.stdout.write(self.style.SUCCESS(
             f"Backed up {backup.rows:,} rows from {len(backup.tables)} tables to {shown(backup.path)}"
         ))  # fmt: skip
+        for path in backup.pruned:
+            self.stdout.write(f"Deleted old backup {shown(path)}")
         outcome = run_migrate(
             using,
             options["app_label"],
@@ -160,17 +165,37 @@ class Command(BaseCommand):
                 "Roll back: migrate back to the backup's state and restore its data exactly? [y/N] "
             )
         ):
-            rolled = rollback(backup.path, using, outcome.failed)
+            rolled = rollback(backup.path, using, outcome.failed, schema_before)
             if rolled.undone_partial:
                 self.stdout.write(
                     f"Undid the half-applied part of {outcome.failed}: {'; '.join(rolled.undone_partial)}"
                 )
             if rolled.unapplied:
                 self.stdout.write(f"Unapplied: {', '.join(rolled.unapplied)}")
+            for index in rolled.dropped_indexes:
+                self.stdout.write(f"Dropped index {index}, which the failed migration left behind.")
             restored = rolled.restore.inserted if rolled.restore else 0
+            data = (
+                f"the data is the backup's ({restored:,} rows restored from {shown(backup.path)}, "
+                f"row counts checked)"
+            )
+            if not rolled.schema_as_it_was:
+                self.stderr.write(
+                    self.style.ERROR(
+                        f"Rolled back, and {data}; but the schema is not as it was before safemigrate:"
+                    )
+                )
+                for difference in rolled.schema_differences:
+                    self.stderr.write(f"  - {difference}")
+                raise CommandError(
+                    "Put these back by hand (`manage.py sqlmigrate APP MIGRATION --backwards` shows the SQL "
+                    "that reverses a migration) before migrating again: a re-run of the migration would "
+                    "fail on them.",
+                    returncode=SCHEMA_DIFFERS,
+                )
             self.stdout.write(self.style.SUCCESS(
-                f"Rolled back: schema and data are as they were before safemigrate ({restored:,} rows restored "
-                f"from {shown(backup.path)})."
+                f"Rolled back: the schema of all {rolled.tables_compared} tables matches what it was before "
+                f"safemigrate (compared by introspection), and {data}."
             ))  # fmt: skip
             raise CommandError("The migration failed and was rolled back.", returncode=ROLLED_BACK)
         raise CommandError(

@@ -1,0 +1,180 @@
+"""The database's schema as introspection sees it, and what differs between two looks.
+
+safemigrate records the schema before it migrates. After a rollback it looks
+again: only when nothing differs may it say the schema is as it was. Where
+DDL is not transactional (MariaDB/MySQL, or a migration with atomic = False)
+a failed migration can leave an index, a changed column or a NOT NULL
+behind, and the comparison is what finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # as Django's introspection names it, with its size
+    null: bool
+    default: str | None
+
+    def describe(self) -> str:
+        null = "NULL" if self.null else "NOT NULL"
+        default = f" DEFAULT {self.default}" if self.default is not None else ""
+        return f"{self.type} {null}{default}"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    name: str
+    kind: str  # "primary key", "unique", "foreign key", "check", "index"
+    columns: tuple[str, ...]
+    detail: str  # the referenced table for a foreign key, the index type, ...
+
+    def describe(self) -> str:
+        target = f" -> {self.detail}" if self.kind == "foreign key" else ""
+        return f"{self.kind} {self.name} ({', '.join(self.columns)}){target}"
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    columns: dict[str, Column]
+    constraints: dict[str, Constraint]
+
+
+Schema = dict[str, TableSchema]
+
+
+def read_schema(connection: BaseDatabaseWrapper) -> Schema:
+    """Every table of the database: columns (type, size, nullability, default)
+    and constraints and indexes, by name."""
+    introspection = connection.introspection
+    schema: Schema = {}
+    with connection.cursor() as cursor:
+        for table in sorted(introspection.table_names(cursor)):
+            columns = {
+                info.name: Column(
+                    info.name,
+                    column_type(connection, info),
+                    bool(info.null_ok),
+                    _text(info.default),
+                )
+                for info in introspection.get_table_description(cursor, table)
+            }
+            found = introspection.get_constraints(cursor, table)
+            constraints = {
+                name: constraint_of(name, details)
+                for name, details in found.items()
+                if not _unnamed(name)
+            }
+            unnamed = [constraint_of("", d) for name, d in found.items() if _unnamed(name)]
+            # SQLite numbers unnamed constraints in the order it finds them;
+            # compare those by what they are, not by that number.
+            for constraint in sorted(unnamed, key=lambda c: (c.kind, c.columns, c.detail)):
+                key = f"{constraint.kind} ({', '.join(constraint.columns)})"
+                constraints[key] = Constraint(
+                    key, constraint.kind, constraint.columns, constraint.detail
+                )
+            schema[table] = TableSchema(columns, constraints)
+    return schema
+
+
+def _unnamed(name: str) -> bool:
+    return name.startswith("__unnamed_constraint_") or (
+        name.startswith("fk_") and name[3:].isdigit()
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def column_type(connection: BaseDatabaseWrapper, info: Any) -> str:
+    try:
+        name = connection.introspection.get_field_type(info.type_code, info)
+    except KeyError:
+        name = str(info.type_code)
+    size = info.display_size or info.internal_size
+    if info.precision is not None and info.scale is not None and "Decimal" in name:
+        return f"{name}({info.precision},{info.scale})"
+    if size and size > 0 and ("Char" in name or "Binary" in name):
+        return f"{name}({size})"
+    return name
+
+
+def constraint_of(name: str, details: Mapping[str, Any]) -> Constraint:
+    columns = tuple(details.get("columns") or ())
+    if details.get("primary_key"):
+        kind, detail = "primary key", ""
+    elif details.get("foreign_key"):
+        kind, detail = "foreign key", ".".join(str(p) for p in details["foreign_key"])
+    elif details.get("unique"):
+        kind, detail = "unique", ""
+    elif details.get("check"):
+        kind, detail = "check", ""
+    else:
+        kind, detail = "index", str(details.get("type") or "")
+    return Constraint(name, kind, columns, detail)
+
+
+@dataclass(frozen=True)
+class Difference:
+    table: str
+    what: str  # a sentence: what is there now against what was there before
+    extra_index: str | None = None  # an index that was not there before: can be dropped
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.what}"
+
+
+def compare(before: Schema, after: Schema) -> list[Difference]:
+    """What differs in `after` from `before`, table by table, as sentences."""
+    found: list[Difference] = []
+    for table in sorted(set(before) | set(after)):
+        if table not in after:
+            found.append(Difference(table, "the table is gone"))
+            continue
+        if table not in before:
+            found.append(Difference(table, "the table was not there before"))
+            continue
+        old, new = before[table], after[table]
+        for name in sorted(set(old.columns) | set(new.columns)):
+            was, now = old.columns.get(name), new.columns.get(name)
+            if was == now:
+                continue
+            if now is None:
+                found.append(Difference(table, f"column {name} is gone (was {was.describe()})"))  # type: ignore[union-attr]
+            elif was is None:
+                found.append(
+                    Difference(table, f"column {name} was not there before ({now.describe()})")
+                )
+            else:
+                found.append(
+                    Difference(table, f"column {name} is {now.describe()}, was {was.describe()}")
+                )
+        for name in sorted(set(old.constraints) | set(new.constraints)):
+            was_c, now_c = old.constraints.get(name), new.constraints.get(name)
+            if was_c == now_c:
+                continue
+            if now_c is None:
+                found.append(Difference(table, f"{was_c.describe()} is gone"))  # type: ignore[union-attr]
+            elif was_c is None:
+                droppable = name if now_c.kind == "index" else None
+                found.append(
+                    Difference(table, f"{now_c.describe()} was not there before", droppable)
+                )
+            else:
+                found.append(Difference(table, f"{now_c.describe()}, was {was_c.describe()}"))
+    return found
+
+
+def drop_index(connection: BaseDatabaseWrapper, table: str, name: str) -> None:
+    quote = connection.ops.quote_name
+    on = f" ON {quote(table)}" if connection.vendor == "mysql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX {quote(name)}{on}")
