@@ -19,10 +19,12 @@ No ORM in here: this module only knows bytes and dicts.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gzip
 import hashlib
 import os
 import shutil
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import IO, Any
 
 import orjson
 
+from .conf import get_settings
 from .exceptions import ArchiveError, BackupError
 
 FORMAT = "dbtools-backup"
@@ -61,15 +64,18 @@ def fsync_dir(path: Path) -> None:
 
 
 def create_private(path: Path) -> IO[bytes]:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # O_EXCL: never through a link or into a file someone else made first.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     return os.fdopen(fd, "wb")
 
 
 class ArchiveWriter:
     """Writes a backup under a temporary name; `commit()` makes it appear whole."""
 
-    def __init__(self, final: Path, compress: bool) -> None:
+    def __init__(self, final: Path, compress: bool, max_line_bytes: int | None = None) -> None:
         self.final = final
+        self.max_line_bytes = max_line_bytes or get_settings().max_line_bytes
+        self._label = ""
         self.temp = partial_path(final)
         self.raw = create_private(self.temp)
         self.out: IO[bytes] | gzip.GzipFile = (
@@ -89,6 +95,7 @@ class ArchiveWriter:
     def begin_table(self, table: dict[str, Any]) -> None:
         lead = b"," if self.tables else b""
         self.out.write(lead + orjson.dumps({"table": table})[:-1] + _TABLE_SUFFIX + b"\n")
+        self._label = str(table.get("label"))
         self._hash = hashlib.sha256()
         self._count = 0
 
@@ -97,6 +104,9 @@ class ArchiveWriter:
         encoded as UTF-8 in one go)."""
         if not rows:
             return
+        size = longest_line(rows)
+        if size > self.max_line_bytes:
+            raise too_long_error(self._label, size, self.max_line_bytes)
         lead = "," if self._count else ""
         if isinstance(rows[0], str):
             block = (lead + "\n,".join(rows) + "\n").encode()
@@ -165,6 +175,69 @@ def publish_copy(source: Path, target: Path) -> None:
 # Reading ------------------------------------------------------------------
 
 
+def longest_line(lines: list[bytes] | list[str]) -> int:
+    """The longest line's size in bytes, at most (a str's UTF-8 is up to 4 bytes a character)."""
+    if not lines:
+        return 0
+    longest = max(lines, key=len)
+    return len(longest.encode() if isinstance(longest, str) else longest)
+
+
+def too_long_error(label: str, size: int, limit: int) -> BackupError:
+    return BackupError(
+        f"Table {label}: a row is {size:,} bytes as JSON, more than the {limit:,} that a restore reads "
+        f"in one line (DBTOOLS['MAX_LINE_BYTES']). Nothing was kept. Raise the setting (it applies to "
+        f"restoredb too), or leave the table out with --exclude {label}."
+    )
+
+
+def header_problem(meta: Any) -> str | None:
+    """What is wrong with a header's meta, for the fields a reader relies on."""
+    if not isinstance(meta, dict):
+        return "'meta' is not an object"
+    if not isinstance(meta.get("created_at"), str):
+        return "'created_at' is missing or not text"
+    try:
+        datetime.datetime.fromisoformat(meta["created_at"])
+    except ValueError:
+        return f"'created_at' is not a date and time ({meta['created_at'][:40]!r})"
+    migrations = meta.get("migrations", {})
+    if not isinstance(migrations, dict) or not all(
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+        for names in migrations.values()
+    ):
+        return "'migrations' is not a list of migration names per app"
+    for key in ("vendor", "database", "backup_id"):
+        if key in meta and not isinstance(meta[key], str):
+            return f"{key!r} is not text"
+    for key in ("only", "exclude", "order"):
+        if key in meta and not (
+            isinstance(meta[key], list) and all(isinstance(v, str) for v in meta[key])
+        ):
+            return f"{key!r} is not a list of labels"
+    return None
+
+
+def table_problem(meta: Any) -> str | None:
+    """What is wrong with a table's description, for the fields a reader relies on."""
+    if not isinstance(meta, dict):
+        return "it is not an object"
+    label = meta.get("label")
+    if not isinstance(label, str) or label.count(".") != 1:
+        return "'label' is missing or not of the form app_label.Model"
+    columns = meta.get("columns")
+    if not isinstance(columns, list) or not columns:
+        return f"{label}: 'columns' is missing or empty"
+    for column in columns:
+        if not isinstance(column, dict) or not all(
+            isinstance(column.get(key), str) for key in ("name", "kind")
+        ):
+            return f"{label}: a column has no 'name' or 'kind'"
+    if not isinstance(meta.get("pk", []), list):
+        return f"{label}: 'pk' is not a list"
+    return None
+
+
 @dataclass
 class TableSection:
     """One table of an archive; `rows` must be read through before the next table."""
@@ -184,17 +257,26 @@ class ArchiveReader:
 
     path: Path
     source: IO[bytes] | None = None
+    max_line_bytes: int = field(default_factory=lambda: get_settings().max_line_bytes)
     header: dict[str, Any] = field(init=False)
     summary: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._raw = self.source or open_backup(self.path)
         self._stream = open_archive(self._raw)
+        self._line_no = 0
+        try:
+            first = self._read_line()
+        except ArchiveError:
+            self.close()
+            raise
         self._line_no = 1
-        first = self._stream.readline()
         if not first:
             self.close()
             raise ArchiveError(f"{self.path.name} is empty; it is not a backup.")
+        if len(first) > self.max_line_bytes:
+            self.close()
+            raise self._too_long()
         if first.startswith(b'[{"model":'):
             self.close()
             raise ArchiveError(
@@ -233,6 +315,13 @@ class ArchiveReader:
                 f"{self.path.name} is format version {version!r}; this dbtools reads version {VERSION}. "
                 f"Use the dbtools version that wrote it."
             )
+        problem = header_problem(self.header.get("meta"))
+        if problem:
+            self.close()
+            raise ArchiveError(
+                f"{self.path.name} has damaged metadata: {problem}. The file was edited or damaged; "
+                f"use another backup."
+            )
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -251,13 +340,29 @@ class ArchiveReader:
         if self.source is None:
             self._raw.close()
 
-    def _next_line(self) -> bytes | None:
+    def _read_line(self) -> bytes:
+        """One line, at most max_line_bytes long: a hostile file's one huge
+        line must not take the machine's memory."""
         try:
-            line = self._stream.readline()
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            line = self._stream.readline(self.max_line_bytes + 1)
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             raise ArchiveError(
-                f"{self.path.name} could not be read at line {self._line_no + 1}: {exc}."
+                f"{self.path.name} could not be read at line {self._line_no + 1}: "
+                f"{exc or type(exc).__name__}. The file is damaged; use another backup."
             ) from exc
+        if len(line) > self.max_line_bytes:
+            raise self._too_long()
+        return line
+
+    def _too_long(self) -> ArchiveError:
+        return ArchiveError(
+            f"{self.path.name} line {self._line_no + 1} is longer than {self.max_line_bytes:,} bytes, "
+            f"the most this dbtools reads in one line (DBTOOLS['MAX_LINE_BYTES']). If the backup really "
+            f"holds rows that large, raise the setting; otherwise the file is damaged."
+        )
+
+    def _next_line(self) -> bytes | None:
+        line = self._read_line()
         if not line:
             return None
         self._line_no += 1
@@ -296,6 +401,12 @@ class ArchiveReader:
                     f"{self.path.name} line {self._line_no}: expected the start of a table."
                 )
             meta = self._load(start[: -len(_TABLE_SUFFIX)] + b"}", "table")["table"]
+            problem = table_problem(meta)
+            if problem:
+                raise ArchiveError(
+                    f"{self.path.name} line {self._line_no}: damaged table description: {problem}. "
+                    f"The file was edited or damaged; use another backup."
+                )
             parse = parser_for(meta) if parser_for else None
             rows = self._rows(meta, parse)
             yield TableSection(meta=meta, rows=rows)
@@ -328,10 +439,12 @@ class ArchiveReader:
             if parse is not None:
                 try:
                     yield parse(row)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
+                    cause = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
                     raise ArchiveError(
                         f"{self.path.name} line {self._line_no}: row {count} of {meta.get('label')} "
-                        f"is not valid JSON ({exc})."
+                        f"is not a valid row ({cause}). The file was edited or damaged; nothing was "
+                        f"changed. Use another backup."
                     ) from exc
             else:
                 yield row
@@ -351,7 +464,7 @@ class ArchiveReader:
 def open_backup(path: Path) -> IO[bytes]:
     """The file itself, opened for reading, or a one-line error."""
     try:
-        return open(path, "rb")  # noqa: SIM115 - the caller owns and closes it
+        return open(path, "rb")
     except FileNotFoundError:
         raise ArchiveError(f"Backup file {path} does not exist.") from None
     except OSError as exc:

@@ -24,18 +24,20 @@ from django.db.models.functions import Cast
 from django.utils.connection import ConnectionDoesNotExist
 
 from . import __version__, postgres
-from .archive import ArchiveWriter, publish_copy
+from .archive import ArchiveReader, ArchiveWriter, publish_copy
 from .codec import encoder_for, kind_of
 from .conf import get_settings
-from .exceptions import BackupError, ConfigurationError, DatabaseUnavailable
+from .exceptions import ArchiveError, BackupError, ConfigurationError, DatabaseUnavailable
 from .graph import Plan, Table, plan_tables
 
 BATCH_ROWS = 5_000
 LATEST_STEM = "db-backup-latest"
 # db-backup-[<label>-]<UTC time>[-<n>].json[.gz]; the label is e.g. "pre-migrate".
 TIMESTAMPED = re.compile(
-    r"^db-backup-(?:[a-z][a-z0-9-]*?-)?(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)(?:-(\d+))?\.json(?:\.gz)?$"
+    r"^db-backup-(?:(?P<label>[a-z][a-z0-9-]*?)-)?(?P<time>\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)"
+    r"(?:-(?P<n>\d+))?\.json(?:\.gz)?$"
 )
+PRE_MIGRATE = "pre-migrate"
 
 Progress = Callable[[str, int, int], None]  # table label, rows done, rows expected
 
@@ -99,11 +101,14 @@ def describe_connection_error(connection: BaseDatabaseWrapper, exc: Exception) -
     password = str(connection.settings_dict.get("PASSWORD") or "")
     if password:
         detail = detail.replace(password, "***")
-    hint = "Check DATABASE_URL (host, port, user, password, database name) and that the server is running."
-    if connection.vendor == "postgresql":
+    hint = (
+        f"Check DATABASES[{connection.alias!r}] in the settings (host, port, user, password, "
+        f"database name) and that the server is running."
+    )
+    if "neon.tech" in str(connection.settings_dict.get("HOST") or ""):
         hint += (
             " On Neon, a suspended endpoint can take a few seconds to wake: try again;"
-            " and the URL needs ?sslmode=require."
+            " and the connection needs sslmode=require."
         )
     return (
         f"Could not connect to the {vendor_name(connection)} database "
@@ -332,7 +337,12 @@ def resolve_output(
     target = Path(output) if output else conf.backup_dir
     is_file = target.suffix == ".json" or target.name.endswith(".json.gz")
     if is_file:
-        return target, bool(compress) or target.name.endswith(".gz"), False
+        if compress and not target.name.endswith(".gz"):
+            raise ConfigurationError(
+                f"--compress writes gzip, but {target.name} does not end in .json.gz; "
+                f"name the file {target.name}.gz, or leave out --compress."
+            )
+        return target, target.name.endswith(".gz"), False
     compress = conf.compress if compress is None else compress
     suffix = ".json.gz" if compress else ".json"
     path = target / f"db-backup-{timestamp(now)}{suffix}"
@@ -391,18 +401,46 @@ def timestamped_backups(folder: Path) -> list[Path]:
     """Finished, timestamped backups in `folder`, newest first."""
     if not folder.is_dir():
         return []
-    found = [(match, p) for p in folder.iterdir() if (match := TIMESTAMPED.match(p.name))]
-    found.sort(key=lambda item: (item[0].group(1), int(item[0].group(2) or 1)), reverse=True)
+    # is_file(): a dangling link (or a folder) with a backup's name is no backup.
+    found = [
+        (match, p) for p in folder.iterdir() if (match := TIMESTAMPED.match(p.name)) and p.is_file()
+    ]
+    found.sort(key=lambda item: (item[0]["time"], int(item[0]["n"] or 1)), reverse=True)
     return [p for _, p in found]
 
 
-def prune(folder: Path, keep: int) -> list[Path]:
-    """Delete all but the `keep` newest timestamped backups; never the one `latest` holds."""
-    backups = timestamped_backups(folder)
+def retention_group(path: Path) -> str | None:
+    """Which count a backup belongs to: "full", "pre-migrate", or None for one
+    that retention never deletes (a partial --only backup, one with another
+    label, one whose header cannot be read)."""
+    match = TIMESTAMPED.match(path.name)
+    if match is None or match["label"] not in (None, PRE_MIGRATE):
+        return None
+    try:
+        with ArchiveReader(path) as reader:
+            partial = bool(reader.meta.get("only"))
+    except (ArchiveError, OSError):
+        return None
+    if partial:
+        return None
+    return match["label"] or "full"
+
+
+def prune(folder: Path, keep: int | None, keep_pre_migrate: int | None = None) -> list[Path]:
+    """Delete all but the `keep` newest full backups and, counted apart, the
+    `keep_pre_migrate` newest pre-migration ones (None: keep them all).
+    Never a partial or unreadable backup, never the one `latest` holds."""
+    limits = {"full": keep, PRE_MIGRATE: keep_pre_migrate}
+    seen = {"full": 0, PRE_MIGRATE: 0}
     latest = [p for p in (latest_path(folder, False), latest_path(folder, True)) if p.exists()]
     removed = []
-    for path in backups[max(keep, 1) :]:
-        if any(path.samefile(p) for p in latest):
+    for path in timestamped_backups(folder):  # newest first
+        group = retention_group(path)
+        if group is None:
+            continue
+        seen[group] += 1
+        limit = limits[group]
+        if limit is None or seen[group] <= limit or any(path.samefile(p) for p in latest):
             continue
         path.unlink()
         removed.append(path)
@@ -433,6 +471,7 @@ def backup_database(
     conf = get_settings()
     exclude = conf.exclude if exclude is None else exclude
     keep = conf.keep if keep is None else keep
+    keep_pre_migrate = conf.keep_pre_migrate
     now = datetime.datetime.now(datetime.UTC)
     path, compressed, in_folder = resolve_output(output, compress, now)
     if label and in_folder:
@@ -480,8 +519,8 @@ def backup_database(
         latest = latest_path(path.parent, compressed)
         publish_copy(path, latest)
         latest_path(path.parent, not compressed).unlink(missing_ok=True)
-        if keep:
-            pruned = prune(path.parent, keep)
+        if keep or keep_pre_migrate:
+            pruned = prune(path.parent, keep, keep_pre_migrate)
     return BackupResult(
         path=path,
         latest=latest,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
-from django.core.checks import CheckMessage, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
-from .conf import get_settings
+from .conf import get_settings, settings_problems
 from .exceptions import ConfigurationError
 
 
@@ -32,10 +32,28 @@ def check_safemigrate_name_clash(app_configs: Any = None, **kwargs: Any) -> list
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    try:
-        get_settings()
-    except ConfigurationError as exc:
-        from django.core.checks import Error
+    """Each problem in DBTOOLS on its own line, then labels in EXCLUDE that name nothing."""
+    problems = settings_problems()
+    messages: list[CheckMessage] = [
+        Error(problem, hint="See the README's Settings section.", id="dbtools.E001")
+        for problem in problems
+    ]
+    if problems:
+        return messages
+    from .graph import label_problem
 
-        return [Error(str(exc), hint="See the README's Settings section.", id="dbtools.E001")]
-    return []
+    try:
+        exclude = get_settings().exclude
+    except ConfigurationError:  # pragma: no cover - problems were reported above
+        return messages
+    for label in exclude:
+        problem = label_problem(label, list(apps.get_models(include_auto_created=True)))
+        if problem:
+            messages.append(
+                Error(
+                    f"DBTOOLS['EXCLUDE']: {problem}",
+                    hint="See the README's Settings section.",
+                    id="dbtools.E002",
+                )
+            )
+    return messages

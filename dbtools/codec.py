@@ -28,11 +28,10 @@ import math
 import re
 import uuid
 from collections.abc import Callable
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from json.decoder import scanstring  # type: ignore[attr-defined]
-
 from django.db.models import Expression, Field, TextField
 
 if TYPE_CHECKING:
@@ -186,8 +185,43 @@ def encoder_for(kind: str) -> Encoder | None:
 # Decoding -----------------------------------------------------------------
 
 
+def _expect(kind: type, what: str) -> Decoder:
+    """A check that a JSON value has the type a column's kind writes (exactly:
+    True is no integer here), so a damaged file fails instead of being
+    coerced by a lenient database (SQLite stores anything; PostgreSQL reads
+    1 as true)."""
+
+    def check(value: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"not {what}")
+        return value
+
+    return check
+
+
+def _from_text(parse: Callable[[str], Any], what: str) -> Decoder:
+    def decode(value: Any) -> Any:
+        if type(value) is not str:
+            raise TypeError(f"not {what} written as text")
+        return parse(value)
+
+    return decode
+
+
+def parse_decimal(value: str) -> decimal.Decimal:
+    try:
+        return decimal.Decimal(value)
+    except decimal.InvalidOperation:
+        raise ValueError("not a decimal number") from None
+
+
+FLOAT_WORDS = {"NaN", "Infinity", "-Infinity"}
+
+
 def decode_float(value: float | int | str) -> float:
-    return float(value)  # float("NaN"), float("-Infinity") work as written
+    if type(value) in (float, int) or (type(value) is str and value in FLOAT_WORDS):
+        return float(value)  # float("NaN"), float("-Infinity") work as written
+    raise TypeError("not a number")
 
 
 def decode_duration(value: int | str) -> datetime.timedelta:
@@ -201,6 +235,8 @@ def decode_duration(value: int | str) -> datetime.timedelta:
 
 
 def decode_binary(value: str) -> bytes:
+    if type(value) is not str:
+        raise TypeError("not base64 text")
     return base64.b64decode(value, validate=True)
 
 
@@ -208,6 +244,8 @@ def decode_range(bound_decoder: Decoder | None) -> Decoder:
     from django.db.backends.postgresql.psycopg_any import Range
 
     def decode(value: dict[str, Any]) -> Any:
+        if type(value) is not dict:
+            raise TypeError("not a range object")
         if value.get("empty"):
             return Range(empty=True)
         lower, upper = value["lower"], value["upper"]
@@ -219,28 +257,55 @@ def decode_range(bound_decoder: Decoder | None) -> Decoder:
     return decode
 
 
+DECODERS: dict[str, Decoder | None] = {
+    "int": _expect(int, "a whole number"),
+    "str": _expect(str, "text"),
+    "bool": _expect(bool, "true or false"),
+    "raw": None,
+    "json": None,
+    "uuid": _from_text(uuid.UUID, "a UUID"),
+    "datetime": _from_text(datetime.datetime.fromisoformat, "a date and time"),
+    "date": _from_text(datetime.date.fromisoformat, "a date"),
+    "time": _from_text(datetime.time.fromisoformat, "a time"),
+    "decimal": _from_text(parse_decimal, "a decimal"),
+    "float": decode_float,
+    "duration": decode_duration,
+    "binary": decode_binary,
+}
+
+
 def decoder_for(kind: str) -> Decoder | None:
-    """None means the parsed JSON value is already the Python value."""
+    """How a JSON value of this kind becomes the Python value, checked; None
+    means any parsed value is the value. KeyError for a kind no dbtools writes."""
     if kind.startswith("array:"):
-        return each_item(decoder_for(kind.removeprefix("array:")))
+        convert_items = each_item(decoder_for(kind.removeprefix("array:")))
+
+        def decode_array(value: Any) -> list[Any]:
+            if type(value) is not list:
+                raise TypeError("not a list")
+            return convert_items(value)
+
+        return decode_array
     if kind.startswith("range:"):
         return decode_range(decoder_for(kind.removeprefix("range:")))
-    decoders: dict[str, Decoder | None] = {
-        "int": None,
-        "str": None,
-        "bool": None,
-        "raw": None,
-        "json": None,
-        "uuid": uuid.UUID,
-        "datetime": datetime.datetime.fromisoformat,
-        "date": datetime.date.fromisoformat,
-        "time": datetime.time.fromisoformat,
-        "decimal": decimal.Decimal,
-        "float": decode_float,
-        "duration": decode_duration,
-        "binary": decode_binary,
-    }
-    return decoders[kind]
+    return DECODERS[kind]
+
+
+def known_kind(kind: str) -> bool:
+    try:
+        decoder_for(kind)
+    except KeyError:
+        return False
+    return True
+
+
+class BadValue(ValueError):
+    """A value in a backup that is not of its column's kind."""
+
+    def __init__(self, column: str, value: Any, cause: BaseException) -> None:
+        self.column, self.value = column, value
+        self.cause = str(cause) or type(cause).__name__
+        super().__init__(f"column {column}: {self.cause}")
 
 
 class JSONText(Expression):
@@ -255,18 +320,18 @@ class JSONText(Expression):
     def __repr__(self) -> str:
         return f"JSONText({self.text!r})"
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        return "%s", [self.text]
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[str]]:
+        return "%s", (self.text,)
 
-    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        return "%s::jsonb", [self.text]
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, tuple[str]]:
+        return "%s::jsonb", (self.text,)
 
     def parsed(self) -> Any:
         return json.loads(self.text)
 
 
 _WHITE = re.compile(r"[ \t\n\r]*")
-_scan_value = json.JSONDecoder().scan_once
+_scan_value = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def parse_row_keeping_json(text: str, keep: frozenset[str]) -> dict[str, Any]:
@@ -329,7 +394,10 @@ def row_decoder(columns: list[dict[str, Any]]) -> Callable[[dict[str, Any]], dic
         for name, convert in converters:
             value = row.get(name)
             if value is not None:
-                row[name] = convert(value)
+                try:
+                    row[name] = convert(value)
+                except (ValueError, TypeError, ArithmeticError, AttributeError, KeyError) as exc:
+                    raise BadValue(name, value, exc) from exc
         return row
 
     return decode

@@ -66,27 +66,40 @@ def owner(model: type[Model]) -> type[Model]:
 
 
 def matches(model: type[Model], labels: Iterable[str]) -> bool:
+    """Does --only/--exclude `labels` name this table: its app, its model, or (for
+    an auto-created many-to-many table) the model that declares the field?"""
+    own = model._meta
     meta = owner(model)._meta
     for label in labels:
         label = label.lower()
-        if label in (meta.app_label, meta.label_lower):
+        if label in (meta.app_label, meta.label_lower, own.label_lower):
             return True
     return False
 
 
-def check_labels(labels: Iterable[str], models: Sequence[type[Model]]) -> None:
-    """Refuse a label that names no installed app or model."""
+def label_problem(label: str, models: Sequence[type[Model]]) -> str | None:
+    """Why `label` names no installed app or model, or None if it names one."""
     app_labels = {config.label for config in apps.get_app_configs()} | {
         m._meta.app_label for m in models
     }
     model_labels = {m._meta.label_lower for m in models}
-    for label in labels:
-        app_label, _, model_name = label.partition(".")
-        if app_label not in app_labels or (model_name and label.lower() not in model_labels):
-            raise ConfigurationError(
-                f"Unknown app or model {label!r}: use an app label such as 'shop' "
-                f"or a model label such as 'shop.Product'."
-            )
+    app_label, _, model_name = label.partition(".")
+    if app_label in app_labels and (not model_name or label.lower() in model_labels):
+        return None
+    if app_label not in app_labels:
+        return (
+            f"Unknown app {app_label!r} in {label!r}; the installed apps are "
+            f"{', '.join(sorted(app_labels))}."
+        )
+    in_app = sorted(m._meta.label for m in models if m._meta.app_label == app_label)
+    return f"Unknown model {label!r}; the models of {app_label} are {', '.join(in_app)}."
+
+
+def check_labels(labels: Iterable[str], models: Sequence[type[Model]]) -> None:
+    """Refuse labels that name no installed app or model, all of them at once."""
+    problems = [p for label in labels if (p := label_problem(label, models))]
+    if problems:
+        raise ConfigurationError(" ".join(problems) + " Give an app label or app_label.ModelName.")
 
 
 def database_models(alias: str) -> list[type[Model]]:

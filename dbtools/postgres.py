@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from .archive import PARTIAL_SUFFIX, longest_line, too_long_error
 from .codec import AnyField, kind_of
+from .conf import get_settings
 from .graph import Table
 
 # How each kind's column becomes the JSON value codec.py would write. {c} is
@@ -220,6 +223,7 @@ class SecondReader:
             (self.snapshot_id,) = cursor.fetchone()
         self.alias = connection.alias
         self.folder = folder
+        self.max_line_bytes = get_settings().max_line_bytes
         self.size = size
         self.lock = threading.Lock()
         self.queue = [
@@ -277,13 +281,20 @@ class SecondReader:
                 connection.close()
 
     def spool(self, table: Table, connection: BaseDatabaseWrapper) -> Spooled:
-        path = self.folder / f".dbtools-{os.getpid()}-{table.db_table}.spool.partial"
+        # A name no one can guess or plant a link at, created exclusively, 0600:
+        # the spool holds rows, and the folder may be readable by others.
+        fd, name = tempfile.mkstemp(
+            dir=self.folder, prefix=".dbtools-", suffix=f".spool{PARTIAL_SUFFIX}"
+        )
+        path = Path(name)
         rows = 0
         try:
-            with open(path, "wb") as out, connection.chunked_cursor() as cursor:
+            with os.fdopen(fd, "wb") as out, connection.chunked_cursor() as cursor:
                 cursor.execute(rows_sql(table, connection))
                 while batch := cursor.fetchmany(self.size):
                     lines = [row[0] for row in batch]
+                    if longest_line(lines) > self.max_line_bytes:
+                        raise too_long_error(table.label, longest_line(lines), self.max_line_bytes)
                     out.write((("," if rows else "") + "\n,".join(lines) + "\n").encode())
                     rows += len(lines)
         except BaseException:

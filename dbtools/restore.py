@@ -44,7 +44,7 @@ from django.db.models import Model, Q, QuerySet
 from . import postgres
 from .archive import ArchiveReader, open_backup
 from .backup import connect, database_name, latest_path, vendor_name
-from .codec import AnyField, JSONText, kind_of, row_decoder, row_parser
+from .codec import AnyField, BadValue, JSONText, kind_of, known_kind, row_decoder, row_parser
 from .conf import get_settings
 from .exceptions import ArchiveError, RestoreError
 from .graph import Table, plan_tables
@@ -254,6 +254,19 @@ def map_backup(
 
     # Unmanaged tables too: a backup made with --include-unmanaged holds them,
     # and only the tables a backup holds are ever written to.
+    unknown = sorted(
+        {
+            f"{label}.{c['name']} ({c['kind']})"
+            for label in order
+            for c in columns[label]
+            if not known_kind(c["kind"])
+        }
+    )
+    if unknown:
+        raise ArchiveError(
+            f"{backup_path.name} has columns of a kind this dbtools does not know: {', '.join(unknown)}. "
+            f"The file was edited, or written by a newer dbtools; nothing was changed."
+        )
     whole = plan_tables(using, include_unmanaged=True)
     scope = list(whole.select(only, exclude).tables)
     everything = {t.label.lower(): t for t in whole.tables}
@@ -463,7 +476,14 @@ class Loader:
         if label not in self.loaded and label.lower() not in self.match_by_natural_key:
             return None
         parse = row_parser(table_meta["columns"], keep_json_text=True)
-        return lambda line: (len(line), parse(line))
+
+        def parse_line(line: bytes) -> tuple[int, dict[str, Any]]:
+            row = parse(line)
+            if type(row) is not dict:
+                raise ValueError("a row must be a JSON object")
+            return len(line), row
+
+        return parse_line
 
     def learn_natural_keys(
         self, label: str, table_meta: dict[str, Any], rows: Iterator[tuple[int, Any]]
@@ -476,7 +496,12 @@ class Loader:
         map_columns(mapping, {})
         decode = row_decoder(table_meta["columns"])
         build = self.row_builder(mapping)
-        values = [build(decode(row)) for _, row in rows]
+        values = []
+        for number, (_, row) in enumerate(rows, 1):
+            try:
+                values.append(build(decode(row)))
+            except BadValue as exc:
+                raise bad_value_error(self.plan, mapping, number, row, exc) from exc
         if values:
             self.match_natural_keys(mapping, values, insert_missing=False)
 
@@ -526,8 +551,11 @@ class Loader:
         batch: list[dict[str, Any]] = []
         size = 0
         limit = self.batch_limit(mapping)
-        for line_size, row in rows:
-            values = build(decode(row))
+        for number, (line_size, row) in enumerate(rows, 1):
+            try:
+                values = build(decode(row))
+            except BadValue as exc:
+                raise bad_value_error(self.plan, mapping, number, row, exc) from exc
             for attname, convert in converters:
                 if values.get(attname) is not None:
                     values[attname] = convert(values[attname], values)
@@ -720,7 +748,7 @@ class Loader:
                 else:
                     objs = [types.SimpleNamespace(**row) for row in batch]
                     QuerySet(model=model, using=self.using)._insert(objs, fields=fields, raw=True)  # type: ignore[attr-defined]
-        except (DatabaseError, ValueError, TypeError) as exc:
+        except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
             raise self.diagnose(mapping, fields, batch, exc) from exc
 
     def diagnose(
@@ -740,7 +768,7 @@ class Loader:
                     QuerySet(model=model, using=self.using)._insert(  # type: ignore[attr-defined]
                         [types.SimpleNamespace(**row)], fields=fields, raw=True
                     )
-            except (DatabaseError, ValueError, TypeError) as exc:
+            except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
                 return row_error(mapping.table, row_pk(row, pk_names), exc)
         return row_error(mapping.table, None, batch_error)
 
@@ -767,7 +795,9 @@ def outside_references(connection: BaseDatabaseWrapper, emptied: list[Table]) ->
             for constraint in constraints.values():
                 target = constraint.get("foreign_key")
                 if target and target[0] in targets:
-                    found += [Reference(name, column, target[0]) for column in constraint["columns"]]
+                    found += [
+                        Reference(name, column, target[0]) for column in constraint["columns"]
+                    ]
     return sorted(set(found), key=lambda r: (r.table, r.column))
 
 
@@ -795,6 +825,23 @@ def cascade_error(ref: Reference, before: int, after: int, emptied: list[Table])
     )
 
 
+def bad_value_error(
+    plan: RestorePlan, mapping: TableMapping, number: int, row: dict[str, Any], exc: BadValue
+) -> RestoreError:
+    kind = next((c["kind"] for c in mapping.columns if c["name"] == exc.column), "?")
+    pk_names = [f.name for f in mapping.table.pk_fields] if mapping.table else []
+    pk = [row.get(name) for name in pk_names]
+    shown = repr(exc.value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return RestoreError(
+        f"{plan.path.name}: table {mapping.backup_label}, row {number:,}"
+        + (f" (primary key {pk[0] if len(pk) == 1 else tuple(pk)!r})" if pk else "")
+        + f": column {exc.column} holds {shown}, which is not a {kind} value ({exc.cause}). "
+        f"The file was edited or damaged; nothing was changed: the restore was rolled back. "
+        f"Use another backup, or correct the value in the file."
+    )
+
+
 def changed_under_us(plan: RestorePlan) -> str:
     return (
         f"{plan.path.name} changed while it was being restored (its tables are not the ones that were "
@@ -813,6 +860,8 @@ def row_error(table: Table, pk: Any, exc: Exception) -> RestoreError:
         hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
     elif "not null" in lowered or "not-null" in lowered or "cannot be null" in lowered:
         hint = "The column is required now; give it a default in a migration, or restore into the schema the backup came from."
+    elif isinstance(exc, OverflowError) or "out of range" in lowered:
+        hint = "The value is too large for this database's column; restore into a database whose column can hold it."
     elif "duplicate" in lowered or "unique" in lowered:
         hint = (
             "Another row already holds that unique value under a different primary key. "

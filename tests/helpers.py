@@ -75,8 +75,8 @@ def rewrite_backup(
 
     from dbtools.archive import ArchiveWriter
 
-    writer = ArchiveWriter(target, compress=False)
-    with ArchiveReader(source) as reader:
+    writer = ArchiveWriter(target, compress=False, max_line_bytes=2**31)
+    with ArchiveReader(source, max_line_bytes=2**31) as reader:
         writer.write_header(reader.meta)
         for section in reader.tables(lambda meta: json.loads):
             meta = change_table(section.meta) if change_table else section.meta
@@ -90,3 +90,25 @@ def rewrite_backup(
             writer.end_table()
     writer.commit()
     return target
+
+
+def resign(path: Path) -> None:
+    """Redo every table's count and checksum over its row lines as they now are,
+    without parsing them: how a test makes a hostile file pass the checksums."""
+    import hashlib
+
+    out: list[bytes] = []
+    digest = None
+    count = 0
+    for line in path.read_bytes().split(b"\n")[:-1]:
+        if digest is not None and line.startswith(b'],"count":'):
+            out.append(b'],"count":%d,"sha256":"%s"}' % (count, digest.hexdigest().encode()))
+            digest = None
+            continue
+        if digest is not None:
+            digest.update(line + b"\n")
+            count += 1
+        elif line.endswith(b',"rows":['):
+            digest, count = hashlib.sha256(), 0
+        out.append(line)
+    path.write_bytes(b"\n".join(out) + b"\n")

@@ -104,8 +104,14 @@ def test_only_and_exclude_take_app_and_model_labels(alias):
 
 
 def test_unknown_label_is_refused(alias):
-    with pytest.raises(ConfigurationError, match=r"Unknown app or model 'shop\.Nope'"):
-        plan_tables(alias, only=["shop.Nope"])
+    with pytest.raises(ConfigurationError) as raised:
+        plan_tables(alias, only=["shop.Nope", "nosuchapp"])
+    message = str(raised.value)
+    assert message.startswith(
+        "Unknown model 'shop.Nope'; the models of shop are shop.Account, shop.Address, "
+    )
+    assert "Unknown app 'nosuchapp' in 'nosuchapp'; the installed apps are " in message
+    assert message.endswith(" Give an app label or app_label.ModelName.")
 
 
 def test_rows_are_in_primary_key_order_across_pages(alias, backup_dir, monkeypatch):
@@ -314,7 +320,7 @@ def test_unreachable_database_is_one_line_without_the_password():
     assert done.stderr.startswith(
         "CommandError: Could not connect to the PostgreSQL database 'shop' (alias 'default'):"
     )
-    assert "Check DATABASE_URL" in done.stderr and "s3cret" not in done.stderr
+    assert "Check DATABASES[" in done.stderr and "s3cret" not in done.stderr
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
 
 
@@ -384,3 +390,120 @@ def test_second_reader_shares_the_snapshot_and_is_optional(alias, backup_dir, mo
     assert (
         with_second.path.read_bytes().split(b"\n")[1:] == alone.path.read_bytes().split(b"\n")[1:]
     )
+
+
+def test_settings_problems_are_all_reported_at_once(settings):
+    from dbtools.checks import check_settings
+
+    settings.DBTOOLS = {"COMPRESS": "no", "EXCLUDE": "sessions", "KEEP": 0, "MAX_LINE_BYTES": 10}
+    assert [(m.id, m.msg) for m in check_settings()] == [
+        (
+            "dbtools.E001",
+            "DBTOOLS['EXCLUDE'] must be a list of app or model labels, such as ['sessions', "
+            "'auth.Permission'], not 'sessions'.",
+        ),
+        ("dbtools.E001", "DBTOOLS['KEEP'] must be a whole number of 1 or more, not 0."),
+        ("dbtools.E001", "DBTOOLS['COMPRESS'] must be True or False, not 'no'."),
+        (
+            "dbtools.E001",
+            "DBTOOLS['MAX_LINE_BYTES'] must be a whole number of bytes, at least 1,048,576, not 10.",
+        ),
+    ]
+    with pytest.raises(ConfigurationError, match=r"^DBTOOLS\['EXCLUDE'\] must be a list"):
+        backup_database()
+
+
+def test_settings_exclude_naming_nothing_is_reported(settings):
+    from dbtools.checks import check_settings
+
+    settings.DBTOOLS = {"EXCLUDE": ["nosuchapp", "shop.Nope", "sessions"]}
+    messages = [(m.id, m.msg.split(";")[0]) for m in check_settings()]
+    assert messages == [
+        ("dbtools.E002", "DBTOOLS['EXCLUDE']: Unknown app 'nosuchapp' in 'nosuchapp'"),
+        ("dbtools.E002", "DBTOOLS['EXCLUDE']: Unknown model 'shop.Nope'"),
+    ]
+
+
+def test_exclude_can_name_an_auto_created_many_to_many_table(alias, backup_dir):
+    result = backup_database(using=alias, only=["shop.User"], exclude=["shop.User_groups"])
+    labels = [t.label for t in result.tables]
+    assert "shop.User" in labels and "shop.User_user_permissions" in labels
+    assert "shop.User_groups" not in labels
+
+
+def test_compress_into_a_plain_json_name_is_refused(alias, tmp_path):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^--compress writes gzip, but two.json does not end in .json.gz; name the file two.json.gz",
+    ):
+        backup_database(using=alias, output=tmp_path / "two.json", compress=True)
+    assert not (tmp_path / "two.json").exists()
+
+
+@backends("sqlite")
+def test_keep_counts_full_backups_and_pre_migration_ones_apart(alias, backup_dir, settings):
+    full = [backup_database(using=alias).path for _ in range(3)]
+    partial = [backup_database(using=alias, only=["shop.Product"]).path for _ in range(2)]
+    pre = [backup_database(using=alias, label="pre-migrate").path for _ in range(3)]
+
+    newest = backup_database(using=alias, keep=2)
+
+    assert sorted(newest.pruned) == sorted(full[:2])
+    assert all(p.exists() for p in partial + pre + [full[2], newest.path])
+
+    settings.DBTOOLS = {**settings.DBTOOLS, "KEEP": 5, "KEEP_PRE_MIGRATE": 1}
+    latest_pre = backup_database(using=alias, label="pre-migrate")
+    assert sorted(latest_pre.pruned) == sorted(pre)
+    assert all(p.exists() for p in partial)
+
+
+def test_version_is_dbtools_own():
+    import dbtools
+
+    for command in ("backupdb", "restoredb", "safemigrate", "listbackups"):
+        done = run_manage(command, "--version")
+        assert done.stdout.strip() == dbtools.__version__
+
+
+def test_messages_name_no_demo_project(alias):
+    """A reusable app's errors must not send a user to the demo's settings."""
+    with pytest.raises(ConfigurationError) as raised:
+        plan_tables(alias, only=["nope"])
+    assert "'shop'" not in str(raised.value).split("installed apps are")[0]
+
+
+@backends("postgresql")
+def test_spool_files_are_private_unguessable_and_follow_no_link(
+    alias, backup_dir, monkeypatch, tmp_path
+):
+    """The second PostgreSQL reader spools rows beside the backup: another local
+    user must not read them, nor make the backup write through a planted link."""
+    import os
+
+    from dbtools import postgres
+
+    seed_shop(300, using=alias)
+    backup_dir.mkdir(mode=0o755)
+    victim = tmp_path / "victim"
+    victim.write_text("root-only")
+    for table in plan_tables(alias).tables:
+        (backup_dir / f".dbtools-{os.getpid()}-{table.db_table}.spool.partial").symlink_to(victim)
+    seen = []
+    real_spool = postgres.SecondReader.spool
+
+    def watched(self, table, connection):
+        spooled = real_spool(self, table, connection)
+        seen.append((spooled.path.name, stat.S_IMODE(spooled.path.lstat().st_mode)))
+        return spooled
+
+    monkeypatch.setattr(postgres.SecondReader, "spool", watched)
+    old_umask = os.umask(0)
+    try:
+        backup_database(using=alias)
+    finally:
+        os.umask(old_umask)
+    assert seen, "the second reader spooled nothing"
+    assert all(mode == 0o600 for _, mode in seen)
+    assert not any(name.startswith(f".dbtools-{os.getpid()}-") for name, _ in seen)
+    assert victim.read_text() == "root-only"
+    assert not [p for p in backup_dir.iterdir() if ".spool" in p.name and not p.is_symlink()]

@@ -108,15 +108,13 @@ def test_two_test_runs_use_their_own_databases_and_files():
         "[d['TEST'].get('NAME') for a, d in sorted(s.DATABASES.items()) if a != 'default']]))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBTOOLS_TESTS_")}
-    runs = [
-        json.loads(
-            subprocess.run(
-                [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                check=True,
-            ).stdout
-        )  # fmt: skip
-        for _ in range(2)
-    ]
+    runs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout))
     for run in runs:
         shutil.rmtree(Path(run[0]).parent)
     first, second = runs

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 import subprocess
 from io import StringIO
 from pathlib import Path
@@ -363,9 +362,7 @@ def test_prompt_names_the_target_and_only_yes_restores(alias, backup_dir):
     assert not m.User.objects.using(alias).exists()
     accepted = run_manage("restoredb", "--database", alias, "--replace", env=env, input="yes\n")
     assert accepted.returncode == 0, accepted.stderr
-    assert (
-        "Mode:   REPLACE" in accepted.stdout and "Row counts match the backup." in accepted.stdout
-    )
+    assert "Mode:   REPLACE" in accepted.stdout and "tables match the backup." in accepted.stdout
     assert m.User.objects.using(alias).count() == 6
 
 
@@ -588,7 +585,8 @@ def test_json_numbers_round_trip_as_the_database_wrote_them(alias, backup_dir, m
     row = e.AllTypes.objects.using(alias).create()
     with connections[alias].cursor() as cursor:
         cursor.execute(
-            f"UPDATE {e.AllTypes._meta.db_table} SET json = %s WHERE id = %s", [PRECISE_JSON, row.pk]
+            f"UPDATE {e.AllTypes._meta.db_table} SET json = %s WHERE id = %s",
+            [PRECISE_JSON, row.pk],
         )
     before = json_texts(alias)
     assert "3.14159265358979323846264338327950288" in before[-1]
@@ -652,7 +650,9 @@ def test_closed_stdin_at_the_prompt_is_a_clear_refusal(alias, backup_dir):
     e.Tag.objects.using(alias).create(name="kept")
     backup_database(using=alias, only=["edgecases.Tag"])
     env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}
-    result = run_manage("restoredb", "--database", alias, "--replace", env=env, stdin=subprocess.DEVNULL)
+    result = run_manage(
+        "restoredb", "--database", alias, "--replace", env=env, stdin=subprocess.DEVNULL
+    )
     assert result.returncode == 1
     assert result.stderr.strip().endswith(
         "No answer: standard input is closed. Nothing was changed; "

@@ -1,13 +1,45 @@
-"""What the dbtools commands share: display helpers. No logic lives here."""
+"""What the dbtools commands share: the base command and display helpers. No logic lives here."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
+import dbtools
+from dbtools.exceptions import DbtoolsError
 from dbtools.progress import ProgressBar
+
+
+class DbtoolsCommand(BaseCommand):
+    """dbtools' version for --version, and every expected failure as one line
+    (CommandError) rather than a traceback; --traceback still shows the cause."""
+
+    def get_version(self) -> str:
+        return dbtools.__version__
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute(*args, **options)
+        except DbtoolsError as exc:
+            raise CommandError(str(exc)) from exc
+        except DatabaseError as exc:
+            raise CommandError(database_error(exc)) from exc
+
+
+def database_error(exc: DatabaseError) -> str:
+    cause = " ".join(str(exc).split()) or type(exc).__name__
+    if "database is locked" in cause:
+        hint = (
+            "Another process is writing to the SQLite file: wait for it to finish, or stop it, "
+            "then run this again."
+        )
+    else:
+        hint = "Check that the database is reachable and migrated (`manage.py showmigrations`)."
+    return f"The database reported an error: {cause}. {hint}"
 
 
 def progress_bar(command: BaseCommand, verbosity: int) -> ProgressBar | None:

@@ -1,13 +1,13 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.backup import backup_database
 from dbtools.exceptions import DbtoolsError
 
-from ._common import progress_bar, shown, size
+from ._common import DbtoolsCommand, progress_bar, shown, size
 
 
-class Command(BaseCommand):
+class Command(DbtoolsCommand):
     help = (
         "Back up every table the ORM manages to a timestamped JSON file in the backups "
         "folder (and db-backup-latest.json), read in one consistent snapshot."

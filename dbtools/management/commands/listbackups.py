@@ -1,16 +1,16 @@
 import datetime
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from dbtools.catalog import leftovers, list_backups
 from dbtools.conf import get_settings
 from dbtools.exceptions import DbtoolsError
 
-from ._common import shown, size
+from ._common import DbtoolsCommand, shown, size
 
 
-class Command(BaseCommand):
+class Command(DbtoolsCommand):
     help = "List the backups in the backups folder, newest first; --verify checks each one's checksums."
 
     def add_arguments(self, parser):

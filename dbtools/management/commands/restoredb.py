@@ -1,12 +1,12 @@
 import datetime
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.exceptions import DbtoolsError
 from dbtools.restore import Mode, describe_target, prepare_restore, restore_database
 
-from ._common import progress_bar, shown
+from ._common import DbtoolsCommand, progress_bar, shown
 
 MODES = {
     "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
@@ -14,7 +14,7 @@ MODES = {
 }
 
 
-class Command(BaseCommand):
+class Command(DbtoolsCommand):
     help = (
         "Restore a backup made by backupdb in one transaction: merge (default) inserts missing rows, "
         "--replace makes the tables hold exactly the backup's rows."
