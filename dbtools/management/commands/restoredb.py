@@ -10,7 +10,7 @@ from ._common import DbtoolsCommand, progress_bar, shown
 
 MODES = {
     "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
-    "replace": "REPLACE: empty the tables in scope, then load exactly the backup's rows",
+    "replace": "REPLACE: empty the tables the backup holds, then load exactly its rows",
 }
 
 
