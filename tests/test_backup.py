@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
 import re
@@ -11,6 +12,7 @@ import subprocess
 import time
 from io import StringIO
 
+import orjson
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
@@ -507,3 +509,20 @@ def test_spool_files_are_private_unguessable_and_follow_no_link(
     assert not any(name.startswith(f".dbtools-{os.getpid()}-") for name, _ in seen)
     assert victim.read_text() == "root-only"
     assert not [p for p in backup_dir.iterdir() if ".spool" in p.name and not p.is_symlink()]
+
+
+@pytest.mark.parametrize("micro", [0, 1, 10, 100, 1_000, 10_000, 16_179, 99_999, 100_000, 999_999])
+def test_times_and_datetimes_keep_every_microsecond(micro):
+    """orjson 3.13 wrote time(0, 19, 32, 16179) as "00:19:32.16179" (a tenth of
+    a second off); the property tests found it. Every encoded value must parse
+    back to itself."""
+    from dbtools.codec import decoder_for, encoder_for
+
+    values = {
+        "time": datetime.time(0, 19, 32, micro),
+        "datetime": datetime.datetime(2020, 1, 1, 0, 19, 32, micro, tzinfo=datetime.UTC),
+    }
+    for kind, value in values.items():
+        encode, decode = encoder_for(kind), decoder_for(kind)
+        written = json.loads(orjson.dumps(encode(value) if encode else value))
+        assert decode(written) == value, (kind, written)
