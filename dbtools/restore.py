@@ -223,7 +223,7 @@ class Loader:
         if table is None:
             return
         mapping = TableMapping(table_meta["label"], table, 0, table_meta["columns"])
-        map_columns(mapping, {})
+        map_columns(mapping, {})  # only its key columns are used; nothing can block them
         decode = row_decoder(table_meta["columns"])
         build = self.row_builder(mapping)
         values = []
@@ -242,10 +242,12 @@ class Loader:
         copied: list[tuple[str, str]] = []
         repointed: list[tuple[str, str, dict[Any, Any]]] = []
         defaulted: list[AnyField] = []
+        fixed = mapping.fixed
+        null_defaults = mapping.null_defaults
         for model_field, source in mapping.sources:
             if source is None:
-                if not model_field.has_db_default():  # else the database fills it in
-                    defaulted.append(model_field)
+                if model_field.attname not in fixed and not model_field.has_db_default():
+                    defaulted.append(model_field)  # (with a db_default the database fills it in)
                 continue
             related = model_field.related_model if model_field.is_relation else None
             target = related._meta.label_lower if isinstance(related, type) else None
@@ -263,6 +265,10 @@ class Loader:
                 values[model_field.attname] = (
                     model_field.get_default() if model_field.has_default() else None
                 )
+            for model_field in null_defaults:
+                if values[model_field.attname] is None:
+                    values[model_field.attname] = model_field.get_default()
+            values.update(fixed)
             return values
 
         return build
@@ -469,7 +475,9 @@ class Loader:
         assert mapping.table is not None
         model = mapping.table.model
         fields = [
-            f for f, source in mapping.sources if source is not None or not f.has_db_default()
+            f
+            for f, source in mapping.sources
+            if source is not None or f.attname in mapping.fixed or not f.has_db_default()
         ]
         try:
             with transaction.atomic(using=self.using):

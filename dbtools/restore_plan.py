@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from django.core.exceptions import ValidationError
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
-from django.db.migrations.operations import RenameField, RenameModel
+from django.db.migrations.operations import RenameField, RenameModel, RunPython, RunSQL
 
 from .archive import ArchiveReader, open_backup
 from .backup import connect, latest_path
-from .codec import AnyField, known_kind
+from .codec import AnyField, kind_of, known_kind
 from .conf import get_settings
-from .exceptions import ArchiveError, RestoreError
+from .exceptions import ArchiveError, ConfigurationError, RestoreError
 from .graph import Table, plan_tables
 
 
@@ -39,6 +40,9 @@ class TableMapping:
     )  # field <- backup column
     ignored_columns: list[str] = field(default_factory=list)
     note: str = ""
+    fixed: dict[str, Any] = field(default_factory=dict)  # attname -> value given with --set
+    null_defaults: list[AnyField] = field(default_factory=list)  # NULL in the backup -> default
+    changes: list[str] = field(default_factory=list)  # what the pre-flight report shows
 
 
 @dataclass
@@ -105,45 +109,99 @@ def resolve_backup(name: str | Path | None) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class Rename:
+    model: bool  # a RenameModel (else a RenameField)
+    label: str  # the model's label, lower-case, before this step
+    old: str  # model label or field name before this step
+    new: str
+
+
+def migration_steps(
+    loader: MigrationLoader, backup_migrations: dict[str, list[str]]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The migrations between the backup's state and this database's, in the
+    order they run: (applied here since the backup, applied in the backup's
+    database but not here: to be undone, last first)."""
+    backup_applied = {(app, name) for app, names in backup_migrations.items() for name in names}
+    applied_now = set(loader.applied_migrations)
+    since = _plan_order(loader, applied_now - backup_applied)
+    behind = _plan_order(loader, (backup_applied - applied_now) & set(loader.graph.nodes))
+    return since, list(reversed(behind))
+
+
+def renames_between(
+    loader: MigrationLoader, since: list[tuple[str, str]], behind: list[tuple[str, str]]
+) -> list[Rename]:
+    """Every RenameModel/RenameField from the backup's schema to this one: the
+    migrations this database lacks undone (renamed back), then those it has since."""
+    steps: list[Rename] = []
+    for key, backwards in [(k, True) for k in behind] + [(k, False) for k in since]:
+        app_label = key[0]
+        operations = loader.graph.nodes[key].operations
+        for operation in reversed(operations) if backwards else operations:
+            if isinstance(operation, RenameModel):
+                old = f"{app_label}.{operation.old_name_lower}"
+                new = f"{app_label}.{operation.new_name_lower}"
+                steps.append(
+                    Rename(
+                        True, new if backwards else old, *((new, old) if backwards else (old, new))
+                    )
+                )
+            elif isinstance(operation, RenameField):
+                label = f"{app_label}.{operation.model_name_lower}"
+                names = (operation.new_name, operation.old_name)
+                steps.append(Rename(False, label, *(names if backwards else names[::-1])))
+    return steps
+
+
 def migration_renames(
     loader: MigrationLoader, backup_migrations: dict[str, list[str]]
 ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """Model and field renames made by migrations applied since the backup.
+    """Model and field renames between the backup's schema and this database's,
+    in either direction (a backup taken after a RenameField restores into a
+    database before it, too).
 
-    Returns ({old model label: new}, {model label: {old field: new}}), labels
-    lower-case, so rows can follow a RenameField/RenameModel automatically.
+    Returns ({backup's model label: today's}, {today's model label: {backup's
+    field name: today's}}), labels lower-case.
     """
-    backup_applied = {(app, name) for app, names in backup_migrations.items() for name in names}
-    applied_now = set(loader.applied_migrations)
-    since = applied_now - backup_applied
-    if not since:
-        return {}, {}
-    ordered = _plan_order(loader, since)
+    since, behind = migration_steps(loader, backup_migrations)
     model_renames: dict[str, str] = {}
     field_renames: dict[str, dict[str, str]] = {}
-    for app_label, name in ordered:
-        migration = loader.graph.nodes[(app_label, name)]
-        for operation in migration.operations:
-            if isinstance(operation, RenameModel):
-                old, new = (
-                    f"{app_label}.{operation.old_name_lower}",
-                    f"{app_label}.{operation.new_name_lower}",
-                )
-                for original, current in list(model_renames.items()):
-                    if current == old:
-                        model_renames[original] = new
-                model_renames.setdefault(old, new)
-                if old in field_renames:
-                    field_renames[new] = field_renames.pop(old)
-            elif isinstance(operation, RenameField):
-                label = f"{app_label}.{operation.model_name_lower}"
-                fields = field_renames.setdefault(label, {})
-                for original, current in list(fields.items()):
-                    if current == operation.old_name:
-                        fields[original] = operation.new_name
-                if operation.old_name not in fields.values():
-                    fields.setdefault(operation.old_name, operation.new_name)
+    for step in renames_between(loader, since, behind):
+        if step.model:
+            for original, current in list(model_renames.items()):
+                if current == step.old:
+                    model_renames[original] = step.new
+            if step.old not in model_renames.values():
+                model_renames.setdefault(step.old, step.new)
+            if step.old in field_renames:
+                field_renames[step.new] = field_renames.pop(step.old)
+        else:
+            fields = field_renames.setdefault(step.label, {})
+            for original, current in list(fields.items()):
+                if current == step.old:
+                    fields[original] = step.new
+            if step.old not in fields.values():
+                fields.setdefault(step.old, step.new)
     return model_renames, field_renames
+
+
+def data_migrations(loader: MigrationLoader, since: list[tuple[str, str]]) -> list[str]:
+    """The migrations applied since the backup that can change rows (RunPython
+    that does something, RunSQL): what a restore into today's schema would
+    not repeat for the backup's rows."""
+    found = []
+    for key in since:
+        kinds = [
+            type(operation).__name__
+            for operation in loader.graph.nodes[key].operations
+            if isinstance(operation, RunSQL)
+            or (isinstance(operation, RunPython) and operation.code is not RunPython.noop)
+        ]
+        if kinds:
+            found.append(f"{key[0]}.{key[1]} ({', '.join(dict.fromkeys(kinds))})")
+    return found
 
 
 def migrations_behind(
@@ -181,20 +239,51 @@ def prepare_restore(
     using: str = "default",
     only: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    set_values: Sequence[str] = (),
+    no_replay: bool = False,
 ) -> RestorePlan:
-    """Verify the whole file and map it onto today's models; writes nothing."""
+    """Verify the whole file and map it onto today's models; writes nothing.
+
+    `set_values` are "app.Model.field=VALUE" for required fields the backup
+    has no column for. `no_replay` restores into today's schema even though
+    data migrations lie between the backup and now (their changes to the
+    backup's rows are then not made).
+    """
     backup_path = resolve_backup(path)
     connect(using)
     source = open_backup(backup_path)
     try:
-        return map_backup(backup_path, source, using, only, exclude)
+        return map_backup(
+            backup_path, source, using, only, exclude, parse_set_values(set_values), no_replay
+        )
     except BaseException:
         source.close()
         raise
 
 
+def parse_set_values(items: Sequence[str]) -> dict[str, str]:
+    """--set app.Model.field=VALUE, keyed by "app.model.field" (model lower-case)."""
+    values = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        model, _, field_name = target.rpartition(".")
+        if not sep or model.count(".") != 1 or not field_name:
+            raise ConfigurationError(
+                f"--set {item!r}: write it as app_label.Model.field=VALUE, for example "
+                f"--set shop.Product.featured=false."
+            )
+        values[f"{model.lower()}.{field_name}"] = value
+    return values
+
+
 def map_backup(
-    backup_path: Path, source: IO[bytes], using: str, only: Sequence[str], exclude: Sequence[str]
+    backup_path: Path,
+    source: IO[bytes],
+    using: str,
+    only: Sequence[str],
+    exclude: Sequence[str],
+    set_values: dict[str, str],
+    no_replay: bool,
 ) -> RestorePlan:
     counts: dict[str, int] = {}
     columns: dict[str, list[dict[str, Any]]] = {}
@@ -207,8 +296,6 @@ def map_backup(
             columns[label] = section.meta["columns"]
             counts[label] = sum(1 for _ in section.rows)  # reading checks the checksum
 
-    # Unmanaged tables too: a backup made with --include-unmanaged holds them,
-    # and only the tables a backup holds are ever written to.
     unknown = sorted(
         {
             f"{label}.{c['name']} ({c['kind']})"
@@ -222,14 +309,44 @@ def map_backup(
             f"{backup_path.name} has columns of a kind this dbtools does not know: {', '.join(unknown)}. "
             f"The file was edited, or written by a newer dbtools; nothing was changed."
         )
+    backup_migrations = meta.get("migrations", {})
+    loader = MigrationLoader(connections[using], ignore_no_migrations=True)
+    warnings = migrations_behind(loader, backup_migrations)
+    rows_in_backup = sum(counts.values())
+    if not loader.applied_migrations and rows_in_backup:
+        raise blocked(
+            warnings,
+            f"This database has no migrations applied, so it has none of the backup's tables "
+            f"({rows_in_backup:,} rows in {backup_path.name}). Run `manage.py migrate` first (to the "
+            f"backup's migrations, which `manage.py listbackups` shows, if the code has moved on), "
+            f"then restore. Nothing was changed.",
+        )
+    since, _behind = migration_steps(loader, backup_migrations)
+    changed_data = data_migrations(loader, since)
+    if changed_data and not no_replay:
+        raise blocked(
+            warnings,
+            f"Migrations applied since the backup was taken can change rows: {', '.join(changed_data)}. "
+            f"Restored into today's schema, the backup's rows would not get those changes (a column "
+            f"they fill would take its default instead). Nothing was changed. To restore exactly: "
+            f"restore into a database migrated to the backup's migrations (`manage.py listbackups` "
+            f"shows them), then run `manage.py migrate`. To restore into today's schema anyway, "
+            f"pass --no-replay.",
+        )
+    if changed_data:
+        warnings.append(
+            f"--no-replay: the changes of {', '.join(changed_data)} are not made to the restored rows."
+        )
+
+    # Unmanaged tables too: a backup made with --include-unmanaged holds them,
+    # and only the tables a backup holds are ever written to.
     whole = plan_tables(using, include_unmanaged=True)
     scope = list(whole.select(only, exclude).tables)
     everything = {t.label.lower(): t for t in whole.tables}
     in_scope = {t.label.lower() for t in scope}
-    loader = MigrationLoader(connections[using], ignore_no_migrations=True)
-    model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
-    warnings = migrations_behind(loader, meta.get("migrations", {}))
+    model_renames, field_renames = migration_renames(loader, backup_migrations)
     mappings: list[TableMapping] = []
+    blockers: list[str] = []
     for label in order:
         current_label = current_table_label(label, model_renames)
         table = everything.get(current_label)
@@ -242,9 +359,35 @@ def map_backup(
                 )
         elif current_label in in_scope:
             mapping.table = table
-            map_columns(mapping, field_renames.get(current_label, {}))
+            blockers += map_columns(mapping, field_renames.get(current_label, {}), set_values)
         mappings.append(mapping)
-    return RestorePlan(backup_path, source, using, meta, mappings, scope, whole.tables, warnings)
+    unused = sorted(
+        set(set_values)
+        - {f"{m.table.label.lower()}.{f.name}" for m in mappings if m.table for f, _ in m.sources}
+    )
+    if unused:
+        blockers.append(f"--set names no field this restore fills: {', '.join(unused)}.")
+    if blockers:
+        raise blocked(
+            warnings,
+            f"The restore cannot go on ({len(blockers)} problem(s)); nothing was changed:",
+            *[f"  - {blocker}" for blocker in blockers],
+        )
+    plan = RestorePlan(backup_path, source, using, meta, mappings, scope, whole.tables, warnings)
+    if rows_in_backup and not any(m.rows for m in mappings if m.table) and not (only or exclude):
+        plan.close()
+        raise blocked(
+            warnings,
+            f"None of the backup's tables with rows maps onto a table of this database "
+            f"({rows_in_backup:,} rows in {backup_path.name}): it was taken from another project, or "
+            f"this database is not migrated. Nothing was changed.",
+        )
+    return plan
+
+
+def blocked(warnings: list[str], *lines: str) -> RestoreError:
+    """A refusal that shows the warnings first: they are often the reason."""
+    return RestoreError("\n".join([*warnings, *lines]))
 
 
 def current_table_label(label: str, model_renames: dict[str, str]) -> str:
@@ -261,10 +404,17 @@ def current_table_label(label: str, model_renames: dict[str, str]) -> str:
     return label
 
 
-def map_columns(mapping: TableMapping, renames: dict[str, str]) -> None:
+def map_columns(
+    mapping: TableMapping, renames: dict[str, str], set_values: dict[str, str] | None = None
+) -> list[str]:
+    """Pair each of today's fields with a backup column, a default or a --set
+    value; note every change for the pre-flight report. Returns the blockers."""
     assert mapping.table is not None
+    label = mapping.table.label
+    set_values = set_values or {}
     by_name = {renames.get(c["name"], c["name"]): c for c in mapping.columns}
     used: set[str] = set()
+    blockers = []
     for model_field in mapping.table.fields:
         column = by_name.get(model_field.name)
         if column is None and model_field.is_relation:
@@ -276,18 +426,54 @@ def map_columns(mapping: TableMapping, renames: dict[str, str]) -> None:
                 if c.get("references") == target and c["name"] not in used
             ]
             column = matches[0] if len(matches) == 1 else None
-        if column is not None:
+        given = set_values.get(f"{label.lower()}.{model_field.name}")
+        if column is not None and given is None:
             used.add(column["name"])
             mapping.sources.append((model_field, column["name"]))
+            if column["name"] != model_field.name:
+                mapping.changes.append(f"{column['name']} -> {model_field.name} (renamed)")
+            if column.get("null", True) and not model_field.null and model_field.has_default():
+                # What `migrate` did to existing rows when the field became required.
+                mapping.null_defaults.append(model_field)
+                mapping.changes.append(
+                    f"{model_field.name}: NULL takes the default {model_field.get_default()!r} (required now)"
+                )
+            if column["kind"] != kind_of(model_field):
+                mapping.changes.append(
+                    f"{model_field.name}: converted from {column['kind']} to {kind_of(model_field)}"
+                )
+            continue
+        if given is not None:
+            try:
+                mapping.fixed[model_field.attname] = model_field.to_python(given)
+            except (ValidationError, TypeError, ValueError) as exc:
+                message = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
+                blockers.append(f"--set {label}.{model_field.name}={given}: {message}")
+                continue
+            if column is not None:
+                used.add(column["name"])
+            mapping.sources.append((model_field, None))
+            mapping.changes.append(f"{model_field.name}: set to {given!r} (--set)")
             continue
         if model_field.has_db_default() or model_field.has_default() or model_field.null:
             mapping.sources.append((model_field, None))
+            default = (
+                "the database's default"
+                if model_field.has_db_default()
+                else repr(model_field.get_default() if model_field.has_default() else None)
+            )
+            mapping.changes.append(f"{model_field.name}: not in the backup, takes {default}")
             continue
-        raise RestoreError(
-            f"{mapping.table.label}.{model_field.name} is required now and has no default, but the backup "
-            f"has no values for it (it was added after the backup was taken). Give the field a default "
-            f"(or null=True) in a migration, restore, then fill it with a data migration; nothing was changed."
+        blockers.append(
+            f"{label}.{model_field.name} is required now and has no default, but the backup has no "
+            f"values for it (it was added after the backup was taken). Pass --set "
+            f"{label}.{model_field.name}=VALUE to give every restored row that value, or give the field "
+            f"a default (or null=True) in a migration."
         )
     mapping.ignored_columns = [c["name"] for c in mapping.columns if c["name"] not in used]
     if mapping.ignored_columns:
         mapping.note = "not in the model any more: " + ", ".join(mapping.ignored_columns)
+        mapping.changes += [
+            f"{name}: not in the model any more, ignored" for name in mapping.ignored_columns
+        ]
+    return blockers

@@ -290,7 +290,9 @@ def test_a_required_field_missing_from_the_backup_stops_before_writing(alias, ba
         change_row=lambda label, row: {k: v for k, v in row.items() if k != "slug"}, change_table=without_slug,
     )  # fmt: skip
     with pytest.raises(
-        RestoreError, match=r"^shop.Product.slug is required now and has no default, but the backup"
+        RestoreError,
+        match=r"^The restore cannot go on \(1 problem\(s\)\); nothing was changed:\n"
+        r"  - shop.Product.slug is required now and has no default, but the backup",
     ):
         prepare_restore(old, using=alias)
 

@@ -17,12 +17,12 @@ from django.test import override_settings
 
 from dbtools.backup import TIMESTAMPED, applied_migrations, backup_database
 from dbtools.checks import check_safemigrate_name_clash
-from dbtools.exceptions import MigrationError
+from dbtools.exceptions import MigrationError, RestoreError
 from dbtools.restore import prepare_restore, restore_database
 from dbtools.safemigrate import migration_lock, rollback
 from dbtools.schema import compare, read_schema
 from tests.conftest import backends, run_manage
-from tests.helpers import comparable_tables, database_contents
+from tests.helpers import comparable_tables, database_contents, rewrite_backup
 
 LAST = "0009_irreversible"
 
@@ -369,3 +369,176 @@ def test_a_rollback_that_cannot_put_the_schema_back_says_what_differs(
     )
     with connections[alias].cursor() as cursor:
         cursor.execute("DROP TABLE rollbacklab_leftover")
+
+
+# Restores across migrations (the lab app's history) ------------------------------
+
+
+def test_a_restore_across_a_data_migration_refuses_unless_told(alias, lab, backup_dir):
+    """A RunPython/RunSQL between the backup and now would have changed the
+    backup's rows; restoring them into today's schema without it is silently
+    wrong, so it needs --no-replay."""
+    lab.migrate("0007")
+    lab.add(name="a", code="A", dimension="1", weight=1)
+    backup = backup_database(using=alias, only=["lab"]).path
+    lab.migrate(LAST)
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM lab_gadget")
+
+    with pytest.raises(RestoreError) as raised:
+        prepare_restore(backup, using=alias)
+    assert str(raised.value) == (
+        "Migrations applied since the backup was taken can change rows: lab.0008_color (RunPython), "
+        "lab.0009_irreversible (RunPython, RunSQL). Restored into today's schema, the backup's rows would "
+        "not get those changes (a column they fill would take its default instead). Nothing was changed. "
+        "To restore exactly: restore into a database migrated to the backup's migrations (`manage.py "
+        "listbackups` shows them), then run `manage.py migrate`. To restore into today's schema anyway, "
+        "pass --no-replay."
+    )
+    assert not lab.model().objects.using(alias).exists()
+
+    out = StringIO()
+    call_command(
+        "restoredb", "--database", alias, "--file", str(backup), "--no-replay", "--no-input",
+        stdout=out, stderr=out,
+    )  # fmt: skip
+    assert "WARNING: --no-replay: the changes of lab.0008_color (RunPython), " in out.getvalue()
+    assert "  lab.Gadget: color: not in the backup, takes 'red'" in out.getvalue()
+    assert list(lab.model().objects.using(alias).values_list("name", "color")) == [("a", "red")]
+
+
+def test_a_rename_is_followed_backwards_with_the_warning_first(alias, lab, backup_dir):
+    """A backup taken after RenameField(size -> dimension), restored into a
+    database before it: dimension goes back into size (it took size's default
+    of 0 before, silently)."""
+    lab.migrate("0002")
+    lab.add(name="a", code="A", dimension=3)
+    backup = backup_database(using=alias, only=["lab"]).path
+    lab.migrate("0001")
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM lab_gadget")
+
+    out = StringIO()
+    call_command(
+        "restoredb", "--database", alias, "--file", str(backup), "--dry-run", "--no-input",
+        stdout=out, stderr=out,
+    )  # fmt: skip
+    text = out.getvalue()
+    assert text.index("WARNING: The backup was taken with migrations applied") < text.index(
+        "Backup:"
+    )
+    assert (
+        "Changes since the backup, per table:\n  lab.Gadget: dimension -> size (renamed)\n" in text
+    )
+    restore_database(prepare_restore(backup, using=alias), mode="replace")
+    assert list(lab.model().objects.using(alias).values_list("name", "size")) == [("a", 3)]
+
+
+def test_null_in_a_field_made_required_with_a_default_takes_the_default(alias, lab, backup_dir):
+    """What Django's migrate does to existing rows when AlterField makes a field
+    NOT NULL with a default: the backup's NULLs take that default."""
+    lab.add(name="a", code="A", dimension="1", weight=1, color="blue")
+    lab.add(name="b", code="B", dimension="2", weight=2, color="green")
+    backup = backup_database(using=alias, only=["lab"]).path
+
+    def nullable_color(meta):
+        for column in meta["columns"]:
+            if column["name"] == "color":
+                column["null"] = True
+        return meta
+
+    older = rewrite_backup(
+        backup, backup.with_name("older.json"), change_table=nullable_color,
+        change_row=lambda label, row: {**row, "color": None} if row["name"] == "a" else row,
+    )  # fmt: skip
+    plan = prepare_restore(older, using=alias)
+    assert [c for m in plan.mappings if m.table for c in m.changes] == [
+        "color: NULL takes the default 'red' (required now)"
+    ]
+    restore_database(plan, mode="replace")
+    assert list(lab.model().objects.using(alias).order_by("name").values_list("name", "color")) == [
+        ("a", "red"),
+        ("b", "green"),
+    ]
+
+
+def test_every_blocker_is_listed_at_once_and_set_supplies_values(alias, lab, backup_dir):
+    lab.add(name="a", code="A", dimension="1", weight=1)
+    backup = backup_database(using=alias, only=["lab"]).path
+
+    def without(meta):
+        meta["columns"] = [c for c in meta["columns"] if c["name"] not in ("code", "weight")]
+        return meta
+
+    older = rewrite_backup(
+        backup, backup.with_name("older.json"), change_table=without,
+        change_row=lambda label, row: {k: v for k, v in row.items() if k not in ("code", "weight")},
+    )  # fmt: skip
+    with pytest.raises(RestoreError) as raised:
+        prepare_restore(older, using=alias)
+    assert str(raised.value).split("\n") == [
+        "The restore cannot go on (2 problem(s)); nothing was changed:",
+        "  - lab.Gadget.code is required now and has no default, but the backup has no values for it (it "
+        "was added after the backup was taken). Pass --set lab.Gadget.code=VALUE to give every restored "
+        "row that value, or give the field a default (or null=True) in a migration.",
+        "  - lab.Gadget.weight is required now and has no default, but the backup has no values for it (it "
+        "was added after the backup was taken). Pass --set lab.Gadget.weight=VALUE to give every restored "
+        "row that value, or give the field a default (or null=True) in a migration.",
+    ]
+    with pytest.raises(
+        RestoreError, match=r"--set lab.Gadget.weight=heavy: “heavy” value must be an integer"
+    ):
+        prepare_restore(
+            older, using=alias, set_values=["lab.Gadget.code=Z", "lab.Gadget.weight=heavy"]
+        )
+
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM lab_gadget")
+    restore_database(
+        prepare_restore(
+            older, using=alias, set_values=["lab.Gadget.code=Z", "lab.Gadget.weight=7"]
+        ),
+        mode="merge",
+    )
+    assert list(lab.model().objects.using(alias).values_list("name", "code", "weight")) == [
+        ("a", "Z", 7)
+    ]
+
+
+@backends("sqlite")  # the target is an empty SQLite file whatever the source
+def test_a_database_with_no_migrations_is_refused_not_restored_into_nothing(
+    alias, backup_dir, tmp_path
+):
+    """Into a database that was never migrated, 'Restored 0 rows' with exit 0
+    made a script believe the restore worked."""
+    lab_row = Lab(alias)
+    lab_row.add(name="a", code="A", dimension="1", weight=1)
+    backup = backup_database(using=alias, only=["lab"]).path
+    empty = tmp_path / "never-migrated.sqlite3"
+    done = run_manage(
+        "restoredb", "--file", str(backup), "--no-input",
+        env={"DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": f"sqlite:///{empty}",
+             "DBTOOLS_TESTS_USE_TEST_DATABASES": "0"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    first, second = done.stderr.strip().split("\n")
+    assert first.startswith("CommandError: The backup was taken with migrations applied that this")
+    assert second.startswith(
+        "This database has no migrations applied, so it has none of the backup's tables (1 rows in "
+    )
+    assert "Run `manage.py migrate` first" in second
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM lab_gadget")
+
+
+def test_restore_after_a_data_migration_is_refused_but_the_migration_stands(alias, lab, backup_dir):
+    lab.migrate("0007")
+    lab.add(name="calm", code="A", dimension="1", weight=1)
+    out, err, code = safemigrate(alias, "lab", "0008", "--restore", "always")
+    assert code == 0
+    assert "Migrated: lab.0008_color." in out
+    assert err.startswith(
+        "Not restored: Migrations applied since the backup was taken can change rows: "
+        "lab.0008_color (RunPython)."
+    )
+    assert lab.applied()[-1] == "0008_color"

@@ -50,6 +50,21 @@ class Command(DbtoolsCommand):
             help="Leave out this app or app.Model (repeatable).",
         )
         parser.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            dest="set_values",
+            metavar="APP.MODEL.FIELD=VALUE",
+            help="A value for a required field the backup has no column for, given to every restored "
+            "row (repeatable; parsed as the field parses it).",
+        )
+        parser.add_argument(
+            "--no-replay",
+            action="store_true",
+            help="Restore into today's schema even though migrations that change data were applied "
+            "since the backup (their changes are then not made to the restored rows).",
+        )
+        parser.add_argument(
             "--dry-run",
             action="store_true",
             help="Do everything inside the transaction, print the receipt, then roll back.",
@@ -71,6 +86,8 @@ class Command(DbtoolsCommand):
                 using=options["database"],
                 only=options["only"],
                 exclude=options["exclude"],
+                set_values=options["set_values"],
+                no_replay=options["no_replay"],
             )
         except DbtoolsError as exc:
             raise CommandError(str(exc)) from exc
@@ -93,6 +110,13 @@ class Command(DbtoolsCommand):
                     else ""
                 )
             )
+        changes = [
+            (m.table.label, change) for m in plan.mappings if m.table for change in m.changes
+        ]
+        if changes and (verbosity >= 1 or options["interactive"]):
+            self.stdout.write("Changes since the backup, per table:")
+            for label, change in changes:
+                self.stdout.write(f"  {label}: {change}")
         if mode == "replace" and plan.not_in_backup:
             self.stdout.write(
                 "        Not in the backup, so left as they are: " + ", ".join(plan.not_in_backup)

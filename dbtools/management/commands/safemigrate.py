@@ -5,7 +5,7 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from dbtools.backup import backup_database
-from dbtools.exceptions import DbtoolsError
+from dbtools.exceptions import DbtoolsError, RestoreError
 from dbtools.migration_plan import MigrationPlan, describe_step, plan_migrations
 from dbtools.restore import prepare_restore, restore_database
 from dbtools.safemigrate import migration_lock, rollback, run_migrate
@@ -142,7 +142,13 @@ class Command(DbtoolsCommand):
                 and self.ask(f"{RESTORE_HELP}\nRestore data from the backup? [y/N] ")
             )
             if restore:
-                result = restore_database(prepare_restore(backup.path, using=using), mode="merge")
+                try:
+                    restore_plan = prepare_restore(backup.path, using=using)
+                except RestoreError as exc:
+                    # The migration did its job; the restore changed nothing.
+                    self.stderr.write(self.style.WARNING(f"Not restored: {exc}"))
+                    return
+                result = restore_database(restore_plan, mode="merge")
                 self.stdout.write(self.style.SUCCESS(
                     f"Restored {result.inserted:,} rows ({result.skipped:,} already present)."
                 ))  # fmt: skip
