@@ -240,6 +240,7 @@ def second_reader(
     if (
         owned
         and connection.vendor == "postgresql"
+        and connection.alias in connections.settings  # a second connection needs its settings
         and sum(1 for t in plan.tables if postgres.can_write(t, connection)) > 1
     ):
         second = postgres.SecondReader(connection, list(plan.tables), folder, BATCH_ROWS)

@@ -328,10 +328,10 @@ def map_backup(
             warnings,
             f"Migrations applied since the backup was taken can change rows: {', '.join(changed_data)}. "
             f"Restored into today's schema, the backup's rows would not get those changes (a column "
-            f"they fill would take its default instead). Nothing was changed. To restore exactly: "
-            f"restore into a database migrated to the backup's migrations (`manage.py listbackups` "
-            f"shows them), then run `manage.py migrate`. To restore into today's schema anyway, "
-            f"pass --no-replay.",
+            f"they fill would take its default instead). Nothing was changed. To restore exactly, "
+            f"pass --replay: the rows are loaded at the backup's schema in a scratch database and "
+            f"carried forward by those migrations. To restore into today's schema anyway, pass "
+            f"--no-replay.",
         )
     if changed_data:
         warnings.append(

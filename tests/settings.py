@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "tests.pgonly",
     "tests.lab",
     "tests.rollbacklab",
+    "tests.replaylab",
 ]
 
 # A file, not :memory:, so that a second connection or a subprocess (the

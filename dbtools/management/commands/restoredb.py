@@ -1,10 +1,15 @@
 import datetime
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.exceptions import DbtoolsError
-from dbtools.restore import Mode, describe_target, prepare_restore, restore_database
+from dbtools.archive import ArchiveReader, verify
+from dbtools.replay import replay_restore
+from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
+from dbtools.restore_plan import resolve_backup
 
 from ._common import DbtoolsCommand, progress_bar, shown
 
@@ -59,6 +64,12 @@ class Command(DbtoolsCommand):
             "row (repeatable; parsed as the field parses it).",
         )
         parser.add_argument(
+            "--replay",
+            action="store_true",
+            help="Load the rows at the backup's schema in a scratch database, carry them forward with "
+            "this project's migrations (data migrations included), then restore from there.",
+        )
+        parser.add_argument(
             "--no-replay",
             action="store_true",
             help="Restore into today's schema even though migrations that change data were applied "
@@ -80,71 +91,117 @@ class Command(DbtoolsCommand):
     def handle(self, *args, **options):
         verbosity = options["verbosity"]
         mode: Mode = "replace" if options["replace"] else "merge"
-        try:
-            plan = prepare_restore(
-                options["file"],
-                using=options["database"],
-                only=options["only"],
-                exclude=options["exclude"],
-                set_values=options["set_values"],
-                no_replay=options["no_replay"],
-            )
-        except DbtoolsError as exc:
-            raise CommandError(str(exc)) from exc
-
-        meta = plan.meta
-        taken = datetime.datetime.fromisoformat(meta["created_at"]).strftime(
-            "%Y-%m-%d %H:%M:%S UTC"
+        if options["replay"] and options["no_replay"]:
+            raise CommandError("--replay and --no-replay contradict each other; give one.")
+        if options["replay"]:
+            return self.replay(mode, options)
+        plan = prepare_restore(
+            options["file"],
+            using=options["database"],
+            only=options["only"],
+            exclude=options["exclude"],
+            set_values=options["set_values"],
+            no_replay=options["no_replay"],
         )
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
         if verbosity >= 1 or options["interactive"]:
-            self.stdout.write(
-                f"Backup: {shown(plan.path)} (taken {taken} from {meta['vendor']} database {meta['database']!r}; "
-                f"{plan.tables} tables, {plan.rows:,} rows to restore)\n"
-                f"Into:   {describe_target(options['database'])}\n"
-                f"Mode:   {MODES[mode]}"
-                + (
-                    "\n        (dry run: everything is rolled back at the end)"
-                    if options["dry_run"]
-                    else ""
+            self.header(
+                plan.path,
+                plan.meta,
+                f"{plan.tables} tables, {plan.rows:,} rows to restore",
+                mode,
+                options,
+            )
+            changes = [
+                (m.table.label, change) for m in plan.mappings if m.table for change in m.changes
+            ]
+            if changes:
+                self.stdout.write("Changes since the backup, per table:")
+                for label, change in changes:
+                    self.stdout.write(f"  {label}: {change}")
+            if mode == "replace" and plan.not_in_backup:
+                self.stdout.write(
+                    "        Not in the backup, so left as they are: "
+                    + ", ".join(plan.not_in_backup)
                 )
-            )
-        changes = [
-            (m.table.label, change) for m in plan.mappings if m.table for change in m.changes
-        ]
-        if changes and (verbosity >= 1 or options["interactive"]):
-            self.stdout.write("Changes since the backup, per table:")
-            for label, change in changes:
-                self.stdout.write(f"  {label}: {change}")
-        if mode == "replace" and plan.not_in_backup:
-            self.stdout.write(
-                "        Not in the backup, so left as they are: " + ", ".join(plan.not_in_backup)
-            )
-        if options["interactive"]:
-            try:
-                answer = input("Type 'yes' to restore, or anything else to cancel: ")
-            except EOFError:
-                plan.close()
-                raise CommandError(
-                    "No answer: standard input is closed. Nothing was changed; "
-                    "pass --no-input to restore without being asked."
-                ) from None
-            if answer.strip().lower() != "yes":
-                plan.close()
-                self.stdout.write("Restore cancelled; nothing was changed.")
-                return
-
+        if options["interactive"] and not self.confirm(plan.close):
+            return
         bar = progress_bar(self, verbosity)
         try:
             result = restore_database(plan, mode=mode, dry_run=options["dry_run"], progress=bar)
-        except DbtoolsError as exc:
-            raise CommandError(str(exc)) from exc
         finally:
             if bar:
                 bar.clear()
+        self.show_result(result, mode, options)
 
-        if verbosity >= 1:
+    def replay(self, mode: Mode, options: dict[str, Any]) -> None:
+        path = resolve_backup(options["file"])
+        summary = verify(path)
+        with ArchiveReader(path) as reader:
+            meta = reader.meta
+        if options["verbosity"] >= 1 or options["interactive"]:
+            self.header(
+                path, meta, f"{summary['tables']} tables, {summary['rows']:,} rows", mode, options
+            )
+            self.stdout.write(
+                "Replay: the rows are loaded at the backup's schema in a scratch database, carried "
+                "forward by this project's migrations, then restored from there."
+            )
+        if options["interactive"] and not self.confirm(lambda: None):
+            return
+        bar = progress_bar(self, options["verbosity"])
+        try:
+            result = replay_restore(
+                path,
+                using=options["database"],
+                mode=mode,
+                only=options["only"],
+                exclude=options["exclude"],
+                set_values=options["set_values"],
+                dry_run=options["dry_run"],
+                progress=bar,
+            )
+        finally:
+            if bar:
+                bar.clear()
+        self.show_result(result, mode, options)
+
+    def header(
+        self, path: Path, meta: dict[str, Any], size: str, mode: Mode, options: dict[str, Any]
+    ) -> None:
+        taken = datetime.datetime.fromisoformat(meta["created_at"]).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
+        self.stdout.write(
+            f"Backup: {shown(path)} (taken {taken} from {meta.get('vendor')} database "
+            f"{meta.get('database')!r}; {size})\n"
+            f"Into:   {describe_target(options['database'])}\n"
+            f"Mode:   {MODES[mode]}"
+            + (
+                "\n        (dry run: everything is rolled back at the end)"
+                if options["dry_run"]
+                else ""
+            )
+        )
+
+    def confirm(self, cancel: Callable[[], None]) -> bool:
+        try:
+            answer = input("Type 'yes' to restore, or anything else to cancel: ")
+        except EOFError:
+            cancel()
+            raise CommandError(
+                "No answer: standard input is closed. Nothing was changed; "
+                "pass --no-input to restore without being asked."
+            ) from None
+        if answer.strip().lower() != "yes":
+            cancel()
+            self.stdout.write("Restore cancelled; nothing was changed.")
+            return False
+        return True
+
+    def show_result(self, result: RestoreResult, mode: Mode, options: dict[str, Any]) -> None:
+        if options["verbosity"] >= 1:
             width = max([len(t.label) for t in result.tables] + [5])
             self.stdout.write(
                 f"  {'table':<{width}}  {'in backup':>10}  {'inserted':>10}  {'skipped':>10}  {'time':>7}"
@@ -161,7 +218,7 @@ class Command(DbtoolsCommand):
             self.stdout.write(
                 self.style.WARNING("Dry run: rolled back; the database is unchanged.")
             )
-        elif verbosity >= 1:
+        elif options["verbosity"] >= 1:
             skipped = (
                 f", {result.skipped:,} already present and left as they were"
                 if mode == "merge"

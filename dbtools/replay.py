@@ -1,0 +1,268 @@
+"""Replay: restore a backup through the project's own migrations.
+
+A backup restored straight into today's schema gets none of the changes that
+data migrations (RunPython, RunSQL) made to the rows since. A replay loads
+the rows at the backup's own schema in a scratch database, migrates that
+database forward with the project's migrations, so every RunPython, RunSQL
+and AlterField cast transforms the old rows exactly as it transformed the
+original ones, and then restores from it into the target, in one
+transaction, with every guarantee of an ordinary restore.
+
+The scratch database is dbtools' own: a temporary SQLite file, or a
+PostgreSQL/MariaDB database beside the target named
+`dbtools_scratch_<host>_<pid>_<random>`, dropped afterwards; one left by a
+run that was killed is dropped by the next run on the same host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.db import DatabaseError, connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
+from django.db.utils import load_backend
+
+from .archive import ArchiveReader
+from .backup import backup_database, connect
+from .exceptions import RestoreError
+from .graph import plan_tables
+from .restore import Mode, Progress, RestoreResult, restore_database
+from .restore_plan import current_table_label, migration_renames, prepare_restore, resolve_backup
+
+SCRATCH_PREFIX = "dbtools_scratch_"
+
+
+def host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def replay_restore(
+    path: str | Path | None = None,
+    *,
+    using: str = "default",
+    mode: Mode = "merge",
+    only: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    set_values: Sequence[str] = (),
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> RestoreResult:
+    """Restore `path` into `using` through the project's migrations (see the module)."""
+    backup_path = resolve_backup(path)
+    target = connect(using)
+    with ArchiveReader(backup_path) as reader:
+        recorded = reader.meta.get("migrations", {})
+        backed_up = [section.meta["label"] for section in reader.tables()]
+    loader = MigrationLoader(target, ignore_no_migrations=True)
+    at_backup = migration_targets(loader, recorded)
+    at_target = [
+        (app, names[-1] if names else None)
+        for app, names in applied_per_app(loader).items()
+        if app in loader.migrated_apps
+    ]
+    # Carry forward only what the backup covers (under today's names): a table
+    # it left out must not be emptied by a --replace of the carried rows.
+    model_renames, _ = migration_renames(loader, recorded)
+    covered = {current_table_label(label, model_renames) for label in backed_up}
+    with tempfile.TemporaryDirectory(prefix="dbtools-replay-") as private:
+        with scratch_database(target) as scratch, routed_to(scratch.alias):
+            migrate(scratch, at_backup, "the backup's migrations")
+            restore_database(prepare_restore(backup_path, using=scratch.alias), mode="replace")
+            migrate(scratch, at_target, "this database's migrations")
+            present = {label.lower() for label in plan_tables(scratch.alias).labels()}
+            carried = backup_database(
+                using=scratch.alias,
+                output=Path(private) / "replayed.json",
+                only=sorted(covered & present),
+                exclude=(),
+            ).path
+        plan = prepare_restore(
+            carried, using=using, only=only, exclude=exclude, set_values=set_values
+        )
+        result = restore_database(plan, mode=mode, dry_run=dry_run, progress=progress)
+    result.path = backup_path  # the file the user named, not the carried copy (gone now)
+    return result
+
+
+def applied_per_app(loader: MigrationLoader) -> dict[str, list[str]]:
+    """This database's applied migrations, per app, in the order they run."""
+    applied = set(loader.applied_migrations)
+    per_app: dict[str, list[str]] = {app: [] for app in loader.migrated_apps}
+    for leaf in loader.graph.leaf_nodes():
+        for key in loader.graph.forwards_plan(leaf):
+            if key in applied and key[1] not in per_app.setdefault(key[0], []):
+                per_app[key[0]].append(key[1])
+    return per_app
+
+
+def migration_targets(
+    loader: MigrationLoader, recorded: dict[str, list[str]]
+) -> list[tuple[str, str | None]]:
+    """Per app, the migration to stop at to reach the schema the backup was taken at.
+
+    A recorded migration that a squashed one replaces maps to it; one that no
+    longer exists at all stops the replay, named.
+    """
+    nodes = loader.graph.nodes
+    replaced_by = {old: key for key, m in nodes.items() for old in (m.replaces or [])}
+    missing = []
+    wanted: dict[str, set[tuple[str, str]]] = {}
+    for app, names in recorded.items():
+        for name in names:
+            key = (app, name)
+            key = key if key in nodes else replaced_by.get(key, key)
+            if key not in nodes:
+                missing.append(f"{app}.{name}")
+            else:
+                wanted.setdefault(app, set()).add(key)
+    if missing:
+        raise RestoreError(
+            f"The backup's database had migrations that this project no longer has: {', '.join(missing)}. "
+            f"A replay needs them to rebuild the backup's schema; restore from a checkout that has them, "
+            f"or without --replay. Nothing was changed."
+        )
+    targets: list[tuple[str, str | None]] = []
+    for app in sorted(loader.migrated_apps):
+        keys = wanted.get(app)
+        if not keys:
+            targets.append((app, None))
+            continue
+        order = [
+            k for leaf in loader.graph.leaf_nodes(app) for k in loader.graph.forwards_plan(leaf)
+        ]
+        targets.append([k for k in order if k in keys][-1])
+    return targets
+
+
+def migrate(scratch: Scratch, targets: list[tuple[str, str | None]], what: str) -> None:
+    connection = connections[scratch.alias]
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(targets)
+    except Exception as exc:
+        raise RestoreError(
+            f"Replay: migrating the scratch database to {what} failed: {' '.join(str(exc).split())}. "
+            f"Nothing was changed in {scratch.target_name!r}."
+        ) from exc
+
+
+class Scratch:
+    def __init__(self, alias: str, name: str, target_name: str) -> None:
+        self.alias, self.name, self.target_name = alias, name, target_name
+
+
+@contextmanager
+def scratch_database(target: BaseDatabaseWrapper) -> Iterator[Scratch]:
+    """A new, empty database of the target's vendor, as a connection alias."""
+    run = f"{host_tag()}_{os.getpid()}_{secrets.token_hex(3)}"
+    name = SCRATCH_PREFIX + run
+    settings = dict(target.settings_dict)
+    folder = None
+    if target.vendor == "sqlite":
+        folder = tempfile.mkdtemp(prefix="dbtools-scratch-")
+        settings["NAME"] = os.path.join(folder, "scratch.sqlite3")
+    else:
+        drop_leftovers(target)
+        create_database(target, name)
+        settings["NAME"] = name
+    settings["TEST"] = {**settings.get("TEST", {}), "NAME": settings["NAME"]}
+    alias = f"dbtools_scratch_{run}"
+    # Registered as a connection, not in DATABASES: the project's settings
+    # stay as they are, and nothing else can pick the alias up.
+    connections[alias] = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, alias)
+    try:
+        yield Scratch(alias, settings["NAME"], str(target.settings_dict.get("NAME")))
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            drop_database(target, name)
+
+
+def create_database(target: BaseDatabaseWrapper, name: str) -> None:
+    quote = target.ops.quote_name
+    suffix = ""
+    if target.vendor == "mysql":
+        suffix = " CHARACTER SET utf8mb4"
+    try:
+        with target.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {quote(name)}{suffix}")
+    except DatabaseError as exc:
+        user = target.settings_dict.get("USER") or "your user"
+        grant = (
+            f"ALTER ROLE {user} CREATEDB;"
+            if target.vendor == "postgresql"
+            else f"GRANT ALL ON `{SCRATCH_PREFIX.replace('_', chr(92) + '_')}%`.* TO '{user}'@'%';"
+        )
+        raise RestoreError(
+            f"Replay needs a scratch database beside {target.settings_dict.get('NAME')!r}, and creating "
+            f"{name} failed: {' '.join(str(exc).split())}. Grant it ({grant}) or restore without "
+            f"--replay. Nothing was changed."
+        ) from exc
+
+
+def drop_database(target: BaseDatabaseWrapper, name: str) -> None:
+    with target.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {target.ops.quote_name(name)}")
+
+
+def drop_leftovers(target: BaseDatabaseWrapper) -> None:
+    """Scratch databases of this host whose process is gone (a replay killed mid-way)."""
+    if target.vendor == "postgresql":
+        sql = "SELECT datname FROM pg_database WHERE datname LIKE %s"
+    else:
+        sql = "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s"
+    with target.cursor() as cursor:
+        cursor.execute(sql, [f"{SCRATCH_PREFIX}{host_tag()}\\_%"])
+        names = [row[0] for row in cursor.fetchall()]
+    for name in names:
+        pid = name.removeprefix(SCRATCH_PREFIX).split("_")[1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            drop_database(target, name)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ScratchRouter:
+    """Sends every query the replay's migrations make to the scratch database,
+    so a data migration that forgets `.using(schema_editor.connection.alias)`
+    cannot touch the real one."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def db_for_read(self, model: Any, **hints: Any) -> str:
+        return self.alias
+
+    def db_for_write(self, model: Any, **hints: Any) -> str:
+        return self.alias
+
+
+@contextmanager
+def routed_to(alias: str) -> Iterator[None]:
+    router.routers.insert(0, ScratchRouter(alias))
+    try:
+        yield
+    finally:
+        router.routers.pop(0)
