@@ -57,7 +57,7 @@ def backup_before_the_data_migration(alias, backup_dir):
 
 
 def test_the_data_migration_is_what_the_rows_go_through(alias, backup_before_the_data_migration):
-    backup, migrated = backup_before_the_data_migration
+    _backup, migrated = backup_before_the_data_migration
     assert [r[2:] for r in migrated] == [("WEEK", 2), ("DAY", 1), ("DAY", 3)]
 
 
