@@ -81,6 +81,11 @@ def replay_restore(
             restore_database(prepare_restore(backup_path, using=scratch.alias), mode="replace")
             migrate(scratch, at_target, "this database's migrations")
             present = {label.lower() for label in plan_tables(scratch.alias).labels()}
+            if not covered & present:
+                raise RestoreError(
+                    f"None of the tables in {backup_path.name} exists in this project after its "
+                    f"migrations ({', '.join(sorted(backed_up)) or 'none'}); nothing was changed."
+                )
             carried = backup_database(
                 using=scratch.alias,
                 output=Path(private) / "replayed.json",
@@ -93,6 +98,20 @@ def replay_restore(
         result = restore_database(plan, mode=mode, dry_run=dry_run, progress=progress)
     result.path = backup_path  # the file the user named, not the carried copy (gone now)
     return result
+
+
+def is_empty(using: str) -> bool:
+    """No table at all: a database made for this project and never migrated."""
+    connection = connect(using)
+    with connection.cursor() as cursor:
+        return not connection.introspection.table_names(cursor)
+
+
+def migrate_empty_target(using: str) -> None:
+    """Django's own migrate, signals and all, into a database with no tables."""
+    from django.core.management import call_command
+
+    call_command("migrate", database=using, interactive=False, verbosity=0)
 
 
 def applied_per_app(loader: MigrationLoader) -> dict[str, list[str]]:
@@ -119,6 +138,8 @@ def migration_targets(
     missing = []
     wanted: dict[str, set[tuple[str, str]]] = {}
     for app, names in recorded.items():
+        if app not in loader.migrated_apps:
+            continue  # not installed here: nothing of it can be restored anyway
         for name in names:
             key = (app, name)
             key = key if key in nodes else replaced_by.get(key, key)

@@ -79,7 +79,8 @@ _test_name = f"test_dbtools_{RUN}"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.path.join(_run_folder, "dev.sqlite3"),
+        "NAME": os.environ.get("DBTOOLS_TESTS_SQLITE_NAME")
+        or os.path.join(_run_folder, "dev.sqlite3"),
         "TEST": {"NAME": os.path.join(_run_folder, "test.sqlite3")},
     }
 }

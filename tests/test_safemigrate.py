@@ -505,19 +505,20 @@ def test_every_blocker_is_listed_at_once_and_set_supplies_values(alias, lab, bac
     ]
 
 
-@backends("sqlite")  # the target is an empty SQLite file whatever the source
-def test_a_database_with_no_migrations_is_refused_not_restored_into_nothing(
-    alias, backup_dir, tmp_path
-):
+@backends("sqlite")  # the target is a SQLite file whatever the source
+def test_a_database_with_tables_but_no_migrations_is_refused(alias, backup_dir, tmp_path):
     """Into a database that was never migrated, 'Restored 0 rows' with exit 0
     made a script believe the restore worked."""
-    lab_row = Lab(alias)
-    lab_row.add(name="a", code="A", dimension="1", weight=1)
+    import sqlite3
+
+    Lab(alias).add(name="a", code="A", dimension="1", weight=1)
     backup = backup_database(using=alias, only=["lab"]).path
-    empty = tmp_path / "never-migrated.sqlite3"
+    target = tmp_path / "never-migrated.sqlite3"
+    with sqlite3.connect(target) as db:
+        db.execute("CREATE TABLE legacy (id integer)")
     done = run_manage(
         "restoredb", "--file", str(backup), "--no-input",
-        env={"DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": f"sqlite:///{empty}",
+        env={"DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": f"sqlite:///{target}",
              "DBTOOLS_TESTS_USE_TEST_DATABASES": "0"},
     )  # fmt: skip
     assert done.returncode == 1
@@ -529,6 +530,38 @@ def test_a_database_with_no_migrations_is_refused_not_restored_into_nothing(
     assert "Run `manage.py migrate` first" in second
     with connections[alias].cursor() as cursor:
         cursor.execute("DELETE FROM lab_gadget")
+
+
+@backends("sqlite")
+def test_an_empty_database_is_migrated_then_replayed_into(alias, backup_dir):
+    """A database with no tables at all: restoredb makes the schema with the
+    project's migrations, then replays the backup into it."""
+    import os
+
+    Lab(alias).add(name="a", code="A", dimension="1", weight=1)
+    backup = backup_database(using=alias, only=["lab"]).path
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM lab_gadget")
+    empty = connections[alias].settings_dict["NAME"].replace("test.sqlite3", "empty.sqlite3")
+    env = {"DBTOOLS_TESTS_USE_TEST_DATABASES": "0", "DBTOOLS_TESTS_SQLITE_NAME": empty}
+    try:
+        dry = run_manage("restoredb", "--file", str(backup), "--no-input", "--dry-run", env=env)
+        assert dry.returncode == 1 and "A dry run changes nothing, so it stops here." in dry.stderr
+        assert not os.path.exists(empty) or os.path.getsize(empty) == 0
+        done = run_manage("restoredb", "--file", str(backup), "--no-input", env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(
+            "This database has no tables: migrating it first (`manage.py migrate`), then replaying "
+            "the backup into it.\n"
+        )
+        assert "Restored 1 rows into 1 tables" in done.stdout
+        import sqlite3
+
+        with sqlite3.connect(empty) as db:
+            assert db.execute("SELECT name, code FROM lab_gadget").fetchall() == [("a", "A")]
+    finally:
+        if os.path.exists(empty):
+            os.remove(empty)
 
 
 def test_restore_after_a_data_migration_is_refused_but_the_migration_stands(alias, lab, backup_dir):

@@ -7,7 +7,7 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.archive import ArchiveReader, verify
-from dbtools.replay import replay_restore
+from dbtools.replay import is_empty, migrate_empty_target, replay_restore
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
 from dbtools.restore_plan import resolve_backup
 
@@ -93,6 +93,21 @@ class Command(DbtoolsCommand):
         mode: Mode = "replace" if options["replace"] else "merge"
         if options["replay"] and options["no_replay"]:
             raise CommandError("--replay and --no-replay contradict each other; give one.")
+        if not options["no_replay"] and not options["replay"] and is_empty(options["database"]):
+            # Nothing to restore into: make the schema with the project's own
+            # migrations, then carry the backup forward into it.
+            if options["dry_run"]:
+                raise CommandError(
+                    "This database has no tables: a restore would migrate it first (`manage.py "
+                    "migrate`), then replay the backup into it. A dry run changes nothing, so it "
+                    "stops here."
+                )
+            self.stdout.write(
+                "This database has no tables: migrating it first (`manage.py migrate`), then "
+                "replaying the backup into it."
+            )
+            migrate_empty_target(options["database"])
+            options = {**options, "replay": True}
         if options["replay"]:
             return self.replay(mode, options)
         plan = prepare_restore(
