@@ -175,7 +175,7 @@ def test_replay_through_every_lab_migration_matches_migrate(alias, backup_dir):
         migrated = list(Gadget.objects.using(alias).order_by("pk").values_list(*fields))
         assert [row[3] for row in migrated] == ["3", "0", "12"]  # the int became text
 
-        with pytest.raises(RestoreError, match="lab.0008_color"):
+        with pytest.raises(RestoreError, match=r"lab\.0008_color"):
             prepare_restore(backup, using=alias)
         Gadget.objects.using(alias).all().delete()
         replay_restore(backup, using=alias, mode="merge")
