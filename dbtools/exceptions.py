@@ -30,5 +30,11 @@ class RestoreError(DbtoolsError):
     """The restore failed and was rolled back; the database is unchanged."""
 
 
+class NeedsReplay(RestoreError):
+    """Refused before writing anything: restored into today's schema the rows
+    would be wrong or cannot be mapped, and a replay through the migrations
+    since the backup can restore them."""
+
+
 class MigrationError(DbtoolsError):
     """safemigrate could not go on."""

@@ -23,7 +23,7 @@ from .archive import ArchiveReader, open_backup
 from .backup import connect, latest_path
 from .codec import AnyField, kind_of, known_kind
 from .conf import get_settings
-from .exceptions import ArchiveError, ConfigurationError, RestoreError
+from .exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
 from .graph import Table, plan_tables
 
 
@@ -332,6 +332,7 @@ def map_backup(
             f"pass --replay: the rows are loaded at the backup's schema in a scratch database and "
             f"carried forward by those migrations. To restore into today's schema anyway, pass "
             f"--no-replay.",
+            kind=NeedsReplay,
         )
     if changed_data:
         warnings.append(
@@ -368,10 +369,20 @@ def map_backup(
     if unused:
         blockers.append(f"--set names no field this restore fills: {', '.join(unused)}.")
     if blockers:
+        # Migrations since the backup may fill what cannot be mapped (an
+        # AddField with a one-off default): a replay can restore it.
         raise blocked(
             warnings,
             f"The restore cannot go on ({len(blockers)} problem(s)); nothing was changed:",
             *[f"  - {blocker}" for blocker in blockers],
+            *(
+                [
+                    "Or pass --replay to carry the rows forward through the migrations since the backup."
+                ]
+                if since
+                else []
+            ),
+            kind=NeedsReplay if since else RestoreError,
         )
     plan = RestorePlan(backup_path, source, using, meta, mappings, scope, whole.tables, warnings)
     if rows_in_backup and not any(m.rows for m in mappings if m.table) and not (only or exclude):
@@ -385,9 +396,11 @@ def map_backup(
     return plan
 
 
-def blocked(warnings: list[str], *lines: str) -> RestoreError:
+def blocked(
+    warnings: list[str], *lines: str, kind: type[RestoreError] = RestoreError
+) -> RestoreError:
     """A refusal that shows the warnings first: they are often the reason."""
-    return RestoreError("\n".join([*warnings, *lines]))
+    return kind("\n".join([*warnings, *lines]))
 
 
 def current_table_label(label: str, model_renames: dict[str, str]) -> str:

@@ -8,6 +8,7 @@ billing_interval_count (0002), then the text column dropped (0003).
 
 from __future__ import annotations
 
+import os
 from io import StringIO
 
 import pytest
@@ -19,7 +20,7 @@ from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
 from dbtools.replay import SCRATCH_PREFIX, replay_restore
 from dbtools.restore import prepare_restore, restore_database
-from tests.conftest import backends
+from tests.conftest import backends, run_manage
 from tests.edgecases import models as e
 
 SCHEDULES = {"weekly box": "every 2 weeks", "daily box": "daily", "odd box": "every 3 days"}
@@ -188,3 +189,81 @@ def test_replay_through_every_lab_migration_matches_migrate(alias, backup_dir):
         with connections[alias].cursor() as cursor:
             cursor.execute("DELETE FROM lab_gadget")
         lab.migrate(LAST)
+
+
+def test_restoredb_proposes_the_replay_when_asked_interactively(
+    alias, backup_before_the_data_migration, backup_dir
+):
+    backup, migrated = backup_before_the_data_migration
+    Plan = plan_model(alias, "0003_remove_delivery_schedule")
+    Plan.objects.using(alias).all().delete()
+    env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}
+    args = ("restoredb", "--database", alias, "--file", str(backup))
+
+    refused = run_manage(*args, env=env, input="n\n")
+    assert refused.returncode == 1
+    assert "Replay the backup through the migrations instead? [y/N]" in refused.stdout
+    assert refused.stderr.strip().endswith("Restore cancelled; nothing was changed.")
+    assert not Plan.objects.using(alias).exists()
+
+    accepted = run_manage(*args, env=env, input="y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert rows(alias) == migrated
+
+
+@backends("postgresql")
+def test_no_right_to_create_the_scratch_database_says_how_to_grant_it(
+    alias, backup_before_the_data_migration
+):
+    from django.db.utils import load_backend
+
+    backup, _migrated = backup_before_the_data_migration
+    admin = connections[alias]
+    role = f"dbtools_nocreate_{os.getpid()}"
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB")
+        cursor.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    settings = {**admin.settings_dict, "USER": role}
+    connections["nocreate"] = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, "nocreate")
+    try:
+        with pytest.raises(RestoreError) as raised:
+            replay_restore(backup, using="nocreate")
+        message = str(raised.value)
+        assert message.startswith(
+            f"Replay needs a scratch database beside {admin.settings_dict['NAME']!r}, and creating "
+            f"{SCRATCH_PREFIX}"
+        )
+        assert (
+            f"Grant it (ALTER ROLE {role} CREATEDB;) or restore without --replay. Nothing was changed."
+            in message
+        )
+    finally:
+        connections["nocreate"].close()
+        del connections["nocreate"]
+        with admin.cursor() as cursor:
+            cursor.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
+            cursor.execute(f"DROP ROLE {role}")
+
+
+@backends("postgresql")
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_postgresql_backup_replays_into_sqlite(alias, backup_dir):
+    """The scratch database is the target's kind, whatever the backup's."""
+    source, target = alias, "default"
+    for db in (source, target):
+        call_command("migrate", "replaylab", "0001", database=db, verbosity=0)
+    Plan = plan_model(source, "0001_initial")
+    for name, schedule in SCHEDULES.items():
+        Plan.objects.using(source).create(name=name, delivery_schedule=schedule)
+    backup = backup_database(using=source, only=["replaylab"]).path
+    try:
+        call_command("migrate", "replaylab", database=target, verbosity=0)
+        replay_restore(backup, using=target, mode="merge")
+        assert [r[1:] for r in rows(target)] == [
+            ("weekly box", "WEEK", 2), ("daily box", "DAY", 1), ("odd box", "DAY", 3),
+        ]  # fmt: skip
+    finally:
+        for db in (source, target):
+            with connections[db].cursor() as cursor:
+                cursor.execute("DELETE FROM replaylab_plan")
+            call_command("migrate", "replaylab", database=db, verbosity=0)

@@ -7,6 +7,7 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.archive import ArchiveReader, verify
+from dbtools.exceptions import NeedsReplay
 from dbtools.replay import is_empty, migrate_empty_target, replay_restore
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
 from dbtools.restore_plan import resolve_backup
@@ -110,14 +111,22 @@ class Command(DbtoolsCommand):
             options = {**options, "replay": True}
         if options["replay"]:
             return self.replay(mode, options)
-        plan = prepare_restore(
-            options["file"],
-            using=options["database"],
-            only=options["only"],
-            exclude=options["exclude"],
-            set_values=options["set_values"],
-            no_replay=options["no_replay"],
-        )
+        try:
+            plan = prepare_restore(
+                options["file"],
+                using=options["database"],
+                only=options["only"],
+                exclude=options["exclude"],
+                set_values=options["set_values"],
+                no_replay=options["no_replay"],
+            )
+        except NeedsReplay as exc:
+            if not options["interactive"]:
+                raise
+            self.stderr.write(str(exc))
+            if not self.ask("Replay the backup through the migrations instead? [y/N] "):
+                raise CommandError("Restore cancelled; nothing was changed.") from None
+            return self.replay(mode, {**options, "interactive": False})
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
         if verbosity >= 1 or options["interactive"]:
@@ -199,6 +208,15 @@ class Command(DbtoolsCommand):
                 else ""
             )
         )
+
+    def ask(self, question: str) -> bool:
+        try:
+            return input(question).strip().lower() in {"y", "yes"}
+        except EOFError:
+            raise CommandError(
+                "No answer: standard input is closed. Nothing was changed; pass --replay, "
+                "--no-replay or --no-input to decide without being asked."
+            ) from None
 
     def confirm(self, cancel: Callable[[], None]) -> bool:
         try:
