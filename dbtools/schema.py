@@ -23,6 +23,14 @@ class Column:
     null: bool
     default: str | None
 
+    @property
+    def label(self) -> str:
+        return f"column {self.name}"
+
+    @property
+    def droppable_index(self) -> str | None:
+        return None
+
     def describe(self) -> str:
         null = "NULL" if self.null else "NOT NULL"
         default = f" DEFAULT {self.default}" if self.default is not None else ""
@@ -36,9 +44,18 @@ class Constraint:
     columns: tuple[str, ...]
     detail: str  # the referenced table for a foreign key, the index type, ...
 
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    @property
+    def droppable_index(self) -> str | None:
+        """An index can be dropped without touching data; other constraints are not."""
+        return self.name if self.kind == "index" else None
+
     def describe(self) -> str:
         target = f" -> {self.detail}" if self.kind == "foreign key" else ""
-        return f"{self.kind} {self.name} ({', '.join(self.columns)}){target}"
+        return f"({', '.join(self.columns)}){target}"
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,7 @@ def read_schema(connection: BaseDatabaseWrapper) -> Schema:
             for constraint in sorted(unnamed, key=lambda c: (c.kind, c.columns, c.detail)):
                 key = f"{constraint.kind} ({', '.join(constraint.columns)})"
                 constraints[key] = Constraint(
-                    key, constraint.kind, constraint.columns, constraint.detail
+                    "(unnamed)", constraint.kind, constraint.columns, constraint.detail
                 )
             schema[table] = TableSchema(columns, constraints)
     return schema
@@ -138,38 +155,38 @@ def compare(before: Schema, after: Schema) -> list[Difference]:
     for table in sorted(set(before) | set(after)):
         if table not in after:
             found.append(Difference(table, "the table is gone"))
-            continue
-        if table not in before:
+        elif table not in before:
             found.append(Difference(table, "the table was not there before"))
+        else:
+            old, new = before[table], after[table]
+            found += _differences(table, old.columns, new.columns)
+            found += _differences(table, old.constraints, new.constraints)
+    return found
+
+
+def _differences(
+    table: str, before: Mapping[str, Column | Constraint], after: Mapping[str, Column | Constraint]
+) -> list[Difference]:
+    found = []
+    for name in sorted(set(before) | set(after)):
+        was, now = before.get(name), after.get(name)
+        if was == now:
             continue
-        old, new = before[table], after[table]
-        for name in sorted(set(old.columns) | set(new.columns)):
-            was, now = old.columns.get(name), new.columns.get(name)
-            if was == now:
-                continue
-            if now is None:
-                found.append(Difference(table, f"column {name} is gone (was {was.describe()})"))  # type: ignore[union-attr]
-            elif was is None:
-                found.append(
-                    Difference(table, f"column {name} was not there before ({now.describe()})")
+        if now is None:
+            assert was is not None
+            found.append(Difference(table, f"{was.label} is gone (was {was.describe()})"))
+        elif was is None:
+            found.append(
+                Difference(
+                    table,
+                    f"{now.label} was not there before ({now.describe()})",
+                    now.droppable_index,
                 )
-            else:
-                found.append(
-                    Difference(table, f"column {name} is {now.describe()}, was {was.describe()}")
-                )
-        for name in sorted(set(old.constraints) | set(new.constraints)):
-            was_c, now_c = old.constraints.get(name), new.constraints.get(name)
-            if was_c == now_c:
-                continue
-            if now_c is None:
-                found.append(Difference(table, f"{was_c.describe()} is gone"))  # type: ignore[union-attr]
-            elif was_c is None:
-                droppable = name if now_c.kind == "index" else None
-                found.append(
-                    Difference(table, f"{now_c.describe()} was not there before", droppable)
-                )
-            else:
-                found.append(Difference(table, f"{now_c.describe()}, was {was_c.describe()}"))
+            )
+        else:
+            found.append(
+                Difference(table, f"{now.label} is {now.describe()}, was {was.describe()}")
+            )
     return found
 
 
