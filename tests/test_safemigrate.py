@@ -391,9 +391,9 @@ def test_a_restore_across_a_data_migration_refuses_unless_told(alias, lab, backu
         "Migrations applied since the backup was taken can change rows: lab.0008_color (RunPython), "
         "lab.0009_irreversible (RunPython, RunSQL). Restored into today's schema, the backup's rows would "
         "not get those changes (a column they fill would take its default instead). Nothing was changed. "
-        "To restore exactly: restore into a database migrated to the backup's migrations (`manage.py "
-        "listbackups` shows them), then run `manage.py migrate`. To restore into today's schema anyway, "
-        "pass --no-replay."
+        "To restore exactly, pass --replay: the rows are loaded at the backup's schema in a scratch "
+        "database and carried forward by those migrations. To restore into today's schema anyway, pass "
+        "--no-replay."
     )
     assert not lab.model().objects.using(alias).exists()
 
