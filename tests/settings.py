@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "tests.lab",
     "tests.rollbacklab",
     "tests.replaylab",
+    "tests.schemalab",
 ]
 
 # A file, not :memory:, so that a second connection or a subprocess (the

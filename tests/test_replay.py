@@ -267,3 +267,112 @@ def test_a_postgresql_backup_replays_into_sqlite(alias, backup_dir):
             with connections[db].cursor() as cursor:
                 cursor.execute("DELETE FROM replaylab_plan")
             call_command("migrate", "replaylab", database=db, verbosity=0)
+
+
+# Every change of the reference document's list, backed up at the first migration -------
+
+BOXES = [
+    # name, size (an int, made text by 0007), note (NULL made "none" by 0006), nickname, schedule
+    ("small", 1, None, "s", "every 2 weeks"),
+    ("large", 40, "fragile", "l", "every 3 days"),
+    ("odd", 7, None, "o", "whenever"),
+]
+BOX_FIELDS = [
+    "pk",
+    "name",
+    "size",
+    "note",
+    "label",
+    "featured",
+    "color",
+    "interval",
+    "interval_count",
+]
+
+
+def boxes(alias):
+    Box = MigrationLoader(connections[alias]).project_state(("schemalab", "0009_transformation"))
+    Box = Box.apps.get_model("schemalab", "Box")
+    return Box, list(Box.objects.using(alias).order_by("pk").values_list(*BOX_FIELDS))
+
+
+@pytest.fixture
+def schemalab_backup(alias, backup_dir):
+    """Rows at 0001, backed up; then migrated through all nine changes by
+    Django's own migrate. Yields the backup and the rows as migrate made them."""
+    call_command("migrate", "schemalab", "0001", database=alias, verbosity=0)
+    Box = MigrationLoader(connections[alias]).project_state(("schemalab", "0001_initial"))
+    Box = Box.apps.get_model("schemalab", "Box")
+    for name, size, note, nickname, schedule in BOXES:
+        Box.objects.using(alias).create(
+            name=name, size=size, note=note, nickname=nickname, schedule=schedule, legacy="old"
+        )
+    backup = backup_database(using=alias, only=["schemalab"]).path
+    call_command("migrate", "schemalab", database=alias, verbosity=0)
+    migrated = boxes(alias)[1]
+    yield backup, migrated
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM schemalab_box")
+
+
+def test_migrate_itself_makes_these_rows(alias, schemalab_backup):
+    _backup, migrated = schemalab_backup
+    assert [row[1:] for row in migrated] == [
+        ("small", "1", "none", "s", False, None, "WEEK", 2),
+        ("large", "40", "fragile", "l", False, None, "DAY", 3),
+        ("odd", "7", "none", "o", False, None, "MONTH", 1),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_every_change_replayed_matches_migrate(alias, schemalab_backup, mode):
+    backup, migrated = schemalab_backup
+    Box, _ = boxes(alias)
+    if mode == "merge":
+        Box.objects.using(alias).all().delete()
+    else:
+        Box.objects.using(alias).update(note="changed", interval="YEAR", color="red")
+    replay_restore(backup, using=alias, mode=mode)
+    assert boxes(alias)[1] == migrated
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_every_change_without_replay_differs_only_where_the_data_migration_would_have_acted(
+    alias, schemalab_backup, mode
+):
+    """Into today's schema (--no-replay): the rename is followed, the int
+    converted, the NULL note takes its default, new fields their defaults;
+    only the transformation's two fields are not what migrate made."""
+    backup, migrated = schemalab_backup
+    Box, _ = boxes(alias)
+    Box.objects.using(alias).all().delete()
+    with pytest.raises(RestoreError, match=r"schemalab\.0009_transformation \(RunPython\)"):
+        prepare_restore(backup, using=alias)
+    restore_database(prepare_restore(backup, using=alias, no_replay=True), mode=mode)
+    restored = boxes(alias)[1]
+    assert [row[:-2] for row in restored] == [row[:-2] for row in migrated]
+    assert [row[-2:] for row in restored] == [("MONTH", 1)] * 3
+
+
+@backends("sqlite")
+def test_every_change_into_an_empty_database_matches_migrate(alias, schemalab_backup):
+    """restoredb into a database with no tables: migrate, then replay."""
+    import sqlite3
+
+    backup, migrated = schemalab_backup
+    empty = (
+        connections[alias].settings_dict["NAME"].replace("test.sqlite3", "empty-schemalab.sqlite3")
+    )
+    env = {"DBTOOLS_TESTS_USE_TEST_DATABASES": "0", "DBTOOLS_TESTS_SQLITE_NAME": empty}
+    try:
+        done = run_manage("restoredb", "--file", str(backup), "--no-input", env=env)
+        assert done.returncode == 0, done.stderr
+        with sqlite3.connect(empty) as db:
+            restored = db.execute(
+                "SELECT id, name, size, note, label, featured, color, interval, interval_count "
+                "FROM schemalab_box ORDER BY id"
+            ).fetchall()
+        assert [(*row[:5], bool(row[5]), *row[6:]) for row in restored] == migrated
+    finally:
+        if os.path.exists(empty):
+            os.remove(empty)
