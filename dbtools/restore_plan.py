@@ -21,7 +21,7 @@ from django.db.migrations.operations import RenameField, RenameModel, RunPython,
 
 from .archive import ArchiveReader, open_backup
 from .backup import connect, latest_path
-from .codec import AnyField, kind_of, known_kind
+from .codec import AnyField, kind_of, known_kind, row_decoder, row_parser
 from .conf import get_settings
 from .exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
 from .graph import Table, plan_tables
@@ -362,6 +362,7 @@ def map_backup(
             mapping.table = table
             blockers += map_columns(mapping, field_renames.get(current_label, {}), set_values)
         mappings.append(mapping)
+    blockers += conversion_blockers(backup_path, source, mappings)
     unused = sorted(
         set(set_values)
         - {f"{m.table.label.lower()}.{f.name}" for m in mappings if m.table for f, _ in m.sources}
@@ -394,6 +395,60 @@ def map_backup(
             f"this database is not migrated. Nothing was changed.",
         )
     return plan
+
+
+def conversion_blockers(
+    backup_path: Path, source: IO[bytes], mappings: list[TableMapping]
+) -> list[str]:
+    """For each column whose type changed since the backup, the first value
+    that will not convert: found before anything is written, with a second
+    read of just those tables."""
+    converted: dict[str, tuple[TableMapping, dict[AnyField, str], dict[str, str]]] = {}
+    for mapping in mappings:
+        if mapping.table is None:
+            continue
+        kinds = {c["name"]: c["kind"] for c in mapping.columns}
+        pairs = {f: c for f, c in mapping.sources if c is not None and kind_of(f) != kinds[c]}
+        if pairs:
+            converted[mapping.backup_label] = (mapping, pairs, kinds)
+    if not converted:
+        return []
+
+    def parser_for(meta: dict[str, Any]) -> Any:
+        return row_parser(meta["columns"]) if meta["label"] in converted else None
+
+    found: list[str] = []
+    with ArchiveReader(backup_path, source) as reader:
+        for section in reader.tables(parser_for):  # the reader checks what is not read here
+            if section.meta["label"] not in converted:
+                continue
+            mapping, pending, kinds = converted[section.meta["label"]]
+            assert mapping.table is not None
+            decode = row_decoder(mapping.columns)
+            for row in section.rows:
+                try:
+                    row = decode(row)
+                except ValueError:
+                    continue  # a damaged value: the load names it
+                for model_field, column in list(pending.items()):
+                    value = row.get(column)
+                    try:
+                        if value is not None:
+                            model_field.to_python(value)
+                    except (ValidationError, TypeError, ValueError) as exc:
+                        message = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
+                        pk = [row.get(f.name) for f in mapping.table.pk_fields]
+                        found.append(
+                            f"{mapping.table.label}.{model_field.name} was {kinds[column]} in the backup "
+                            f"and is {kind_of(model_field)} now; the value {value!r} (row with primary "
+                            f"key {pk[0] if len(pk) == 1 else tuple(pk)!r}) does not convert ({message}). "
+                            f"Restore with --replay (the migration's own conversion), or convert the "
+                            f"values before restoring."
+                        )
+                        del pending[model_field]
+                if not pending:
+                    break
+    return found
 
 
 def blocked(

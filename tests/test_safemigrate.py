@@ -22,7 +22,7 @@ from dbtools.restore import prepare_restore, restore_database
 from dbtools.safemigrate import migration_lock, rollback
 from dbtools.schema import compare, read_schema
 from tests.conftest import backends, run_manage
-from tests.helpers import comparable_tables, database_contents, rewrite_backup
+from tests.helpers import comparable_tables, database_contents, read_backup, rewrite_backup
 
 LAST = "0009_irreversible"
 
@@ -575,3 +575,24 @@ def test_restore_after_a_data_migration_is_refused_but_the_migration_stands(alia
         "lab.0008_color (RunPython)."
     )
     assert lab.applied()[-1] == "0008_color"
+
+
+def test_the_first_value_that_will_not_convert_is_a_blocker_before_writing(alias, lab, backup_dir):
+    """dimension is text at the last migration and an integer at 0006: the
+    pre-flight finds the value that cannot go back, before the transaction."""
+    lab.add(name="a", code="A", dimension="12", weight=1)
+    lab.add(name="b", code="B", dimension="twelve", weight=1)
+    backup = backup_database(using=alias, only=["lab"]).path
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM lab_gadget")
+    lab.migrate("0006")
+    b_pk = next(row["id"] for row in read_backup(backup)["lab.Gadget"] if row["name"] == "b")
+    with pytest.raises(RestoreError) as raised:
+        prepare_restore(backup, using=alias)
+    assert str(raised.value).split("\n")[-2:] == [
+        "The restore cannot go on (1 problem(s)); nothing was changed:",
+        f"  - lab.Gadget.dimension was str in the backup and is int now; the value 'twelve' (row with "
+        f"primary key {b_pk}) does not convert (“twelve” value must be an integer.). Restore with "
+        f"--replay (the migration's own conversion), or convert the values before restoring.",
+    ]
+    assert not lab.model().objects.using(alias).exists()
