@@ -8,10 +8,11 @@ and AlterField cast transforms the old rows exactly as it transformed the
 original ones, and then restores from it into the target, in one
 transaction, with every guarantee of an ordinary restore.
 
-The scratch database is dbtools' own: a temporary SQLite file, or a
+The scratch database is dbtools' own: a SQLite file in a temporary folder
+`dbtools-scratch-<pid>-<random>`, or a
 PostgreSQL/MariaDB database beside the target named
 `dbtools_scratch_<host>_<pid>_<random>`, dropped afterwards; one left by a
-run that was killed is dropped by the next run on the same host.
+run that was killed is removed by the next run on the same host.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from .restore import Mode, Progress, RestoreResult, restore_database
 from .restore_plan import current_table_label, migration_renames, prepare_restore, resolve_backup
 
 SCRATCH_PREFIX = "dbtools_scratch_"
+SCRATCH_FOLDER_PREFIX = (
+    "dbtools-scratch-"  # SQLite: dbtools-scratch-<pid>-<random> in the temp folder
+)
 
 
 def host_tag() -> str:
@@ -191,7 +195,8 @@ def scratch_database(target: BaseDatabaseWrapper) -> Iterator[Scratch]:
     settings = dict(target.settings_dict)
     folder = None
     if target.vendor == "sqlite":
-        folder = tempfile.mkdtemp(prefix="dbtools-scratch-")
+        remove_leftover_folders()
+        folder = tempfile.mkdtemp(prefix=f"{SCRATCH_FOLDER_PREFIX}{os.getpid()}-")
         settings["NAME"] = os.path.join(folder, "scratch.sqlite3")
     else:
         drop_leftovers(target)
@@ -253,6 +258,20 @@ def drop_leftovers(target: BaseDatabaseWrapper) -> None:
         pid = name.removeprefix(SCRATCH_PREFIX).split("_")[1]
         if pid.isdigit() and not process_alive(int(pid)):
             drop_database(target, name)
+
+
+def remove_leftover_folders() -> None:
+    """SQLite scratch folders of ours whose process is gone (a replay killed mid-way)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_FOLDER_PREFIX}*"):
+        pid = folder.name.removeprefix(SCRATCH_FOLDER_PREFIX).split("-")[0]
+        if (
+            pid.isdigit()
+            and folder.is_dir()
+            and not folder.is_symlink()
+            and folder.stat().st_uid == os.getuid()
+            and not process_alive(int(pid))
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def process_alive(pid: int) -> bool:

@@ -376,3 +376,30 @@ def test_every_change_into_an_empty_database_matches_migrate(alias, schemalab_ba
     finally:
         if os.path.exists(empty):
             os.remove(empty)
+
+
+@backends("sqlite")
+def test_a_sqlite_scratch_folder_left_by_a_killed_replay_is_removed(
+    alias, backup_before_the_data_migration
+):
+    import tempfile
+    from pathlib import Path
+
+    from dbtools.replay import SCRATCH_FOLDER_PREFIX
+
+    backup, migrated = backup_before_the_data_migration
+    temp = Path(tempfile.gettempdir())
+    dead = temp / f"{SCRATCH_FOLDER_PREFIX}999999999-test"  # no process has that id
+    alive = temp / f"{SCRATCH_FOLDER_PREFIX}{os.getpid()}-test"  # this one is running
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "scratch.sqlite3").write_bytes(b"rows")
+    try:
+        replay_restore(backup, using=alias, mode="replace")
+        assert not dead.exists() and alive.exists()
+        assert rows(alias) == migrated
+    finally:
+        for folder in (dead, alive):
+            if folder.exists():
+                (folder / "scratch.sqlite3").unlink()
+                folder.rmdir()
