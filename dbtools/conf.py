@@ -7,6 +7,7 @@ fixes its settings in one go; the system check reports each on its own line.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,21 @@ from django.conf import settings
 
 from .exceptions import ConfigurationError
 
-KNOWN_KEYS = {"BACKUP_DIR", "EXCLUDE", "KEEP", "KEEP_PRE_MIGRATE", "COMPRESS", "MAX_LINE_BYTES"}
+KNOWN_KEYS = {
+    "BACKUP_DIR",
+    "EXCLUDE",
+    "KEEP",
+    "KEEP_PRE_MIGRATE",
+    "COMPRESS",
+    "MAX_LINE_BYTES",
+    "ACCEPT",
+    "LOCK_TIMEOUT",
+}
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 SMALLEST_MAX_LINE_BYTES = 1024 * 1024
+DEFAULT_LOCK_TIMEOUT = "5s"
+# PostgreSQL's lock_timeout syntax: a number, optionally with a unit; 0 turns it off.
+LOCK_TIMEOUT = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,8 @@ class DbtoolsSettings:
     keep_pre_migrate: int | None = None
     compress: bool = False
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    accept: dict[str, dict[str, str]] = field(default_factory=dict)  # migration -> code -> reason
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT
 
 
 def _raw() -> dict[str, Any]:
@@ -69,7 +84,30 @@ def settings_problems() -> list[str]:
             f"DBTOOLS['MAX_LINE_BYTES'] must be a whole number of bytes, at least "
             f"{SMALLEST_MAX_LINE_BYTES:,}, not {max_line!r}."
         )
+    accept = raw.get("ACCEPT", {})
+    if not isinstance(accept, dict) or not all(isinstance(k, str) for k in accept):
+        problems.append(
+            "DBTOOLS['ACCEPT'] must be a dict of migrations to accepted findings, such as "
+            "{'shop.0007_drop_legacy': {'DBT104': 'unused since release 3.2'}}, "
+            f"not {accept!r}."
+        )
+    else:
+        from .migration_checks import acceptance_problem
+
+        for migration, accepted in accept.items():
+            problem = acceptance_problem(accepted)
+            if problem:
+                problems.append(f"DBTOOLS['ACCEPT'][{migration!r}] {problem}")
+    lock_timeout = raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
+    if problem := lock_timeout_problem(lock_timeout):
+        problems.append(f"DBTOOLS['LOCK_TIMEOUT'] {problem}")
     return problems
+
+
+def lock_timeout_problem(value: object) -> str | None:
+    if isinstance(value, str) and LOCK_TIMEOUT.fullmatch(value.strip()):
+        return None
+    return f"must be a PostgreSQL duration such as '5s', '500ms' or '0' (off), not {value!r}."
 
 
 def get_settings() -> DbtoolsSettings:
@@ -88,4 +126,6 @@ def get_settings() -> DbtoolsSettings:
         keep_pre_migrate=raw.get("KEEP_PRE_MIGRATE"),
         compress=raw.get("COMPRESS", False),
         max_line_bytes=raw.get("MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
+        accept={k: dict(v) for k, v in raw.get("ACCEPT", {}).items()},
+        lock_timeout=raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT).strip(),
     )

@@ -1,32 +1,279 @@
-"""The parts of safemigrate that are not prompts: the lock, running Django's
-own migrate, and rolling a failed migration back to the backup's state."""
+"""safemigrate's flow: plan, checks, backup, migrate, then restore or roll back.
+
+`safe_migrate()` is the whole flow after planning, callable from a test or a
+script without `call_command`: questions and messages go through the
+`Console` the caller passes in. The command only parses options, prints the
+plan and turns the outcome into an exit code.
+"""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from enum import IntEnum
+from typing import Any, Protocol
 
 from django.core.management import call_command
-from django.db import DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
-from django.db.migrations.state import ProjectState
+from django.db.models.signals import pre_migrate
 
-from .archive import ArchiveReader
-from .backup import applied_migrations
-from .exceptions import MigrationError
+from .backup import BackupResult, applied_migrations, backup_database
+from .conf import get_settings
+from .display import shown
+from .exceptions import DbtoolsError, MigrationError, RestoreError
+from .migration_plan import MigrationPlan
 from .restore import RestoreResult, prepare_restore, restore_database
-from .schema import Difference, Schema, compare, drop_index, read_schema
+from .rollback import RollbackIncomplete, RollbackResult, rollback
+from .schema import read_schema
 
 LOCK_NAME = "dbtools.safemigrate"
 LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
 BUSY = "Another safemigrate is already running on this database; wait for it to finish, then run this again."
+RESTORE_HELP = (
+    "Restoring puts back rows the migration removed or reset (a data migration that deleted rows, "
+    "a table dropped and re-created); rows that are there are left alone."
+)
+
+
+class Exit(IntEnum):
+    """safemigrate's exit codes, for scripts and CI."""
+
+    OK = 0  # migrated, nothing to do, or --check found nothing at or above --fail-on
+    FAILED = 1  # a migration (or the restore after it) failed and was not rolled back
+    ROLLED_BACK = 2  # a migration failed; schema and data were put back and compared
+    CANCELLED = 3  # answered no at a prompt; nothing was changed
+    SCHEMA_DIFFERS = 4  # rolled back, but the schema still differs (each difference printed)
+    BLOCKED = 5  # findings at or above --fail-on (--check), or high findings under --no-input
+    ROLLBACK_INCOMPLETE = 6  # the rollback changed the database, then could not finish
+
+
+class Console(Protocol):
+    def say(self, text: str, style: str = "") -> None:
+        """Show a line; style is '', 'success', 'warning' or 'error'."""
+
+    def ask(self, question: str) -> bool | None:
+        """A yes/no answer, or None when nobody can answer (the input is closed)."""
+
+
+@dataclass
+class Options:
+    using: str = DEFAULT_DB_ALIAS
+    app_label: str | None = None
+    migration_name: str | None = None
+    interactive: bool = True
+    restore: str | None = None  # ask, never, always; default: ask when interactive, else never
+    rollback_on_failure: bool = False
+    accept_risk: bool = False
+    compress: bool | None = None
+    lock_timeout: str | None = None  # PostgreSQL duration; None: DBTOOLS['LOCK_TIMEOUT']
+    verbosity: int = 1
+
+
+@dataclass
+class Outcome:
+    exit: Exit
+    message: str = ""  # the closing sentence, for a non-zero exit
+    cause: BaseException | None = None
+    backup: BackupResult | None = None
+    migrate: MigrateOutcome | None = None
+    rollback: RollbackResult | None = None
+    restore: RestoreResult | None = None
+
+
+def safe_migrate(
+    plan: MigrationPlan,
+    options: Options,
+    console: Console,
+    migrate_stdout: Any = None,
+    migrate_stderr: Any = None,
+) -> Outcome:
+    """Back up, migrate as planned, then restore or roll back as asked."""
+    if not plan.pending:
+        return Outcome(Exit.OK)
+    high = plan.high_risk
+    if high and not options.accept_risk:
+        if not options.interactive:
+            return Outcome(Exit.BLOCKED, (
+                f"{len(high)} high-risk finding(s), and --no-input cannot ask: nothing was changed. "
+                f"Review them, then pass --accept-risk, or acknowledge each in its migration "
+                f"(dbtools_accept) or in DBTOOLS['ACCEPT']."
+            ))  # fmt: skip
+        question = f"{len(high)} high-risk finding(s) above. Back up and migrate anyway? [y/N] "
+        if not ask(console, question):
+            return Outcome(Exit.CANCELLED, "Cancelled; nothing was changed.")
+    with migration_lock(options.using):
+        return migrate_with_backup(plan, options, console, migrate_stdout, migrate_stderr)
+
+
+def migrate_with_backup(
+    plan: MigrationPlan,
+    options: Options,
+    console: Console,
+    migrate_stdout: Any,
+    migrate_stderr: Any,
+) -> Outcome:
+    using = options.using
+    backup = backup_database(using=using, compress=options.compress, label="pre-migrate")
+    schema_before = read_schema(connections[using])
+    console.say(
+        f"Backed up {backup.rows:,} rows from {len(backup.tables)} tables to {shown(backup.path)}",
+        "success",
+    )
+    for path in backup.pruned:
+        console.say(f"Deleted old backup {shown(path)}")
+    timeout = (
+        options.lock_timeout if options.lock_timeout is not None else get_settings().lock_timeout
+    )
+    migrated = run_migrate(
+        using,
+        options.app_label,
+        options.migration_name,
+        plan.steps,
+        migrate_stdout,
+        migrate_stderr,
+        options.verbosity,
+        timeout,
+    )
+    outcome = Outcome(Exit.OK, backup=backup, migrate=migrated)
+    if migrated.ok:
+        return after_success(outcome, options, console)
+    return after_failure(outcome, options, console, schema_before)
+
+
+def after_success(outcome: Outcome, options: Options, console: Console) -> Outcome:
+    assert outcome.backup and outcome.migrate
+    done = outcome.migrate.applied + [f"unapplied {name}" for name in outcome.migrate.unapplied]
+    console.say(f"Migrated: {', '.join(done) or 'nothing new'}.", "success")
+    choice = options.restore or ("ask" if options.interactive else "never")
+    if choice == "never" or (
+        choice == "ask"
+        and not ask(console, f"{RESTORE_HELP}\nRestore data from the backup? [y/N] ")
+    ):
+        return outcome
+    try:
+        restore_plan = prepare_restore(outcome.backup.path, using=options.using)
+    except RestoreError as exc:
+        # Refused before writing: the migration did its job and stands.
+        console.say(f"Not restored: {exc}", "warning")
+        return outcome
+    try:
+        outcome.restore = restore_database(restore_plan, mode="merge")
+    except (DbtoolsError, DatabaseError) as exc:
+        outcome.exit, outcome.cause = Exit.FAILED, exc
+        outcome.message = (
+            f"Migrated: {', '.join(done)}; then the restore failed and was rolled back, so it wrote "
+            f"nothing: {one_line(exc)}"
+        )
+        return outcome
+    console.say(
+        f"Restored {outcome.restore.inserted:,} rows ({outcome.restore.skipped:,} already present).",
+        "success",
+    )
+    return outcome
+
+
+def after_failure(
+    outcome: Outcome, options: Options, console: Console, schema_before: Any
+) -> Outcome:
+    assert outcome.backup and outcome.migrate
+    migrated, backup = outcome.migrate, outcome.backup
+    outcome.cause = migrated.error
+    if isinstance(migrated.error, PlanChanged):
+        outcome.exit = Exit.FAILED
+        outcome.message = (
+            f"{migrated.error} Nothing was migrated; the backup {shown(backup.path)} was kept."
+        )
+        return outcome
+    console.say(
+        f"Migration failed: {migrated.failed or 'unknown'}: {describe(migrated.error)}", "error"
+    )
+    if migrated.applied:
+        console.say(f"Applied before the failure: {', '.join(migrated.applied)}", "error")
+    if migrated.unapplied:
+        console.say(f"Unapplied before the failure: {', '.join(migrated.unapplied)}", "error")
+    connection = connections[options.using]
+    if not connection.features.can_rollback_ddl:
+        console.say(
+            f"{connection.vendor} cannot roll back DDL: {migrated.failed} may be half-applied.",
+            "error",
+        )
+    question = "Roll back: migrate back to the backup's state and restore its data exactly? [y/N] "
+    if not (options.rollback_on_failure or (options.interactive and ask(console, question))):
+        outcome.exit = Exit.FAILED
+        outcome.message = (
+            f"The migration failed. The database is as migrate left it; to undo everything run "
+            f"`manage.py safemigrate` again after fixing the migration, or restore with "
+            f"`manage.py restoredb --replace --file {backup.path.name}` after migrating back."
+        )
+        return outcome
+    try:
+        rolled = rollback(backup.path, options.using, migrated.failed, schema_before)
+    except RollbackIncomplete as exc:
+        outcome.exit, outcome.cause = Exit.ROLLBACK_INCOMPLETE, exc
+        outcome.message = f"The migration failed, and the rollback did not finish: {exc}"
+        return outcome
+    except MigrationError as exc:  # refused before changing anything
+        outcome.exit, outcome.cause = Exit.FAILED, exc
+        outcome.message = f"The migration failed. {exc}"
+        return outcome
+    outcome.rollback = rolled
+    report_rollback(rolled, migrated.failed, backup, console)
+    if not rolled.schema_as_it_was:
+        outcome.exit = Exit.SCHEMA_DIFFERS
+        outcome.message = (
+            "Put these back by hand (`manage.py sqlmigrate APP MIGRATION --backwards` shows the SQL "
+            "that reverses a migration) before migrating again: a re-run of the migration would "
+            "fail on them."
+        )
+        return outcome
+    outcome.exit = Exit.ROLLED_BACK
+    outcome.message = "The migration failed and was rolled back."
+    return outcome
+
+
+def report_rollback(
+    rolled: RollbackResult, failed: str | None, backup: BackupResult, console: Console
+) -> None:
+    if rolled.undone_partial:
+        console.say(f"Undid the half-applied part of {failed}: {'; '.join(rolled.undone_partial)}")
+    if rolled.unapplied:
+        console.say(f"Unapplied: {', '.join(rolled.unapplied)}")
+    for index in rolled.dropped_indexes:
+        console.say(f"Dropped index {index}, which the failed migration left behind.")
+    restored = rolled.restore.inserted if rolled.restore else 0
+    data = (
+        f"the data is the backup's ({restored:,} rows restored from {shown(backup.path)}, "
+        f"row counts checked)"
+    )
+    if rolled.schema_as_it_was:
+        console.say(
+            f"Rolled back: the schema of all {rolled.tables_compared} tables matches what it was before "
+            f"safemigrate (compared by introspection), and {data}.",
+            "success",
+        )
+        return
+    console.say(
+        f"Rolled back, and {data}; but the schema is not as it was before safemigrate:", "error"
+    )
+    for difference in rolled.schema_differences:
+        console.say(f"  - {difference}", "error")
+
+
+def ask(console: Console, question: str) -> bool:
+    """The console's answer; with nobody to answer, the documented default: no."""
+    answer = console.ask(question)
+    if answer is None:
+        console.say("No answer (the input is closed): taking the default, no.", "warning")
+        return False
+    return answer
+
+
+# The lock ---------------------------------------------------------------------------
 
 
 def server_lock_name(connection: BaseDatabaseWrapper) -> str:
@@ -43,8 +290,9 @@ def migration_lock(using: str) -> Iterator[None]:
 
     PostgreSQL: a transaction-scoped advisory lock held by a second connection
     for the whole run (safe through a transaction pooler). MariaDB/MySQL:
-    GET_LOCK on a second connection. SQLite: an exclusive lock on a file
-    next to the database.
+    GET_LOCK on a second connection. SQLite: an exclusive transaction on a
+    small SQLite file next to the database, which SQLite's own file locking
+    holds on every platform and releases if the process dies.
     """
     connection = connections[using]
     if connection.vendor == "sqlite":
@@ -52,15 +300,15 @@ def migration_lock(using: str) -> Iterator[None]:
         if name == ":memory:" or name.startswith("file:"):
             yield
             return
-        with open(name + ".safemigrate.lock", "w") as lock_file:
+        lock = sqlite3.connect(name + ".safemigrate.lock", timeout=0, isolation_level=None)
+        try:
             try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                lock.execute("BEGIN EXCLUSIVE")
+            except sqlite3.OperationalError:
                 raise MigrationError(BUSY) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+            yield
+        finally:
+            lock.close()
         return
     holder = connections.create_connection(using)
     try:
@@ -85,6 +333,13 @@ def migration_lock(using: str) -> Iterator[None]:
             holder.close()
 
 
+# Running Django's migrate -------------------------------------------------------------
+
+
+class PlanChanged(MigrationError):
+    """What migrate was about to run is not the plan that was shown and checked."""
+
+
 @dataclass
 class MigrateOutcome:
     ok: bool
@@ -102,23 +357,43 @@ def run_migrate(
     stdout: Any,
     stderr: Any,
     verbosity: int,
+    lock_timeout: str = "0",
 ) -> MigrateOutcome:
-    """Django's own migrate, output shown as usual; a failure is returned, not raised."""
+    """Django's own migrate, output shown as usual; a failure is returned, not raised.
+
+    It runs only the plan that was shown: if what migrate is about to run
+    differs (another process migrated, a file changed), it stops before the
+    first migration.
+    """
     before = _applied_keys(using)
     args = [a for a in (app_label, migration_name) if a]
     error: BaseException | None = None
+    expected = [(m.app_label, m.name, backwards) for m, backwards in planned]
+
+    def same_plan(
+        sender: Any, plan: list[tuple[Migration, bool]] | None = None, **kwargs: Any
+    ) -> None:
+        if kwargs.get("using") != using or plan is None:
+            return
+        actual = [(m.app_label, m.name, backwards) for m, backwards in plan]
+        if actual != expected:
+            names = ", ".join(f"{a}.{n}" for a, n, _ in actual) or "nothing"
+            raise PlanChanged(
+                f"migrate was about to run {names}, not the plan shown and checked; the database or "
+                f"the migration files changed meanwhile. Run safemigrate again."
+            )
+
+    pre_migrate.connect(same_plan, dispatch_uid=f"dbtools.safemigrate.{using}")
     try:
-        call_command(
-            "migrate",
-            *args,
-            database=using,
-            interactive=False,
-            verbosity=verbosity,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    except (Exception, SystemExit) as exc:
+        with postgresql_lock_timeout(connections[using], lock_timeout):
+            call_command(
+                "migrate", *args, database=using, interactive=False, verbosity=verbosity,
+                stdout=stdout, stderr=stderr,
+            )  # fmt: skip
+    except (Exception, SystemExit) as exc:  # SystemExit: migrate's own sys.exit paths
         error = exc
+    finally:
+        pre_migrate.disconnect(dispatch_uid=f"dbtools.safemigrate.{using}")
     after = _applied_keys(using)
     applied = [
         f"{m.app_label}.{m.name}"
@@ -131,7 +406,7 @@ def run_migrate(
         if backwards and (m.app_label, m.name) in before - after
     ]
     failed = None
-    if error is not None:
+    if error is not None and not isinstance(error, PlanChanged):
         # The first step not done: not applied (forwards) or still applied (backwards).
         failed = next(
             (
@@ -144,6 +419,34 @@ def run_migrate(
     return MigrateOutcome(error is None, error, applied, failed, unapplied)
 
 
+@contextmanager
+def postgresql_lock_timeout(connection: BaseDatabaseWrapper, timeout: str) -> Iterator[None]:
+    """Every transaction migrate opens starts with SET LOCAL lock_timeout, so a
+    migration waiting for a lock fails after `timeout` instead of queueing
+    every other query on the table behind it. SET LOCAL ends with the
+    transaction, so nothing leaks to other clients of a transaction pooler.
+    Statements outside a transaction (a migration with atomic = False) are
+    left without it: a session-wide SET would leak through the pooler."""
+    if connection.vendor != "postgresql" or timeout.strip() in ("0", ""):
+        yield
+        return
+    outermost: list[Any] = [None]
+
+    def set_lock_timeout(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        blocks = getattr(connection, "atomic_blocks", None)
+        if connection.in_atomic_block and blocks and outermost[0] is not blocks[0]:
+            outermost[0] = blocks[0]
+            context["cursor"].cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true)", [timeout]
+            )
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(set_lock_timeout):
+        yield
+
+
 def _applied_keys(using: str) -> set[tuple[str, str]]:
     return {
         (app, name)
@@ -152,206 +455,11 @@ def _applied_keys(using: str) -> set[tuple[str, str]]:
     }
 
 
-@dataclass
-class RollbackResult:
-    unapplied: list[str]
-    undone_partial: list[str] = field(default_factory=list)
-    restore: RestoreResult | None = None
-    tables_compared: int = 0  # tables whose schema was compared with the one recorded
-    dropped_indexes: list[str] = field(default_factory=list)  # left by the failure, dropped
-    schema_differences: list[Difference] = field(default_factory=list)  # still there
-
-    @property
-    def schema_as_it_was(self) -> bool:
-        """True only when a comparison was made and found nothing."""
-        return bool(self.tables_compared) and not self.schema_differences
+def describe(error: BaseException | None) -> str:
+    if isinstance(error, SystemExit):
+        return f"migrate exited with status {error.code}"
+    return one_line(error) if error is not None else "unknown error"
 
 
-def rollback_targets(
-    executor: MigrationExecutor, backup_state: dict[str, list[str]]
-) -> list[tuple[str, str | None]]:
-    """Per app whose applied migrations differ from the backup's: migrate back to the backup's last one."""
-    loader = executor.loader
-    now = {key for key in loader.applied_migrations}
-    wanted = {(app, name) for app, names in backup_state.items() for name in names}
-    targets: list[tuple[str, str | None]] = []
-    for app in sorted(loader.migrated_apps):
-        current = {key for key in now if key[0] == app}
-        backed_up = {key for key in wanted if key[0] == app}
-        if current == backed_up:
-            continue
-        if not backed_up:
-            targets.append((app, None))
-            continue
-        order = [
-            key for leaf in loader.graph.leaf_nodes(app) for key in loader.graph.forwards_plan(leaf)
-        ]
-        last = [key for key in order if key in backed_up][-1]
-        targets.append(last)
-    return targets
-
-
-def rollback(
-    backup: Path, using: str, failed: str | None, recorded: Schema | None = None
-) -> RollbackResult:
-    """Bring schema and data back to what `backup` recorded.
-
-    Checks first that every migration to undo can be undone, and changes
-    nothing if one cannot. Where DDL is not transactional (MariaDB/MySQL, or
-    a migration with atomic = False), a failed migration can have left its
-    first operations applied but itself unrecorded: those are found by looking
-    at the schema and undone first. With `recorded` (the schema read before
-    migrating), the schema is compared afterwards: indexes the failure left
-    are dropped, and whatever else differs is returned, never hidden.
-    """
-    with ArchiveReader(backup) as reader:
-        backup_state = reader.meta.get("migrations", {})
-    connection = connections[using]
-    executor = MigrationExecutor(connection)
-    targets = rollback_targets(executor, backup_state)
-    steps = executor.migration_plan(targets) if targets else []
-    stuck = [
-        f"{migration.app_label}.{migration.name} ({operation.describe()})"
-        for migration, backwards in steps
-        if backwards
-        for operation in migration.operations
-        if not operation.reversible
-    ]
-    if stuck:
-        raise MigrationError(
-            "Cannot roll back: these migrations cannot be unapplied: "
-            + "; ".join(stuck)
-            + ". Nothing was changed. "
-            "Give them a reverse (reverse_code / reverse_sql), or restore the backup into a database "
-            "migrated to the backup's state by hand."
-        )
-    result = RollbackResult(
-        unapplied=[f"{m.app_label}.{m.name}" for m, backwards in steps if backwards]
-    )
-    if failed:
-        app_label, name = failed.split(".", 1)
-        migration = executor.loader.graph.nodes[(app_label, name)]
-        if not connection.features.can_rollback_ddl or not migration.atomic:
-            result.undone_partial = undo_partial_migration(
-                executor, app_label, name, connection, recorded
-            )
-    if targets:
-        executor = MigrationExecutor(connection)
-        executor.migrate(targets)
-    result.restore = restore_database(prepare_restore(backup, using=using), mode="replace")
-    if recorded is not None:
-        differences = compare(recorded, read_schema(connection))
-        for difference in differences:
-            if difference.extra_index:
-                drop_index(connection, difference.table, difference.extra_index)
-                result.dropped_indexes.append(f"{difference.table}.{difference.extra_index}")
-        if result.dropped_indexes:
-            differences = compare(recorded, read_schema(connection))
-        result.schema_differences = differences
-        result.tables_compared = len(recorded)
-    return result
-
-
-def undo_partial_migration(
-    executor: MigrationExecutor,
-    app_label: str,
-    name: str,
-    connection: BaseDatabaseWrapper,
-    recorded: Schema | None = None,
-) -> list[str]:
-    """Undo the operations of an unrecorded, half-applied migration that the schema shows were applied."""
-    migration = executor.loader.graph.nodes[(app_label, name)]
-    state = executor.loader.project_state((app_label, name), at_end=False)
-    applied: list[tuple[Any, ProjectState, ProjectState]] = []
-    for operation in migration.operations:
-        after = state.clone()
-        operation.state_forwards(app_label, after)
-        if schema_shows(operation, app_label, state, after, connection, recorded):
-            applied.append((operation, state, after))
-        state = after
-    undone = []
-    for operation, before, after in reversed(applied):
-        try:
-            with connection.schema_editor(atomic=False) as editor:
-                operation.database_backwards(app_label, editor, after, before)
-        except DatabaseError as exc:
-            raise MigrationError(
-                f"Could not undo '{operation.describe()}' of the half-applied migration {app_label}.{name}: {exc}. "
-                f"Undo it by hand, then restore the backup with `restoredb --replace`."
-            ) from exc
-        undone.append(operation.describe())
-    return undone
-
-
-def schema_shows(
-    operation: Any,
-    app_label: str,
-    before: ProjectState,
-    after: ProjectState,
-    connection: BaseDatabaseWrapper,
-    recorded: Schema | None = None,
-) -> bool:
-    """Has this operation's change reached the database? (Only for operations whose
-    effect the schema shows; others are never undone here.)"""
-    from django.db.migrations import operations as ops
-
-    if isinstance(operation, ops.AddIndex):  # AddIndexConcurrently too
-        table = after.apps.get_model(app_label, operation.model_name)._meta.db_table
-        with connection.cursor() as cursor:
-            return operation.index.name in connection.introspection.get_constraints(cursor, table)
-    if isinstance(operation, ops.AlterField) and recorded is not None:
-        model = before.apps.get_model(app_label, operation.model_name)
-        table, column = model._meta.db_table, model._meta.get_field(operation.name).column
-        was = recorded.get(table)
-        now = read_schema(connection).get(table)
-        return bool(was and now and was.columns.get(column) != now.columns.get(column))
-
-    def columns(state: ProjectState, model_name: str) -> set[str] | None:
-        model = state.apps.get_model(app_label, model_name)
-        with connection.cursor() as cursor:
-            if model._meta.db_table not in connection.introspection.table_names(cursor):
-                return None
-            return {
-                c.name
-                for c in connection.introspection.get_table_description(
-                    cursor, model._meta.db_table
-                )
-            }
-
-    def table_exists(state: ProjectState, model_name: str) -> bool:
-        model = state.apps.get_model(app_label, model_name)
-        with connection.cursor() as cursor:
-            return model._meta.db_table in connection.introspection.table_names(cursor)
-
-    if isinstance(operation, ops.CreateModel):
-        return table_exists(after, operation.name)
-    if isinstance(operation, ops.DeleteModel):
-        return not table_exists(before, operation.name)
-    if isinstance(operation, ops.AddField):
-        column = (
-            after.apps.get_model(app_label, operation.model_name)
-            ._meta.get_field(operation.name)
-            .column
-        )
-        return column in (columns(after, operation.model_name) or set())
-    if isinstance(operation, ops.RemoveField):
-        column = (
-            before.apps.get_model(app_label, operation.model_name)
-            ._meta.get_field(operation.name)
-            .column
-        )
-        return column not in (columns(before, operation.model_name) or {column})
-    if isinstance(operation, ops.RenameField):
-        column = (
-            after.apps.get_model(app_label, operation.model_name)
-            ._meta.get_field(operation.new_name)
-            .column
-        )
-        old = (
-            before.apps.get_model(app_label, operation.model_name)
-            ._meta.get_field(operation.old_name)
-            .column
-        )
-        present = columns(after, operation.model_name) or set()
-        return column != old and column in present
-    return False
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

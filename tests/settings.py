@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "tests.rollbacklab",
     "tests.replaylab",
     "tests.schemalab",
+    "tests.lintlab",
 ]
 
 # A file, not :memory:, so that a second connection or a subprocess (the

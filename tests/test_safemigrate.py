@@ -19,7 +19,8 @@ from dbtools.backup import TIMESTAMPED, applied_migrations, backup_database
 from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError, RestoreError
 from dbtools.restore import prepare_restore, restore_database
-from dbtools.safemigrate import migration_lock, rollback
+from dbtools.rollback import rollback
+from dbtools.safemigrate import migration_lock
 from dbtools.schema import compare, read_schema
 from tests.conftest import backends, run_manage
 from tests.helpers import comparable_tables, database_contents, read_backup, rewrite_backup
@@ -95,7 +96,7 @@ def test_clean_migration_without_restore(alias, lab, backup_dir):
     out, err, code = safemigrate(alias, "lab", "0002")
     assert code == 0, err
     assert "  Apply lab.0002_rename_size\n    - Rename field size on gadget to dimension\n" in out
-    assert "[INFO] lab.0002_rename_size" in out and "restoredb maps the old name" in out
+    assert "[INFO] DBT109 lab.0002_rename_size" in out and "restoredb maps the old name" in out
     assert "Migrated: lab.0002_rename_size." in out
     assert "Restored" not in out
     (backup,) = [name for name in backups_in(backup_dir) if "latest" not in name]
@@ -123,20 +124,21 @@ def test_every_risk_is_found_and_explained(alias, lab, backup_dir):
     out, err, code = safemigrate(alias, "lab", "--plan")
     assert code == 0, err
     expected = [
-        "[INFO] lab.0002_rename_size: Rename field size on gadget to dimension",
-        "[HIGH] lab.0003_add_weight: Add field weight to gadget",
+        "[INFO] DBT109 lab.0002_rename_size: Rename field size on gadget to dimension",
+        "[HIGH] DBT102 lab.0003_add_weight: Add field weight to gadget",
         "gadget.weight is required with no default once migrated (the one-off default only fills today's 2 rows)",
-        "[HIGH] lab.0004_remove_legacy: Remove field legacy from gadget",
-        "The column gadget.legacy and its data in 2 rows are dropped; afterwards they exist only in the backup",
-        "[HIGH] lab.0005_unique_name: Alter field name on gadget",
+        "[HIGH] DBT104 lab.0004_remove_legacy: Remove field legacy from gadget",
+        "The column gadget.legacy and its data in 2 rows are dropped.",
+        "[HIGH] DBT107 lab.0005_unique_name: Alter field name on gadget",
         "gadget.name must become unique, but the data has duplicates ('dup' x2): the migration will fail.",
-        "[HIGH] lab.0006_code_required: Alter field code on gadget",
-        "gadget.code becomes required, but 1 rows hold NULL: the migration will fail.",
-        "[WARNING] lab.0007_dimension_text: Alter field dimension on gadget",
+        "[HIGH] DBT106 lab.0006_code_required: Alter field code on gadget",
+        "gadget.code becomes required, but 1 rows hold NULL and the migration fills nothing in: it will fail.",
+        "[WARNING] DBT108 lab.0007_dimension_text: Alter field dimension on gadget",
         "gadget.dimension changes type from",
-        "[WARNING] lab.0009_irreversible: Raw Python operation",
-        "[WARNING] lab.0009_irreversible: Raw SQL operation",
-        "It has no reverse, so this migration cannot be rolled back by migrating back",
+        "[WARNING] DBT302 lab.0009_irreversible: Raw Python operation",
+        "[WARNING] DBT303 lab.0009_irreversible: Raw SQL operation",
+        "touch_nothing has no reverse, so the migration cannot be unapplied: only restoring the backup undoes it.",
+        "      Fix: Stop using the field in code and deploy that first;",
     ]
     for line in expected:
         assert line in out
@@ -186,7 +188,7 @@ def test_failed_migration_without_rollback_says_what_to_do(alias, lab, backup_di
     lab.migrate("0004")
     lab.add(name="same", code="A", dimension=1, weight=1)
     lab.add(name="same", code="B", dimension=2, weight=2)
-    _out, err, code = safemigrate(alias, "lab", "0005")
+    _out, err, code = safemigrate(alias, "lab", "0005", "--accept-risk")
     assert code == 1
     assert "Migration failed: lab.0005_unique_name:" in err
     assert "The migration failed. The database is as migrate left it;" in err
@@ -241,8 +243,10 @@ def test_system_check_warns_when_django_safemigrate_is_installed_too():
 
 
 @backends("postgresql")
-def test_big_postgresql_table_rewrite_is_flagged(alias, lab, backup_dir, monkeypatch):
-    monkeypatch.setattr("dbtools.migration_plan.BIG_TABLE_ROWS", 1)
+def test_a_postgresql_table_rewrite_is_read_from_the_sql_with_the_catalogue_size(
+    alias, lab, backup_dir, monkeypatch
+):
+    monkeypatch.setattr("dbtools.migration_checks.BIG_TABLE_ROWS", 2)
     lab.migrate("0006")
     for i in range(3):
         lab.add(name=f"g{i}", code="C", dimension=i, weight=i)
@@ -251,9 +255,12 @@ def test_big_postgresql_table_rewrite_is_flagged(alias, lab, backup_dir, monkeyp
     out, _err, code = safemigrate(alias, "lab", "0007", "--plan")
     assert code == 0
     assert (
-        "On PostgreSQL this rewrites the whole table under an exclusive lock on lab_gadget (about 3 rows)"
-        in out
-    )
+        "  [WARNING] DBT205 lab.0007_dimension_text: Alter field dimension on gadget\n"
+        "      dimension from integer to varchar(20) rewrites lab_gadget (about 3 (catalogue estimate) "
+        "rows) and its indexes under an ACCESS EXCLUSIVE lock (reads and writes wait).\n"
+        '      SQL: ALTER TABLE "lab_gadget" ALTER COLUMN "dimension" TYPE varchar(20) USING '
+        '"dimension"::varchar(20);\n'
+    ) in out
 
 
 def test_migrating_backwards_says_what_it_unapplied(alias, lab, backup_dir):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 import dbtools
+from dbtools.display import shown
 from dbtools.exceptions import DbtoolsError
 from dbtools.progress import ProgressBar
+
+__all__ = ["DbtoolsCommand", "database_error", "progress_bar", "shown", "size"]
 
 
 class DbtoolsCommand(BaseCommand):
@@ -45,14 +46,6 @@ def database_error(exc: DatabaseError) -> str:
 def progress_bar(command: BaseCommand, verbosity: int) -> ProgressBar | None:
     """A progress bar on the command's stderr, if that is a terminal."""
     return ProgressBar.for_stream(command.stderr._out, verbosity)  # type: ignore[arg-type]
-
-
-def shown(path: Path) -> str:
-    """A path as the user would type it: relative to the current folder when inside it."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return str(path)
 
 
 def size(n: int) -> str:

@@ -1,26 +1,24 @@
-from collections.abc import Callable
-from typing import Any
+import sys
 
+import orjson
 from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.backup import backup_database
-from dbtools.exceptions import DbtoolsError, RestoreError
-from dbtools.migration_plan import MigrationPlan, describe_step, plan_migrations
-from dbtools.restore import prepare_restore, restore_database
-from dbtools.safemigrate import migration_lock, rollback, run_migrate
-from dbtools.schema import read_schema
+from dbtools.conf import lock_timeout_problem
+from dbtools.migration_checks import LEVELS
+from dbtools.migration_plan import MigrationPlan, describe_step, plan_migrations, plan_report
+from dbtools.safemigrate import Exit, Options, safe_migrate
 
-from ._common import DbtoolsCommand, shown
+from ._common import DbtoolsCommand
 
-# Exit codes, for scripts: 0 migrated (or nothing to do), 1 migration failed,
-# 2 failed and rolled back, 3 cancelled at a prompt, 4 failed and rolled back
-# but the schema is not as it was (what differs is printed).
-FAILED, ROLLED_BACK, CANCELLED, SCHEMA_DIFFERS = 1, 2, 3, 4
-
-RESTORE_HELP = (
-    "Restoring puts back rows the migration removed or reset (a data migration that deleted rows, "
-    "a table dropped and re-created); rows that are there are left alone."
+EXIT_CODES = (
+    "Exit codes: 0 migrated, nothing to do, or --check found nothing at or above --fail-on; "
+    "1 a migration (or the restore after it) failed and was not rolled back, or an error; "
+    "2 a migration failed and was rolled back (schema compared and equal, data restored); "
+    "3 cancelled at a prompt, nothing changed; 4 rolled back, but the schema still differs; "
+    "5 findings at or above --fail-on (--check), or high-risk findings under --no-input "
+    "without --accept-risk, nothing changed; 6 the rollback changed the database and could not "
+    "finish (the message says what was done)."
 )
 
 
@@ -29,6 +27,11 @@ class Command(DbtoolsCommand):
         "Show what pending migrations will do and what is risky in them, back up, run migrate, "
         "then offer to restore the data (or roll back if a migration failed)."
     )
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog = EXIT_CODES
+        return parser
 
     def add_arguments(self, parser):
         parser.add_argument("app_label", nargs="?", help="As for migrate: only this app.")
@@ -39,57 +42,130 @@ class Command(DbtoolsCommand):
             "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: %(default)s)."
         )
         parser.add_argument(
-            "--no-input", "--noinput", action="store_false", dest="interactive", help="Ask nothing."
-        )
+            "--no-input", "--noinput", action="store_false", dest="interactive",
+            help="Ask nothing: refuse high-risk findings unless --accept-risk; --restore defaults to never.",
+        )  # fmt: skip
         parser.add_argument(
-            "--restore",
-            choices=["ask", "never", "always"],
-            default=None,
-            help="After a successful migration, restore (merge) the backup: ask (default when interactive), never (default with --no-input), always.",
-        )
+            "--restore", choices=["ask", "never", "always"], default=None,
+            help="After a successful migration, restore (merge) the backup: ask (default when "
+            "interactive), never (default with --no-input), always.",
+        )  # fmt: skip
         parser.add_argument(
-            "--rollback-on-failure",
-            action="store_true",
-            help="If a migration fails, migrate back to the backup's state and restore it with --replace, without asking.",
-        )
+            "--rollback-on-failure", action="store_true",
+            help="If a migration fails, migrate back to the backup's state and restore it with "
+            "--replace, without asking.",
+        )  # fmt: skip
         parser.add_argument(
             "--compress", action="store_true", default=None, help="Write the backup gzipped."
         )
         parser.add_argument(
-            "--plan", action="store_true", help="Only show the plan and the risks; change nothing."
+            "--plan",
+            action="store_true",
+            help="Only show the plan and the findings; change nothing.",
         )
-
-    def ask(self, question: str) -> bool:
-        return input(question).strip().lower() in {"y", "yes"}
+        parser.add_argument(
+            "--check", action="store_true",
+            help="As --plan, and exit 5 if a finding at or above --fail-on is not acknowledged (for CI).",
+        )  # fmt: skip
+        parser.add_argument(
+            "--fail-on", choices=[level for level in LEVELS if level != "info"], default="high",
+            help="The lowest level that fails --check (default: %(default)s).",
+        )  # fmt: skip
+        parser.add_argument(
+            "--format", choices=["text", "json"], default="text",
+            help="json: the plan and findings as one JSON document (with --plan or --check).",
+        )  # fmt: skip
+        parser.add_argument(
+            "--accept-risk", action="store_true",
+            help="Migrate over high-risk findings without asking (needed with --no-input).",
+        )  # fmt: skip
+        parser.add_argument(
+            "--lock-timeout", default=None, metavar="DURATION",
+            help="PostgreSQL: how long a migration statement may wait for a lock before it fails, "
+            "e.g. 5s or 500ms; 0 waits forever (default: DBTOOLS['LOCK_TIMEOUT'], else 5s).",
+        )  # fmt: skip
 
     def handle(self, *args, **options):
-        using = options["database"]
-        interactive = options["interactive"]
-        restore_choice = options["restore"] or ("ask" if interactive else "never")
-        try:
-            plan = plan_migrations(using, options["app_label"], options["migration_name"])
-        except DbtoolsError as exc:
-            raise CommandError(str(exc)) from exc
-        if not plan.pending:
-            self.stdout.write("No migrations to apply; nothing was backed up.")
-            return
-        self.show_plan(plan)
-        if options["plan"]:
-            return
-        if (
-            plan.high_risk
-            and interactive
-            and not self.ask(
-                f"{len(plan.high_risk)} high-risk finding(s) above. Back up and migrate anyway? [y/N] "
+        only_plan = options["plan"] or options["check"]
+        if options["format"] == "json" and not only_plan:
+            raise CommandError("--format json goes with --plan or --check.")
+        if options["lock_timeout"] is not None and lock_timeout_problem(options["lock_timeout"]):
+            raise CommandError(f"--lock-timeout {lock_timeout_problem(options['lock_timeout'])}")
+        if options["interactive"] and not only_plan and (sys.stdin is None or sys.stdin.closed):
+            raise CommandError(
+                "safemigrate asks before it migrates, but its input is closed; nothing was changed. "
+                "Pass --no-input (with --restore and --rollback-on-failure as you want them)."
             )
-        ):
-            raise CommandError("Cancelled; nothing was changed.", returncode=CANCELLED)
+        plan = plan_migrations(options["database"], options["app_label"], options["migration_name"])
+        if options["format"] == "json":
+            report = plan_report(plan, options["fail_on"])
+            self.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        elif not plan.pending:
+            self.stdout.write("No migrations to apply; nothing was backed up.")
+        else:
+            self.show_plan(plan)
+        if only_plan:
+            self.finish_check(plan, options)
+            return
+        outcome = safe_migrate(
+            plan,
+            Options(
+                using=options["database"],
+                app_label=options["app_label"],
+                migration_name=options["migration_name"],
+                interactive=options["interactive"],
+                restore=options["restore"],
+                rollback_on_failure=options["rollback_on_failure"],
+                accept_risk=options["accept_risk"],
+                compress=options["compress"],
+                lock_timeout=options["lock_timeout"],
+                verbosity=options["verbosity"],
+            ),
+            self,
+            self.stdout._out,  # the raw streams: migrate wraps them itself
+            self.stderr._out,
+        )
+        if outcome.exit != Exit.OK:
+            raise CommandError(outcome.message, returncode=outcome.exit) from outcome.cause
 
-        try:
-            with migration_lock(using):
-                self.migrate(plan, options, restore_choice)
-        except DbtoolsError as exc:
-            raise CommandError(str(exc)) from exc
+    def finish_check(self, plan: MigrationPlan, options) -> None:
+        if not options["check"]:
+            return
+        blocking = plan.blocking(options["fail_on"])
+        if blocking:
+            codes = ", ".join(sorted({f.code for f in blocking}))
+            raise CommandError(
+                f"{len(blocking)} finding(s) at or above --fail-on {options['fail_on']} ({codes}). Fix "
+                f"them, or acknowledge each reviewed one in its migration (dbtools_accept) or in "
+                f"DBTOOLS['ACCEPT'].",
+                returncode=Exit.BLOCKED,
+            )
+        if options["format"] == "text":
+            self.stdout.write(
+                self.style.SUCCESS(f"Check passed: no finding at or above {options['fail_on']}.")
+            )
+
+    # The console safe_migrate talks through.
+
+    def say(self, text: str, style: str = "") -> None:
+        stream = self.stderr if style in ("warning", "error") else self.stdout
+        stream.write(self.paint(style, text))
+
+    def paint(self, kind: str, text: str) -> str:
+        """Colour by kind: a console style or a finding's level."""
+        name = {"success": "SUCCESS", "warning": "WARNING", "error": "ERROR", "high": "ERROR"}.get(
+            kind
+        )
+        return getattr(self.style, name)(text) if name else text
+
+    def ask(self, question: str) -> bool | None:
+        self.stdout.write(question, ending="")
+        self.stdout.flush()
+        line = sys.stdin.readline() if sys.stdin is not None and not sys.stdin.closed else ""
+        if not line:
+            self.stdout.write("")
+            return None
+        return line.strip().lower() in {"y", "yes"}
 
     def show_plan(self, plan: MigrationPlan) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING("Planned operations:"))
@@ -102,117 +178,29 @@ class Command(DbtoolsCommand):
             self.stdout.write(self.style.SUCCESS("Risk check: nothing risky found."))
             return
         self.stdout.write(self.style.MIGRATE_HEADING("Risk check:"))
-        style: dict[str, Callable[[str], str]] = {
-            "high": self.style.ERROR,
-            "warning": self.style.WARNING,
-            "info": str,
-        }
         for finding in plan.findings:
-            self.stdout.write(
-                style[finding.level](
-                    f"  [{finding.level.upper()}] {finding.migration}: {finding.operation}"
-                )
-            )
-            self.stdout.write(f"      {finding.message}")
-
-    def migrate(self, plan: MigrationPlan, options: dict[str, Any], restore_choice: str) -> None:
-        using = options["database"]
-        verbosity = options["verbosity"]
-        backup = backup_database(using=using, compress=options["compress"], label="pre-migrate")
-        schema_before = read_schema(connections[using])
-        self.stdout.write(self.style.SUCCESS(
-            f"Backed up {backup.rows:,} rows from {len(backup.tables)} tables to {shown(backup.path)}"
-        ))  # fmt: skip
-        for path in backup.pruned:
-            self.stdout.write(f"Deleted old backup {shown(path)}")
-        outcome = run_migrate(
-            using,
-            options["app_label"],
-            options["migration_name"],
-            plan.steps,
-            self.stdout._out,  # the raw streams: migrate wraps them itself
-            self.stderr._out,
-            verbosity,
-        )
-        if outcome.ok:
-            done = outcome.applied + [f"unapplied {name}" for name in outcome.unapplied]
-            self.stdout.write(self.style.SUCCESS(f"Migrated: {', '.join(done) or 'nothing new'}."))
-            restore = restore_choice == "always" or (
-                restore_choice == "ask"
-                and self.ask(f"{RESTORE_HELP}\nRestore data from the backup? [y/N] ")
-            )
-            if restore:
-                try:
-                    restore_plan = prepare_restore(backup.path, using=using)
-                except RestoreError as exc:
-                    # The migration did its job; the restore changed nothing.
-                    self.stderr.write(self.style.WARNING(f"Not restored: {exc}"))
-                    return
-                result = restore_database(restore_plan, mode="merge")
-                self.stdout.write(self.style.SUCCESS(
-                    f"Restored {result.inserted:,} rows ({result.skipped:,} already present)."
-                ))  # fmt: skip
-            return
-
-        self.stderr.write(
-            self.style.ERROR(
-                f"Migration failed: {outcome.failed or 'unknown'}: {describe(outcome.error)}"
-            )
-        )
-        if outcome.applied:
-            self.stderr.write(f"Applied before the failure: {', '.join(outcome.applied)}")
-        if not connections[using].features.can_rollback_ddl:
-            self.stderr.write(
-                f"{connections[using].vendor} cannot roll back DDL: {outcome.failed} may be half-applied."
-            )
-        if options["rollback_on_failure"] or (
-            options["interactive"]
-            and self.ask(
-                "Roll back: migrate back to the backup's state and restore its data exactly? [y/N] "
-            )
-        ):
-            rolled = rollback(backup.path, using, outcome.failed, schema_before)
-            if rolled.undone_partial:
-                self.stdout.write(
-                    f"Undid the half-applied part of {outcome.failed}: {'; '.join(rolled.undone_partial)}"
-                )
-            if rolled.unapplied:
-                self.stdout.write(f"Unapplied: {', '.join(rolled.unapplied)}")
-            for index in rolled.dropped_indexes:
-                self.stdout.write(f"Dropped index {index}, which the failed migration left behind.")
-            restored = rolled.restore.inserted if rolled.restore else 0
-            data = (
-                f"the data is the backup's ({restored:,} rows restored from {shown(backup.path)}, "
-                f"row counts checked)"
-            )
-            if not rolled.schema_as_it_was:
-                self.stderr.write(
-                    self.style.ERROR(
-                        f"Rolled back, and {data}; but the schema is not as it was before safemigrate:"
-                    )
-                )
-                for difference in rolled.schema_differences:
-                    self.stderr.write(f"  - {difference}")
-                raise CommandError(
-                    "Put these back by hand (`manage.py sqlmigrate APP MIGRATION --backwards` shows the SQL "
-                    "that reverses a migration) before migrating again: a re-run of the migration would "
-                    "fail on them.",
-                    returncode=SCHEMA_DIFFERS,
-                )
-            self.stdout.write(self.style.SUCCESS(
-                f"Rolled back: the schema of all {rolled.tables_compared} tables matches what it was before "
-                f"safemigrate (compared by introspection), and {data}."
+            level = finding.level.upper()
+            if finding.acknowledged is not None:
+                level = f"{level}, acknowledged"
+            self.stdout.write(self.paint(
+                finding.level, f"  [{level}] {finding.code} {finding.migration}: {finding.operation}"
             ))  # fmt: skip
-            raise CommandError("The migration failed and was rolled back.", returncode=ROLLED_BACK)
-        raise CommandError(
-            f"The migration failed. The database is as migrate left it; to undo everything run "
-            f"`manage.py safemigrate` again after fixing the migration, or restore with "
-            f"`manage.py restoredb --replace --file {backup.path.name}` after migrating back.",
-            returncode=FAILED,
-        )
-
-
-def describe(error: BaseException | None) -> str:
-    if isinstance(error, SystemExit):
-        return f"migrate exited with status {error.code}"
-    return " ".join(str(error).split()) or type(error).__name__
+            self.stdout.write(f"      {finding.message}")
+            if finding.sql:
+                self.stdout.write(f"      SQL: {finding.sql}")
+            if finding.acknowledged is not None:
+                self.stdout.write(f"      Acknowledged: {finding.acknowledged}")
+            else:
+                self.stdout.write(f"      Fix: {finding.fix}")
+        counts = {
+            level: sum(1 for f in plan.risks if f.level == level) for level in reversed(LEVELS)
+        }
+        summary = ", ".join(f"{n} {level}" for level, n in counts.items() if n)
+        acknowledged = len(plan.findings) - len(plan.risks)
+        if acknowledged:
+            summary = (
+                f"{summary}; {acknowledged} acknowledged"
+                if summary
+                else f"{acknowledged} acknowledged"
+            )
+        self.stdout.write(f"Findings: {summary}.")

@@ -1,0 +1,292 @@
+"""Rolling a failed migration back to the state a backup recorded: migrate back
+with Django's own `migrate` (so its signals fire), undo what a half-applied
+migration left, restore the data with --replace, then compare the schema."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.management import call_command
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.migrations.state import ProjectState
+
+from .archive import ArchiveReader
+from .exceptions import DbtoolsError, MigrationError
+from .restore import RestoreResult, prepare_restore, restore_database
+from .schema import Difference, Schema, compare, drop_index, read_schema
+
+
+@dataclass
+class RollbackResult:
+    unapplied: list[str]
+    undone_partial: list[str] = field(default_factory=list)
+    restore: RestoreResult | None = None
+    tables_compared: int = 0  # tables whose schema was compared with the one recorded
+    dropped_indexes: list[str] = field(default_factory=list)  # left by the failure, dropped
+    schema_differences: list[Difference] = field(default_factory=list)  # still there
+
+    @property
+    def schema_as_it_was(self) -> bool:
+        """True only when a comparison was made and found nothing."""
+        return bool(self.tables_compared) and not self.schema_differences
+
+
+def rollback_targets(
+    executor: MigrationExecutor, backup_state: dict[str, list[str]]
+) -> list[tuple[str, str | None]]:
+    """Per app whose applied migrations differ from the backup's: migrate back to the backup's last one."""
+    loader = executor.loader
+    now = {key for key in loader.applied_migrations}
+    wanted = {(app, name) for app, names in backup_state.items() for name in names}
+    targets: list[tuple[str, str | None]] = []
+    for app in sorted(loader.migrated_apps):
+        current = {key for key in now if key[0] == app}
+        backed_up = {key for key in wanted if key[0] == app}
+        if current == backed_up:
+            continue
+        if not backed_up:
+            targets.append((app, None))
+            continue
+        order = [
+            key for leaf in loader.graph.leaf_nodes(app) for key in loader.graph.forwards_plan(leaf)
+        ]
+        last = [key for key in order if key in backed_up][-1]
+        targets.append(last)
+    return targets
+
+
+class RollbackIncomplete(MigrationError):
+    """The rollback changed the database and then could not finish; the message
+    says what it did and what is left."""
+
+
+def rollback(
+    backup: Path,
+    using: str,
+    failed: str | None,
+    recorded: Schema | None = None,
+    stdout: Any = None,
+    verbosity: int = 0,
+) -> RollbackResult:
+    """Bring schema and data back to what `backup` recorded.
+
+    Checks first that every migration to undo can be undone, and changes
+    nothing if one cannot. Where DDL is not transactional (MariaDB/MySQL, or
+    a migration with atomic = False), a failed migration can have left its
+    first operations applied but itself unrecorded: those are found by looking
+    at the schema and undone first. Migrating back goes through Django's own
+    `migrate`, so pre_migrate/post_migrate receivers run as for any migrate.
+    With `recorded` (the schema read before migrating), the schema is compared
+    afterwards: indexes the failure left are dropped, and whatever else
+    differs is returned, never hidden.
+    """
+    with ArchiveReader(backup) as reader:
+        backup_state = reader.meta.get("migrations", {})
+    connection = connections[using]
+    executor = MigrationExecutor(connection)
+    targets = rollback_targets(executor, backup_state)
+    steps = executor.migration_plan(targets) if targets else []
+    stuck = [
+        f"{migration.app_label}.{migration.name} ({operation.describe()})"
+        for migration, backwards in steps
+        if backwards
+        for operation in migration.operations
+        if not operation.reversible
+    ]
+    if stuck:
+        raise MigrationError(
+            "Cannot roll back: these migrations cannot be unapplied: "
+            + "; ".join(stuck)
+            + ". The rollback changed nothing. "
+            "Give them a reverse (reverse_code / reverse_sql), or restore the backup into a database "
+            "migrated to the backup's state by hand."
+        )
+    result = RollbackResult(unapplied=[])
+    if failed:
+        app_label, name = failed.split(".", 1)
+        migration = executor.loader.graph.nodes[(app_label, name)]
+        if not connection.features.can_rollback_ddl or not migration.atomic:
+            result.undone_partial = undo_partial_migration(
+                executor, app_label, name, connection, recorded
+            )
+    before = applied_keys(connection)
+    for target_app, target in targets:
+        try:
+            call_command(
+                "migrate", target_app, target or "zero", database=using, interactive=False,
+                verbosity=verbosity, stdout=stdout, stderr=stdout,
+            )  # fmt: skip
+        except Exception as exc:
+            raise RollbackIncomplete(
+                f"Migrating {target_app} back to {target or 'zero'} failed: {one_line(exc)}. "
+                f"{unapplied_so_far(before, connection)} The data was not restored. Fix the cause, "
+                f"migrate back by hand (`manage.py migrate {target_app} {target or 'zero'}`), then "
+                f"`manage.py restoredb --replace --file {backup.name}`."
+            ) from exc
+    after = applied_keys(connection)
+    result.unapplied = sorted(f"{app}.{name}" for app, name in before - after)
+    wanted = {(app, name) for app, names in backup_state.items() for name in names}
+    migrated_apps = MigrationExecutor(connection).loader.migrated_apps
+    off = sorted(f"{a}.{n}" for a, n in after ^ wanted if a in migrated_apps)
+    if off:
+        raise RollbackIncomplete(
+            f"After migrating back, the applied migrations still differ from the backup's: "
+            f"{', '.join(off)}. {unapplied_so_far(before, connection)} The data was not restored. "
+            f"Migrate to the backup's state by hand, then `manage.py restoredb --replace --file "
+            f"{backup.name}`."
+        )
+    try:
+        result.restore = restore_database(prepare_restore(backup, using=using), mode="replace")
+    except (DbtoolsError, DatabaseError) as exc:
+        raise RollbackIncomplete(
+            f"{unapplied_so_far(before, connection)} Then restoring the data failed: "
+            f"{restore_cause(exc)} The schema is at the backup's migrations; the data is as "
+            f"migrating back left it. Fix the cause, then `manage.py restoredb --replace --file "
+            f"{backup.name}`."
+        ) from exc
+    if recorded is not None:
+        differences = compare(recorded, read_schema(connection))
+        for difference in differences:
+            if difference.extra_index:
+                drop_index(connection, difference.table, difference.extra_index)
+                result.dropped_indexes.append(f"{difference.table}.{difference.extra_index}")
+        if result.dropped_indexes:
+            differences = compare(recorded, read_schema(connection))
+        result.schema_differences = differences
+        result.tables_compared = len(recorded)
+    return result
+
+
+def applied_keys(connection: BaseDatabaseWrapper) -> set[tuple[str, str]]:
+    return set(MigrationRecorder(connection).applied_migrations())
+
+
+def unapplied_so_far(before: set[tuple[str, str]], connection: BaseDatabaseWrapper) -> str:
+    undone = sorted(f"{app}.{name}" for app, name in before - applied_keys(connection))
+    return (
+        f"The rollback unapplied {', '.join(undone)}." if undone else "No migration was unapplied."
+    )
+
+
+def restore_cause(exc: BaseException) -> str:
+    """The restore's own message says 'nothing was changed' of its own
+    transaction; within a rollback that has already migrated, say what it means."""
+    text = one_line(exc)
+    text = re.sub(r"[Nn]othing was changed(: the restore was rolled back)?",
+                  "the restore wrote nothing (it was rolled back)", text)  # fmt: skip
+    return text if text.endswith(".") else text + "."
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def undo_partial_migration(
+    executor: MigrationExecutor,
+    app_label: str,
+    name: str,
+    connection: BaseDatabaseWrapper,
+    recorded: Schema | None = None,
+) -> list[str]:
+    """Undo the operations of an unrecorded, half-applied migration that the schema shows were applied."""
+    migration = executor.loader.graph.nodes[(app_label, name)]
+    state = executor.loader.project_state((app_label, name), at_end=False)
+    applied: list[tuple[Any, ProjectState, ProjectState]] = []
+    for operation in migration.operations:
+        after = state.clone()
+        operation.state_forwards(app_label, after)
+        if schema_shows(operation, app_label, state, after, connection, recorded):
+            applied.append((operation, state, after))
+        state = after
+    undone = []
+    for operation, before, after in reversed(applied):
+        try:
+            with connection.schema_editor(atomic=False) as editor:
+                operation.database_backwards(app_label, editor, after, before)
+        except DatabaseError as exc:
+            raise RollbackIncomplete(
+                f"Could not undo '{operation.describe()}' of the half-applied migration {app_label}.{name}: {exc}. "
+                f"Undo it by hand, then restore the backup with `restoredb --replace`."
+            ) from exc
+        undone.append(operation.describe())
+    return undone
+
+
+def schema_shows(
+    operation: Any,
+    app_label: str,
+    before: ProjectState,
+    after: ProjectState,
+    connection: BaseDatabaseWrapper,
+    recorded: Schema | None = None,
+) -> bool:
+    """Has this operation's change reached the database? (Only for operations whose
+    effect the schema shows; others are never undone here.)"""
+    from django.db.migrations import operations as ops
+
+    if isinstance(operation, ops.AddIndex):  # AddIndexConcurrently too
+        table = after.apps.get_model(app_label, operation.model_name)._meta.db_table
+        with connection.cursor() as cursor:
+            return operation.index.name in connection.introspection.get_constraints(cursor, table)
+    if isinstance(operation, ops.AlterField) and recorded is not None:
+        model = before.apps.get_model(app_label, operation.model_name)
+        table, column = model._meta.db_table, model._meta.get_field(operation.name).column
+        was = recorded.get(table)
+        now = read_schema(connection).get(table)
+        return bool(was and now and was.columns.get(column) != now.columns.get(column))
+
+    def columns(state: ProjectState, model_name: str) -> set[str] | None:
+        model = state.apps.get_model(app_label, model_name)
+        with connection.cursor() as cursor:
+            if model._meta.db_table not in connection.introspection.table_names(cursor):
+                return None
+            return {
+                c.name
+                for c in connection.introspection.get_table_description(
+                    cursor, model._meta.db_table
+                )
+            }
+
+    def table_exists(state: ProjectState, model_name: str) -> bool:
+        model = state.apps.get_model(app_label, model_name)
+        with connection.cursor() as cursor:
+            return model._meta.db_table in connection.introspection.table_names(cursor)
+
+    if isinstance(operation, ops.CreateModel):
+        return table_exists(after, operation.name)
+    if isinstance(operation, ops.DeleteModel):
+        return not table_exists(before, operation.name)
+    if isinstance(operation, ops.AddField):
+        column = (
+            after.apps.get_model(app_label, operation.model_name)
+            ._meta.get_field(operation.name)
+            .column
+        )
+        return column in (columns(after, operation.model_name) or set())
+    if isinstance(operation, ops.RemoveField):
+        column = (
+            before.apps.get_model(app_label, operation.model_name)
+            ._meta.get_field(operation.name)
+            .column
+        )
+        return column not in (columns(before, operation.model_name) or {column})
+    if isinstance(operation, ops.RenameField):
+        column = (
+            after.apps.get_model(app_label, operation.model_name)
+            ._meta.get_field(operation.new_name)
+            .column
+        )
+        old = (
+            before.apps.get_model(app_label, operation.model_name)
+            ._meta.get_field(operation.old_name)
+            .column
+        )
+        present = columns(after, operation.model_name) or set()
+        return column != old and column in present
+    return False

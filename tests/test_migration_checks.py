@@ -1,0 +1,338 @@
+"""safemigrate as a migration linter: every finding code on the backends where
+it applies, the JSON report against its documented schema, and the exit codes
+of --check, --fail-on, --no-input, --accept-risk and acknowledgements.
+
+The lintlab app holds one migration per code. Each test moves lintlab to the
+state it needs, with rows made through that state's models.
+"""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+from django.db.migrations.loader import MigrationLoader
+
+from dbtools.conf import settings_problems
+from dbtools.migration_checks import CHECKS, rewrites
+from tests.conftest import ROOT, backends
+
+LAST = "0017_irreversible"
+SCHEMA = json.loads((ROOT / "docs" / "safemigrate-report.schema.json").read_text())
+
+
+class Lintlab:
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def migrate(self, name: str) -> None:
+        if ("lintlab", LAST) in MigrationLoader(connections[self.alias]).applied_migrations:
+            # 0017 has no reverse; it changes no schema, so it can be faked away.
+            call_command("migrate", "lintlab", "0016", fake=True, database=self.alias, verbosity=0)
+        call_command("migrate", "lintlab", name, database=self.alias, verbosity=0)
+
+    def model(self, name: str):
+        loader = MigrationLoader(connections[self.alias])
+        node = max(key for key in loader.applied_migrations if key[0] == "lintlab")
+        return loader.project_state(node).apps.get_model("lintlab", name)
+
+    def add(self, model: str = "Box", **fields) -> None:
+        self.model(model).objects.using(self.alias).create(**fields)
+
+    def applied(self) -> str:
+        loader = MigrationLoader(connections[self.alias])
+        return max(name for app, name in loader.applied_migrations if app == "lintlab")
+
+
+@pytest.fixture
+def lintlab(alias):
+    lintlab = Lintlab(alias)
+    yield lintlab
+    with connections[alias].cursor() as cursor:
+        for table in ("lintlab_box", "lintlab_crate", "lintlab_shelf"):
+            if table in connections[alias].introspection.table_names(cursor):
+                cursor.execute(f"DELETE FROM {table}")
+    lintlab.migrate(LAST)
+
+
+def safemigrate(alias: str, *args: str) -> tuple[str, str, int]:
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("safemigrate", *args, "--database", alias, stdout=out, stderr=err)
+    except CommandError as exc:
+        err.write(str(exc))
+        return out.getvalue(), err.getvalue(), exc.returncode
+    return out.getvalue(), err.getvalue(), 0
+
+
+def report(alias: str, *args: str) -> tuple[dict, int]:
+    out, err, code = safemigrate(alias, *args, "--format", "json")
+    assert out, err
+    document = orjson.loads(out)
+    jsonschema.validate(document, SCHEMA)
+    return document, code
+
+
+def found(document: dict) -> set[tuple[str, str, str]]:
+    return {(f["migration"].split(".")[1][:4], f["code"], f["level"]) for f in document["findings"]}
+
+
+def rows_at_the_start(lintlab: Lintlab) -> None:
+    lintlab.migrate("0001")
+    lintlab.add(name="dup", note=None, flag=None, size=1, legacy="old notes")
+    lintlab.add(name="dup", note="n", flag=True, size=2)
+    lintlab.add("Crate", label="c")
+
+
+EVERY_BACKEND = {
+    ("0002", "DBT101", "high"),
+    ("0003", "DBT102", "high"),
+    ("0004", "DBT104", "high"),
+    ("0005", "DBT105", "high"),  # acknowledged in the migration
+    ("0006", "DBT106", "high"),
+    ("0008", "DBT107", "high"),
+    ("0009", "DBT108", "warning"),
+    ("0010", "DBT109", "info"),
+    ("0014", "DBT301", "warning"),
+    ("0016", "DBT304", "high"),
+    ("0017", "DBT302", "warning"),
+    ("0017", "DBT302", "info"),  # elidable
+    ("0017", "DBT303", "warning"),
+}
+POSTGRESQL_ONLY = {
+    ("0006", "DBT203", "warning"),
+    ("0007", "DBT203", "warning"),  # SET NOT NULL scans, though the NULLs are filled first
+    ("0008", "DBT206", "warning"),
+    ("0008", "DBT201", "warning"),  # the varchar_pattern_ops index of a unique CharField
+    ("0009", "DBT205", "warning"),
+    ("0011", "DBT201", "warning"),
+    ("0012", "DBT201", "warning"),
+    ("0012", "DBT202", "warning"),
+    ("0013", "DBT204", "warning"),
+}
+
+
+def test_every_finding_code_at_its_level_on_each_backend(alias, lintlab, backup_dir):
+    rows_at_the_start(lintlab)
+    document, code = report(alias, "lintlab", "--check")
+    expected = EVERY_BACKEND | (
+        POSTGRESQL_ONLY if connections[alias].vendor == "postgresql" else set()
+    )
+    assert found(document) == expected
+    assert code == 5
+    assert document["blocking"] == 6  # the high ones but the acknowledged DBT105
+    assert document["vendor"] == connections[alias].vendor
+    assert [s["migration"] for s in document["steps"]] == [
+        f"lintlab.{name}"
+        for name in sorted(n for a, n in MigrationLoader(None).disk_migrations if a == "lintlab")
+    ][1:]
+    (crate,) = [f for f in document["findings"] if f["code"] == "DBT105"]
+    assert crate["acknowledged"] == "Crates were never used; their rows are test data."
+    (drop,) = [f for f in document["findings"] if f["code"] == "DBT304"]
+    assert drop["sql"] == "DROP TABLE lintlab_scratch"
+    assert drop["fix"] == CHECKS["DBT304"].fix
+    assert backups_in(backup_dir) == []  # --check changes nothing
+    assert lintlab.applied() == "0001_initial"
+
+
+@backends("postgresql")
+def test_postgresql_findings_name_the_statement_and_the_lock(alias, lintlab, backup_dir):
+    rows_at_the_start(lintlab)
+    out, _err, _code = safemigrate(alias, "lintlab", "--plan")
+    assert (
+        "  [WARNING] DBT202 lintlab.0012_box_shelf: Alter field shelf on box\n"
+        "      Adding the foreign key scans lintlab_box (2 rows) to validate it, holding a SHARE ROW "
+        "EXCLUSIVE lock on it and on lintlab_shelf (writes to both wait).\n"
+        '      SQL: ALTER TABLE "lintlab_box" ADD CONSTRAINT "lintlab_box_shelf_id_7ba172cb_fk_lintlab_shelf_id" '
+        'FOREIGN KEY ("shelf_id") REFERENCES "lintlab_shelf" ("id") DEFERRABLE INITIALLY DEFERRED;\n'
+        "      Fix: Add it NOT VALID (RunSQL with state_operations), then VALIDATE CONSTRAINT in a later "
+        "migration: the validation then takes a lock that lets writes through.\n"
+    ) in out
+    assert (
+        "  [WARNING] DBT201 lintlab.0011_note_index: Create index lintlab_note_idx on field(s) note of model box\n"
+        "      The index build blocks writes to lintlab_box (2 rows) until it is done (SHARE lock).\n"
+        '      SQL: CREATE INDEX "lintlab_note_idx" ON "lintlab_box" ("note");\n'
+    ) in out
+
+
+def test_migrating_backwards_flags_dropped_data_and_what_cannot_be_undone(
+    alias, lintlab, backup_dir
+):
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    document, code = report(alias, "lintlab", "0001", "--check")
+    assert code == 5
+    expected = {
+        ("0017", "DBT111", "high"),  # three operations without a reverse
+        ("0015", "DBT304", "high"),  # its reverse drops the table
+        ("0012", "DBT110", "high"),  # undoing AddField drops the column with data
+        ("0003", "DBT110", "high"),
+        ("0002", "DBT110", "high"),
+    }
+    if connections[alias].vendor == "postgresql":
+        expected.add(("0009", "DBT205", "warning"))  # back from text to integer rewrites too
+    assert found(document) == expected
+    assert sum(f["code"] == "DBT111" for f in document["findings"]) == 3
+    assert {s["direction"] for s in document["steps"]} == {"backwards"}
+    (count,) = [f for f in document["findings"] if f["migration"].endswith("0002_box_count")]
+    assert count["message"] == "Undoing it drops the column box.count and its data in 1 rows."
+    assert count["operation"] == "Undo Add field count to box"
+
+
+def test_an_alter_field_with_a_default_over_nulls_is_not_flagged_and_migrates(
+    alias, lintlab, backup_dir
+):
+    """The false alarm: Django fills the NULLs with the default, on every backend."""
+    lintlab.migrate("0006")
+    lintlab.add(name="a", note="n", flag=None, size=1, count=1, weight=1)
+    lintlab.add(name="b", note="n", flag=True, size=2, count=1, weight=1)
+    out, err, code = safemigrate(alias, "lintlab", "0007", "--no-input")
+    assert code == 0, err
+    assert "DBT106" not in out
+    assert "Migrated: lintlab.0007_flag_required." in out
+    flags = lintlab.model("Box").objects.using(alias).order_by("name").values_list("name", "flag")
+    assert list(flags) == [("a", False), ("b", True)]
+
+
+def test_check_exits_by_fail_on(alias, lintlab, backup_dir):
+    lintlab.migrate("0008")
+    lintlab.add(name="a", note="n", flag=True, size=1, count=1, weight=1)
+    out, err, code = safemigrate(alias, "lintlab", "0009", "--check")
+    assert (code, err) == (0, "")
+    assert out.endswith("Check passed: no finding at or above high.\n")
+    _out, err, code = safemigrate(alias, "lintlab", "0009", "--check", "--fail-on", "warning")
+    codes = "DBT108, DBT205" if connections[alias].vendor == "postgresql" else "DBT108"
+    count = 2 if connections[alias].vendor == "postgresql" else 1
+    assert code == 5
+    assert err == (
+        f"{count} finding(s) at or above --fail-on warning ({codes}). Fix them, or acknowledge each "
+        f"reviewed one in its migration (dbtools_accept) or in DBTOOLS['ACCEPT']."
+    )
+    assert lintlab.applied() == "0008_name_unique"
+
+
+def test_no_input_refuses_high_findings_unless_risk_is_accepted(alias, lintlab, backup_dir):
+    lintlab.migrate("0003")
+    lintlab.add(name="a", note="n", flag=True, size=1, count=1, weight=1, legacy="keep me")
+    _out, err, code = safemigrate(alias, "lintlab", "0004", "--no-input")
+    assert code == 5
+    assert err == (
+        "1 high-risk finding(s), and --no-input cannot ask: nothing was changed. Review them, then "
+        "pass --accept-risk, or acknowledge each in its migration (dbtools_accept) or in "
+        "DBTOOLS['ACCEPT']."
+    )
+    assert backups_in(backup_dir) == [] and lintlab.applied() == "0003_box_weight"
+
+    out, err, code = safemigrate(alias, "lintlab", "0004", "--no-input", "--accept-risk")
+    assert code == 0, err
+    assert "Migrated: lintlab.0004_remove_legacy." in out
+    assert lintlab.applied() == "0004_remove_legacy"
+
+
+def test_a_finding_acknowledged_in_settings_is_reported_as_such(
+    alias, lintlab, backup_dir, settings
+):
+    settings.DBTOOLS = {
+        "BACKUP_DIR": str(backup_dir),
+        "ACCEPT": {"lintlab.0004_remove_legacy": {"DBT104": "legacy was emptied in release 3.1"}},
+    }
+    lintlab.migrate("0003")
+    lintlab.add(name="a", note="n", flag=True, size=1, count=1, weight=1)
+    lintlab.add("Crate", label="c")
+    out, err, code = safemigrate(alias, "lintlab", "0005", "--check")
+    assert (code, err) == (0, "")
+    assert (
+        "  [HIGH, acknowledged] DBT104 lintlab.0004_remove_legacy: Remove field legacy from box\n"
+        "      The column box.legacy and its data in 1 rows are dropped.\n"
+        "      Acknowledged: legacy was emptied in release 3.1\n"
+    ) in out
+    assert "Findings: 2 acknowledged.\n" in out
+
+    _out, err, code = safemigrate(alias, "lintlab", "0005", "--no-input")
+    assert code == 0, err
+    assert lintlab.applied() == "0005_delete_crate"
+
+
+@pytest.mark.parametrize(
+    ("accept", "problem"),
+    [
+        ({"lintlab.0004_remove_legacy": {"DBT104": " "}},
+         "DBTOOLS['ACCEPT']['lintlab.0004_remove_legacy'] gives DBT104 no reason: say why the risk is "
+         "accepted, such as {\"DBT104\": \"the column is unused since release 3.2\"}."),
+        ({"lintlab.0004_remove_legacy": {"DBT999": "fine"}},
+         "DBTOOLS['ACCEPT']['lintlab.0004_remove_legacy'] names 'DBT999', which is not a finding code "
+         "(see the README's list)."),
+        (["DBT104"],
+         "DBTOOLS['ACCEPT'] must be a dict of migrations to accepted findings, such as "
+         "{'shop.0007_drop_legacy': {'DBT104': 'unused since release 3.2'}}, not ['DBT104']."),
+    ],
+)  # fmt: skip
+def test_a_bad_acknowledgement_in_settings_is_named(settings, accept, problem):
+    settings.DBTOOLS = {"ACCEPT": accept}
+    assert settings_problems() == [problem]
+
+
+def test_a_bad_lock_timeout_is_named(alias, settings):
+    settings.DBTOOLS = {"LOCK_TIMEOUT": "soon"}
+    assert settings_problems() == [
+        "DBTOOLS['LOCK_TIMEOUT'] must be a PostgreSQL duration such as '5s', '500ms' or '0' (off), not 'soon'."
+    ]
+    settings.DBTOOLS = {}
+    _out, err, code = safemigrate(alias, "--lock-timeout", "forever")
+    assert (code, err) == (
+        1,
+        "--lock-timeout must be a PostgreSQL duration such as '5s', '500ms' or '0' (off), not 'forever'.",
+    )
+
+
+def test_json_goes_with_plan_or_check(alias):
+    _out, err, code = safemigrate(alias, "--format", "json")
+    assert (code, err) == (1, "--format json goes with --plan or --check.")
+
+
+def test_json_when_nothing_is_pending(alias):
+    document, code = report(alias, "--check")
+    assert code == 0
+    assert (document["steps"], document["findings"], document["blocking"]) == ([], [], 0)
+
+
+def test_every_code_is_documented_in_the_readme_with_its_peers():
+    readme = (ROOT / "README.md").read_text()
+    for check in CHECKS.values():
+        row = next(
+            (line for line in readme.splitlines() if line.startswith(f"| `{check.code}`")), None
+        )
+        assert row, f"{check.code} has no row in the README's table of checks"
+        assert f"| {check.level} |" in row
+        assert (check.migration_linter or "—") in row and (check.squawk or "—") in row
+        assert f"{check.code} " in readme.split("### Examples", 1)[1], (
+            f"{check.code} has no example"
+        )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rewrite"),
+    [
+        ("character varying(20)", "varchar(30)", False),
+        ("character varying(20)", "varchar(10)", True),
+        ("character varying(20)", "text", False),
+        ("text", "varchar", False),
+        ("numeric(10,2)", "numeric(12, 2)", False),
+        ("numeric(10,2)", "numeric(12, 3)", True),
+        ("integer", "bigint", True),
+        ("integer", "varchar(20)", True),
+        ("integer", "integer", False),
+    ],
+)
+def test_which_postgresql_type_changes_rewrite(old, new, rewrite):
+    assert rewrites(old, new) is rewrite
+
+
+def backups_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
