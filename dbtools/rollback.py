@@ -30,6 +30,9 @@ class RollbackResult:
     tables_compared: int = 0  # tables whose schema was compared with the one recorded
     dropped_indexes: list[str] = field(default_factory=list)  # left by the failure, dropped
     schema_differences: list[Difference] = field(default_factory=list)  # still there
+    # Set when the data was left alone because the database itself undid the
+    # failed migration: the reason, to show the user.
+    data_left_alone: str | None = None
 
     @property
     def schema_as_it_was(self) -> bool:
@@ -115,6 +118,16 @@ def rollback(
             result.undone_partial = undo_partial_migration(
                 executor, app_label, name, connection, recorded
             )
+        elif not targets:
+            # Its one transaction was rolled back by the database, and the applied
+            # migrations are the backup's: nothing of this run is left to undo. A
+            # --replace restore would only throw away what others wrote since the backup.
+            result.data_left_alone = (
+                f"{failed} ran in one transaction, which the database rolled back, and the applied "
+                f"migrations are the backup's"
+            )
+            compare_schema(result, connection, recorded)
+            return result
     before = applied_keys(connection)
     for target_app, target in targets:
         try:
@@ -150,17 +163,25 @@ def rollback(
             f"migrating back left it. Fix the cause, then `manage.py restoredb --replace --file "
             f"{backup.name}`."
         ) from exc
-    if recorded is not None:
-        differences = compare(recorded, read_schema(connection))
-        for difference in differences:
-            if difference.extra_index:
-                drop_index(connection, difference.table, difference.extra_index)
-                result.dropped_indexes.append(f"{difference.table}.{difference.extra_index}")
-        if result.dropped_indexes:
-            differences = compare(recorded, read_schema(connection))
-        result.schema_differences = differences
-        result.tables_compared = len(recorded)
+    compare_schema(result, connection, recorded)
     return result
+
+
+def compare_schema(
+    result: RollbackResult, connection: BaseDatabaseWrapper, recorded: Schema | None
+) -> None:
+    """Indexes the failure left are dropped; whatever else differs is kept in the result."""
+    if recorded is None:
+        return
+    differences = compare(recorded, read_schema(connection))
+    for difference in differences:
+        if difference.extra_index:
+            drop_index(connection, difference.table, difference.extra_index)
+            result.dropped_indexes.append(f"{difference.table}.{difference.extra_index}")
+    if result.dropped_indexes:
+        differences = compare(recorded, read_schema(connection))
+    result.schema_differences = differences
+    result.tables_compared = len(recorded)
 
 
 def applied_keys(connection: BaseDatabaseWrapper) -> set[tuple[str, str]]:

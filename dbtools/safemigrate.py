@@ -245,11 +245,18 @@ def report_rollback(
         console.say(f"Unapplied: {', '.join(rolled.unapplied)}")
     for index in rolled.dropped_indexes:
         console.say(f"Dropped index {index}, which the failed migration left behind.")
-    restored = rolled.restore.inserted if rolled.restore else 0
-    data = (
-        f"the data is the backup's ({restored:,} rows restored from {shown(backup.path)}, "
-        f"row counts checked)"
-    )
+    if rolled.data_left_alone:
+        data = (
+            f"the data was left as it is: {rolled.data_left_alone}, so there was nothing to undo "
+            f"(restoring the backup would have discarded writes made since it; "
+            f"`restoredb --replace --file {backup.path.name}` does that if you want it)"
+        )
+    else:
+        restored = rolled.restore.inserted if rolled.restore else 0
+        data = (
+            f"the data is the backup's ({restored:,} rows restored from {shown(backup.path)}, "
+            f"row counts checked)"
+        )
     if rolled.schema_as_it_was:
         console.say(
             f"Rolled back: the schema of all {rolled.tables_compared} tables matches what it was before "

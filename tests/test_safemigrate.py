@@ -6,23 +6,30 @@ moves lab to the state it needs, with rows made through that state's models.
 
 from __future__ import annotations
 
+import ast
+import os
 import re
+import subprocess
+import threading
+import time
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
+from django.db.models.signals import post_migrate, pre_migrate
 from django.test import override_settings
 
 from dbtools.backup import TIMESTAMPED, applied_migrations, backup_database
 from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError, RestoreError
+from dbtools.migration_plan import plan_migrations
 from dbtools.restore import prepare_restore, restore_database
 from dbtools.rollback import rollback
-from dbtools.safemigrate import migration_lock
+from dbtools.safemigrate import RESTORE_HELP, Exit, Options, migration_lock, safe_migrate
 from dbtools.schema import compare, read_schema
-from tests.conftest import backends, run_manage
+from tests.conftest import ROOT, backends, free_port, manage_command, manage_env, run_manage
 from tests.helpers import comparable_tables, database_contents, read_backup, rewrite_backup
 
 LAST = "0009_irreversible"
@@ -180,8 +187,44 @@ def test_failed_migration_is_rolled_back_to_the_exact_state(alias, lab, backup_d
     assert lab.columns() == columns_before  # on MariaDB the half-applied column is gone too
     assert lab.applied() == applied_before
     assert comparable_tables(database_contents(alias)) == before
-    if not connections[alias].features.can_rollback_ddl:
+    if connections[alias].features.can_rollback_ddl:
+        assert (
+            "and the data was left as it is: lab.0008_color ran in one transaction, which the database "
+            "rolled back, and the applied migrations are the backup's, so there was nothing to undo"
+        ) in out
+    else:
         assert "Undid the half-applied part of lab.0008_color: Add field color to gadget" in out
+        assert "and the data is the backup's (" in out
+
+
+@backends("sqlite", "postgresql")
+def test_a_failed_atomic_migration_keeps_what_others_wrote_since_the_backup(alias, lab, backup_dir):
+    """The database rolled the failed migration back itself; replacing every
+    table with the backup would only throw away other clients' writes."""
+    lab.migrate("0007")
+    lab.add(name="explode", code="X", dimension="7", weight=1)
+
+    def another_client_writes(sender, using=None, **kwargs):
+        if using == alias and sender.label == "lab":
+            other = connections.create_connection(alias)
+            try:
+                with other.cursor() as cursor:
+                    cursor.execute(
+                        "INSERT INTO lab_gadget (name, code, dimension, weight) "
+                        "VALUES ('written meanwhile', 'M', '1', 1)"
+                    )
+            finally:
+                other.close()
+
+    pre_migrate.connect(another_client_writes)
+    try:
+        out, err, code = safemigrate(alias, "lab", "0008", "--rollback-on-failure")
+    finally:
+        pre_migrate.disconnect(another_client_writes)
+    assert code == 2, err
+    assert "restoredb --replace --file db-backup-pre-migrate-" in out  # says how, if wanted
+    names = set(lab.model().objects.using(alias).values_list("name", flat=True))
+    assert names == {"explode", "written meanwhile"}
 
 
 def test_failed_migration_without_rollback_says_what_to_do(alias, lab, backup_dir):
@@ -603,3 +646,221 @@ def test_the_first_value_that_will_not_convert_is_a_blocker_before_writing(alias
         f"--replay (the migration's own conversion), or convert the values before restoring.",
     ]
     assert not lab.model().objects.using(alias).exists()
+
+
+# Edges: input, errors, causes, rollbacks that cannot finish, locks ------------------
+
+
+def test_a_closed_input_is_refused_before_anything_changes(alias, lab, backup_dir):
+    lab.migrate("0001")
+    command = ["bash", "-c", 'exec 0<&-; exec "$@"', "bash",
+               *manage_command("safemigrate", "lab", "0002", "--database", alias)]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=ROOT, env=manage_env({"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "CommandError: safemigrate asks before it migrates, but its input is closed; nothing was "
+        "changed. Pass --no-input (with --restore and --rollback-on-failure as you want them)."
+    )
+    assert backups_in(backup_dir) == [] and lab.applied()[-1] == "0001_initial"
+
+
+def test_no_answer_at_a_prompt_is_the_default_no(alias, lab, backup_dir):
+    env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)}
+    lab.migrate("0003")
+    lab.add(name="a", code="A", dimension=1, weight=2, legacy="keep me")
+    risky = run_manage("safemigrate", "lab", "0004", "--database", alias, env=env, input="")
+    assert risky.returncode == 3
+    assert "No answer (the input is closed): taking the default, no.\n" in risky.stderr
+    assert risky.stderr.strip().endswith("CommandError: Cancelled; nothing was changed.")
+    assert backups_in(backup_dir) == [] and lab.applied()[-1] == "0003_add_weight"
+
+    lab.migrate("0002")
+    clean = run_manage("safemigrate", "lab", "0003", "--database", alias, "--accept-risk", env=env,
+                       input="")  # fmt: skip
+    assert clean.returncode == 0, clean.stderr
+    assert "Restore data from the backup? [y/N] \n" in clean.stdout
+    assert clean.stderr == "No answer (the input is closed): taking the default, no.\n"
+    assert "Restored" not in clean.stdout and lab.applied()[-1] == "0003_add_weight"
+
+
+@backends("postgresql")
+def test_an_unreachable_database_is_one_line(alias, backup_dir):
+    done = run_manage(
+        "safemigrate", "--database", alias, "--no-input",
+        env={"DBTOOLS_TESTS_POSTGRES_HOST_PORT": f"127.0.0.1:{free_port()}"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("CommandError: The database reported an error: connection failed:")
+    assert line.endswith(
+        "Check that the database is reachable and migrated (`manage.py showmigrations`)."
+    )
+
+
+def test_the_migration_error_is_the_cause_so_traceback_shows_it(alias, lab, backup_dir):
+    lab.migrate("0007")
+    lab.add(name="explode", code="X", dimension="7", weight=1)
+    with pytest.raises(CommandError) as raised:
+        call_command("safemigrate", "lab", "0008", "--database", alias, "--no-input",
+                     "--rollback-on-failure", stdout=StringIO(), stderr=StringIO())  # fmt: skip
+    assert raised.value.returncode == 2
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert str(raised.value.__cause__) == "a gadget is named 'explode'"
+    shown = run_manage("safemigrate", "lab", "0008", "--database", alias, "--no-input",
+                       "--rollback-on-failure", "--traceback",
+                       env={"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir)})  # fmt: skip
+    assert "RuntimeError: a gadget is named 'explode'" in shown.stderr
+    assert "refuse_explosive_gadgets" in shown.stderr  # where it failed
+
+
+def test_the_rollback_migrates_back_through_django_migrate_so_signals_fire(alias, lab, backup_dir):
+    lab.migrate("0006")
+    lab.add(name="explode", code="X", dimension=7, weight=1)
+    plans = []
+
+    def record(sender, plan=None, using=None, **kwargs):
+        if using == alias and sender.label == "lab":
+            plans.append([(m.name, backwards) for m, backwards in plan or []])
+
+    post_migrate.connect(record)
+    try:
+        out, err, code = safemigrate(alias, "lab", "0008", "--rollback-on-failure")
+    finally:
+        post_migrate.disconnect(record)
+    assert code == 2, err
+    assert "Applied before the failure: lab.0007_dimension_text" in err
+    assert "Unapplied: lab.0007_dimension_text\n" in out
+    assert [("0007_dimension_text", True)] in plans
+    assert lab.applied()[-1] == "0006_code_required"
+
+
+def test_a_rollback_whose_restore_fails_says_what_it_changed(alias, lab, backup_dir, monkeypatch):
+    """After migrating back, the restore finds the backup damaged: the message
+    must not say 'nothing was changed', because the rollback did change things."""
+    import dbtools.rollback
+
+    lab.migrate("0006")
+    lab.add(name="explode", code="X", dimension=7, weight=1)
+    real_prepare = dbtools.rollback.prepare_restore
+
+    def damage_then_prepare(path, **kwargs):
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[:-2]))
+        return real_prepare(path, **kwargs)
+
+    monkeypatch.setattr(dbtools.rollback, "prepare_restore", damage_then_prepare)
+    _out, err, code = safemigrate(alias, "lab", "0008", "--rollback-on-failure")
+    assert code == 6
+    message = err.split("Migration failed", 1)[1]
+    assert (
+        "The migration failed, and the rollback did not finish: The rollback unapplied "
+        "lab.0007_dimension_text. Then restoring the data failed: "
+    ) in message
+    assert (
+        "The schema is at the backup's migrations; the data is as migrating back left it."
+        in message
+    )
+    assert "nothing was changed" not in message.lower()
+    assert lab.applied()[-1] == "0006_code_required"
+
+
+@backends("postgresql")
+def test_a_migration_waiting_on_a_lock_fails_fast_and_is_rolled_back(alias, lab, backup_dir):
+    """A long read holds ACCESS SHARE; the RenameField needs ACCESS EXCLUSIVE.
+    Without a lock_timeout it would wait, and every query on the table behind it."""
+    import psycopg
+
+    lab.migrate("0001")
+    lab.add(name="a", code="A", size=1)
+    settings = connections[alias].settings_dict
+    reader = psycopg.connect(host=settings["HOST"], port=settings["PORT"], user=settings["USER"],
+                             dbname=settings["NAME"])  # fmt: skip
+    reader.execute("SELECT * FROM lab_gadget").fetchall()  # the transaction stays open
+    release = threading.Timer(
+        30, reader.rollback
+    )  # so a broken timeout fails the test, not hangs it
+    release.start()
+    try:
+        started = time.monotonic()
+        out, err, code = safemigrate(
+            alias, "lab", "0002", "--lock-timeout", "1s", "--rollback-on-failure"
+        )
+        waited = time.monotonic() - started
+    finally:
+        release.cancel()
+        reader.rollback()
+        reader.close()
+    assert code == 2, err
+    assert "Migration failed: lab.0002_rename_size: canceling statement due to lock timeout" in err
+    assert "Rolled back: the schema of all " in out
+    assert waited < 25
+    assert lab.applied()[-1] == "0001_initial"
+    with connections[alias].cursor() as cursor:  # SET LOCAL: nothing left on the session
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone() == ("0",)
+
+
+class RecordingConsole:
+    def __init__(self, answers=()):
+        self.lines: list[tuple[str, str]] = []
+        self.answers = list(answers)
+
+    def say(self, text, style=""):
+        self.lines.append((style, text))
+
+    def ask(self, question):
+        self.lines.append(("ask", question))
+        return self.answers.pop(0) if self.answers else None
+
+
+def test_migrate_runs_only_the_plan_that_was_shown(alias, lab, backup_dir):
+    """Called as a library: if another process migrates between the plan and
+    the run, nothing is migrated."""
+    lab.migrate("0001")
+    plan = plan_migrations(alias, "lab", "0003")
+    call_command("migrate", "lab", "0002", database=alias, verbosity=0)
+    console = RecordingConsole()
+    options = Options(using=alias, app_label="lab", migration_name="0003", interactive=False,
+                      accept_risk=True, verbosity=0)  # fmt: skip
+    outcome = safe_migrate(plan, options, console, StringIO(), StringIO())
+    assert outcome.exit == Exit.FAILED
+    assert outcome.backup is not None
+    assert outcome.message == (
+        "migrate was about to run lab.0003_add_weight, not the plan shown and checked; the database or "
+        "the migration files changed meanwhile. Run safemigrate again. Nothing was migrated; the "
+        f"backup {os.path.relpath(outcome.backup.path)} was kept."
+    )
+    assert lab.applied()[-1] == "0002_rename_size"
+
+
+def test_the_flow_asks_through_the_console_it_is_given(alias, lab, backup_dir):
+    lab.migrate("0003")
+    lab.add(name="a", code="A", dimension=1, weight=2, legacy="x")
+    plan = plan_migrations(alias, "lab", "0004")
+    console = RecordingConsole(answers=[True, False])
+    outcome = safe_migrate(plan, Options(using=alias, app_label="lab", migration_name="0004",
+                                         verbosity=0), console, StringIO(), StringIO())  # fmt: skip
+    assert outcome.exit == Exit.OK
+    asked = [text for style, text in console.lines if style == "ask"]
+    assert asked == [
+        "1 high-risk finding(s) above. Back up and migrate anyway? [y/N] ",
+        f"{RESTORE_HELP}\nRestore data from the backup? [y/N] ",
+    ]
+    assert ("success", "Migrated: lab.0004_remove_legacy.") in console.lines
+
+
+def test_dbtools_imports_nothing_posix_only():
+    """safemigrate's lock once imported fcntl, which fails on Windows."""
+    posix_only = {"fcntl", "termios", "pwd", "grp", "resource", "posix"}
+    for path in (ROOT / "dbtools").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not posix_only & {name.split(".")[0] for name in names}, path
