@@ -336,3 +336,13 @@ def test_which_postgresql_type_changes_rewrite(old, new, rewrite):
 
 def backups_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_the_exit_codes_are_in_help():
+    from django.core.management import load_command_class
+
+    parser = load_command_class("dbtools", "safemigrate").create_parser("manage.py", "safemigrate")
+    text = " ".join(parser.format_help().split())
+    for code in range(7):
+        assert f" {code} " in text.split("Exit codes:", 1)[1]
+    assert "5 findings at or above --fail-on (--check)" in text

@@ -14,7 +14,8 @@ from ._common import DbtoolsCommand
 EXIT_CODES = (
     "Exit codes: 0 migrated, nothing to do, or --check found nothing at or above --fail-on; "
     "1 a migration (or the restore after it) failed and was not rolled back, or an error; "
-    "2 a migration failed and was rolled back (schema compared and equal, data restored); "
+    "2 a migration failed and was rolled back (schema compared and equal; data restored, or left "
+    "as it is where the database had undone the migration itself); "
     "3 cancelled at a prompt, nothing changed; 4 rolled back, but the schema still differs; "
     "5 findings at or above --fail-on (--check), or high-risk findings under --no-input "
     "without --accept-risk, nothing changed; 6 the rollback changed the database and could not "
