@@ -10,7 +10,6 @@ size from the catalogue, never `count(*)` of a big table.
 from __future__ import annotations
 
 import dis
-import importlib
 import re
 import sys
 import types
@@ -475,8 +474,10 @@ PG_ADD_FK = re.compile(
 PG_SET_NOT_NULL = re.compile(rf"ALTER\s+COLUMN\s+{QUOTED}\s+SET\s+NOT\s+NULL", re.I)
 PG_ADD_CHECK = re.compile(r"ADD\s+CONSTRAINT\s+\S+\s+CHECK\b", re.I)
 PG_ADD_UNIQUE = re.compile(r"ADD\s+CONSTRAINT\s+\S+\s+UNIQUE\b(?!\s+USING\s+INDEX)", re.I)
-PG_ALTER_TYPE = re.compile(rf"ALTER\s+COLUMN\s+{QUOTED}\s+(?:SET\s+DATA\s+)?TYPE\s+(.+?)(?=\s+USING\b|\s+COLLATE\b|,|;|$)",
-                           re.I)  # fmt: skip
+# The type runs to USING, COLLATE, the next action or the end; commas inside
+# parentheses (numeric(12, 2)) belong to it.
+PG_ALTER_TYPE = re.compile(rf"ALTER\s+COLUMN\s+{QUOTED}\s+(?:SET\s+DATA\s+)?TYPE\s+((?:\([^)]*\)|[^,;(])+?)"
+                           r"(?=\s+USING\b|\s+COLLATE\b|\s*,|\s*;|\s*$)", re.I)  # fmt: skip
 NOT_VALID = re.compile(r"\bNOT\s+VALID\b", re.I)
 DESTRUCTIVE_SQL = re.compile(r"\b(DROP\s+(TABLE|COLUMN|SCHEMA|DATABASE)|TRUNCATE)\b", re.I)
 CREATE_TABLE = re.compile(rf"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{QUOTED}", re.I)
@@ -601,7 +602,9 @@ def imported_models(function: Any) -> Iterator[str]:
         if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
             value = namespace.get(instruction.argval)
         elif instruction.opname == "IMPORT_NAME":
-            value = sys.modules.get(instruction.argval) or safe_import(instruction.argval)
+            # Only modules already loaded (Django has loaded every app's models):
+            # the check must not import anything itself.
+            value = sys.modules.get(instruction.argval)
         if isinstance(value, type) and issubclass(value, models.Model):
             yield value._meta.label
         elif isinstance(value, types.ModuleType):
@@ -621,10 +624,3 @@ def instructions(code: types.CodeType) -> Iterator[tuple[dis.Instruction, set[st
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
             yield from instructions(constant)
-
-
-def safe_import(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except Exception:
-        return None

@@ -10,13 +10,14 @@ with the operation and the data.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import operations as ops
 from django.db.migrations.executor import MigrationExecutor
@@ -178,12 +179,18 @@ def collect_sql(
     RunPython has none; an operation that cannot be collected here has none either."""
     if isinstance(operation, ops.RunPython):
         return []
+    # An operation that writes through its own cursor instead of the schema
+    # editor would really write: on PostgreSQL that is rolled back here.
+    guarded = connection.vendor == "postgresql" and migration.atomic
     try:
-        with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
-            if backwards:
-                operation.database_backwards(migration.app_label, editor, before, after)
-            else:
-                operation.database_forwards(migration.app_label, editor, before, after)
+        with transaction.atomic(using=connection.alias) if guarded else nullcontext():
+            with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
+                if backwards:
+                    operation.database_backwards(migration.app_label, editor, before, after)
+                else:
+                    operation.database_forwards(migration.app_label, editor, before, after)
+            if guarded:
+                transaction.set_rollback(True, using=connection.alias)
     except (DatabaseError, LookupError, ValueError, NotImplementedError):
         return []
     return [str(statement) for statement in editor.collected_sql]

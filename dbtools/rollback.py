@@ -123,8 +123,8 @@ def rollback(
             # migrations are the backup's: nothing of this run is left to undo. A
             # --replace restore would only throw away what others wrote since the backup.
             result.data_left_alone = (
-                f"{failed} ran in one transaction, which the database rolled back, and the applied "
-                f"migrations are the backup's"
+                f"{failed} is atomic and this database rolls back DDL, so what it did went with its "
+                f"transaction, and the applied migrations are the backup's"
             )
             compare_schema(result, connection, recorded)
             return result

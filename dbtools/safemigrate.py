@@ -23,7 +23,7 @@ from django.db.migrations.migration import Migration
 from django.db.models.signals import pre_migrate
 
 from .backup import BackupResult, applied_migrations, backup_database
-from .conf import get_settings
+from .conf import get_settings, lock_timeout_problem
 from .display import shown
 from .exceptions import DbtoolsError, MigrationError, RestoreError
 from .migration_plan import MigrationPlan
@@ -95,6 +95,8 @@ def safe_migrate(
     """Back up, migrate as planned, then restore or roll back as asked."""
     if not plan.pending:
         return Outcome(Exit.OK)
+    if options.lock_timeout is not None and (problem := lock_timeout_problem(options.lock_timeout)):
+        raise MigrationError(f"The lock timeout {problem}")
     high = plan.high_risk
     if high and not options.accept_risk:
         if not options.interactive:

@@ -346,3 +346,49 @@ def test_the_exit_codes_are_in_help():
     for code in range(7):
         assert f" {code} " in text.split("Exit codes:", 1)[1]
     assert "5 findings at or above --fail-on (--check)" in text
+
+
+def test_a_postgresql_type_keeps_the_commas_inside_its_parentheses():
+    from dbtools.migration_checks import PG_ALTER_TYPE
+
+    statement = (
+        'ALTER TABLE "shop_product" ALTER COLUMN "price" TYPE numeric(12, 2) USING "price"::numeric(12, 2), '
+        'ALTER COLUMN "name" TYPE varchar(80);'
+    )
+    assert [m.groups() for m in PG_ALTER_TYPE.finditer(statement)] == [
+        ("price", "numeric(12, 2)"),
+        ("name", "varchar(80)"),
+    ]
+
+
+def test_a_bad_acknowledgement_in_a_migration_names_the_migration():
+    from django.db import migrations
+
+    from dbtools.exceptions import MigrationError
+    from dbtools.migration_plan import acknowledgements
+
+    class Migration(migrations.Migration):
+        dbtools_accept = ["DBT104"]
+
+    migration = Migration("0004_remove_legacy", "lintlab")
+    with pytest.raises(MigrationError) as raised:
+        acknowledgements([(migration, False)])
+    assert str(raised.value) == (
+        "lintlab.0004_remove_legacy: dbtools_accept must be a dict of finding codes to reasons, such as "
+        '{"DBT104": "the column is unused since release 3.2"}, not [\'DBT104\'].'
+    )
+
+
+def test_the_check_of_runpython_imports_nothing_itself(tmp_path, monkeypatch):
+    """A relative `from .models import Box` names 'models': the check must look
+    only at modules already loaded, never import one by that name."""
+    from dbtools.migration_checks import imported_models
+
+    (tmp_path / "models.py").write_text(
+        f"open({str(tmp_path / 'imported')!r}, 'w').close()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    namespace: dict = {}
+    exec("def forwards(apps, schema_editor):\n    from .models import Box\n", namespace)
+    assert list(imported_models(namespace["forwards"])) == []
+    assert not (tmp_path / "imported").exists()

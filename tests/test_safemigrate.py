@@ -189,8 +189,9 @@ def test_failed_migration_is_rolled_back_to_the_exact_state(alias, lab, backup_d
     assert comparable_tables(database_contents(alias)) == before
     if connections[alias].features.can_rollback_ddl:
         assert (
-            "and the data was left as it is: lab.0008_color ran in one transaction, which the database "
-            "rolled back, and the applied migrations are the backup's, so there was nothing to undo"
+            "and the data was left as it is: lab.0008_color is atomic and this database rolls back DDL, "
+            "so what it did went with its transaction, and the applied migrations are the backup's, so "
+            "there was nothing to undo"
         ) in out
     else:
         assert "Undid the half-applied part of lab.0008_color: Add field color to gadget" in out
