@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "tests.replaylab",
     "tests.schemalab",
     "tests.lintlab",
+    "tests.squashlab",
 ]
 
 # A file, not :memory:, so that a second connection or a subprocess (the

@@ -184,6 +184,11 @@ def test_migrating_backwards_flags_dropped_data_and_what_cannot_be_undone(
     assert count["message"] == "Undoing it drops the column box.count and its data in 1 rows."
     assert count["operation"] == "Undo Add field count to box"
 
+    document, _code = report(alias, "lintlab", "zero", "--check")
+    (box,) = [f for f in document["findings"] if f["operation"] == "Undo Create model Box"]
+    assert (box["code"], box["level"]) == ("DBT110", "high")
+    assert box["message"] == "Undoing it drops the table of Box and its 1 rows."
+
 
 def test_an_alter_field_with_a_default_over_nulls_is_not_flagged_and_migrates(
     alias, lintlab, backup_dir
@@ -384,9 +389,7 @@ def test_the_check_of_runpython_imports_nothing_itself(tmp_path, monkeypatch):
     only at modules already loaded, never import one by that name."""
     from dbtools.migration_checks import imported_models
 
-    (tmp_path / "models.py").write_text(
-        f"open({str(tmp_path / 'imported')!r}, 'w').close()\n"
-    )
+    (tmp_path / "models.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     namespace: dict = {}
     exec("def forwards(apps, schema_editor):\n    from .models import Box\n", namespace)

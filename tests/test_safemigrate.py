@@ -18,6 +18,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.models.signals import post_migrate, pre_migrate
 from django.test import override_settings
 
@@ -865,3 +866,23 @@ def test_dbtools_imports_nothing_posix_only():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             assert not posix_only & {name.split(".")[0] for name in names}, path
+
+
+def test_a_partially_applied_squashed_migration_is_resolved_as_migrate_does(alias, backup_dir):
+    """Only the first of the replaced migrations is applied: migrate then runs
+    the rest of the replaced ones, and so must safemigrate's plan."""
+    recorder = MigrationRecorder(connections[alias])
+    call_command("migrate", "squashlab", "zero", database=alias, verbosity=0)
+    recorder.record_applied("squashlab", "0001_initial")
+    try:
+        out, err, code = safemigrate(alias, "squashlab", "0001_squashed", "--plan")
+        assert (code, err) == (0, "")
+        assert out.startswith("Planned operations:\n  Apply squashlab.0002_second\n")
+        out, err, code = safemigrate(alias, "squashlab", "0001_squashed")
+        assert code == 0, err
+        assert "Migrated: squashlab.0002_second." in out
+    finally:
+        call_command("migrate", "squashlab", database=alias, verbosity=0)
+    assert {"0001_initial", "0002_second"} <= set(
+        applied_migrations(connections[alias])["squashlab"]
+    )
