@@ -44,9 +44,10 @@ Step = tuple[Migration, bool]  # (migration, backwards)
 
 @dataclass
 class OperationSQL:
+    """One operation in the order it runs (backwards: last first), with its SQL."""
+
     description: str
     sql: list[str]
-    error: str | None = None  # why the SQL could not be collected
 
 
 @dataclass
@@ -94,7 +95,9 @@ def plan_migrations(
                 contexts = backwards_contexts(connection, facts, migration, before)
             else:
                 contexts = forwards_contexts(connection, facts, migration, state)
-            plan.sql[key] = [OperationSQL(c.operation.describe(), c.sql) for c in contexts]
+            plan.sql[key] = [
+                OperationSQL(describe(c.operation, backwards), c.sql) for c in contexts
+            ]
             for index, context in enumerate(contexts):
                 for code, message, sql, level in check_operation(context):
                     plan.findings.append(Finding(
@@ -241,12 +244,8 @@ def plan_report(plan: MigrationPlan, fail_on: str) -> dict[str, Any]:
                 "direction": "backwards" if backwards else "forwards",
                 "atomic": bool(migration.atomic),
                 "operations": [
-                    {"description": description, "sql": operation.sql}
-                    for description, operation in zip(
-                        describe_step(migration, backwards),
-                        plan.sql.get(f"{migration.app_label}.{migration.name}", []),
-                        strict=False,
-                    )
+                    {"description": operation.description, "sql": operation.sql}
+                    for operation in plan.sql[f"{migration.app_label}.{migration.name}"]
                 ],
             }
             for migration, backwards in plan.steps

@@ -183,6 +183,13 @@ def test_migrating_backwards_flags_dropped_data_and_what_cannot_be_undone(
     (count,) = [f for f in document["findings"] if f["migration"].endswith("0002_box_count")]
     assert count["message"] == "Undoing it drops the column box.count and its data in 1 rows."
     assert count["operation"] == "Undo Add field count to box"
+    (shelf,) = [s for s in document["steps"] if s["migration"] == "lintlab.0012_box_shelf"]
+    assert [o["description"] for o in shelf["operations"]] == [
+        "Undo Alter field shelf on box",
+        "Undo Add field shelf to box",
+    ]
+    if connections[alias].vendor != "sqlite":  # SQLite rebuilds the table instead
+        assert "_fk_lintlab_shelf_id" in " ".join(shelf["operations"][0]["sql"])
 
     document, _code = report(alias, "lintlab", "zero", "--check")
     (box,) = [f for f in document["findings"] if f["operation"] == "Undo Create model Box"]
