@@ -123,8 +123,10 @@ def django_plan(using: str, app_label: str | None, migration_name: str | None) -
     for line in out.getvalue().splitlines()[1:]:
         if not line or line.startswith(" "):
             continue  # an operation, or "  No planned migration operations."
-        app, name = line.split(".", 1)
+        app, _dot, name = line.partition(".")
         key = (app, name)
+        if key not in loader.graph.nodes:
+            continue  # the rest of an operation whose description has a line break
         # A plan goes forwards over unapplied migrations and backwards over applied ones.
         steps.append((loader.graph.nodes[key], key in loader.applied_migrations))
     return steps
