@@ -248,13 +248,15 @@ def check_operation(context: OperationContext) -> Iterator[Raised]:
     if context.backwards:
         yield from check_backwards(context)
     else:
-        name = type(operation).__name__
-        checker: Callable[[OperationContext], Iterator[Raised]] | None = OPERATION_CHECKS.get(name)
-        if checker is None:
-            for cls in type(operation).__mro__:  # AddIndexConcurrently is an AddIndex
-                checker = OPERATION_CHECKS.get(cls.__name__)
-                if checker:
-                    break
+        # The first class in the MRO with a check: a subclass of RunPython is checked as one.
+        checker = next(
+            (
+                OPERATION_CHECKS[c.__name__]
+                for c in type(operation).__mro__
+                if c.__name__ in OPERATION_CHECKS
+            ),
+            None,
+        )
         if checker:
             yield from checker(context)
     if context.connection.vendor == "postgresql":

@@ -45,7 +45,7 @@ class Exit(IntEnum):
 
     OK = 0  # migrated, nothing to do, or --check found nothing at or above --fail-on
     FAILED = 1  # a migration (or the restore after it) failed and was not rolled back
-    ROLLED_BACK = 2  # a migration failed; schema and data were put back and compared
+    ROLLED_BACK = 2  # a migration failed; schema put back and compared, data restored or left alone
     CANCELLED = 3  # answered no at a prompt; nothing was changed
     SCHEMA_DIFFERS = 4  # rolled back, but the schema still differs (each difference printed)
     BLOCKED = 5  # findings at or above --fail-on (--check), or high findings under --no-input

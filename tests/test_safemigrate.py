@@ -886,3 +886,17 @@ def test_a_partially_applied_squashed_migration_is_resolved_as_migrate_does(alia
     assert {"0001_initial", "0002_second"} <= set(
         applied_migrations(connections[alias])["squashlab"]
     )
+
+
+def test_a_bad_lock_timeout_from_python_is_refused_before_anything(alias, lab, backup_dir):
+    lab.migrate("0001")
+    plan = plan_migrations(alias, "lab", "0002")
+    with pytest.raises(MigrationError) as raised:
+        safe_migrate(
+            plan, Options(using=alias, lock_timeout="1 hour; DROP TABLE x"), RecordingConsole()
+        )
+    assert str(raised.value) == (
+        "The lock timeout must be a PostgreSQL duration such as '5s', '500ms' or '0' (off), "
+        "not '1 hour; DROP TABLE x'."
+    )
+    assert backups_in(backup_dir) == [] and lab.applied()[-1] == "0001_initial"
