@@ -83,4 +83,8 @@ STATIC_URL = "static/"
 # dbtools reads all of its settings from this one dict; see README "Settings".
 DBTOOLS = {
     "BACKUP_DIR": env.path("DBTOOLS_BACKUP_DIR", default=BASE_DIR / "backups"),
+    # age public keys to encrypt every backup to, comma-separated (README "Encryption").
+    "ENCRYPT_TO": env.list("DBTOOLS_ENCRYPT_TO", default=[]),
+    # The age identity file that opens them; keep it off the server that makes the backups.
+    "IDENTITY": env.str("DBTOOLS_IDENTITY", default="") or None,
 }

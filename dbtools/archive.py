@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import gzip
 import hashlib
 import os
 import shutil
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,12 +31,12 @@ from typing import IO, Any
 import orjson
 
 from .conf import get_settings
+from .envelope import READ_ERRORS, SealedWriter, open_plaintext
 from .exceptions import ArchiveError, BackupError
 
 FORMAT = "dbtools-backup"
 VERSION = 1
 PARTIAL_SUFFIX = ".partial"
-GZIP_MAGIC = b"\x1f\x8b"
 
 _HEADER_PREFIX = b'{"format":'
 _HEADER_SUFFIX = b',"tables":['
@@ -72,17 +70,25 @@ def create_private(path: Path) -> IO[bytes]:
 class ArchiveWriter:
     """Writes a backup under a temporary name; `commit()` makes it appear whole."""
 
-    def __init__(self, final: Path, compress: bool, max_line_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        final: Path,
+        compression: str | None = None,
+        max_line_bytes: int | None = None,
+        encrypt_to: Sequence[Any] = (),
+    ) -> None:
+        """`compression` is None, "gzip" or "zstd"; `encrypt_to` holds age recipients."""
         self.final = final
         self.max_line_bytes = max_line_bytes or get_settings().max_line_bytes
         self._label = ""
         self.temp = partial_path(final)
         self.raw = create_private(self.temp)
-        self.out: IO[bytes] | gzip.GzipFile = (
-            gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, compresslevel=3, mtime=0)
-            if compress
-            else self.raw
-        )
+        try:
+            self.out = SealedWriter(self.raw, compression, encrypt_to)
+        except BaseException:
+            self.raw.close()
+            self.temp.unlink(missing_ok=True)
+            raise
         self.tables = 0
         self.rows = 0
         self._hash: Any = None
@@ -135,8 +141,7 @@ class ArchiveWriter:
     def commit(self) -> None:
         summary = orjson.dumps({"summary": {"tables": self.tables, "rows": self.rows}})
         self.out.write(b"]," + summary[1:] + b"\n")
-        if self.out is not self.raw:
-            self.out.close()
+        self.out.close()
         self.raw.flush()
         os.fsync(self.raw.fileno())
         self.raw.close()
@@ -144,9 +149,9 @@ class ArchiveWriter:
         fsync_dir(self.final.parent)
 
     def abort(self) -> None:
-        for stream in (self.out, self.raw):
-            with contextlib.suppress(Exception):  # a broken stream: the file goes anyway
-                stream.close()
+        self.out.abort()
+        with contextlib.suppress(Exception):  # a broken stream: the file goes anyway
+            self.raw.close()
         self.temp.unlink(missing_ok=True)
 
 
@@ -248,7 +253,7 @@ class TableSection:
 
 @dataclass
 class ArchiveReader:
-    """Streams a backup file. Works on .json and gzip alike (by content, not name).
+    """Streams a backup file, plain, gzip, zstd or age-encrypted (told by content, not name).
 
     `source`, if given, is the file already open (read from its start; the
     caller closes it): a restore reads the very file it checked and showed,
@@ -263,7 +268,12 @@ class ArchiveReader:
 
     def __post_init__(self) -> None:
         self._raw = self.source or open_backup(self.path)
-        self._stream = open_archive(self._raw)
+        try:
+            self._stream = open_plaintext(self._raw, self.path.name)
+        except BaseException:
+            if self.source is None:
+                self._raw.close()
+            raise
         self._line_no = 0
         try:
             first = self._read_line()
@@ -335,7 +345,7 @@ class ArchiveReader:
         self.close()
 
     def close(self) -> None:
-        if self._stream is not self._raw:  # a GzipFile leaves its fileobj open
+        if self._stream is not self._raw:  # the layers leave the file itself open
             self._stream.close()
         if self.source is None:
             self._raw.close()
@@ -345,7 +355,7 @@ class ArchiveReader:
         line must not take the machine's memory."""
         try:
             line = self._stream.readline(self.max_line_bytes + 1)
-        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        except READ_ERRORS as exc:
             raise ArchiveError(
                 f"{self.path.name} could not be read at line {self._line_no + 1}: "
                 f"{exc or type(exc).__name__}. The file is damaged; use another backup."
@@ -469,16 +479,6 @@ def open_backup(path: Path) -> IO[bytes]:
         raise ArchiveError(f"Backup file {path} does not exist.") from None
     except OSError as exc:
         raise ArchiveError(f"Backup file {path} cannot be opened: {exc.strerror or exc}.") from exc
-
-
-def open_archive(raw: IO[bytes]) -> IO[bytes] | gzip.GzipFile:
-    """The backup's bytes from its start, gunzipped if it is gzip (by content)."""
-    raw.seek(0)
-    magic = raw.read(2)
-    raw.seek(0)
-    if magic == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    return raw
 
 
 def verify(path: Path) -> dict[str, Any]:

@@ -26,18 +26,28 @@ from django.utils.connection import ConnectionDoesNotExist
 from . import __version__, postgres
 from .archive import ArchiveReader, ArchiveWriter, publish_copy
 from .codec import encoder_for, kind_of
-from .conf import get_settings
+from .conf import COMPRESSIONS, compression_named, get_settings
+from .envelope import (
+    AGE_SUFFIX,
+    SUFFIXES,
+    backup_suffix,
+    can_decrypt,
+    file_suffix,
+    recipients,
+)
 from .exceptions import ArchiveError, BackupError, ConfigurationError, DatabaseUnavailable
 from .graph import Plan, Table, plan_tables
 
 BATCH_ROWS = 5_000
 LATEST_STEM = "db-backup-latest"
-# db-backup-[<label>-]<UTC time>[-<n>].json[.gz]; the label is e.g. "pre-migrate".
+# db-backup-[<label>-]<UTC time>[-<n>].json[.gz|.zst][.age]; the label is e.g. "pre-migrate".
 TIMESTAMPED = re.compile(
     r"^db-backup-(?:(?P<label>[a-z][a-z0-9-]*?)-)?(?P<time>\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)"
-    r"(?:-(?P<n>\d+))?\.json(?:\.gz)?$"
+    r"(?:-(?P<n>\d+))?\.json(?:\.gz|\.zst)?(?:\.age)?$"
 )
 PRE_MIGRATE = "pre-migrate"
+# An encrypted --only backup says so in its name: retention cannot read its header without the key.
+PARTIAL = "partial"
 
 Progress = Callable[[str, int, int], None]  # table label, rows done, rows expected
 
@@ -331,27 +341,47 @@ def timestamp(now: datetime.datetime) -> str:
 
 
 def resolve_output(
-    output: str | Path | None, compress: bool | None, now: datetime.datetime
-) -> tuple[Path, bool, bool]:
-    """(file to write, compressed?, is it in a backups folder that keeps `latest`?)."""
+    output: str | Path | None, compress: bool | str | None, now: datetime.datetime, encrypt: bool
+) -> tuple[Path, str | None, bool]:
+    """(file to write, its compression, is it in a backups folder that keeps `latest`?).
+
+    A file name given with --output decides the compression by its suffix.
+    """
     conf = get_settings()
+    if compress not in (None, True, False, *COMPRESSIONS):
+        raise ConfigurationError(
+            f"Unknown compression {compress!r}; choose {' or '.join(COMPRESSIONS)}."
+        )
+    wanted = conf.compress if compress is None else compression_named(compress)
     target = Path(output) if output else conf.backup_dir
-    is_file = target.suffix == ".json" or target.name.endswith(".json.gz")
-    if is_file:
-        if compress and not target.name.endswith(".gz"):
+    suffix = backup_suffix(target.name)
+    if suffix:
+        named = next((c for c in COMPRESSIONS if SUFFIXES[c] in suffix), None)
+        if compress not in (None, False) and wanted != named:
             raise ConfigurationError(
-                f"--compress writes gzip, but {target.name} does not end in .json.gz; "
-                f"name the file {target.name}.gz, or leave out --compress."
+                f"--compress {wanted} writes {file_suffix(wanted, encrypt)}, but {target.name} "
+                f"does not end so; name the file {target.name.removesuffix(suffix)}"
+                f"{file_suffix(wanted, encrypt)}, or leave out --compress."
             )
-        return target, target.name.endswith(".gz"), False
-    compress = conf.compress if compress is None else compress
-    suffix = ".json.gz" if compress else ".json"
+        if suffix.endswith(AGE_SUFFIX) != encrypt:
+            raise ConfigurationError(
+                f"{target.name} "
+                + (
+                    f"ends in {AGE_SUFFIX}, but DBTOOLS['ENCRYPT_TO'] is empty, so it would not be "
+                    f"encrypted; set it, or leave {AGE_SUFFIX} out of the name."
+                    if not encrypt
+                    else f"would be encrypted (DBTOOLS['ENCRYPT_TO'] is set) but does not end in "
+                    f"{AGE_SUFFIX}; name it {target.name}{AGE_SUFFIX}."
+                )
+            )
+        return target, named, False
+    suffix = file_suffix(wanted, encrypt)
     path = target / f"db-backup-{timestamp(now)}{suffix}"
     n = 2
     while path.exists():  # two backups in one millisecond
         path = target / f"db-backup-{timestamp(now)}-{n}{suffix}"
         n += 1
-    return path, compress, True
+    return path, wanted, True
 
 
 def prepare_folder(folder: Path) -> None:
@@ -394,8 +424,14 @@ def git_exposure(folder: Path) -> str | None:
     )
 
 
-def latest_path(folder: Path, compressed: bool) -> Path:
-    return folder / (LATEST_STEM + (".json.gz" if compressed else ".json"))
+def latest_path(folder: Path, suffix: str) -> Path:
+    return folder / (LATEST_STEM + suffix)
+
+
+def latest_files(folder: Path) -> list[Path]:
+    """The `latest` copies in `folder` (one, normally; one per suffix at worst)."""
+    suffixes = {file_suffix(c, e) for c in (None, *COMPRESSIONS) for e in (False, True)}
+    return [p for s in sorted(suffixes) if (p := latest_path(folder, s)).is_file()]
 
 
 def timestamped_backups(folder: Path) -> list[Path]:
@@ -417,10 +453,12 @@ def retention_group(path: Path) -> str | None:
     match = TIMESTAMPED.match(path.name)
     if match is None or match["label"] not in (None, PRE_MIGRATE):
         return None
+    if path.name.endswith(AGE_SUFFIX) and not can_decrypt():
+        return match["label"] or "full"  # an encrypted --only backup is named db-backup-partial-…
     try:
         with ArchiveReader(path) as reader:
             partial = bool(reader.meta.get("only"))
-    except (ArchiveError, OSError):
+    except (ArchiveError, OSError, ConfigurationError):
         return None
     if partial:
         return None
@@ -433,7 +471,7 @@ def prune(folder: Path, keep: int | None, keep_pre_migrate: int | None = None) -
     Never a partial or unreadable backup, never the one `latest` holds."""
     limits = {"full": keep, PRE_MIGRATE: keep_pre_migrate}
     seen = {"full": 0, PRE_MIGRATE: 0}
-    latest = [p for p in (latest_path(folder, False), latest_path(folder, True)) if p.exists()]
+    latest = latest_files(folder)
     removed = []
     for path in timestamped_backups(folder):  # newest first
         group = retention_group(path)
@@ -457,7 +495,7 @@ def backup_database(
     output: str | Path | None = None,
     only: Sequence[str] = (),
     exclude: Sequence[str] | None = None,
-    compress: bool | None = None,
+    compress: bool | str | None = None,
     keep: int | None = None,
     include_unmanaged: bool = False,
     label: str | None = None,
@@ -474,7 +512,10 @@ def backup_database(
     keep = conf.keep if keep is None else keep
     keep_pre_migrate = conf.keep_pre_migrate
     now = datetime.datetime.now(datetime.UTC)
-    path, compressed, in_folder = resolve_output(output, compress, now)
+    encrypt_to = recipients(conf.encrypt_to) if conf.encrypt_to else []
+    path, compression, in_folder = resolve_output(output, compress, now, bool(encrypt_to))
+    if in_folder and encrypt_to and only:
+        label = f"{label}-{PARTIAL}" if label else PARTIAL
     if label and in_folder:
         path = path.with_name(path.name.replace("db-backup-", f"db-backup-{label}-", 1))
     connection = connect(using)
@@ -483,7 +524,7 @@ def backup_database(
     warnings = [w for w in [git_exposure(path.parent)] if w]
 
     try:
-        writer = ArchiveWriter(path, compressed)
+        writer = ArchiveWriter(path, compression, encrypt_to=encrypt_to)
     except OSError as exc:
         raise BackupError(
             f"Cannot write in {path.parent}: {exc.strerror or exc}. "
@@ -517,9 +558,11 @@ def backup_database(
     latest = None
     pruned: list[Path] = []
     if in_folder:
-        latest = latest_path(path.parent, compressed)
+        latest = latest_path(path.parent, file_suffix(compression, bool(encrypt_to)))
         publish_copy(path, latest)
-        latest_path(path.parent, not compressed).unlink(missing_ok=True)
+        for other in latest_files(path.parent):
+            if other != latest:
+                other.unlink(missing_ok=True)
         if keep or keep_pre_migrate:
             pruned = prune(path.parent, keep, keep_pre_migrate)
     return BackupResult(

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from .archive import PARTIAL_SUFFIX, ArchiveReader, verify
-from .backup import latest_path, timestamped_backups
+from .backup import latest_files, timestamped_backups
+from .envelope import can_decrypt, is_encrypted
 from .exceptions import ArchiveError
 
 
@@ -23,6 +24,7 @@ class BackupInfo:
     rows: int | None
     is_latest: bool
     problem: str | None = None  # why it cannot be restored, if it cannot
+    locked: bool = False  # encrypted, and no identity was given to open it
 
     @property
     def newest_migrations(self) -> dict[str, str]:
@@ -33,7 +35,7 @@ class BackupInfo:
 def read_summary(path: Path) -> dict[str, Any] | None:
     """The summary line of an uncompressed backup, read from its end (cheap)."""
     with open(path, "rb") as f:
-        if f.read(2) == b"\x1f\x8b":
+        if f.read(1) != b"{":  # compressed or encrypted
             return None
         f.seek(0, os.SEEK_END)
         f.seek(max(0, f.tell() - 4096))
@@ -49,12 +51,16 @@ def read_summary(path: Path) -> dict[str, Any] | None:
 
 def list_backups(folder: Path, check: bool = False) -> list[BackupInfo]:
     """Timestamped backups in `folder`, newest first. `check` reads each through."""
-    latest = [p for p in (latest_path(folder, False), latest_path(folder, True)) if p.exists()]
+    latest = latest_files(folder)
     infos = []
     for path in timestamped_backups(folder):
         info = BackupInfo(
             path, path.stat().st_size, None, None, None, any(path.samefile(p) for p in latest)
         )
+        if is_encrypted(path) and not can_decrypt():
+            info.locked = True
+            infos.append(info)
+            continue
         try:
             with ArchiveReader(path) as reader:
                 info.meta = reader.meta

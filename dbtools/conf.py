@@ -22,10 +22,15 @@ KNOWN_KEYS = {
     "KEEP",
     "KEEP_PRE_MIGRATE",
     "COMPRESS",
+    "ENCRYPT_TO",
+    "IDENTITY",
     "MAX_LINE_BYTES",
     "ACCEPT",
     "LOCK_TIMEOUT",
 }
+COMPRESSIONS = ("zstd", "gzip")
+# From the numbers in docs/benchmarks.md: zstd is smaller and faster than gzip.
+DEFAULT_COMPRESSION = "zstd"
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 SMALLEST_MAX_LINE_BYTES = 1024 * 1024
 DEFAULT_LOCK_TIMEOUT = "5s"
@@ -39,7 +44,9 @@ class DbtoolsSettings:
     exclude: tuple[str, ...] = field(default_factory=tuple)
     keep: int | None = None
     keep_pre_migrate: int | None = None
-    compress: bool = False
+    compress: str | None = None  # None, "gzip" or "zstd"
+    encrypt_to: tuple[str, ...] = field(default_factory=tuple)  # age public keys
+    identity: Path | None = None  # an age identity file, to read encrypted backups
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     accept: dict[str, dict[str, str]] = field(default_factory=dict)  # migration -> code -> reason
     lock_timeout: str = DEFAULT_LOCK_TIMEOUT
@@ -76,8 +83,25 @@ def settings_problems() -> list[str]:
         if keep is not None and (type(keep) is not int or keep < 1):
             problems.append(f"DBTOOLS[{key!r}] must be a whole number of 1 or more, not {keep!r}.")
     compress = raw.get("COMPRESS", False)
-    if not isinstance(compress, bool):
-        problems.append(f"DBTOOLS['COMPRESS'] must be True or False, not {compress!r}.")
+    if compress not in (True, False, None, *COMPRESSIONS):
+        problems.append(
+            f"DBTOOLS['COMPRESS'] must be 'zstd', 'gzip', True ({DEFAULT_COMPRESSION}) or False, "
+            f"not {compress!r}."
+        )
+    encrypt_to = raw.get("ENCRYPT_TO", [])
+    if isinstance(encrypt_to, str) or not (
+        isinstance(encrypt_to, list | tuple)
+        and all(isinstance(k, str) and k.strip().startswith("age1") for k in encrypt_to)
+    ):
+        problems.append(
+            "DBTOOLS['ENCRYPT_TO'] must be a list of age public keys (each starts with age1; "
+            f"`age-keygen` makes a pair), not {encrypt_to!r}."
+        )
+    identity = raw.get("IDENTITY")
+    if identity is not None and not isinstance(identity, str | os.PathLike):
+        problems.append(
+            f"DBTOOLS['IDENTITY'] must be the path of an age identity file, not {identity!r}."
+        )
     max_line = raw.get("MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES)
     if type(max_line) is not int or max_line < SMALLEST_MAX_LINE_BYTES:
         problems.append(
@@ -104,6 +128,13 @@ def settings_problems() -> list[str]:
     return problems
 
 
+def compression_named(value: bool | str | None) -> str | None:
+    """The compression a COMPRESS setting or compress= argument names (True: the default one)."""
+    if value is True:
+        return DEFAULT_COMPRESSION
+    return value or None
+
+
 def lock_timeout_problem(value: object) -> str | None:
     if isinstance(value, str) and LOCK_TIMEOUT.fullmatch(value.strip()):
         return None
@@ -124,7 +155,9 @@ def get_settings() -> DbtoolsSettings:
         exclude=tuple(raw.get("EXCLUDE", ())),
         keep=raw.get("KEEP"),
         keep_pre_migrate=raw.get("KEEP_PRE_MIGRATE"),
-        compress=raw.get("COMPRESS", False),
+        compress=compression_named(raw.get("COMPRESS", False)),
+        encrypt_to=tuple(k.strip() for k in raw.get("ENCRYPT_TO", ())),
+        identity=Path(raw["IDENTITY"]) if raw.get("IDENTITY") else None,
         max_line_bytes=raw.get("MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
         accept={k: dict(v) for k, v in raw.get("ACCEPT", {}).items()},
         lock_timeout=raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT).strip(),

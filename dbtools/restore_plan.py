@@ -20,7 +20,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import RenameField, RenameModel, RunPython, RunSQL
 
 from .archive import ArchiveReader, open_backup
-from .backup import connect, latest_path
+from .backup import connect, latest_files
 from .codec import AnyField, kind_of, known_kind, row_decoder, row_parser
 from .conf import get_settings
 from .exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
@@ -89,9 +89,7 @@ def resolve_backup(name: str | Path | None) -> Path:
     """--file NAME: a path, or a name in the backups folder; default: latest."""
     folder = get_settings().backup_dir
     if name is None:
-        candidates = [
-            p for p in (latest_path(folder, False), latest_path(folder, True)) if p.exists()
-        ]
+        candidates = latest_files(folder)
         if not candidates:
             raise ArchiveError(
                 f"There is no backup to restore in {folder} (no db-backup-latest.json). "

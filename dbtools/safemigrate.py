@@ -69,7 +69,7 @@ class Options:
     restore: str | None = None  # ask, never, always; default: ask when interactive, else never
     rollback_on_failure: bool = False
     accept_risk: bool = False
-    compress: bool | None = None
+    compress: bool | str | None = None  # None: DBTOOLS["COMPRESS"]; True: the default compression
     lock_timeout: str | None = None  # PostgreSQL duration; None: DBTOOLS['LOCK_TIMEOUT']
     verbosity: int = 1
 

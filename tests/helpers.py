@@ -75,7 +75,7 @@ def rewrite_backup(
 
     from dbtools.archive import ArchiveWriter
 
-    writer = ArchiveWriter(target, compress=False, max_line_bytes=2**31)
+    writer = ArchiveWriter(target, max_line_bytes=2**31)
     with ArchiveReader(source, max_line_bytes=2**31) as reader:
         writer.write_header(reader.meta)
         for section in reader.tables(lambda meta: json.loads):

@@ -206,7 +206,7 @@ def test_files_are_private_and_latest_holds_the_same_backup(alias, tmp_path, set
 def test_compressed_backup_is_gzip_and_replaces_latest(alias, backup_dir):
     seed_shop(200, using=alias)
     plain = backup_database(using=alias)
-    packed = backup_database(using=alias, compress=True)
+    packed = backup_database(using=alias, compress="gzip")
     assert packed.path.name.endswith(".json.gz")
     assert json.loads(gzip.decompress(packed.path.read_bytes()))["summary"]["rows"] == plain.rows
     assert packed.latest == backup_dir / "db-backup-latest.json.gz"
@@ -405,7 +405,10 @@ def test_settings_problems_are_all_reported_at_once(settings):
             "'auth.Permission'], not 'sessions'.",
         ),
         ("dbtools.E001", "DBTOOLS['KEEP'] must be a whole number of 1 or more, not 0."),
-        ("dbtools.E001", "DBTOOLS['COMPRESS'] must be True or False, not 'no'."),
+        (
+            "dbtools.E001",
+            "DBTOOLS['COMPRESS'] must be 'zstd', 'gzip', True (zstd) or False, not 'no'.",
+        ),
         (
             "dbtools.E001",
             "DBTOOLS['MAX_LINE_BYTES'] must be a whole number of bytes, at least 1,048,576, not 10.",
@@ -436,9 +439,9 @@ def test_exclude_can_name_an_auto_created_many_to_many_table(alias, backup_dir):
 def test_compress_into_a_plain_json_name_is_refused(alias, tmp_path):
     with pytest.raises(
         ConfigurationError,
-        match=r"^--compress writes gzip, but two.json does not end in .json.gz; name the file two.json.gz",
+        match=r"^--compress gzip writes .json.gz, but two.json does not end so; name the file two.json.gz",
     ):
-        backup_database(using=alias, output=tmp_path / "two.json", compress=True)
+        backup_database(using=alias, output=tmp_path / "two.json", compress="gzip")
     assert not (tmp_path / "two.json").exists()
 
 

@@ -9,10 +9,19 @@ from django.db import DatabaseError
 
 import dbtools
 from dbtools.display import shown
+from dbtools.envelope import identity_file
 from dbtools.exceptions import DbtoolsError
 from dbtools.progress import ProgressBar
 
-__all__ = ["DbtoolsCommand", "database_error", "progress_bar", "shown", "size"]
+__all__ = [
+    "DbtoolsCommand",
+    "add_compress_argument",
+    "add_identity_argument",
+    "database_error",
+    "progress_bar",
+    "shown",
+    "size",
+]
 
 
 class DbtoolsCommand(BaseCommand):
@@ -24,11 +33,31 @@ class DbtoolsCommand(BaseCommand):
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
-            return super().execute(*args, **options)
+            with identity_file(options.get("identity")):
+                return super().execute(*args, **options)
         except DbtoolsError as exc:
             raise CommandError(str(exc)) from exc
         except DatabaseError as exc:
             raise CommandError(database_error(exc)) from exc
+
+
+def add_identity_argument(parser: Any) -> None:
+    parser.add_argument(
+        "--identity",
+        metavar="FILE",
+        help="age identity file that opens encrypted backups (default: DBTOOLS['IDENTITY']).",
+    )
+
+
+def add_compress_argument(parser: Any, what: str = "Write the backup") -> None:
+    parser.add_argument(
+        "--compress",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="{zstd,gzip}",
+        help=f"{what} compressed: zstd (.json.zst, the default) or gzip (.json.gz).",
+    )
 
 
 def database_error(exc: DatabaseError) -> str:

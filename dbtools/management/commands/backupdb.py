@@ -4,7 +4,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbtools.backup import backup_database
 from dbtools.exceptions import DbtoolsError
 
-from ._common import DbtoolsCommand, progress_bar, shown, size
+from ._common import DbtoolsCommand, add_compress_argument, progress_bar, shown, size
 
 
 class Command(DbtoolsCommand):
@@ -21,7 +21,8 @@ class Command(DbtoolsCommand):
         )
         parser.add_argument(
             "--output",
-            help="A folder, or a file name ending in .json or .json.gz (default: DBTOOLS['BACKUP_DIR']).",
+            help="A folder, or a file name ending in .json, .json.gz or .json.zst (+ .age when "
+            "encrypting; default: DBTOOLS['BACKUP_DIR']).",
         )
         parser.add_argument(
             "--only",
@@ -37,9 +38,7 @@ class Command(DbtoolsCommand):
             metavar="LABEL",
             help="Leave out this app or app.Model (repeatable; default: DBTOOLS['EXCLUDE']).",
         )
-        parser.add_argument(
-            "--compress", action="store_true", default=None, help="Write gzip (.json.gz)."
-        )
+        add_compress_argument(parser)
         parser.add_argument(
             "--keep",
             type=int,

@@ -7,7 +7,7 @@ from dbtools.catalog import leftovers, list_backups
 from dbtools.conf import get_settings
 from dbtools.exceptions import DbtoolsError
 
-from ._common import DbtoolsCommand, shown, size
+from ._common import DbtoolsCommand, add_identity_argument, shown, size
 
 
 class Command(DbtoolsCommand):
@@ -20,6 +20,7 @@ class Command(DbtoolsCommand):
             action="store_true",
             help="Read every backup through and check its row counts and checksums.",
         )
+        add_identity_argument(parser)
 
     def handle(self, *args, **options):
         try:
@@ -30,10 +31,18 @@ class Command(DbtoolsCommand):
         if not infos:
             self.stdout.write(f"No backups in {shown(folder)}. Make one with `manage.py backupdb`.")
             return
-        failed = 0
+        failed = locked = 0
         self.stdout.write(f"Backups in {shown(folder)}, newest first:")
         for info in infos:
             mark = " <- latest" if info.is_latest else ""
+            if info.locked:
+                locked += 1
+                self.stdout.write(
+                    f"  {info.path.name}  {size(info.size)}  encrypted (age): "
+                    f"{'NOT VERIFIED, ' if options['verify'] else ''}give --identity FILE to read "
+                    f"it{mark}"
+                )
+                continue
             if info.problem:
                 failed += 1
                 self.stdout.write(
@@ -64,3 +73,8 @@ class Command(DbtoolsCommand):
             )
         if failed:
             raise CommandError(f"{failed} backup(s) failed verification; do not restore from them.")
+        if locked and options["verify"]:
+            raise CommandError(
+                f"{locked} encrypted backup(s) could not be verified without their identity; "
+                f"run again with --identity FILE (or set DBTOOLS['IDENTITY'])."
+            )

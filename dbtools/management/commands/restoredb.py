@@ -12,7 +12,7 @@ from dbtools.replay import is_empty, migrate_empty_target, replay_restore
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
 from dbtools.restore_plan import resolve_backup
 
-from ._common import DbtoolsCommand, progress_bar, shown
+from ._common import DbtoolsCommand, add_identity_argument, progress_bar, shown
 
 MODES = {
     "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
@@ -31,6 +31,7 @@ class Command(DbtoolsCommand):
             "--file",
             help="Backup to restore: a name in the backups folder or a path (default: db-backup-latest.json).",
         )
+        add_identity_argument(parser)
         parser.add_argument(
             "--replace",
             action="store_true",

@@ -9,7 +9,7 @@ from dbtools.migration_checks import LEVELS
 from dbtools.migration_plan import MigrationPlan, describe_step, plan_migrations, plan_report
 from dbtools.safemigrate import Exit, Options, safe_migrate
 
-from ._common import DbtoolsCommand
+from ._common import DbtoolsCommand, add_compress_argument, add_identity_argument
 
 EXIT_CODES = (
     "Exit codes: 0 migrated, nothing to do, or --check found nothing at or above --fail-on; "
@@ -56,9 +56,8 @@ class Command(DbtoolsCommand):
             help="If a migration fails, migrate back to the backup's state and restore it with "
             "--replace, without asking.",
         )  # fmt: skip
-        parser.add_argument(
-            "--compress", action="store_true", default=None, help="Write the backup gzipped."
-        )
+        add_compress_argument(parser)
+        add_identity_argument(parser)
         parser.add_argument(
             "--plan",
             action="store_true",

@@ -1,0 +1,423 @@
+"""What wraps a backup document on disk: gzip or zstd compression, then age encryption.
+
+    writing:  JSON lines -> [gzip | zstd] -> [age] -> file
+    reading:  file -> [age] -> [gzip | zstd] -> JSON lines
+
+Readers tell each layer by its first bytes, never by the file name, so a
+renamed file still restores. Everything streams: age runs in a thread that
+reads from (or writes to) a pipe, so neither side holds more than the pipe's
+buffer and a chunk of age's STREAM. The checksums in the document are over
+the plaintext, so they are checked after decryption and decompression.
+
+zstandard and pyrage are imported only where a file uses them: a project
+that never compresses with zstd or encrypts does not need them installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import gzip
+import io
+import os
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, cast
+
+from .conf import COMPRESSIONS, get_settings
+from .exceptions import ArchiveError, ConfigurationError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+AGE_MAGIC = b"age-encryption.org/v1\n"
+AGE_ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
+try:
+    from zstandard import ZstdError
+except ImportError:  # then no zstd file can be opened, and none raises it
+
+    class ZstdError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+# What a damaged compressed file raises while it is read (BadGzipFile is an OSError).
+READ_ERRORS = (OSError, EOFError, zlib.error, ZstdError)
+SUFFIXES = {"gzip": ".gz", "zstd": ".zst"}
+AGE_SUFFIX = ".age"
+
+# An identity file given for this call (restoredb --identity), over DBTOOLS['IDENTITY'].
+_identity_override: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "dbtools_identity", default=None
+)
+
+
+def file_suffix(compression: str | None, encrypted: bool) -> str:
+    """.json, .json.gz, .json.zst, each with .age after it when encrypted."""
+    return ".json" + SUFFIXES.get(compression or "", "") + (AGE_SUFFIX if encrypted else "")
+
+
+def backup_suffix(name: str) -> str | None:
+    """The suffix of a backup file name, if it has one dbtools writes."""
+    for compression in (None, *COMPRESSIONS):
+        for encrypted in (True, False):
+            suffix = file_suffix(compression, encrypted)
+            if name.endswith(suffix):
+                return suffix
+    return None
+
+
+def layers_of(name_or_magic: bytes) -> tuple[str | None, bool]:
+    """(compression, encrypted?) that a file starting with these bytes has on the outside."""
+    encrypted = name_or_magic.startswith((AGE_MAGIC, AGE_ARMOR_MAGIC))
+    return (None if encrypted else compression_of(name_or_magic)), encrypted
+
+
+def is_encrypted(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return layers_of(f.read(len(AGE_ARMOR_MAGIC)))[1]
+    except OSError:
+        return False
+
+
+def compression_of(head: bytes) -> str | None:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+# Keys ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def identity_file(path: str | Path | None) -> Iterator[None]:
+    """Read encrypted backups with this identity file for the duration (None: the setting)."""
+    token = _identity_override.set(Path(path) if path else None)
+    try:
+        yield
+    finally:
+        _identity_override.reset(token)
+
+
+def recipients(keys: Sequence[str]) -> list[Any]:
+    """age recipients from their public keys (age1...), or a one-line error."""
+    pyrage = _pyrage()
+    parsed = []
+    for key in keys:
+        try:
+            parsed.append(pyrage.x25519.Recipient.from_str(key.strip()))
+        except pyrage.RecipientError as exc:
+            raise ConfigurationError(
+                f"DBTOOLS['ENCRYPT_TO'] holds {key[:16]!r}…, which is not an age public key "
+                f"({exc}); it must start with age1 (make a pair with `age-keygen`)."
+            ) from None
+    return parsed
+
+
+def can_decrypt() -> bool:
+    """Whether an identity was given (not whether it fits any file)."""
+    return bool(_identity_override.get() or get_settings().identity)
+
+
+def identities() -> list[Any]:
+    """The age identities to decrypt with, from --identity or DBTOOLS['IDENTITY']."""
+    path = _identity_override.get() or get_settings().identity
+    if path is None:
+        raise ArchiveError(
+            "is encrypted with age and no identity was given; pass --identity FILE "
+            "(the file `age-keygen` wrote) or set DBTOOLS['IDENTITY']."
+        )
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ArchiveError(
+            f"is encrypted, and the identity file {path} cannot be read: {exc.strerror or exc}."
+        ) from None
+    pyrage = _pyrage()
+    keys = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            keys.append(pyrage.x25519.Identity.from_str(line))
+        except pyrage.IdentityError:
+            raise ArchiveError(
+                f"is encrypted, and {path} is not an age identity file (a line that is not "
+                f"AGE-SECRET-KEY-1…). Give the file `age-keygen` wrote."
+            ) from None
+    if not keys:
+        raise ArchiveError(f"is encrypted, and the identity file {path} holds no key.")
+    return keys
+
+
+def _pyrage() -> Any:
+    try:
+        import pyrage
+    except ImportError:
+        raise ConfigurationError(
+            "Encrypted backups need pyrage: pip install 'django-dbtools[encrypt]'."
+        ) from None
+    return pyrage
+
+
+def _zstandard() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise ConfigurationError(
+            "zstd backups need zstandard: pip install 'django-dbtools[zstd]'."
+        ) from None
+    return zstandard
+
+
+# Writing ---------------------------------------------------------------------------
+
+
+class SealedWriter:
+    """A write-only stream that compresses and encrypts into `raw`.
+
+    `close()` finishes every layer (and reports an encryption failure); it
+    never closes `raw`, whose owner fsyncs and renames it.
+    """
+
+    def __init__(
+        self, raw: IO[bytes], compression: str | None, to: Sequence[Any] | None = None
+    ) -> None:
+        self._encrypter = AgeEncrypter(raw, to) if to else None
+        below: IO[bytes] = self._encrypter.stream if self._encrypter else raw
+        self._compressor: Any = None
+        if compression == "gzip":
+            self._compressor = gzip.GzipFile(
+                filename="", mode="wb", fileobj=below, compresslevel=3, mtime=0
+            )
+        elif compression == "zstd":
+            self._compressor = (
+                _zstandard()
+                .ZstdCompressor(level=3, write_checksum=True)
+                .stream_writer(below, closefd=False)
+            )
+        elif compression is not None:
+            raise ConfigurationError(f"Unknown compression {compression!r}; use gzip or zstd.")
+        self._top: Any = self._compressor or below
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._top.write(data)
+        except BrokenPipeError:
+            # The encrypting thread stopped reading: its own error is the one to tell.
+            if self._encrypter is not None:
+                self._encrypter.finish()
+            raise
+
+    def close(self) -> None:
+        try:
+            if self._compressor is not None:
+                self._compressor.close()
+        except BrokenPipeError:
+            if self._encrypter is None:
+                raise
+        if self._encrypter is not None:
+            self._encrypter.finish()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._compressor is not None:
+                self._compressor.close()
+        if self._encrypter is not None:
+            self._encrypter.abandon()
+
+
+class AgeEncrypter:
+    """`stream` takes plaintext; a thread encrypts it into `raw` as it arrives."""
+
+    def __init__(self, raw: IO[bytes], to: Sequence[Any]) -> None:
+        read_end, write_end = os.pipe()
+        self._source = os.fdopen(read_end, "rb", buffering=0)
+        self.stream: IO[bytes] = os.fdopen(write_end, "wb", buffering=1024 * 1024)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(raw, list(to)), name="dbtools-age-encrypt", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, raw: IO[bytes], to: list[Any]) -> None:
+        try:
+            _pyrage().encrypt_io(self._source, raw, to)
+        except BaseException as exc:  # handed to the writer's thread in finish()
+            self._error = exc
+        finally:
+            self._source.close()
+
+    def finish(self) -> None:
+        with contextlib.suppress(BrokenPipeError):  # the thread ended early; its error says why
+            self.stream.close()
+        self._thread.join()
+        if self._error is not None:
+            raise OSError(f"encryption failed: {self._error}") from self._error
+
+    def abandon(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stream.close()
+        self._thread.join()
+
+
+# Reading ---------------------------------------------------------------------------
+
+
+def open_plaintext(raw: IO[bytes], name: str) -> IO[bytes]:
+    """The backup document's bytes, from `raw`'s start, through whatever layers it has.
+
+    The result has `readline(limit)`; closing it never closes `raw`.
+    """
+    raw.seek(0)
+    head = raw.read(len(AGE_ARMOR_MAGIC))
+    raw.seek(0)
+    _compression, encrypted = layers_of(head)
+    source: IO[bytes] = raw
+    if encrypted:
+        try:
+            keys = identities()
+        except ArchiveError as exc:
+            raise ArchiveError(f"{name} {exc}") from None
+        source = io.BufferedReader(AgeDecrypter(raw, keys, name), 1024 * 1024)
+        head = source.peek(len(ZSTD_MAGIC))[: len(ZSTD_MAGIC)]
+        if not head:
+            source.close()
+            raise ArchiveError(f"{name} is encrypted and holds nothing; it is not a backup.")
+    compression = compression_of(head)
+    if compression == "gzip":
+        return cast(IO[bytes], _Closing(gzip.GzipFile(fileobj=source, mode="rb"), source, raw))
+    if compression == "zstd":
+        reader = io.BufferedReader(ZstdReader(source), 1024 * 1024)
+        return cast(IO[bytes], _Closing(reader, source, raw))
+    return source if source is raw else cast(IO[bytes], _Closing(source, source, raw))
+
+
+class _Closing(io.RawIOBase):
+    """The top layer; closing it closes the layers below it, down to (not including) `raw`."""
+
+    def __init__(self, top: Any, below: Any, raw: IO[bytes]) -> None:
+        self._top, self._below, self._raw = top, below, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line: bytes = self._top.readline(-1 if size is None else size)
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._top.read(size)
+        return data
+
+    def close(self) -> None:
+        for layer in (self._top, self._below):
+            if layer is not self._raw:
+                with contextlib.suppress(Exception):
+                    layer.close()
+        super().close()
+
+
+class ZstdReader(io.RawIOBase):
+    """zstd frames decompressed as they are read.
+
+    zstandard's own stream reader ends quietly where a cut file ends; this one
+    says the file was cut, so a truncated backup is never taken for a short one.
+    """
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self._zstd = _zstandard()
+        self._frame = self._zstd.ZstdDecompressor().decompressobj()
+        self._pending = b""
+        self._in_frame = False  # some of a frame was read, and not its end
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = self._source.read(self.CHUNK)
+            if not chunk:
+                if self._in_frame:
+                    raise ZstdError("the compressed data ends in the middle: the file was cut")
+                return 0
+            self._pending = self._decompress(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            self._in_frame = True
+            out.append(self._frame.decompress(data))
+            if not self._frame.eof:
+                break
+            self._in_frame = False  # a frame ended; what follows is the next one
+            data = self._frame.unused_data
+            self._frame = self._zstd.ZstdDecompressor().decompressobj()
+        return b"".join(out)
+
+
+class AgeDecrypter(io.RawIOBase):
+    """The plaintext of an age file, decrypted by a thread as it is read.
+
+    A wrong key fails on the header, before the first byte comes out; a
+    damaged or cut file fails when its chunk is reached (age authenticates
+    each 64 KiB chunk and the last one is marked), as an ArchiveError.
+    """
+
+    def __init__(self, raw: IO[bytes], keys: Sequence[Any], name: str) -> None:
+        self._name = name
+        read_end, write_end = os.pipe()
+        self._pipe = os.fdopen(read_end, "rb", buffering=0)
+        self._sink = os.fdopen(write_end, "wb", buffering=0)
+        self._error: BaseException | None = None
+        self._header_read = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(raw, list(keys)), name="dbtools-age-decrypt", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, raw: IO[bytes], keys: list[Any]) -> None:
+        try:
+            _pyrage().decrypt_io(raw, self._sink, keys)
+        except BaseException as exc:  # raised to the reader when it reaches the end
+            self._error = exc
+        finally:
+            with contextlib.suppress(OSError):
+                self._sink.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._pipe.readinto(buffer)
+        if not n:
+            self._thread.join()
+            if self._error is not None and not isinstance(self._error, BrokenPipeError):
+                raise ArchiveError(self._explain(self._error))
+        return n or 0
+
+    def _explain(self, error: BaseException) -> str:
+        text = str(error)
+        if "No matching keys" in text:
+            return (
+                f"{self._name} is encrypted to another key: the identity given cannot open it. "
+                f"Give the identity that matches DBTOOLS['ENCRYPT_TO'] when it was written."
+            )
+        return f"{self._name} could not be decrypted ({text}): the file is damaged or cut. Use another backup."
+
+    def close(self) -> None:
+        if not self.closed:
+            self._pipe.close()  # the thread's next write fails, and it ends
+            self._thread.join()
+        super().close()
