@@ -1,3 +1,42 @@
-"""dbtools: back up, restore and migrate a Django database without fear."""
+"""dbtools: back up, restore and migrate a Django database without fear.
+
+The Python API (README "Python API"); each name is imported on first use,
+so `import dbtools` works before Django's apps are ready:
+
+    from dbtools import backup_database, prepare_restore, restore_database
+    result = backup_database(using="default", compress="zstd")
+    restore_database(prepare_restore(result.path), mode="replace")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = {
+    "backup_database": "dbtools.backup",
+    "BackupResult": "dbtools.backup",
+    "prepare_restore": "dbtools.restore_plan",
+    "restore_database": "dbtools.restore",
+    "RestoreResult": "dbtools.restore",
+    "replay_restore": "dbtools.replay",
+    "plan_migrations": "dbtools.migration_plan",
+    "safe_migrate": "dbtools.safemigrate",
+    "SafeMigrateOptions": "dbtools.safemigrate:Options",
+    "list_backups": "dbtools.catalog",
+    "verify": "dbtools.archive",
+    "identity_file": "dbtools.envelope",
+    "backup_finished": "dbtools.signals",
+    "restore_finished": "dbtools.signals",
+    "DbtoolsError": "dbtools.exceptions",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        module, _, attribute = _API[name].partition(":")
+        return getattr(importlib.import_module(module), attribute or name)
+    raise AttributeError(f"module 'dbtools' has no attribute {name!r}")

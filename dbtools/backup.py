@@ -37,6 +37,7 @@ from .envelope import (
 )
 from .exceptions import ArchiveError, BackupError, ConfigurationError, DatabaseUnavailable
 from .graph import Plan, Table, plan_tables
+from .signals import announce, backup_finished
 
 BATCH_ROWS = 5_000
 LATEST_STEM = "db-backup-latest"
@@ -500,11 +501,16 @@ def backup_database(
     include_unmanaged: bool = False,
     label: str | None = None,
     progress: Progress | None = None,
+    encrypt_to: Sequence[str] | None = None,
+    announce_result: bool = True,
 ) -> BackupResult:
     """Write a backup of database `using` and return what was written.
 
     `label` adds a word to the file name (safemigrate uses "pre-migrate").
     Nothing is left behind on failure: the file appears only when complete.
+    `encrypt_to` lists age public keys (None: DBTOOLS['ENCRYPT_TO']; empty: plain).
+    Then `backup_finished` is sent, unless `announce_result` is false (a
+    replay's intermediate file is no backup of the user's).
     """
     started = time.monotonic()
     conf = get_settings()
@@ -512,9 +518,10 @@ def backup_database(
     keep = conf.keep if keep is None else keep
     keep_pre_migrate = conf.keep_pre_migrate
     now = datetime.datetime.now(datetime.UTC)
-    encrypt_to = recipients(conf.encrypt_to) if conf.encrypt_to else []
-    path, compression, in_folder = resolve_output(output, compress, now, bool(encrypt_to))
-    if in_folder and encrypt_to and only:
+    keys = conf.encrypt_to if encrypt_to is None else encrypt_to
+    sealed_to = recipients(keys) if keys else []
+    path, compression, in_folder = resolve_output(output, compress, now, bool(sealed_to))
+    if in_folder and sealed_to and only:
         label = f"{label}-{PARTIAL}" if label else PARTIAL
     if label and in_folder:
         path = path.with_name(path.name.replace("db-backup-", f"db-backup-{label}-", 1))
@@ -524,7 +531,7 @@ def backup_database(
     warnings = [w for w in [git_exposure(path.parent)] if w]
 
     try:
-        writer = ArchiveWriter(path, compression, encrypt_to=encrypt_to)
+        writer = ArchiveWriter(path, compression, encrypt_to=sealed_to)
     except OSError as exc:
         raise BackupError(
             f"Cannot write in {path.parent}: {exc.strerror or exc}. "
@@ -558,14 +565,14 @@ def backup_database(
     latest = None
     pruned: list[Path] = []
     if in_folder:
-        latest = latest_path(path.parent, file_suffix(compression, bool(encrypt_to)))
+        latest = latest_path(path.parent, file_suffix(compression, bool(sealed_to)))
         publish_copy(path, latest)
         for other in latest_files(path.parent):
             if other != latest:
                 other.unlink(missing_ok=True)
         if keep or keep_pre_migrate:
             pruned = prune(path.parent, keep, keep_pre_migrate)
-    return BackupResult(
+    result = BackupResult(
         path=path,
         latest=latest,
         tables=reports,
@@ -575,6 +582,9 @@ def backup_database(
         pruned=pruned,
         warnings=warnings,
     )
+    if announce_result:
+        result.warnings += announce(backup_finished, backup_database, result=result, using=using)
+    return result
 
 
 def describe_backup(

@@ -82,7 +82,11 @@ def replay_restore(
     with tempfile.TemporaryDirectory(prefix="dbtools-replay-") as private:
         with scratch_database(target) as scratch, routed_to(scratch.alias):
             migrate(scratch, at_backup, "the backup's migrations")
-            restore_database(prepare_restore(backup_path, using=scratch.alias), mode="replace")
+            restore_database(
+                prepare_restore(backup_path, using=scratch.alias),
+                mode="replace",
+                announce_result=False,
+            )
             migrate(scratch, at_target, "this database's migrations")
             present = {label.lower() for label in plan_tables(scratch.alias).labels()}
             if not covered & present:
@@ -95,6 +99,10 @@ def replay_restore(
                 output=Path(private) / "replayed.json",
                 only=sorted(covered & present),
                 exclude=(),
+                # Plain, like the scratch database it comes from: both live only in
+                # private temporary places for the length of the replay.
+                encrypt_to=(),
+                announce_result=False,
             ).path
         plan = prepare_restore(
             carried, using=using, only=only, exclude=exclude, set_values=set_values

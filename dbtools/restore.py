@@ -27,7 +27,7 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +46,7 @@ from .codec import AnyField, BadValue, JSONText, kind_of, row_decoder, row_parse
 from .exceptions import RestoreError
 from .graph import Table
 from .restore_plan import RestorePlan, TableMapping, map_columns, prepare_restore
+from .signals import announce, restore_finished
 
 __all__ = ["RestorePlan", "RestoreResult", "prepare_restore", "restore_database"]
 
@@ -89,6 +90,8 @@ class RestoreResult:
     tables: list[TableReceipt]
     seconds: float
     warnings: list[str]
+    # What went wrong after the commit (a restore_finished receiver failing): the restore stands.
+    after_warnings: list[str] = field(default_factory=list)
 
     @property
     def inserted(self) -> int:
@@ -620,8 +623,13 @@ def restore_database(
     mode: Mode = "merge",
     dry_run: bool = False,
     progress: Progress | None = None,
+    announce_result: bool = True,
 ) -> RestoreResult:
-    """Load `plan` in one transaction; on any error nothing is changed."""
+    """Load `plan` in one transaction; on any error nothing is changed.
+
+    Once committed, `restore_finished` is sent (unless `announce_result` is
+    false: a replay's scratch load is no restore of the user's database).
+    """
     started = time.monotonic()
     connection = connections[plan.using]
     loader = Loader(plan, mode, progress)
@@ -651,9 +659,14 @@ def restore_database(
             from django.contrib.contenttypes.models import ContentType
 
             ContentType.objects.clear_cache()  # ids may have changed under it
-    return RestoreResult(
+    result = RestoreResult(
         plan.path, mode, dry_run, receipts, time.monotonic() - started, plan.warnings
     )
+    if announce_result and not dry_run:
+        result.after_warnings = announce(
+            restore_finished, restore_database, result=result, using=plan.using
+        )
+    return result
 
 
 def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None:

@@ -17,7 +17,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
 from .archive import ArchiveReader
-from .exceptions import DbtoolsError, MigrationError
+from .exceptions import ArchiveError, DbtoolsError, MigrationError
 from .restore import RestoreResult, prepare_restore, restore_database
 from .schema import Difference, Schema, compare, drop_index, read_schema
 
@@ -89,8 +89,13 @@ def rollback(
     afterwards: indexes the failure left are dropped, and whatever else
     differs is returned, never hidden.
     """
-    with ArchiveReader(backup) as reader:
-        backup_state = reader.meta.get("migrations", {})
+    try:
+        with ArchiveReader(backup) as reader:
+            backup_state = reader.meta.get("migrations", {})
+    except ArchiveError as exc:  # e.g. encrypted, and no identity given
+        raise MigrationError(
+            f"The backup cannot be read, so nothing was rolled back: {exc}"
+        ) from exc
     connection = connections[using]
     executor = MigrationExecutor(connection)
     targets = rollback_targets(executor, backup_state)

@@ -25,7 +25,8 @@ from django.db.models.signals import pre_migrate
 from .backup import BackupResult, applied_migrations, backup_database
 from .conf import get_settings, lock_timeout_problem
 from .display import shown
-from .exceptions import DbtoolsError, MigrationError, RestoreError
+from .envelope import can_decrypt, is_encrypted
+from .exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
 from .migration_plan import MigrationPlan
 from .restore import RestoreResult, prepare_restore, restore_database
 from .rollback import RollbackIncomplete, RollbackResult, rollback
@@ -128,6 +129,14 @@ def migrate_with_backup(
     )
     for path in backup.pruned:
         console.say(f"Deleted old backup {shown(path)}")
+    for warning in backup.warnings:
+        console.say(f"WARNING: {warning}", "warning")
+    if is_encrypted(backup.path) and not can_decrypt():
+        console.say(
+            "WARNING: the backup is encrypted and no identity was given: restoring it or rolling "
+            "back after this migrate needs --identity FILE (or DBTOOLS['IDENTITY']).",
+            "warning",
+        )
     timeout = (
         options.lock_timeout if options.lock_timeout is not None else get_settings().lock_timeout
     )
@@ -159,7 +168,7 @@ def after_success(outcome: Outcome, options: Options, console: Console) -> Outco
         return outcome
     try:
         restore_plan = prepare_restore(outcome.backup.path, using=options.using)
-    except RestoreError as exc:
+    except (RestoreError, ArchiveError) as exc:  # e.g. encrypted, and no --identity
         # Refused before writing: the migration did its job and stands.
         console.say(f"Not restored: {exc}", "warning")
         return outcome
@@ -176,6 +185,8 @@ def after_success(outcome: Outcome, options: Options, console: Console) -> Outco
         f"Restored {outcome.restore.inserted:,} rows ({outcome.restore.skipped:,} already present).",
         "success",
     )
+    for warning in outcome.restore.after_warnings:
+        console.say(f"WARNING: {warning}", "warning")
     return outcome
 
 

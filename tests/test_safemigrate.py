@@ -900,3 +900,31 @@ def test_a_bad_lock_timeout_from_python_is_refused_before_anything(alias, lab, b
         "not '1 hour; DROP TABLE x'."
     )
     assert backups_in(backup_dir) == [] and lab.applied()[-1] == "0001_initial"
+
+
+@backends("sqlite", "postgresql")
+def test_an_encrypted_pre_migration_backup_rolls_back_with_the_identity_only(
+    alias, lab, backup_dir, settings, tmp_path
+):
+    from tests.test_envelope import make_key
+
+    key = make_key(tmp_path)
+    settings.DBTOOLS = {**settings.DBTOOLS, "ENCRYPT_TO": [key.public]}
+    lab.migrate("0007")
+    lab.add(name="explode", code="X", dimension="7", weight=1)
+    before = comparable_tables(database_contents(alias))
+
+    out, err, code = safemigrate(alias, "lab", "0008", "--rollback-on-failure")
+    assert code == 1
+    assert "the backup is encrypted and no identity was given" in err
+    assert "The backup cannot be read, so nothing was rolled back:" in err
+    assert "is encrypted with age and no identity was given" in err
+    assert [p for p in backup_dir.iterdir() if p.name.endswith(".json.age")]
+
+    lab.migrate("0007")
+    out, err, code = safemigrate(
+        alias, "lab", "0008", "--rollback-on-failure", "--identity", str(key.identity)
+    )
+    assert code == 2, err
+    assert "Rolled back: the schema of all " in out
+    assert comparable_tables(database_contents(alias)) == before

@@ -269,3 +269,5 @@ class Command(DbtoolsCommand):
                     f"from {shown(result.path)} in {result.seconds:.1f}s.{checked}"
                 )
             )
+        for warning in result.after_warnings:
+            self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))

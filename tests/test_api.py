@@ -1,0 +1,96 @@
+"""The Python API and the signals a project connects to."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+import dbtools
+from dbtools.signals import backup_finished, restore_finished
+from shop import models as m
+from shop.seed import seed_shop
+from tests.conftest import backends
+from tests.test_replay import backup_before_the_data_migration  # noqa: F401  (a fixture)
+
+
+@pytest.fixture
+def heard():  # type: ignore[no-untyped-def]
+    """Every backup_finished and restore_finished sent while the test runs."""
+    seen: list[tuple[str, dict]] = []
+
+    def on_backup(sender, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(("backup", kwargs))
+
+    def on_restore(sender, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(("restore", kwargs))
+
+    backup_finished.connect(on_backup)
+    restore_finished.connect(on_restore)
+    yield seen
+    backup_finished.disconnect(on_backup)
+    restore_finished.disconnect(on_restore)
+
+
+def test_every_documented_name_resolves():
+    for name in dbtools.__all__:
+        assert getattr(dbtools, name) is not None, name
+    with pytest.raises(AttributeError):
+        dbtools.no_such_thing  # noqa: B018
+
+
+def test_backup_finished_carries_the_result(alias, backup_dir, heard):
+    seed_shop(50, using=alias)
+    result = dbtools.backup_database(using=alias)
+    assert heard == [("backup", {"signal": backup_finished, "result": result, "using": alias})]
+    assert result.path.exists()
+
+
+def test_restore_finished_is_sent_once_committed_and_never_for_a_dry_run(alias, backup_dir, heard):
+    seed_shop(50, using=alias)
+    path = dbtools.backup_database(using=alias).path
+    heard.clear()
+    dbtools.restore_database(dbtools.prepare_restore(path, using=alias), dry_run=True)
+    assert heard == []
+    m.OrderItem.objects.using(alias).all().delete()
+    result = dbtools.restore_database(dbtools.prepare_restore(path, using=alias), mode="merge")
+    assert heard == [("restore", {"signal": restore_finished, "result": result, "using": alias})]
+    assert result.inserted > 0
+
+
+@backends("sqlite", "postgresql")
+def test_a_replay_announces_the_restore_of_the_target_only(
+    alias,
+    backup_before_the_data_migration,  # noqa: F811
+    heard,
+):
+    backup, _migrated = backup_before_the_data_migration
+    heard.clear()
+    dbtools.replay_restore(backup, using=alias, mode="replace")
+    assert [(what, kwargs["using"]) for what, kwargs in heard] == [("restore", alias)]
+
+
+@backends("sqlite")
+def test_a_failing_receiver_is_a_warning_and_the_work_stands(alias, backup_dir):
+    def broken(sender, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("chat server down")
+
+    seed_shop(50, using=alias)
+    backup_finished.connect(broken)
+    restore_finished.connect(broken)
+    try:
+        err = StringIO()
+        call_command("backupdb", database=alias, stdout=StringIO(), stderr=err)
+        assert "WARNING: A backup_finished receiver" in err.getvalue()
+        assert "RuntimeError: chat server down. The backup itself is complete." in err.getvalue()
+        assert (backup_dir / "db-backup-latest.json").exists()
+
+        m.OrderItem.objects.using(alias).all().delete()
+        err = StringIO()
+        call_command("restoredb", "--no-input", database=alias, stdout=StringIO(), stderr=err)
+        assert "RuntimeError: chat server down. The restore itself is complete." in err.getvalue()
+        assert m.OrderItem.objects.using(alias).count() > 0
+    finally:
+        backup_finished.disconnect(broken)
+        restore_finished.disconnect(broken)
