@@ -2,16 +2,21 @@ import datetime
 from pathlib import Path
 
 from django.core.management.base import CommandError
+from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.catalog import leftovers, list_backups
 from dbtools.conf import get_settings
+from dbtools.drill import DrillResult, drill
 from dbtools.exceptions import DbtoolsError
 
 from ._common import DbtoolsCommand, add_identity_argument, shown, size
 
 
 class Command(DbtoolsCommand):
-    help = "List the backups in the backups folder, newest first; --verify checks each one's checksums."
+    help = (
+        "List the backups in the backups folder, newest first; --verify checks each one's "
+        "checksums, --drill restores one into a scratch database and compares."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--folder", help="Folder to list (default: DBTOOLS['BACKUP_DIR']).")
@@ -19,6 +24,20 @@ class Command(DbtoolsCommand):
             "--verify",
             action="store_true",
             help="Read every backup through and check its row counts and checksums.",
+        )
+        parser.add_argument(
+            "--drill",
+            nargs="?",
+            const="",
+            default=None,
+            metavar="NAME",
+            help="Then restore NAME (default: latest) into a scratch database, compare every table's "
+            "rows and checksum with the backup, and drop it; exit 1 on any difference.",
+        )
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            help="With --drill: the scratch database goes beside this one (default: %(default)s).",
         )
         add_identity_argument(parser)
 
@@ -77,4 +96,51 @@ class Command(DbtoolsCommand):
             raise CommandError(
                 f"{locked} encrypted backup(s) could not be verified without their identity; "
                 f"run again with --identity FILE (or set DBTOOLS['IDENTITY'])."
+            )
+        if options["drill"] is not None:
+            self.show_drill(drill(options["drill"] or None, using=options["database"]))
+
+    def show_drill(self, result: DrillResult) -> None:
+        if result.error:
+            raise CommandError(
+                f"Drill failed: restoring {result.path.name} into a scratch {result.vendor} "
+                f"database failed, so restoredb would fail too: {result.error} (The scratch "
+                f"database is dropped; your database was not touched.)"
+            )
+        self.stdout.write(
+            f"Drill: restored {result.path.name} into a scratch {result.vendor} database in "
+            f"{result.restore_seconds:.1f}s"
+            + (
+                " (replayed through the data migrations since the backup)"
+                if result.replayed
+                else ""
+            )
+            + "; the scratch database is dropped."
+        )
+        width = max([len(t.label) for t in result.tables] + [5])
+        self.stdout.write(f"  {'table':<{width}}  {'in backup':>10}  {'restored':>10}  checksum")
+        for t in result.tables:
+            line = f"  {t.label:<{width}}  {t.in_backup:>10,}  {t.restored:>10,}  {t.checksum}"
+            self.stdout.write(line if t.ok else self.style.ERROR(line))
+        rows = sum(t.in_backup for t in result.tables)
+        if not result.ok:
+            names = ", ".join(t.label for t in result.failed)
+            raise CommandError(
+                f"Drill failed: {names} did not come back as the backup holds them. Do not rely on "
+                f"{result.path.name}; use another backup, and report it if it was made by backupdb."
+            )
+        if result.unproven:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Drill passed on row counts: {rows:,} rows in {len(result.tables)} tables came "
+                    f"back; {len(result.unproven)} table(s) could not be compared value for value "
+                    f"(see above)."
+                )
+            )
+        else:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Drill passed: {rows:,} rows in {len(result.tables)} tables came back, and "
+                    f"each table's checksum matches the backup's."
+                )
             )

@@ -1,0 +1,155 @@
+"""A restore drill: a checksum says a file is whole, only a restore says it restores.
+
+drill() restores a backup into a scratch database of the target's vendor
+(the replay's machinery: a SQLite file in a private temporary folder, or a
+database beside the target, dropped afterwards), migrated to this project's
+migrations, then backs the scratch database up again and compares, table by
+table, the row counts and the SHA-256 of the rows as dbtools writes them.
+Equal checksums prove the rows came back value for value. Where the schema
+changed since the backup (other columns), or the rows went through data
+migrations (a replay), the rows cannot be equal byte for byte: the drill
+then compares counts only and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db.migrations.executor import MigrationExecutor
+
+from .archive import ArchiveReader
+from .backup import backup_database, connect, vendor_name
+from .exceptions import NeedsReplay, RestoreError
+from .replay import Scratch, replay_restore, routed_to, scratch_database
+from .restore import restore_database
+from .restore_plan import prepare_restore, resolve_backup
+
+
+@dataclass
+class TableCheck:
+    label: str
+    in_backup: int
+    restored: int
+    checksum: str  # "match", "differs", or why it could not be compared
+
+    @property
+    def ok(self) -> bool:
+        return self.in_backup == self.restored and self.checksum != "differs"
+
+
+@dataclass
+class DrillResult:
+    path: Path
+    vendor: str
+    tables: list[TableCheck]
+    restore_seconds: float
+    replayed: bool
+    error: str | None = None  # the restore into the scratch database failed
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(t.ok for t in self.tables)
+
+    @property
+    def failed(self) -> list[TableCheck]:
+        return [t for t in self.tables if not t.ok]
+
+    @property
+    def unproven(self) -> list[TableCheck]:
+        return [t for t in self.tables if t.checksum not in ("match", "differs")]
+
+
+@dataclass
+class _Digest:
+    rows: int
+    sha256: str
+    columns: list[tuple[str, str]]
+
+
+def row_digests(path: Path) -> dict[str, _Digest]:
+    """Per table label: row count, SHA-256 over the row lines, and the columns."""
+    digests = {}
+    with ArchiveReader(path) as reader:
+        for section in reader.tables():
+            digest, rows = hashlib.sha256(), 0
+            for line in section.rows:
+                digest.update(line + b"\n")
+                rows += 1
+            columns = [(c["name"], c["kind"]) for c in section.meta["columns"]]
+            digests[section.meta["label"]] = _Digest(rows, digest.hexdigest(), columns)
+    return digests
+
+
+def drill(path: str | Path | None = None, *, using: str = "default") -> DrillResult:
+    """Restore `path` (default: latest) into a scratch database and compare it table by table."""
+    backup_path = resolve_backup(path)
+    target = connect(using)
+    expected = row_digests(backup_path)  # reads the file through: a damaged one stops here
+    with ArchiveReader(backup_path) as reader:
+        include_unmanaged = bool(reader.meta.get("include_unmanaged"))
+    with (
+        tempfile.TemporaryDirectory(prefix="dbtools-drill-") as private,
+        scratch_database(target) as scratch,
+        routed_to(scratch.alias),
+    ):
+        migrate_to_latest(scratch)
+        started = time.monotonic()
+        replayed = False
+        try:
+            try:
+                plan = prepare_restore(backup_path, using=scratch.alias)
+            except NeedsReplay:
+                # Data migrations ran since the backup: restoredb would replay, so the drill does.
+                replayed = True
+                restored = replay_restore(backup_path, using=scratch.alias, mode="replace")
+                current = {t.label: t.label for t in restored.tables}
+            else:
+                current = {m.backup_label: m.table.label for m in plan.mappings if m.table}
+                restore_database(plan, mode="replace", announce_result=False)
+        except RestoreError as exc:  # what restoredb would have said: the drill's finding
+            return DrillResult(
+                backup_path, vendor_name(target), [], time.monotonic() - started, replayed, str(exc)
+            )
+        seconds = time.monotonic() - started
+        again = backup_database(
+            using=scratch.alias,
+            output=Path(private) / "drill.json",
+            only=sorted(set(current.values())),
+            exclude=(),
+            compress=False,
+            encrypt_to=(),
+            include_unmanaged=include_unmanaged,
+            announce_result=False,
+        )
+        actual = row_digests(again.path)
+    tables = [
+        compare(label, digest, actual.get(current.get(label, "")), replayed)
+        for label, digest in expected.items()
+    ]
+    return DrillResult(backup_path, vendor_name(target), tables, seconds, replayed)
+
+
+def compare(label: str, expected: _Digest, got: _Digest | None, replayed: bool) -> TableCheck:
+    if got is None:
+        return TableCheck(
+            label, expected.rows, 0, "not restored: the table is not in this project, or renamed"
+        )
+    if replayed:
+        checksum = "not comparable: the rows went through data migrations (a replay)"
+    elif got.columns != expected.columns:
+        checksum = "not comparable: the table's columns changed since the backup"
+    else:
+        checksum = "match" if got.sha256 == expected.sha256 else "differs"
+    return TableCheck(label, expected.rows, got.rows, checksum)
+
+
+def migrate_to_latest(scratch: Scratch) -> None:
+    """The scratch database as `manage.py migrate` makes a new one: every migration."""
+    from .replay import migrate
+
+    executor = MigrationExecutor(connect(scratch.alias))
+    migrate(scratch, executor.loader.graph.leaf_nodes(), "this project's migrations")

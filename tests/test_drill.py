@@ -1,0 +1,94 @@
+"""listbackups --drill: restore into a scratch database and compare, on every backend."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from dbtools.backup import backup_database
+from dbtools.drill import drill
+from dbtools.envelope import identity_file
+from dbtools.exceptions import DbtoolsError
+from shop.seed import seed_shop
+from tests.conftest import backends
+from tests.data import fill_edge_cases
+from tests.helpers import comparable_tables, database_contents, resign
+from tests.test_envelope import make_key
+from tests.test_replay import scratch_databases
+
+
+def own_scratch_databases(alias: str) -> list[str]:
+    """Scratch databases this test process made (another run may be using its own)."""
+    return [name for name in scratch_databases(alias) if f"_{os.getpid()}_" in name]
+
+
+def test_a_good_backup_passes_table_by_table_and_the_scratch_is_dropped(alias, backup_dir):
+    fill_edge_cases(alias)
+    seed_shop(300, using=alias)
+    before = comparable_tables(database_contents(alias))
+    path = backup_database(using=alias).path
+
+    result = drill(path, using=alias)
+
+    assert result.ok and not result.replayed and not result.unproven
+    assert {t.label for t in result.tables} >= {"shop.Product", "edgecases.AllTypes"}
+    assert all(t.checksum == "match" and t.restored == t.in_backup for t in result.tables)
+    assert sum(t.in_backup for t in result.tables) > 500
+    assert (
+        comparable_tables(database_contents(alias)) == before
+    )  # the drill never touches the real database
+    assert own_scratch_databases(alias) == []
+
+
+@pytest.mark.parametrize("damage", ["another value", "a row twice"])
+def test_a_backup_altered_and_re_signed_fails_the_drill(alias, backup_dir, tmp_path, damage):
+    seed_shop(100, using=alias)
+    good = backup_database(using=alias).path
+    bad = tmp_path / "altered.json"
+    lines = good.read_bytes().split(b"\n")
+    if damage == "another value":
+        # The first product's time written with another UTC offset: a valid value, but not
+        # the bytes a restore of it gives back.
+        start = next(i for i, line in enumerate(lines) if b'"label":"shop.Product"' in line)
+        lines[start + 1] = lines[start + 1].replace(b'+00:00"', b'+01:00"', 1)
+        expected = r"^Drill failed: shop\.Product did not come back"
+    else:
+        # A second copy of the first category row: the same primary key, another name.
+        start = next(i for i, line in enumerate(lines) if b'"label":"shop.Category"' in line)
+        lines.insert(start + 2, b"," + lines[start + 1].replace(b'"name":"', b'"name":"X', 1))
+        expected = (
+            r"^Drill failed: restoring altered\.json into a scratch .* database failed, so "
+            r"restoredb would fail too: Restoring shop\.Category"
+        )
+    bad.write_bytes(b"\n".join(lines))
+    resign(bad)
+
+    with pytest.raises(CommandError, match=expected):
+        call_command("listbackups", "--drill", str(bad), "--database", alias, verbosity=0)
+    assert own_scratch_databases(alias) == []
+
+
+@backends("sqlite", "postgresql")
+def test_the_command_prints_each_table_and_the_restore_time(alias, backup_dir, capsys):
+    seed_shop(50, using=alias)
+    backup_database(using=alias)
+    call_command("listbackups", "--drill", "--database", alias)
+    out = capsys.readouterr().out
+    assert "Drill: restored db-backup-latest.json into a scratch " in out
+    assert "; the scratch database is dropped." in out
+    assert "  shop.Product  " in out and "  match" in out
+    assert "Drill passed: " in out and "each table's checksum matches the backup's." in out
+
+
+@backends("sqlite")
+def test_an_encrypted_backup_drills_with_its_identity(alias, backup_dir, settings, tmp_path):
+    key = make_key(tmp_path)
+    settings.DBTOOLS = {**settings.DBTOOLS, "ENCRYPT_TO": [key.public]}
+    seed_shop(50, using=alias)
+    path = backup_database(using=alias).path
+    with pytest.raises(DbtoolsError, match="is encrypted with age and no identity was given"):
+        drill(path, using=alias)
+    with identity_file(key.identity):
+        assert drill(path, using=alias).ok
