@@ -27,6 +27,8 @@ _API = {
     "SafeMigrateOptions": "dbtools.safemigrate:Options",
     "list_backups": "dbtools.catalog",
     "verify": "dbtools.archive",
+    "drill": "dbtools.drill",
+    "DrillResult": "dbtools.drill",
     "identity_file": "dbtools.envelope",
     "backup_finished": "dbtools.signals",
     "restore_finished": "dbtools.signals",

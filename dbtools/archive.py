@@ -283,6 +283,11 @@ class ArchiveReader:
         self._line_no = 1
         if not first:
             self.close()
+            if self._stream is not self._raw:
+                raise ArchiveError(
+                    f"{self.path.name} holds nothing once decompressed or decrypted: it was cut "
+                    f"before its first line, or it is not a backup. Use another backup."
+                )
             raise ArchiveError(f"{self.path.name} is empty; it is not a backup.")
         if len(first) > self.max_line_bytes:
             self.close()

@@ -241,15 +241,17 @@ def python_batches(table: Table, connection: BaseDatabaseWrapper) -> Iterator[li
 
 @contextmanager
 def second_reader(
-    connection: BaseDatabaseWrapper, plan: Plan, folder: Path, owned: bool
+    connection: BaseDatabaseWrapper, plan: Plan, folder: Path, owned: bool, encrypting: bool
 ) -> Iterator[postgres.SecondReader | None]:
     """On PostgreSQL, a second connection in the same snapshot reads tables from
     the end of the plan, so two server processes build rows at once. Only in a
     snapshot transaction of our own (in a caller's transaction the isolation
-    level is the caller's, and its snapshot may not be one to share)."""
+    level is the caller's, and its snapshot may not be one to share), and not
+    for an encrypted backup: its spool files would put plaintext rows on disk."""
     second = None
     if (
         owned
+        and not encrypting
         and connection.vendor == "postgresql"
         and connection.alias in connections.settings  # a second connection needs its settings
         and sum(1 for t in plan.tables if postgres.can_write(t, connection)) > 1
@@ -541,7 +543,7 @@ def backup_database(
         with snapshot(connection) as owned:
             meta = describe_backup(connection, plan, now, only, exclude, include_unmanaged)
             writer.write_header(meta)
-            with second_reader(connection, plan, path.parent, owned) as second:
+            with second_reader(connection, plan, path.parent, owned, bool(sealed_to)) as second:
                 reports = [
                     write_table(writer, t, connection, progress, second) for t in plan.tables
                 ]

@@ -67,10 +67,10 @@ def backup_suffix(name: str) -> str | None:
     return None
 
 
-def layers_of(name_or_magic: bytes) -> tuple[str | None, bool]:
+def layers_of(head: bytes) -> tuple[str | None, bool]:
     """(compression, encrypted?) that a file starting with these bytes has on the outside."""
-    encrypted = name_or_magic.startswith((AGE_MAGIC, AGE_ARMOR_MAGIC))
-    return (None if encrypted else compression_of(name_or_magic)), encrypted
+    encrypted = head.startswith((AGE_MAGIC, AGE_ARMOR_MAGIC))
+    return (None if encrypted else compression_of(head)), encrypted
 
 
 def is_encrypted(path: Path) -> bool:
@@ -284,7 +284,11 @@ def open_plaintext(raw: IO[bytes], name: str) -> IO[bytes]:
         except ArchiveError as exc:
             raise ArchiveError(f"{name} {exc}") from None
         source = io.BufferedReader(AgeDecrypter(raw, keys, name), 1024 * 1024)
-        head = source.peek(len(ZSTD_MAGIC))[: len(ZSTD_MAGIC)]
+        try:
+            head = source.peek(len(ZSTD_MAGIC))[: len(ZSTD_MAGIC)]  # a wrong key fails here
+        except BaseException:
+            source.close()
+            raise
         if not head:
             source.close()
             raise ArchiveError(f"{name} is encrypted and holds nothing; it is not a backup.")
@@ -292,8 +296,15 @@ def open_plaintext(raw: IO[bytes], name: str) -> IO[bytes]:
     if compression == "gzip":
         return cast(IO[bytes], _Closing(gzip.GzipFile(fileobj=source, mode="rb"), source, raw))
     if compression == "zstd":
-        reader = io.BufferedReader(ZstdReader(source), 1024 * 1024)
-        return cast(IO[bytes], _Closing(reader, source, raw))
+        # zstandard's stream reader hands out at most what is asked for, so a
+        # small file that unpacks to gigabytes (a zstd bomb) cannot fill memory;
+        # a cut file ends early, and the document's own structure says so.
+        frames = (
+            _zstandard()
+            .ZstdDecompressor()
+            .stream_reader(source, read_across_frames=True, closefd=False)
+        )
+        return cast(IO[bytes], _Closing(io.BufferedReader(frames, 1024 * 1024), source, raw))
     return source if source is raw else cast(IO[bytes], _Closing(source, source, raw))
 
 
@@ -320,51 +331,6 @@ class _Closing(io.RawIOBase):
                 with contextlib.suppress(Exception):
                     layer.close()
         super().close()
-
-
-class ZstdReader(io.RawIOBase):
-    """zstd frames decompressed as they are read.
-
-    zstandard's own stream reader ends quietly where a cut file ends; this one
-    says the file was cut, so a truncated backup is never taken for a short one.
-    """
-
-    CHUNK = 256 * 1024
-
-    def __init__(self, source: IO[bytes]) -> None:
-        self._source = source
-        self._zstd = _zstandard()
-        self._frame = self._zstd.ZstdDecompressor().decompressobj()
-        self._pending = b""
-        self._in_frame = False  # some of a frame was read, and not its end
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = self._source.read(self.CHUNK)
-            if not chunk:
-                if self._in_frame:
-                    raise ZstdError("the compressed data ends in the middle: the file was cut")
-                return 0
-            self._pending = self._decompress(chunk)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-    def _decompress(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            self._in_frame = True
-            out.append(self._frame.decompress(data))
-            if not self._frame.eof:
-                break
-            self._in_frame = False  # a frame ended; what follows is the next one
-            data = self._frame.unused_data
-            self._frame = self._zstd.ZstdDecompressor().decompressobj()
-        return b"".join(out)
 
 
 class AgeDecrypter(io.RawIOBase):

@@ -94,3 +94,27 @@ def test_a_failing_receiver_is_a_warning_and_the_work_stands(alias, backup_dir):
     finally:
         backup_finished.disconnect(broken)
         restore_finished.disconnect(broken)
+
+
+@backends("sqlite")
+def test_the_readme_receiver_copies_each_backup_to_a_storage(alias, backup_dir, settings, tmp_path):
+    from tests.test_docs import README
+
+    block = README.split("# myproject/backups.py", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    offsite = tmp_path / "offsite"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "offsite": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(offsite)},
+        },
+    }
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # connects copy_off_the_machine
+    try:
+        seed_shop(50, using=alias)
+        result = dbtools.backup_database(using=alias)
+    finally:
+        backup_finished.disconnect(namespace["copy_off_the_machine"])
+    assert (offsite / result.path.name).read_bytes() == result.path.read_bytes()
+    assert result.warnings == []

@@ -148,8 +148,26 @@ def test_a_damaged_compressed_backup_is_a_clean_error(alias, backup_dir, tmp_pat
         verify(bad)
     cut = tmp_path / "cut.json"
     cut.write_bytes(path.read_bytes()[: len(data) // 2])
-    with pytest.raises(ArchiveError, match=r"^cut\.json (is truncated|could not be read)"):
+    with pytest.raises(
+        ArchiveError, match=r"^cut\.json (is truncated|could not be read|holds nothing once)"
+    ):
         verify(cut)
+
+
+@backends("sqlite")
+def test_a_zstd_bomb_is_refused_in_bounded_memory(alias, tmp_path):
+    import resource
+
+    bomb = tmp_path / "bomb.json.zst"
+    with open(bomb, "wb") as out, zstandard.ZstdCompressor().stream_writer(out) as packed:
+        packed.write(b'{"format":')
+        zeros = b"0" * (1 << 24)
+        for _ in range(128):  # 2 GiB of one line, in about 64 KB of file
+            packed.write(zeros)
+    assert bomb.stat().st_size < 1_000_000
+    with pytest.raises(ArchiveError, match=r"line 1 is longer than 67,108,864 bytes"):
+        verify(bomb)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 1_500_000  # KB: far from 2 GiB
 
 
 # Encryption ------------------------------------------------------------------------
@@ -359,3 +377,21 @@ def test_a_failing_encryption_is_a_backup_error_and_keeps_nothing(
     with pytest.raises(BackupError, match=r"encryption failed: disk on fire\. Nothing was kept"):
         backup_database()
     assert list(backup_dir.iterdir()) == []
+
+
+@backends("postgresql")
+def test_an_encrypted_backup_spools_no_plaintext(alias, encrypting, monkeypatch):
+    from dbtools.postgres import SecondReader
+
+    spooled: list[str] = []
+    real_spool = SecondReader.spool
+    monkeypatch.setattr(
+        SecondReader,
+        "spool",
+        lambda self, table, c: spooled.append(table.label) or real_spool(self, table, c),
+    )
+    seed_shop(2000, using=alias)
+    backup_database(using=alias)
+    assert spooled == []  # the second reader's spool files would hold rows in the clear
+    backup_database(using=alias, encrypt_to=())
+    assert spooled  # and a plain backup still uses it
