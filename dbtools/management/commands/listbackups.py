@@ -4,6 +4,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
+from dbtools.backup import latest_files
 from dbtools.catalog import leftovers, list_backups
 from dbtools.conf import get_settings
 from dbtools.drill import DrillResult, drill
@@ -49,6 +50,10 @@ class Command(DbtoolsCommand):
             raise CommandError(str(exc)) from exc
         if not infos:
             self.stdout.write(f"No backups in {shown(folder)}. Make one with `manage.py backupdb`.")
+            if options["drill"] is not None:
+                self.show_drill(
+                    drill(drill_target(folder, options["drill"]), using=options["database"])
+                )
             return
         failed = locked = 0
         self.stdout.write(f"Backups in {shown(folder)}, newest first:")
@@ -98,7 +103,9 @@ class Command(DbtoolsCommand):
                 f"run again with --identity FILE (or set DBTOOLS['IDENTITY'])."
             )
         if options["drill"] is not None:
-            self.show_drill(drill(options["drill"] or None, using=options["database"]))
+            self.show_drill(
+                drill(drill_target(folder, options["drill"]), using=options["database"])
+            )
 
     def show_drill(self, result: DrillResult) -> None:
         if result.error:
@@ -144,3 +151,22 @@ class Command(DbtoolsCommand):
                     f"each table's checksum matches the backup's."
                 )
             )
+
+
+def drill_target(folder: Path, name: str) -> Path:
+    """--drill NAME: a path, or a name in the listed folder; no NAME: that folder's latest."""
+    if not name:
+        latest = latest_files(folder)
+        if not latest:
+            raise CommandError(
+                f"There is no db-backup-latest file in {shown(folder)} to drill; name a backup: "
+                f"--drill NAME."
+            )
+        return max(latest, key=lambda p: p.stat().st_mtime)
+    for path in (Path(name), folder / name):
+        if path.is_file():
+            return path
+    raise CommandError(
+        f"Backup file {name} was not found (looked in the current folder and in {shown(folder)}); "
+        f"the list above shows the backups there."
+    )
