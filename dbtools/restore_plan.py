@@ -85,15 +85,17 @@ class RestorePlan:
         return [t.label for t in self.scope if t.label not in restored]
 
 
-def resolve_backup(name: str | Path | None) -> Path:
-    """--file NAME: a path, or a name in the backups folder; default: latest."""
-    folder = get_settings().backup_dir
+def resolve_backup(
+    name: str | Path | None, folder: Path | None = None, option: str = "--file"
+) -> Path:
+    """--file NAME: a path, or a name in the backups folder (or `folder`); default: latest."""
+    folder = folder or get_settings().backup_dir
     if name is None:
         candidates = latest_files(folder)
         if not candidates:
             raise ArchiveError(
                 f"There is no backup to restore in {folder} (no db-backup-latest.json). "
-                f"Make one with `manage.py backupdb`, or name a file with --file."
+                f"Make one with `manage.py backupdb`, or name a file with {option}."
             )
         return max(candidates, key=lambda p: p.stat().st_mtime)
     path = Path(name)

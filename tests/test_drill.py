@@ -101,12 +101,13 @@ def test_drill_finds_its_backup_in_the_listed_folder_and_says_when_there_is_none
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(
-        CommandError, match=r"There is no db-backup-latest file in .*empty to drill"
+        CommandError,
+        match=r"There is no backup to restore in .*empty \(no db-backup-latest\.json\)\. Make one with `manage\.py backupdb`, or name a file with --drill NAME\.",
     ):
         call_command("listbackups", "--folder", str(empty), "--drill", "--database", alias)
     with pytest.raises(
         CommandError,
-        match=r"^Backup file nope\.json was not found \(looked in the current folder and in .*empty\)",
+        match=r"^Backup file nope\.json was not found \(looked in the current folder and in .*empty\)\.",
     ):
         call_command("listbackups", "--folder", str(empty), "--drill", "nope.json")
     seed_shop(20, using=alias)

@@ -4,11 +4,11 @@ from pathlib import Path
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.backup import latest_files
 from dbtools.catalog import leftovers, list_backups
 from dbtools.conf import get_settings
 from dbtools.drill import DrillResult, drill
 from dbtools.exceptions import DbtoolsError
+from dbtools.restore_plan import resolve_backup
 
 from ._common import DbtoolsCommand, add_identity_argument, shown, size
 
@@ -52,7 +52,7 @@ class Command(DbtoolsCommand):
             self.stdout.write(f"No backups in {shown(folder)}. Make one with `manage.py backupdb`.")
             if options["drill"] is not None:
                 self.show_drill(
-                    drill(drill_target(folder, options["drill"]), using=options["database"])
+                    drill(self.drill_target(folder, options["drill"]), using=options["database"])
                 )
             return
         failed = locked = 0
@@ -104,8 +104,12 @@ class Command(DbtoolsCommand):
             )
         if options["drill"] is not None:
             self.show_drill(
-                drill(drill_target(folder, options["drill"]), using=options["database"])
+                drill(self.drill_target(folder, options["drill"]), using=options["database"])
             )
+
+    def drill_target(self, folder: Path, name: str) -> Path:
+        """--drill NAME: a path or a name in the listed folder; no NAME: its latest."""
+        return resolve_backup(name or None, folder=folder, option="--drill NAME")
 
     def show_drill(self, result: DrillResult) -> None:
         if result.error:
@@ -151,22 +155,3 @@ class Command(DbtoolsCommand):
                     f"each table's checksum matches the backup's."
                 )
             )
-
-
-def drill_target(folder: Path, name: str) -> Path:
-    """--drill NAME: a path, or a name in the listed folder; no NAME: that folder's latest."""
-    if not name:
-        latest = latest_files(folder)
-        if not latest:
-            raise CommandError(
-                f"There is no db-backup-latest file in {shown(folder)} to drill; name a backup: "
-                f"--drill NAME."
-            )
-        return max(latest, key=lambda p: p.stat().st_mtime)
-    for path in (Path(name), folder / name):
-        if path.is_file():
-            return path
-    raise CommandError(
-        f"Backup file {name} was not found (looked in the current folder and in {shown(folder)}); "
-        f"the list above shows the backups there."
-    )
