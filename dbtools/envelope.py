@@ -67,16 +67,15 @@ def backup_suffix(name: str) -> str | None:
     return None
 
 
-def layers_of(head: bytes) -> tuple[str | None, bool]:
-    """(compression, encrypted?) that a file starting with these bytes has on the outside."""
-    encrypted = head.startswith((AGE_MAGIC, AGE_ARMOR_MAGIC))
-    return (None if encrypted else compression_of(head)), encrypted
+def is_age(head: bytes) -> bool:
+    """Whether a file starting with these bytes is age-encrypted (binary or armored)."""
+    return head.startswith((AGE_MAGIC, AGE_ARMOR_MAGIC))
 
 
 def is_encrypted(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
-            return layers_of(f.read(len(AGE_ARMOR_MAGIC)))[1]
+            return is_age(f.read(len(AGE_ARMOR_MAGIC)))
     except OSError:
         return False
 
@@ -187,6 +186,8 @@ class SealedWriter:
     def __init__(
         self, raw: IO[bytes], compression: str | None, to: Sequence[Any] | None = None
     ) -> None:
+        if compression not in (None, *COMPRESSIONS):  # before a thread is started for nothing
+            raise ConfigurationError(f"Unknown compression {compression!r}; use gzip or zstd.")
         self._encrypter = AgeEncrypter(raw, to) if to else None
         below: IO[bytes] = self._encrypter.stream if self._encrypter else raw
         self._compressor: Any = None
@@ -200,8 +201,6 @@ class SealedWriter:
                 .ZstdCompressor(level=3, write_checksum=True)
                 .stream_writer(below, closefd=False)
             )
-        elif compression is not None:
-            raise ConfigurationError(f"Unknown compression {compression!r}; use gzip or zstd.")
         self._top: Any = self._compressor or below
 
     def write(self, data: bytes) -> None:
@@ -276,9 +275,8 @@ def open_plaintext(raw: IO[bytes], name: str) -> IO[bytes]:
     raw.seek(0)
     head = raw.read(len(AGE_ARMOR_MAGIC))
     raw.seek(0)
-    _compression, encrypted = layers_of(head)
     source: IO[bytes] = raw
-    if encrypted:
+    if is_age(head):
         try:
             keys = identities()
         except ArchiveError as exc:

@@ -1,5 +1,6 @@
 import datetime
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
@@ -50,10 +51,7 @@ class Command(DbtoolsCommand):
             raise CommandError(str(exc)) from exc
         if not infos:
             self.stdout.write(f"No backups in {shown(folder)}. Make one with `manage.py backupdb`.")
-            if options["drill"] is not None:
-                self.show_drill(
-                    drill(self.drill_target(folder, options["drill"]), using=options["database"])
-                )
+            self.drill_if_asked(folder, options)
             return
         failed = locked = 0
         self.stdout.write(f"Backups in {shown(folder)}, newest first:")
@@ -102,14 +100,14 @@ class Command(DbtoolsCommand):
                 f"{locked} encrypted backup(s) could not be verified without their identity; "
                 f"run again with --identity FILE (or set DBTOOLS['IDENTITY'])."
             )
-        if options["drill"] is not None:
-            self.show_drill(
-                drill(self.drill_target(folder, options["drill"]), using=options["database"])
-            )
+        self.drill_if_asked(folder, options)
 
-    def drill_target(self, folder: Path, name: str) -> Path:
-        """--drill NAME: a path or a name in the listed folder; no NAME: its latest."""
-        return resolve_backup(name or None, folder=folder, option="--drill NAME")
+    def drill_if_asked(self, folder: Path, options: dict[str, Any]) -> None:
+        if options["drill"] is None:
+            return
+        # --drill NAME: a path or a name in the listed folder; no NAME: its latest.
+        path = resolve_backup(options["drill"] or None, folder=folder, option="--drill NAME")
+        self.show_drill(drill(path, using=options["database"]))
 
     def show_drill(self, result: DrillResult) -> None:
         if result.error:
