@@ -88,3 +88,23 @@ DBTOOLS = {
     # The age identity file that opens them; keep it off the server that makes the backups.
     "IDENTITY": env.str("DBTOOLS_IDENTITY", default="") or None,
 }
+
+# Backups in an S3 bucket instead of backups/ (README "Storing backups elsewhere"):
+# django-storages' S3Storage, under the alias DBTOOLS['STORAGE'] names. Credentials
+# come from boto3's usual places (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws).
+if env.str("DBTOOLS_S3_BUCKET", default=""):
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "backups": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": env.str("DBTOOLS_S3_BUCKET"),
+                "location": env.str("DBTOOLS_S3_PREFIX", default="backups"),
+                # An S3-compatible server (MinIO, Cloudflare R2, …); empty: AWS.
+                "endpoint_url": env.str("DBTOOLS_S3_ENDPOINT_URL", default="") or None,
+                "region_name": env.str("DBTOOLS_S3_REGION", default="") or None,
+            },
+        },
+    }
+    DBTOOLS["STORAGE"] = "backups"

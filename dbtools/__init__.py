@@ -30,6 +30,7 @@ _API = {
     "drill": "dbtools.drill",
     "DrillResult": "dbtools.drill",
     "identity_file": "dbtools.envelope",
+    "backup_location": "dbtools.storage",
     "backup_finished": "dbtools.signals",
     "restore_finished": "dbtools.signals",
     "DbtoolsError": "dbtools.exceptions",

@@ -33,6 +33,7 @@ import orjson
 from .conf import get_settings
 from .envelope import READ_ERRORS, SealedWriter, open_plaintext
 from .exceptions import ArchiveError, BackupError
+from .storage import BackupFile, open_file
 
 FORMAT = "dbtools-backup"
 VERSION = 1
@@ -67,27 +68,58 @@ def create_private(path: Path) -> IO[bytes]:
     return os.fdopen(fd, "wb")
 
 
+class LocalSink:
+    """A private temporary file beside `final`; `commit()` fsyncs it and renames it into place."""
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.temp = partial_path(final)
+        self.file = create_private(self.temp)
+
+    def write(self, data: bytes) -> int:
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def commit(self) -> Path:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.temp, self.final)
+        fsync_dir(self.final.parent)
+        return self.final
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # a broken stream: the file goes anyway
+            self.file.close()
+        self.temp.unlink(missing_ok=True)
+
+
 class ArchiveWriter:
-    """Writes a backup under a temporary name; `commit()` makes it appear whole."""
+    """Writes a backup into a sink that publishes it only when `commit()` is called:
+    a temporary file renamed into place (`final`), or an upload (`sink`) such as
+    storage.MultipartUpload."""
 
     def __init__(
         self,
-        final: Path,
+        final: Path | None,
         compression: str | None = None,
         max_line_bytes: int | None = None,
         encrypt_to: Sequence[Any] = (),
+        sink: Any = None,
     ) -> None:
         """`compression` is None, "gzip" or "zstd"; `encrypt_to` holds age recipients."""
-        self.final = final
         self.max_line_bytes = max_line_bytes or get_settings().max_line_bytes
         self._label = ""
-        self.temp = partial_path(final)
-        self.raw = create_private(self.temp)
+        if sink is None:
+            assert final is not None
+            sink = LocalSink(final)
+        self.sink = sink
         try:
-            self.out = SealedWriter(self.raw, compression, encrypt_to)
+            self.out = SealedWriter(self.sink, compression, encrypt_to)
         except BaseException:
-            self.raw.close()
-            self.temp.unlink(missing_ok=True)
+            self.sink.abort()
             raise
         self.tables = 0
         self.rows = 0
@@ -138,21 +170,17 @@ class ArchiveWriter:
         self.rows += self._count
         return self._count, digest
 
-    def commit(self) -> None:
+    def commit(self) -> Any:
+        """Finish the document and publish it; returns what the sink made (a Path, or
+        a storage.StoredBackup)."""
         summary = orjson.dumps({"summary": {"tables": self.tables, "rows": self.rows}})
         self.out.write(b"]," + summary[1:] + b"\n")
         self.out.close()
-        self.raw.flush()
-        os.fsync(self.raw.fileno())
-        self.raw.close()
-        os.replace(self.temp, self.final)
-        fsync_dir(self.final.parent)
+        return self.sink.commit()
 
     def abort(self) -> None:
         self.out.abort()
-        with contextlib.suppress(Exception):  # a broken stream: the file goes anyway
-            self.raw.close()
-        self.temp.unlink(missing_ok=True)
+        self.sink.abort()
 
 
 def publish_copy(source: Path, target: Path) -> None:
@@ -260,7 +288,7 @@ class ArchiveReader:
     even if the name has since been given to another backup.
     """
 
-    path: Path
+    path: BackupFile
     source: IO[bytes] | None = None
     max_line_bytes: int = field(default_factory=lambda: get_settings().max_line_bytes)
     header: dict[str, Any] = field(init=False)
@@ -270,9 +298,14 @@ class ArchiveReader:
         self._raw = self.source or open_backup(self.path)
         try:
             self._stream = open_plaintext(self._raw, self.path.name)
-        except BaseException:
+        except BaseException as exc:
             if self.source is None:
                 self._raw.close()
+            if isinstance(exc, OSError):  # a bucket's object replaced, or the network gone
+                raise ArchiveError(
+                    f"{self.path.name} could not be read: {exc}. Nothing was changed; "
+                    f"run the command again (`manage.py listbackups` shows the backups)."
+                ) from exc
             raise
         self._line_no = 0
         try:
@@ -476,17 +509,17 @@ class ArchiveReader:
         return value
 
 
-def open_backup(path: Path) -> IO[bytes]:
+def open_backup(path: BackupFile) -> IO[bytes]:
     """The file itself, opened for reading, or a one-line error."""
     try:
-        return open(path, "rb")
+        return open_file(path)
     except FileNotFoundError:
         raise ArchiveError(f"Backup file {path} does not exist.") from None
     except OSError as exc:
         raise ArchiveError(f"Backup file {path} cannot be opened: {exc.strerror or exc}.") from exc
 
 
-def verify(path: Path) -> dict[str, Any]:
+def verify(path: BackupFile) -> dict[str, Any]:
     """Read a whole archive, checking every table; return its summary."""
     with ArchiveReader(path) as reader:
         for _section in reader.tables():

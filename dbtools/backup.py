@@ -38,6 +38,16 @@ from .envelope import (
 from .exceptions import ArchiveError, BackupError, ConfigurationError, DatabaseUnavailable
 from .graph import Plan, Table, plan_tables
 from .signals import announce, backup_finished
+from .storage import (
+    BackupFile,
+    Location,
+    S3Store,
+    StoredBackup,
+    backup_location,
+    delete_file,
+    file_size,
+    same_backup,
+)
 
 BATCH_ROWS = 5_000
 LATEST_STEM = "db-backup-latest"
@@ -63,13 +73,13 @@ class TableReport:
 
 @dataclass
 class BackupResult:
-    path: Path
-    latest: Path | None
+    path: BackupFile  # a Path, or a StoredBackup in DBTOOLS['STORAGE']
+    latest: BackupFile | None
     tables: list[TableReport]
     cycles: list[list[str]]
     seconds: float
     size: int
-    pruned: list[Path] = field(default_factory=list)
+    pruned: list[BackupFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -241,16 +251,23 @@ def python_batches(table: Table, connection: BaseDatabaseWrapper) -> Iterator[li
 
 @contextmanager
 def second_reader(
-    connection: BaseDatabaseWrapper, plan: Plan, folder: Path, owned: bool, encrypting: bool
+    connection: BaseDatabaseWrapper,
+    plan: Plan,
+    folder: Path | None,
+    owned: bool,
+    encrypting: bool,
 ) -> Iterator[postgres.SecondReader | None]:
     """On PostgreSQL, a second connection in the same snapshot reads tables from
     the end of the plan, so two server processes build rows at once. Only in a
     snapshot transaction of our own (in a caller's transaction the isolation
-    level is the caller's, and its snapshot may not be one to share), and not
-    for an encrypted backup: its spool files would put plaintext rows on disk."""
+    level is the caller's, and its snapshot may not be one to share), not for
+    an encrypted backup (its spool files would put plaintext rows on disk), and
+    not without a local `folder` to spool in (a backup to a bucket keeps nothing
+    on local disk)."""
     second = None
     if (
         owned
+        and folder is not None
         and not encrypting
         and connection.vendor == "postgresql"
         and connection.alias in connections.settings  # a second connection needs its settings
@@ -343,20 +360,29 @@ def timestamp(now: datetime.datetime) -> str:
     return now.strftime("%Y-%m-%dT%H-%M-%S-") + f"{now.microsecond // 1000:03d}Z"
 
 
-def resolve_output(
-    output: str | Path | None, compress: bool | str | None, now: datetime.datetime, encrypt: bool
-) -> tuple[Path, str | None, bool]:
-    """(file to write, its compression, is it in a backups folder that keeps `latest`?).
-
-    A file name given with --output decides the compression by its suffix.
-    """
-    conf = get_settings()
+def wanted_compression(compress: bool | str | None) -> str | None:
+    """The compression asked for (None: DBTOOLS['COMPRESS']), or a one-line error."""
     if compress not in (None, True, False, *COMPRESSIONS):
         raise ConfigurationError(
             f"Unknown compression {compress!r}; choose {' or '.join(COMPRESSIONS)}."
         )
-    wanted = conf.compress if compress is None else compression_named(compress)
-    target = Path(output) if output else conf.backup_dir
+    return get_settings().compress if compress is None else compression_named(compress)
+
+
+def resolve_output(
+    output: str | Path | None,
+    compress: bool | str | None,
+    now: datetime.datetime,
+    encrypt: bool,
+    folder: Path | None = None,
+) -> tuple[Path, str | None, bool]:
+    """(file to write, its compression, is it in a backups folder that keeps `latest`?).
+
+    A file name given with --output decides the compression by its suffix;
+    without one, the backup goes in `folder` (default: DBTOOLS['BACKUP_DIR']).
+    """
+    wanted = wanted_compression(compress)
+    target = Path(output) if output else folder or get_settings().backup_dir
     suffix = backup_suffix(target.name)
     if suffix:
         named = next((c for c in COMPRESSIONS if SUFFIXES[c] in suffix), None)
@@ -378,13 +404,20 @@ def resolve_output(
                 )
             )
         return target, named, False
-    suffix = file_suffix(wanted, encrypt)
-    path = target / f"db-backup-{timestamp(now)}{suffix}"
+    return (
+        target / new_name(now, file_suffix(wanted, encrypt), lambda n: (target / n).exists()),
+        wanted,
+        True,
+    )
+
+
+def new_name(now: datetime.datetime, suffix: str, taken: Callable[[str], bool]) -> str:
+    name = f"db-backup-{timestamp(now)}{suffix}"
     n = 2
-    while path.exists():  # two backups in one millisecond
-        path = target / f"db-backup-{timestamp(now)}-{n}{suffix}"
+    while taken(name):  # two backups in one millisecond
+        name = f"db-backup-{timestamp(now)}-{n}{suffix}"
         n += 1
-    return path, wanted, True
+    return name
 
 
 def prepare_folder(folder: Path) -> None:
@@ -427,29 +460,52 @@ def git_exposure(folder: Path) -> str | None:
     )
 
 
+LATEST_SUFFIXES = sorted({file_suffix(c, e) for c in (None, *COMPRESSIONS) for e in (False, True)})
+
+
+def served_exposure(folder: Path) -> str | None:
+    """A warning if the site itself serves files from the backup folder (MEDIA_ROOT,
+    STATIC_ROOT): a backup there could be downloaded by anyone who guesses its name."""
+    for setting in ("MEDIA_ROOT", "STATIC_ROOT"):
+        root = getattr(settings, setting, None)
+        if root and folder.resolve().is_relative_to(Path(root).resolve()):
+            return (
+                f"The backup folder {folder} is inside {setting} ({root}), which the site serves: "
+                f"backups hold personal data. Give them a folder or storage of their own."
+            )
+    return None
+
+
 def latest_path(folder: Path, suffix: str) -> Path:
     return folder / (LATEST_STEM + suffix)
 
 
-def latest_files(folder: Path) -> list[Path]:
-    """The `latest` copies in `folder` (one, normally; one per suffix at worst)."""
-    suffixes = {file_suffix(c, e) for c in (None, *COMPRESSIONS) for e in (False, True)}
-    return [p for s in sorted(suffixes) if (p := latest_path(folder, s)).is_file()]
+def latest_files(location: Location) -> list[BackupFile]:
+    """The `latest` copies in a folder or store (one, normally; one per suffix at worst)."""
+    if isinstance(location, S3Store):
+        names = {LATEST_STEM + s for s in LATEST_SUFFIXES}
+        listed = [f.name for f in location.files() if f.name in names]
+        return [f for name in listed if (f := location.get(name))]  # with whose copy it is
+    return [p for s in LATEST_SUFFIXES if (p := latest_path(location, s)).is_file()]
 
 
-def timestamped_backups(folder: Path) -> list[Path]:
-    """Finished, timestamped backups in `folder`, newest first."""
-    if not folder.is_dir():
+def timestamped_backups(location: Location) -> list[BackupFile]:
+    """Finished, timestamped backups in a folder or store, newest first."""
+    found: list[tuple[re.Match[str], BackupFile]]
+    if isinstance(location, S3Store):
+        found = [(m, f) for f in location.files() if (m := TIMESTAMPED.match(f.name))]
+    elif location.is_dir():
+        # is_file(): a dangling link (or a folder) with a backup's name is no backup.
+        found = [
+            (m, p) for p in location.iterdir() if (m := TIMESTAMPED.match(p.name)) and p.is_file()
+        ]
+    else:
         return []
-    # is_file(): a dangling link (or a folder) with a backup's name is no backup.
-    found = [
-        (match, p) for p in folder.iterdir() if (match := TIMESTAMPED.match(p.name)) and p.is_file()
-    ]
     found.sort(key=lambda item: (item[0]["time"], int(item[0]["n"] or 1)), reverse=True)
-    return [p for _, p in found]
+    return [f for _, f in found]
 
 
-def retention_group(path: Path) -> str | None:
+def retention_group(path: BackupFile) -> str | None:
     """Which count a backup belongs to: "full", "pre-migrate", or None for one
     that retention never deletes (a partial --only backup, one with another
     label, one whose header cannot be read)."""
@@ -468,23 +524,25 @@ def retention_group(path: Path) -> str | None:
     return match["label"] or "full"
 
 
-def prune(folder: Path, keep: int | None, keep_pre_migrate: int | None = None) -> list[Path]:
+def prune(
+    location: Location, keep: int | None, keep_pre_migrate: int | None = None
+) -> list[BackupFile]:
     """Delete all but the `keep` newest full backups and, counted apart, the
     `keep_pre_migrate` newest pre-migration ones (None: keep them all).
     Never a partial or unreadable backup, never the one `latest` holds."""
     limits = {"full": keep, PRE_MIGRATE: keep_pre_migrate}
     seen = {"full": 0, PRE_MIGRATE: 0}
-    latest = latest_files(folder)
+    latest = latest_files(location)
     removed = []
-    for path in timestamped_backups(folder):  # newest first
+    for path in timestamped_backups(location):  # newest first
         group = retention_group(path)
         if group is None:
             continue
         seen[group] += 1
         limit = limits[group]
-        if limit is None or seen[group] <= limit or any(path.samefile(p) for p in latest):
+        if limit is None or seen[group] <= limit or any(same_backup(path, p) for p in latest):
             continue
-        path.unlink()
+        delete_file(path)
         removed.append(path)
     return removed
 
@@ -522,18 +580,37 @@ def backup_database(
     now = datetime.datetime.now(datetime.UTC)
     keys = conf.encrypt_to if encrypt_to is None else encrypt_to
     sealed_to = recipients(keys) if keys else []
-    path, compression, in_folder = resolve_output(output, compress, now, bool(sealed_to))
+    # --output is always a local file; otherwise DBTOOLS['STORAGE'] or the backups folder.
+    location = backup_location() if output is None else None
+    if isinstance(location, S3Store):
+        store: S3Store | None = location
+        compression, in_folder = wanted_compression(compress), True
+        name = new_name(
+            now, file_suffix(compression, bool(sealed_to)), lambda n: location.get(n) is not None
+        )
+    else:
+        store = None
+        path, compression, in_folder = resolve_output(
+            output, compress, now, bool(sealed_to), folder=location
+        )
+        name = path.name
     if in_folder and sealed_to and only:
         label = f"{label}-{PARTIAL}" if label else PARTIAL
     if label and in_folder:
-        path = path.with_name(path.name.replace("db-backup-", f"db-backup-{label}-", 1))
+        name = name.replace("db-backup-", f"db-backup-{label}-", 1)
     connection = connect(using)
     plan = plan_tables(using, only=only, exclude=exclude, include_unmanaged=include_unmanaged)
-    prepare_folder(path.parent)
-    warnings = [w for w in [git_exposure(path.parent)] if w]
+    warnings = []
+    if store is None:
+        path = path.with_name(name)
+        prepare_folder(path.parent)
+        warnings += [w for w in [git_exposure(path.parent), served_exposure(path.parent)] if w]
 
     try:
-        writer = ArchiveWriter(path, compression, encrypt_to=sealed_to)
+        if store is None:
+            writer = ArchiveWriter(path, compression, encrypt_to=sealed_to)
+        else:
+            writer = ArchiveWriter(None, compression, encrypt_to=sealed_to, sink=store.upload(name))
     except OSError as exc:
         raise BackupError(
             f"Cannot write in {path.parent}: {exc.strerror or exc}. "
@@ -543,15 +620,16 @@ def backup_database(
         with snapshot(connection) as owned:
             meta = describe_backup(connection, plan, now, only, exclude, include_unmanaged)
             writer.write_header(meta)
-            with second_reader(connection, plan, path.parent, owned, bool(sealed_to)) as second:
+            spool_in = None if store else path.parent  # a spool is plaintext on local disk
+            with second_reader(connection, plan, spool_in, owned, bool(sealed_to)) as second:
                 reports = [
                     write_table(writer, t, connection, progress, second) for t in plan.tables
                 ]
-        writer.commit()
+        written: BackupFile = writer.commit()
     except OSError as exc:
         writer.abort()
         raise BackupError(
-            f"Writing {path.name} failed: {exc.strerror or exc}. Nothing was kept; "
+            f"Writing {name} failed: {exc.strerror or exc}. Nothing was kept; "
             f"earlier backups are untouched. Free some space or choose another folder with --output."
         ) from exc
     except DatabaseError as exc:
@@ -560,27 +638,40 @@ def backup_database(
             f"Reading the database failed: {' '.join(str(exc).split())}. Nothing was kept; "
             f"earlier backups are untouched."
         ) from exc
-    except BaseException:
+    except BaseException as exc:
         writer.abort()
+        if isinstance(exc, BackupError) and store is not None:  # the bucket refused a part
+            raise BackupError(
+                f"{exc} Nothing was kept in {store}; earlier backups are untouched."
+            ) from exc
         raise
 
-    latest = None
-    pruned: list[Path] = []
+    latest: BackupFile | None = None
+    pruned: list[BackupFile] = []
     if in_folder:
-        latest = latest_path(path.parent, file_suffix(compression, bool(sealed_to)))
-        publish_copy(path, latest)
-        for other in latest_files(path.parent):
-            if other != latest:
-                other.unlink(missing_ok=True)
+        latest_name = LATEST_STEM + file_suffix(compression, bool(sealed_to))
+        if isinstance(written, StoredBackup):
+            written.store.publish_copy(written, latest_name)
+            latest = written.store.get(latest_name)
+            others = latest_files(written.store)
+            keep_in: Location = written.store
+        else:
+            latest = latest_path(written.parent, file_suffix(compression, bool(sealed_to)))
+            publish_copy(written, latest)
+            others = latest_files(written.parent)
+            keep_in = written.parent
+        for other in others:
+            if other.name != latest_name:
+                delete_file(other)
         if keep or keep_pre_migrate:
-            pruned = prune(path.parent, keep, keep_pre_migrate)
+            pruned = prune(keep_in, keep, keep_pre_migrate)
     result = BackupResult(
-        path=path,
+        path=written,
         latest=latest,
         tables=reports,
         cycles=[list(c) for c in plan.cycles],
         seconds=time.monotonic() - started,
-        size=path.stat().st_size,
+        size=file_size(written),
         pruned=pruned,
         warnings=warnings,
     )

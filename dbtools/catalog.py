@@ -1,10 +1,9 @@
-"""The backups in a folder: what each holds, which one `latest` is, are they whole."""
+"""The backups in a folder or store: what each holds, which one `latest` is, are they whole."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,11 +12,12 @@ from .archive import PARTIAL_SUFFIX, ArchiveReader, verify
 from .backup import latest_files, timestamped_backups
 from .envelope import can_decrypt, is_encrypted
 from .exceptions import ArchiveError
+from .storage import BackupFile, Location, S3Store, file_size, open_file, same_backup
 
 
 @dataclass
 class BackupInfo:
-    path: Path
+    path: BackupFile
     size: int
     meta: dict[str, Any] | None  # None when the header cannot be read
     tables: int | None
@@ -32,9 +32,9 @@ class BackupInfo:
         return {app: names[-1] for app, names in sorted(migrations.items()) if names}
 
 
-def read_summary(path: Path) -> dict[str, Any] | None:
+def read_summary(path: BackupFile) -> dict[str, Any] | None:
     """The summary line of an uncompressed backup, read from its end (cheap)."""
-    with open(path, "rb") as f:
+    with open_file(path) as f:
         if f.read(1) != b"{":  # compressed or encrypted
             return None
         f.seek(0, os.SEEK_END)
@@ -49,14 +49,13 @@ def read_summary(path: Path) -> dict[str, Any] | None:
     return summary
 
 
-def list_backups(folder: Path, check: bool = False) -> list[BackupInfo]:
-    """Timestamped backups in `folder`, newest first. `check` reads each through."""
+def list_backups(folder: Location, check: bool = False) -> list[BackupInfo]:
+    """Timestamped backups in a folder or store, newest first. `check` reads each through."""
     latest = latest_files(folder)
     infos = []
     for path in timestamped_backups(folder):
-        info = BackupInfo(
-            path, path.stat().st_size, None, None, None, any(path.samefile(p) for p in latest)
-        )
+        is_latest = any(same_backup(path, p) for p in latest)
+        info = BackupInfo(path, file_size(path), None, None, None, is_latest)
         if is_encrypted(path) and not can_decrypt():
             info.locked = True
             infos.append(info)
@@ -73,8 +72,11 @@ def list_backups(folder: Path, check: bool = False) -> list[BackupInfo]:
     return infos
 
 
-def leftovers(folder: Path) -> list[Path]:
-    """Partial files left by a backup that was killed; safe to delete."""
+def leftovers(folder: Location) -> list[str]:
+    """Names of partial files (or, in a bucket, unfinished uploads) left by a backup
+    that was killed; safe to delete."""
+    if isinstance(folder, S3Store):
+        return folder.unfinished_uploads()
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.name.endswith(PARTIAL_SUFFIX))
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(PARTIAL_SUFFIX))

@@ -46,6 +46,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         exclude = get_settings().exclude
     except ConfigurationError:  # pragma: no cover - problems were reported above
         return messages
+    from .storage import backup_location
+
+    try:
+        backup_location()  # DBTOOLS['STORAGE'] names a storage dbtools can publish to
+    except ConfigurationError as exc:
+        messages.append(
+            Error(str(exc), hint="See the README's Storing backups elsewhere.", id="dbtools.E003")
+        )
     for label in exclude:
         problem = label_problem(label, list(apps.get_models(include_auto_created=True)))
         if problem:

@@ -18,6 +18,7 @@ from .exceptions import ConfigurationError
 
 KNOWN_KEYS = {
     "BACKUP_DIR",
+    "STORAGE",
     "EXCLUDE",
     "KEEP",
     "KEEP_PRE_MIGRATE",
@@ -41,6 +42,7 @@ LOCK_TIMEOUT = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
 @dataclass(frozen=True)
 class DbtoolsSettings:
     backup_dir: Path
+    storage: str | None = None  # an alias of settings.STORAGES; None: backup_dir
     exclude: tuple[str, ...] = field(default_factory=tuple)
     keep: int | None = None
     keep_pre_migrate: int | None = None
@@ -72,6 +74,12 @@ def settings_problems() -> list[str]:
     backup_dir = raw.get("BACKUP_DIR")
     if backup_dir is not None and not isinstance(backup_dir, str | os.PathLike):
         problems.append(f"DBTOOLS['BACKUP_DIR'] must be a path, not {backup_dir!r}.")
+    storage = raw.get("STORAGE")
+    if storage is not None and not (isinstance(storage, str) and storage):
+        problems.append(
+            f"DBTOOLS['STORAGE'] must be the name of a storage in settings.STORAGES, such as "
+            f"'backups', not {storage!r}."
+        )
     exclude = raw.get("EXCLUDE", [])
     if not isinstance(exclude, list | tuple) or not all(isinstance(x, str) for x in exclude):
         problems.append(
@@ -152,6 +160,7 @@ def get_settings() -> DbtoolsSettings:
         backup_dir = base_dir / backup_dir
     return DbtoolsSettings(
         backup_dir=backup_dir,
+        storage=raw.get("STORAGE"),
         exclude=tuple(raw.get("EXCLUDE", ())),
         keep=raw.get("KEEP"),
         keep_pre_migrate=raw.get("KEEP_PRE_MIGRATE"),

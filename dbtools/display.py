@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 
 
-def shown(path: Path) -> str:
-    """A path as the user would type it: relative to the current folder when inside it."""
+def shown(path: object) -> str:
+    """A path as the user would type it: relative to the current folder when inside it.
+    Anything else (a backup in a bucket, a bucket) as its URL."""
+    if not isinstance(path, Path):
+        return str(path)
     try:
         return os.path.relpath(path)
     except ValueError:  # another drive on Windows

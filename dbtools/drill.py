@@ -27,6 +27,7 @@ from .exceptions import NeedsReplay, RestoreError
 from .replay import Scratch, replay_restore, routed_to, scratch_database
 from .restore import restore_database
 from .restore_plan import prepare_restore, resolve_backup
+from .storage import BackupFile
 
 
 @dataclass
@@ -43,7 +44,7 @@ class TableCheck:
 
 @dataclass
 class DrillResult:
-    path: Path
+    path: BackupFile
     vendor: str
     tables: list[TableCheck]
     restore_seconds: float
@@ -70,7 +71,7 @@ class _Digest:
     columns: list[tuple[str, str]]
 
 
-def row_digests(path: Path) -> dict[str, _Digest]:
+def row_digests(path: BackupFile) -> dict[str, _Digest]:
     """Per table label: row count, SHA-256 over the row lines, and the columns."""
     digests = {}
     with ArchiveReader(path) as reader:
@@ -84,7 +85,7 @@ def row_digests(path: Path) -> dict[str, _Digest]:
     return digests
 
 
-def drill(path: str | Path | None = None, *, using: str = "default") -> DrillResult:
+def drill(path: str | BackupFile | None = None, *, using: str = "default") -> DrillResult:
     """Restore `path` (default: latest) into a scratch database and compare it table by table."""
     backup_path = resolve_backup(path)
     target = connect(using)

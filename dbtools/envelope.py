@@ -28,6 +28,7 @@ from typing import IO, Any, cast
 
 from .conf import COMPRESSIONS, get_settings
 from .exceptions import ArchiveError, ConfigurationError
+from .storage import BackupFile, open_file
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -72,9 +73,9 @@ def is_age(head: bytes) -> bool:
     return head.startswith((AGE_MAGIC, AGE_ARMOR_MAGIC))
 
 
-def is_encrypted(path: Path) -> bool:
+def is_encrypted(path: BackupFile) -> bool:
     try:
-        with open(path, "rb") as f:
+        with open_file(path) as f:
             return is_age(f.read(len(AGE_ARMOR_MAGIC)))
     except OSError:
         return False

@@ -40,6 +40,7 @@ from .exceptions import RestoreError
 from .graph import plan_tables
 from .restore import Mode, Progress, RestoreResult, restore_database
 from .restore_plan import current_table_label, migration_renames, prepare_restore, resolve_backup
+from .storage import BackupFile
 
 SCRATCH_PREFIX = "dbtools_scratch_"
 SCRATCH_FOLDER_PREFIX = (
@@ -52,7 +53,7 @@ def host_tag() -> str:
 
 
 def replay_restore(
-    path: str | Path | None = None,
+    path: str | BackupFile | None = None,
     *,
     using: str = "default",
     mode: Mode = "merge",

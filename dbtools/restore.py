@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
 from django.apps import apps
@@ -47,6 +46,7 @@ from .exceptions import RestoreError
 from .graph import Table
 from .restore_plan import RestorePlan, TableMapping, map_columns, prepare_restore
 from .signals import announce, restore_finished
+from .storage import BackupFile
 
 __all__ = ["RestorePlan", "RestoreResult", "prepare_restore", "restore_database"]
 
@@ -84,7 +84,7 @@ class TableReceipt:
 
 @dataclass
 class RestoreResult:
-    path: Path
+    path: BackupFile
     mode: Mode
     dry_run: bool
     tables: list[TableReceipt]

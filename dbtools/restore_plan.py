@@ -22,9 +22,10 @@ from django.db.migrations.operations import RenameField, RenameModel, RunPython,
 from .archive import ArchiveReader, open_backup
 from .backup import connect, latest_files
 from .codec import AnyField, kind_of, known_kind, row_decoder, row_parser
-from .conf import get_settings
+from .display import shown
 from .exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
 from .graph import Table, plan_tables
+from .storage import BackupFile, Location, S3Store, StoredBackup, backup_location
 
 
 @dataclass
@@ -50,7 +51,7 @@ class RestorePlan:
     """What a restore will do. It holds the backup file open, so the load reads
     the file that was checked; restore_database() closes it (a plan is used once)."""
 
-    path: Path
+    path: BackupFile
     source: IO[bytes]
     using: str
     meta: dict[str, Any]
@@ -86,27 +87,41 @@ class RestorePlan:
 
 
 def resolve_backup(
-    name: str | Path | None, folder: Path | None = None, option: str = "--file"
-) -> Path:
-    """--file NAME: a path, or a name in the backups folder (or `folder`); default: latest."""
-    folder = folder or get_settings().backup_dir
+    name: str | BackupFile | None, folder: Location | None = None, option: str = "--file"
+) -> BackupFile:
+    """--file NAME: a path, or a name in the backups folder or store (or `folder`);
+    default: latest."""
+    if isinstance(name, StoredBackup):
+        return name
+    location = backup_location() if folder is None else folder
     if name is None:
-        candidates = latest_files(folder)
+        candidates = latest_files(location)
         if not candidates:
             raise ArchiveError(
-                f"There is no backup to restore in {folder} (no db-backup-latest.json). "
+                f"There is no backup to restore in {shown(location)} (no db-backup-latest.json). "
                 f"Make one with `manage.py backupdb`, or name a file with {option}."
             )
-        return max(candidates, key=lambda p: p.stat().st_mtime)
+        return max(candidates, key=latest_age)
     path = Path(name)
     if path.exists():
         return path
-    if (folder / path).exists():
-        return folder / path
+    if isinstance(location, S3Store):
+        stored = location.get(path.name) if str(name) == path.name else None
+        if stored is not None:
+            return stored
+    elif (location / path).exists():
+        return location / path
     raise ArchiveError(
-        f"Backup file {name} was not found (looked in the current folder and in {folder}). "
-        f"`manage.py listbackups` shows the backups there."
+        f"Backup file {name} was not found (looked in the current folder and in "
+        f"{shown(location)}). `manage.py listbackups` shows the backups there."
     )
+
+
+def latest_age(latest: BackupFile) -> str | float:
+    """Which of several `latest` copies is the newest (their names differ by suffix only)."""
+    if isinstance(latest, StoredBackup):
+        return latest.copy_of or ""  # the copied backup's name starts with its time
+    return latest.stat().st_mtime
 
 
 @dataclass(frozen=True)
@@ -234,7 +249,7 @@ def _plan_order(loader: MigrationLoader, keys: set[tuple[str, str]]) -> list[tup
 
 
 def prepare_restore(
-    path: str | Path | None = None,
+    path: str | BackupFile | None = None,
     *,
     using: str = "default",
     only: Sequence[str] = (),
@@ -277,7 +292,7 @@ def parse_set_values(items: Sequence[str]) -> dict[str, str]:
 
 
 def map_backup(
-    backup_path: Path,
+    backup_path: BackupFile,
     source: IO[bytes],
     using: str,
     only: Sequence[str],
@@ -398,7 +413,7 @@ def map_backup(
 
 
 def conversion_blockers(
-    backup_path: Path, source: IO[bytes], mappings: list[TableMapping]
+    backup_path: BackupFile, source: IO[bytes], mappings: list[TableMapping]
 ) -> list[str]:
     """For each column whose type changed since the backup, the first value
     that will not convert: found before anything is written, with a second

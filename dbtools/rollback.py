@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.core.management import call_command
@@ -20,6 +19,7 @@ from .archive import ArchiveReader
 from .exceptions import ArchiveError, DbtoolsError, MigrationError
 from .restore import RestoreResult, prepare_restore, restore_database
 from .schema import Difference, Schema, compare, drop_index, read_schema
+from .storage import BackupFile
 
 
 @dataclass
@@ -70,7 +70,7 @@ class RollbackIncomplete(MigrationError):
 
 
 def rollback(
-    backup: Path,
+    backup: BackupFile,
     using: str,
     failed: str | None,
     recorded: Schema | None = None,

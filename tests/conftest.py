@@ -234,3 +234,102 @@ pidfile = {folder / "pgbouncer.pid"}
     process.terminate()
     process.wait(timeout=10)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class S3:
+    """One empty bucket of its own on the S3 server, and DBTOOLS['STORAGE'] pointing at it."""
+
+    endpoint: str
+    bucket: str
+    prefix: str
+    client: object
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What manage.py in a subprocess needs to use the same bucket (config/settings.py)."""
+        return {
+            "DBTOOLS_S3_BUCKET": self.bucket,
+            "DBTOOLS_S3_PREFIX": self.prefix,
+            "DBTOOLS_S3_ENDPOINT_URL": self.endpoint,
+            "DBTOOLS_S3_REGION": "us-east-1",
+        }
+
+    def names(self) -> list[str]:
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}/")  # type: ignore[attr-defined]
+        return sorted(o["Key"].removeprefix(f"{self.prefix}/") for o in listed.get("Contents", []))
+
+    def unfinished(self) -> list[str]:
+        listed = self.client.list_multipart_uploads(Bucket=self.bucket)  # type: ignore[attr-defined]
+        return sorted(u["Key"] for u in listed.get("Uploads", []))
+
+
+def s3_storages(s3: S3) -> dict[str, dict[str, object]]:
+    return {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "backups": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": s3.bucket,
+                "location": s3.prefix,
+                "endpoint_url": s3.endpoint,
+                "region_name": "us-east-1",
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real S3-compatible server over HTTP: moto's standalone server, in its own
+    process on a free port (so two test runs on one machine never share one)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the moto S3 server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3(s3_server, settings, monkeypatch, tmp_path, request):  # type: ignore[no-untyped-def]
+    import boto3
+
+    for variable, value in {
+        "AWS_ACCESS_KEY_ID": "dbtools-tests",
+        "AWS_SECRET_ACCESS_KEY": "dbtools-tests",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(variable, value)
+    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    bucket = f"dbtools-{os.getpid()}-{abs(hash(request.node.nodeid)) % 10**8}"
+    client.create_bucket(Bucket=bucket)
+    store = S3(s3_server, bucket, "team/backups", client)
+    settings.STORAGES = s3_storages(store)
+    # BACKUP_DIR is set too, and must stay empty: nothing goes to local disk.
+    settings.DBTOOLS = {"STORAGE": "backups", "BACKUP_DIR": str(tmp_path / "local-backups")}
+    yield store
+    for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+        client.delete_object(Bucket=bucket, Key=item["Key"])
+    client.delete_bucket(Bucket=bucket)

@@ -115,4 +115,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DBTOOLS = {
     "BACKUP_DIR": os.environ.get("DBTOOLS_TESTS_BACKUP_DIR") or os.path.join(_run_folder, "backups")
 }
+if os.environ.get("DBTOOLS_S3_BUCKET"):  # a subprocess of the S3 tests (config/settings.py)
+    DBTOOLS["STORAGE"] = "backups"
 SILENCED_SYSTEM_CHECKS = ["models.W038"]  # deferrable unique: PostgreSQL only

@@ -21,8 +21,8 @@ class Command(DbtoolsCommand):
         )
         parser.add_argument(
             "--output",
-            help="A folder, or a file name ending in .json, .json.gz or .json.zst (+ .age when "
-            "encrypting; default: DBTOOLS['BACKUP_DIR']).",
+            help="A local folder, or a file name ending in .json, .json.gz or .json.zst (+ .age "
+            "when encrypting; default: DBTOOLS['STORAGE'], else DBTOOLS['BACKUP_DIR']).",
         )
         parser.add_argument(
             "--only",

@@ -6,22 +6,26 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.catalog import leftovers, list_backups
-from dbtools.conf import get_settings
 from dbtools.drill import DrillResult, drill
 from dbtools.exceptions import DbtoolsError
 from dbtools.restore_plan import resolve_backup
+from dbtools.storage import Location, S3Store, backup_location
 
 from ._common import DbtoolsCommand, add_identity_argument, shown, size
 
 
 class Command(DbtoolsCommand):
     help = (
-        "List the backups in the backups folder, newest first; --verify checks each one's "
-        "checksums, --drill restores one into a scratch database and compares."
+        "List the backups in the backups folder (or DBTOOLS['STORAGE']), newest first; "
+        "--verify checks each one's checksums, --drill restores one into a scratch database "
+        "and compares."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--folder", help="Folder to list (default: DBTOOLS['BACKUP_DIR']).")
+        parser.add_argument(
+            "--folder",
+            help="Local folder to list (default: DBTOOLS['STORAGE'], else DBTOOLS['BACKUP_DIR']).",
+        )
         parser.add_argument(
             "--verify",
             action="store_true",
@@ -45,7 +49,7 @@ class Command(DbtoolsCommand):
 
     def handle(self, *args, **options):
         try:
-            folder = Path(options["folder"]) if options["folder"] else get_settings().backup_dir
+            folder = Path(options["folder"]) if options["folder"] else backup_location()
             infos = list_backups(folder, check=options["verify"])
         except DbtoolsError as exc:
             raise CommandError(str(exc)) from exc
@@ -87,10 +91,15 @@ class Command(DbtoolsCommand):
                     f"{app} {name}" for app, name in info.newest_migrations.items()
                 )
                 self.stdout.write(f"      migrations: {migrations}")
-        for path in leftovers(folder):
+        for name in leftovers(folder):
             self.stdout.write(
                 self.style.WARNING(
-                    f"  {path.name}: left by a backup that was interrupted; safe to delete."
+                    f"  {name}: an upload that never completed (a backup was interrupted). It is "
+                    f"no backup and the bucket lists no such object, but S3 keeps (and bills) its "
+                    f"parts until they are aborted: a lifecycle rule with "
+                    f"AbortIncompleteMultipartUpload does that."
+                    if isinstance(folder, S3Store)
+                    else f"  {name}: left by a backup that was interrupted; safe to delete."
                 )
             )
         if failed:
@@ -102,7 +111,7 @@ class Command(DbtoolsCommand):
             )
         self.drill_if_asked(folder, options)
 
-    def drill_if_asked(self, folder: Path, options: dict[str, Any]) -> None:
+    def drill_if_asked(self, folder: Location, options: dict[str, Any]) -> None:
         if options["drill"] is None:
             return
         # --drill NAME: a path or a name in the listed folder; no NAME: its latest.

@@ -1,6 +1,5 @@
 import datetime
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError
@@ -11,6 +10,7 @@ from dbtools.exceptions import NeedsReplay
 from dbtools.replay import is_empty, migrate_empty_target, replay_restore
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
 from dbtools.restore_plan import resolve_backup
+from dbtools.storage import BackupFile
 
 from ._common import DbtoolsCommand, add_identity_argument, progress_bar, shown
 
@@ -29,7 +29,8 @@ class Command(DbtoolsCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--file",
-            help="Backup to restore: a name in the backups folder or a path (default: db-backup-latest.json).",
+            help="Backup to restore: a name in the backups folder (or DBTOOLS['STORAGE']) or a "
+            "local path (default: db-backup-latest.json).",
         )
         add_identity_argument(parser)
         parser.add_argument(
@@ -193,7 +194,7 @@ class Command(DbtoolsCommand):
         self.show_result(result, mode, options)
 
     def header(
-        self, path: Path, meta: dict[str, Any], size: str, mode: Mode, options: dict[str, Any]
+        self, path: BackupFile, meta: dict[str, Any], size: str, mode: Mode, options: dict[str, Any]
     ) -> None:
         taken = datetime.datetime.fromisoformat(meta["created_at"]).strftime(
             "%Y-%m-%d %H:%M:%S UTC"
