@@ -57,10 +57,10 @@ def test_backup_list_restore_keep_cycle_through_the_commands(alias, s3, tmp_path
     some_rows(alias)
     before = comparable_tables(database_contents(alias))
 
-    first = run_manage("backupdb", "--database", alias, env=s3.env)
+    first = run_manage("backupdb", "--database", alias, env=s3.env, timeout=300)
     assert first.returncode == 0, first.stderr
     assert f"s3://{s3.bucket}/team/backups/db-backup-" in first.stdout
-    second = run_manage("backupdb", "--database", alias, "--keep", "1", env=s3.env)
+    second = run_manage("backupdb", "--database", alias, "--keep", "1", env=s3.env, timeout=300)
     assert second.returncode == 0, second.stderr
     names = s3.names()
     kept = timestamped(names)
@@ -68,7 +68,7 @@ def test_backup_list_restore_keep_cycle_through_the_commands(alias, s3, tmp_path
     assert "Deleted old backup s3://" in second.stdout
     assert not (tmp_path / "local-backups").exists()  # nothing went to local disk
 
-    listed = run_manage("listbackups", "--verify", env=s3.env)
+    listed = run_manage("listbackups", "--verify", env=s3.env, timeout=300)
     assert listed.returncode == 0, listed.stderr
     assert f"Backups in s3://{s3.bucket}/team/backups/, newest first:" in listed.stdout
     assert re.search(rf"{kept[0]} .* verified <- latest", listed.stdout), listed.stdout
@@ -84,7 +84,7 @@ def test_backup_list_restore_keep_cycle_through_the_commands(alias, s3, tmp_path
 
     # No --file: latest, which is a copy of the one kept.
     Comment.objects.using(alias).all().delete()
-    again = run_manage("restoredb", "--database", alias, "--no-input", env=s3.env)
+    again = run_manage("restoredb", "--database", alias, "--no-input", env=s3.env, timeout=300)
     assert again.returncode == 0, again.stderr
     assert comparable_tables(database_contents(alias)) == before
 
@@ -178,7 +178,7 @@ def test_a_backup_killed_half_way_leaves_no_object_that_looks_finished(alias, s3
 
     assert s3.names() == finished_before  # the killed backup is nowhere, latest unchanged
     assert len(s3.unfinished()) == 1
-    listed = run_manage("listbackups", env=s3.env)
+    listed = run_manage("listbackups", env=s3.env, timeout=300)
     assert listed.returncode == 0, listed.stderr
     assert "an upload that never completed (a backup was interrupted)" in listed.stdout
     assert listed.stdout.count("db-backup-2") == 2  # the one finished backup, and the upload
@@ -307,7 +307,7 @@ def test_a_drill_restores_a_backup_from_the_bucket(alias, s3):
     from dbtools.drill import drill
 
     some_rows(alias)
-    run = run_manage("backupdb", "--database", alias, env=s3.env)
+    run = run_manage("backupdb", "--database", alias, env=s3.env, timeout=300)
     assert run.returncode == 0, run.stderr
     drilled = run_manage("listbackups", "--drill", "--database", alias, env=s3.env, timeout=300)
     assert drilled.returncode == 0, drilled.stderr
