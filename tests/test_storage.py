@@ -128,6 +128,10 @@ def test_a_large_backup_goes_up_in_several_parts_and_restores_exactly(alias, s3,
     assert head["PartsCount"] == 3  # 14 MB and more in parts of 5 MB
     assert result.size == result.path.size > 14 * MB
     assert s3.unfinished() == []
+    # latest is a multipart server-side copy here (over 8 MB): it still says whose copy it is.
+    latest = backup_location().get("db-backup-latest.json")
+    assert latest is not None and latest.copy_of == result.path.name
+    assert latest.size == result.size
     Comment.objects.using(alias).all().delete()
     restore_database(prepare_restore(using=alias), mode="merge")
     assert comparable_tables(database_contents(alias)) == before
