@@ -112,7 +112,8 @@ def checked_once(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> I
                     )
             except IntegrityError as exc:
                 raise RestoreError(
-                    f"After loading, a row of {key.table} breaks its foreign key {key.name}: "
+                    f"After loading, a foreign key points at a row that does not exist: table "
+                    f"{key.table}, constraint {key.name}: "
                     f"{' '.join(str(exc).split()).rstrip('.')}. The backup may be partial (--only/--exclude "
                     f"when it was taken) or rows it refers to were removed; restore the referenced "
                     f"tables too, or use --replace. Nothing was changed: the restore was rolled back."
