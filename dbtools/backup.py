@@ -638,12 +638,8 @@ def backup_database(
             f"Reading the database failed: {' '.join(str(exc).split())}. Nothing was kept; "
             f"earlier backups are untouched."
         ) from exc
-    except BaseException as exc:
+    except BaseException:
         writer.abort()
-        if isinstance(exc, BackupError) and store is not None:  # the bucket refused a part
-            raise BackupError(
-                f"{exc} Nothing was kept in {store}; earlier backups are untouched."
-            ) from exc
         raise
 
     latest: BackupFile | None = None
@@ -656,7 +652,7 @@ def backup_database(
             others = latest_files(written.store)
             keep_in: Location = written.store
         else:
-            latest = latest_path(written.parent, file_suffix(compression, bool(sealed_to)))
+            latest = written.parent / latest_name
             publish_copy(written, latest)
             others = latest_files(written.parent)
             keep_in = written.parent

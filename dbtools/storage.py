@@ -170,11 +170,13 @@ class S3Store:
         )
 
     @contextlib.contextmanager
-    def _errors(self, doing: str, error: type[Exception] = ArchiveError) -> Iterator[None]:
+    def _errors(
+        self, doing: str, error: type[Exception] = ArchiveError, then: str = ""
+    ) -> Iterator[None]:
         try:
             yield
         except _client_errors() as exc:
-            raise error(self.error(doing, exc)) from exc
+            raise error(f"{self.error(doing, exc)}{then}") from exc
 
     # Reading ----------------------------------------------------------------------
 
@@ -272,6 +274,12 @@ class MultipartUpload:
         self._sent = 0  # parts handed to the uploading thread
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: Future[dict[str, Any]] | None = None
+        # The backup aborts its upload when this is raised.
+        self._upload_failed = (
+            f"Uploading {name} to",
+            BackupError,
+            " Nothing was kept; earlier backups are untouched.",
+        )
 
     def write(self, data: bytes) -> int:
         self._buffer += data
@@ -292,7 +300,7 @@ class MultipartUpload:
 
     def _send(self, chunk: bytes) -> None:
         if self._upload_id is None:
-            with self.store._errors(f"Uploading {self.name} to", BackupError):
+            with self.store._errors(*self._upload_failed):
                 started = self.store.client.create_multipart_upload(
                     Bucket=self.store.bucket,
                     Key=self.key,
@@ -311,7 +319,7 @@ class MultipartUpload:
         self._in_flight = self._pool.submit(self._upload_part, self._sent, chunk)
 
     def _upload_part(self, number: int, chunk: bytes) -> dict[str, Any]:
-        with self.store._errors(f"Uploading {self.name} to", BackupError):
+        with self.store._errors(*self._upload_failed):
             sent = self.store.client.upload_part(
                 Bucket=self.store.bucket,
                 Key=self.key,
@@ -332,7 +340,7 @@ class MultipartUpload:
         client, bucket = self.store.client, self.store.bucket
         try:
             if self._upload_id is None:  # smaller than one part: one PUT, atomic too
-                with self.store._errors(f"Uploading {self.name} to", BackupError):
+                with self.store._errors(*self._upload_failed):
                     client.put_object(
                         Bucket=bucket,
                         Key=self.key,
@@ -343,7 +351,7 @@ class MultipartUpload:
                 if self._buffer:
                     self._send(bytes(self._buffer))
                 self._wait()
-                with self.store._errors(f"Uploading {self.name} to", BackupError):
+                with self.store._errors(*self._upload_failed):
                     client.complete_multipart_upload(
                         Bucket=bucket,
                         Key=self.key,
@@ -475,4 +483,4 @@ def delete_file(backup: BackupFile) -> None:
     if isinstance(backup, StoredBackup):
         backup.store.delete(backup)
     else:
-        backup.unlink()
+        backup.unlink(missing_ok=True)  # a second run at once may have deleted it first

@@ -208,7 +208,10 @@ def test_a_missing_bucket_or_server_is_one_line_and_keeps_nothing(alias, s3, set
     storages_setting = settings.STORAGES
     storages_setting["backups"]["OPTIONS"]["bucket_name"] = "no-such-bucket-dbtools"
     settings.STORAGES = storages_setting
-    with pytest.raises(BackupError, match=r"NoSuchBucket.*Check STORAGES\['backups'\]"):
+    with pytest.raises(
+        BackupError,
+        match=r"NoSuchBucket.*Check STORAGES\['backups'\].* Nothing was kept; earlier backups",
+    ):
         backup_database(using=alias)
 
     env = {**s3.env, "DBTOOLS_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
