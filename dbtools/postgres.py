@@ -18,7 +18,7 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,20 @@ def copy_rows(
     connection: BaseDatabaseWrapper,
 ) -> None:
     """Load rows with COPY ... FROM STDIN: several times faster than INSERT."""
+    with copy_stream(db_table, fields, connection) as write:
+        for row in rows:
+            write(row)
+
+
+@contextlib.contextmanager
+def copy_stream(
+    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
+) -> Iterator[Callable[[dict[str, object]], None]]:
+    """One COPY ... FROM STDIN that rows are written into as they come, by the
+    function yielded: psycopg sends each 32 KB as it fills, so the server
+    stores rows while this process decodes the next. (psycopg's
+    QueuedLibpqWriter, which sends from a thread, was slower: 22.3-25.5 s
+    against 21.2-21.7 s for 1M rows.)"""
     from psycopg.types.json import Jsonb
 
     from .codec import JSONText
@@ -181,8 +195,11 @@ def copy_rows(
     json_columns = [i for i, f in enumerate(fields) if kind_of(f) == "json"]
     with connection.cursor() as cursor, connection.wrap_database_errors:
         raw = cursor.cursor  # psycopg's own cursor, under Django's wrapper
-        with raw.copy(f"COPY {quote(db_table)} ({columns}) FROM STDIN") as copy:
-            for row in rows:
+        sql = f"COPY {quote(db_table)} ({columns}) FROM STDIN"
+        with raw.copy(sql) as copy:
+            write_row = copy.write_row
+
+            def write(row: dict[str, object]) -> None:
                 values = [row[name] for name in attnames]
                 for i in json_columns:
                     value = values[i]
@@ -190,7 +207,9 @@ def copy_rows(
                         values[i] = value.text  # the text as it was: PostgreSQL parses it
                     elif value is not None:
                         values[i] = Jsonb(value)
-                copy.write_row(values)
+                write_row(values)
+
+            yield write
 
 
 # A second reader ------------------------------------------------------------------

@@ -55,6 +55,7 @@ Progress = Callable[[str, int, int], None]
 
 BATCH_ROWS = 1_000
 BATCH_BYTES = 4 * 1024 * 1024  # well under MariaDB's default 16 MB max_allowed_packet
+PROGRESS_ROWS = 5_000  # a table loaded in one COPY reports progress this often
 SQLITE_DECIMAL_DIGITS = 15
 
 # Tables whose ids differ between databases that were migrated separately:
@@ -310,6 +311,18 @@ class Loader:
         # Into an empty table nothing can be skipped: no need to ask per batch.
         empty = self.mode == "replace" or not QuerySet(model=table.model, using=self.using).exists()
         build = self.row_builder(mapping)
+        fields = self.insert_fields(mapping)
+        if empty and not natural and postgres.can_copy(fields, self.connection):
+            try:
+                with transaction.atomic(using=self.using):
+                    self.stream(mapping, fields, rows, receipt, decode, build, converters)
+                receipt.seconds = time.monotonic() - started
+                return receipt
+            except (DatabaseError, ValueError, TypeError, OverflowError):
+                # One COPY for the whole table cannot say which row failed. Load
+                # the table again in batches, whose diagnosis names the row.
+                receipt.inserted = 0
+                rows = self.reread(mapping.backup_label)
         batch: list[dict[str, Any]] = []
         size = 0
         limit = self.batch_limit(mapping)
@@ -335,6 +348,56 @@ class Loader:
                     f"{moved} matched by natural key under a different id; references re-pointed"
                 )
         return receipt
+
+    def stream(
+        self,
+        mapping: TableMapping,
+        fields: list[AnyField],
+        rows: Iterator[tuple[int, Any]],
+        receipt: TableReceipt,
+        decode: Callable[[dict[str, Any]], dict[str, Any]],
+        build: Callable[[dict[str, Any]], dict[str, Any]],
+        converters: list[tuple[str, Callable[[Any, dict[str, Any]], Any]]],
+    ) -> None:
+        """PostgreSQL, into an empty table: every row in one COPY, written as it is
+        decoded, so the server's work overlaps this process's."""
+        assert mapping.table is not None
+        label = mapping.table.label
+        number = 0
+        with postgres.copy_stream(mapping.table.db_table, fields, self.connection) as write:
+            for number, (_, row) in enumerate(rows, 1):
+                try:
+                    values = build(decode(row))
+                except BadValue as exc:
+                    raise bad_value_error(self.plan, mapping, number, row, exc) from exc
+                for attname, convert in converters:
+                    if values.get(attname) is not None:
+                        values[attname] = convert(values[attname], values)
+                write(values)
+                if self.progress and number % PROGRESS_ROWS == 0:
+                    self.progress(label, number, receipt.in_backup)
+        receipt.inserted = number
+        if self.progress:
+            self.progress(label, receipt.inserted, receipt.in_backup)
+
+    def reread(self, label: str) -> Iterator[tuple[int, Any]]:
+        """One table's rows read again from the backup."""
+        with ArchiveReader(self.plan.path, self.plan.source) as reader:
+            for section in reader.tables(
+                lambda meta: self.parser_for(meta) if meta.get("label") == label else None
+            ):
+                if section.meta.get("label") == label:
+                    yield from section.rows
+                    return
+        raise RestoreError(changed_under_us(self.plan))
+
+    def insert_fields(self, mapping: TableMapping) -> list[AnyField]:
+        """The columns written: all but those left to a database default."""
+        return [
+            f
+            for f, source in mapping.sources
+            if source is not None or f.attname in mapping.fixed or not f.has_db_default()
+        ]
 
     def batch_limit(self, mapping: TableMapping) -> int:
         assert mapping.table is not None
@@ -500,11 +563,7 @@ class Loader:
     def insert(self, mapping: TableMapping, batch: list[dict[str, Any]]) -> None:
         assert mapping.table is not None
         model = mapping.table.model
-        fields = [
-            f
-            for f, source in mapping.sources
-            if source is not None or f.attname in mapping.fixed or not f.has_db_default()
-        ]
+        fields = self.insert_fields(mapping)
         try:
             with transaction.atomic(using=self.using):
                 if postgres.can_copy(fields, self.connection):

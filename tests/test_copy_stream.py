@@ -1,0 +1,120 @@
+"""PostgreSQL: a table that starts empty is loaded in one COPY, written as rows are
+decoded (Loader.stream); when that COPY fails, the table is loaded again in batches,
+so the error still names the row. Both ways must give the same database."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import DatabaseError, connections
+
+from dbtools.backup import backup_database
+from dbtools.exceptions import RestoreError
+from dbtools.restore import Loader, prepare_restore, restore_database
+from shop import models as m
+from shop.seed import seed_shop
+from tests.conftest import backends
+from tests.data import fill_edge_cases
+from tests.helpers import comparable_tables, database_contents, rewrite_backup
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+@pytest.fixture
+def seeded(alias):
+    seed_shop(300, using=alias)
+    fill_edge_cases(alias)
+
+
+def spy_on_stream(monkeypatch, fail_after_writing: bool = False) -> list[str]:
+    """Record each table streamed; optionally fail each COPY once every row is in it."""
+    streamed: list[str] = []
+    original = Loader.stream
+
+    def stream(self, mapping, *args):
+        original(self, mapping, *args)
+        streamed.append(mapping.table.label)
+        if fail_after_writing:
+            raise DatabaseError("injected after the whole table was written")
+
+    monkeypatch.setattr(Loader, "stream", stream)
+    return streamed
+
+
+@backends("postgresql")
+@pytest.mark.parametrize("mode", ["replace", "merge"])
+def test_streamed_tables_come_back_exactly(alias, backup_dir, seeded, monkeypatch, mode):
+    before = comparable_tables(database_contents(alias))
+    backup = backup_database(using=alias).path
+    if mode == "merge":  # empty the shop's tables, so that they are streamed
+        tables = [
+            t for t in connections[alias].introspection.table_names() if t.startswith("shop_")
+        ]
+        with connections[alias].cursor() as cursor:
+            cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+    streamed = spy_on_stream(monkeypatch)
+
+    result = restore_database(prepare_restore(backup, using=alias), mode=mode)
+
+    assert {"shop.Product", "shop.Order", "shop.OrderItem"} <= set(streamed)
+    if mode == "merge":  # tables that were not empty were merged in batches
+        assert "auth.Permission" not in streamed
+    assert comparable_tables(database_contents(alias)) == before
+    receipts = {t.label: t for t in result.tables}
+    assert all(receipts[label].inserted == receipts[label].in_backup for label in streamed)
+
+
+@backends("postgresql")
+def test_a_failed_copy_is_undone_and_the_table_loaded_again_in_batches(
+    alias, backup_dir, seeded, monkeypatch
+):
+    backup = backup_database(using=alias).path
+    restore_database(prepare_restore(backup, using=alias), mode="replace")
+    streamed_result = comparable_tables(database_contents(alias))
+
+    streamed = spy_on_stream(monkeypatch, fail_after_writing=True)
+    result = restore_database(prepare_restore(backup, using=alias), mode="replace")
+
+    assert "shop.Product" in streamed  # every streamed table failed, and was loaded again
+    assert comparable_tables(database_contents(alias)) == streamed_result  # no row twice
+    receipts = {t.label: t for t in result.tables}
+    assert receipts["shop.Product"].inserted == m.Product.objects.using(alias).count()
+
+
+@backends("postgresql")
+def test_a_bad_row_in_the_middle_of_a_streamed_table_is_named(alias, backup_dir, seeded):
+    backup = backup_database(using=alias).path
+    ids = list(m.OrderItem.objects.using(alias).order_by("pk").values_list("pk", flat=True))
+    assert len(ids) > 50
+    culprit = ids[len(ids) // 2]
+
+    def negative_quantity(label, row):  # PositiveIntegerField: a CHECK constraint refuses it
+        return (
+            {**row, "quantity": -5} if label == "shop.OrderItem" and row["id"] == culprit else row
+        )
+
+    broken = rewrite_backup(backup, backup.with_name("broken.json"), change_row=negative_quantity)
+    before = comparable_tables(database_contents(alias))
+
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(broken, using=alias), mode="replace")
+
+    message = str(caught.value)
+    assert message.startswith(
+        f"Restoring shop.OrderItem (table shop_orderitem) failed at the row with primary key {culprit}:"
+    ), message
+    assert "check constraint" in message
+    assert message.endswith("Nothing was changed: the restore was rolled back.")
+    assert comparable_tables(database_contents(alias)) == before
+
+
+@backends("postgresql")
+def test_a_streamed_table_reports_its_progress(alias, backup_dir, seeded):
+    backup = backup_database(using=alias).path
+    seen: dict[str, list[tuple[int, int]]] = {}
+    restore_database(
+        prepare_restore(backup, using=alias),
+        mode="replace",
+        progress=lambda label, done, total: seen.setdefault(label, []).append((done, total)),
+    )
+    count = m.OrderItem.objects.using(alias).count()
+    assert seen["shop.OrderItem"][-1] == (count, count)
