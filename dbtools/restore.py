@@ -232,7 +232,7 @@ class Loader:
         label = table_meta["label"]
         if label not in self.loaded and label.lower() not in self.match_by_natural_key:
             return None
-        parse = row_parser(table_meta["columns"], keep_json_text=True)
+        parse = row_parser(table_meta["columns"], keep_json_text=True, jsonb=self.into_jsonb(label))
 
         def parse_line(line: bytes) -> tuple[int, dict[str, Any]]:
             row = parse(line)
@@ -241,6 +241,21 @@ class Loader:
             return len(line), row
 
         return parse_line
+
+    def into_jsonb(self, label: str) -> bool:
+        """Whether every JSON column of the backup's table `label` goes into a
+        PostgreSQL jsonb column (or nowhere)."""
+        if self.connection.vendor != "postgresql":
+            return False
+        mapping = next((m for m in self.plan.mappings if m.backup_label == label), None)
+        if mapping is None or mapping.table is None:
+            return False
+        json_sources = {c["name"] for c in mapping.columns if c.get("kind") == "json"}
+        return all(
+            model_field.db_type(self.connection) == "jsonb"
+            for model_field, source in mapping.sources
+            if source in json_sources
+        )
 
     def learn_natural_keys(
         self, label: str, table_meta: dict[str, Any], rows: Iterator[tuple[int, Any]]
