@@ -341,14 +341,7 @@ class Loader:
         batch: list[dict[str, Any]] = []
         size = 0
         limit = self.batch_limit(mapping)
-        for number, (line_size, row) in enumerate(rows, 1):
-            try:
-                values = build(decode(row))
-            except BadValue as exc:
-                raise bad_value_error(self.plan, mapping, number, row, exc) from exc
-            for attname, convert in converters:
-                if values.get(attname) is not None:
-                    values[attname] = convert(values[attname], values)
+        for line_size, values in self.prepared(mapping, rows, decode, build, converters):
             batch.append(values)
             size += line_size
             if len(batch) >= limit or size >= BATCH_BYTES:
@@ -380,20 +373,33 @@ class Loader:
         label = mapping.table.label
         number = 0
         with postgres.copy_stream(mapping.table.db_table, fields, self.connection) as write:
-            for number, (_, row) in enumerate(rows, 1):
-                try:
-                    values = build(decode(row))
-                except BadValue as exc:
-                    raise bad_value_error(self.plan, mapping, number, row, exc) from exc
-                for attname, convert in converters:
-                    if values.get(attname) is not None:
-                        values[attname] = convert(values[attname], values)
+            prepared = self.prepared(mapping, rows, decode, build, converters)
+            for number, (_, values) in enumerate(prepared, 1):
                 write(values)
                 if self.progress and number % PROGRESS_ROWS == 0:
                     self.progress(label, number, receipt.in_backup)
         receipt.inserted = number
         if self.progress:
             self.progress(label, receipt.inserted, receipt.in_backup)
+
+    def prepared(
+        self,
+        mapping: TableMapping,
+        rows: Iterator[tuple[int, Any]],
+        decode: Callable[[dict[str, Any]], dict[str, Any]],
+        build: Callable[[dict[str, Any]], dict[str, Any]],
+        converters: list[tuple[str, Callable[[Any, dict[str, Any]], Any]]],
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Each backup row as (line size, {attname: value}) for today's fields, checked."""
+        for number, (line_size, row) in enumerate(rows, 1):
+            try:
+                values = build(decode(row))
+            except BadValue as exc:
+                raise bad_value_error(self.plan, mapping, number, row, exc) from exc
+            for attname, convert in converters:
+                if values.get(attname) is not None:
+                    values[attname] = convert(values[attname], values)
+            yield line_size, values
 
     def reread(self, label: str) -> Iterator[tuple[int, Any]]:
         """One table's rows read again from the backup."""
