@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .archive import PARTIAL_SUFFIX, longest_line, too_long_error
@@ -334,3 +335,68 @@ class SecondReader:
             self.thread.join()
         for spooled in self.spooled.values():
             spooled.path.unlink(missing_ok=True)
+
+
+# Emptying tables for --replace --------------------------------------------------
+
+# A table TRUNCATE may empty in DELETE's place: a plain table (no partitions,
+# no inheritance children) with no trigger or rule of the user's (TRUNCATE fires
+# neither their DELETE triggers nor their rules) that this role may truncate.
+TRUNCATABLE_SQL = """
+SELECT c.relname
+FROM pg_class c
+WHERE c.oid IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t)
+  AND c.relkind = 'r'
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid OR i.inhrelid = c.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)
+  AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid)
+  AND has_table_privilege(c.oid, 'TRUNCATE')
+"""
+
+# Every foreign key into one of these tables, with the table it comes from.
+REFERENCED_BY_SQL = """
+SELECT target.relname, source.relname
+FROM pg_constraint con
+JOIN pg_class target ON target.oid = con.confrelid
+JOIN pg_class source ON source.oid = con.conrelid
+WHERE con.contype = 'f'
+  AND con.confrelid IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t)
+"""
+
+
+def truncatable(db_tables: list[str], connection: BaseDatabaseWrapper) -> list[str]:
+    """The tables of `db_tables` that one TRUNCATE can empty inside the
+    transaction exactly as DELETE would: PostgreSQL refuses to truncate a table
+    that a foreign key of a table outside the TRUNCATE refers to (even an empty
+    one), so a table stays out while anything outside the set still refers to it."""
+    with connection.cursor() as cursor:
+        cursor.execute(TRUNCATABLE_SQL, [db_tables])
+        chosen = {name for (name,) in cursor.fetchall()}
+        cursor.execute(REFERENCED_BY_SQL, [db_tables])
+        references = cursor.fetchall()
+    while True:
+        referred_from_outside = {
+            t for t, source in references if t in chosen and source not in chosen
+        }
+        if not referred_from_outside:
+            return [t for t in db_tables if t in chosen]
+        chosen -= referred_from_outside
+
+
+def truncate(db_tables: list[str], connection: BaseDatabaseWrapper) -> bool:
+    """Empty these tables with one TRUNCATE, in a savepoint: False (nothing
+    done) if it cannot be done at once (a lock held elsewhere for longer than
+    DBTOOLS['LOCK_TIMEOUT'], a privilege missing)."""
+    quote = connection.ops.quote_name
+    try:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout')")
+            (previous,) = cursor.fetchone()
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true)", [get_settings().lock_timeout]
+            )
+            cursor.execute(f"TRUNCATE {', '.join(quote(t) for t in db_tables)} RESTRICT")
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+    except DatabaseError:
+        return False
+    return True

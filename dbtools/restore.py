@@ -164,8 +164,14 @@ class Loader:
         self.loaded = {m.backup_label for m in plan.mappings if m.table}
 
     def empty_covered_tables(self) -> None:
-        """--replace: delete every row of each table the backup covers (DELETE, not
-        TRUNCATE, which would commit on MariaDB and could not be rolled back).
+        """--replace: delete every row of each table the backup covers.
+
+        With DELETE, not TRUNCATE, which would commit on MariaDB and could not
+        be rolled back; on PostgreSQL, where TRUNCATE is transactional, with one
+        TRUNCATE for the tables nothing outside it refers to (see
+        postgres.truncatable): DELETE leaves every old row behind as a dead
+        tuple that each reloaded primary key must step over, which made a
+        --replace 20-40% slower than a restore into empty tables.
 
         A database-level ON DELETE rule (CASCADE, SET NULL: Django's DB_CASCADE,
         or one written in SQL) could reach into a table this restore does not
@@ -175,9 +181,15 @@ class Loader:
         emptied = self.plan.covered
         references = outside_references(self.connection, emptied)
         before = count_references(self.connection, references)
+        truncated: set[str] = set()
+        if self.connection.vendor == "postgresql":
+            candidates = postgres.truncatable([t.db_table for t in emptied], self.connection)
+            if candidates and postgres.truncate(candidates, self.connection):
+                truncated = set(candidates)
         with self.connection.cursor() as cursor:
             for table in reversed(emptied):
-                cursor.execute(f"DELETE FROM {self.connection.ops.quote_name(table.db_table)}")
+                if table.db_table not in truncated:
+                    cursor.execute(f"DELETE FROM {self.connection.ops.quote_name(table.db_table)}")
         after = count_references(self.connection, references)
         for reference, count in before.items():
             if after[reference] != count:
