@@ -394,13 +394,16 @@ class ArchiveReader:
         try:
             line = self._stream.readline(self.max_line_bytes + 1)
         except READ_ERRORS as exc:
-            raise ArchiveError(
-                f"{self.path.name} could not be read at line {self._line_no + 1}: "
-                f"{exc or type(exc).__name__}. The file is damaged; use another backup."
-            ) from exc
+            raise self._unreadable(exc) from exc
         if len(line) > self.max_line_bytes:
             raise self._too_long()
         return line
+
+    def _unreadable(self, exc: BaseException) -> ArchiveError:
+        return ArchiveError(
+            f"{self.path.name} could not be read at line {self._line_no + 1}: "
+            f"{exc or type(exc).__name__}. The file is damaged; use another backup."
+        )
 
     def _too_long(self) -> ArchiveError:
         return ArchiveError(
@@ -462,14 +465,28 @@ class ArchiveReader:
                 pass
 
     def _rows(self, meta: dict[str, Any], parse: Callable[[bytes], Any] | None) -> Iterator[Any]:
+        """The lines of one table, checked; _read_line and _next_line's checks
+        inlined (this runs once per row, twice per restore: a third of a
+        restore's reading was the calls and the copies of each line)."""
         digest = hashlib.sha256()
+        update = digest.update
+        readline = self._stream.readline
+        limit = self.max_line_bytes + 1
         count = 0
         while True:
-            line = self._next_line()
-            if line is None:
+            try:
+                line = readline(limit)
+            except READ_ERRORS as exc:
+                raise self._unreadable(exc) from exc
+            if len(line) >= limit:
+                raise self._too_long()
+            if not line.endswith(b"\n"):
+                if line:
+                    self._line_no += 1
                 raise self._truncated()
+            self._line_no += 1
             if line.startswith(_TABLE_END_PREFIX):
-                end = self._load(b"{" + line[2:], "table end")
+                end = self._load(b"{" + line[2:-1], "table end")
                 if end.get("count") != count or end.get("sha256") != digest.hexdigest():
                     what = (
                         f"has {count} rows where the file says {end.get('count')}"
@@ -481,9 +498,9 @@ class ArchiveReader:
                         f"damaged. Use another backup."
                     )
                 return
-            digest.update(line + b"\n")
-            row = line[1:] if line.startswith(b",") else line
+            update(line)
             count += 1
+            row = line[1:-1] if line.startswith(b",") else line[:-1]
             if parse is not None:
                 try:
                     yield parse(row)
