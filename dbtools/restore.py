@@ -384,15 +384,58 @@ class Loader:
         assert mapping.table is not None
         label = mapping.table.label
         number = 0
+        sources = self.copied_as_they_are(mapping, fields, converters)
         with postgres.copy_stream(mapping.table.db_table, fields, self.connection) as write:
-            prepared = self.prepared(mapping, rows, decode, build, converters)
-            for number, (_, values) in enumerate(prepared, 1):
+            if sources is None:
+                attnames = [f.attname for f in fields]
+                prepared = self.prepared(mapping, rows, decode, build, converters)
+                values_of = ([values[a] for a in attnames] for _, values in prepared)
+            else:  # the values straight from the decoded rows: no dict per row
+                values_of = (
+                    [row.get(source) for source in sources]
+                    for row in self.decoded(mapping, rows, decode)
+                )
+            for number, values in enumerate(values_of, 1):
                 write(values)
                 if self.progress and number % PROGRESS_ROWS == 0:
                     self.progress(label, number, receipt.in_backup)
         receipt.inserted = number
         if self.progress:
             self.progress(label, receipt.inserted, receipt.in_backup)
+
+    def copied_as_they_are(
+        self,
+        mapping: TableMapping,
+        fields: list[AnyField],
+        converters: list[tuple[str, Callable[[Any, dict[str, Any]], Any]]],
+    ) -> list[str] | None:
+        """The backup column for each of `fields`, when every value goes in as the
+        backup holds it (what row_builder and converters would do is nothing);
+        else None."""
+        if converters or mapping.fixed or mapping.null_defaults:
+            return None
+        source_of = dict((f.attname, source) for f, source in mapping.sources)
+        sources = []
+        for model_field in fields:
+            source = source_of.get(model_field.attname)
+            related = model_field.related_model if model_field.is_relation else None
+            target = related._meta.label_lower if isinstance(related, type) else None
+            if source is None or target in self.remapped:
+                return None
+            sources.append(source)
+        return sources
+
+    def decoded(
+        self,
+        mapping: TableMapping,
+        rows: Iterator[tuple[int, Any]],
+        decode: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> Iterator[dict[str, Any]]:
+        for number, (_, row) in enumerate(rows, 1):
+            try:
+                yield decode(row)
+            except BadValue as exc:
+                raise bad_value_error(self.plan, mapping, number, row, exc) from exc
 
     def prepared(
         self,
