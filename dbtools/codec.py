@@ -450,20 +450,26 @@ def row_parser(
 NATIVE_TYPES = {"int": int, "str": str, "bool": bool}
 
 
-def row_decoder(columns: list[dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def row_decoder(
+    columns: list[dict[str, Any]], kept_as_text: frozenset[str] = frozenset()
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Turn a parsed row (as written by the backup) back into Python values, in place.
 
     Integers, text and booleans are only checked, and inline: a call per
-    value was the larger part of decoding."""
+    value was the larger part of decoding. Values of the kinds in
+    `kept_as_text` are only checked to be text: for a reader that parses the
+    text itself at least as strictly (PostgreSQL's COPY, for a uuid)."""
     checks = [
-        (c["name"], NATIVE_TYPES[c["kind"]], DECODERS[c["kind"]])
+        (c["name"], NATIVE_TYPES.get(c["kind"], str), DECODERS[c["kind"]])
         for c in columns
-        if c["kind"] in NATIVE_TYPES
+        if c["kind"] in NATIVE_TYPES or c["kind"] in kept_as_text
     ]
     converters = [
         (c["name"], dec)
         for c in columns
-        if c["kind"] not in NATIVE_TYPES and (dec := decoder_for(c["kind"])) is not None
+        if c["kind"] not in NATIVE_TYPES
+        and c["kind"] not in kept_as_text
+        and (dec := decoder_for(c["kind"])) is not None
     ]
 
     def decode(row: dict[str, Any]) -> dict[str, Any]:

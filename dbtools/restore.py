@@ -391,6 +391,7 @@ class Loader:
                 prepared = self.prepared(mapping, rows, decode, build, converters)
                 values_of = ([values[a] for a in attnames] for _, values in prepared)
             else:  # the values straight from the decoded rows: no dict per row
+                decode = row_decoder(mapping.columns, kept_as_text=postgres.PARSED_BY_COPY)
                 values_of = (
                     [row.get(source) for source in sources]
                     for row in self.decoded(mapping, rows, decode)

@@ -162,3 +162,53 @@ def test_the_jsonb_parser_stores_what_the_exact_parser_stores(alias, line):
         else:
             (stored_fast,) = cursor.fetchone()
     assert stored_fast == stored_exact
+
+
+def spell_product_ids(backup, spell):
+    """A copy of the backup whose shop.Product ids are written by `spell(text)`
+    (references to them keep the usual spelling)."""
+    return rewrite_backup(
+        backup,
+        backup.with_name("spelled.json"),
+        change_row=lambda label, row: (
+            {**row, "id": spell(row["id"])} if label == "shop.Product" else row
+        ),
+    )
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    "spell, streamed_as_text",
+    [
+        (str.upper, True),  # PostgreSQL reads these UUIDs itself, from the COPY
+        (lambda text: "{" + text + "}", True),
+        (lambda text: text.replace("-", ""), True),
+        (lambda text: "urn:uuid:" + text, False),  # refused by COPY; uuid.UUID reads it
+    ],
+)
+def test_a_uuid_goes_in_as_the_same_value_however_it_is_spelled(
+    alias, backup_dir, seeded, monkeypatch, spell, streamed_as_text
+):
+    before = comparable_tables(database_contents(alias))
+    spelled = spell_product_ids(backup_database(using=alias).path, spell)
+    streamed = spy_on_stream(monkeypatch)
+
+    restore_database(prepare_restore(spelled, using=alias), mode="replace")
+
+    assert ("shop.Product" in streamed) is streamed_as_text
+    assert comparable_tables(database_contents(alias)) == before
+
+
+@backends("postgresql")
+def test_a_uuid_that_is_not_text_is_named_as_before(alias, backup_dir, seeded):
+    numbered = spell_product_ids(backup_database(using=alias).path, lambda text: 12)
+    before = comparable_tables(database_contents(alias))
+
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(numbered, using=alias), mode="replace")
+
+    assert (
+        "table shop.Product, row 1 (primary key 12): column id holds 12, which is not a uuid value"
+        in str(caught.value)
+    )
+    assert comparable_tables(database_contents(alias)) == before
