@@ -11,7 +11,9 @@ atomic, foreign-key-checked restore: the fair peer) into one migrated
 database whose shop tables are emptied with TRUNCATE ... CASCADE before each empty
 restore. Before each round it times a fixed CPU workload and reads the load
 average, because this kind of machine's speed drifts within minutes: only
-ratios from one phase are compared. Prints medians, ranges and the ratios.
+ratios from one phase are compared. Before each tool it waits for the
+server's autovacuum workers to finish (the tool before may have left them
+a million rows to analyze). Prints medians, ranges and the ratios.
 
 Needs a PostgreSQL server the current user can create databases on
 (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres).
@@ -39,6 +41,21 @@ def calibration() -> float:
     for i in range(3_000_000):
         total += i * i
     return time.perf_counter() - started
+
+
+def settled(url: str, most: float = 120) -> None:
+    """Wait until no autovacuum worker runs: the tool before may have left
+    a million new rows for it to analyze, on the same two cores."""
+    deadline = time.monotonic() + most
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            ["psql", "-At", "-d", url, "-c",
+             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        if done.stdout.strip() == "0":
+            return
+        time.sleep(1)
 
 
 def shop_tables(url: str) -> str:
@@ -125,6 +142,7 @@ def main() -> None:
             for name in names:
                 if name.startswith("restoredb --replace"):  # needs full tables
                     run([*manage, "restoredb", "--file", str(backup), "--no-input"], emptied())
+                settled(base)
                 measures[name].append(tools[name]())
             print(
                 f"  round {round_no + 1} of {args.rounds}: calibration {speed:.2f} s, "

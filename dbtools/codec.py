@@ -413,13 +413,15 @@ def parse_row_for_jsonb(line: bytes, keep: frozenset[str]) -> dict[str, Any]:
     space, key order and all but the last of duplicate keys go), so text
     re-written from the same value stores the same jsonb. Only numbers could
     differ: orjson reads every one with a fraction or an exponent, and every
-    integer beyond 64 bits, as a float. A row holding any float, or one
-    orjson refuses (NaN, a lone surrogate), is parsed the slow way."""
+    integer beyond 64 bits, as a float. A row with a float in a JSON value,
+    or one orjson refuses (NaN, a lone surrogate), is parsed the slow way.
+    (A float column's value is a float either way: orjson and the standard
+    library read a number to the same nearest double.)"""
     try:
         row = orjson.loads(line)
     except orjson.JSONDecodeError:
         return parse_row_keeping_json(line.decode(), keep)
-    if type(row) is not dict or any(_holds_a_float(v) for v in row.values()):
+    if type(row) is not dict or any(_holds_a_float(row.get(name)) for name in keep):
         return parse_row_keeping_json(line.decode(), keep)
     dumps = orjson.dumps
     for name in keep:

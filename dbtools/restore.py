@@ -385,21 +385,25 @@ class Loader:
         label = mapping.table.label
         number = 0
         sources = self.copied_as_they_are(mapping, fields, converters)
+        progress = self.progress
         with postgres.copy_stream(mapping.table.db_table, fields, self.connection) as write:
             if sources is None:
                 attnames = [f.attname for f in fields]
                 prepared = self.prepared(mapping, rows, decode, build, converters)
-                values_of = ([values[a] for a in attnames] for _, values in prepared)
+                for number, (_, values) in enumerate(prepared, 1):
+                    write([values[a] for a in attnames])
+                    if progress and number % PROGRESS_ROWS == 0:
+                        progress(label, number, receipt.in_backup)
             else:  # the values straight from the decoded rows: no dict per row
                 decode = row_decoder(mapping.columns, kept_as_text=postgres.PARSED_BY_COPY)
-                values_of = (
-                    [row.get(source) for source in sources]
-                    for row in self.decoded(mapping, rows, decode)
-                )
-            for number, values in enumerate(values_of, 1):
-                write(values)
-                if self.progress and number % PROGRESS_ROWS == 0:
-                    self.progress(label, number, receipt.in_backup)
+                for number, (_, row) in enumerate(rows, 1):
+                    try:
+                        decode(row)
+                    except BadValue as exc:
+                        raise bad_value_error(self.plan, mapping, number, row, exc) from exc
+                    write([row.get(source) for source in sources])
+                    if progress and number % PROGRESS_ROWS == 0:
+                        progress(label, number, receipt.in_backup)
         receipt.inserted = number
         if self.progress:
             self.progress(label, receipt.inserted, receipt.in_backup)
@@ -425,18 +429,6 @@ class Loader:
                 return None
             sources.append(source)
         return sources
-
-    def decoded(
-        self,
-        mapping: TableMapping,
-        rows: Iterator[tuple[int, Any]],
-        decode: Callable[[dict[str, Any]], dict[str, Any]],
-    ) -> Iterator[dict[str, Any]]:
-        for number, (_, row) in enumerate(rows, 1):
-            try:
-                yield decode(row)
-            except BadValue as exc:
-                raise bad_value_error(self.plan, mapping, number, row, exc) from exc
 
     def prepared(
         self,

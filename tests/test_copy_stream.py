@@ -212,3 +212,19 @@ def test_a_uuid_that_is_not_text_is_named_as_before(alias, backup_dir, seeded):
         in str(caught.value)
     )
     assert comparable_tables(database_contents(alias)) == before
+
+
+FLOATS = ["0.1", "5e-324", "1.7976931348623157e308", "0.30000000000000004", "-0.0",
+          "2.2250738585072014e-308", "123456789.123456789", "1e22", "4.35e-5"]  # fmt: skip
+
+
+@backends("sqlite")
+@pytest.mark.parametrize("number", FLOATS)
+def test_a_float_outside_the_json_values_reads_the_same_by_both_parsers(number):
+    """The jsonb parser keeps orjson's reading of a float column (only a float in
+    a JSON value sends a row to the exact parser): it must be the same double."""
+    line = f'{{"id":1,"ratio":{number},"value":{{"a":[1,"x"]}}}}'.encode()
+    keep = frozenset({"value"})
+    fast, exact = parse_row_for_jsonb(line, keep), parse_row_keeping_json(line.decode(), keep)
+    assert repr(fast["ratio"]) == repr(exact["ratio"]) == repr(float(number))
+    assert fast["value"].text.replace(" ", "") == exact["value"].text.replace(" ", "")
