@@ -27,7 +27,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
@@ -452,26 +452,34 @@ def row_parser(
 NATIVE_TYPES = {"int": int, "str": str, "bool": bool}
 
 
+def _text_or_decoded(plain: Callable[[str], object], decode: Decoder) -> Decoder:
+    def convert(value: Any) -> Any:
+        return value if type(value) is str and plain(value) else decode(value)
+
+    return convert
+
+
 def row_decoder(
-    columns: list[dict[str, Any]], kept_as_text: frozenset[str] = frozenset()
+    columns: list[dict[str, Any]], kept_as_text: Mapping[str, Callable[[str], object]] = {}
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Turn a parsed row (as written by the backup) back into Python values, in place.
 
     Integers, text and booleans are only checked, and inline: a call per
-    value was the larger part of decoding. Values of the kinds in
-    `kept_as_text` are only checked to be text: for a reader that parses the
-    text itself at least as strictly (PostgreSQL's COPY, for a uuid)."""
+    value was the larger part of decoding. `kept_as_text` maps a kind to a
+    test of its text: text that passes stays text, for a reader that parses
+    it itself to the same value (PostgreSQL's COPY); the rest is decoded."""
     checks = [
-        (c["name"], NATIVE_TYPES.get(c["kind"], str), DECODERS[c["kind"]])
+        (c["name"], NATIVE_TYPES[c["kind"]], DECODERS[c["kind"]])
         for c in columns
-        if c["kind"] in NATIVE_TYPES or c["kind"] in kept_as_text
+        if c["kind"] in NATIVE_TYPES
     ]
     converters = [
-        (c["name"], dec)
+        (
+            c["name"],
+            _text_or_decoded(kept_as_text[c["kind"]], dec) if c["kind"] in kept_as_text else dec,
+        )
         for c in columns
-        if c["kind"] not in NATIVE_TYPES
-        and c["kind"] not in kept_as_text
-        and (dec := decoder_for(c["kind"])) is not None
+        if c["kind"] not in NATIVE_TYPES and (dec := decoder_for(c["kind"])) is not None
     ]
 
     def decode(row: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ so the error still names the row. Both ways must give the same database."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.db import DatabaseError, connections
 
@@ -228,3 +230,83 @@ def test_a_float_outside_the_json_values_reads_the_same_by_both_parsers(number):
     fast, exact = parse_row_for_jsonb(line, keep), parse_row_keeping_json(line.decode(), keep)
     assert repr(fast["ratio"]) == repr(exact["ratio"]) == repr(float(number))
     assert fast["value"].text.replace(" ", "") == exact["value"].text.replace(" ", "")
+
+
+def rewrite_first_order(backup, **values):
+    """A copy of the backup with these values in the first shop.Order row."""
+    first = {"done": False}
+
+    def change(label, row):
+        if label != "shop.Order" or first["done"]:
+            return row
+        first["done"] = True
+        return {**row, **values}
+
+    return rewrite_backup(backup, backup.with_name("order.json"), change_row=change)
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-03-04T05:06:07.123456+00:00", "2026-03-04 05:06:07.123456+00"),
+        ("2026-03-04T05:06:07.12+00:00", "2026-03-04 05:06:07.12+00"),  # as PostgreSQL writes
+        ("2026-03-04T05:06:07+05:30", "2026-03-03 23:36:07+00"),
+        # Python truncates a 7th digit where PostgreSQL would round it: decoded here
+        ("2026-03-04T05:06:07.1234567+00:00", "2026-03-04 05:06:07.123456+00"),
+        ("2026-03-04 05:06:07+00:00", "2026-03-04 05:06:07+00"),  # not the ISO T: decoded
+    ],
+)
+def test_a_timestamp_goes_in_as_python_reads_it(
+    alias, backup_dir, seeded, monkeypatch, text, expected
+):
+    backup = rewrite_first_order(backup_database(using=alias).path, created_at=text)
+    streamed = spy_on_stream(monkeypatch)
+
+    restore_database(prepare_restore(backup, using=alias), mode="replace")
+
+    assert "shop.Order" in streamed  # in the COPY, as text or decoded
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        cursor.execute("SELECT created_at::text FROM shop_order ORDER BY id LIMIT 1")
+        assert cursor.fetchone() == (expected,)
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    "column, text",
+    [
+        ("created_at", "2026-03-04T24:00:00+00:00"),  # PostgreSQL would take it: next midnight
+        ("created_at", "2026-03-04T23:59:60+00:00"),  # a leap second, likewise
+        ("created_at", "now"),
+        ("total", "0x1F"),  # hexadecimal: PostgreSQL 16 reads it as 31
+        ("total", "1_000"),  # Python's Decimal reads it; so it is decoded
+    ],
+)
+def test_text_python_refuses_is_refused_before_postgresql_sees_it(
+    alias, backup_dir, seeded, column, text
+):
+    backup = rewrite_first_order(backup_database(using=alias).path, **{column: text})
+    before = comparable_tables(database_contents(alias))
+
+    if text == "1_000":
+        restore_database(prepare_restore(backup, using=alias), mode="replace")
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT total::text FROM shop_order ORDER BY id LIMIT 1")
+            assert cursor.fetchone() == ("1000.00",)
+        return
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(backup, using=alias), mode="replace")
+    assert f"column {column} holds {text!r}, which is not a " in str(caught.value)
+    assert comparable_tables(database_contents(alias)) == before
+
+
+@backends("postgresql")
+@pytest.mark.parametrize("text", ["-0.50", "12345678.91", "7", "1E+2", "NaN"])
+def test_a_decimal_goes_in_as_python_reads_it(alias, backup_dir, seeded, text):
+    backup = rewrite_first_order(backup_database(using=alias).path, subtotal=text)
+    restore_database(prepare_restore(backup, using=alias), mode="replace")
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT subtotal FROM shop_order ORDER BY id LIMIT 1")
+        (stored,) = cursor.fetchone()
+    assert str(stored) == str(Decimal(text).quantize(Decimal("0.01")))  # numeric(12, 2)
