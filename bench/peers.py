@@ -5,10 +5,11 @@
 
 Seeds one PostgreSQL database with `seedshop`, then per round, in an order
 that changes every round: backupdb and `pg_dump --data-only -Fc` of the shop
-tables; restoredb (a merge into empty tables), restoredb --replace (into
-full ones) and `pg_restore --data-only --single-transaction` (PostgreSQL's
-atomic, foreign-key-checked restore: the fair peer) into one migrated
-database whose shop tables are emptied with TRUNCATE ... CASCADE before each empty
+tables; restoredb (a merge into empty tables, and one into tables that
+lost every other row), restoredb --replace (into full ones) and
+`pg_restore --data-only --single-transaction` (PostgreSQL's atomic,
+foreign-key-checked restore: the fair peer) into one migrated database
+whose shop tables are emptied with TRUNCATE ... CASCADE before each empty
 restore. Before each round it times a fixed CPU workload and reads the load
 average, because this kind of machine's speed drifts within minutes: only
 ratios from one phase are compared. Before each tool it waits for the
@@ -56,6 +57,24 @@ def settled(url: str, most: float = 120) -> None:
         if done.stdout.strip() == "0":
             return
         time.sleep(1)
+
+
+# Every other row of each shop table deleted, foreign keys not enforced (the
+# bench runs as a superuser): a database that lost half its rows, for a merge.
+HALVE_SQL = """
+BEGIN;
+SET LOCAL session_replication_role = replica;
+DO $$
+DECLARE t text;
+BEGIN
+  FOR t IN SELECT tablename FROM pg_tables
+           WHERE schemaname = 'public' AND tablename LIKE 'shop\\_%' LOOP
+    EXECUTE format('DELETE FROM %I WHERE ctid IN (SELECT ctid FROM (SELECT ctid, '
+                   'row_number() OVER () AS n FROM %I) s WHERE n %% 2 = 0)', t, t);
+  END LOOP;
+END $$;
+COMMIT;
+"""
 
 
 def shop_tables(url: str) -> str:
@@ -119,6 +138,9 @@ def main() -> None:
             "restoredb (merge into empty tables)": lambda: run(
                 [*manage, "restoredb", "--file", str(backup), "--no-input"], emptied()
             ),
+            "restoredb (merge into half-full tables)": lambda: run(
+                [*manage, "restoredb", "--file", str(backup), "--no-input"], target
+            ),
             "restoredb --replace (full tables)": lambda: run(
                 [*manage, "restoredb", "--file", str(backup), "--no-input", "--replace"], target
             ),
@@ -142,6 +164,10 @@ def main() -> None:
             for name in names:
                 if name.startswith("restoredb --replace"):  # needs full tables
                     run([*manage, "restoredb", "--file", str(backup), "--no-input"], emptied())
+                if "half-full" in name:
+                    run([*manage, "restoredb", "--file", str(backup), "--no-input"], emptied())
+                    psql(target["DATABASE_URL"], HALVE_SQL)
+                    psql(target["DATABASE_URL"], "VACUUM ANALYZE")
                 settled(base)
                 measures[name].append(tools[name]())
             print(
@@ -161,7 +187,11 @@ def main() -> None:
         peer = medians["pg_restore --data-only --single-transaction"]
         print()
         print(f"backupdb: {medians['backupdb'] / medians['pg_dump --data-only -Fc']:.2f}x pg_dump")
-        for name in ("restoredb (merge into empty tables)", "restoredb --replace (full tables)"):
+        for name in (
+            "restoredb (merge into empty tables)",
+            "restoredb (merge into half-full tables)",
+            "restoredb --replace (full tables)",
+        ):
             print(f"{name}: {medians[name] / peer:.2f}x pg_restore --single-transaction")
     finally:
         for name in ("dbtools_peers", "dbtools_peers_restore"):

@@ -240,6 +240,45 @@ def copy_stream(
             yield write
 
 
+@contextlib.contextmanager
+def staging_table(
+    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
+) -> Iterator[tuple[str, Callable[[list[str]], int]]]:
+    """A merge into a table that holds rows, as one set operation: the backup's
+    rows are COPied into a temporary table with the same column types (no
+    constraints, no indexes), and one INSERT ... SELECT ... WHERE NOT EXISTS
+    adds those whose primary key is not there. It skips only primary keys:
+    any other conflict, a CHECK, a NOT NULL or a foreign key still fails
+    the INSERT. Asking the table which keys exist, one query per batch of
+    1,000, was a third of such a merge.
+
+    Yields the staging table's name and `insert_missing(pk_columns)`, which
+    returns how many rows it inserted. The table is dropped afterwards (and
+    with the transaction, ON COMMIT DROP, if this is left by an error)."""
+    quote = connection.ops.quote_name
+    staging = "dbtools_staging_" + db_table[:40]
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {quote(staging)} ON COMMIT DROP AS "
+            f"SELECT {columns} FROM {quote(db_table)} WITH NO DATA"
+        )
+
+    def insert_missing(pk_columns: list[str]) -> int:
+        same_key = " AND ".join(f"x.{quote(c)} = s.{quote(c)}" for c in pk_columns)
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {quote(staging)}")  # so the anti-join is planned as one
+            cursor.execute(
+                f"INSERT INTO {quote(db_table)} ({columns}) SELECT {columns} FROM {quote(staging)} s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {quote(db_table)} x WHERE {same_key})"
+            )
+            return int(cursor.rowcount)
+
+    yield staging, insert_missing
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {quote(staging)}")
+
+
 # A second reader ------------------------------------------------------------------
 
 

@@ -339,16 +339,34 @@ class Loader:
         empty = self.mode == "replace" or not QuerySet(model=table.model, using=self.using).exists()
         build = self.row_builder(mapping)
         fields = self.insert_fields(mapping)
-        if empty and not natural and postgres.can_copy(fields, self.connection):
+        pk_columns = [str(f.column) for f in table.pk_fields]
+        merge_through_copy = not empty and {f.column for f in fields} >= set(pk_columns)
+        if (
+            (empty or merge_through_copy)
+            and not natural
+            and postgres.can_copy(fields, self.connection)
+        ):
             try:
                 with transaction.atomic(using=self.using):
-                    self.stream(mapping, fields, rows, receipt, decode, build, converters)
+                    if empty:
+                        self.stream(mapping, fields, rows, receipt, decode, build, converters)
+                    else:
+                        with postgres.staging_table(table.db_table, fields, self.connection) as (
+                            staging,
+                            insert_missing,
+                        ):
+                            self.stream(
+                                mapping, fields, rows, receipt, decode, build, converters, staging
+                            )
+                            streamed = receipt.inserted
+                            receipt.inserted = insert_missing(pk_columns)
+                            receipt.skipped = streamed - receipt.inserted
                 receipt.seconds = time.monotonic() - started
                 return receipt
             except (DatabaseError, ValueError, TypeError, OverflowError):
                 # One COPY for the whole table cannot say which row failed. Load
                 # the table again in batches, whose diagnosis names the row.
-                receipt.inserted = 0
+                receipt.inserted = receipt.skipped = 0
                 rows = self.reread(mapping.backup_label)
         batch: list[dict[str, Any]] = []
         size = 0
@@ -378,15 +396,17 @@ class Loader:
         decode: Callable[[dict[str, Any]], dict[str, Any]],
         build: Callable[[dict[str, Any]], dict[str, Any]],
         converters: list[tuple[str, Callable[[Any, dict[str, Any]], Any]]],
+        into: str | None = None,
     ) -> None:
-        """PostgreSQL, into an empty table: every row in one COPY, written as it is
-        decoded, so the server's work overlaps this process's."""
+        """PostgreSQL, into an empty table (or the staging table `into`): every row
+        in one COPY, written as it is decoded, so the server's work overlaps
+        this process's."""
         assert mapping.table is not None
         label = mapping.table.label
         number = 0
         sources = self.copied_as_they_are(mapping, fields, converters)
         progress = self.progress
-        with postgres.copy_stream(mapping.table.db_table, fields, self.connection) as write:
+        with postgres.copy_stream(into or mapping.table.db_table, fields, self.connection) as write:
             if sources is None:
                 attnames = [f.attname for f in fields]
                 prepared = self.prepared(mapping, rows, decode, build, converters)

@@ -28,14 +28,21 @@ def seeded(alias):
     fill_edge_cases(alias)
 
 
-def spy_on_stream(monkeypatch, fail_after_writing: bool = False) -> list[str]:
-    """Record each table streamed; optionally fail each COPY once every row is in it."""
+def spy_on_stream(
+    monkeypatch, fail_after_writing: bool = False, staged: list[str] | None = None
+) -> list[str]:
+    """Record each table streamed straight into itself (and, into `staged`, each
+    streamed into a staging table for a merge); optionally fail each COPY once
+    every row is in it."""
     streamed: list[str] = []
     original = Loader.stream
 
-    def stream(self, mapping, *args):
-        original(self, mapping, *args)
-        streamed.append(mapping.table.label)
+    def stream(self, mapping, fields, rows, receipt, decode, build, converters, into=None):
+        original(self, mapping, fields, rows, receipt, decode, build, converters, into)
+        if into is None:
+            streamed.append(mapping.table.label)
+        elif staged is not None:
+            staged.append(mapping.table.label)
         if fail_after_writing:
             raise DatabaseError("injected after the whole table was written")
 
@@ -310,3 +317,54 @@ def test_a_decimal_goes_in_as_python_reads_it(alias, backup_dir, seeded, text):
         cursor.execute("SELECT subtotal FROM shop_order ORDER BY id LIMIT 1")
         (stored,) = cursor.fetchone()
     assert str(stored) == str(Decimal(text).quantize(Decimal("0.01")))  # numeric(12, 2)
+
+
+def halve(alias: str, model) -> set:
+    """Delete every other row of one table (by primary key); returns the keys deleted."""
+    keys = list(model.objects.using(alias).order_by("pk").values_list("pk", flat=True))[::2]
+    model.objects.using(alias).filter(pk__in=keys).delete()
+    return set(keys)
+
+
+@backends("postgresql")
+def test_a_merge_into_a_table_holding_rows_goes_through_a_staging_table(
+    alias, backup_dir, seeded, monkeypatch
+):
+    backup = backup_database(using=alias).path
+    before = comparable_tables(database_contents(alias))
+    deleted = halve(alias, m.UserActivity)
+    staged: list[str] = []
+    spy_on_stream(monkeypatch, staged=staged)
+
+    result = restore_database(prepare_restore(backup, using=alias), mode="merge")
+
+    assert "shop.UserActivity" in staged
+    receipt = next(t for t in result.tables if t.label == "shop.UserActivity")
+    assert (receipt.inserted, receipt.skipped) == (len(deleted), receipt.in_backup - len(deleted))
+    assert comparable_tables(database_contents(alias)) == before
+    with connections[alias].cursor() as cursor:  # dropped once used, in this session too
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'dbtools\\_staging\\_%%'")
+        assert cursor.fetchone() == (0,)
+
+
+@backends("postgresql")
+def test_a_merge_through_a_staging_table_skips_only_primary_keys(alias, backup_dir, seeded):
+    """A backup row with a new key but another row's unique order number is not
+    skipped: it fails, and the batches name it."""
+    orders = list(m.Order.objects.using(alias).order_by("pk"))
+    backup = backup_database(using=alias).path
+    m.Order.objects.using(alias).filter(pk=orders[0].pk).delete()
+    m.Order.objects.using(alias).filter(pk=orders[1].pk).update(number=orders[0].number)
+    halve(alias, m.UserActivity)  # (another table that merges through staging)
+    before = comparable_tables(database_contents(alias))
+
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(backup, using=alias), mode="merge")
+
+    message = str(caught.value)
+    assert (
+        f"shop.Order (table shop_order) failed at the row with primary key {orders[0].pk}"
+        in message
+    )
+    assert "unique" in message.lower()
+    assert comparable_tables(database_contents(alias)) == before
