@@ -29,10 +29,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .conf import get_settings
+from . import postgres
 from .exceptions import RestoreError
 
 
@@ -128,19 +128,8 @@ def checked_once(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> I
 
 def _drop(connection: BaseDatabaseWrapper, keys: list[ForeignKey]) -> bool:
     """Drop them all in a savepoint, or none: False if any drop failed."""
-    try:
-        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('lock_timeout')")
-            (previous,) = cursor.fetchone()
-            cursor.execute(
-                "SELECT set_config('lock_timeout', %s, true)", [get_settings().lock_timeout]
-            )
-            for key in keys:
-                cursor.execute(
-                    f"ALTER TABLE {key.on(connection)} DROP CONSTRAINT "
-                    f"{connection.ops.quote_name(key.name)}"
-                )
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
-    except DatabaseError:
-        return False
-    return True
+    quote = connection.ops.quote_name
+    return postgres.at_once(
+        connection,
+        [f"ALTER TABLE {key.on(connection)} DROP CONSTRAINT {quote(key.name)}" for key in keys],
+    )

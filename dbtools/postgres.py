@@ -450,10 +450,16 @@ def truncatable(db_tables: list[str], connection: BaseDatabaseWrapper) -> list[s
 
 
 def truncate(db_tables: list[str], connection: BaseDatabaseWrapper) -> bool:
-    """Empty these tables with one TRUNCATE, in a savepoint: False (nothing
-    done) if it cannot be done at once (a lock held elsewhere for longer than
-    DBTOOLS['LOCK_TIMEOUT'], a privilege missing)."""
+    """Empty these tables with one TRUNCATE: False (nothing done) if it cannot
+    be done at once (see at_once)."""
     quote = connection.ops.quote_name
+    return at_once(connection, [f"TRUNCATE {', '.join(quote(t) for t in db_tables)} RESTRICT"])
+
+
+def at_once(connection: BaseDatabaseWrapper, statements: list[str]) -> bool:
+    """Run these statements in a savepoint, waiting at most DBTOOLS['LOCK_TIMEOUT']
+    for each lock: all of them, or (False) none, if any fails (a lock held
+    elsewhere, a privilege missing)."""
     try:
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             cursor.execute("SELECT current_setting('lock_timeout')")
@@ -461,7 +467,8 @@ def truncate(db_tables: list[str], connection: BaseDatabaseWrapper) -> bool:
             cursor.execute(
                 "SELECT set_config('lock_timeout', %s, true)", [get_settings().lock_timeout]
             )
-            cursor.execute(f"TRUNCATE {', '.join(quote(t) for t in db_tables)} RESTRICT")
+            for statement in statements:
+                cursor.execute(statement)
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
     except DatabaseError:
         return False

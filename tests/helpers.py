@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +115,33 @@ def resign(path: Path) -> None:
             digest, count = hashlib.sha256(), 0
         out.append(line)
     path.write_bytes(b"\n".join(out) + b"\n")
+
+
+@contextmanager
+def read_lock_held(alias: str, db_table: str) -> Iterator[None]:
+    """Another session, idle in a transaction that read `db_table`, for the body:
+    it holds an ACCESS SHARE lock that ALTER TABLE and TRUNCATE must wait for."""
+    from django.db import connections
+
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        connection = connections.create_connection(alias)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("BEGIN")
+                cursor.execute(f"SELECT count(*) FROM {db_table}")
+                holding.set()
+                done.wait(60)
+                cursor.execute("ROLLBACK")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        yield
+    finally:
+        done.set()
+        thread.join(30)

@@ -3,8 +3,6 @@ constraint (dbtools/foreign_keys.py), and puts every constraint back exactly."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.db import connections
 
@@ -16,7 +14,7 @@ from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
 from tests.data import fill_edge_cases
-from tests.helpers import comparable_tables, database_contents, rewrite_backup
+from tests.helpers import comparable_tables, database_contents, read_lock_held, rewrite_backup
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -145,31 +143,11 @@ def test_a_lock_held_elsewhere_falls_back_to_row_by_row_checks(
     backup = backup_database(using=alias).path
     before_rows = comparable_tables(database_contents(alias))
     before = catalog(alias)
-    holding, done = threading.Event(), threading.Event()
-
-    def hold_a_read_lock() -> None:  # an idle transaction that read shop_useractivity
-        connection = connections.create_connection(alias)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("BEGIN")
-                cursor.execute("SELECT count(*) FROM shop_useractivity")
-                holding.set()
-                done.wait(60)
-                cursor.execute("ROLLBACK")
-        finally:
-            connection.close()
-
     # A merge sets aside only tables that start empty: empty one that nothing refers to.
     with connections[alias].cursor() as cursor:
         cursor.execute("DELETE FROM shop_useractivity")
-    thread = threading.Thread(target=hold_a_read_lock)
-    thread.start()
-    try:
-        assert holding.wait(30)
+    with read_lock_held(alias, "shop_useractivity"):
         restore_database(prepare_restore(backup, using=alias), mode="merge")
-    finally:
-        done.set()
-        thread.join(30)
 
     assert catalog(alias) == before  # the drop timed out and was undone: same oids
     assert comparable_tables(database_contents(alias)) == before_rows

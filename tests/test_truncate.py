@@ -4,8 +4,6 @@ database ends up the same, and a failure takes the TRUNCATE back with it."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.db import connections
 
@@ -16,7 +14,7 @@ from dbtools.restore import Loader, prepare_restore, restore_database
 from shop.seed import seed_shop
 from tests.conftest import backends
 from tests.data import fill_edge_cases
-from tests.helpers import comparable_tables, database_contents
+from tests.helpers import comparable_tables, database_contents, read_lock_held
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -138,28 +136,8 @@ def test_a_lock_held_elsewhere_falls_back_to_delete(alias, backup_dir, seeded, s
     before = comparable_tables(database_contents(alias))
     backup = backup_database(using=alias).path
     files = files_of(alias)
-    holding, done = threading.Event(), threading.Event()
-
-    def hold_a_read_lock() -> None:  # an idle transaction that read shop_product
-        connection = connections.create_connection(alias)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("BEGIN")
-                cursor.execute("SELECT count(*) FROM shop_product")
-                holding.set()
-                done.wait(60)
-                cursor.execute("ROLLBACK")
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold_a_read_lock)
-    thread.start()
-    try:
-        assert holding.wait(30)
+    with read_lock_held(alias, "shop_product"):
         restore_database(prepare_restore(backup, using=alias), mode="replace")
-    finally:
-        done.set()
-        thread.join(30)
 
     assert files_of(alias) == files  # the TRUNCATE timed out and was undone: all DELETEd
     assert comparable_tables(database_contents(alias)) == before
