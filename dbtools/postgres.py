@@ -407,12 +407,15 @@ class SecondReader:
 
 # A table TRUNCATE may empty in DELETE's place: a plain table (no partitions,
 # no inheritance children) with no trigger or rule of the user's (TRUNCATE fires
-# neither their DELETE triggers nor their rules) that this role may truncate.
+# neither their DELETE triggers nor their rules) and no row-level security
+# (DELETE removes only the rows a policy lets this role see; TRUNCATE, all)
+# that this role may truncate.
 TRUNCATABLE_SQL = """
 SELECT c.relname
 FROM pg_class c
 WHERE c.oid IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t)
   AND c.relkind = 'r'
+  AND NOT c.relrowsecurity
   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid OR i.inhrelid = c.oid)
   AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)
   AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid)

@@ -15,7 +15,7 @@ from dbtools.exceptions import RestoreError
 from dbtools.restore import Loader, prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
-from tests.conftest import backends
+from tests.conftest import backends, run_manage
 from tests.data import fill_edge_cases
 from tests.helpers import comparable_tables, database_contents, rewrite_backup
 
@@ -368,3 +368,31 @@ def test_a_merge_through_a_staging_table_skips_only_primary_keys(alias, backup_d
     )
     assert "unique" in message.lower()
     assert comparable_tables(database_contents(alias)) == before
+
+
+@backends("postgresql")
+def test_the_fast_paths_work_through_pgbouncer_in_transaction_mode(
+    alias, backup_dir, seeded, pgbouncer
+):
+    """A staging table for a merge, TRUNCATE and dropped foreign keys for a
+    --replace: all inside the one transaction, so a pooler in transaction
+    mode (Neon's pooled endpoint) keeps them on one server connection."""
+    backup = backup_database(using=alias).path
+    before = comparable_tables(database_contents(alias))
+    pooled = {"DBTOOLS_TESTS_POSTGRES_HOST_PORT": pgbouncer.address}
+    seen = pgbouncer.clients_seen()
+
+    halve(alias, m.UserActivity)
+    merged = run_manage(
+        "restoredb", "--database", "postgresql", "--file", str(backup), "--no-input", env=pooled
+    )
+    assert merged.returncode == 0, merged.stderr
+    assert comparable_tables(database_contents(alias)) == before
+
+    replaced = run_manage(
+        "restoredb", "--database", "postgresql", "--file", str(backup), "--no-input", "--replace",
+        env=pooled,
+    )  # fmt: skip
+    assert replaced.returncode == 0, replaced.stderr
+    assert comparable_tables(database_contents(alias)) == before
+    assert pgbouncer.clients_seen() > seen

@@ -102,6 +102,21 @@ def test_a_table_with_a_delete_trigger_is_emptied_by_delete(alias, backup_dir, s
 
 
 @backends("postgresql")
+def test_a_table_with_row_level_security_is_emptied_by_delete(alias, backup_dir, seeded):
+    """DELETE removes only the rows a policy shows; TRUNCATE would remove them all."""
+    backup = backup_database(using=alias).path
+    with connections[alias].cursor() as cursor:
+        cursor.execute("ALTER TABLE shop_product ENABLE ROW LEVEL SECURITY")
+    try:
+        files = files_of(alias)
+        restore_database(prepare_restore(backup, using=alias), mode="replace")
+        assert files_of(alias)["shop_product"] == files["shop_product"]
+    finally:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("ALTER TABLE shop_product DISABLE ROW LEVEL SECURITY")
+
+
+@backends("postgresql")
 def test_truncatable_leaves_out_whatever_an_outside_table_reaches(alias):
     """outside -> a -> b <- c: a is referred to from outside, and once a stays out,
     so does b, which a refers to; c, which nothing refers to, can be truncated
