@@ -692,3 +692,20 @@ def test_unmanaged_tables_backed_up_are_restored(alias, backup_dir):
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE {quote(table)}")
+
+
+def test_a_restore_keeps_no_query_log_under_debug(alias, backup_dir, settings):
+    """DEBUG = True keeps each query's SQL: a million-row restore's batches held
+    100 MB of it. The load's queries are not logged; the connection's other
+    queries still are, before and after."""
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias).path
+    settings.DEBUG = True
+    connection = connections[alias]
+    connection.queries_log.clear()
+
+    restore_database(prepare_restore(backup, using=alias), mode="replace")
+
+    assert not any("INSERT" in q["sql"] or "COPY" in q["sql"] for q in connection.queries_log)
+    m.Product.objects.using(alias).count()
+    assert "COUNT" in connection.queries_log[-1]["sql"]
