@@ -307,22 +307,9 @@ class Loader:
         """How one backup row becomes {attname: value} for today's fields: copied,
         re-pointed (references to tables matched by natural key), or defaulted.
         Built once per table, since this runs for every row."""
-        copied: list[tuple[str, str]] = []
-        repointed: list[tuple[str, str, dict[Any, Any]]] = []
-        defaulted: list[AnyField] = []
+        copied, repointed, defaulted = self.columns_by_treatment(mapping)
         fixed = mapping.fixed
         null_defaults = mapping.null_defaults
-        for model_field, source in mapping.sources:
-            if source is None:
-                if model_field.attname not in fixed and not model_field.has_db_default():
-                    defaulted.append(model_field)  # (with a db_default the database fills it in)
-                continue
-            related = model_field.related_model if model_field.is_relation else None
-            target = related._meta.label_lower if isinstance(related, type) else None
-            if target in self.remapped:
-                repointed.append((model_field.attname, source, self.remapped[target]))
-            else:
-                copied.append((model_field.attname, source))
 
         def build(row: dict[str, Any]) -> dict[str, Any]:
             values = {attname: row.get(source) for attname, source in copied}
@@ -340,6 +327,29 @@ class Loader:
             return values
 
         return build
+
+    def columns_by_treatment(
+        self, mapping: TableMapping
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str, dict[Any, Any]]], list[AnyField]]:
+        """Today's fields as (attname, backup column) copied; (attname, backup
+        column, ids) re-pointed (references to tables matched by natural key);
+        and those left to their default (with a db_default the database fills
+        it in, and --set values come from mapping.fixed)."""
+        copied: list[tuple[str, str]] = []
+        repointed: list[tuple[str, str, dict[Any, Any]]] = []
+        defaulted: list[AnyField] = []
+        for model_field, source in mapping.sources:
+            if source is None:
+                if model_field.attname not in mapping.fixed and not model_field.has_db_default():
+                    defaulted.append(model_field)
+                continue
+            related = model_field.related_model if model_field.is_relation else None
+            target = related._meta.label_lower if isinstance(related, type) else None
+            if target in self.remapped:
+                repointed.append((model_field.attname, source, self.remapped[target]))
+            else:
+                copied.append((model_field.attname, source))
+        return copied, repointed, defaulted
 
     def load_table(self, mapping: TableMapping, rows: Iterator[tuple[int, Any]]) -> TableReceipt:
         assert mapping.table is not None
@@ -453,16 +463,11 @@ class Loader:
         else None."""
         if converters or mapping.fixed or mapping.null_defaults:
             return None
-        source_of = dict((f.attname, source) for f, source in mapping.sources)
-        sources = []
-        for model_field in fields:
-            source = source_of.get(model_field.attname)
-            related = model_field.related_model if model_field.is_relation else None
-            target = related._meta.label_lower if isinstance(related, type) else None
-            if source is None or target in self.remapped:
-                return None
-            sources.append(source)
-        return sources
+        copied, repointed, defaulted = self.columns_by_treatment(mapping)
+        source_of = dict(copied)
+        if repointed or defaulted or any(f.attname not in source_of for f in fields):
+            return None
+        return [source_of[f.attname] for f in fields]
 
     def prepared(
         self,
