@@ -253,36 +253,53 @@ def python_batches(table: Table, connection: BaseDatabaseWrapper) -> Iterator[li
         yield batch
 
 
-@contextmanager
-def second_reader(
+DEFAULT_JOBS = 2
+
+
+def single_connection_reason(
     connection: BaseDatabaseWrapper,
     plan: Plan,
     folder: Path | None,
     owned: bool,
     encrypting: bool,
-) -> Iterator[postgres.SecondReader | None]:
-    """On PostgreSQL, a second connection in the same snapshot reads tables from
-    the end of the plan, so two server processes build rows at once. Only in a
-    snapshot transaction of our own (in a caller's transaction the isolation
-    level is the caller's, and its snapshot may not be one to share), not for
-    an encrypted backup (its spool files would put plaintext rows on disk), and
-    not without a local `folder` to spool in (a backup to a bucket keeps nothing
-    on local disk)."""
-    second = None
-    if (
-        owned
-        and folder is not None
-        and not encrypting
-        and connection.vendor == "postgresql"
-        and connection.alias in connections.settings  # a second connection needs its settings
-        and sum(1 for t in plan.tables if postgres.can_write(t, connection)) > 1
-    ):
-        second = postgres.SecondReader(connection, list(plan.tables), folder, BATCH_ROWS)
+) -> str | None:
+    """Why this backup must be read on one connection, or None if helpers may read."""
+    if connection.vendor != "postgresql":
+        return f"only PostgreSQL can share one snapshot between connections, not {vendor_name(connection)}"
+    if not owned:
+        # In a caller's transaction the isolation level is the caller's, and
+        # its snapshot may not be one to share.
+        return "it runs inside a transaction of the caller's"
+    if encrypting:
+        return "an encrypted backup does not spool rows to local disk in the clear"
+    if folder is None:
+        return "a backup to a bucket keeps nothing on local disk"
+    if connection.alias not in connections.settings:
+        return "a helper connection needs the alias's settings"
+    if sum(1 for t in plan.tables if postgres.can_write(t, connection)) < 2:
+        return "there are not two tables the server can write as JSON"
+    return None
+
+
+@contextmanager
+def helper_readers(
+    connection: BaseDatabaseWrapper, plan: Plan, folder: Path | None, jobs: int
+) -> Iterator[postgres.HelperReaders | None]:
+    """On PostgreSQL, `jobs - 1` more connections in the same snapshot read
+    tables from the end of the plan, so several server processes build rows
+    at once. Call only where single_connection_reason() found none."""
+    readable = sum(1 for t in plan.tables if postgres.can_write(t, connection))
+    helpers = min(jobs - 1, readable - 1)
+    readers = None
+    if helpers > 0 and folder is not None:
+        readers = postgres.HelperReaders(
+            connection, list(plan.tables), folder, BATCH_ROWS, helpers=helpers
+        )
     try:
-        yield second
+        yield readers
     finally:
-        if second is not None:
-            second.close()
+        if readers is not None:
+            readers.close()
 
 
 def describe_table(table: Table) -> dict[str, Any]:
@@ -328,12 +345,12 @@ def write_table(
     table: Table,
     connection: BaseDatabaseWrapper,
     progress: Progress | None,
-    second: postgres.SecondReader | None = None,
+    helpers: postgres.HelperReaders | None = None,
 ) -> TableReport:
     started = time.monotonic()
     expected = count_rows(table, connection) if progress else 0
     writer.begin_table(describe_table(table))
-    spooled = second.result(table) if second and not second.take(table) else None
+    spooled = helpers.result(table) if helpers and not helpers.take(table) else None
     if spooled is not None:
         writer.copy_rows(spooled.path, spooled.rows)
         spooled.path.unlink()
@@ -567,6 +584,7 @@ def backup_database(
     progress: Progress | None = None,
     encrypt_to: Sequence[str] | None = None,
     announce_result: bool = True,
+    jobs: int | None = None,
 ) -> BackupResult:
     """Write a backup of database `using` and return what was written.
 
@@ -574,9 +592,12 @@ def backup_database(
     Nothing is left behind on failure: the file appears only when complete.
     `encrypt_to` lists age public keys (None: DBTOOLS['ENCRYPT_TO']; empty: plain).
     Then `backup_finished` is sent, unless `announce_result` is false (a
-    replay's intermediate file is no backup of the user's).
+    replay's intermediate file is no backup of the user's). `jobs` is how
+    many connections read on PostgreSQL, sharing one snapshot (None: 2).
     """
     started = time.monotonic()
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ConfigurationError(f"--jobs must be a whole number of 1 or more, not {jobs!r}.")
     conf = get_settings()
     exclude = conf.exclude if exclude is None else exclude
     keep = conf.keep if keep is None else keep
@@ -625,9 +646,13 @@ def backup_database(
             meta = describe_backup(connection, plan, now, only, exclude, include_unmanaged)
             writer.write_header(meta)
             spool_in = None if store else path.parent  # a spool is plaintext on local disk
-            with second_reader(connection, plan, spool_in, owned, bool(sealed_to)) as second:
+            alone = single_connection_reason(connection, plan, spool_in, owned, bool(sealed_to))
+            if alone and jobs is not None and jobs > 1:
+                warnings.append(f"--jobs {jobs} was not used: {alone}; one connection read it all.")
+            wanted = 1 if alone else DEFAULT_JOBS if jobs is None else jobs
+            with helper_readers(connection, plan, spool_in, wanted) as helpers:
                 reports = [
-                    write_table(writer, t, connection, progress, second) for t in plan.tables
+                    write_table(writer, t, connection, progress, helpers) for t in plan.tables
                 ]
         written: BackupFile = writer.commit()
     except OSError as exc:

@@ -279,7 +279,7 @@ def staging_table(
         cursor.execute(f"DROP TABLE {quote(staging)}")
 
 
-# A second reader ------------------------------------------------------------------
+# Helper readers ---------------------------------------------------------------------
 
 
 @dataclass
@@ -288,21 +288,27 @@ class Spooled:
     rows: int
 
 
-class SecondReader:
-    """A second connection that reads tables from the end of the plan while the
-    main one works from the start, both in the same snapshot.
+class HelperReaders:
+    """Connections that read tables from the end of the plan while the main one
+    works from the start, all in the same snapshot.
 
     The main transaction exports its snapshot (pg_export_snapshot, as
-    `pg_dump -j` does); this connection's transaction adopts it, so both see
-    the database at the same moment. Its tables are spooled to hidden
-    `.partial` files beside the backup and copied into it in order, so memory
-    stays flat. Anything going wrong here (a pooler or server refusing the
-    snapshot, no free connection) only means the main connection reads those
-    tables itself.
+    `pg_dump -j` does); each helper's transaction adopts it, so every
+    connection sees the database at the same moment. Helpers spool their
+    tables to hidden `.partial` files beside the backup, which the main
+    connection copies into it in order, so memory stays flat. Anything going
+    wrong in a helper (a pooler or server refusing the snapshot, no free
+    connection, a lost connection) only means the main connection reads the
+    tables that helper did not finish itself.
     """
 
     def __init__(
-        self, connection: BaseDatabaseWrapper, tables: list[Table], folder: Path, size: int
+        self,
+        connection: BaseDatabaseWrapper,
+        tables: list[Table],
+        folder: Path,
+        size: int,
+        helpers: int = 1,
     ) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_export_snapshot()")
@@ -317,10 +323,14 @@ class SecondReader:
         ]  # the main reader takes from the front
         self.claimed: dict[str, threading.Event] = {}
         self.spooled: dict[str, Spooled] = {}
-        self.failed = False
+        self.working: set[threading.Thread] = set()  # helpers that claimed a table
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="dbtools-second-reader", daemon=True)
-        self.thread.start()
+        self.threads = [
+            threading.Thread(target=self.run, name=f"dbtools-reader-{n}", daemon=True)
+            for n in range(2, helpers + 2)
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def take(self, table: Table) -> bool:
         """The main reader is about to read `table`: True if it should (not claimed here)."""
@@ -331,14 +341,15 @@ class SecondReader:
             return table.label not in self.claimed
 
     def result(self, table: Table) -> Spooled | None:
-        """Wait for a claimed table; None if this reader failed (read it yourself)."""
+        """Wait for a claimed table; None if its helper failed (read it yourself)."""
         self.claimed[table.label].wait()
-        return None if self.failed else self.spooled.get(table.label)
+        return self.spooled.get(table.label)
 
     def run(self) -> None:
         from django.db import connections
 
         connection = connections.create_connection(self.alias)
+        mine: list[str] = []
         try:
             connection.ensure_connection()
             connection.set_autocommit(False)
@@ -352,17 +363,21 @@ class SecondReader:
                         break
                     table = self.queue.pop()
                     self.claimed[table.label] = threading.Event()
+                    self.working.add(threading.current_thread())
+                mine.append(table.label)
                 try:
                     self.spooled[table.label] = self.spool(table, connection)
                 finally:
                     self.claimed[table.label].set()
         except Exception:
-            self.failed = True
+            pass  # the main connection reads what this helper did not spool
         finally:
-            for event in self.claimed.values():
-                event.set()
+            for label in mine:
+                self.claimed[label].set()
             try:
                 connection.rollback()
+            except Exception:
+                pass  # a lost connection has nothing left to roll back
             finally:
                 connection.close()
 
@@ -389,16 +404,16 @@ class SecondReader:
         return Spooled(path, rows)
 
     def close(self) -> None:
-        """Called when every table has been read. A thread that never claimed a
+        """Called when every table has been read. A helper that never claimed a
         table may still be waiting for a connection (a pooler with no free
         server connection until this transaction ends): it is not waited for;
         it finds the snapshot gone and ends by itself."""
         self.stopping.set()
         with self.lock:
             self.queue.clear()
-            worked = bool(self.claimed)
-        if worked:
-            self.thread.join()
+            working = list(self.working)
+        for thread in working:
+            thread.join()
         for spooled in self.spooled.values():
             spooled.path.unlink(missing_ok=True)
 

@@ -9,6 +9,7 @@ import re
 import signal
 import stat
 import subprocess
+import threading
 import time
 from io import StringIO
 
@@ -18,7 +19,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 
 from dbtools.archive import ArchiveReader
-from dbtools.backup import TIMESTAMPED, backup_database
+from dbtools.backup import TIMESTAMPED, backup_database, vendor_name
 from dbtools.exceptions import ConfigurationError
 from dbtools.graph import plan_tables
 from shop import models as m
@@ -369,14 +370,14 @@ def test_progress_bar_only_on_a_terminal_and_not_at_verbosity_zero(alias, backup
 
 @backends("postgresql")
 def test_second_reader_shares_the_snapshot_and_is_optional(alias, backup_dir, monkeypatch):
-    from dbtools.postgres import SecondReader
+    from dbtools.postgres import HelperReaders
 
     fill_edge_cases(alias)
     seed_shop(2_000, using=alias)
     spooled = []
-    real_spool = SecondReader.spool
+    real_spool = HelperReaders.spool
     monkeypatch.setattr(
-        SecondReader,
+        HelperReaders,
         "spool",
         lambda self, table, c: spooled.append(table.label) or real_spool(self, table, c),
     )
@@ -387,11 +388,130 @@ def test_second_reader_shares_the_snapshot_and_is_optional(alias, backup_dir, mo
     def broken(self, table, connection):
         raise RuntimeError("the second connection failed")
 
-    monkeypatch.setattr("dbtools.postgres.SecondReader.spool", broken)
+    monkeypatch.setattr("dbtools.postgres.HelperReaders.spool", broken)
     alone = backup_database(using=alias)
     assert (
         with_second.path.read_bytes().split(b"\n")[1:] == alone.path.read_bytes().split(b"\n")[1:]
     )
+
+
+@backends("postgresql")
+def test_jobs_spread_tables_over_that_many_connections_in_one_snapshot(
+    alias, backup_dir, monkeypatch
+):
+    """--jobs 3: two helpers besides the main connection each read tables, each
+    on its own server process, and a row committed after the snapshot was
+    exported is in no table of the backup, whichever connection read it."""
+    from dbtools.postgres import HelperReaders
+
+    fill_edge_cases(alias)
+    seed_shop(2_000, using=alias)
+    before = comparable_tables(database_contents(alias))
+    readers: dict[str, set[int]] = {}
+    spooled: list[str] = []
+    real_spool, real_run = HelperReaders.spool, HelperReaders.run
+    written = threading.Lock()
+
+    def watched(self, table, connection):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            readers.setdefault(threading.current_thread().name, set()).add(cursor.fetchone()[0])
+        spooled.append(table.label)
+        return real_spool(self, table, connection)
+
+    def late_write_first(self):
+        """After the snapshot is exported, before any helper has begun: another
+        session empties the two tables the helpers take first, and commits."""
+        if written.acquire(blocking=False):
+            other = connections.create_connection(alias)
+            try:
+                other.set_autocommit(True)
+                with other.cursor() as cursor:
+                    cursor.execute("DELETE FROM shop_account")
+                    cursor.execute("DELETE FROM shop_useractivity")
+            finally:
+                other.close()
+        real_run(self)
+
+    monkeypatch.setattr(HelperReaders, "spool", watched)
+    monkeypatch.setattr(HelperReaders, "run", late_write_first)
+    result = backup_database(using=alias, jobs=3)
+    assert sorted(readers) == ["dbtools-reader-2", "dbtools-reader-3"]
+    assert {"shop.Account", "shop.UserActivity"} <= set(spooled)
+    assert m.Account.objects.using(alias).count() == 0  # the write did happen
+    pids = [pid for found in readers.values() for pid in found]
+    assert len(pids) == len(set(pids)) == 2  # one server process per helper
+    assert comparable_tables(read_backup(result.path)) == before
+    assert not [p for p in backup_dir.iterdir() if ".spool" in p.name]
+
+
+@backends("postgresql")
+def test_jobs_one_reads_on_one_connection_and_writes_the_same_file(alias, backup_dir, monkeypatch):
+    from dbtools.postgres import HelperReaders
+
+    fill_edge_cases(alias)
+    seed_shop(1_000, using=alias)
+    spooled = []
+    real_spool = HelperReaders.spool
+    monkeypatch.setattr(
+        HelperReaders,
+        "spool",
+        lambda self, table, c: spooled.append(table.label) or real_spool(self, table, c),
+    )
+    alone = backup_database(using=alias, jobs=1)
+    assert spooled == [] and alone.warnings == []
+    four = backup_database(using=alias, jobs=4)
+    assert spooled
+    assert alone.path.read_bytes().split(b"\n")[1:] == four.path.read_bytes().split(b"\n")[1:]
+
+
+@backends("postgresql")
+def test_a_failing_helper_leaves_its_tables_to_the_others(alias, backup_dir, monkeypatch):
+    """A helper that loses its connection mid-table: the main connection reads
+    that table itself, and the other helper goes on."""
+    from dbtools.postgres import HelperReaders
+
+    seed_shop(1_000, using=alias)
+    finished: dict[str, list[str]] = {}
+    lost = []
+    real_spool = HelperReaders.spool
+
+    def flaky(self, table, connection):
+        name = threading.current_thread().name
+        if name == "dbtools-reader-2":
+            lost.append(table.label)
+            connection.connection.close()  # the server connection goes away
+        spooled = real_spool(self, table, connection)
+        finished.setdefault(name, []).append(table.label)
+        return spooled
+
+    monkeypatch.setattr(HelperReaders, "spool", flaky)
+    result = backup_database(using=alias, jobs=3)
+    assert len(lost) == 1 and "dbtools-reader-2" not in finished
+    assert finished["dbtools-reader-3"]
+    assert comparable_tables(read_backup(result.path)) == comparable_tables(
+        database_contents(alias)
+    )
+    assert not [p for p in backup_dir.iterdir() if ".spool" in p.name]
+
+
+@backends("sqlite", "mariadb")
+def test_jobs_where_no_snapshot_can_be_shared_says_so(alias, backup_dir):
+    result = backup_database(using=alias, jobs=2)
+    assert result.warnings == [
+        f"--jobs 2 was not used: only PostgreSQL can share one snapshot between connections, "
+        f"not {vendor_name(connections[alias])}; one connection read it all."
+    ]
+    assert backup_database(using=alias).warnings == []  # the default asks for nothing
+
+
+@backends("sqlite")
+def test_jobs_below_one_are_refused_before_anything_is_written(alias, backup_dir):
+    with pytest.raises(ConfigurationError, match=r"^--jobs must be a whole number of 1 or more"):
+        backup_database(using=alias, jobs=0)
+    done = run_manage("backupdb", "--jobs", "0")
+    assert done.returncode == 1 and "--jobs must be 1 or more." in done.stderr
+    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
 
 
 def test_settings_problems_are_all_reported_at_once(settings):
@@ -494,20 +614,20 @@ def test_spool_files_are_private_unguessable_and_follow_no_link(
     for table in plan_tables(alias).tables:
         (backup_dir / f".dbtools-{os.getpid()}-{table.db_table}.spool.partial").symlink_to(victim)
     seen = []
-    real_spool = postgres.SecondReader.spool
+    real_spool = postgres.HelperReaders.spool
 
     def watched(self, table, connection):
         spooled = real_spool(self, table, connection)
         seen.append((spooled.path.name, stat.S_IMODE(spooled.path.lstat().st_mode)))
         return spooled
 
-    monkeypatch.setattr(postgres.SecondReader, "spool", watched)
+    monkeypatch.setattr(postgres.HelperReaders, "spool", watched)
     old_umask = os.umask(0)
     try:
         backup_database(using=alias)
     finally:
         os.umask(old_umask)
-    assert seen, "the second reader spooled nothing"
+    assert seen, "the helper readers spooled nothing"
     assert all(mode == 0o600 for _, mode in seen)
     assert not any(name.startswith(f".dbtools-{os.getpid()}-") for name, _ in seen)
     assert victim.read_text() == "root-only"

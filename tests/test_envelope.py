@@ -382,12 +382,12 @@ def test_a_failing_encryption_is_a_backup_error_and_keeps_nothing(
 
 @backends("postgresql")
 def test_an_encrypted_backup_spools_no_plaintext(alias, encrypting, monkeypatch):
-    from dbtools.postgres import SecondReader
+    from dbtools.postgres import HelperReaders
 
     spooled: list[str] = []
-    real_spool = SecondReader.spool
+    real_spool = HelperReaders.spool
     monkeypatch.setattr(
-        SecondReader,
+        HelperReaders,
         "spool",
         lambda self, table, c: spooled.append(table.label) or real_spool(self, table, c),
     )

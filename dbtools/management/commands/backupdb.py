@@ -46,6 +46,13 @@ class Command(DbtoolsCommand):
             help="Afterwards delete all but the N newest timestamped backups in the folder.",
         )
         parser.add_argument(
+            "--jobs",
+            type=int,
+            metavar="N",
+            help="PostgreSQL: read with N connections that share one snapshot, as pg_dump -j "
+            "does (default: 2; 1 reads on one connection).",
+        )
+        parser.add_argument(
             "--include-unmanaged",
             action="store_true",
             help="Also back up unmanaged models whose tables exist.",
@@ -55,6 +62,8 @@ class Command(DbtoolsCommand):
         verbosity = options["verbosity"]
         if options["keep"] is not None and options["keep"] < 1:
             raise CommandError("--keep must be 1 or more.")
+        if options["jobs"] is not None and options["jobs"] < 1:
+            raise CommandError("--jobs must be 1 or more.")
         bar = progress_bar(self, verbosity)
         try:
             result = backup_database(
@@ -66,6 +75,7 @@ class Command(DbtoolsCommand):
                 keep=options["keep"],
                 include_unmanaged=options["include_unmanaged"],
                 progress=bar,
+                jobs=options["jobs"],
             )
         except DbtoolsError as exc:
             raise CommandError(str(exc)) from exc
