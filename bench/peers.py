@@ -1,38 +1,59 @@
 #!/usr/bin/env python
-"""backupdb and restoredb against PostgreSQL's own tools, alternating, in one phase.
+"""Every figure issue 11 asks for, in one command, one phase after another.
 
     .venv/bin/python bench/peers.py --rows 1000000 --rounds 3
 
-Seeds one PostgreSQL database with `seedshop`, then per round, in an order
-that changes every round: backupdb and `pg_dump --data-only -Fc` of the shop
-tables; restoredb (a merge into empty tables, and one into tables that
-lost every other row), restoredb --replace (into full ones) and
-`pg_restore --data-only --single-transaction` (PostgreSQL's atomic,
-foreign-key-checked restore: the fair peer) into one migrated database
-whose shop tables are emptied with TRUNCATE ... CASCADE before each empty
-restore. Before each round it times a fixed CPU workload and reads the load
+Phases (--phases, default all of them):
+
+postgresql  Seeds one PostgreSQL database with `seedshop`, then per round, in
+            an order that changes every round: backupdb (--jobs 1, the
+            default 2, and 3) and `pg_dump --data-only -Fc` of the shop
+            tables; restoredb (a merge into empty tables, and one into
+            tables that lost every other row), restoredb --replace (into
+            full ones) and `pg_restore --data-only --single-transaction`
+            (PostgreSQL's atomic, foreign-key-checked restore: the fair peer)
+            into one migrated database whose shop tables are emptied with
+            TRUNCATE ... CASCADE before each empty restore. Before each tool
+            it waits for the server's autovacuum workers (the tool before may
+            have left them a million rows to analyze).
+sqlite,     Per backend: seeds --rows rows, then backupdb against `dumpdata
+mariadb     shop` and restoredb against `loaddata`, each restore into a
+            freshly migrated database. Django's tools run once (loaddata
+            takes about 15 minutes at 1,000,000 rows); ours --rounds times.
+scaling     backupdb and restoredb (into a freshly migrated database) at
+            each of --scale-rows on each of --scale-backends: seconds,
+            microseconds a row, peak memory.
+
+Each phase starts by timing a fixed CPU workload and reading the load
 average, because this kind of machine's speed drifts within minutes: only
-ratios from one phase are compared. Before each tool it waits for the
-server's autovacuum workers to finish (the tool before may have left them
-a million rows to analyze). Prints medians, ranges and the ratios.
+ratios from one phase are compared. Every tool runs as its own process; its
+peak memory is that process's maximum resident set. "client CPU" is the
+tool's own CPU time, "machine CPU" every process's (the database server's
+included) while it ran.
 
 Needs a PostgreSQL server the current user can create databases on
-(BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres).
+(BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres) and
+a MariaDB one (BENCH_MARIADB_URL, default mysql://root:@127.0.0.1:3306/test).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from run import Measure, fresh_database, psql, run  # bench/run.py
+from run import PYTHON, Measure, fresh_database, psql, run  # bench/run.py
+
+MANAGE = [PYTHON, "manage.py"]
 
 
 def calibration() -> float:
@@ -42,6 +63,15 @@ def calibration() -> float:
     for i in range(3_000_000):
         total += i * i
     return time.perf_counter() - started
+
+
+def phase(title: str) -> None:
+    speeds = [calibration() for _ in range(3)]
+    print(
+        f"\n## {title}\n\ncalibration {statistics.median(speeds):.3f} s "
+        f"[{min(speeds):.3f}-{max(speeds):.3f}], load {os.getloadavg()[0]:.2f}\n",
+        flush=True,
+    )
 
 
 def settled(url: str, most: float = 120) -> None:
@@ -87,42 +117,157 @@ def shop_tables(url: str) -> str:
     return done.stdout.strip()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def backed_up_rows(measure: Measure) -> int:
+    found = re.search(r"Backed up ([\d,]+) rows", measure.stdout)
+    return int(found.group(1).replace(",", "")) if found else 0
+
+
+def table_seconds(measure: Measure) -> dict[str, float]:
+    """backupdb's per-table lines: label, rows, seconds."""
+    return {
+        label: float(seconds)
+        for label, seconds in re.findall(
+            r"^  (\S+)\s+[\d,]+ rows\s+([\d.]+)s$", measure.stdout, re.M
+        )
+    }
+
+
+def median(runs: list[Measure]) -> float:
+    return statistics.median(m.seconds for m in runs)
+
+
+def table(measures: dict[str, list[Measure]]) -> None:
+    print("| tool | seconds (median) | runs | peak MB | client CPU s | machine CPU s |")
+    print("|---|---:|---|---:|---:|---:|")
+    for name, runs in measures.items():
+        seconds = ", ".join(f"{m.seconds:.1f}" for m in runs)
+        print(
+            f"| {name} | {median(runs):.1f} | {seconds} | {max(m.peak_mb for m in runs):.0f} | "
+            f"{statistics.median(m.client_cpu for m in runs):.1f} | "
+            f"{statistics.median(m.machine_cpu for m in runs):.1f} |"
+        )
+    print(flush=True)
+
+
+def alternate(tools: dict[str, Callable[[], Measure]], rounds: int) -> dict[str, list[Measure]]:
+    measures: dict[str, list[Measure]] = {name: [] for name in tools}
+    for round_no in range(rounds):
+        names = list(tools)
+        names = names[round_no % len(names) :] + names[: round_no % len(names)]
+        for name in names:
+            measures[name].append(tools[name]())
+        print(f"  round {round_no + 1} of {rounds} done", flush=True)
+    return measures
+
+
+# Databases on each backend ---------------------------------------------------------
+
+
+class Backends:
+    """Creating, migrating and dropping benchmark databases on each backend."""
+
+    def __init__(self, work: Path, env: dict[str, str]) -> None:
+        self.work = work
+        self.env = env
+        self.postgres = os.environ.get(
+            "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+        )
+        self.mariadb = os.environ.get("BENCH_MARIADB_URL", "mysql://root:@127.0.0.1:3306/test")
+        self.made: list[tuple[str, str]] = []
+
+    def url(self, backend: str, name: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{self.work / (name + '.sqlite3')}"
+        base = self.postgres if backend == "postgresql" else self.mariadb
+        return urlunsplit(urlsplit(base)._replace(path="/" + name))
+
+    def mariadb_sql(self, sql: str) -> None:
+        parts = urlsplit(self.mariadb)
+        argv = ["mariadb", "-h", parts.hostname or "127.0.0.1", "-P", str(parts.port or 3306)]
+        argv += ["-u", parts.username or "root", "-e", sql]
+        if parts.password:
+            argv.insert(1, f"-p{parts.password}")
+        subprocess.run(argv, check=True, capture_output=True)
+
+    def fresh(self, backend: str, name: str) -> dict[str, str]:
+        """A new, migrated, empty database: the environment that points at it."""
+        self.drop(backend, name)
+        self.made.append((backend, name))
+        if backend == "postgresql":
+            return fresh_database(self.postgres, name, self.env)
+        if backend == "mariadb":
+            self.mariadb_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+        db_env = {**self.env, "DATABASE_URL": self.url(backend, name)}
+        run([*MANAGE, "migrate", "--no-input", "-v", "0"], db_env)
+        return db_env
+
+    def drop(self, backend: str, name: str) -> None:
+        if backend == "postgresql":
+            psql(self.postgres, f"DROP DATABASE IF EXISTS {name}")
+        elif backend == "mariadb":
+            self.mariadb_sql(f"DROP DATABASE IF EXISTS {name}")
+        else:
+            (self.work / (name + ".sqlite3")).unlink(missing_ok=True)
+
+    def drop_all(self) -> None:
+        for name in ("dbtools_peers", "dbtools_peers_restore"):
+            psql(self.postgres, f"DROP DATABASE IF EXISTS {name}")
+        for backend, name in self.made:
+            self.drop(backend, name)
+
+
+# Phases -----------------------------------------------------------------------------
+
+
+def postgresql_phase(dbs: Backends, rows: int, rounds: int) -> None:
+    work = dbs.work
+    print(f"Seeding {rows:,} rows on PostgreSQL ...", flush=True)
+    source = fresh_database(dbs.postgres, "dbtools_peers", dbs.env)
+    run([*MANAGE, "seedshop", "--rows", str(rows)], source)
+    psql(source["DATABASE_URL"], "VACUUM ANALYZE")
+    backup, dump = work / "shop.json", work / "shop.pgc"
+    seeded = backed_up_rows(
+        run([*MANAGE, "backupdb", "--only", "shop", "--output", str(backup)], source)
     )
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    run(["pg_dump", "--data-only", "-Fc", "-t", "shop_*", "-f", str(dump),
+         source["DATABASE_URL"]], dbs.env)  # fmt: skip
+    target = fresh_database(dbs.postgres, "dbtools_peers_restore", dbs.env)
+    tables = shop_tables(target["DATABASE_URL"])
+    restoredb = [*MANAGE, "restoredb", "--file", str(backup), "--no-input"]
 
-    base = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    work = Path(tempfile.mkdtemp(prefix="dbtools-peers-"))
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    env["DBTOOLS_BACKUP_DIR"] = str(work / "backups")
-    manage = [sys.executable, "manage.py"]
-    try:
-        print(f"Seeding {args.rows:,} rows ...", flush=True)
-        source = fresh_database(base, "dbtools_peers", env)
-        run([*manage, "seedshop", "--rows", str(args.rows)], source)
-        psql(source["DATABASE_URL"], "VACUUM ANALYZE")
-        backup, dump = work / "shop.json", work / "shop.pgc"
-        run([*manage, "backupdb", "--only", "shop", "--output", str(backup)], source)
-        run(["pg_dump", "--data-only", "-Fc", "-t", "shop_*", "-f", str(dump),
-             source["DATABASE_URL"]], env)  # fmt: skip
-        target = fresh_database(base, "dbtools_peers_restore", env)
-        tables = shop_tables(target["DATABASE_URL"])
+    def emptied() -> dict[str, str]:
+        psql(target["DATABASE_URL"], f"TRUNCATE {tables} CASCADE")  # admin log: empty here
+        return target
 
-        def emptied() -> dict[str, str]:
-            psql(target["DATABASE_URL"], f"TRUNCATE {tables} CASCADE")  # admin log: empty here
-            return target
+    def backupdb(*extra: str) -> Callable[[], Measure]:
+        argv = [*MANAGE, "backupdb", "--only", "shop", "--output", str(work / "out.json"), *extra]
+        return lambda: run(argv, source)
 
-        tools = {
-            "backupdb": lambda: run(
-                [*manage, "backupdb", "--only", "shop", "--output", str(work / "out.json")],
-                source,
-            ),
-            "pg_dump --data-only -Fc": lambda: run(
+    def prepared(
+        make_ready: Callable[[], object], tool: Callable[[], Measure]
+    ) -> Callable[[], Measure]:
+        def measured() -> Measure:
+            make_ready()
+            settled(dbs.postgres)
+            return tool()
+
+        return measured
+
+    def half_full() -> None:
+        run(restoredb, emptied())
+        psql(target["DATABASE_URL"], HALVE_SQL)
+        psql(target["DATABASE_URL"], "VACUUM ANALYZE")
+
+    def nothing() -> None:
+        return None
+
+    tools = {
+        "backupdb": prepared(nothing, backupdb()),
+        "backupdb --jobs 1": prepared(nothing, backupdb("--jobs", "1")),
+        "backupdb --jobs 3": prepared(nothing, backupdb("--jobs", "3")),
+        "pg_dump --data-only -Fc": prepared(
+            nothing,
+            lambda: run(
                 [
                     "pg_dump",
                     "--data-only",
@@ -133,69 +278,176 @@ def main() -> None:
                     str(work / "out.pgc"),
                     source["DATABASE_URL"],
                 ],
-                env,
+                dbs.env,
             ),
-            "restoredb (merge into empty tables)": lambda: run(
-                [*manage, "restoredb", "--file", str(backup), "--no-input"], emptied()
-            ),
-            "restoredb (merge into half-full tables)": lambda: run(
-                [*manage, "restoredb", "--file", str(backup), "--no-input"], target
-            ),
-            "restoredb --replace (full tables)": lambda: run(
-                [*manage, "restoredb", "--file", str(backup), "--no-input", "--replace"], target
-            ),
-            "pg_restore --data-only --single-transaction": lambda: run(
+        ),
+        "restoredb (merge into empty tables)": prepared(emptied, lambda: run(restoredb, target)),
+        "restoredb (merge into half-full tables)": prepared(
+            half_full, lambda: run(restoredb, target)
+        ),
+        "restoredb --replace (full tables)": prepared(
+            lambda: run(restoredb, emptied()), lambda: run([*restoredb, "--replace"], target)
+        ),
+        "pg_restore --data-only --single-transaction": prepared(
+            emptied,
+            lambda: run(
                 [
                     "pg_restore",
                     "--data-only",
                     "--single-transaction",
                     "-d",
-                    emptied()["DATABASE_URL"],
+                    target["DATABASE_URL"],
                     str(dump),
                 ],
-                env,
+                dbs.env,
             ),
-        }
-        measures: dict[str, list[Measure]] = {name: [] for name in tools}
-        for round_no in range(args.rounds):
-            speed, load = calibration(), os.getloadavg()[0]
-            names = list(tools)
-            names = names[round_no % len(names) :] + names[: round_no % len(names)]
-            for name in names:
-                if name.startswith("restoredb --replace"):  # needs full tables
-                    run([*manage, "restoredb", "--file", str(backup), "--no-input"], emptied())
-                if "half-full" in name:
-                    run([*manage, "restoredb", "--file", str(backup), "--no-input"], emptied())
-                    psql(target["DATABASE_URL"], HALVE_SQL)
-                    psql(target["DATABASE_URL"], "VACUUM ANALYZE")
-                settled(base)
-                measures[name].append(tools[name]())
+        ),
+    }
+    phase(f"PostgreSQL against pg_dump and pg_restore: {seeded:,} rows, {rounds} rounds")
+    measures = alternate(tools, rounds)
+    table(measures)
+    m = {name: median(runs) for name, runs in measures.items()}
+    peer = m["pg_restore --data-only --single-transaction"]
+    print(
+        f"- backupdb: {m['backupdb'] / m['pg_dump --data-only -Fc']:.2f}x pg_dump -Fc (target 0.8x)"
+    )
+    for name, target_ratio in (
+        ("restoredb (merge into empty tables)", 0.8),
+        ("restoredb --replace (full tables)", 0.8),
+        ("restoredb (merge into half-full tables)", 1.0),
+    ):
+        print(
+            f"- {name}: {m[name] / peer:.2f}x pg_restore --single-transaction (target {target_ratio}x)"
+        )
+    print(
+        f"- backupdb --jobs 2 (the default): {m['backupdb --jobs 1'] / m['backupdb']:.2f}x as fast as "
+        f"--jobs 1; --jobs 3: {m['backupdb --jobs 1'] / m['backupdb --jobs 3']:.2f}x"
+    )
+    alone = measures["backupdb --jobs 1"]
+    client = statistics.median(r.client_cpu for r in alone)
+    machine = statistics.median(r.machine_cpu for r in alone)
+    spent = table_seconds(alone[len(alone) // 2])
+    biggest = max(spent, key=lambda label: spent[label]) if spent else "-"
+    share = spent[biggest] / sum(spent.values()) if spent else 0.0
+    print(
+        f"- backupdb --jobs 1: {median(alone):.1f} s wall, {client:.1f} s of its own CPU, "
+        f"{machine - client:.1f} s of the server's; the biggest table ({biggest}) is "
+        f"{share:.0%} of the reading time"
+    )
+    print(flush=True)
+
+
+def django_phase(dbs: Backends, backend: str, rows: int, rounds: int) -> None:
+    work = dbs.work
+    print(f"Seeding {rows:,} rows on {backend} ...", flush=True)
+    source = dbs.fresh(backend, "dbtools_peers_src")
+    run([*MANAGE, "seedshop", "--rows", str(rows)], source)
+    backup, fixture = work / f"{backend}.json", work / f"{backend}-dumpdata.json"
+    seeded = backed_up_rows(
+        run([*MANAGE, "backupdb", "--only", "shop", "--output", str(backup)], source)
+    )
+
+    def restored(argv: list[str]) -> Callable[[], Measure]:
+        return lambda: run(argv, dbs.fresh(backend, "dbtools_peers_dst"))
+
+    ours = {
+        "backupdb": lambda: run(
+            [*MANAGE, "backupdb", "--only", "shop", "--output", str(work / "out.json")], source
+        ),
+        "restoredb (into an empty database)": restored(
+            [*MANAGE, "restoredb", "--file", str(backup), "--no-input"]
+        ),
+    }
+    theirs = {
+        "dumpdata shop": lambda: run(
+            [*MANAGE, "dumpdata", "shop", "--output", str(fixture)], source
+        ),
+        "loaddata": restored([*MANAGE, "loaddata", str(fixture)]),
+    }
+    phase(f"{backend} against dumpdata and loaddata: {seeded:,} rows")
+    measures = alternate(ours, rounds)
+    measures |= alternate(theirs, 1)
+    table(measures)
+    m = {name: median(runs) for name, runs in measures.items()}
+    print(f"- backupdb: {m['dumpdata shop'] / m['backupdb']:.1f}x as fast as dumpdata (target 10x)")
+    print(
+        f"- restoredb: {m['loaddata'] / m['restoredb (into an empty database)']:.1f}x as fast as "
+        f"loaddata (target 20x)\n",
+        flush=True,
+    )
+    dbs.drop(backend, "dbtools_peers_src")
+    dbs.drop(backend, "dbtools_peers_dst")
+
+
+def scaling_phase(dbs: Backends, backends: list[str], sizes: list[int]) -> None:
+    phase(f"Scaling: {', '.join(f'{n:,}' for n in sizes)} seeded rows on {', '.join(backends)}")
+    print("| backend | rows | backupdb s | µs a row | peak MB | restoredb s | µs a row | peak MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for backend in backends:
+        for size in sizes:
+            source = dbs.fresh(backend, "dbtools_peers_src")
+            run([*MANAGE, "seedshop", "--rows", str(size)], source)
+            if backend == "postgresql":
+                psql(source["DATABASE_URL"], "VACUUM ANALYZE")
+            backup = dbs.work / "scaling.json"
+            backed = run([*MANAGE, "backupdb", "--only", "shop", "--output", str(backup)], source)
+            dbs.drop(backend, "dbtools_peers_src")
+            target = dbs.fresh(backend, "dbtools_peers_dst")
+            restored = run([*MANAGE, "restoredb", "--file", str(backup), "--no-input"], target)
+            dbs.drop(backend, "dbtools_peers_dst")
+            rows = backed_up_rows(backed)
             print(
-                f"  round {round_no + 1} of {args.rounds}: calibration {speed:.2f} s, "
-                f"load {load:.2f}",
+                f"| {backend} | {rows:,} | {backed.seconds:.1f} | {backed.seconds / rows * 1e6:.1f} | "
+                f"{backed.peak_mb:.0f} | {restored.seconds:.1f} | "
+                f"{restored.seconds / rows * 1e6:.1f} | {restored.peak_mb:.0f} |",
                 flush=True,
             )
+            backup.unlink()
+    print()
 
-        print(f"\n{args.rows:,} seeded rows, PostgreSQL, {args.rounds} alternating rounds\n")
-        print("| tool | seconds (median) | runs | peak MB |\n|---|---:|---|---:|")
-        medians = {}
-        for name, runs in measures.items():
-            medians[name] = statistics.median(m.seconds for m in runs)
-            seconds = ", ".join(f"{m.seconds:.1f}" for m in runs)
-            peak = max(m.peak_mb for m in runs)
-            print(f"| {name} | {medians[name]:.1f} | {seconds} | {peak:.0f} |")
-        peer = medians["pg_restore --data-only --single-transaction"]
-        print()
-        print(f"backupdb: {medians['backupdb'] / medians['pg_dump --data-only -Fc']:.2f}x pg_dump")
-        for name in (
-            "restoredb (merge into empty tables)",
-            "restoredb (merge into half-full tables)",
-            "restoredb --replace (full tables)",
-        ):
-            print(f"{name}: {medians[name] / peer:.2f}x pg_restore --single-transaction")
+
+PHASES = ("postgresql", "sqlite", "mariadb", "scaling")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated")
+    parser.add_argument("--scale-rows", default="100000,1000000,5000000", help="comma-separated")
+    parser.add_argument(
+        "--scale-backends", default="postgresql,sqlite,mariadb", help="comma-separated"
+    )
+    args = parser.parse_args()
+    phases = args.phases.split(",")
+    if unknown := set(phases) - set(PHASES):
+        parser.error(f"unknown phase {', '.join(sorted(unknown))}; choose from {', '.join(PHASES)}")
+
+    work = Path(tempfile.mkdtemp(prefix="dbtools-peers-"))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    env["DBTOOLS_BACKUP_DIR"] = str(work / "backups")
+    dbs = Backends(work, env)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    print(
+        f"# bench/peers.py {' '.join(sys.argv[1:])} at {commit.stdout.strip()}, {os.cpu_count()} cores"
+    )
+    try:
+        if "postgresql" in phases:
+            postgresql_phase(dbs, args.rows, args.rounds)
+        for backend in ("sqlite", "mariadb"):
+            if backend in phases:
+                django_phase(dbs, backend, args.rows, args.rounds)
+        if "scaling" in phases:
+            scaling_phase(
+                dbs,
+                args.scale_backends.split(","),
+                [int(n) for n in args.scale_rows.split(",")],
+            )
     finally:
-        for name in ("dbtools_peers", "dbtools_peers_restore"):
-            psql(base, f"DROP DATABASE IF EXISTS {name}")
+        dbs.drop_all()
         shutil.rmtree(work, ignore_errors=True)
 
 

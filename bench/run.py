@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,23 +34,59 @@ PYTHON = sys.executable
 class Measure:
     seconds: float
     peak_mb: float
+    client_cpu: float = 0.0  # the tool's own user + system seconds
+    machine_cpu: float = 0.0  # every process's busy seconds meanwhile (the server's too)
+    stdout: str = ""
+
+
+def busy_cpu_seconds() -> float:
+    """Seconds of CPU the whole machine has spent busy (not idle, not waiting
+    on disk) since boot, from /proc/stat; 0 where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(f) for f in fields]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def run(argv: list[str], env: dict[str, str], quiet: bool = True) -> Measure:
+    """Run one tool as its own process: wall seconds, its peak resident memory
+    and CPU (wait4's rusage), and the whole machine's busy CPU meanwhile."""
+    busy = busy_cpu_seconds()
     started = time.monotonic()
     process = subprocess.Popen(
         argv,
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL if quiet else None,
+        stdout=subprocess.PIPE if quiet else None,
         stderr=subprocess.PIPE,
     )
+    output: dict[str, bytes] = {}
+    # Both pipes are drained while the tool runs, so a chatty one never blocks.
+    readers = [
+        threading.Thread(target=lambda n=n, p=p: output.__setitem__(n, p.read()))
+        for n, p in (("stdout", process.stdout), ("stderr", process.stderr))
+        if p is not None
+    ]
+    for reader in readers:
+        reader.start()
     _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - started
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(argv)} failed:\n{stderr}")
-    return Measure(seconds, usage.ru_maxrss / 1024)
+    machine = busy_cpu_seconds() - busy
+    for reader in readers:
+        reader.join()
+    if process.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed:\n{output.get('stderr', b'').decode()}")
+    return Measure(
+        seconds,
+        usage.ru_maxrss / 1024,
+        usage.ru_utime + usage.ru_stime,
+        machine,
+        output.get("stdout", b"").decode(),
+    )
 
 
 def best_of(times: int, argv: list[str], env: dict[str, str]) -> Measure:
