@@ -275,7 +275,7 @@ def single_connection_reason(
     if folder is None:
         return "a backup to a bucket keeps nothing on local disk"
     if connection.alias not in connections.settings:
-        return "a helper connection needs the alias's settings"
+        return "its connection is not one of settings.DATABASES, so no other can be opened like it"
     if sum(1 for t in plan.tables if postgres.can_write(t, connection)) < 2:
         return "there are not two tables the server can write as JSON"
     return None

@@ -10,8 +10,11 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from .conf import get_settings, settings_problems
 from .exceptions import ConfigurationError
 
+# backupdb runs only these: see its requires_system_checks.
+TAG = "dbtools"
 
-@register()
+
+@register(TAG)
 def check_safemigrate_name_clash(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """django-safemigrate also has a `safemigrate` command; Django runs the one
     of whichever app comes first in INSTALLED_APPS."""
@@ -30,7 +33,7 @@ def check_safemigrate_name_clash(app_configs: Any = None, **kwargs: Any) -> list
     ]
 
 
-@register()
+@register(TAG)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Each problem in DBTOOLS on its own line, then labels in EXCLUDE that name nothing."""
     problems = settings_problems()

@@ -16,6 +16,7 @@ from io import StringIO
 import orjson
 import pytest
 from django.core.management import CommandError, call_command
+from django.core.management.base import SystemCheckError
 from django.db import connections
 
 from dbtools.archive import ArchiveReader
@@ -512,6 +513,30 @@ def test_jobs_below_one_are_refused_before_anything_is_written(alias, backup_dir
     done = run_manage("backupdb", "--jobs", "0")
     assert done.returncode == 1 and "--jobs must be 1 or more." in done.stderr
     assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+
+
+@backends("sqlite")
+def test_a_failing_project_check_does_not_stop_a_backup(alias, backup_dir, settings):
+    """A backup is what people take when something is broken; dbtools' own
+    settings are still checked."""
+    from django.core import checks
+    from django.core.checks.registry import registry
+
+    def broken_admin(app_configs=None, **kwargs):
+        return [checks.Error("the admin is misconfigured", id="project.E001")]
+
+    checks.register(broken_admin, "project")
+    try:
+        with pytest.raises(SystemCheckError, match="misconfigured"):
+            call_command("check", "--tag", "project")
+        out = StringIO()
+        call_command("backupdb", skip_checks=False, stdout=out)
+        assert "Backed up" in out.getvalue()
+        settings.DBTOOLS = {**settings.DBTOOLS, "KEEP": 0}
+        with pytest.raises(SystemCheckError, match=r"dbtools.E001.*DBTOOLS\['KEEP'\] must be"):
+            call_command("backupdb", skip_checks=False)
+    finally:
+        registry.registered_checks.discard(broken_admin)
 
 
 def test_settings_problems_are_all_reported_at_once(settings):

@@ -393,6 +393,6 @@ def test_an_encrypted_backup_spools_no_plaintext(alias, encrypting, monkeypatch)
     )
     seed_shop(2000, using=alias)
     backup_database(using=alias)
-    assert spooled == []  # the second reader's spool files would hold rows in the clear
+    assert spooled == []  # a helper's spool files would hold rows in the clear
     backup_database(using=alias, encrypt_to=())
     assert spooled  # and a plain backup still uses it

@@ -290,7 +290,7 @@ def test_an_encrypted_compressed_backup_round_trips_through_the_bucket(
 
 
 def test_no_local_plaintext_is_written_on_the_way(alias, s3, tmp_path, monkeypatch):
-    """The PostgreSQL second reader spools to local disk; with a bucket it must not run."""
+    """The PostgreSQL helper readers spool to local disk; with a bucket they must not run."""
     some_rows(alias)
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

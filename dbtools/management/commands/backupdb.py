@@ -1,6 +1,7 @@
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
+from dbtools import checks
 from dbtools.backup import backup_database
 from dbtools.exceptions import DbtoolsError
 
@@ -12,6 +13,11 @@ class Command(DbtoolsCommand):
         "Back up every table the ORM manages to a timestamped JSON file in the backups "
         "folder (and db-backup-latest.json), read in one consistent snapshot."
     )
+    # A backup is what people take when something is broken: a failing check in
+    # the project's URLconf, admin or models must not stop it (it reads the
+    # schema the migrations describe, not the current models), and the model
+    # checks can connect to every database in DATABASES. dbtools' own still run.
+    requires_system_checks = [checks.TAG]
 
     def add_arguments(self, parser):
         parser.add_argument(
