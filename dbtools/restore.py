@@ -676,9 +676,15 @@ class Loader:
             with transaction.atomic(using=self.using):
                 if postgres.can_copy(fields, self.connection):
                     postgres.copy_rows(mapping.table.db_table, fields, batch, self.connection)
+                elif plain_insert_fits(fields, batch, self.connection):
+                    plain_insert(mapping.table.db_table, fields, batch, self.connection)
                 else:
                     objs = [types.SimpleNamespace(**row) for row in batch]
-                    QuerySet(model=model, using=self.using)._insert(objs, fields=fields, raw=True)  # type: ignore[attr-defined]
+                    size = max(1, self.connection.ops.bulk_batch_size(fields, objs))
+                    for start in range(0, len(objs), size):
+                        QuerySet(model=model, using=self.using)._insert(  # type: ignore[attr-defined]
+                            objs[start : start + size], fields=fields, raw=True
+                        )
         except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
             raise self.diagnose(mapping, fields, batch, exc) from exc
 
@@ -702,6 +708,54 @@ class Loader:
             except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
                 return row_error(mapping.table, row_pk(row, pk_names), exc)
         return row_error(mapping.table, None, batch_error)
+
+
+def plain_insert_fits(
+    fields: list[AnyField], batch: list[dict[str, Any]], connection: BaseDatabaseWrapper
+) -> bool:
+    """True where one INSERT with a plain placeholder per column stores what
+    Django's insert compiler would: no field makes its own placeholder (as
+    binary and geometry fields do), and no value is an expression to compile
+    other than a JSONText, which outside PostgreSQL compiles to its text."""
+    if connection.vendor == "postgresql":
+        return False  # JSONText compiles to %s::jsonb there
+    if any(getattr(f, "get_placeholder_sql", None) is not None for f in fields):
+        return False
+    return not any(
+        type(value) is not JSONText and hasattr(value, "resolve_expression")
+        for row in batch
+        for value in row.values()
+    )
+
+
+def plain_insert(
+    db_table: str,
+    fields: list[AnyField],
+    batch: list[dict[str, Any]],
+    connection: BaseDatabaseWrapper,
+) -> None:
+    """The rows through one prepared INSERT and the driver's executemany, each
+    value prepared by field.get_db_prep_save() as the insert compiler does
+    with raw=True (a JSONText as its text, as it compiles): the same values
+    stored, without the compiler building an SQL statement with a
+    placeholder per value, per batch, that the backend then parses again."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    preparers = [(f.attname, f.get_db_prep_save) for f in fields]
+    rows = [
+        tuple(
+            value.text
+            if type(value := row[attname]) is JSONText
+            else prepare(value, connection=connection)
+            for attname, prepare in preparers
+        )
+        for row in batch
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {quote(db_table)} ({columns}) VALUES ({placeholders})", rows
+        )
 
 
 @dataclass(frozen=True)

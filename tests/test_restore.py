@@ -709,3 +709,32 @@ def test_a_restore_keeps_no_query_log_under_debug(alias, backup_dir, settings):
     assert not any("INSERT" in q["sql"] or "COPY" in q["sql"] for q in connection.queries_log)
     m.Product.objects.using(alias).count()
     assert "COUNT" in connection.queries_log[-1]["sql"]
+
+
+@backends("sqlite", "mariadb")
+def test_executemany_and_the_insert_compiler_store_the_same_rows(alias, backup_dir, monkeypatch):
+    """Outside PostgreSQL most batches go through one prepared INSERT and
+    executemany; Django's insert compiler, which it replaces, must have stored
+    exactly the same rows, every edge-case type included."""
+    from dbtools import restore as restore_module
+
+    fill_edge_cases(alias)
+    seed_shop(500, using=alias)
+    backup = backup_database(using=alias)
+    used = []
+    real_plain_insert = restore_module.plain_insert
+    monkeypatch.setattr(
+        restore_module,
+        "plain_insert",
+        lambda table, *args: used.append(table) or real_plain_insert(table, *args),
+    )
+    restore(backup.path, alias, mode="replace")
+    through_executemany = comparable_tables(database_contents(alias))
+    assert {"shop_product", "shop_useractivity", "edgecases_comment"} <= set(used)
+
+    monkeypatch.setattr(restore_module, "plain_insert_fits", lambda *args: False)
+    used.clear()
+    restore(backup.path, alias, mode="replace")
+    assert used == []
+    assert comparable_tables(database_contents(alias)) == through_executemany
+    assert through_executemany == comparable_tables(read_backup(backup.path))
