@@ -10,10 +10,12 @@ Two steps, so that nothing is written until everything has been checked:
    foreign-key order, with FK checks deferred (PostgreSQL, SQLite) or off
    (MariaDB/MySQL), then checks every constraint, resets sequences and commits.
 
-Rows go in through Django's own insert compiler with raw=True (the path
-`save()` and `bulk_create()` use, minus pre_save), so auto_now values and
-multi-table-inheritance children come back as they were; on PostgreSQL
-through COPY where every column's kind allows. The only conflict ever
+Rows go in with each value prepared as Django's own insert compiler does
+with raw=True (the path `save()` and `bulk_create()` use, minus pre_save),
+so auto_now values and multi-table-inheritance children come back as they
+were: on PostgreSQL through COPY where every column's kind allows,
+elsewhere through one prepared INSERT and executemany, and through the
+compiler itself for fields that make their own placeholder. The only conflict ever
 skipped is a primary key that is already there: for a table that has rows,
 each batch first asks which of its keys exist, then inserts the rest with a
 plain INSERT, so any other problem (another unique value, NOT NULL, a
