@@ -283,18 +283,16 @@ def single_connection_reason(
 
 @contextmanager
 def helper_readers(
-    connection: BaseDatabaseWrapper, plan: Plan, folder: Path | None, jobs: int
+    connection: BaseDatabaseWrapper, plan: Plan, folder: Path | None, helpers: int
 ) -> Iterator[postgres.HelperReaders | None]:
-    """On PostgreSQL, `jobs - 1` more connections in the same snapshot read
+    """On PostgreSQL, `helpers` more connections in the same snapshot read
     tables from the end of the plan, so several server processes build rows
-    at once. Call only where single_connection_reason() found none."""
-    readable = sum(1 for t in plan.tables if postgres.can_write(t, connection))
-    helpers = min(jobs - 1, readable - 1)
+    at once. Call with helpers > 0 only where single_connection_reason() found
+    no reason against it (and so `folder` is the backup's)."""
     readers = None
-    if helpers > 0 and folder is not None:
-        readers = postgres.HelperReaders(
-            connection, list(plan.tables), folder, BATCH_ROWS, helpers=helpers
-        )
+    if helpers > 0:
+        assert folder is not None
+        readers = postgres.HelperReaders(connection, list(plan.tables), folder, BATCH_ROWS, helpers)
     try:
         yield readers
     finally:
@@ -649,8 +647,8 @@ def backup_database(
             alone = single_connection_reason(connection, plan, spool_in, owned, bool(sealed_to))
             if alone and jobs is not None and jobs > 1:
                 warnings.append(f"--jobs {jobs} was not used: {alone}; one connection read it all.")
-            wanted = 1 if alone else DEFAULT_JOBS if jobs is None else jobs
-            with helper_readers(connection, plan, spool_in, wanted) as helpers:
+            extra = 0 if alone else (DEFAULT_JOBS if jobs is None else jobs) - 1
+            with helper_readers(connection, plan, spool_in, extra) as helpers:
                 reports = [
                     write_table(writer, t, connection, progress, helpers) for t in plan.tables
                 ]

@@ -321,6 +321,7 @@ class HelperReaders:
         self.queue = [
             t for t in tables if can_write(t, connection)
         ]  # the main reader takes from the front
+        helpers = min(helpers, len(self.queue) - 1)  # the main reader takes one table at least
         self.claimed: dict[str, threading.Event] = {}
         self.spooled: dict[str, Spooled] = {}
         self.working: set[threading.Thread] = set()  # helpers that claimed a table
@@ -365,10 +366,8 @@ class HelperReaders:
                     self.claimed[table.label] = threading.Event()
                     self.working.add(threading.current_thread())
                 mine.append(table.label)
-                try:
-                    self.spooled[table.label] = self.spool(table, connection)
-                finally:
-                    self.claimed[table.label].set()
+                self.spooled[table.label] = self.spool(table, connection)
+                self.claimed[table.label].set()  # on failure, set below with the rest of mine
         except Exception:
             pass  # the main connection reads what this helper did not spool
         finally:

@@ -681,12 +681,10 @@ class Loader:
                 elif plain_insert_fits(fields, batch, self.connection):
                     plain_insert(mapping.table.db_table, fields, batch, self.connection)
                 else:
-                    objs = [types.SimpleNamespace(**row) for row in batch]
-                    size = max(1, self.connection.ops.bulk_batch_size(fields, objs))
-                    for start in range(0, len(objs), size):
-                        QuerySet(model=model, using=self.using)._insert(  # type: ignore[attr-defined]
-                            objs[start : start + size], fields=fields, raw=True
-                        )
+                    # batch_limit() sized the batch for every field, so it fits one INSERT.
+                    QuerySet(model=model, using=self.using)._insert(  # type: ignore[attr-defined]
+                        [types.SimpleNamespace(**row) for row in batch], fields=fields, raw=True
+                    )
         except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
             raise self.diagnose(mapping, fields, batch, exc) from exc
 
