@@ -7,7 +7,7 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from .storage import (
     file_size,
     same_backup,
 )
+from .text_reads import text_readers
 
 BATCH_ROWS = 5_000
 # orjson gives each encoded row a buffer of 4 KB or more whatever its length,
@@ -178,14 +179,19 @@ def needs_paging(connection: BaseDatabaseWrapper) -> bool:
     )
 
 
-def read_rows(table: Table, connection: BaseDatabaseWrapper) -> Iterator[tuple[Any, ...]]:
-    """The table's rows as tuples of field values, in primary-key order."""
+def read_rows(
+    table: Table, connection: BaseDatabaseWrapper, as_text: Collection[int] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """The table's rows as tuples of field values, in primary-key order; the
+    fields at the positions `as_text` as the database's text (see text_reads.py)."""
     pk_names = [f.attname for f in table.pk_fields]
     # JSON columns come as the database's own JSON text, written to the file
     # as it is: parsing it only to serialise it again was a third of the time.
     columns = [
-        Cast(f.attname, TextField()) if f.get_internal_type() == "JSONField" else F(f.attname)
-        for f in table.fields
+        Cast(f.attname, TextField())
+        if f.get_internal_type() == "JSONField" or position in as_text
+        else F(f.attname)
+        for position, f in enumerate(table.fields)
     ]
     queryset: QuerySet[Any, tuple[Any, ...]] = (
         QuerySet(model=table.model, using=connection.alias)
@@ -213,10 +219,15 @@ def read_rows(table: Table, connection: BaseDatabaseWrapper) -> Iterator[tuple[A
         )
 
 
-def row_encoder(table: Table) -> Callable[[tuple[Any, ...]], bytes]:
+def row_encoder(
+    table: Table, text_readers: dict[int, Callable[[str], Any]] | None = None
+) -> Callable[[tuple[Any, ...]], bytes]:
     names = [f.name for f in table.fields]
+    readers = text_readers or {}
     converters = [
-        (i, enc) for i, f in enumerate(table.fields) if (enc := encoder_for(kind_of(f))) is not None
+        (i, enc)
+        for i, f in enumerate(table.fields)
+        if (enc := readers.get(i) or encoder_for(kind_of(f))) is not None
     ]
     dumps = orjson.dumps
 
@@ -234,9 +245,10 @@ def row_encoder(table: Table) -> Callable[[tuple[Any, ...]], bytes]:
 
 def python_batches(table: Table, connection: BaseDatabaseWrapper) -> Iterator[list[bytes]]:
     """The portable path: values from the ORM, encoded by codec.py."""
-    encode = row_encoder(table)
+    readers = text_readers(table, connection)
+    encode = row_encoder(table, readers)
     batch: list[bytes] = []
-    for row in read_rows(table, connection):
+    for row in read_rows(table, connection, as_text=readers.keys()):
         try:
             batch.append(encode(row))
         except (TypeError, ValueError) as exc:

@@ -21,7 +21,7 @@ from django.db import connections
 
 from dbtools.archive import ArchiveReader
 from dbtools.backup import TIMESTAMPED, backup_database, vendor_name
-from dbtools.exceptions import ConfigurationError
+from dbtools.exceptions import BackupError, ConfigurationError
 from dbtools.graph import plan_tables
 from shop import models as m
 from shop.seed import seed_shop
@@ -348,6 +348,98 @@ def test_postgres_fast_path_writes_what_the_portable_path_writes(alias, backup_d
     monkeypatch.setattr("dbtools.postgres.can_write", lambda table, connection: False)
     portable = read_backup(backup_database(using=alias).path)
     assert comparable_tables(fast) == comparable_tables(portable)
+
+
+def write_by_hand(alias: str, sql: str, params: list[object]) -> None:
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute("SET SESSION sql_mode = ''")  # lets a zero date in
+        cursor.execute(sql, params)
+
+
+@backends("sqlite", "mariadb")
+def test_timestamps_and_uuids_read_as_text_are_written_as_django_reads_them(
+    alias, backup_dir, monkeypatch
+):
+    from tests.edgecases import models as e
+
+    fill_edge_cases(alias)
+    seed_shop(300, using=alias)
+    e.AllTypes.objects.using(alias).create(
+        date_time=datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)  # no fraction
+    )
+    table = "edgecases_alltypes"
+    by_hand = [
+        # Text Django reads, in forms it never writes (SQLite keeps any text)
+        ("2025-01-02T03:04:05", "12345678123456781234567812345678"),
+        ("2025-01-02 03:04:05.123", "ABCDEF0123456789ABCDEF0123456789"),
+        ("2025-01-02 03:04:05+02:00", "12345678-1234-5678-1234-567812345678"),
+        ("not a time", "{12345678-1234-5678-1234-567812345678}"),
+        ("2025-01-02 03:04:05.1234567", "ABCDEF01-2345-6789-ABCD-EF0123456789"),
+    ]
+    if connections[alias].vendor == "mysql":
+        by_hand = [("0000-00-00 00:00:00", None)]  # MySQLdb reads a zero date as NULL
+    ids = list(e.AllTypes.objects.using(alias).values_list("pk", flat=True))
+    for pk, (stamp, uuid_text) in zip(ids, by_hand, strict=False):
+        write_by_hand(
+            alias,
+            f"UPDATE {table} SET date_time = %s, uuid = COALESCE(%s, uuid) WHERE id = %s",
+            [stamp, uuid_text, pk],
+        )
+    tables = plan_tables(alias).tables
+    from dbtools.text_reads import text_readers
+
+    read_as_text = {t.label for t in tables if text_readers(t, connections[alias])}
+    assert {"edgecases.AllTypes", "shop.Order", "shop.User"} <= read_as_text
+    as_text = row_lines(backup_database(using=alias).path)
+    monkeypatch.setattr("dbtools.backup.text_readers", lambda table, connection: {})
+    through_django = row_lines(backup_database(using=alias).path)
+    assert as_text == through_django  # byte for byte
+    stamps = {orjson.loads(line)["date_time"] for line in as_text["edgecases.AllTypes"]}
+    assert {"2025-01-02T03:04:05+00:00", "2025-01-02T03:04:05.123456+00:00"} <= stamps
+
+
+@backends("sqlite")
+def test_timestamps_go_through_django_unless_it_reads_them_as_utc(alias, settings):
+    from dbtools.text_reads import text_readers
+
+    connection = connections[alias]
+    order = next(t for t in plan_tables(alias).tables if t.label == "shop.Order")
+    read_as_text = {order.fields[i].name for i in text_readers(order, connection)}
+    assert {"placed_at", "created_at", "updated_at", "shipping_address"} <= read_as_text
+    settings.USE_TZ = False
+    connection.__dict__.pop("timezone_name", None)
+    try:
+        read_as_text = {order.fields[i].name for i in text_readers(order, connection)}
+    finally:
+        connection.__dict__.pop("timezone_name", None)
+    assert read_as_text == {"shipping_address"}  # the UUID only
+
+
+def row_lines(path) -> dict[str, list[bytes]]:
+    with ArchiveReader(path) as reader:
+        return {
+            section.meta["label"]: list(section.rows)
+            for section in reader.tables(lambda meta: bytes)
+        }
+
+
+@backends("sqlite")
+def test_a_stored_timestamp_that_is_no_date_names_its_row(alias, backup_dir):
+    from tests.edgecases import models as e
+
+    row = e.AllTypes.objects.using(alias).create()
+    write_by_hand(
+        alias,
+        "UPDATE edgecases_alltypes SET date_time = %s WHERE id = %s",
+        ["2025-13-45 03:04:05", row.pk],
+    )
+    with pytest.raises(
+        BackupError, match=rf"edgecases.AllTypes .*primary key {row.pk}: .*month must be in 1..12"
+    ):
+        backup_database(using=alias)
+    assert not list(backup_dir.glob("*.json"))
 
 
 class Terminal(StringIO):

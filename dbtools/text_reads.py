@@ -1,0 +1,124 @@
+"""SQLite and MariaDB/MySQL: timestamps and UUIDs written from the database's own text.
+
+On the portable backup path Django turns each stored timestamp and UUID
+into a Python object (the driver parses the text, Django's converter makes
+it aware or a uuid.UUID) and orjson turns it straight back into text: a
+fifth of a MariaDB backup's time went into MySQLdb's datetime parser alone.
+
+Such a column is selected as text instead (CAST ... AS text/char) and the
+text is rewritten into what orjson would have written for Django's value,
+but only when it is in the one form Django itself stores (naive UTC
+timestamps "YYYY-MM-DD HH:MM:SS[.ffffff]", UUIDs as 32 lowercase hex
+digits or the dashed form of MariaDB's uuid type) and, for a timestamp,
+is a real date and time. Any other text goes through exactly the driver's
+and Django's conversions the column would have had, so a value written by
+hand in some other form comes out as it always did.
+
+Only for the exact field classes (a subclass may convert in its own way),
+never for primary keys (keyset paging compares them as values), and for
+timestamps only where Django reads them as UTC (USE_TZ and no TIME_ZONE
+on the connection).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .graph import Table
+
+STORED_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{6})?", re.ASCII)
+HEX_UUID = re.compile(r"[0-9a-f]{32}", re.ASCII)
+DASHED_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+
+Reader = Callable[[str], Any]
+
+
+def text_readers(table: Table, connection: BaseDatabaseWrapper) -> dict[int, Reader]:
+    """Position in table.fields -> how that column's text becomes its JSON value."""
+    if connection.vendor not in ("sqlite", "mysql"):
+        return {}
+    pk_columns = {f.column for f in table.pk_fields}
+    readers = {}
+    for position, field in enumerate(table.fields):
+        if field.column in pk_columns:
+            continue
+        target = own_field(field)
+        if type(target) is models.DateTimeField and reads_as_utc(connection):
+            readers[position] = timestamp_reader(connection)
+        elif type(target) is models.UUIDField:
+            readers[position] = uuid_reader(connection)
+    return readers
+
+
+def own_field(field: Any) -> Any:
+    """The field whose conversions a column gets: a plain foreign key's target's."""
+    if field.is_relation:
+        if type(field) not in (models.ForeignKey, models.OneToOneField):
+            return None
+        return field.target_field
+    return field
+
+
+def reads_as_utc(connection: BaseDatabaseWrapper) -> bool:
+    return bool(settings.USE_TZ) and connection.timezone_name == "UTC"
+
+
+def timestamp_reader(connection: BaseDatabaseWrapper) -> Reader:
+    exact = exact_timestamp(connection)
+    fullmatch = STORED_TIMESTAMP.fullmatch
+    fromisoformat = datetime.datetime.fromisoformat
+
+    def read(text: str) -> Any:
+        if fullmatch(text):
+            try:
+                fromisoformat(text)  # a real date and time, not just its shape
+            except ValueError:
+                return exact(text)
+            fraction = text[19:]
+            if fraction == ".000000":
+                fraction = ""
+            return f"{text[:10]}T{text[11:19]}{fraction}+00:00"
+        return exact(text)
+
+    return read
+
+
+def exact_timestamp(connection: BaseDatabaseWrapper) -> Reader:
+    """The driver's parser, then Django's converter, as the column would have had."""
+    convert = connection.ops.convert_datetimefield_value  # type: ignore[attr-defined]
+    if connection.vendor == "sqlite":
+        from django.utils.dateparse import parse_datetime
+
+        parse: Callable[[str], Any] = parse_datetime
+    else:
+        from django.db.backends.mysql.base import django_conversions
+        from MySQLdb.constants import FIELD_TYPE
+
+        parse = django_conversions[FIELD_TYPE.DATETIME]
+
+    def read(text: str) -> Any:
+        return convert(parse(text), None, connection)
+
+    return read
+
+
+def uuid_reader(connection: BaseDatabaseWrapper) -> Reader:
+    convert = connection.ops.convert_uuidfield_value  # type: ignore[attr-defined]
+    hex_match = HEX_UUID.fullmatch
+    dashed_match = DASHED_UUID.fullmatch
+
+    def read(text: str) -> Any:
+        if hex_match(text):
+            return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+        if dashed_match(text):
+            return text
+        return convert(text, None, connection)
+
+    return read
