@@ -25,8 +25,10 @@ INSERT IGNORE / OR IGNORE / ON CONFLICT DO NOTHING would.
 
 from __future__ import annotations
 
+import datetime
 import time
 import types
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ from typing import Any, Literal
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, Q, QuerySet
 
@@ -49,6 +51,7 @@ from .graph import Table
 from .restore_plan import RestorePlan, TableMapping, map_columns, prepare_restore
 from .signals import announce, restore_finished
 from .storage import BackupFile
+from .text_reads import own_field, reads_as_utc
 
 __all__ = ["RestorePlan", "RestoreResult", "prepare_restore", "restore_database"]
 
@@ -742,12 +745,10 @@ def plain_insert(
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    preparers = [(f.attname, f.get_db_prep_save) for f in fields]
+    preparers = [(f.attname, value_preparer(f, connection)) for f in fields]
     rows = [
         tuple(
-            value.text
-            if type(value := row[attname]) is JSONText
-            else prepare(value, connection=connection)
+            value.text if type(value := row[attname]) is JSONText else prepare(value)
             for attname, prepare in preparers
         )
         for row in batch
@@ -756,6 +757,46 @@ def plain_insert(
         cursor.executemany(
             f"INSERT INTO {quote(db_table)} ({columns}) VALUES ({placeholders})", rows
         )
+
+
+def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
+    """`field.get_db_prep_save(value, connection)`, with its result written
+    out directly for the values where Django's own steps are known to end
+    there: text for an exact CharField or TextField is sent as it is; a UTC
+    datetime for an exact DateTimeField, where Django makes it naive in the
+    connection's time zone (UTC) and sends str() of it, becomes that str();
+    a uuid.UUID for an exact UUIDField without a native column type becomes
+    its hex. Those steps (to_python, time zone checks, the backend's
+    adapter) were a sixth of a MariaDB restore's time. Any other value, or
+    any other field class, goes through get_db_prep_save()."""
+    prepare = field.get_db_prep_save
+    target = own_field(field)
+    kind = type(target)
+
+    def django(value: Any) -> Any:
+        return prepare(value, connection=connection)
+
+    if kind in (models.CharField, models.TextField):
+
+        def text(value: Any) -> Any:
+            return value if type(value) is str else prepare(value, connection=connection)
+
+        return text
+    if kind is models.DateTimeField and reads_as_utc(connection):
+
+        def utc_datetime(value: Any) -> Any:
+            if type(value) is datetime.datetime and value.tzinfo is datetime.UTC:
+                return str(value.replace(tzinfo=None))
+            return prepare(value, connection=connection)
+
+        return utc_datetime
+    if kind is models.UUIDField and not connection.features.has_native_uuid_field:
+
+        def uuid_hex(value: Any) -> Any:
+            return value.hex if type(value) is uuid.UUID else prepare(value, connection=connection)
+
+        return uuid_hex
+    return django
 
 
 @dataclass(frozen=True)

@@ -711,6 +711,67 @@ def test_a_restore_keeps_no_query_log_under_debug(alias, backup_dir, settings):
     assert "COUNT" in connection.queries_log[-1]["sql"]
 
 
+def stored_text(alias: str) -> dict[str, list[tuple[object, ...]]]:
+    """Timestamps, UUIDs and text as the database holds them (SQLite keeps any
+    text, so two spellings of one time would read back equal through the ORM)."""
+    connection = connections[alias]
+    as_text = "CHAR" if connection.vendor == "mysql" else "TEXT"
+    wanted = {
+        "edgecases_alltypes": ["date_time", "uuid", "char", "text", "email"],
+        "shop_order": ["placed_at", "created_at", "shipping_address_id", "email", "notes"],
+        "shop_address": ["id", "user_id"],
+    }
+    stored = {}
+    with connection.cursor() as cursor:
+        for table, columns in wanted.items():
+            quoted = [connection.ops.quote_name(c) for c in columns]
+            listed = ", ".join(f"CAST({c} AS {as_text})" for c in quoted)
+            cursor.execute(f"SELECT {listed} FROM {table} ORDER BY {quoted[0]}")
+            stored[table] = cursor.fetchall()
+    return stored
+
+
+@backends("sqlite", "mariadb")
+def test_shortcut_preparers_store_what_get_db_prep_save_stores(
+    alias, backup_dir, tmp_path, monkeypatch
+):
+    from dbtools import restore as restore_module
+
+    fill_edge_cases(alias)
+    seed_shop(300, using=alias)
+    utc = datetime.UTC
+    e.AllTypes.objects.using(alias).create(
+        date_time=datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=utc), char="", text=""
+    )
+    backup = backup_database(using=alias).path
+
+    def other_offset(label, row):  # a hand-edited file: the same moment at +02:00
+        if label == "edgecases.AllTypes" and row.get("date_time") == "2025-01-02T03:04:05+00:00":
+            row["date_time"] = "2025-01-02T05:04:05+02:00"
+        return row
+
+    edited = rewrite_backup(backup, tmp_path / "edited.json", change_row=other_offset)
+    connection = connections[alias]
+    date_time = e.AllTypes._meta.get_field("date_time")
+    assert restore_module.value_preparer(date_time, connection).__name__ == "utc_datetime"
+    restore(edited, alias, mode="replace")
+    shortcut = stored_text(alias)
+    monkeypatch.setattr(
+        restore_module,
+        "value_preparer",
+        lambda field, connection: lambda value: field.get_db_prep_save(value, connection),
+    )
+    restore(edited, alias, mode="replace")
+    assert stored_text(alias) == shortcut
+    stamps = [row[0] for row in shortcut["edgecases_alltypes"]]
+    assert (
+        stamps.count(
+            "2025-01-02 03:04:05" if connection.vendor == "sqlite" else "2025-01-02 03:04:05.000000"
+        )
+        == 1
+    )
+
+
 @backends("sqlite", "mariadb")
 def test_executemany_and_the_insert_compiler_store_the_same_rows(alias, backup_dir, monkeypatch):
     """Outside PostgreSQL most batches go through one prepared INSERT and
