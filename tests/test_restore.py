@@ -13,6 +13,7 @@ from django.apps import apps
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
+from django.core.management.color import no_style
 from django.core.management.sql import emit_post_migrate_signal
 from django.db import connections
 
@@ -48,14 +49,25 @@ def fill_permissions(alias: str) -> None:
     user.groups.add(group)
 
 
-def renumber_content_types(alias: str) -> None:
-    """What a fresh database migrated in another order looks like: other ids."""
+def renumber_content_types(alias: str, beyond: int) -> None:
+    """What a fresh database migrated in another order looks like: other ids,
+    all above `beyond`."""
     connection = connections[alias]
     with connection.constraint_checks_disabled():
         Permission.objects.using(alias).all().delete()
         ContentType.objects.using(alias).all().delete()
     ContentType.objects.clear_cache()
+    # A row above `beyond` moves SQLite's and MariaDB's counters past it, and
+    # PostgreSQL's sequence is set from it: a flush resets them all, so new
+    # ids could otherwise start at 1 again.
+    marker = ContentType.objects.using(alias).create(
+        id=beyond + 1, app_label="tests", model="id_marker"
+    )
+    with connection.cursor() as cursor:
+        for sql in connection.ops.sequence_reset_sql(no_style(), [ContentType]):
+            cursor.execute(sql)
     emit_post_migrate_signal(verbosity=0, interactive=False, db=alias)
+    marker.delete()
 
 
 def wipe(alias: str) -> None:
@@ -95,7 +107,7 @@ def test_merge_into_a_flushed_database_with_other_content_type_ids(alias, backup
     backup = backup_database(using=alias)
     before = comparable_tables(read_backup(backup.path))
     wipe(alias)
-    renumber_content_types(alias)
+    renumber_content_types(alias, beyond=max(r["id"] for r in before["contenttypes.ContentType"]))
     assert set(ContentType.objects.using(alias).values_list("id", flat=True)).isdisjoint(
         r["id"] for r in before["contenttypes.ContentType"]
     )
