@@ -784,6 +784,67 @@ def test_shortcut_preparers_store_what_get_db_prep_save_stores(
     )
 
 
+def test_a_default_that_is_an_expression_is_compiled_not_sent_as_a_value(
+    alias, backup_dir, monkeypatch
+):
+    """A field added since the backup takes its default. A migration may give
+    it an expression (Django compiles Upper(...) or Now() into the INSERT), and
+    the restore must not hand the expression object to the driver as a value."""
+    from django.db.models import Value
+    from django.db.models.functions import Upper
+
+    from dbtools import graph
+
+    seed_shop(50, using=alias)
+    images = set(m.ProductImage.objects.using(alias).values_list("pk", "url"))
+    assert images
+    # ProductImage follows Product in the file: on PostgreSQL the expression
+    # stops Product's COPY part way, and the rest must still be read right.
+    backup = backup_database(using=alias, only=["shop.Product", "shop.ProductImage"]).path
+
+    def without_description(meta):
+        meta["columns"] = [c for c in meta["columns"] if c["name"] != "description"]
+        return meta
+
+    old = rewrite_backup(
+        backup, backup.with_name("old.json"), change_table=without_description,
+        change_row=lambda label, row: {k: v for k, v in row.items() if k != "description"},
+    )  # fmt: skip
+    real_database_models = graph.database_models
+
+    def with_an_expression_default(using):
+        models = real_database_models(using)  # historical models, made anew per call
+        product = next(model for model in models if model._meta.label == "shop.Product")
+        product._meta.get_field("description").default = Upper(Value("made by the database"))
+        return models
+
+    monkeypatch.setattr(graph, "database_models", with_an_expression_default)
+    wipe(alias)
+    restore(old, alias)
+    assert set(m.Product.objects.using(alias).values_list("description", flat=True)) == {
+        "MADE BY THE DATABASE"
+    }
+    assert set(m.ProductImage.objects.using(alias).values_list("pk", "url")) == images
+
+
+@backends("sqlite")
+def test_only_values_the_restore_made_are_looked_at_for_expressions(alias):
+    from django.db.models.functions import Now
+
+    from dbtools.codec import JSONText
+    from dbtools.restore import plain_insert_fits
+
+    connection = connections[alias]
+    fields = [m.Product._meta.get_field("name"), m.Product._meta.get_field("created_at")]
+    with_expression = [{"name": "tea", "created_at": Now()}]
+    assert not plain_insert_fits(fields, with_expression, connection, made_here=["created_at"])
+    assert plain_insert_fits(
+        fields, [{"name": "tea", "created_at": JSONText("1")}], connection, made_here=["created_at"]
+    )
+    # The decoder makes no expression but JSONText: its columns are trusted.
+    assert plain_insert_fits(fields, with_expression, connection, made_here=[])
+
+
 @backends("sqlite", "mariadb")
 def test_executemany_and_the_insert_compiler_store_the_same_rows(alias, backup_dir, monkeypatch):
     """Outside PostgreSQL most batches go through one prepared INSERT and
