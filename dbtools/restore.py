@@ -41,6 +41,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model, Q, QuerySet
 
 from . import foreign_keys, postgres
@@ -808,7 +809,9 @@ def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable
     datetime for an exact DateTimeField, where Django makes it naive in the
     connection's time zone (UTC) and sends str() of it, becomes that str();
     a uuid.UUID for an exact UUIDField without a native column type becomes
-    its hex. Those steps (to_python, time zone checks, the backend's
+    its hex; an int for an exact integer field, a finite Decimal for a
+    DecimalField and a bool for a BooleanField are sent as they are, where
+    the backend leaves Django's adapt_* hooks as they are (see INTEGER_FIELDS). Those steps (to_python, time zone checks, the backend's
     adapter) were a sixth of a MariaDB restore's time. Any other value, or
     any other field class, goes through get_db_prep_save()."""
     prepare = field.get_db_prep_save
@@ -838,7 +841,52 @@ def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable
             return value.hex if type(value) is uuid.UUID else prepare(value, connection=connection)
 
         return uuid_hex
+    ops = type(connection.ops)
+    if (
+        kind in INTEGER_FIELDS
+        and ops.adapt_integerfield_value is BaseDatabaseOperations.adapt_integerfield_value
+    ) or (
+        kind in AUTO_FIELDS
+        and ops.validate_autopk_value is BaseDatabaseOperations.validate_autopk_value
+    ):
+
+        def integer(value: Any) -> Any:
+            return value if type(value) is int else prepare(value, connection=connection)
+
+        return integer
+    if (
+        kind is models.DecimalField
+        and ops.adapt_decimalfield_value is BaseDatabaseOperations.adapt_decimalfield_value
+    ):
+
+        def finite_decimal(value: Any) -> Any:
+            # to_python() copies a Decimal and refuses one that is not finite.
+            if type(value) is Decimal and value.is_finite():
+                return value
+            return prepare(value, connection=connection)
+
+        return finite_decimal
+    if kind is models.BooleanField:
+
+        def boolean(value: Any) -> Any:
+            return value if type(value) is bool else prepare(value, connection=connection)
+
+        return boolean
     return django
+
+
+# int(value) is all Django does to an int for these, where the backend leaves
+# adapt_integerfield_value (or, for an auto field, validate_autopk_value, which
+# MySQL's refuses 0 with) as it is.
+INTEGER_FIELDS = (
+    models.IntegerField,
+    models.BigIntegerField,
+    models.SmallIntegerField,
+    models.PositiveIntegerField,
+    models.PositiveBigIntegerField,
+    models.PositiveSmallIntegerField,
+)
+AUTO_FIELDS = (models.AutoField, models.BigAutoField, models.SmallAutoField)
 
 
 @dataclass(frozen=True)

@@ -766,6 +766,12 @@ def test_shortcut_preparers_store_what_get_db_prep_save_stores(
     connection = connections[alias]
     date_time = e.AllTypes._meta.get_field("date_time")
     assert restore_module.value_preparer(date_time, connection).__name__ == "utc_datetime"
+    quantity = m.OrderItem._meta.get_field("quantity")
+    assert restore_module.value_preparer(quantity, connection).__name__ == "integer"
+    is_active = m.Product._meta.get_field("is_active")
+    assert restore_module.value_preparer(is_active, connection).__name__ == "boolean"
+    price = m.Product._meta.get_field("price")
+    assert restore_module.value_preparer(price, connection).__name__ == "finite_decimal"
     restore(edited, alias, mode="replace")
     shortcut = stored_text(alias)
     monkeypatch.setattr(
