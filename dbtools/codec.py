@@ -431,6 +431,38 @@ def parse_row_for_jsonb(line: bytes, keep: frozenset[str]) -> dict[str, Any]:
     return row
 
 
+def parse_row_as_django_wrote_it(line: bytes, keep: frozenset[str]) -> dict[str, Any]:
+    """parse_row_keeping_json's result, about twice as fast for the rows it can
+    prove: orjson parses the row, each JSON value of `keep` is written again as
+    Django writes one (json.dumps with its defaults), and the row is written
+    out again around those texts. Where that is the line byte for byte, each
+    text is the line's own text of its value, and every other value is what
+    the standard library reads (a number orjson reads otherwise, such as an
+    integer beyond 64 bits, is written back differently). Any other line (a
+    database that respaced its JSON, a float orjson rounds, a duplicate key)
+    is parsed the slow way."""
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return parse_row_keeping_json(line.decode(), keep)
+    if type(row) is not dict:
+        return parse_row_keeping_json(line.decode(), keep)
+    texts = {}
+    for name in keep:
+        value = row.get(name)
+        if value is not None:
+            try:
+                texts[name] = text = json.dumps(value)
+            except ValueError:  # nested too deeply for the encoder
+                return parse_row_keeping_json(line.decode(), keep)
+            row[name] = orjson.Fragment(text)
+    if orjson.dumps(row) != line:
+        return parse_row_keeping_json(line.decode(), keep)
+    for name, text in texts.items():
+        row[name] = JSONText(text)
+    return row
+
+
 def row_parser(
     columns: list[dict[str, Any]], keep_json_text: bool = False, jsonb: bool = False
 ) -> Callable[[bytes], dict[str, Any]]:
@@ -445,7 +477,7 @@ def row_parser(
     if keep_json_text and keep:
         if jsonb and keep == {c["name"] for c in json_columns}:
             return lambda line: parse_row_for_jsonb(line, keep)
-        return lambda line: parse_row_keeping_json(line.decode(), keep)
+        return lambda line: parse_row_as_django_wrote_it(line, keep)
     return json.loads
 
 

@@ -4,13 +4,19 @@ so the error still names the row. Both ways must give the same database."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connections
 
+from dbtools import codec
 from dbtools.backup import backup_database
-from dbtools.codec import parse_row_for_jsonb, parse_row_keeping_json
+from dbtools.codec import (
+    parse_row_as_django_wrote_it,
+    parse_row_for_jsonb,
+    parse_row_keeping_json,
+)
 from dbtools.exceptions import RestoreError
 from dbtools.restore import Loader, prepare_restore, restore_database
 from shop import models as m
@@ -237,6 +243,57 @@ def test_a_float_outside_the_json_values_reads_the_same_by_both_parsers(number):
     fast, exact = parse_row_for_jsonb(line, keep), parse_row_keeping_json(line.decode(), keep)
     assert repr(fast["ratio"]) == repr(exact["ratio"]) == repr(float(number))
     assert fast["value"].text.replace(" ", "") == exact["value"].text.replace(" ", "")
+
+
+DJANGO_WRITTEN = [
+    b'{"id":1,"value":{"colour": "maple", "weight_g": 660},"ratio":0.1}',
+    b'{"id":2,"value":[1, 2.5, "caf\\u00e9", null, {"a": {"b": []}}]}',
+    b'{"id":3,"value":"text","other":{"a":1}}',
+    b'{"id":4,"value":3}',
+]
+
+
+@backends("sqlite")
+@pytest.mark.parametrize(
+    "line",
+    JSON_LINES + DJANGO_WRITTEN + [b'{"id":5,"value":"caf\xc3\xa9"}', b'{"id":6,"value":{"a":1}}'],
+    ids=lambda line: line.decode()[:40],
+)
+def test_the_parser_for_text_json_gives_what_the_exact_parser_gives(line):
+    """SQLite and MariaDB store a JSON value's text: the row parser that takes
+    the shortcut must give the same text and values, or take the slow way."""
+    keep = frozenset({"value"})
+    try:
+        exact = repr(parse_row_keeping_json(line.decode(), keep))
+    except ValueError as exc:
+        exact = f"refused: {exc}"
+    try:
+        fast = repr(parse_row_as_django_wrote_it(line, keep))
+    except ValueError as exc:
+        fast = f"refused: {exc}"
+    assert fast == exact
+
+
+@backends("sqlite")
+@pytest.mark.parametrize("line", DJANGO_WRITTEN, ids=lambda line: line.decode()[:40])
+def test_json_as_django_writes_it_takes_the_shortcut(line, monkeypatch):
+    def slow_way(text, keep):
+        raise AssertionError("took the slow way")
+
+    monkeypatch.setattr(codec, "parse_row_keeping_json", slow_way)
+    row = parse_row_as_django_wrote_it(line, frozenset({"value"}))
+    assert json.loads(line)["value"] == json.loads(row["value"].text)
+
+
+@backends("sqlite")
+@pytest.mark.parametrize("number", FLOATS)
+def test_a_float_column_reads_the_same_by_the_text_json_shortcut(number):
+    line = f'{{"id":1,"ratio":{number},"value":{{"a": [1, "x"]}}}}'.encode()
+    keep = frozenset({"value"})
+    fast = parse_row_as_django_wrote_it(line, keep)
+    exact = parse_row_keeping_json(line.decode(), keep)
+    assert repr(fast) == repr(exact)
+    assert repr(fast["ratio"]) == repr(float(number))
 
 
 def rewrite_first_order(backup, **values):
