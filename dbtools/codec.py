@@ -453,7 +453,9 @@ def parse_row_as_django_wrote_it(line: bytes, keep: frozenset[str]) -> dict[str,
         if value is not None:
             try:
                 texts[name] = text = json.dumps(value)
-            except ValueError:  # nested too deeply for the encoder
+            except (ValueError, RecursionError):
+                # Not seen (orjson refuses more than 1,024 levels, which
+                # json.dumps writes), but whatever it refuses the exact parser decides.
                 return parse_row_keeping_json(line.decode(), keep)
             row[name] = orjson.Fragment(text)
     if orjson.dumps(row) != line:
