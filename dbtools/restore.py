@@ -809,11 +809,12 @@ def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable
     datetime for an exact DateTimeField, where Django makes it naive in the
     connection's time zone (UTC) and sends str() of it, becomes that str();
     a uuid.UUID for an exact UUIDField without a native column type becomes
-    its hex; an int for an exact integer field, a finite Decimal for a
-    DecimalField and a bool for a BooleanField are sent as they are, where
-    the backend leaves Django's adapt_* hooks as they are (see INTEGER_FIELDS). Those steps (to_python, time zone checks, the backend's
-    adapter) were a sixth of a MariaDB restore's time. Any other value, or
-    any other field class, goes through get_db_prep_save()."""
+    its hex. Those steps (to_python, time zone checks, the backend's
+    adapter) were a sixth of a MariaDB restore's time. An int for an exact
+    integer field, a finite Decimal for a DecimalField and a bool for a
+    BooleanField are sent as they are, where the backend keeps the base
+    class's adapt_* hook (see INTEGER_FIELDS). Any other value, or any other
+    field class, goes through get_db_prep_save()."""
     prepare = field.get_db_prep_save
     target = own_field(field)
     kind = type(target)
