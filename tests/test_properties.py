@@ -70,7 +70,9 @@ def decimals(vendor: str) -> st.SearchStrategy[Decimal]:
     # max_digits=30, decimal_places=10; SQLite keeps decimals as floating point,
     # so 15 significant digits at most there (restoredb refuses more).
     digits = 15 if vendor == "sqlite" else 30
-    limit = Decimal(10) ** (digits - 10) - Decimal("1e-10")
+    # Spelled out: arithmetic in the default 28-digit context rounds
+    # 10**20 - 1e-10 up to 10**20, which the column cannot hold.
+    limit = Decimal("9" * (digits - 10) + "." + "9" * 10)
     return st.decimals(min_value=-limit, max_value=limit, places=10, allow_nan=False)
 
 
