@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import decimal
 import re
 import subprocess
 import time
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
-from django.db.models import F, QuerySet, TextField
+from django.db.models import F, Field, Func, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils.connection import ConnectionDoesNotExist
 
@@ -48,7 +49,7 @@ from .storage import (
     file_size,
     same_backup,
 )
-from .text_reads import text_readers
+from .text_reads import raw_readers, text_readers
 
 BATCH_ROWS = 5_000
 # orjson gives each encoded row a buffer of 4 KB or more whatever its length,
@@ -179,17 +180,29 @@ def needs_paging(connection: BaseDatabaseWrapper) -> bool:
     )
 
 
+class Unconverted(Func):
+    """A column as the driver hands it over: its output field has no converters."""
+
+    template = "%(expressions)s"
+
+
 def read_rows(
-    table: Table, connection: BaseDatabaseWrapper, as_text: Collection[int] = ()
+    table: Table,
+    connection: BaseDatabaseWrapper,
+    as_text: Collection[int] = (),
+    as_raw: Collection[int] = (),
 ) -> Iterator[tuple[Any, ...]]:
     """The table's rows as tuples of field values, in primary-key order; the
-    fields at the positions `as_text` as the database's text (see text_reads.py)."""
+    fields at the positions `as_text` as the database's text, and those at
+    `as_raw` as the driver's value (see text_reads.py)."""
     pk_names = [f.attname for f in table.pk_fields]
     # JSON columns come as the database's own JSON text, written to the file
     # as it is: parsing it only to serialise it again was a third of the time.
     columns = [
         Cast(f.attname, TextField())
         if f.get_internal_type() == "JSONField" or position in as_text
+        else Unconverted(F(f.attname), output_field=Field())
+        if position in as_raw
         else F(f.attname)
         for position, f in enumerate(table.fields)
     ]
@@ -220,10 +233,11 @@ def read_rows(
 
 
 def row_encoder(
-    table: Table, text_readers: dict[int, Callable[[str], Any]] | None = None
+    table: Table, readers: dict[int, Callable[[Any], Any]] | None = None
 ) -> Callable[[tuple[Any, ...]], bytes]:
+    """Encodes a row; `readers` replace the codec's encoder at their positions."""
     names = [f.name for f in table.fields]
-    readers = text_readers or {}
+    readers = readers or {}
     converters = [
         (i, enc)
         for i, f in enumerate(table.fields)
@@ -245,17 +259,23 @@ def row_encoder(
 
 def python_batches(table: Table, connection: BaseDatabaseWrapper) -> Iterator[list[bytes]]:
     """The portable path: values from the ORM, encoded by codec.py."""
-    readers = text_readers(table, connection)
-    encode = row_encoder(table, readers)
+    as_text = text_readers(table, connection)
+    as_raw = raw_readers(table, connection)
+    encode = row_encoder(table, {**as_text, **as_raw})
     batch: list[bytes] = []
-    for row in read_rows(table, connection, as_text=readers.keys()):
+    for row in read_rows(table, connection, as_text=as_text.keys(), as_raw=as_raw.keys()):
         try:
             batch.append(encode(row))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ArithmeticError) as exc:
             pk = [row[table.fields.index(f)] for f in table.pk_fields]
+            cause = (
+                "a value is not a number its DecimalField can hold (max_digits, decimal_places)"
+                if isinstance(exc, decimal.DecimalException)
+                else f"a value cannot be written as JSON ({exc})"
+            )
             raise BackupError(
                 f"Table {table.label} ({table.db_table}), row with primary key "
-                f"{pk[0] if len(pk) == 1 else tuple(pk)!r}: a value cannot be written as JSON ({exc}). "
+                f"{pk[0] if len(pk) == 1 else tuple(pk)!r}: {cause}. "
                 f"Fix the value or leave the table out with --exclude {table.label}."
             ) from exc
         if len(batch) >= ENCODED_ROWS:

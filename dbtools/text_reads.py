@@ -1,4 +1,5 @@
-"""SQLite and MariaDB/MySQL: timestamps and UUIDs written from the database's own text.
+"""SQLite and MariaDB/MySQL: values written from what the database hands over,
+without a Python object per value where the result is known.
 
 On the portable backup path Django turns each stored timestamp and UUID
 into a Python object (the driver parses the text, Django's converter makes
@@ -18,6 +19,17 @@ Only for the exact field classes (a subclass may convert in its own way),
 never for primary keys (keyset paging compares them as values), and for
 timestamps only where Django reads them as UTC (USE_TZ and no TIME_ZONE
 on the connection).
+
+Decimals on SQLite are read as the driver's float or int, without Django's
+converter, which builds a decimal.Context for every value (a seventh of a
+SQLite backup's time). SQLite keeps a DecimalField as REAL, and Django
+rounds the float's exact binary value to 15 significant digits, then
+quantizes it to the field's decimal places. Where the float's shortest
+repr has at most 15 significant digits, that rounding gives back exactly
+the repr (a 15-digit decimal survives a trip through a double: DBL_DIG),
+and where the repr has no more decimal places than the field, quantizing
+only pads it with zeros. Everything else (more digits, an exponent, text
+SQLite kept as it was written) goes through Django's own converter.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import Col
 
 from .graph import Table
 
@@ -120,5 +133,62 @@ def uuid_reader(connection: BaseDatabaseWrapper) -> Reader:
         if dashed_match(text):
             return text
         return convert(text, None, connection)
+
+    return read
+
+
+def raw_readers(table: Table, connection: BaseDatabaseWrapper) -> dict[int, Reader]:
+    """Position in table.fields -> how the driver's own value (no Django
+    converter: see Unconverted in backup.py) becomes its JSON value."""
+    if connection.vendor != "sqlite":
+        return {}
+    pk_columns = {f.column for f in table.pk_fields}
+    return {
+        position: sqlite_decimal_reader(field, connection)
+        for position, field in enumerate(table.fields)
+        if field.column not in pk_columns
+        and type(field) is models.DecimalField
+        and isinstance(field.max_digits, int)
+        # str() of a Decimal switches to an exponent below 1E-6; with at most
+        # six places a quantized value never gets there.
+        and isinstance(field.decimal_places, int)
+        and 0 <= field.decimal_places <= 6
+    }
+
+
+def sqlite_decimal_reader(
+    field: models.DecimalField[Any, Any], connection: BaseDatabaseWrapper
+) -> Reader:
+    column = Col("", field)  # the converter reads only its output field
+    convert = connection.ops.get_decimalfield_converter(column)  # type: ignore[attr-defined]
+    places = field.decimal_places
+    max_digits = field.max_digits
+    zeros = "0" * places
+
+    def exact(value: Any) -> str:
+        return str(convert(value, column, connection))
+
+    def fits(whole: str, fraction: str) -> bool:
+        # quantize() refuses a result longer than max_digits; so does exact().
+        return len((whole.lstrip("-") + fraction).lstrip("0") or "0") <= max_digits
+
+    def read(value: Any) -> str:
+        kind = type(value)
+        if kind is int:
+            whole = str(value)
+            if fits(whole, zeros):
+                return f"{whole}.{zeros}" if places else whole
+        elif kind is float:
+            whole, _, fraction = repr(value).partition(".")
+            # No "." or a non-digit after it: inf, nan or an exponent.
+            if (
+                fraction.isdigit()
+                and len(fraction) <= places
+                and len((whole.lstrip("-") + fraction).lstrip("0")) <= 15
+            ):
+                fraction = fraction.ljust(places, "0")
+                if fits(whole, fraction):
+                    return f"{whole}.{fraction}"
+        return exact(value)
 
     return read
