@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import decimal
 import re
 import subprocess
 import time
@@ -49,7 +48,7 @@ from .storage import (
     file_size,
     same_backup,
 )
-from .text_reads import raw_readers, text_readers
+from .text_reads import UnreadableValue, raw_readers, text_readers
 
 BATCH_ROWS = 5_000
 # orjson gives each encoded row a buffer of 4 KB or more whatever its length,
@@ -278,11 +277,11 @@ def python_batches(table: Table, connection: BaseDatabaseWrapper) -> Iterator[li
     for row in read_rows(table, connection, as_text=as_text.keys(), as_raw=as_raw.keys()):
         try:
             batch.append(encode(row))
-        except (TypeError, ValueError, ArithmeticError) as exc:
+        except (TypeError, ValueError) as exc:
             pk = [row[table.fields.index(f)] for f in table.pk_fields]
             cause = (
-                "a value is not a number its DecimalField can hold (max_digits, decimal_places)"
-                if isinstance(exc, decimal.DecimalException)
+                str(exc)
+                if isinstance(exc, UnreadableValue)
                 else f"a value cannot be written as JSON ({exc})"
             )
             raise BackupError(

@@ -53,6 +53,11 @@ DASHED_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 Reader = Callable[[str], Any]
 
 
+class UnreadableValue(ValueError):
+    """A stored value that Django's own conversion refuses; the message says
+    which column holds it and what it holds."""
+
+
 def text_readers(table: Table, connection: BaseDatabaseWrapper) -> dict[int, Reader]:
     """Position in table.fields -> how that column's text becomes its JSON value."""
     if connection.vendor not in ("sqlite", "mysql"):
@@ -166,7 +171,14 @@ def sqlite_decimal_reader(
     zeros = "0" * places
 
     def exact(value: Any) -> str:
-        return str(convert(value, column, connection))
+        try:
+            return str(convert(value, column, connection))
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            # Django 6.1 raises InvalidOperation for text, 5.2 TypeError.
+            raise UnreadableValue(
+                f"{field.name} holds {value!r:.60}, which is not a number its "
+                f"DecimalField(max_digits={max_digits}, decimal_places={places}) can hold"
+            ) from exc
 
     def fits(whole: str, fraction: str) -> bool:
         # quantize() refuses a result longer than max_digits; so does exact().

@@ -67,11 +67,11 @@ def field(max_digits: int, places: int) -> models.DecimalField[Any, Any]:
     return models.DecimalField(max_digits=max_digits, decimal_places=places)
 
 
-def outcome(convert: Callable[[Any], Any], value: Any) -> tuple[str, Any]:
+def outcome(convert: Callable[[Any], Any], value: Any) -> tuple[str, str | None]:
     try:
         return ("value", str(convert(value)))
-    except (ArithmeticError, ValueError, TypeError) as exc:
-        return ("error", type(exc))
+    except (ArithmeticError, ValueError, TypeError):
+        return ("error", None)
 
 
 def django_reads(target: models.DecimalField[Any, Any], alias: str) -> Callable[[Any], Any]:
@@ -173,14 +173,15 @@ def test_a_backup_is_the_same_byte_for_byte_with_and_without_raw_reads(
 
 
 @backends("sqlite")
-@pytest.mark.parametrize("stored", [10**13, 1.5e13, "abc"])
+@pytest.mark.parametrize("stored", [10**13, 12345678901.5, "abc"])
 def test_a_decimal_its_field_cannot_hold_names_its_row(alias, backup_dir, stored):
     product = new_product(alias, "p")
     set_price(alias, product, stored)
     with pytest.raises(
         BackupError,
-        match=rf"shop.Product .*primary key {re.escape(repr(product.pk))}: a value is not a "
-        r"number its DecimalField can hold .*--exclude shop.Product",
+        match=rf"shop.Product .*primary key {re.escape(repr(product.pk))}: price holds "
+        rf"{re.escape(repr(stored))}, which is not a number its DecimalField\(max_digits=12, "
+        r"decimal_places=2\) can hold\. Fix the value .*--exclude shop.Product",
     ):
         backup_database(using=alias)
     assert not list(backup_dir.glob("*.json"))
