@@ -266,8 +266,11 @@ def staging_table(
 
     def insert_missing(pk_columns: list[str]) -> int:
         same_key = " AND ".join(f"x.{quote(c)} = s.{quote(c)}" for c in pk_columns)
+        keys = ", ".join(quote(c) for c in pk_columns)
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {quote(staging)}")  # so the anti-join is planned as one
+            # The row count and the key's statistics, so the anti-join is planned
+            # as one; the other columns' (a jsonb payload's) are not needed.
+            cursor.execute(f"ANALYZE {quote(staging)} ({keys})")
             cursor.execute(
                 f"INSERT INTO {quote(db_table)} ({columns}) SELECT {columns} FROM {quote(staging)} s "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {quote(db_table)} x WHERE {same_key})"
