@@ -28,8 +28,9 @@ quantizes it to the field's decimal places. Where the float's shortest
 repr has at most 15 significant digits, that rounding gives back exactly
 the repr (a 15-digit decimal survives a trip through a double: DBL_DIG),
 and where the repr has no more decimal places than the field, quantizing
-only pads it with zeros. Everything else (more digits, an exponent, text
-SQLite kept as it was written) goes through Django's own converter.
+only pads it with zeros; likewise an int of at most 15 digits. Everything
+else (more digits, an exponent, text SQLite kept as it was written) goes
+through Django's own converter, which is not the same on Django 5.2 and 6.1.
 """
 
 from __future__ import annotations
@@ -188,7 +189,9 @@ def sqlite_decimal_reader(
         kind = type(value)
         if kind is int:
             whole = str(value)
-            if fits(whole, zeros):
+            # Django 5.2 rounds an int to 15 digits as it does a float; 6.1 keeps
+            # it whole. Up to 15 digits both give the int itself.
+            if len(whole.lstrip("-")) <= 15 and fits(whole, zeros):
                 return f"{whole}.{zeros}" if places else whole
         elif kind is float:
             whole, _, fraction = repr(value).partition(".")
