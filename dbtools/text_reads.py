@@ -52,6 +52,7 @@ HEX_UUID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 DASHED_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
 
 Reader = Callable[[str], Any]
+RawReader = Callable[[Any], str]  # the driver's value -> its JSON text
 
 
 class UnreadableValue(ValueError):
@@ -143,7 +144,7 @@ def uuid_reader(connection: BaseDatabaseWrapper) -> Reader:
     return read
 
 
-def raw_readers(table: Table, connection: BaseDatabaseWrapper) -> dict[int, Reader]:
+def raw_readers(table: Table, connection: BaseDatabaseWrapper) -> dict[int, RawReader]:
     """Position in table.fields -> how the driver's own value (no Django
     converter: see Unconverted in backup.py) becomes its JSON value."""
     if connection.vendor != "sqlite":
@@ -164,7 +165,7 @@ def raw_readers(table: Table, connection: BaseDatabaseWrapper) -> dict[int, Read
 
 def sqlite_decimal_reader(
     field: models.DecimalField[Any, Any], connection: BaseDatabaseWrapper
-) -> Reader:
+) -> RawReader:
     column = Col("", field)  # the converter reads only its output field
     convert = connection.ops.get_decimalfield_converter(column)  # type: ignore[attr-defined]
     places = field.decimal_places
