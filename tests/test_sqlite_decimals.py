@@ -185,3 +185,4 @@ def test_a_decimal_its_field_cannot_hold_names_its_row(alias, backup_dir, stored
     ):
         backup_database(using=alias)
     assert not list(backup_dir.glob("*.json"))
+    assert not backup_dir.exists() or not any(backup_dir.iterdir())  # no hidden part or spool
