@@ -71,6 +71,7 @@ def rewrite_backup(
     target: Path,
     change_row=None,  # (label, row dict) -> row dict | None (None drops the row)
     change_table=None,  # table meta dict -> table meta dict
+    order_rows=None,  # (label, list of row dicts) -> the list in the order to write
 ) -> Path:
     """Write a copy of a backup with rows or table descriptions changed, checksums redone:
     how a test builds a backup that is valid as a file but awkward as data."""
@@ -88,8 +89,12 @@ def rewrite_backup(
             for row in section.rows:
                 row = change_row(meta["label"], row) if change_row else row
                 if row is not None:
-                    rows.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode())
-            writer.write_rows(rows)
+                    rows.append(row)
+            if order_rows:
+                rows = order_rows(meta["label"], rows)
+            writer.write_rows(
+                [json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() for r in rows]
+            )
             writer.end_table()
     writer.commit()
     return target
