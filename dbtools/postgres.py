@@ -17,8 +17,11 @@ import contextlib
 import os
 import queue
 import re
+import sys
 import tempfile
 import threading
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,6 +283,88 @@ def staging_table(
     yield staging, insert_missing
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE {quote(staging)}")
+
+
+# Integer primary keys that a merge can hold in memory, 8 bytes each (32 MB); a
+# table holding more is merged through a staging table.
+MAX_KEYS_HELD = 4_000_000
+KEYS_PER_QUERY = 250_000
+INTEGER_COLUMNS = {"smallint", "integer", "bigint", "smallserial", "serial", "bigserial"}
+
+
+class KeyNotComparable(Exception):
+    """A row's primary key is not a plain int (a hostile file, or a value this
+    restore made): the merge cannot tell whether the table holds it."""
+
+
+def existing_keys(table: Table, connection: BaseDatabaseWrapper) -> Callable[[object], bool] | None:
+    """For a merge into a table that holds rows: whether it holds a primary
+    key, answered from the table's keys read once, so that the backup's
+    missing rows can go straight into the table in one COPY. A staging table
+    costs a COPY of every row into it and an INSERT ... SELECT that this
+    process must wait for; this costs reading the keys, 8 bytes each.
+
+    Only for a primary key of one integer column, and a table holding at
+    most MAX_KEYS_HELD rows; None otherwise (the merge uses staging_table).
+
+    The answer is what this transaction sees when the keys are read. A row
+    another session commits after that is not skipped: its key makes the
+    COPY fail, and the table is merged again in batches, which ask anew."""
+    if len(table.pk_fields) != 1:
+        return None
+    pk = table.pk_fields[0]
+    if pk.db_type(connection) not in INTEGER_COLUMNS:
+        return None
+    quote = connection.ops.quote_name
+    column, db_table = quote(str(pk.column)), quote(table.db_table)
+    keys = array("q")
+    with connection.cursor() as cursor:
+        while True:
+            after = f"WHERE {column} > %s " if keys else ""
+            # Each key as 8 big-endian bytes, one value a page: a row per key
+            # would cost this process more than the keys are worth.
+            cursor.execute(
+                f"SELECT string_agg(int8send(k), '' ORDER BY k) FROM "
+                f"(SELECT {column}::int8 AS k FROM {db_table} {after}"
+                f"ORDER BY {column} LIMIT {KEYS_PER_QUERY:d}) page",
+                [keys[-1]] if keys else None,
+            )
+            (packed,) = cursor.fetchone()
+            if not packed:
+                break
+            page = array("q")
+            page.frombytes(packed)
+            if sys.byteorder == "little":
+                page.byteswap()
+            keys.extend(page)
+            if len(keys) > MAX_KEYS_HELD:
+                return None
+            if len(page) < KEYS_PER_QUERY:
+                break
+    return sorted_membership(keys)
+
+
+def sorted_membership(keys: array[int]) -> Callable[[object], bool]:
+    """Whether a key is in `keys` (ascending). A backup holds each table's rows
+    in key order, so the position found for one key is where the search for
+    the next starts: a whole table costs one pass over `keys`. A key smaller
+    than the one before (a file written by hand) starts a new search."""
+    size = len(keys)
+    position = 0
+    previous: int | None = None
+
+    def holds(key: object) -> bool:
+        nonlocal position, previous
+        if type(key) is not int:
+            raise KeyNotComparable(key)
+        if previous is not None and key < previous:
+            position = bisect_left(keys, key)
+        previous = key
+        while position < size and keys[position] < key:
+            position += 1
+        return position < size and keys[position] == key
+
+    return holds
 
 
 # Helper readers ---------------------------------------------------------------------

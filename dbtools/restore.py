@@ -17,8 +17,9 @@ were: on PostgreSQL through COPY where every column's kind allows,
 elsewhere through one prepared INSERT and executemany, and through the
 compiler itself for fields that make their own placeholder. The only conflict ever
 skipped is a primary key that is already there: for a table that has rows,
-each batch first asks which of its keys exist, then inserts the rest with a
-plain INSERT, so any other problem (another unique value, NOT NULL, a
+each batch first asks which of its keys exist (on PostgreSQL, the table's
+keys are read once, or its rows go through a staging table), then inserts
+the rest with a plain INSERT or COPY, so any other problem (another unique value, NOT NULL, a
 too-long string) fails the restore instead of being silently dropped as
 INSERT IGNORE / OR IGNORE / ON CONFLICT DO NOTHING would.
 """
@@ -386,6 +387,10 @@ class Loader:
                 with transaction.atomic(using=self.using):
                     if empty:
                         self.stream(mapping, fields, rows, receipt, decode, build, converters)
+                    elif present := postgres.existing_keys(table, self.connection):
+                        self.stream(
+                            mapping, fields, rows, receipt, decode, build, converters, skip=present
+                        )
                     else:
                         with postgres.staging_table(table.db_table, fields, self.connection) as (
                             staging,
@@ -399,7 +404,14 @@ class Loader:
                             receipt.skipped = streamed - receipt.inserted
                 receipt.seconds = time.monotonic() - started
                 return receipt
-            except (DatabaseError, ValueError, TypeError, OverflowError, _CompiledValue):
+            except (
+                DatabaseError,
+                ValueError,
+                TypeError,
+                OverflowError,
+                _CompiledValue,
+                postgres.KeyNotComparable,
+            ):
                 # One COPY for the whole table cannot say which row failed (or
                 # send an expression). Load the table again in batches, whose
                 # diagnosis names the row.
@@ -437,39 +449,52 @@ class Loader:
         build: Callable[[dict[str, Any]], dict[str, Any]],
         converters: list[tuple[str, Callable[[Any, dict[str, Any]], Any]]],
         into: str | None = None,
+        skip: Callable[[object], bool] | None = None,
     ) -> None:
         """PostgreSQL, into an empty table (or the staging table `into`): every row
         in one COPY, written as it is decoded, so the server's work overlaps
-        this process's."""
+        this process's. With `skip` (a merge into a table holding rows), the
+        rows whose primary key it holds are left out."""
         assert mapping.table is not None
         label = mapping.table.label
-        number = 0
+        number = skipped = 0
         sources = self.copied_as_they_are(mapping, fields, converters)
         progress = self.progress
+        pk_column = mapping.table.pk_fields[0].column
+        pk_index = next(i for i, f in enumerate(fields) if f.column == pk_column) if skip else 0
         with postgres.copy_stream(into or mapping.table.db_table, fields, self.connection) as write:
             if sources is None:
                 attnames = [f.attname for f in fields]
                 made_here = [a for a in attnames if a in self.made_here(mapping)]
+                pk_attname = attnames[pk_index]
                 prepared = self.prepared(mapping, rows, decode, build, converters)
                 for number, (_, values) in enumerate(prepared, 1):
-                    if made_here and holds_expression([values], made_here):
-                        raise _CompiledValue
-                    write([values[a] for a in attnames])
+                    if skip and skip(values[pk_attname]):
+                        skipped += 1
+                    else:
+                        if made_here and holds_expression([values], made_here):
+                            raise _CompiledValue
+                        write([values[a] for a in attnames])
                     if progress and number % PROGRESS_ROWS == 0:
                         progress(label, number, receipt.in_backup)
             else:  # the values straight from the decoded rows: no dict per row
                 decode = row_decoder(mapping.columns, kept_as_text=postgres.PARSED_BY_COPY)
+                pk_source = sources[pk_index]
                 for number, (_, row) in enumerate(rows, 1):
                     try:
                         decode(row)
                     except BadValue as exc:
                         raise bad_value_error(self.plan, mapping, number, row, exc) from exc
-                    write([row.get(source) for source in sources])
+                    if skip and skip(row.get(pk_source)):
+                        skipped += 1
+                    else:
+                        write([row.get(source) for source in sources])
                     if progress and number % PROGRESS_ROWS == 0:
                         progress(label, number, receipt.in_backup)
-        receipt.inserted = number
+        receipt.inserted = number - skipped
+        receipt.skipped = skipped
         if self.progress:
-            self.progress(label, receipt.inserted, receipt.in_backup)
+            self.progress(label, number, receipt.in_backup)
 
     def copied_as_they_are(
         self,

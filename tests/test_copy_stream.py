@@ -5,6 +5,7 @@ so the error still names the row. Both ways must give the same database."""
 from __future__ import annotations
 
 import json
+from array import array
 from decimal import Decimal
 
 import pytest
@@ -35,20 +36,30 @@ def seeded(alias):
 
 
 def spy_on_stream(
-    monkeypatch, fail_after_writing: bool = False, staged: list[str] | None = None
+    monkeypatch,
+    fail_after_writing: bool = False,
+    staged: list[str] | None = None,
+    skipping: list[str] | None = None,
 ) -> list[str]:
     """Record each table streamed straight into itself (and, into `staged`, each
-    streamed into a staging table for a merge); optionally fail each COPY once
-    every row is in it."""
+    streamed into a staging table for a merge; into `skipping`, each merged
+    straight into itself, leaving out the keys it holds); optionally fail
+    each COPY once every row is in it."""
     streamed: list[str] = []
     original = Loader.stream
 
-    def stream(self, mapping, fields, rows, receipt, decode, build, converters, into=None):
-        original(self, mapping, fields, rows, receipt, decode, build, converters, into)
-        if into is None:
+    def stream(
+        self, mapping, fields, rows, receipt, decode, build, converters, into=None, skip=None
+    ):
+        original(self, mapping, fields, rows, receipt, decode, build, converters, into, skip)
+        if into is not None:
+            if staged is not None:
+                staged.append(mapping.table.label)
+        elif skip is not None:
+            if skipping is not None:
+                skipping.append(mapping.table.label)
+        else:
             streamed.append(mapping.table.label)
-        elif staged is not None:
-            staged.append(mapping.table.label)
         if fail_after_writing:
             raise DatabaseError("injected after the whole table was written")
 
@@ -384,19 +395,25 @@ def halve(alias: str, model) -> set:
 
 
 @backends("postgresql")
-def test_a_merge_into_a_table_holding_rows_goes_through_a_staging_table(
-    alias, backup_dir, seeded, monkeypatch
-):
+@pytest.mark.parametrize(
+    "model, way",
+    [(m.UserActivity, "skipping the keys it holds"), (m.SiteSettings, "through a staging table")],
+)
+def test_a_merge_into_a_table_holding_rows(alias, backup_dir, seeded, monkeypatch, model, way):
+    """An integer key: the table's keys are read once and only the missing rows
+    COPied into it. Any other key (SiteSettings' is text): through a staging table."""
     backup = backup_database(using=alias).path
     before = comparable_tables(database_contents(alias))
-    deleted = halve(alias, m.UserActivity)
+    deleted = halve(alias, model)
     staged: list[str] = []
-    spy_on_stream(monkeypatch, staged=staged)
+    skipping: list[str] = []
+    spy_on_stream(monkeypatch, staged=staged, skipping=skipping)
 
     result = restore_database(prepare_restore(backup, using=alias), mode="merge")
 
-    assert "shop.UserActivity" in staged
-    receipt = next(t for t in result.tables if t.label == "shop.UserActivity")
+    label = model._meta.label
+    assert label in (skipping if way == "skipping the keys it holds" else staged)
+    receipt = next(t for t in result.tables if t.label == label)
     assert (receipt.inserted, receipt.skipped) == (len(deleted), receipt.in_backup - len(deleted))
     assert comparable_tables(database_contents(alias)) == before
     with connections[alias].cursor() as cursor:  # dropped once used, in this session too
@@ -405,14 +422,156 @@ def test_a_merge_into_a_table_holding_rows_goes_through_a_staging_table(
 
 
 @backends("postgresql")
-def test_a_merge_through_a_staging_table_skips_only_primary_keys(alias, backup_dir, seeded):
+@pytest.mark.parametrize("order", ["descending", "shuffled"])
+def test_a_merge_skipping_keys_takes_rows_in_any_order(
+    alias, backup_dir, seeded, monkeypatch, order
+):
+    """A backup holds each table's rows in key order, and the key search makes
+    use of it; a file written by hand may not, and must merge the same. The
+    keys are read a few at a time, so that the pages join up too."""
+    import random
+
+    from dbtools import postgres
+
+    monkeypatch.setattr(postgres, "KEYS_PER_QUERY", 7)
+    backup = backup_database(using=alias).path
+
+    def reordered(label, rows):
+        if label != "shop.UserActivity":
+            return rows
+        if order == "descending":
+            return rows[::-1]
+        random.Random(11).shuffle(rows)
+        return rows
+
+    shuffled = rewrite_backup(backup, backup.with_name("shuffled.json"), order_rows=reordered)
+    before = comparable_tables(database_contents(alias))
+    deleted = halve(alias, m.UserActivity)
+    assert len(deleted) > 3 * 7
+    skipping: list[str] = []
+    spy_on_stream(monkeypatch, skipping=skipping)
+
+    result = restore_database(prepare_restore(shuffled, using=alias), mode="merge")
+
+    assert "shop.UserActivity" in skipping
+    receipt = next(t for t in result.tables if t.label == "shop.UserActivity")
+    assert (receipt.inserted, receipt.skipped) == (len(deleted), receipt.in_backup - len(deleted))
+    assert comparable_tables(database_contents(alias)) == before
+
+
+@backends("postgresql")
+def test_a_table_holding_more_keys_than_a_merge_holds_goes_through_staging(
+    alias, backup_dir, seeded, monkeypatch
+):
+    from dbtools import postgres
+
+    backup = backup_database(using=alias).path
+    before = comparable_tables(database_contents(alias))
+    deleted = halve(alias, m.UserActivity)
+    assert len(deleted) > 10
+    monkeypatch.setattr(postgres, "MAX_KEYS_HELD", 10)
+    monkeypatch.setattr(postgres, "KEYS_PER_QUERY", 4)
+    staged: list[str] = []
+    spy_on_stream(monkeypatch, staged=staged)
+
+    result = restore_database(prepare_restore(backup, using=alias), mode="merge")
+
+    assert "shop.UserActivity" in staged
+    receipt = next(t for t in result.tables if t.label == "shop.UserActivity")
+    assert receipt.inserted == len(deleted)
+    assert comparable_tables(database_contents(alias)) == before
+
+
+@backends("postgresql")
+def test_a_row_another_session_adds_after_the_keys_are_read_is_left_as_it_is(
+    alias, backup_dir, seeded, monkeypatch
+):
+    """The keys are what the restore's transaction saw when it read them. A row
+    that another session commits afterwards, under a key the backup holds,
+    makes the COPY fail; the table is merged again in batches, which find it
+    and leave it as that session wrote it.
+
+    NewsletterSubscriber, because nothing references it and it references
+    nothing: an insert into a table with a foreign key waits for the restore
+    (its constraints on an empty table were set aside, which locks the
+    referenced table), so no such race can happen there."""
+    from dbtools import postgres
+
+    backup = backup_database(using=alias).path
+    deleted = sorted(halve(alias, m.NewsletterSubscriber))
+    raced = deleted[len(deleted) // 2]
+    real_existing_keys = postgres.existing_keys
+    keys_read = []
+
+    def then_another_session_inserts(table, connection):
+        present = real_existing_keys(table, connection)
+        if table.label == "shop.NewsletterSubscriber":
+            keys_read.append(present is not None)
+            other = connections.create_connection(alias)
+            try:
+                with other.cursor() as cursor:  # autocommit: committed at once
+                    # Fail, not hang, if the restore ever holds a lock in the way.
+                    cursor.execute("SET lock_timeout = '10s'")
+                    cursor.execute(
+                        "INSERT INTO shop_newslettersubscriber "
+                        "(id, email, is_active, subscribed_at) "
+                        "VALUES (%s, 'another.session@example.com', false, now())",
+                        [raced],
+                    )
+            finally:
+                other.close()
+        return present
+
+    monkeypatch.setattr(postgres, "existing_keys", then_another_session_inserts)
+
+    result = restore_database(prepare_restore(backup, using=alias), mode="merge")
+
+    assert keys_read == [True]
+    receipt = next(t for t in result.tables if t.label == "shop.NewsletterSubscriber")
+    assert (receipt.inserted, receipt.skipped) == (
+        len(deleted) - 1,
+        receipt.in_backup - len(deleted) + 1,
+    )
+    kept = m.NewsletterSubscriber.objects.using(alias).get(pk=raced)
+    assert (kept.email, kept.is_active) == ("another.session@example.com", False)
+    assert m.NewsletterSubscriber.objects.using(alias).count() == receipt.in_backup
+
+
+def test_key_membership_answers_as_a_set_would():
+    import random
+
+    from dbtools.postgres import KeyNotComparable, sorted_membership
+
+    chooser = random.Random(5)
+    for _ in range(200):
+        keys = sorted(chooser.sample(range(-50, 50), chooser.randint(0, 60)))
+        asked = [chooser.randint(-60, 60) for _ in range(chooser.randint(0, 80))]
+        if chooser.random() < 0.5:
+            asked.sort()
+        holds = sorted_membership(array("q", keys))
+        assert [holds(k) for k in asked] == [k in set(keys) for k in asked]
+    holds = sorted_membership(array("q", [1, 2, 3]))
+    for not_an_int in ("2", 2.0, True, None, Decimal(2)):
+        with pytest.raises(KeyNotComparable):
+            holds(not_an_int)
+
+
+@backends("postgresql")
+@pytest.mark.parametrize("way", ["skipping the keys it holds", "through a staging table"])
+def test_a_merge_into_a_table_holding_rows_skips_only_primary_keys(
+    alias, backup_dir, seeded, monkeypatch, way
+):
     """A backup row with a new key but another row's unique order number is not
     skipped: it fails, and the batches name it."""
+    from dbtools import postgres
+
+    if way == "through a staging table":
+        monkeypatch.setattr(postgres, "MAX_KEYS_HELD", 0)
     orders = list(m.Order.objects.using(alias).order_by("pk"))
     backup = backup_database(using=alias).path
     m.Order.objects.using(alias).filter(pk=orders[0].pk).delete()
     m.Order.objects.using(alias).filter(pk=orders[1].pk).update(number=orders[0].number)
-    halve(alias, m.UserActivity)  # (another table that merges through staging)
+    halve(alias, m.UserActivity)  # (a table merged before Order fails: undone with it)
     before = comparable_tables(database_contents(alias))
 
     with pytest.raises(RestoreError) as caught:
@@ -431,7 +590,7 @@ def test_a_merge_through_a_staging_table_skips_only_primary_keys(alias, backup_d
 def test_the_fast_paths_work_through_pgbouncer_in_transaction_mode(
     alias, backup_dir, seeded, pgbouncer
 ):
-    """A staging table for a merge, TRUNCATE and dropped foreign keys for a
+    """A merge's key reads and staging table, TRUNCATE and dropped foreign keys for a
     --replace: all inside the one transaction, so a pooler in transaction
     mode (Neon's pooled endpoint) keeps them on one server connection."""
     backup = backup_database(using=alias).path
@@ -439,7 +598,8 @@ def test_the_fast_paths_work_through_pgbouncer_in_transaction_mode(
     pooled = {"DBTOOLS_TESTS_POSTGRES_HOST_PORT": pgbouncer.address}
     seen = pgbouncer.clients_seen()
 
-    halve(alias, m.UserActivity)
+    halve(alias, m.UserActivity)  # merged skipping the keys it holds
+    halve(alias, m.SiteSettings)  # merged through a staging table (a text key)
     merged = run_manage(
         "restoredb", "--database", "postgresql", "--file", str(backup), "--no-input", env=pooled
     )
