@@ -18,9 +18,14 @@ Set aside only when it cannot change what is restored: constraints of plain
 tables (not partitioned, not inherited by a partition), validated ones (a
 NOT VALID constraint, added back, would not check the restored rows that it
 checks as they are inserted; it stays in place), and only if the drop
-succeeds at once. Without owner rights, or with a lock held elsewhere
-for longer than DBTOOLS['LOCK_TIMEOUT'], the drop is undone (a savepoint) and
-the restore checks row by row as before.
+succeeds at once. And only when it locks nothing beyond the restore: the
+drop takes ACCESS EXCLUSIVE on the referenced table too, so a table that
+refers to one that is neither empty nor being replaced (a merge into an
+empty table of activity whose users hold rows) keeps its constraints, and
+the app can go on reading those users while the restore runs. Without
+owner rights, or with a lock held elsewhere for longer than
+DBTOOLS['LOCK_TIMEOUT'], the drop is undone (a savepoint) and the restore
+checks row by row as before.
 """
 
 from __future__ import annotations
@@ -53,26 +58,36 @@ CONSTRAINTS_SQL = """
 SELECT n.nspname, c.relname, con.conname, pg_get_constraintdef(con.oid),
        obj_description(con.oid, 'pg_constraint'),
        c.relkind = 'r' AND con.conparentid = 0 AND con.conislocal AND con.coninhcount = 0,
-       con.convalidated
+       con.convalidated,
+       con.confrelid IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%(tables)s::text[]) AS t)
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE con.contype = 'f'
-  AND con.conrelid IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t)
+  AND con.conrelid IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%(tables)s::text[]) AS t)
 ORDER BY n.nspname, c.relname, con.conname
 """
 
 
 def foreign_keys_of(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> list[ForeignKey]:
     """The foreign keys defined on these tables that can be set aside: all of a
-    table's, or none of them (a table with one that cannot is left as it is)."""
+    table's, or none of them (a table with one that cannot is left as it is).
+
+    Dropping a foreign key locks the table it refers to as well, ACCESS
+    EXCLUSIVE until the restore commits: so a table is set aside only if
+    every table it refers to is one of these (empty or being replaced), never
+    one that holds live rows outside what this restore rewrites."""
     with connection.cursor() as cursor:
-        cursor.execute(CONSTRAINTS_SQL, [list(db_tables)])
+        cursor.execute(CONSTRAINTS_SQL, {"tables": list(db_tables)})
         rows = cursor.fetchall()
-    unsafe = {(schema, table) for schema, table, *_, plain, _ in rows if not plain}
+    unsafe = {
+        (schema, table)
+        for schema, table, *_, plain, validated, refers_within in rows
+        if not plain or (validated and not refers_within)  # NOT VALID ones are never dropped
+    }
     return [
         ForeignKey(schema, table, name, definition, comment)
-        for schema, table, name, definition, comment, _, validated in rows
+        for schema, table, name, definition, comment, _, validated, _ in rows
         if (schema, table) not in unsafe and validated
     ]
 
@@ -98,9 +113,11 @@ def checked_once(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> I
         except IntegrityError as exc:
             raise RestoreError(
                 f"After loading, a foreign key points at a row that does not exist: "
-                f"{' '.join(str(exc).split()).rstrip('.')}. Rows the backup does not hold refer to rows it "
-                f"replaced; restore those tables too. Nothing was changed: the restore was "
-                f"rolled back."
+                f"{' '.join(str(exc).split()).rstrip('.')}. Either a restored row refers to a row "
+                f"that is in neither the backup nor the database (the backup may be partial: "
+                f"restore the referenced tables too), or rows the backup does not hold refer "
+                f"to rows a --replace removed (restore those tables too). Nothing was changed: "
+                f"the restore was rolled back."
             ) from exc
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         for key in keys:

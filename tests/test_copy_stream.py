@@ -491,10 +491,8 @@ def test_a_row_another_session_adds_after_the_keys_are_read_is_left_as_it_is(
     makes the COPY fail; the table is merged again in batches, which find it
     and leave it as that session wrote it.
 
-    NewsletterSubscriber, because nothing references it and it references
-    nothing: an insert into a table with a foreign key waits for the restore
-    (its constraints on an empty table were set aside, which locks the
-    referenced table), so no such race can happen there."""
+    NewsletterSubscriber: nothing refers to it and it refers to nothing, so no
+    lock the restore takes can make the other session wait."""
     from dbtools import postgres
 
     backup = backup_database(using=alias).path

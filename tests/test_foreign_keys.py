@@ -14,6 +14,7 @@ from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
 from tests.data import fill_edge_cases
+from tests.edgecases import models as e
 from tests.helpers import comparable_tables, database_contents, read_lock_held, rewrite_backup
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -143,11 +144,96 @@ def test_a_lock_held_elsewhere_falls_back_to_row_by_row_checks(
     backup = backup_database(using=alias).path
     before_rows = comparable_tables(database_contents(alias))
     before = catalog(alias)
-    # A merge sets aside only tables that start empty: empty one that nothing refers to.
+    # A merge sets aside only tables that start empty and refer to no table holding
+    # rows: empty one that refers only to itself and that nothing else refers to.
     with connections[alias].cursor() as cursor:
-        cursor.execute("DELETE FROM shop_useractivity")
-    with read_lock_held(alias, "shop_useractivity"):
+        cursor.execute("DELETE FROM edgecases_node")
+    with read_lock_held(alias, "edgecases_node"):
         restore_database(prepare_restore(backup, using=alias), mode="merge")
 
     assert catalog(alias) == before  # the drop timed out and was undone: same oids
     assert comparable_tables(database_contents(alias)) == before_rows
+
+
+@backends("postgresql")
+def test_a_merge_never_locks_a_table_holding_rows_that_an_empty_table_refers_to(
+    alias, backup_dir, shop_with_extra_constraints, monkeypatch
+):
+    """Dropping a foreign key locks the table it refers to against reads until
+    the restore commits. Activity refers to users, which hold rows: the app must
+    go on reading users while the activity is merged back, so the activity's
+    constraint stays and checks row by row. The self-referencing nodes, emptied
+    too, are still set aside: the proof that the fast path was open."""
+    from dbtools import restore
+
+    backup = backup_database(using=alias).path
+    before_rows = comparable_tables(database_contents(alias))
+    before = catalog(alias)
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM shop_useractivity")
+        cursor.execute("DELETE FROM edgecases_node")
+    users_read_during_the_load = []
+    real_load_table = restore.Loader.load_table
+
+    def load_table_while_the_app_reads_users(self, mapping, rows):
+        if mapping.backup_label == "shop.UserActivity":
+            other = connections.create_connection(alias)
+            try:
+                with other.cursor() as cursor:
+                    cursor.execute("SET lock_timeout = '2s'")
+                    cursor.execute("SELECT count(*) FROM shop_user")
+                    users_read_during_the_load.append(cursor.fetchone()[0])
+            finally:
+                other.close()
+        return real_load_table(self, mapping, rows)
+
+    monkeypatch.setattr(restore.Loader, "load_table", load_table_while_the_app_reads_users)
+
+    restore_database(prepare_restore(backup, using=alias), mode="merge")
+
+    assert users_read_during_the_load == [m.User.objects.using(alias).count()]
+    after = catalog(alias)
+    activity = [key for key in before if key[0] == "shop_useractivity" and before[key][0] == "f"]
+    nodes = [key for key in before if key[0] == "edgecases_node" and before[key][0] == "f"]
+    assert activity and nodes
+    assert all(after[key] == before[key] for key in activity)  # same oid: never dropped
+    assert all(after[key][-1] != before[key][-1] for key in nodes)  # dropped and re-added
+    assert without_oids(after) == without_oids(before)
+    assert comparable_tables(database_contents(alias)) == before_rows
+
+
+@backends("postgresql")
+@pytest.mark.parametrize("emptied_too", [[], ["edgecases_node"]])
+def test_a_row_pointing_outside_the_backup_at_nothing_fails_with_its_key(
+    alias, backup_dir, emptied_too
+):
+    """A comment refers to a content type, a table an edgecases backup does not
+    hold and that holds rows: the comment's constraint stays (row by row) and
+    its failure names the table, the key and what to do, whether it surfaces
+    in the final check or when other tables' set-aside keys come back."""
+    fill_edge_cases(alias)
+    backup = backup_database(using=alias, only=["edgecases"]).path
+    gone = sorted(set(e.Comment.objects.using(alias).values_list("content_type", flat=True)))
+    with connections[alias].cursor() as cursor:
+        for db_table in ["edgecases_comment", *emptied_too]:
+            cursor.execute(f"DELETE FROM {db_table}")
+        for link in ("auth_group_permissions", "shop_user_user_permissions"):
+            cursor.execute(
+                f"DELETE FROM {link} WHERE permission_id IN "
+                "(SELECT id FROM auth_permission WHERE content_type_id = ANY(%s))",
+                [gone],
+            )
+        cursor.execute("DELETE FROM auth_permission WHERE content_type_id = ANY(%s)", [gone])
+        cursor.execute("DELETE FROM django_content_type WHERE id = ANY(%s)", [gone])
+
+    with pytest.raises(RestoreError) as failure:
+        restore_database(prepare_restore(backup, using=alias), mode="merge")
+
+    message = str(failure.value)
+    assert "edgecases_comment" in message
+    assert any(f"(content_type_id)=({key})" in message for key in gone)
+    assert "restore the referenced tables too" in message
+    # Which check caught it: the one run before set-aside keys come back, or the last.
+    assert ("in neither the backup nor the database" in message) == bool(emptied_too)
+    assert "rolled back" in message
+    assert not e.Comment.objects.using(alias).exists()

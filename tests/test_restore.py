@@ -218,6 +218,9 @@ def test_null_in_a_required_column_fails_instead_of_becoming_empty(alias, backup
 
 def test_foreign_key_to_nowhere_fails_and_names_the_row(alias, backup_dir):
     fill_edge_cases(alias)
+    # A comment points at a content type, which the flush below removes and an
+    # edgecases backup does not hold: its own failure would come first.
+    e.Comment.objects.using(alias).all().delete()
     backup = backup_database(using=alias, only=["edgecases"]).path
     broken = broken_copy(backup, "edgecases.Book", lambda row: {**row, "author": 424242})
     wipe(alias)
