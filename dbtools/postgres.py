@@ -348,9 +348,10 @@ def existing_keys(table: Table, connection: BaseDatabaseWrapper) -> Callable[[ob
 
 def sorted_membership(keys: array[int]) -> Callable[[object], bool]:
     """Whether a key is in `keys` (ascending). A backup holds each table's rows
-    in key order, so the position found for one key is where the search for
-    the next starts: a whole table costs one pass over `keys`. A key smaller
-    than the one before (a file written by hand) starts a new search."""
+    in key order, so the search for a key starts where the one before ended
+    and usually finds it a step or two on. A key further ahead is searched by
+    bisection, and one smaller than the last from the start: a file in any
+    order costs at most a bisection a key, never a walk over every key."""
     size = len(keys)
     position = 0
     previous: int | None = None
@@ -359,12 +360,15 @@ def sorted_membership(keys: array[int]) -> Callable[[object], bool]:
         nonlocal position, previous
         if type(key) is not int:
             raise KeyNotComparable(key)
-        if previous is not None and key < previous:
-            position = bisect_left(keys, key)
+        low = 0 if previous is not None and key < previous else position
         previous = key
-        while position < size and keys[position] < key:
-            position += 1
-        return position < size and keys[position] == key
+        near = min(low + 8, size)
+        while low < near and keys[low] < key:
+            low += 1
+        if low == near < size and keys[low] < key:
+            low = bisect_left(keys, key, low)
+        position = low
+        return low < size and keys[low] == key
 
     return holds
 
