@@ -423,6 +423,118 @@ def test_a_rollback_that_cannot_put_the_schema_back_says_what_differs(
         cursor.execute("DROP TABLE rollbacklab_leftover")
 
 
+def kill_during_extras(alias, backup_dir, tmp_path) -> None:
+    """safemigrate rollbacklab 0003, SIGKILLed while 0003 runs, after its two AddFields."""
+    point = tmp_path / "killed-here"
+    env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir), "DBTOOLS_TESTS_KILL_POINT": str(point)}
+    process = subprocess.Popen(
+        manage_command("safemigrate", "rollbacklab", "0003", "--database", alias, "--no-input"),
+        cwd=ROOT, env=manage_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not point.exists():
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "safemigrate never reached the kill point"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()
+
+
+def widget_columns(alias) -> set[str]:
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        return {
+            c.name
+            for c in connection.introspection.get_table_description(cursor, "rollbacklab_widget")
+        }
+
+
+def drop_leftover_extras(alias) -> None:
+    """What a failed assertion left: the columns of an unrecorded 0003."""
+    recorded = MigrationRecorder(connections[alias]).applied_migrations()
+    if ("rollbacklab", "0003_extras") in recorded:
+        return
+    with connections[alias].cursor() as cursor:
+        for column in {"extra", "extra2"} & widget_columns(alias):
+            cursor.execute(f"ALTER TABLE rollbacklab_widget DROP COLUMN {column}")
+
+
+LEFTOVERS = (
+    "Left by an earlier run: the database already has these changes of a migration that is not "
+    "recorded as applied, as a run killed (or failed, not rolled back) part-way through it leaves "
+    "them where DDL is not transactional. They are not part of the schema the recorded migrations "
+    "make; migrating fails on them, and a rollback removes them:\n"
+    "  - column rollbacklab_widget.extra: Add field extra to widget (rollbacklab.0003_extras)\n"
+    "  - column rollbacklab_widget.extra2: Add field extra2 to widget (rollbacklab.0003_extras)\n"
+)
+
+
+def test_after_a_killed_run_the_leftovers_are_named_and_the_rollback_removes_them(
+    alias, rollbacklab, backup_dir, tmp_path, request
+):
+    """MariaDB cannot roll back DDL: a run killed inside 0003 leaves its columns
+    and 0003 unrecorded. The next run must call them leftovers, not part of the
+    schema "as it was", and never advise putting them back. PostgreSQL and
+    SQLite take them back with the killed transaction: nothing to report."""
+    call_command("migrate", "rollbacklab", "0002", database=alias, verbosity=0)
+    rollbacklab.objects.using(alias).create(name="a", size="1")
+    kill_during_extras(alias, backup_dir, tmp_path)
+    request.addfinalizer(lambda: drop_leftover_extras(alias))
+    assert MigrationLoader(connections[alias]).applied_migrations.keys() >= {
+        ("rollbacklab", "0002_half_applied")
+    }
+    assert ("rollbacklab", "0003_extras") not in MigrationRecorder(
+        connections[alias]
+    ).applied_migrations()
+    transactional = connections[alias].features.can_rollback_ddl
+
+    out, err, code = safemigrate(alias, "rollbacklab", "0003", "--check")
+    assert code == 0, err
+    if transactional:
+        assert widget_columns(alias) == {"id", "name", "size"}
+        assert "Left by an earlier run" not in out + err
+        out, err, code = safemigrate(alias, "rollbacklab", "0003")
+        assert code == 0, err
+        assert "Migrated: rollbacklab.0003_extras." in out
+        return
+    assert widget_columns(alias) == {"id", "name", "size", "extra", "extra2"}
+    assert LEFTOVERS in err
+
+    out, err, code = safemigrate(alias, "rollbacklab", "0003", "--rollback-on-failure")
+
+    assert code == 2, out + err
+    assert LEFTOVERS in err
+    assert (
+        "Migration failed: rollbacklab.0003_extras: (1060, \"Duplicate column name 'extra'\")"
+        in err
+    )
+    assert (
+        "Undid the half-applied part of rollbacklab.0003_extras: "
+        "Add field extra2 to widget; Add field extra to widget\n"
+    ) in out
+    assert (
+        "Removed the leftovers of an earlier run: column rollbacklab_widget.extra, "
+        "column rollbacklab_widget.extra2 (not part of the schema the recorded migrations make).\n"
+    ) in out
+    assert re.search(
+        r"Rolled back: the schema of all \d+ tables matches the one the recorded migrations make "
+        r"\(what it was before safemigrate, less the leftovers above; compared by introspection\)",
+        out,
+    )
+    assert "by hand" not in out + err and "put back" not in (out + err).lower()
+    assert widget_columns(alias) == {"id", "name", "size"}
+    assert list(rollbacklab.objects.using(alias).values_list("name", "size")) == [("a", "1")]
+
+    # The advice was right: the next run migrates.
+    out, err, code = safemigrate(alias, "rollbacklab", "0003")
+    assert code == 0, err
+    assert "Left by an earlier run" not in out + err
+    assert "Migrated: rollbacklab.0003_extras." in out
+
+
 # Restores across migrations (the lab app's history) ------------------------------
 
 
