@@ -271,6 +271,10 @@ def plan_report(plan: MigrationPlan, fail_on: str) -> dict[str, Any]:
             }
             for f in plan.findings
         ],
+        "leftovers": [
+            {"what": found.thing, "migration": found.migration, "operation": found.operation}
+            for found in plan.leftovers
+        ],
         "fail_on": fail_on,
         "blocking": len(plan.blocking(fail_on)),
     }

@@ -7,6 +7,7 @@ moves lab to the state it needs, with rows made through that state's models.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import time
 from io import StringIO
 
+import jsonschema
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
@@ -27,7 +29,7 @@ from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError, RestoreError
 from dbtools.migration_plan import plan_migrations
 from dbtools.restore import prepare_restore, restore_database
-from dbtools.rollback import rollback
+from dbtools.rollback import RollbackResult, compare_schema, find_leftovers, rollback
 from dbtools.safemigrate import RESTORE_HELP, Exit, Options, migration_lock, safe_migrate
 from dbtools.schema import compare, read_schema
 from tests.conftest import ROOT, backends, free_port, manage_command, manage_env, run_manage
@@ -466,7 +468,7 @@ LEFTOVERS = (
     "Left by an earlier run: the database already has these changes of a migration that is not "
     "recorded as applied, as a run killed (or failed, not rolled back) part-way through it leaves "
     "them where DDL is not transactional. They are not part of the schema the recorded migrations "
-    "make; migrating fails on them, and a rollback removes them:\n"
+    "make; migrating fails on them, and a rollback undoes them:\n"
     "  - column rollbacklab_widget.extra: Add field extra to widget (rollbacklab.0003_extras)\n"
     "  - column rollbacklab_widget.extra2: Add field extra2 to widget (rollbacklab.0003_extras)\n"
 )
@@ -491,6 +493,17 @@ def test_after_a_killed_run_the_leftovers_are_named_and_the_rollback_removes_the
     ).applied_migrations()
     transactional = connections[alias].features.can_rollback_ddl
 
+    out, err, code = safemigrate(alias, "rollbacklab", "0003", "--check", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    jsonschema.validate(
+        report, json.loads((ROOT / "docs/safemigrate-report.schema.json").read_text())
+    )
+    assert report["leftovers"] == ([] if transactional else [
+        {"what": f"column rollbacklab_widget.{name}", "migration": "rollbacklab.0003_extras",
+         "operation": f"Add field {name} to widget"}
+        for name in ("extra", "extra2")
+    ])  # fmt: skip
     out, err, code = safemigrate(alias, "rollbacklab", "0003", "--check")
     assert code == 0, err
     if transactional:
@@ -533,6 +546,46 @@ def test_after_a_killed_run_the_leftovers_are_named_and_the_rollback_removes_the
     assert code == 0, err
     assert "Left by an earlier run" not in out + err
     assert "Migrated: rollbacklab.0003_extras." in out
+
+
+def test_a_leftover_the_rollback_left_is_named_as_one_and_never_to_be_put_back(
+    alias, rollbacklab, request
+):
+    """A killed run simulated: 0003's second operation applied by hand, not
+    recorded. Compared with the schema the recorded migrations make, the
+    column is a leftover to remove, not something "gone" to put back."""
+    call_command("migrate", "rollbacklab", "0002", database=alias, verbosity=0)
+    connection = connections[alias]
+    loader = MigrationLoader(connection)
+    migration = loader.graph.nodes[("rollbacklab", "0003_extras")]
+    before = loader.project_state(("rollbacklab", "0003_extras"), at_end=False)
+    after = before.clone()
+    migration.operations[1].state_forwards("rollbacklab", after)
+    with connection.schema_editor() as editor:
+        migration.operations[1].database_forwards("rollbacklab", editor, before, after)
+    request.addfinalizer(lambda: drop_leftover_extras(alias))
+    recorded = read_schema(connection)
+
+    leftovers = find_leftovers(connection, [(migration, False)])
+
+    assert [str(found) for found in leftovers] == [
+        "column rollbacklab_widget.extra2: Add field extra2 to widget (rollbacklab.0003_extras)"
+    ]
+    result = RollbackResult(unapplied=[], leftovers=leftovers)
+    compare_schema(result, connection, recorded)
+    assert [str(difference) for difference in result.schema_differences] == [
+        "rollbacklab_widget: column rollbacklab_widget.extra2 is still there: a leftover of an "
+        "earlier run that was killed (or failed) while applying rollbacklab.0003_extras; it is not "
+        "part of the schema the recorded migrations make, so remove it"
+    ]
+    assert not result.schema_as_it_was
+
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE rollbacklab_widget DROP COLUMN extra2")
+    result = RollbackResult(unapplied=[], leftovers=leftovers)
+    compare_schema(result, connection, recorded)
+    assert result.schema_differences == [] and result.schema_as_it_was
+    assert find_leftovers(connection, [(migration, False)]) == []
 
 
 # Restores across migrations (the lab app's history) ------------------------------
