@@ -400,13 +400,39 @@ def find_leftovers(
             after = state.clone()
             operation.state_forwards(app_label, after)
             try:
-                shown = schema_shows(operation, app_label, state, after, connection)
+                shown = migrates_here(operation, app_label, state, after, connection) and (
+                    schema_shows(operation, app_label, state, after, connection)
+                )
             except LookupError:  # a model another app's unrecorded migration makes
                 shown = False
             if shown:
                 found.append(leftover(operation, key, app_label, state, after))
             state = after
     return found
+
+
+def migrates_here(
+    operation: Any,
+    app_label: str,
+    before: ProjectState,
+    after: ProjectState,
+    connection: BaseDatabaseWrapper,
+) -> bool:
+    """Would the operation touch this database? An unmanaged or proxy model, or
+    one the routers keep elsewhere, has tables that no migration here makes."""
+    from django.db.migrations import operations as ops
+
+    if isinstance(operation, ops.CreateModel):
+        model = after.apps.get_model(app_label, operation.name)
+    elif isinstance(operation, ops.DeleteModel):
+        model = before.apps.get_model(app_label, operation.name)
+    elif isinstance(
+        operation, (ops.AddField, ops.RemoveField, ops.RenameField, ops.AddIndex)
+    ):  # the operations `schema_shows` judges without an earlier schema
+        model = before.apps.get_model(app_label, operation.model_name)
+    else:
+        return False
+    return bool(operation.allow_migrate_model(connection.alias, model))
 
 
 def leftover(

@@ -588,6 +588,23 @@ def test_a_leftover_the_rollback_left_is_named_as_one_and_never_to_be_put_back(
     assert find_leftovers(connection, [(migration, False)]) == []
 
 
+def test_a_table_no_migration_here_makes_is_not_a_leftover(alias):
+    """An unmanaged model's table exists because someone else made it; a
+    migration that is not applied yet would not make it either."""
+    connection = connections[alias]
+    migration = MigrationLoader(connection).graph.nodes[("edgecases", "0001_initial")]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE edgecases_external_report (id integer, title varchar(50))")
+    try:
+        found = find_leftovers(connection, [(migration, False)])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE edgecases_external_report")
+    tables = {leftover.table for leftover in found}
+    # Applied here, so every managed table of the migration shows; not the unmanaged one.
+    assert "edgecases_alltypes" in tables and "edgecases_external_report" not in tables
+
+
 # Restores across migrations (the lab app's history) ------------------------------
 
 
