@@ -230,6 +230,15 @@ def after_failure(
             f"`manage.py safemigrate` again after fixing the migration, or restore with "
             f"`manage.py restoredb --replace --file {backup.path.name}` after migrating back."
         )
+        left = [found.thing for found in leftovers or [] if found.migration == migrated.failed]
+        if left and migrated.failed:
+            outcome.message = (
+                f"The migration failed. An earlier run left part of {migrated.failed} in the "
+                f"database ({', '.join(left)}), and migrating it fails on that: "
+                f"`manage.py safemigrate --rollback-on-failure` undoes it (a rollback), or undo it "
+                f"by hand (`manage.py sqlmigrate {migrated.failed.replace('.', ' ', 1)} --backwards` "
+                f"shows the SQL)."
+            )
         return outcome
     try:
         rolled = rollback(

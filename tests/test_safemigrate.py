@@ -516,6 +516,16 @@ def test_after_a_killed_run_the_leftovers_are_named_and_the_rollback_removes_the
     assert widget_columns(alias) == {"id", "name", "size", "extra", "extra2"}
     assert LEFTOVERS in err
 
+    out, err, code = safemigrate(alias, "rollbacklab", "0003")
+    assert code == 1, out + err
+    assert LEFTOVERS in err
+    assert err.rstrip().endswith(
+        "The migration failed. An earlier run left part of rollbacklab.0003_extras in the database "
+        "(column rollbacklab_widget.extra, column rollbacklab_widget.extra2), and migrating it fails "
+        "on that: `manage.py safemigrate --rollback-on-failure` undoes it (a rollback), or undo it by "
+        "hand (`manage.py sqlmigrate rollbacklab 0003_extras --backwards` shows the SQL)."
+    )
+
     out, err, code = safemigrate(alias, "rollbacklab", "0003", "--rollback-on-failure")
 
     assert code == 2, out + err
