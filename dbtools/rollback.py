@@ -355,16 +355,18 @@ class Leftover:
     made: bool = True  # False: the operation removed something (RemoveField, DeleteModel)
 
     @property
-    def thing(self) -> str:
+    def name(self) -> str:
         if self.index:
             return f"index {self.table}.{self.index}"
         if self.column is None:
-            return f"table {self.table}" if self.made else f"missing table {self.table}"
+            return f"table {self.table}"
         if self.old_column:
             return f"column {self.table}.{self.column} (renamed from {self.old_column})"
-        return f"column {self.table}.{self.column}" if self.made else (
-            f"missing column {self.table}.{self.column}"
-        )  # fmt: skip
+        return f"column {self.table}.{self.column}"
+
+    @property
+    def thing(self) -> str:
+        return self.name if self.made else f"missing {self.name}"
 
     def __str__(self) -> str:
         return f"{self.thing}: {self.operation} ({self.migration})"
@@ -532,12 +534,12 @@ def leftover_of(difference: Difference, leftovers: list[Leftover]) -> Leftover |
 def leftover_still_there(found: Leftover) -> str:
     if found.made:
         return (
-            f"{found.thing} is still there: a leftover of an earlier run that was killed (or "
+            f"{found.name} is still there: a leftover of an earlier run that was killed (or "
             f"failed) while applying {found.migration}; it is not part of the schema the recorded "
             f"migrations make, so remove it"
         )
     return (
-        f"{found.thing} is still missing: an earlier run that was killed (or failed) while "
+        f"{found.name} is still missing: an earlier run that was killed (or failed) while "
         f"applying {found.migration} removed it; the recorded migrations make it, so put it back"
     )
 

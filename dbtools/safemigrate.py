@@ -296,11 +296,19 @@ def report_rollback(
             f"row counts checked)"
         )
     if rolled.schema_as_it_was and rolled.leftovers:
-        console.say(
-            f"Removed the leftovers of an earlier run: "
-            f"{', '.join(leftover.thing for leftover in rolled.leftovers)} (not part of the schema "
-            f"the recorded migrations make)."
-        )
+        # Proven by the comparison: what the earlier run made is gone, what it removed is there.
+        made = [leftover.thing for leftover in rolled.leftovers if leftover.made]
+        removed = [leftover.name for leftover in rolled.leftovers if not leftover.made]
+        if made:
+            console.say(
+                f"Removed the leftovers of an earlier run: {', '.join(made)} (not part of the "
+                f"schema the recorded migrations make)."
+            )
+        if removed:
+            console.say(
+                f"Put back what an earlier run removed: {', '.join(removed)} (part of the schema "
+                f"the recorded migrations make)."
+            )
         console.say(
             f"Rolled back: the schema of all {rolled.tables_compared} tables matches the one the "
             f"recorded migrations make (what it was before safemigrate, less the leftovers above; "

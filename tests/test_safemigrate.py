@@ -615,6 +615,37 @@ def test_a_table_no_migration_here_makes_is_not_a_leftover(alias):
     assert "edgecases_alltypes" in tables and "edgecases_external_report" not in tables
 
 
+def test_what_a_killed_run_removed_or_renamed_is_expected_back():
+    """The schema the recorded migrations make, from the one read before
+    migrating: a column an earlier run dropped is wanted back (as the rollback
+    made it), one it renamed under its old name; until then each is named."""
+    from dbtools.rollback import Leftover, leftover_still_there, still_missing, without_leftovers
+    from dbtools.schema import Column, Constraint, TableSchema
+
+    def column(name):
+        return Column(name, "IntegerField", True, None)
+
+    index = Constraint("t_new_idx", "index", ("new",), "")
+    before = {"t": TableSchema({"id": column("id"), "new": column("new")}, {"t_new_idx": index})}
+    dropped = Leftover("app.0002_x", "Remove field gone from thing", "t", "gone", made=False)
+    renamed = Leftover(
+        "app.0002_x", "Rename field old on thing to new", "t", "new", old_column="old"
+    )
+    after = {"t": TableSchema({"id": column("id"), "old": column("old"), "gone": column("gone")}, {
+        "t_new_idx": Constraint("t_new_idx", "index", ("old",), "")
+    })}  # fmt: skip
+
+    assert compare(without_leftovers(before, [dropped, renamed], after), after) == []
+    assert still_missing(dropped, before) and not still_missing(dropped, after)
+    assert leftover_still_there(dropped) == (
+        "column t.gone is still missing: an earlier run that was killed (or failed) while "
+        "applying app.0002_x removed it; the recorded migrations make it, so put it back"
+    )
+    assert str(renamed) == (
+        "column t.new (renamed from old): Rename field old on thing to new (app.0002_x)"
+    )
+
+
 # Restores across migrations (the lab app's history) ------------------------------
 
 
