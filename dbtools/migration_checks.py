@@ -266,23 +266,45 @@ def check_operation(context: OperationContext) -> Iterator[Raised]:
 def check_add_field(context: OperationContext) -> Iterator[Raised]:
     operation: ops.AddField = context.operation
     field = operation.field
-    if field.null or field.has_db_default() or field.many_to_many:
+    if field.null or field.many_to_many or has_db_default(field):
         return
-    if field.has_default() and operation.preserve_default:
+    if has_default(field) and operation.preserve_default:
         return
     label = f"{operation.model_name}.{operation.name}"
     model = context.model(context.before, operation.model_name)
     count, rows = context.facts.rows(model._meta.db_table) if model else (0, "0")
-    if field.has_default():
+    if has_default(field):
         yield Raised("DBT102", f"{label} is required with no default once migrated (the one-off default only "
                f"fills today's {rows} rows). Backups taken before this migration have no value for it, "
                f"so restoring them needs --set or --replay.", None)  # fmt: skip
+    elif field.has_db_default() and context.connection.vendor == "mysql":
+        yield Raised("DBT101", f"{label} is required and its db_default is None: MariaDB and MySQL refuse "
+               f"DEFAULT NULL on a NOT NULL column, so the migration will fail.", None)  # fmt: skip
     elif count:
-        yield Raised("DBT101", f"{label} is required and has no default, and the table has {rows} rows: the "
-               f"migration will fail.", None)  # fmt: skip
+        none = (
+            " (a default of None is none)" if field.has_default() or field.has_db_default() else ""
+        )
+        # MariaDB and MySQL add a NOT NULL column over rows with the type's implicit value.
+        fate = ("MariaDB fills them with the type's implicit value (0, '', …), which no code chose"
+                if context.connection.vendor == "mysql" else "the migration will fail")  # fmt: skip
+        yield Raised("DBT101", f"{label} is required and has no default{none}, and the table has {rows} rows: "
+               f"{fate}.", None)  # fmt: skip
     else:
         yield Raised("DBT103", f"{label} is required with no default: backups taken before this migration "
                f"cannot be restored into the new schema without --set.", None)  # fmt: skip
+
+
+def has_default(field: Any) -> bool:
+    """A default that gives a value: default=None fills a NOT NULL column with NULL."""
+    return bool(field.has_default()) and field.default is not None
+
+
+def has_db_default(field: Any) -> bool:
+    """db_default=None (or Value(None)) is DEFAULT NULL, no value for a NOT NULL column."""
+    default = field.db_default
+    return bool(field.has_db_default()) and not (
+        default is None or (isinstance(default, models.Value) and default.value is None)
+    )
 
 
 def check_remove_field(context: OperationContext) -> Iterator[Raised]:

@@ -402,3 +402,88 @@ def test_the_check_of_runpython_imports_nothing_itself(tmp_path, monkeypatch):
     exec("def forwards(apps, schema_editor):\n    from .models import Box\n", namespace)
     assert list(imported_models(namespace["forwards"])) == []
     assert not (tmp_path / "imported").exists()
+
+
+def probe(alias: str, *operations) -> tuple[list[tuple[int, str, str]], object]:
+    """Checks lintlab's next migration, made of these operations, against the
+    database as it is: (operation index, code, message) per finding, and the
+    migration (to apply it)."""
+    from django.db import migrations
+
+    from dbtools.migration_checks import TableFacts, check_operation
+    from dbtools.migration_plan import forwards_contexts
+
+    connection = connections[alias]
+    node = ("lintlab", Lintlab(alias).applied())
+    state = MigrationLoader(connection).project_state(node)
+    migration = type(
+        "Migration",
+        (migrations.Migration,),
+        {"dependencies": [node], "operations": list(operations)},
+    )("0099_probe", "lintlab")
+    contexts = forwards_contexts(connection, TableFacts(connection), migration, state)
+    raised = [
+        (index, code, message)
+        for index, context in enumerate(contexts)
+        for code, message, _sql, _level in check_operation(context)
+    ]
+    return raised, migration
+
+
+def apply(alias: str, migration) -> None:
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections[alias])
+    state = executor.loader.project_state(migration.dependencies[0])
+    executor.apply_migration(state, migration)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"db_default": None, "default": None},
+        {"db_default": None},
+        {"default": None},
+    ],
+    ids=["db_default-and-default", "db_default", "default"],
+)
+def test_a_default_of_none_is_no_default_and_the_migration_fails(alias, lintlab, field):
+    from django.db import IntegrityError, OperationalError, migrations, models
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    operation = migrations.AddField("box", "extra", models.IntegerField(null=False, **field))
+    raised, migration = probe(alias, operation)
+    mysql = connections[alias].vendor == "mysql"
+    if mysql and "db_default" in field:
+        assert raised == [
+            (0, "DBT101", "box.extra is required and its db_default is None: MariaDB and MySQL refuse "
+                          "DEFAULT NULL on a NOT NULL column, so the migration will fail."),
+        ]  # fmt: skip
+        with pytest.raises(OperationalError) as failed:
+            apply(alias, migration)
+        assert failed.value.args == (1067, "Invalid default value for 'extra'")
+    elif mysql:
+        assert raised == [
+            (0, "DBT101", "box.extra is required and has no default (a default of None is none), and the "
+                          "table has 1 rows: MariaDB fills them with the type's implicit value (0, '', …), "
+                          "which no code chose."),
+        ]  # fmt: skip
+        apply(alias, migration)
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT extra FROM lintlab_box")
+            assert cursor.fetchall() == ((0,),)
+            # 0099_probe is not on disk: undo it by hand.
+            cursor.execute("ALTER TABLE lintlab_box DROP COLUMN extra")
+            cursor.execute(
+                "DELETE FROM django_migrations WHERE app = 'lintlab' AND name = '0099_probe'"
+            )
+        return
+    else:
+        assert raised == [
+            (0, "DBT101", "box.extra is required and has no default (a default of None is none), and the "
+                          "table has 1 rows: the migration will fail."),
+        ]  # fmt: skip
+        with pytest.raises(IntegrityError):
+            apply(alias, migration)
+    assert lintlab.applied() == LAST
