@@ -354,7 +354,7 @@ def check_alter_field(context: OperationContext) -> Iterator[Raised]:
             yield Raised("DBT106", f"{label} becomes required, but {nulls:,} rows hold NULL and the migration "
                    f"fills nothing in: it will fail.", None)  # fmt: skip
     old_type, new_type = old.db_type(context.connection), new.db_type(context.connection)
-    if old_type != new_type:
+    if old_type != new_type and not widens(str(old_type), str(new_type)):
         yield Raised("DBT108", f"{label} changes type from {old_type} to {new_type}: values that do not "
                f"convert make the migration fail.", None)  # fmt: skip
     if new.unique and not old.unique and exists:
@@ -563,27 +563,55 @@ def size(context: OperationContext, table: str) -> str:
 
 VARCHAR = re.compile(r"(?:character varying|varchar)(?:\((\d+)\))?")
 NUMERIC = re.compile(r"(?:numeric|decimal)\((\d+),\s*(\d+)\)")
+TEXT = {"text", "longtext"}
+INTEGER_BITS = {"smallint": 16, "integer": 32, "int": 32, "bigint": 64}
 
 
-def rewrites(old: str, new: str) -> bool:
-    """Does ALTER COLUMN … TYPE rewrite the table? Not for the binary-coercible
-    widenings PostgreSQL does in place: a longer varchar, varchar to text, a
-    numeric with more precision and the same scale."""
-    old, new = " ".join(old.lower().split()), " ".join(new.lower().split())
+def column_type(name: str) -> str:
+    """A type in one spelling, whoever spelt it: 'integer AUTO_INCREMENT' (MySQL's
+    AutoField) is an integer, 'character varying(20)' a varchar(20), 'numeric(12, 2)'
+    a numeric(12,2)."""
+    name = " ".join(name.lower().split()).removesuffix(" auto_increment")
+    return re.sub(r",\s*", ",", name.replace("character varying", "varchar"))
+
+
+def integer_range(name: str) -> tuple[int, int] | None:
+    base, _space, unsigned = name.partition(" ")
+    bits = INTEGER_BITS.get(base)
+    if bits is None or unsigned not in ("", "unsigned"):
+        return None
+    return (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+def widens(old: str, new: str) -> bool:
+    """Does every value of type `old` fit type `new` unchanged? A longer varchar,
+    varchar to text, a wider integer, a numeric with more precision and the same
+    scale: no value can fail to convert. Any spelling of PostgreSQL, MariaDB or SQLite."""
+    old, new = column_type(old), column_type(new)
     if old == new:
         return False
     old_varchar, new_varchar = VARCHAR.fullmatch(old), VARCHAR.fullmatch(new)
-    if (old_varchar or old == "text") and (
-        new == "text" or (new_varchar and not new_varchar.group(1))
-    ):
-        return False
-    if old_varchar and new_varchar and old_varchar.group(1) and new_varchar.group(1):
-        return int(new_varchar.group(1)) < int(old_varchar.group(1))
+    if new in TEXT or (new_varchar and not new_varchar.group(1)):
+        return bool(old_varchar or old in TEXT)
+    if old_varchar and new_varchar and old_varchar.group(1):
+        return int(new_varchar.group(1)) > int(old_varchar.group(1))
     old_numeric, new_numeric = NUMERIC.fullmatch(old), NUMERIC.fullmatch(new)
     if old_numeric and new_numeric:
         same_scale = old_numeric.group(2) == new_numeric.group(2)
-        return not (same_scale and int(new_numeric.group(1)) >= int(old_numeric.group(1)))
-    return True
+        return same_scale and int(new_numeric.group(1)) > int(old_numeric.group(1))
+    old_range, new_range = integer_range(old), integer_range(new)
+    if old_range and new_range:
+        return new_range[0] <= old_range[0] and old_range[1] <= new_range[1]
+    return False
+
+
+def rewrites(old: str, new: str) -> bool:
+    """Does ALTER COLUMN … TYPE rewrite the table on PostgreSQL? Not for the widenings
+    it does in place (binary-coercible: varchar and numeric); a wider integer
+    changes the stored width, so it rewrites like any other change."""
+    if column_type(old) == column_type(new):
+        return False
+    return not widens(old, new) or integer_range(column_type(old)) is not None
 
 
 def unquote(name: str) -> str:

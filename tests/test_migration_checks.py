@@ -20,7 +20,7 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
 from dbtools.conf import settings_problems
-from dbtools.migration_checks import CHECKS, rewrites
+from dbtools.migration_checks import CHECKS, rewrites, widens
 from tests.conftest import ROOT, backends
 
 LAST = "0017_irreversible"
@@ -340,10 +340,72 @@ def test_every_code_is_documented_in_the_readme_with_its_peers():
         ("integer", "bigint", True),
         ("integer", "varchar(20)", True),
         ("integer", "integer", False),
+        ("numeric(10,2)", "numeric(10, 2)", False),
     ],
 )
 def test_which_postgresql_type_changes_rewrite(old, new, rewrite):
     assert rewrites(old, new) is rewrite
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "widening"),
+    [
+        ("character varying(200)", "varchar(300)", True),
+        ("varchar(200)", "varchar(300)", True),
+        ("varchar(300)", "varchar(200)", False),
+        ("varchar(200)", "text", True),
+        ("varchar(200)", "longtext", True),  # MariaDB's TextField
+        ("text", "varchar(200)", False),
+        ("smallint", "integer", True),
+        ("integer", "bigint", True),
+        (
+            "integer AUTO_INCREMENT",
+            "bigint AUTO_INCREMENT",
+            True,
+        ),  # MariaDB's AutoField to BigAutoField
+        ("smallint UNSIGNED", "integer", True),
+        ("integer UNSIGNED", "integer", False),
+        ("integer", "integer UNSIGNED", False),
+        ("bigint", "integer", False),
+        ("numeric(10,2)", "numeric(12, 2)", True),
+        ("numeric(10, 2)", "numeric(12, 3)", False),
+        ("numeric(12, 2)", "numeric(10, 2)", False),
+        ("integer", "varchar(20)", False),
+        ("integer", "integer", False),
+    ],
+)
+def test_which_type_changes_widen(old, new, widening):
+    assert widens(old, new) is widening
+
+
+def test_a_widening_is_no_type_change_finding_and_a_narrowing_is(alias, lintlab):
+    from django.db import migrations, models
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    add = [
+        migrations.AddField("box", "small", models.SmallIntegerField(default=0)),
+        migrations.AddField("box", "price", models.DecimalField(max_digits=10, decimal_places=2, default=0)),
+    ]  # fmt: skip
+    widenings = {
+        "varchar": migrations.AlterField("box", "size", models.CharField(max_length=30)),
+        "text": migrations.AlterField("box", "size", models.TextField()),
+        "bigint": migrations.AlterField("box", "count", models.BigIntegerField()),
+        "integer": migrations.AlterField("box", "small", models.IntegerField(default=0)),
+        "numeric": migrations.AlterField(
+            "box", "price", models.DecimalField(max_digits=12, decimal_places=2, default=0)
+        ),
+    }
+    for name, operation in widenings.items():
+        raised, _migration = probe(alias, *add, operation)
+        assert [r for r in raised if r[1] == "DBT108"] == [], name
+
+    narrowing = migrations.AlterField("box", "size", models.CharField(max_length=10))
+    raised, _migration = probe(alias, narrowing)
+    assert [r for r in raised if r[1] == "DBT108"] == [
+        (0, "DBT108", "box.size changes type from varchar(20) to varchar(10): values that do not "
+                      "convert make the migration fail."),
+    ]  # fmt: skip
 
 
 def backups_in(folder: Path) -> list[str]:
