@@ -168,6 +168,21 @@ class TableFacts:
         self.connection = connection
         self._tables: set[str] | None = None
         self._rows: dict[str, tuple[int, str]] = {}
+        # What earlier operations of the plan leave, which the database does not show
+        # yet: the tables they create (empty), and the columns they add to a table that
+        # has rows (each row holds the field's default).
+        self.planned: set[str] = set()
+        self.added: dict[tuple[str, str], Any] = {}
+
+    def follow(self, context: OperationContext) -> None:
+        """Take in what a forwards operation leaves for the operations after it."""
+        self.planned |= tables_created(context.sql)
+        operation = context.operation
+        if isinstance(operation, ops.AddField) and not operation.field.many_to_many:
+            model = context.model(context.after, operation.model_name)
+            if model is not None:
+                field: Any = model._meta.get_field(operation.name)
+                self.added[(model._meta.db_table, str(field.column))] = field
 
     def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.connection.cursor() as cursor:
@@ -183,6 +198,8 @@ class TableFacts:
     def rows(self, table: str) -> tuple[int, str]:
         """The number of rows and how to say it: exact below BIG_TABLE_ROWS,
         the catalogue's estimate above it on PostgreSQL."""
+        if table in self.planned:
+            return 0, "0"
         if table not in self._rows:
             self._rows[table] = self._count(table)
         return self._rows[table]
@@ -235,6 +252,11 @@ class OperationContext:
         except LookupError:
             return None
 
+    def new_table(self, table: str) -> bool:
+        """Created by this migration or an earlier step of the plan: it holds no rows
+        when this operation runs, and no backup taken before the plan holds any."""
+        return table in self.created_in_migration or table in self.facts.planned
+
 
 class Raised(NamedTuple):
     code: str
@@ -272,6 +294,8 @@ def check_add_field(context: OperationContext) -> Iterator[Raised]:
         return
     label = f"{operation.model_name}.{operation.name}"
     model = context.model(context.before, operation.model_name)
+    if model is not None and context.new_table(model._meta.db_table):
+        return
     count, rows = context.facts.rows(model._meta.db_table) if model else (0, "0")
     if has_default(field):
         yield Raised("DBT102", f"{label} is required with no default once migrated (the one-off default only "
@@ -310,6 +334,8 @@ def has_db_default(field: Any) -> bool:
 def check_remove_field(context: OperationContext) -> Iterator[Raised]:
     operation: ops.RemoveField = context.operation
     model = context.model(context.before, operation.model_name)
+    if model is not None and context.new_table(model._meta.db_table):
+        return
     _count, rows = context.facts.rows(model._meta.db_table) if model else (0, "0")
     yield Raised("DBT104", f"The column {operation.model_name}.{operation.name} and its data in {rows} rows "
            f"are dropped.", None)  # fmt: skip
@@ -318,6 +344,8 @@ def check_remove_field(context: OperationContext) -> Iterator[Raised]:
 def check_delete_model(context: OperationContext) -> Iterator[Raised]:
     operation: ops.DeleteModel = context.operation
     model = context.model(context.before, operation.name)
+    if model is not None and context.new_table(model._meta.db_table):
+        return
     _count, rows = context.facts.rows(model._meta.db_table) if model else (0, "0")
     yield Raised("DBT105", f"The table of {operation.name} and its {rows} rows are dropped.", None)
 
@@ -344,21 +372,30 @@ def check_alter_field(context: OperationContext) -> Iterator[Raised]:
     old: Any = old_model._meta.get_field(operation.name)
     new: Any = new_model._meta.get_field(operation.name)
     table, label = old_model._meta.db_table, f"{operation.model_name}.{operation.name}"
-    exists = context.facts.exists(table)
+    exists = context.facts.exists(table) and not context.new_table(table)
     quote = context.connection.ops.quote_name
     if old.null and not new.null and exists and not fills_nulls(context, table, str(new.column)):
-        (nulls,) = context.facts.query(
-            f"SELECT COUNT(*) FROM {quote(table)} WHERE {quote(old.column)} IS NULL"
-        )[0]
+        added = context.facts.added.get((table, str(old.column)))
+        if added is not None:  # not in the database yet: every row holds its default
+            nulls = context.facts.rows(table)[0] if holds_null(added) else 0
+        else:
+            (nulls,) = context.facts.query(
+                f"SELECT COUNT(*) FROM {quote(table)} WHERE {quote(old.column)} IS NULL"
+            )[0]
         if nulls:
             yield Raised("DBT106", f"{label} becomes required, but {nulls:,} rows hold NULL and the migration "
                    f"fills nothing in: it will fail.", None)  # fmt: skip
     old_type, new_type = old.db_type(context.connection), new.db_type(context.connection)
-    if old_type != new_type and not widens(str(old_type), str(new_type)):
+    if exists and old_type != new_type and not widens(str(old_type), str(new_type)):
         yield Raised("DBT108", f"{label} changes type from {old_type} to {new_type}: values that do not "
                f"convert make the migration fail.", None)  # fmt: skip
     if new.unique and not old.unique and exists:
         yield from duplicates(context, table, [str(old.column)], label)
+
+
+def holds_null(field: Any) -> bool:
+    """What a column added with this field holds in the rows that were there."""
+    return not (has_db_default(field) or has_default(field))
 
 
 def check_add_constraint(context: OperationContext) -> Iterator[Raised]:
@@ -369,7 +406,7 @@ def check_add_constraint(context: OperationContext) -> Iterator[Raised]:
         return
     if not constraint.fields or constraint.condition is not None:
         return
-    if not context.facts.exists(model._meta.db_table):
+    if not context.facts.exists(model._meta.db_table) or context.new_table(model._meta.db_table):
         return
     columns = [str(model._meta.get_field(name).column) for name in constraint.fields]  # type: ignore[union-attr]
     yield from duplicates(context, model._meta.db_table, columns,
@@ -379,7 +416,8 @@ def check_add_constraint(context: OperationContext) -> Iterator[Raised]:
 def check_alter_unique_together(context: OperationContext) -> Iterator[Raised]:
     operation: ops.AlterUniqueTogether = context.operation
     model = context.model(context.before, operation.name)
-    if model is None or not context.facts.exists(model._meta.db_table):
+    table = model._meta.db_table if model is not None else ""
+    if model is None or not context.facts.exists(table) or context.new_table(table):
         return
     for names in operation.unique_together or ():
         columns = [str(model._meta.get_field(name).column) for name in names]  # type: ignore[union-attr]
@@ -462,6 +500,16 @@ def check_backwards(context: OperationContext) -> Iterator[Raised]:
 def duplicates(
     context: OperationContext, table: str, columns: list[str], what: str
 ) -> Iterator[Raised]:
+    added = [c for c in columns if (table, c) in context.facts.added]
+    if any(holds_null(context.facts.added[(table, c)]) for c in added):
+        return  # NULLs are never duplicates of each other
+    columns = [c for c in columns if c not in added]
+    if not columns:  # every row holds the same defaults
+        count, many = context.facts.rows(table)
+        if count > 1:
+            yield Raised("DBT107", f"{what} must become unique, but all {many} rows hold the default their "
+                   f"column was added with earlier in the plan: the migration will fail.", None)  # fmt: skip
+        return
     quote = context.connection.ops.quote_name
     cols = ", ".join(quote(c) for c in columns)
     rows = context.facts.query(
@@ -504,7 +552,10 @@ PG_ALTER_TYPE = re.compile(rf"ALTER\s+COLUMN\s+{QUOTED}\s+(?:SET\s+DATA\s+)?TYPE
                            r"(?=\s+USING\b|\s+COLLATE\b|\s*,|\s*;|\s*$)", re.I)  # fmt: skip
 NOT_VALID = re.compile(r"\bNOT\s+VALID\b", re.I)
 DESTRUCTIVE_SQL = re.compile(r"\b(DROP\s+(TABLE|COLUMN|SCHEMA|DATABASE)|TRUNCATE)\b", re.I)
-CREATE_TABLE = re.compile(rf"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{QUOTED}", re.I)
+# MariaDB and MySQL quote names with backticks.
+CREATE_TABLE = re.compile(
+    rf"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:{QUOTED}|`((?:[^`]|``)+)`)", re.I
+)
 
 
 def check_postgresql_sql(context: OperationContext) -> Iterator[Raised]:
@@ -632,7 +683,11 @@ def sql_texts(sql: Any) -> list[str]:
 
 
 def tables_created(statements: list[str]) -> set[str]:
-    return {unquote(m.group(1)) for s in statements if (m := CREATE_TABLE.match(s))}
+    return {
+        unquote(m.group(1)) if m.group(1) else m.group(2).replace("``", "`")
+        for s in statements
+        if (m := CREATE_TABLE.match(s))
+    }
 
 
 # RunPython code ---------------------------------------------------------------------

@@ -104,6 +104,8 @@ def plan_migrations(
                         code, level or CHECKS[code].level, key, describe(context.operation, backwards),
                         message, sql, index, backwards, acknowledged.get(key, {}).get(code),
                     ))  # fmt: skip
+                if not backwards:
+                    facts.follow(context)
             if contexts and not backwards:
                 state = contexts[-1].after
     return plan

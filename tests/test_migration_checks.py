@@ -483,12 +483,13 @@ def probe(alias: str, *operations) -> tuple[list[tuple[int, str, str]], object]:
         (migrations.Migration,),
         {"dependencies": [node], "operations": list(operations)},
     )("0099_probe", "lintlab")
-    contexts = forwards_contexts(connection, TableFacts(connection), migration, state)
-    raised = [
-        (index, code, message)
-        for index, context in enumerate(contexts)
-        for code, message, _sql, _level in check_operation(context)
-    ]
+    facts = TableFacts(connection)
+    raised = []
+    for index, context in enumerate(forwards_contexts(connection, facts, migration, state)):
+        raised += [
+            (index, code, message) for code, message, _sql, _level in check_operation(context)
+        ]
+        facts.follow(context)  # as plan_migrations does
     return raised, migration
 
 
@@ -549,3 +550,74 @@ def test_a_default_of_none_is_no_default_and_the_migration_fails(alias, lintlab,
         with pytest.raises(IntegrityError):
             apply(alias, migration)
     assert lintlab.applied() == LAST
+
+
+def test_a_never_migrated_database_of_the_demo_project_has_no_finding(alias, tmp_path):
+    """Django's contrib apps and the demo (config/settings.py) from empty: a table
+    created earlier in the plan is empty, so nothing that needs rows is found."""
+    import os
+    import subprocess
+    from urllib.parse import quote
+
+    from tests.conftest import manage_command
+
+    connection = connections[alias]
+    name = f"dbtools_fresh_{os.getpid()}_{tmp_path.name[-12:]}".replace("-", "_").lower()
+    server = connection.settings_dict
+    login = quote(server["USER"] or "", safe="") + (
+        f":{quote(server['PASSWORD'], safe='')}" if server.get("PASSWORD") else ""
+    )
+    where = f"{login}@{server['HOST'] or '127.0.0.1'}:{server['PORT']}/{name}"
+    url = {
+        "sqlite": f"sqlite:///{tmp_path / 'fresh.sqlite3'}",
+        "postgresql": f"postgres://{where}",
+        "mysql": f"mysql://{where}",
+    }[connection.vendor]
+    if connection.vendor != "sqlite":
+        charset = " CHARACTER SET utf8mb4" if connection.vendor == "mysql" else ""
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}{charset}")
+    try:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": url,
+            "DBTOOLS_BACKUP_DIR": str(tmp_path / "backups"),
+        }
+        done = subprocess.run(
+            manage_command("safemigrate", "--check", "--fail-on", "warning"),
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert (done.returncode, done.stderr) == (0, ""), done.stdout
+        assert "Apply contenttypes.0002_remove_content_type_name\n" in done.stdout
+        assert done.stdout.endswith(
+            "Risk check: nothing risky found.\nCheck passed: no finding at or above warning.\n"
+        )
+    finally:
+        if connection.vendor != "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+def test_a_column_added_earlier_in_the_plan_holds_only_its_default(alias, lintlab):
+    """It is not in the database yet: its NULLs are the rows of the table."""
+    from django.db import migrations, models
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    lintlab.add(title="b", note="n", flag=False, size="1", count=1, weight=1)
+    raised, _migration = probe(
+        alias,
+        migrations.AddField("box", "extra", models.IntegerField(null=True)),
+        migrations.AlterField("box", "extra", models.IntegerField()),
+        migrations.AddField("box", "tag", models.CharField(max_length=5, default="x")),
+        migrations.AlterField(
+            "box", "tag", models.CharField(max_length=5, default="x", unique=True)
+        ),
+    )
+    assert [r for r in raised if r[1].startswith("DBT1")] == [
+        (1, "DBT106", "box.extra becomes required, but 2 rows hold NULL and the migration fills nothing "
+                      "in: it will fail."),
+        (3, "DBT107", "box.tag must become unique, but all 2 rows hold the default their column was added "
+                      "with earlier in the plan: the migration will fail."),
+    ]  # fmt: skip
