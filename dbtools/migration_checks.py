@@ -245,6 +245,10 @@ class OperationContext:
     sql: list[str]
     backwards: bool
     created_in_migration: set[str]  # tables the same migration creates (empty when locked)
+    # In an atomic migration on PostgreSQL, the tables its statements so far hold under
+    # ACCESS EXCLUSIVE until it commits, each with the statement that took the lock;
+    # shared by the migration's operations. None: each statement commits on its own.
+    exclusive: dict[str, str] | None = None
 
     def model(self, state: Any, name: str) -> type[models.Model] | None:
         try:
@@ -551,6 +555,13 @@ PG_ADD_UNIQUE = re.compile(r"ADD\s+CONSTRAINT\s+\S+\s+UNIQUE\b(?!\s+USING\s+INDE
 PG_ALTER_TYPE = re.compile(rf"ALTER\s+COLUMN\s+{QUOTED}\s+(?:SET\s+DATA\s+)?TYPE\s+((?:\([^)]*\)|[^,;(])+?)"
                            r"(?=\s+USING\b|\s+COLLATE\b|\s*,|\s*;|\s*$)", re.I)  # fmt: skip
 NOT_VALID = re.compile(r"\bNOT\s+VALID\b", re.I)
+# The ALTER TABLE forms Django emits that take less than ACCESS EXCLUSIVE: a foreign
+# key alone (SHARE ROW EXCLUSIVE), VALIDATE CONSTRAINT (SHARE UPDATE EXCLUSIVE).
+PG_WEAKER_ALTER = re.compile(
+    rf"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{QUOTED}\s+(?:ADD\s+CONSTRAINT\s+\S+\s+FOREIGN\s+"
+    r"KEY\s*\([^)]*\)\s*REFERENCES\s+(?:[^,;()]|\([^)]*\))*|VALIDATE\s+CONSTRAINT\s+\S+)\s*;?\s*$",
+    re.I,
+)
 DESTRUCTIVE_SQL = re.compile(r"\b(DROP\s+(TABLE|COLUMN|SCHEMA|DATABASE)|TRUNCATE)\b", re.I)
 # MariaDB and MySQL quote names with backticks.
 CREATE_TABLE = re.compile(
@@ -569,8 +580,14 @@ def check_postgresql_statement(context: OperationContext, statement: str) -> Ite
     if index:
         table = unquote(index.group(3))
         if not index.group(2) and locks_existing(context, table):
-            yield Raised("DBT201", f"The index build blocks writes to {table} ({size(context, table)}) until it "
-                   f"is done (SHARE lock).", shown)  # fmt: skip
+            held = held_exclusive(context, table)
+            if held:
+                yield Raised("DBT201", f"The index build on {table} ({size(context, table)}) runs under the "
+                       f"ACCESS EXCLUSIVE lock that {held} took earlier in this migration: reads and writes "
+                       f"wait until it commits.", shown)  # fmt: skip
+            else:
+                yield Raised("DBT201", f"The index build blocks writes to {table} ({size(context, table)}) "
+                       f"until it is done (SHARE lock).", shown)  # fmt: skip
         return
     alter = PG_ALTER_TABLE.match(statement)
     if not alter:
@@ -578,13 +595,38 @@ def check_postgresql_statement(context: OperationContext, statement: str) -> Ite
     table = unquote(alter.group(1))
     if not locks_existing(context, table):
         return
+    yield from check_postgresql_alter_table(context, statement, table)
+    if context.exclusive is not None and not PG_WEAKER_ALTER.match(statement):
+        context.exclusive.setdefault(table, shown.rstrip("; "))
+
+
+def held_exclusive(context: OperationContext, *tables: str) -> str | None:
+    """How to name the earlier statement of this transaction that holds one of
+    these tables under ACCESS EXCLUSIVE, or None."""
+    for table in tables:
+        statement = (context.exclusive or {}).get(table)
+        if statement:
+            return statement if len(statement) <= 80 else f"{statement[:79]}…"
+    return None
+
+
+def check_postgresql_alter_table(
+    context: OperationContext, statement: str, table: str
+) -> Iterator[Raised]:
+    shown = one_line(statement)
     where = f"{table} ({size(context, table)})"
     validated = not NOT_VALID.search(statement)
     foreign_key = PG_ADD_FK.search(statement)
     if foreign_key and validated:
         referenced = unquote(foreign_key.group(1))
-        yield Raised("DBT202", f"Adding the foreign key scans {where} to validate it, holding a SHARE ROW "
-               f"EXCLUSIVE lock on it and on {referenced} (writes to both wait).", shown)  # fmt: skip
+        held = held_exclusive(context, table, referenced)
+        if held:
+            yield Raised("DBT202", f"Adding the foreign key scans {where} to validate it under the ACCESS "
+                   f"EXCLUSIVE lock that {held} took earlier in this migration: reads and writes wait until "
+                   f"it commits.", shown)  # fmt: skip
+        else:
+            yield Raised("DBT202", f"Adding the foreign key scans {where} to validate it, holding a SHARE ROW "
+                   f"EXCLUSIVE lock on it and on {referenced} (writes to both wait).", shown)  # fmt: skip
     for match in PG_SET_NOT_NULL.finditer(statement):
         yield Raised("DBT203", f"SET NOT NULL on {unquote(match.group(1))} scans {where} under an ACCESS "
                f"EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip

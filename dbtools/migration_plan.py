@@ -146,8 +146,10 @@ def forwards_contexts(
                                          before, after, sql, False, set()))  # fmt: skip
         state = after
     created = tables_created([s for c in contexts for s in c.sql])
+    exclusive: dict[str, str] | None = {} if migration.atomic else None
     for context in contexts:
         context.created_in_migration = created
+        context.exclusive = exclusive
     return contexts
 
 
@@ -171,6 +173,9 @@ def backwards_contexts(
         )
         contexts.append(OperationContext(connection, facts, migration.app_label, operation,
                                          applied, undone, sql, True, set()))  # fmt: skip
+    exclusive: dict[str, str] | None = {} if migration.atomic else None
+    for context in contexts:
+        context.exclusive = exclusive
     return contexts
 
 

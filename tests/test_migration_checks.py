@@ -147,8 +147,9 @@ def test_postgresql_findings_name_the_statement_and_the_lock(alias, lintlab, bac
     out, _err, _code = safemigrate(alias, "lintlab", "--plan")
     assert (
         "  [WARNING] DBT202 lintlab.0012_box_shelf: Alter field shelf on box\n"
-        "      Adding the foreign key scans lintlab_box (2 rows) to validate it, holding a SHARE ROW "
-        "EXCLUSIVE lock on it and on lintlab_shelf (writes to both wait).\n"
+        "      Adding the foreign key scans lintlab_box (2 rows) to validate it under the ACCESS EXCLUSIVE "
+        'lock that ALTER TABLE "lintlab_box" ADD COLUMN "shelf_id" bigint NULL took earlier in this '
+        "migration: reads and writes wait until it commits.\n"
         '      SQL: ALTER TABLE "lintlab_box" ADD CONSTRAINT "lintlab_box_shelf_id_7ba172cb_fk_lintlab_shelf_id" '
         'FOREIGN KEY ("shelf_id") REFERENCES "lintlab_shelf" ("id") DEFERRABLE INITIALLY DEFERRED;\n'
         "      Fix: Add it NOT VALID (RunSQL with state_operations), then VALIDATE CONSTRAINT in a later "
@@ -466,7 +467,9 @@ def test_the_check_of_runpython_imports_nothing_itself(tmp_path, monkeypatch):
     assert not (tmp_path / "imported").exists()
 
 
-def probe(alias: str, *operations) -> tuple[list[tuple[int, str, str]], object]:
+def probe(
+    alias: str, *operations, atomic: bool = True
+) -> tuple[list[tuple[int, str, str]], object]:
     """Checks lintlab's next migration, made of these operations, against the
     database as it is: (operation index, code, message) per finding, and the
     migration (to apply it)."""
@@ -481,7 +484,7 @@ def probe(alias: str, *operations) -> tuple[list[tuple[int, str, str]], object]:
     migration = type(
         "Migration",
         (migrations.Migration,),
-        {"dependencies": [node], "operations": list(operations)},
+        {"dependencies": [node], "operations": list(operations), "atomic": atomic},
     )("0099_probe", "lintlab")
     facts = TableFacts(connection)
     raised = []
@@ -620,4 +623,42 @@ def test_a_column_added_earlier_in_the_plan_holds_only_its_default(alias, lintla
                       "in: it will fail."),
         (3, "DBT107", "box.tag must become unique, but all 2 rows hold the default their column was added "
                       "with earlier in the plan: the migration will fail."),
+    ]  # fmt: skip
+
+
+@backends("postgresql")
+def test_an_index_built_after_an_alter_table_in_one_transaction_blocks_reads_too(alias, lintlab):
+    """ADD COLUMN takes ACCESS EXCLUSIVE, and an atomic migration holds it to its
+    commit: the index build that follows runs under it, not under its own SHARE lock."""
+    from django.db import migrations, models
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    raised, _migration = probe(
+        alias,
+        migrations.AddField("box", "code", models.IntegerField(null=True)),
+        migrations.AddIndex("box", models.Index(fields=["code"], name="lintlab_code_idx")),
+    )
+    assert raised == [
+        (1, "DBT201", 'The index build on lintlab_box (1 rows) runs under the ACCESS EXCLUSIVE lock that '
+                      'ALTER TABLE "lintlab_box" ADD COLUMN "code" integer NULL took earlier in this '
+                      'migration: reads and writes wait until it commits.'),
+    ]  # fmt: skip
+
+    raised, _migration = probe(
+        alias, migrations.AddIndex("box", models.Index(fields=["size"], name="lintlab_size_idx"))
+    )
+    assert raised == [
+        (0, "DBT201", "The index build blocks writes to lintlab_box (1 rows) until it is done (SHARE lock)."),
+    ]  # fmt: skip
+
+    # Not atomic: the ALTER TABLE commits, and its lock goes, before the index is built.
+    raised, _migration = probe(
+        alias,
+        migrations.AddField("box", "code", models.IntegerField(null=True)),
+        migrations.AddIndex("box", models.Index(fields=["code"], name="lintlab_code_idx")),
+        atomic=False,
+    )
+    assert raised == [
+        (1, "DBT201", "The index build blocks writes to lintlab_box (1 rows) until it is done (SHARE lock)."),
     ]  # fmt: skip
