@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .archive import PARTIAL_SUFFIX, longest_line, too_long_error
@@ -584,3 +584,38 @@ def at_once(connection: BaseDatabaseWrapper, statements: list[str]) -> bool:
     except DatabaseError:
         return False
     return True
+
+
+def raise_sequences(model_list: list[type[models.Model]], connection: BaseDatabaseWrapper) -> None:
+    """Move each table's id sequence past its greatest id, never back.
+
+    Django's sequence_reset_sql sets a sequence to the table's maximum, even
+    below its current value: an open transaction that has already taken the
+    next id would then collide, once committed, with the id handed out after
+    it. Inserting explicit ids does not move a sequence, so after a restore
+    it may be behind the table (raise it) or ahead (leave it)."""
+    if connection.vendor != "postgresql":
+        return  # SQLite and MariaDB move their counters themselves
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        for model in model_list:
+            # The fields Django's sequence_reset_sql resets.
+            field = next(
+                (f for f in model._meta.local_fields if isinstance(f, models.AutoField)), None
+            )
+            if field is None:
+                continue
+            table, column = quote(model._meta.db_table), str(field.column)
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, column])
+            (sequence,) = cursor.fetchone()
+            if sequence is None:
+                continue
+            # Neither name goes through a format string: `sequence` is the
+            # server's own quoted spelling and no parameters are passed.
+            cursor.execute(f"SELECT last_value, is_called FROM {sequence}")
+            last_value, is_called = cursor.fetchone()
+            handed_out = last_value if is_called else last_value - 1
+            cursor.execute(f"SELECT max({quote(column)}) FROM {table}")
+            (top,) = cursor.fetchone()
+            if top is not None and top > handed_out:
+                cursor.execute("SELECT setval(%s::regclass, %s)", [sequence, top])

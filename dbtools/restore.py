@@ -39,7 +39,6 @@ from typing import Any, Literal
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.core.management.color import no_style
 from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
@@ -1089,12 +1088,9 @@ def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None
 
 
 def reset_sequences(connection: BaseDatabaseWrapper, models: list[type[Model]]) -> None:
-    """Move PostgreSQL sequences past the restored ids (SQLite and MariaDB catch up themselves)."""
-    statements = connection.ops.sequence_reset_sql(no_style(), models)
-    if statements:
-        with connection.cursor() as cursor:
-            for sql in statements:
-                cursor.execute(sql)
+    """Move PostgreSQL sequences past the restored ids, never back (SQLite and
+    MariaDB catch up themselves)."""
+    postgres.raise_sequences(models, connection)
 
 
 def verify_counts(plan: RestorePlan, receipts: list[TableReceipt]) -> None:

@@ -891,3 +891,23 @@ def test_executemany_and_the_insert_compiler_store_the_same_rows(alias, backup_d
     assert used == []
     assert comparable_tables(database_contents(alias)) == through_executemany
     assert through_executemany == comparable_tables(read_backup(backup.path))
+
+
+@backends("postgresql")
+def test_merge_never_moves_a_sequence_back(alias, backup_dir):
+    fill_edge_cases(alias)
+    backup = backup_database(using=alias, only=["edgecases.Tag"]).path
+    # An application's transaction, still open, that has taken the next id.
+    other = connections.create_connection(alias)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("INSERT INTO edgecases_tag (name) VALUES ('pending') RETURNING id")
+            (pending,) = cursor.fetchone()
+
+            restore(backup, alias, only=["edgecases.Tag"])
+
+            cursor.execute("COMMIT")
+    finally:
+        other.close()
+    assert e.Tag.objects.using(alias).create(name="next").pk == pending + 1
