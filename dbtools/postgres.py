@@ -322,14 +322,15 @@ def existing_keys(table: Table, connection: BaseDatabaseWrapper) -> Callable[[ob
     keys = array("q")
     with connection.cursor() as cursor:
         while True:
-            after = f"WHERE {column} > %s " if keys else ""
+            # The last key as an integer literal: with a parameter the driver
+            # would read a % in the table's name as a placeholder.
+            after = f"WHERE {column} > {keys[-1]:d} " if keys else ""
             # Each key as 8 big-endian bytes, one value a page: a row per key
             # would cost this process more than the keys are worth.
             cursor.execute(
                 f"SELECT string_agg(int8send(k), '' ORDER BY k) FROM "
                 f"(SELECT {column}::int8 AS k FROM {db_table} {after}"
-                f"ORDER BY {column} LIMIT {KEYS_PER_QUERY:d}) page",
-                [keys[-1]] if keys else None,
+                f"ORDER BY {column} LIMIT {KEYS_PER_QUERY:d}) page"
             )
             (packed,) = cursor.fetchone()
             if not packed:
@@ -539,6 +540,16 @@ JOIN pg_class source ON source.oid = con.conrelid
 WHERE con.contype = 'f'
   AND con.confrelid IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t)
 """
+
+
+def literal(text: str, connection: BaseDatabaseWrapper) -> str:
+    """`text` as a quoted SQL string literal, for statements that take no bind
+    parameters (COMMENT ON): run with no parameters, nothing in the statement
+    is read as a placeholder."""
+    from psycopg import sql
+
+    connection.ensure_connection()
+    return sql.Literal(text).as_string(connection.connection)
 
 
 def truncatable(db_tables: list[str], connection: BaseDatabaseWrapper) -> list[str]:
