@@ -14,6 +14,7 @@ with SET LOCAL, which lasts for that transaction only (pooler-safe).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -31,7 +32,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .archive import PARTIAL_SUFFIX, longest_line, too_long_error
-from .codec import AnyField, kind_of
+from .codec import JSON_NULL_KEY, AnyField, kind_of
 from .conf import get_settings
 from .graph import Table
 
@@ -84,8 +85,27 @@ def rows_sql(table: Table, connection: BaseDatabaseWrapper) -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(f"{column_sql(f, connection)} AS {quote(f.name)}" for f in table.fields)
     order = ", ".join(f"t.{quote(str(f.column))}" for f in table.pk_fields)
+    line = "row_to_json(r)::text"
+    # JSON null is written null, like SQL NULL, and the row names it (codec.py):
+    # the line's closing brace gives way to the key, for the rows that need it.
+    is_null = {
+        f.name: f"t.{quote(str(f.column))}::jsonb = 'null'::jsonb"
+        for f in table.fields
+        if f.get_internal_type() == "JSONField"
+    }
+    if is_null:
+        names = ", ".join(
+            f"CASE WHEN {test} THEN {literal(name, connection)} END"
+            for name, test in is_null.items()
+        )
+        line = (
+            f"CASE WHEN {' OR '.join(is_null.values())} THEN left({line}, -1) || "
+            f"{literal(',' + json.dumps(JSON_NULL_KEY) + ':', connection)} || "
+            f"array_to_json(array_remove(ARRAY[{names}]::text[], NULL))::text || '}}' "
+            f"ELSE {line} END"
+        )
     return (
-        f"SELECT row_to_json(r)::text FROM {quote(table.db_table)} t, LATERAL (SELECT {columns}) r "
+        f"SELECT {line} FROM {quote(table.db_table)} t, LATERAL (SELECT {columns}) r "
         f"ORDER BY {order}"
     )
 

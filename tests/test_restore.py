@@ -911,3 +911,85 @@ def test_merge_never_moves_a_sequence_back(alias, backup_dir):
     finally:
         other.close()
     assert e.Tag.objects.using(alias).create(name="next").pk == pending + 1
+
+
+def json_documents(alias: str) -> list[tuple[int, str | None, str | None]]:
+    """Each row's JSON columns as the database's own text: JSON null is the
+    text null, SQL NULL is None."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    cast = "CAST({} AS text)" if connection.vendor != "mysql" else "CAST({} AS char)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, {cast.format(quote('required'))}, {cast.format(quote('optional'))} "
+            f"FROM {quote(e.JSONDocument._meta.db_table)} ORDER BY id"
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_json_null_and_sql_null_round_trip_apart(alias, backup_dir, mode, monkeypatch):
+    """A JSON null in a NOT NULL JSONField was written as SQL NULL: no restore of
+    the backup could succeed."""
+    from django.db.models import JSONField, Value
+
+    docs = e.JSONDocument.objects.using(alias)
+    first = docs.create(required=Value(None, JSONField()), optional=None)
+    second = docs.create(required={"a": None}, optional=Value(None, JSONField()))
+    third = docs.create(required=[None], optional="null")
+    fourth = docs.create(required=Value(None, JSONField()), optional=Value(None, JSONField()))
+    before = json_documents(alias)
+    assert before[0] == (first.pk, "null", None)  # JSON null, SQL NULL
+    assert (before[1][0], before[1][2]) == (second.pk, "null")
+    assert before[2][2] == '"null"'  # a string, not JSON null
+    backup = backup_database(using=alias, only=["edgecases.JSONDocument"]).path
+    lines = backup.read_text().splitlines()
+    assert f'{{"id":{first.pk},"required":null,"optional":null,"$json_null":["required"]}}' in lines
+    assert any(
+        line.startswith(f',{{"id":{second.pk},')
+        and line.endswith(',"optional":null,"$json_null":["optional"]}')
+        for line in lines
+    ), lines
+    assert not any(f'"id":{third.pk},' in line and "$json_null" in line for line in lines)
+    assert (
+        f',{{"id":{fourth.pk},"required":null,"optional":null,"$json_null":["required","optional"]}}'
+        in lines
+    )
+    if connections[alias].vendor == "postgresql":  # the server writes these lines itself
+        monkeypatch.setattr("dbtools.postgres.can_write", lambda table, connection: False)
+        portable = backup_database(using=alias, only=["edgecases.JSONDocument"]).path
+        assert portable.read_text().splitlines()[2:-2] == lines[2:-2]
+    if mode == "merge":
+        docs.all().delete()
+
+    restore(backup, alias, mode=mode, only=["edgecases.JSONDocument"])
+
+    assert json_documents(alias) == before
+
+
+def test_a_bare_null_stays_sql_null_and_the_json_null_key_is_checked():
+    from dbtools.codec import JSONText, row_parser
+
+    columns = [
+        {"name": "id", "kind": "int", "type": "BigAutoField"},
+        {"name": "required", "kind": "json", "type": "JSONField"},
+        {"name": "optional", "kind": "json", "type": "JSONField"},
+    ]
+    for jsonb in (False, True):
+        parse = row_parser(columns, keep_json_text=True, jsonb=jsonb)
+        old = parse(b'{"id":1,"required":[1],"optional":null}')  # a file from before the key
+        assert old["optional"] is None and old["required"].text == "[1]"
+        new = parse(b'{"id":1,"required":null,"optional":null,"$json_null":["required"]}')
+        assert set(new) == {"id", "required", "optional"}
+        assert isinstance(new["required"], JSONText) and new["required"].text == "null"
+        assert new["optional"] is None
+    # Read as Django reads it: None for both.
+    assert row_parser(columns)(b'{"id":1,"required":null,"optional":null,"$json_null":["required"]}') == {
+        "id": 1, "required": None, "optional": None
+    }  # fmt: skip
+    for listed in ('["id"]', '["optional"]', '["required","required"]', "[]", '"required"'):
+        line = '{"id":1,"required":null,"optional":[2],"$json_null":' + listed + "}"
+        with pytest.raises(
+            ValueError, match=r"^\$json_null must list JSONField columns whose value is null$"
+        ):
+            row_parser(columns, keep_json_text=True)(line.encode())
