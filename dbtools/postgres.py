@@ -14,6 +14,7 @@ with SET LOCAL, which lasts for that transaction only (pooler-safe).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import queue
@@ -28,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
 
 from .archive import PARTIAL_SUFFIX, longest_line, too_long_error
 from .codec import JSON_NULL_KEY, AnyField, kind_of
@@ -204,6 +207,17 @@ PARSED_BY_COPY: dict[str, Callable[[str], object]] = {
     "datetime": PLAIN_TIMESTAMP.fullmatch,
     "decimal": PLAIN_DECIMAL.fullmatch,
 }
+# With USE_TZ the session's time zone is UTC (or DATABASES' TIME_ZONE), which is
+# how COPY would read a date-time without offset; Django takes a naive datetime
+# as TIME_ZONE time. Such text is decoded here, and made aware as Django does.
+AWARE_TIMESTAMP = re.compile(PLAIN_TIMESTAMP.pattern.removesuffix("?"), re.ASCII)
+
+
+def parsed_by_copy() -> dict[str, Callable[[str], object]]:
+    """PARSED_BY_COPY for the project's settings now."""
+    if not settings.USE_TZ:
+        return PARSED_BY_COPY
+    return {**PARSED_BY_COPY, "datetime": AWARE_TIMESTAMP.fullmatch}
 
 
 def can_copy(fields: list[AnyField], connection: BaseDatabaseWrapper) -> bool:
@@ -242,12 +256,18 @@ def copy_stream(
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
     json_columns = [i for i, f in enumerate(fields) if kind_of(f) == "json"]
+    # Django's DateTimeField.get_prep_value() with USE_TZ: a naive datetime is
+    # TIME_ZONE time (psycopg would send it for the session to read as UTC).
+    naive_columns = (
+        [i for i, f in enumerate(fields) if kind_of(f) == "datetime"] if settings.USE_TZ else []
+    )
+    local = timezone.get_default_timezone()
     with connection.cursor() as cursor, connection.wrap_database_errors:
         raw = cursor.cursor  # psycopg's own cursor, under Django's wrapper
         sql = f"COPY {quote(db_table)} ({columns}) FROM STDIN"
         with raw.copy(sql) as copy:
             write_row = copy.write_row
-            if not json_columns:
+            if not json_columns and not naive_columns:
                 yield write_row
                 return
 
@@ -258,6 +278,10 @@ def copy_stream(
                         values[i] = value.text  # the text as it was: PostgreSQL parses it
                     elif value is not None:
                         values[i] = Jsonb(value)
+                for i in naive_columns:
+                    value = values[i]
+                    if type(value) is datetime.datetime and value.tzinfo is None:
+                        values[i] = timezone.make_aware(value, local)
                 write_row(values)
 
             yield write

@@ -477,7 +477,7 @@ class Loader:
                     if progress and number % PROGRESS_ROWS == 0:
                         progress(label, number, receipt.in_backup)
             else:  # the values straight from the decoded rows: no dict per row
-                decode = row_decoder(mapping.columns, kept_as_text=postgres.PARSED_BY_COPY)
+                decode = row_decoder(mapping.columns, kept_as_text=postgres.parsed_by_copy())
                 pk_source = sources[pk_index]
                 for number, (_, row) in enumerate(rows, 1):
                     try:

@@ -993,3 +993,59 @@ def test_a_bare_null_stays_sql_null_and_the_json_null_key_is_checked():
             ValueError, match=r"^\$json_null must list JSONField columns whose value is null$"
         ):
             row_parser(columns, keep_json_text=True)(line.encode())
+
+
+def naive_backup(alias: str, backup: Path, meta: dict[str, object]) -> Path:
+    """`backup` as a USE_TZ = False project would have written it: date-times without offset."""
+
+    def change_meta(old: dict[str, object]) -> dict[str, object]:
+        changed = {**old, **meta}
+        return {k: v for k, v in changed.items() if v is not None}
+
+    return rewrite_backup(
+        backup,
+        backup.with_name("naive.json"),
+        change_row=lambda label, row: {**row, "date_time": "2025-07-01T12:00:00"},
+        change_meta=change_meta,
+    )
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_naive_datetime_is_taken_in_time_zone_as_django_takes_it(
+    alias, backup_dir, settings, mode
+):
+    """PostgreSQL's COPY read a naive date-time as UTC: 12:00 in Paris became 12:00 UTC,
+    where Django (and the other backends) store 10:00 UTC."""
+    settings.TIME_ZONE = "Europe/Paris"
+    e.AllTypes.objects.using(alias).create(
+        date_time=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    )
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    naive = naive_backup(alias, backup, {"use_tz": False, "time_zone": "Europe/Paris"})
+    if mode == "merge":
+        e.AllTypes.objects.using(alias).all().delete()
+
+    plan = prepare_restore(naive, using=alias)
+    assert plan.warnings == [
+        "The backup was taken with USE_TZ = False, TIME_ZONE = 'Europe/Paris'; this project has "
+        "USE_TZ = True, TIME_ZONE = 'Europe/Paris'. The backup's date-times have no time zone: "
+        "they are taken as Europe/Paris time, as Django takes a naive datetime."
+    ]
+    restore_database(plan, mode=mode)
+
+    assert list(e.AllTypes.objects.using(alias).values_list("date_time", flat=True)) == [
+        datetime.datetime(2025, 7, 1, 10, 0, tzinfo=datetime.UTC)
+    ]
+
+
+def test_the_time_zone_settings_of_a_backup_that_does_not_record_them_are_not_known(
+    alias, backup_dir
+):
+    e.AllTypes.objects.using(alias).create()
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    old = naive_backup(alias, backup, {"use_tz": None, "time_zone": None})
+    assert prepare_restore(old, using=alias).warnings == [
+        "The backup does not record the USE_TZ and TIME_ZONE it was taken with (an older dbtools "
+        "wrote it): not known whether its date-times mean what they would here (USE_TZ = True, "
+        "TIME_ZONE = 'UTC')."
+    ]
