@@ -31,6 +31,7 @@ import datetime
 import time
 import types
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1040,7 +1041,7 @@ def restore_database(
             loading_session(connection),
             transaction.atomic(using=plan.using),
         ):
-            with connection.constraint_checks_disabled():
+            with connection.constraint_checks_disabled(), naive_datetimes_taken_quietly():
                 receipts = loader.run()
             check_references(connection, plan)
             if mode == "replace":
@@ -1071,6 +1072,19 @@ def restore_database(
             restore_finished, restore_database, result=result, using=plan.using
         )
     return result
+
+
+@contextmanager
+def naive_datetimes_taken_quietly() -> Iterator[None]:
+    """Django warns for each naive datetime it takes as TIME_ZONE time under
+    USE_TZ, and the value is in the warning, so a backup from a USE_TZ = False
+    project printed (and remembered) one warning per row. The pre-flight says
+    it once (restore_plan.time_zone_warnings)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", r"DateTimeField .* received a naive datetime", RuntimeWarning
+        )
+        yield
 
 
 def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None:
