@@ -55,6 +55,7 @@ from .restore_plan import RestorePlan, TableMapping, map_columns, prepare_restor
 from .signals import announce, restore_finished
 from .storage import BackupFile
 from .text_reads import own_field, reads_as_utc
+from .triggers import triggers_set_aside
 
 __all__ = ["RestorePlan", "RestoreResult", "prepare_restore", "restore_database"]
 
@@ -1079,7 +1080,11 @@ def restore_database(
             loading_session(connection),
             transaction.atomic(using=plan.using),
         ):
-            with connection.constraint_checks_disabled(), naive_datetimes_taken_quietly():
+            with (
+                connection.constraint_checks_disabled(),
+                naive_datetimes_taken_quietly(),
+                triggers_set_aside(connection, [t.db_table for t in plan.covered]),
+            ):
                 receipts = loader.run()
             check_references(connection, plan)
             if mode == "replace":

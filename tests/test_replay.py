@@ -639,3 +639,28 @@ def test_a_merge_replay_gives_the_backup_the_tables_that_hold_only_the_migration
         assert receipt.note == "held only the migrations' own rows: given the backup's"
     assert notes(alias) == before_notes  # the notes table holds the user's row: merged
     assert not own_scratch_databases(alias)
+
+
+@backends("sqlite")
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_table_a_trigger_fills_comes_back_as_the_backup_holds_it(alias, backup_dir, mode):
+    """rawlab.EntryIndex is filled by a trigger on rawlab.Entry (SQLite), as
+    Wagtail's search index is; the backup holds both tables' rows."""
+    from tests.rawlab.models import Entry, EntryIndex
+
+    for title in ("one", "two", "three"):
+        Entry.objects.using(alias).create(title=title)
+    EntryIndex.objects.using(alias).filter(title="two").update(title="edited by hand")
+    expected = list(EntryIndex.objects.using(alias).order_by("pk").values_list("pk", "title"))
+    backup = backup_database(using=alias, only=["rawlab"]).path
+    if mode == "merge":
+        EntryIndex.objects.using(alias).all().delete()
+        Entry.objects.using(alias).all().delete()
+
+    restore_database(prepare_restore(backup, using=alias), mode=mode)
+
+    assert (
+        list(EntryIndex.objects.using(alias).order_by("pk").values_list("pk", "title")) == expected
+    )
+    Entry.objects.using(alias).create(title="four")  # the trigger is back
+    assert EntryIndex.objects.using(alias).filter(title="four").exists()

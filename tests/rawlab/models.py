@@ -8,3 +8,12 @@ class Note(models.Model):
 
 class Label(models.Model):  # 0002: a model added since a backup at 0001
     name = models.CharField(max_length=50)
+
+
+class Entry(models.Model):  # 0003: on SQLite a trigger copies each new entry into EntryIndex
+    title = models.CharField(max_length=100)
+
+
+class EntryIndex(models.Model):
+    entry = models.OneToOneField(Entry, primary_key=True, on_delete=models.CASCADE)
+    title = models.CharField(max_length=100)
