@@ -1,0 +1,428 @@
+"""A real project's upgrade, end to end: a Wagtail 7.0 site backed up, Wagtail
+upgraded to 8.0, the backup restored three ways, each result compared with
+what Django's own `migrate` makes of the original database.
+
+The Wagtail site (tests/thirdparty) runs in a virtualenv of its own,
+`.venv-wagtail` at the repository root, with the pinned versions of
+tests/thirdparty/requirements-wagtail{7,8}.txt and this checkout installed
+editable. It is reused locally while its pins and pyproject.toml are
+unchanged, and made anew under CI=true.
+
+The flow, on a PostgreSQL database of this run's own:
+migrate + seedwagtail under 7.0.3, backupdb, upgrade to 8.0.1, then
+- reference: a copy of the original database, migrated by `migrate`;
+- (a) an empty database, `restoredb --no-input` (no flag);
+- (b) a migrated database holding other content, `restoredb --replace --replay`;
+- (c) a migrated database holding only the migrations' rows, `restoredb` (a merge).
+Each result must equal the reference, every table, rows as sets, content
+types and permissions (and every column pointing at them) by natural key.
+An attempt that fails must leave its target as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import IN_CI
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB = ROOT / "tests" / "thirdparty"
+VENV = ROOT / ".venv-wagtail"
+OLD = LAB / "requirements-wagtail7.txt"
+NEW = LAB / "requirements-wagtail8.txt"
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+TIMINGS: dict[str, float] = {}
+
+# What (b)'s target holds besides its migrations' rows. The permission it
+# lacks is one that a replay's post_migrate step would create again: a failed
+# replay that wrote to the target shows there.
+OTHER_CONTENT = """
+from django.contrib.auth.models import Permission, User
+from wagtail.models import Collection, Page
+from home.models import SectionPage
+User.objects.create_user("intruder", "intruder@example.com", "pw")
+Collection.get_first_root_node().add_child(name="Stale collection")
+home = Page.objects.get(depth=2).specific
+home.add_child(instance=SectionPage(title="Stale page", slug="stale")).save_revision().publish()
+Permission.objects.get(codename="view_embed").delete()
+"""
+
+
+def pg_connect(dbname: str = "postgres") -> Any:
+    import psycopg
+
+    return psycopg.connect(**PG, dbname=dbname, autocommit=True)
+
+
+def pg_admin(*statements: str) -> None:
+    with pg_connect() as connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
+def timed(label: str) -> Any:
+    class Timer:
+        def __enter__(self) -> None:
+            self.start = time.monotonic()
+
+        def __exit__(self, *exc: object) -> None:
+            TIMINGS[label] = TIMINGS.get(label, 0) + time.monotonic() - self.start
+
+    return Timer()
+
+
+def pinned(path: Path) -> set[str]:
+    return {
+        line.strip().lower().replace("_", "-")
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+
+
+def run(argv: list[str | Path], *, env: dict[str, str] | None = None, cwd: Path = ROOT) -> str:
+    done = subprocess.run(
+        [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(str(a) for a in argv)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        )
+    return done.stdout
+
+
+class Venv:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.python = path / "bin" / "python"
+
+    def pip(self, *args: str | Path) -> str:
+        return run([self.python, "-m", "pip", "--disable-pip-version-check", *args])
+
+    def installed(self) -> set[str]:
+        lines = self.pip("freeze", "--exclude-editable").splitlines()
+        return {
+            line.strip().lower().replace("_", "-")
+            for line in lines
+            if line.strip() and not line.startswith("#")
+        }
+
+    def install_exactly(self, requirements: Path) -> None:
+        """The pinned set, and nothing else but this checkout (editable)."""
+        wanted = pinned(requirements)
+        if self.installed() != wanted:
+            self.pip("install", "--quiet", "-r", requirements)
+            names = {line.split("==")[0] for line in wanted}
+            extra = [p.split("==")[0] for p in self.installed() if p.split("==")[0] not in names]
+            if extra:
+                self.pip("uninstall", "--quiet", "--yes", *extra)
+        assert self.installed() == wanted
+
+
+@pytest.fixture(scope="session")
+def wagtail_venv() -> Venv:
+    venv = Venv(VENV)
+    stamp = VENV / ".dbtools-wagtail-stamp"
+    wanted = "\n".join(
+        [sys.version, OLD.read_text(), NEW.read_text(), (ROOT / "pyproject.toml").read_text()]
+    )
+    with timed("virtualenv"):
+        fresh = (
+            IN_CI or not venv.python.exists() or not stamp.exists() or stamp.read_text() != wanted
+        )
+        if fresh:
+            shutil.rmtree(VENV, ignore_errors=True)
+            run([sys.executable, "-m", "venv", VENV])
+            venv.pip("install", "--quiet", "-r", OLD, "-e", ROOT)
+            stamp.write_text(wanted)
+        venv.install_exactly(OLD)  # a reused one was left at Wagtail 8 by the last run
+    return venv
+
+
+@dataclass
+class Lab:
+    venv: Venv
+    folder: Path
+    prefix: str
+    original: str
+    reference: str
+    databases: list[str] = field(default_factory=list)
+
+    def env(self, database: str) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")
+        }
+        env.update(
+            WAGTAILLAB_DIR=str(self.folder),
+            WAGTAILLAB_DB_ENGINE="postgresql",
+            WAGTAILLAB_DB_NAME=database,
+            WAGTAILLAB_DB_HOST=PG["host"],
+            WAGTAILLAB_DB_PORT=str(PG["port"]),
+            WAGTAILLAB_DB_USER=PG["user"],
+        )
+        return env
+
+    def manage(self, database: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.venv.python), "manage.py", *args],
+            cwd=LAB,
+            env=self.env(database),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def check_manage(self, database: str, *args: str) -> str:
+        done = self.manage(database, *args)
+        assert done.returncode == 0, (
+            f"manage.py {' '.join(args)} on {database} exited {done.returncode}:\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        )
+        return done.stdout
+
+    def create(self, suffix: str, template: str | None = None) -> str:
+        name = f"{self.prefix}_{suffix}"
+        self.databases.append(name)
+        pg_admin(
+            f'DROP DATABASE IF EXISTS "{name}"',
+            f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""),
+        )
+        return name
+
+    def drop(self, name: str) -> None:
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def lab(wagtail_venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    run_id = re.sub(r"[^a-z0-9_]", "_", os.environ.get("DBTOOLS_TESTS_RUN", "").lower())
+    prefix = f"wagtaillab_{run_id or os.getpid()}_{secrets.token_hex(2)}"
+    lab = Lab(wagtail_venv, tmp_path_factory.mktemp("wagtaillab"), prefix, "", "")
+    try:
+        with timed("original: migrate + seed + backupdb (Wagtail 7.0.3)"):
+            lab.original = lab.create("original")
+            lab.check_manage(lab.original, "migrate", "--no-input", "-v", "0")
+            lab.check_manage(lab.original, "seedwagtail")
+            lab.check_manage(lab.original, "backupdb")
+        with timed("upgrade to Wagtail 8.0.1"):
+            wagtail_venv.install_exactly(NEW)
+        with timed("reference: migrate a copy of the original"):
+            lab.reference = lab.create("reference", template=lab.original)
+            lab.check_manage(lab.reference, "migrate", "--no-input", "-v", "0")
+        yield lab
+    finally:
+        for name in lab.databases:
+            lab.drop(name)
+        report = "\n".join(f"  {seconds:6.1f}s  {label}" for label, seconds in TIMINGS.items())
+        print(f"\nWagtail lab timings:\n{report}")
+
+
+# What is compared ------------------------------------------------------------
+
+
+# Columns left out: ids that a fresh database may number differently (the
+# rows are compared by natural key instead) and the time a migration ran.
+DROPPED = {
+    "django_content_type": ("id",),
+    "auth_permission": ("id", "content_type_id"),
+    "django_migrations": ("id", "applied"),
+}
+
+
+def pg_tables(dbname: str) -> dict[str, Any]:
+    """Every table's rows as a set of tuples, content types and permissions
+    (and every foreign key column pointing at them) by natural key."""
+    with pg_connect(dbname) as connection:
+        tables = [
+            r[0]
+            for r in connection.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+        ]
+        if "auth_permission" not in tables:
+            return {table: (("?",), {("table exists",)}) for table in tables}
+        content_types = {
+            i: f"{a}.{m}"
+            for i, a, m in connection.execute(
+                "SELECT id, app_label, model FROM django_content_type"
+            )
+        }
+        permissions = {
+            i: f"{content_types[c]}.{codename}"
+            for i, c, codename in connection.execute(
+                "SELECT id, content_type_id, codename FROM auth_permission"
+            )
+        }
+        natural = {"django_content_type": content_types, "auth_permission": permissions}
+        references = {
+            (table, column): target
+            for table, column, target in connection.execute(
+                """SELECT c.conrelid::regclass::text, a.attname, c.confrelid::regclass::text
+                   FROM pg_constraint c
+                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                   WHERE c.contype = 'f'"""
+            )
+            if target in natural
+        }
+        result: dict[str, Any] = {}
+        for table in tables:
+            cursor = connection.execute(f'SELECT * FROM "{table}"')
+            columns = [d.name for d in cursor.description]
+            keep = [c for c in columns if c not in DROPPED.get(table, ())]
+            key = natural.get(table)
+            header = (("natural key",) if key is not None else ()) + tuple(keep)
+            rows = set()
+            for row in cursor.fetchall():
+                values = dict(zip(columns, row, strict=True))
+                mapped = [key[values["id"]]] if key is not None else []
+                for column in keep:
+                    value = values[column]
+                    target = references.get((table, column))
+                    if target and value is not None:
+                        value = natural[target].get(value, f"<dangling {value}>")
+                    mapped.append(comparable(value))
+                rows.add(tuple(mapped))
+            result[table] = (header, rows)
+        return result
+
+
+def comparable(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
+
+
+def differences(
+    expected: dict[str, Any],
+    actual: dict[str, Any],
+    names: tuple[str, str] = ("the reference", "restored"),
+    limit: int = 8,
+) -> list[str]:
+    """One block per table that differs: its rows only in one of the two."""
+    was, now = names
+    if not expected and actual:
+        rows = sum(len(r) for _, r in actual.values())
+        return [f"no tables in {was}; {now}: {len(actual)} tables, {rows} rows"]
+    out = []
+    for table in sorted(expected.keys() | actual.keys()):
+        if table not in actual:
+            out.append(f"{table}: missing ({was}: {len(expected[table][1])} rows)")
+            continue
+        if table not in expected:
+            out.append(f"{table}: not in {was} ({now}: {len(actual[table][1])} rows)")
+            continue
+        header, rows = expected[table]
+        other_header, other_rows = actual[table]
+        if header != other_header:
+            out.append(f"{table}: columns differ: {was} {header}, {now} {other_header}")
+            continue
+        if rows == other_rows:
+            continue
+        lines = [f"{table}: {len(rows)} rows in {was}, {len(other_rows)} {now}; columns {header}"]
+        for label, only in (
+            (f"only in {was}", rows - other_rows),
+            (f"only {now}", other_rows - rows),
+        ):
+            for row in sorted(only, key=repr)[:limit]:
+                lines.append(f"    {label}: {short(row)}")
+            if len(only) > limit:
+                lines.append(f"    ... and {len(only) - limit} more {label}")
+        out.append("\n".join(lines))
+    return out
+
+
+def short(row: tuple[Any, ...]) -> str:
+    text = repr(row)
+    return text if len(text) <= 400 else text[:400] + "..."
+
+
+def assert_same(expected: dict[str, Any], actual: dict[str, Any], what: str) -> None:
+    found = differences(expected, actual)
+    assert not found, f"{what}: {len(found)} tables differ:\n" + "\n".join(found)
+
+
+def restore(lab: Lab, target: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    with timed(f"restoredb {' '.join(flags)}".strip()):
+        return lab.manage(target, "restoredb", *flags)
+
+
+def outcome(done: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {done.returncode}\n--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
+
+
+def restore_untouched_on_failure(
+    lab: Lab, target: str, flags: tuple[str, ...], before: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """Run restoredb; if it fails, the target must be exactly as it was."""
+    done = restore(lab, target, *flags)
+    if done.returncode != 0:
+        changed = differences(before, pg_tables(target), ("the target before", "after"))
+        assert not changed, (
+            f"restoredb {' '.join(flags)} failed AND changed its target:\n{outcome(done)}\n"
+            "changed tables:\n" + "\n".join(changed)
+        )
+    return done
+
+
+def assert_restored(lab: Lab, target: str, done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == 0, f"restoredb failed (the target is as it was):\n{outcome(done)}"
+    assert_same(pg_tables(lab.reference), pg_tables(target), f"{target} after restoredb")
+
+
+# The three paths ---------------------------------------------------------------
+
+
+def test_into_an_empty_database(lab: Lab) -> None:
+    """(a) No flag: dbtools sees the empty database and replays into it."""
+    target = lab.create("empty")
+    try:
+        done = restore_untouched_on_failure(lab, target, ("--no-input",), {})
+        assert_restored(lab, target, done)
+    finally:
+        lab.drop(target)
+
+
+def test_replace_replay_into_a_migrated_database_with_other_content(lab: Lab) -> None:
+    """(b) --replace --replay over a migrated database that holds other rows."""
+    target = lab.create("replace")
+    try:
+        lab.check_manage(target, "migrate", "--no-input", "-v", "0")
+        lab.check_manage(target, "shell", "-c", OTHER_CONTENT)
+        before = pg_tables(target)
+        done = restore_untouched_on_failure(
+            lab, target, ("--replace", "--replay", "--no-input"), before
+        )
+        assert_restored(lab, target, done)
+    finally:
+        lab.drop(target)
+
+
+def test_merge_into_a_freshly_migrated_database(lab: Lab) -> None:
+    """(c) A merge into a database holding only what its migrations made."""
+    target = lab.create("merge")
+    try:
+        lab.check_manage(target, "migrate", "--no-input", "-v", "0")
+        before = pg_tables(target)
+        done = restore_untouched_on_failure(lab, target, ("--no-input",), before)
+        if done.returncode != 0 and "--replay" in done.stderr + done.stdout:
+            print(f"plain merge refused, sending to --replay:\n{outcome(done)}")
+            done = restore_untouched_on_failure(lab, target, ("--replay", "--no-input"), before)
+        assert_restored(lab, target, done)
+    finally:
+        lab.drop(target)
