@@ -14,7 +14,6 @@ then compares counts only and says so.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from django.db.migrations.executor import MigrationExecutor
 from .archive import ArchiveReader
 from .backup import backup_database, connect, vendor_name
 from .exceptions import NeedsReplay, RestoreError
-from .replay import Scratch, replay_restore, routed_to, scratch_database
+from .replay import Scratch, private_folder, replay_restore, scratch_database, scratch_only
 from .restore import restore_database
 from .restore_plan import prepare_restore, resolve_backup
 from .storage import BackupFile
@@ -93,9 +92,9 @@ def drill(path: str | BackupFile | None = None, *, using: str = "default") -> Dr
     with ArchiveReader(backup_path) as reader:
         include_unmanaged = bool(reader.meta.get("include_unmanaged"))
     with (
-        tempfile.TemporaryDirectory(prefix="dbtools-drill-") as private,
+        private_folder("dbtools-drill-") as private,
         scratch_database(target) as scratch,
-        routed_to(scratch.alias),
+        scratch_only(scratch),
     ):
         migrate_to_latest(scratch)
         started = time.monotonic()

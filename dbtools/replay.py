@@ -28,12 +28,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import DatabaseError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.utils import load_backend
 
+from ._compat import state_before_migrating
 from .archive import ArchiveReader
 from .backup import backup_database, connect
 from .exceptions import RestoreError
@@ -63,54 +65,104 @@ def replay_restore(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> RestoreResult:
-    """Restore `path` into `using` through the project's migrations (see the module)."""
+    """Restore `path` into `using` through the project's migrations (see the module).
+
+    A target with no tables at all is migrated by Django's own `migrate` once
+    the scratch database has carried the rows forward, and is then restored
+    with `replace`: what the migrations put in the tables the backup covers
+    (a CMS's welcome page, a default site) gives way to the backup's rows, as
+    it would have had the original database been migrated instead.
+    """
     backup_path = resolve_backup(path)
+    into_empty = is_empty(using)
+    if into_empty and dry_run:
+        raise RestoreError(
+            "This database has no tables: a restore would migrate it first (`manage.py migrate`), "
+            "then replay the backup into it. A dry run changes nothing, so it stops here."
+        )
+    with private_folder("dbtools-replay-") as private:
+        carried = carry_forward(backup_path, using, private / "replayed.json", into_empty)
+        if into_empty:
+            migrate_empty_target(using)
+            mode = "replace"
+        plan = prepare_restore(
+            carried, using=using, only=only, exclude=exclude, set_values=set_values
+        )
+        try:
+            result = restore_database(plan, mode=mode, dry_run=dry_run, progress=progress)
+        except RestoreError as exc:
+            if not into_empty:
+                raise
+            raise RestoreError(
+                f"{exc} The database had no tables and was migrated (`manage.py migrate`) before "
+                f"this restore, so it now holds the schema and the migrations' own rows."
+            ) from exc
+    result.path = backup_path  # the file the user named, not the carried copy (gone now)
+    return result
+
+
+def carry_forward(
+    backup_path: BackupFile, using: str, output: Path, into_empty: bool = False
+) -> BackupFile:
+    """The backup's rows as this project's migrations make them, written to `output`.
+
+    The rows are loaded into a scratch database at the backup's migrations,
+    that database is migrated to the target's (every migration, for an empty
+    target) with Django's pre- and post-migrate signals, as `migrate` would,
+    and its tables are backed up. Nothing here reaches the target: while the
+    scratch database exists it is every connection alias (`scratch_only`).
+    """
     target = connect(using)
     with ArchiveReader(backup_path) as reader:
         recorded = reader.meta.get("migrations", {})
         backed_up = [section.meta["label"] for section in reader.tables()]
     loader = MigrationLoader(target, ignore_no_migrations=True)
     at_backup = migration_targets(loader, recorded)
-    at_target = [
-        (app, names[-1] if names else None)
-        for app, names in applied_per_app(loader).items()
-        if app in loader.migrated_apps
-    ]
-    # Carry forward only what the backup covers (under today's names): a table
-    # it left out must not be emptied by a --replace of the carried rows.
+    if into_empty:
+        at_target: list[tuple[str, str | None]] = list(loader.graph.leaf_nodes())
+    else:
+        at_target = [
+            (app, names[-1] if names else None)
+            for app, names in applied_per_app(loader).items()
+            if app in loader.migrated_apps
+        ]
     model_renames, _ = migration_renames(loader, recorded)
-    covered = {current_table_label(label, model_renames) for label in backed_up}
-    with tempfile.TemporaryDirectory(prefix="dbtools-replay-") as private:
-        with scratch_database(target) as scratch, routed_to(scratch.alias):
-            migrate(scratch, at_backup, "the backup's migrations")
-            restore_database(
-                prepare_restore(backup_path, using=scratch.alias),
-                mode="replace",
-                announce_result=False,
-            )
-            migrate(scratch, at_target, "this database's migrations")
-            present = {label.lower() for label in plan_tables(scratch.alias).labels()}
-            if not covered & present:
-                raise RestoreError(
-                    f"None of the tables in {backup_path.name} exists in this project after its "
-                    f"migrations ({', '.join(sorted(backed_up)) or 'none'}); nothing was changed."
-                )
-            carried = backup_database(
-                using=scratch.alias,
-                output=Path(private) / "replayed.json",
-                only=sorted(covered & present),
-                exclude=(),
-                # Plain, like the scratch database it comes from: both live only in
-                # private temporary places for the length of the replay.
-                encrypt_to=(),
-                announce_result=False,
-            ).path
-        plan = prepare_restore(
-            carried, using=using, only=only, exclude=exclude, set_values=set_values
+    with scratch_database(target) as scratch, scratch_only(scratch):
+        migrate(scratch, at_backup, "the backup's migrations")
+        # Tables that existed at the backup's migrations but that it does not
+        # hold were left out on purpose (--only, --exclude): a --replace of the
+        # carried rows must not empty them. Tables made since are carried: a
+        # data migration may have filled them from the backup's rows.
+        left_out = {
+            current_table_label(label, model_renames).lower()
+            for label in plan_tables(scratch.alias).labels()
+            if label.lower() not in {b.lower() for b in backed_up}
+        }
+        restore_database(
+            prepare_restore(backup_path, using=scratch.alias),
+            mode="replace",
+            announce_result=False,
         )
-        result = restore_database(plan, mode=mode, dry_run=dry_run, progress=progress)
-    result.path = backup_path  # the file the user named, not the carried copy (gone now)
-    return result
+        migrate(scratch, at_target, "this database's migrations", signals=True)
+        present = [
+            label for label in plan_tables(scratch.alias).labels() if label.lower() not in left_out
+        ]
+        covered = {current_table_label(label, model_renames).lower() for label in backed_up}
+        if not covered & {label.lower() for label in present}:
+            raise RestoreError(
+                f"None of the tables in {backup_path.name} exists in this project after its "
+                f"migrations ({', '.join(sorted(backed_up)) or 'none'}); nothing was changed."
+            )
+        return backup_database(
+            using=scratch.alias,
+            output=output,
+            only=sorted(present),
+            exclude=(),
+            # Plain, like the scratch database it comes from: both live only in
+            # private temporary places for the length of the replay.
+            encrypt_to=(),
+            announce_result=False,
+        ).path
 
 
 def is_empty(using: str) -> bool:
@@ -179,15 +231,33 @@ def migration_targets(
     return targets
 
 
-def migrate(scratch: Scratch, targets: list[tuple[str, str | None]], what: str) -> None:
+def migrate(
+    scratch: Scratch, targets: list[tuple[str, str | None]], what: str, signals: bool = False
+) -> None:
+    """Migrate the scratch database; with `signals`, as `manage.py migrate` does.
+
+    The signals matter for a carried-forward restore: pre_migrate lets
+    contenttypes rename a renamed model's content type (keeping its id and
+    permissions), post_migrate creates the content types and permissions of
+    models added since the backup. Without them a --replace would drop those.
+    """
     connection = connections[scratch.alias]
     try:
         executor = MigrationExecutor(connection)
-        executor.migrate(targets)
+        if not signals:
+            executor.migrate(targets)
+            return
+        plan = executor.migration_plan(targets)
+        before = state_before_migrating(executor)
+        emit_pre_migrate_signal(0, False, scratch.alias, apps=before.apps, plan=plan)
+        after = executor.migrate(targets, plan=plan, state=before.clone())
+        after.clear_delayed_apps_cache()
+        emit_post_migrate_signal(0, False, scratch.alias, apps=after.apps, plan=plan)
     except Exception as exc:
         raise RestoreError(
             f"Replay: migrating the scratch database to {what} failed: {' '.join(str(exc).split())}. "
-            f"Nothing was changed in {scratch.target_name!r}."
+            f"Nothing was written to {scratch.target_name!r}: while the migrations ran, every "
+            f"database alias of this process was the scratch database."
         ) from exc
 
 
@@ -203,8 +273,8 @@ def scratch_database(target: BaseDatabaseWrapper) -> Iterator[Scratch]:
     name = SCRATCH_PREFIX + run
     settings = dict(target.settings_dict)
     folder = None
+    remove_leftover_folders()
     if target.vendor == "sqlite":
-        remove_leftover_folders()
         folder = tempfile.mkdtemp(prefix=f"{SCRATCH_FOLDER_PREFIX}{os.getpid()}-")
         settings["NAME"] = os.path.join(folder, "scratch.sqlite3")
     else:
@@ -269,18 +339,27 @@ def drop_leftovers(target: BaseDatabaseWrapper) -> None:
             drop_database(target, name)
 
 
-def remove_leftover_folders() -> None:
-    """SQLite scratch folders of ours whose process is gone (a replay killed mid-way)."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_FOLDER_PREFIX}*"):
-        pid = folder.name.removeprefix(SCRATCH_FOLDER_PREFIX).split("-")[0]
-        if (
-            pid.isdigit()
-            and folder.is_dir()
-            and not folder.is_symlink()
-            and folder.stat().st_uid == os.getuid()
-            and not process_alive(int(pid))
-        ):
-            shutil.rmtree(folder, ignore_errors=True)
+PRIVATE_FOLDER_PREFIXES = (SCRATCH_FOLDER_PREFIX, "dbtools-replay-", "dbtools-drill-")
+
+
+def remove_leftover_folders() -> list[str]:
+    """Our private temporary folders whose process is gone (a replay or drill
+    killed mid-way): a SQLite scratch database, a carried-forward copy. They
+    may hold the plaintext rows of an encrypted backup. Returns their names."""
+    removed = []
+    for prefix in PRIVATE_FOLDER_PREFIXES:
+        for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            pid = folder.name.removeprefix(prefix).split("-")[0]
+            if (
+                pid.isdigit()
+                and folder.is_dir()
+                and not folder.is_symlink()
+                and folder.stat().st_uid == os.getuid()
+                and not process_alive(int(pid))
+            ):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+    return removed
 
 
 def process_alive(pid: int) -> bool:
@@ -294,9 +373,7 @@ def process_alive(pid: int) -> bool:
 
 
 class ScratchRouter:
-    """Sends every query the replay's migrations make to the scratch database,
-    so a data migration that forgets `.using(schema_editor.connection.alias)`
-    cannot touch the real one."""
+    """Sends every ORM query that names no database to the scratch database."""
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -309,9 +386,53 @@ class ScratchRouter:
 
 
 @contextmanager
-def routed_to(alias: str) -> Iterator[None]:
-    router.routers.insert(0, ScratchRouter(alias))
+def scratch_only(scratch: Scratch) -> Iterator[None]:
+    """While the scratch database is in use, it *is* every database alias.
+
+    Migrations reach databases in more ways than the ORM's routing: a data
+    migration may use `django.db.connection`, pass `using="default"`, call
+    `create_permissions()` or `call_command()`, each of which asks for an
+    alias by name. Every alias in DATABASES is pointed at the scratch
+    connection for this thread (Django's connections are per thread), so none
+    of those can reach the user's databases; the originals come back after.
+    Per-alias caches (content types, sites) are emptied on the way in and out,
+    so no id read from one database is used in the other.
+    """
+    wrapper = connections[scratch.alias]
+    saved = {alias: connections[alias] for alias in connections.settings}
+    scratch_router = ScratchRouter(scratch.alias)
+    clear_alias_caches()
+    router.routers.insert(0, scratch_router)
+    for alias in saved:
+        connections[alias] = wrapper
     try:
         yield
     finally:
-        router.routers.pop(0)
+        for alias, connection in saved.items():
+            connections[alias] = connection
+        router.routers.remove(scratch_router)
+        clear_alias_caches()
+
+
+def clear_alias_caches() -> None:
+    from django.apps import apps
+
+    if apps.is_installed("django.contrib.contenttypes"):
+        from django.contrib.contenttypes.models import ContentType
+
+        ContentType.objects.clear_cache()
+    if apps.is_installed("django.contrib.sites"):
+        from django.contrib.sites.models import Site
+
+        Site.objects.clear_cache()
+
+
+@contextmanager
+def private_folder(prefix: str) -> Iterator[Path]:
+    """A folder only this user can read, named with this process's id so that
+    the next run can remove it if this one is killed (`remove_leftover_folders`)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

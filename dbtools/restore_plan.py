@@ -211,12 +211,19 @@ def data_migrations(loader: MigrationLoader, since: list[tuple[str, str]]) -> li
         kinds = [
             type(operation).__name__
             for operation in loader.graph.nodes[key].operations
-            if isinstance(operation, RunSQL)
+            if (isinstance(operation, RunSQL) and not is_noop_sql(operation.sql))
             or (isinstance(operation, RunPython) and operation.code is not RunPython.noop)
         ]
         if kinds:
             found.append(f"{key[0]}.{key[1]} ({', '.join(dict.fromkeys(kinds))})")
     return found
+
+
+def is_noop_sql(sql: Any) -> bool:
+    """`RunSQL.noop` forwards (only its reverse does something): nothing runs
+    on the way forward, which is the direction a restore's migrations take."""
+    statements = [sql] if isinstance(sql, str) else list(sql)
+    return all((s if isinstance(s, str) else s[0]).strip() == RunSQL.noop for s in statements)
 
 
 def migrations_behind(

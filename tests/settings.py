@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "tests.lab",
     "tests.rollbacklab",
     "tests.replaylab",
+    "tests.rawlab",
     "tests.schemalab",
     "tests.lintlab",
     "tests.squashlab",

@@ -403,3 +403,191 @@ def test_a_sqlite_scratch_folder_left_by_a_killed_replay_is_removed(
             if folder.exists():
                 (folder / "scratch.sqlite3").unlink()
                 folder.rmdir()
+
+
+# A replay's migrations reach the scratch database only: tests/rawlab's data
+# migration writes through `django.db.connection` and `using="default"`.
+
+
+def notes(alias: str) -> list[tuple]:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT id, text, touched FROM rawlab_note ORDER BY id")
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def every_alias() -> list[str]:
+    from django.conf import settings
+
+    return list(settings.DATABASES)
+
+
+@pytest.fixture
+def rawlab_backup(alias, backup_dir):
+    """Two notes backed up at rawlab 0001; the target then migrated to 0002
+    with no notes, and given one row of its own; every other test database
+    holds a sentinel row a stray write would change."""
+    call_command("migrate", "rawlab", "0001", database=alias, verbosity=0)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO rawlab_note (id, text, touched) VALUES (1, 'a', 0), (2, 'b', 0)"
+        )
+    backup = backup_database(using=alias, only=["rawlab"]).path
+    for name in every_alias():
+        with connections[name].cursor() as cursor:
+            cursor.execute("DELETE FROM rawlab_note")
+    call_command("migrate", "rawlab", database=alias, verbosity=0)
+    for name in every_alias():
+        with connections[name].cursor() as cursor:
+            row = "(7, 'made since the backup', 0)" if name == alias else "(9, 'sentinel', 0)"
+            cursor.execute(f"INSERT INTO rawlab_note (id, text, touched) VALUES {row}")
+    yield backup
+    for name in every_alias():
+        with connections[name].cursor() as cursor:
+            cursor.execute("DELETE FROM rawlab_note")
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_dry_run_replay_and_a_drill_write_nothing_outside_the_scratch(alias, rawlab_backup):
+    from dbtools.drill import drill
+
+    before = {name: notes(name) for name in every_alias()}
+
+    result = replay_restore(rawlab_backup, using=alias, mode="merge", dry_run=True)
+    assert result.inserted == 2
+    assert {name: notes(name) for name in every_alias()} == before
+
+    checked = drill(rawlab_backup, using=alias)
+    assert checked.ok and checked.replayed, checked.error
+    assert {name: notes(name) for name in every_alias()} == before
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_replayed_row_gets_the_change_of_a_migration_that_names_no_database(alias, rawlab_backup):
+    before = {name: notes(name) for name in every_alias()}
+
+    replay_restore(rawlab_backup, using=alias, mode="replace")
+
+    assert notes(alias) == [(1, "a!", 1), (2, "b!", 1)]
+    assert {name: notes(name) for name in every_alias() if name != alias} == {
+        name: rows for name, rows in before.items() if name != alias
+    }
+    assert not scratch_databases(alias)
+
+
+def natural_permissions(alias: str) -> set[tuple[str, str, str]]:
+    from django.contrib.auth.models import Permission
+
+    return set(
+        Permission.objects.using(alias).values_list(
+            "content_type__app_label", "content_type__model", "codename"
+        )
+    )
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_replay_creates_the_content_types_migrate_would(alias, rawlab_backup):
+    """A --replace --replay of a backup taken before rawlab.Label existed keeps
+    Label's content type and permissions, as `migrate` would have made them."""
+    from django.contrib.contenttypes.models import ContentType
+
+    ContentType.objects.db_manager(alias).filter(app_label="rawlab", model="label").delete()
+    ContentType.objects.clear_cache()
+    older = backup_database(using=alias, only=["rawlab", "contenttypes", "auth"]).path
+    call_command("migrate", "rawlab", database=alias, verbosity=0)  # post_migrate makes them again
+    expected = natural_permissions(alias)
+    assert {p for p in expected if p[:2] == ("rawlab", "label")} == {
+        ("rawlab", "label", f"{action}_label") for action in ("add", "change", "delete", "view")
+    }
+
+    replay_restore(older, using=alias, mode="replace")
+
+    assert natural_permissions(alias) == expected
+    assert ContentType.objects.db_manager(alias).filter(app_label="rawlab", model="label").exists()
+
+
+@backends("sqlite")
+def test_into_an_empty_database_the_backup_wins_over_the_migrations_initial_rows(
+    alias, backup_dir, tmp_path
+):
+    """rawlab 0002 makes a 'welcome' label, as a CMS makes its welcome page;
+    the backup renamed it and added one. Restored into an empty database, the
+    result is the backup's rows, not the migration's."""
+    import sqlite3
+
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM rawlab_label")
+        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'home'), (2, 'about')")
+    backup = backup_database(using=alias, only=["rawlab"]).path
+    empty = str(tmp_path / "empty.sqlite3")
+    env = {"DBTOOLS_TESTS_USE_TEST_DATABASES": "0", "DBTOOLS_TESTS_SQLITE_NAME": empty}
+
+    done = run_manage("restoredb", "--file", str(backup), "--no-input", env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "Mode:   REPLACE: empty the tables the backup holds" in done.stdout
+    with sqlite3.connect(empty) as db:
+        assert db.execute("SELECT id, name FROM rawlab_label ORDER BY id").fetchall() == [
+            (1, "home"),
+            (2, "about"),
+        ]
+
+
+@backends("sqlite")
+def test_a_failed_replay_into_an_empty_database_leaves_it_empty(alias, backup_dir, tmp_path):
+    import sqlite3
+
+    backup = backup_database(using=alias, only=["rawlab"]).path
+    text = backup.read_bytes().replace(b'"0002_touch_notes"', b'"0099_gone"', 1)
+    backup.write_bytes(text)
+    empty = str(tmp_path / "empty.sqlite3")
+    env = {"DBTOOLS_TESTS_USE_TEST_DATABASES": "0", "DBTOOLS_TESTS_SQLITE_NAME": empty}
+
+    done = run_manage("restoredb", "--file", str(backup), "--no-input", env=env)
+
+    assert done.returncode == 1
+    assert "this project no longer has: rawlab.0099_gone" in done.stderr
+    assert "Nothing was changed." in done.stderr
+    with sqlite3.connect(empty) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def test_a_run_sql_that_does_nothing_forwards_is_no_data_migration():
+    from types import SimpleNamespace
+
+    from django.db.migrations import RunPython, RunSQL
+
+    from dbtools.restore_plan import data_migrations
+
+    nodes = {
+        ("app", "0001"): SimpleNamespace(operations=[RunSQL(RunSQL.noop, "DROP INDEX x")]),
+        ("app", "0002"): SimpleNamespace(operations=[RunSQL([], ["DROP INDEX y"])]),
+        ("app", "0003"): SimpleNamespace(operations=[RunSQL("UPDATE t SET a = 1")]),
+        ("app", "0004"): SimpleNamespace(operations=[RunPython(RunPython.noop, print)]),
+    }
+    loader = SimpleNamespace(graph=SimpleNamespace(nodes=nodes))
+    assert data_migrations(loader, list(nodes)) == ["app.0003 (RunSQL)"]
+
+
+def test_any_command_removes_a_killed_runs_private_folders_and_says_so(backup_dir):
+    import tempfile
+    from pathlib import Path
+
+    temp = Path(tempfile.gettempdir())
+    dead = temp / "dbtools-replay-999999999-abc"  # no process has that id
+    alive = temp / f"dbtools-drill-{os.getpid()}-abc"  # this one is running
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "replayed.json").write_bytes(b'{"plaintext": "rows"}')
+    try:
+        err = StringIO()
+        call_command("listbackups", stdout=StringIO(), stderr=err)
+        assert not dead.exists() and alive.exists()
+        assert err.getvalue().startswith(
+            "Removed 1 temporary folder(s) left by a dbtools run that was killed (they may have "
+            "held the plaintext rows of a backup): dbtools-replay-999999999-abc.\n"
+        )
+    finally:
+        for folder in (dead, alive):
+            if folder.exists():
+                (folder / "replayed.json").unlink()
+                folder.rmdir()

@@ -603,8 +603,9 @@ def test_an_empty_database_is_migrated_then_replayed_into(alias, backup_dir):
         done = run_manage("restoredb", "--file", str(backup), "--no-input", env=env)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith(
-            "This database has no tables: migrating it first (`manage.py migrate`), then replaying "
-            "the backup into it.\n"
+            "This database has no tables: the backup is carried forward through the migrations in "
+            "a scratch database, then this database is migrated (`manage.py migrate`) and its "
+            "tables that the backup covers are given the backup's rows.\n"
         )
         assert "Restored 1 rows into 1 tables" in done.stdout
         import sqlite3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError
 
 import dbtools
@@ -12,6 +12,7 @@ from dbtools.display import shown
 from dbtools.envelope import identity_file
 from dbtools.exceptions import DbtoolsError
 from dbtools.progress import ProgressBar
+from dbtools.replay import remove_leftover_folders
 
 __all__ = [
     "DbtoolsCommand",
@@ -32,6 +33,14 @@ class DbtoolsCommand(BaseCommand):
         return dbtools.__version__
 
     def execute(self, *args: Any, **options: Any) -> Any:
+        removed = remove_leftover_folders()
+        if removed:
+            # execute() is where Django takes call_command's stderr=; not yet.
+            err = OutputWrapper(options["stderr"]) if options.get("stderr") else self.stderr
+            err.write(
+                f"Removed {len(removed)} temporary folder(s) left by a dbtools run that was "
+                f"killed (they may have held the plaintext rows of a backup): {', '.join(removed)}."
+            )
         try:
             with identity_file(options.get("identity")):
                 return super().execute(*args, **options)

@@ -7,7 +7,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.archive import ArchiveReader, verify
 from dbtools.exceptions import NeedsReplay
-from dbtools.replay import is_empty, migrate_empty_target, replay_restore
+from dbtools.replay import is_empty, replay_restore
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
 from dbtools.restore_plan import resolve_backup
 from dbtools.storage import BackupFile
@@ -97,20 +97,16 @@ class Command(DbtoolsCommand):
         if options["replay"] and options["no_replay"]:
             raise CommandError("--replay and --no-replay contradict each other; give one.")
         if not options["no_replay"] and not options["replay"] and is_empty(options["database"]):
-            # Nothing to restore into: make the schema with the project's own
-            # migrations, then carry the backup forward into it.
-            if options["dry_run"]:
-                raise CommandError(
-                    "This database has no tables: a restore would migrate it first (`manage.py "
-                    "migrate`), then replay the backup into it. A dry run changes nothing, so it "
-                    "stops here."
+            # The core migrates an empty target once the scratch database has
+            # carried the rows forward, then replaces what the migrations made.
+            if not options["dry_run"]:
+                self.stdout.write(
+                    "This database has no tables: the backup is carried forward through the "
+                    "migrations in a scratch database, then this database is migrated (`manage.py "
+                    "migrate`) and its tables that the backup covers are given the backup's rows."
                 )
-            self.stdout.write(
-                "This database has no tables: migrating it first (`manage.py migrate`), then "
-                "replaying the backup into it."
-            )
-            migrate_empty_target(options["database"])
             options = {**options, "replay": True}
+            mode = "replace"
         if options["replay"]:
             return self.replay(mode, options)
         try:
