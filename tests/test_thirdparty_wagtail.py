@@ -454,7 +454,8 @@ def restore(
     lab: Lab, target: str, flags: tuple[str, ...], before: dict[str, Any]
 ) -> subprocess.CompletedProcess[str]:
     """Run restoredb; if it fails, the target must be exactly as it was."""
-    with timed(f"{lab.backend}: restoredb {' '.join(flags)}"):
+    role = Path(target).stem if lab.backend == "sqlite" else target.rsplit("_", 1)[-1]
+    with timed(f"{lab.backend}: {role}: restoredb {' '.join(flags)}"):
         done = lab.manage(target, "restoredb", *flags)
     if done.returncode != 0:
         changed = differences(before, lab.tables(target), ("the target before", "after"))
