@@ -64,9 +64,13 @@ home = Page.objects.get(depth=2).specific
 home.add_child(instance=SectionPage(title="{tag} page", slug="{tag}")).save_revision().publish()
 """
     if drop_permission:
-        # A permission that a replay's post_migrate step would make again:
-        # a failed replay that wrote to the target shows there.
-        script += 'Permission.objects.get(codename="view_embed").delete()\n'
+        # A permission that wagtailcore's data migration 0086 makes again (it
+        # calls create_permissions()): a replay that let it write to the
+        # target shows there.
+        script += (
+            'Permission.objects.get(content_type__app_label="wagtailcore", codename="view_locale")'
+            ".delete()\n"
+        )
     return script
 
 
@@ -242,13 +246,25 @@ def pg_admin(*statements: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def labs(wagtail_venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Lab]]:
+def labs(
+    request: pytest.FixtureRequest,
+    wagtail_venv: Venv,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Lab]]:
     """Per backend: the original site seeded and backed up under Wagtail 7.0.3,
-    then (Wagtail upgraded to 8.0.1) the reference: the original migrated."""
+    then (Wagtail upgraded to 8.0.1) the reference: the original migrated.
+    Only for the backends of the tests selected (the upgrade happens once)."""
     run_id = re.sub(r"[^a-z0-9_]", "_", os.environ.get("DBTOOLS_TESTS_RUN", "").lower())
     prefix = f"wagtaillab_{run_id or os.getpid()}_{secrets.token_hex(2)}"
+    selected = {
+        item.callspec.params.get("lab")
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    }
     labs = {}
     for backend in BACKENDS:
+        if backend not in selected:
+            continue
         if backend == "postgresql" and missing_reason("postgresql") and not IN_CI:
             continue  # its tests skip with the reason
         folder = tmp_path_factory.mktemp(f"wagtaillab-{backend}")
