@@ -38,6 +38,7 @@ from .migration_checks import (
     check_operation,
     tables_created,
 )
+from .rollback import Leftover, find_leftovers
 
 Step = tuple[Migration, bool]  # (migration, backwards)
 
@@ -57,6 +58,7 @@ class MigrationPlan:
     steps: list[Step]
     sql: dict[str, list[OperationSQL]] = field(default_factory=dict)  # per "app.name"
     findings: list[Finding] = field(default_factory=list)
+    leftovers: list[Leftover] = field(default_factory=list)  # of an earlier, killed run
 
     @property
     def pending(self) -> bool:
@@ -106,6 +108,7 @@ def plan_migrations(
                     ))  # fmt: skip
             if contexts and not backwards:
                 state = contexts[-1].after
+        plan.leftovers = find_leftovers(connection, steps)
     return plan
 
 
@@ -267,6 +270,10 @@ def plan_report(plan: MigrationPlan, fail_on: str) -> dict[str, Any]:
                 "acknowledged": f.acknowledged,
             }
             for f in plan.findings
+        ],
+        "leftovers": [
+            {"what": found.thing, "migration": found.migration, "operation": found.operation}
+            for found in plan.leftovers
         ],
         "fail_on": fail_on,
         "blocking": len(plan.blocking(fail_on)),

@@ -33,6 +33,7 @@ from django.db import DatabaseError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
+from django.db.models import QuerySet
 from django.db.utils import load_backend
 
 from ._compat import state_before_migrating
@@ -88,8 +89,19 @@ def replay_restore(
         plan = prepare_restore(
             carried, using=using, only=only, exclude=exclude, set_values=set_values
         )
+        migrations_own = {}
+        if mode == "merge":
+            migrations_own = tables_as_migrate_makes_them(
+                using, [t.label for t in plan.covered], private
+            )
         try:
-            result = restore_database(plan, mode=mode, dry_run=dry_run, progress=progress)
+            result = restore_database(
+                plan,
+                mode=mode,
+                dry_run=dry_run,
+                progress=progress,
+                migrations_own=migrations_own,
+            )
         except RestoreError as exc:
             if not into_empty:
                 raise
@@ -99,6 +111,77 @@ def replay_restore(
             ) from exc
     result.path = backup_path  # the file the user named, not the carried copy (gone now)
     return result
+
+
+def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -> dict[str, int]:
+    """Of `labels`, the target's tables that hold rows and exactly the rows a
+    fresh `manage.py migrate` makes (a CMS's welcome page, a default site),
+    with their row counts.
+
+    A merge gives such a table the backup's rows instead: those rows are the
+    migrations', not the user's, and had the original database been migrated
+    they would not be there. A fresh scratch database is migrated to compare
+    with; only tables whose row counts match are read on both sides, and the
+    rows are compared as the backup format writes them. Content types and
+    permissions are left out: a merge maps them by natural key.
+    """
+    from .drill import row_digests
+    from .restore import NATURAL_KEYS
+
+    target = connect(using)
+    candidates = {
+        label: count
+        for label, count in row_counts(using, labels).items()
+        if count and label.lower() not in NATURAL_KEYS
+    }
+    if not candidates:
+        return {}
+    loader = MigrationLoader(target, ignore_no_migrations=True)
+    at_target = [
+        (app, names[-1] if names else None)
+        for app, names in applied_per_app(loader).items()
+        if app in loader.migrated_apps
+    ]
+    with scratch_database(target) as fresh, scratch_only(fresh):
+        migrate(fresh, at_target, "this database's migrations", signals=True)
+        fresh_counts = row_counts(fresh.alias, list(candidates))
+        candidates = {k: v for k, v in candidates.items() if fresh_counts.get(k) == v}
+        if not candidates:
+            return {}
+        fresh_rows = row_digests(
+            backup_database(
+                using=fresh.alias,
+                output=private / "fresh.json",
+                only=sorted(candidates),
+                exclude=(),
+                encrypt_to=(),
+                announce_result=False,
+            ).path
+        )
+    target_rows = row_digests(
+        backup_database(
+            using=using,
+            output=private / "target.json",
+            only=sorted(candidates),
+            exclude=(),
+            encrypt_to=(),
+            announce_result=False,
+        ).path
+    )
+    return {
+        label: count
+        for label, count in candidates.items()
+        if label in target_rows and target_rows[label] == fresh_rows.get(label)
+    }
+
+
+def row_counts(using: str, labels: list[str]) -> dict[str, int]:
+    wanted = {label.lower() for label in labels}
+    return {
+        table.label: QuerySet(model=table.model, using=using).count()
+        for table in plan_tables(using).tables
+        if table.label.lower() in wanted
+    }
 
 
 def carry_forward(

@@ -178,9 +178,18 @@ def queries_not_logged(connection: BaseDatabaseWrapper) -> Iterator[None]:
 class Loader:
     """Loads one RestorePlan inside an open transaction."""
 
-    def __init__(self, plan: RestorePlan, mode: Mode, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        plan: RestorePlan,
+        mode: Mode,
+        progress: Progress | None,
+        migrations_own: dict[str, int] | None = None,
+    ) -> None:
         self.plan = plan
         self.mode = mode
+        # merge: tables holding only the rows the migrations make, with their
+        # counts when that was checked; emptied first, so the backup's rows win.
+        self.migrations_own = {k.lower(): v for k, v in (migrations_own or {}).items()}
         self.progress = progress
         self.connection = connections[plan.using]
         self.using = plan.using
@@ -191,7 +200,27 @@ class Loader:
         self.loaded = {m.backup_label for m in plan.mappings if m.table}
 
     def empty_covered_tables(self) -> None:
-        """--replace: delete every row of each table the backup covers.
+        """--replace: delete every row of each table the backup covers."""
+        self.empty(self.plan.covered)
+
+    def empty_migrations_own_tables(self) -> None:
+        """A merge into tables that held only the rows the migrations make:
+        those rows give way to the backup's. Their counts are checked again
+        inside the transaction, so a row written since the comparison stops
+        the restore instead of being deleted."""
+        tables = [t for t in self.plan.covered if t.label.lower() in self.migrations_own]
+        for table in tables:
+            now = QuerySet(model=table.model, using=self.using).count()
+            if now != self.migrations_own[table.label.lower()]:
+                raise RestoreError(
+                    f"{table.label} changed while this restore compared it with what the "
+                    f"migrations make ({self.migrations_own[table.label.lower()]} rows then, {now} "
+                    f"now); the restore was rolled back and nothing was changed. Run it again."
+                )
+        self.empty(tables)
+
+    def empty(self, emptied: list[Table]) -> None:
+        """Delete every row of `emptied`.
 
         With DELETE, not TRUNCATE, which would commit on MariaDB and could not
         be rolled back; on PostgreSQL, where TRUNCATE is transactional, with one
@@ -205,7 +234,6 @@ class Loader:
         cover; the references into the emptied tables are counted before and
         after, and any change stops the restore.
         """
-        emptied = self.plan.covered
         references = outside_references(self.connection, emptied)
         before = count_references(self.connection, references)
         truncated: set[str] = set()
@@ -229,7 +257,12 @@ class Loader:
         with foreign_keys.checked_once(self.connection, self.tables_checked_once()):
             if self.mode == "replace":
                 self.empty_covered_tables()
+            elif self.migrations_own:
+                self.empty_migrations_own_tables()
             receipts = self.load_all()
+        for receipt in receipts:
+            if receipt.label.lower() in self.migrations_own:
+                receipt.note = "held only the migrations' own rows: given the backup's"
         return receipts
 
     def load_all(self) -> list[TableReceipt]:
@@ -1025,15 +1058,20 @@ def restore_database(
     dry_run: bool = False,
     progress: Progress | None = None,
     announce_result: bool = True,
+    migrations_own: dict[str, int] | None = None,
 ) -> RestoreResult:
     """Load `plan` in one transaction; on any error nothing is changed.
+
+    `migrations_own` (a merge; from replay.tables_as_migrate_makes_them):
+    tables holding only the rows the migrations make, with their counts; they
+    are emptied before the load.
 
     Once committed, `restore_finished` is sent (unless `announce_result` is
     false: a replay's scratch load is no restore of the user's database).
     """
     started = time.monotonic()
     connection = connections[plan.using]
-    loader = Loader(plan, mode, progress)
+    loader = Loader(plan, mode, progress, migrations_own)
     receipts: list[TableReceipt] = []
     try:
         with (

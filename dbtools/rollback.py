@@ -5,20 +5,21 @@ migration left, restore the data with --replace, then compare the schema."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core.management import call_command
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
 from .archive import ArchiveReader
 from .exceptions import ArchiveError, DbtoolsError, MigrationError
 from .restore import RestoreResult, prepare_restore, restore_database
-from .schema import Difference, Schema, compare, drop_index, read_schema
+from .schema import Difference, Schema, TableSchema, compare, drop_index, read_schema
 from .storage import BackupFile
 
 
@@ -33,6 +34,9 @@ class RollbackResult:
     # Set when the data was left alone because the database itself undid the
     # failed migration: the reason, to show the user.
     data_left_alone: str | None = None
+    # What an earlier, killed run left; the schema was compared with the one
+    # the recorded migrations make, which has none of them.
+    leftovers: list[Leftover] = field(default_factory=list)
 
     @property
     def schema_as_it_was(self) -> bool:
@@ -76,6 +80,7 @@ def rollback(
     recorded: Schema | None = None,
     stdout: Any = None,
     verbosity: int = 0,
+    leftovers: list[Leftover] | None = None,
 ) -> RollbackResult:
     """Bring schema and data back to what `backup` recorded.
 
@@ -87,7 +92,9 @@ def rollback(
     `migrate`, so pre_migrate/post_migrate receivers run as for any migrate.
     With `recorded` (the schema read before migrating), the schema is compared
     afterwards: indexes the failure left are dropped, and whatever else
-    differs is returned, never hidden.
+    differs is returned, never hidden. `leftovers` are what an earlier, killed
+    run left (`find_leftovers`, before migrating): the comparison is then with
+    the schema the recorded migrations make, `recorded` without them.
     """
     try:
         with ArchiveReader(backup) as reader:
@@ -115,7 +122,7 @@ def rollback(
             "Give them a reverse (reverse_code / reverse_sql), or restore the backup into a database "
             "migrated to the backup's state by hand."
         )
-    result = RollbackResult(unapplied=[])
+    result = RollbackResult(unapplied=[], leftovers=list(leftovers or []))
     if failed:
         app_label, name = failed.split(".", 1)
         migration = executor.loader.graph.nodes[(app_label, name)]
@@ -178,15 +185,27 @@ def compare_schema(
     """Indexes the failure left are dropped; whatever else differs is kept in the result."""
     if recorded is None:
         return
-    differences = compare(recorded, read_schema(connection))
+    now = read_schema(connection)
+    wanted = without_leftovers(recorded, result.leftovers, now)
+    differences = compare(wanted, now)
     for difference in differences:
-        if difference.extra_index:
+        if difference.extra_index and not leftover_of(difference, result.leftovers):
             drop_index(connection, difference.table, difference.extra_index)
             result.dropped_indexes.append(f"{difference.table}.{difference.extra_index}")
     if result.dropped_indexes:
-        differences = compare(recorded, read_schema(connection))
-    result.schema_differences = differences
-    result.tables_compared = len(recorded)
+        now = read_schema(connection)
+        differences = compare(wanted, now)
+    result.schema_differences = [
+        Difference(d.table, leftover_still_there(found), d.extra_index, d.name)
+        if (found := leftover_of(d, result.leftovers))
+        else d
+        for d in differences
+    ] + [
+        Difference(found.table, leftover_still_there(found), name=found.column)
+        for found in result.leftovers
+        if still_missing(found, now)
+    ]
+    result.tables_compared = len(wanted)
 
 
 def applied_keys(connection: BaseDatabaseWrapper) -> set[tuple[str, str]]:
@@ -316,3 +335,219 @@ def schema_shows(
         present = columns(after, operation.model_name) or set()
         return column != old and column in present
     return False
+
+
+# Leftovers of a killed run ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A change of a migration not recorded as applied that the schema already
+    shows: what a run killed (or failed and not rolled back) part-way through
+    that migration leaves where DDL is not transactional."""
+
+    migration: str  # "app.0003_name"
+    operation: str  # the operation's own description
+    table: str
+    column: str | None = None  # AddField, RemoveField; RenameField: the new name
+    index: str | None = None  # AddIndex
+    old_column: str | None = None  # RenameField: the name the recorded migrations give it
+    made: bool = True  # False: the operation removed something (RemoveField, DeleteModel)
+
+    @property
+    def name(self) -> str:
+        if self.index:
+            return f"index {self.table}.{self.index}"
+        if self.column is None:
+            return f"table {self.table}"
+        if self.old_column:
+            return f"column {self.table}.{self.column} (renamed from {self.old_column})"
+        return f"column {self.table}.{self.column}"
+
+    @property
+    def thing(self) -> str:
+        return self.name if self.made else f"missing {self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.thing}: {self.operation} ({self.migration})"
+
+
+LEFTOVERS_HEADING = (
+    "Left by an earlier run: the database already has these changes of a migration that is not "
+    "recorded as applied, as a run killed (or failed, not rolled back) part-way through it leaves "
+    "them where DDL is not transactional. They are not part of the schema the recorded migrations "
+    "make; migrating fails on them, and a rollback undoes them:"
+)
+
+
+def find_leftovers(
+    connection: BaseDatabaseWrapper, steps: list[tuple[Migration, bool]]
+) -> list[Leftover]:
+    """The changes of the plan's unrecorded migrations that the schema already shows.
+
+    Each forwards step's operations are followed from the project state the
+    recorded migrations before it make; an operation whose effect is there
+    (`schema_shows`) was applied by a run that never recorded the migration.
+    AlterField is not judged: without the schema of before that run, a
+    column's type says nothing about who set it.
+    """
+    loader = MigrationExecutor(connection).loader
+    found: list[Leftover] = []
+    for migration, backwards in steps:
+        if backwards:
+            continue
+        app_label, key = migration.app_label, f"{migration.app_label}.{migration.name}"
+        state = loader.project_state((app_label, migration.name), at_end=False)
+        for operation in migration.operations:
+            after = state.clone()
+            operation.state_forwards(app_label, after)
+            try:
+                shown = migrates_here(operation, app_label, state, after, connection) and (
+                    schema_shows(operation, app_label, state, after, connection)
+                )
+            except LookupError:  # a model another app's unrecorded migration makes
+                shown = False
+            if shown:
+                found.append(leftover(operation, key, app_label, state, after))
+            state = after
+    return found
+
+
+def migrates_here(
+    operation: Any,
+    app_label: str,
+    before: ProjectState,
+    after: ProjectState,
+    connection: BaseDatabaseWrapper,
+) -> bool:
+    """Would the operation touch this database? An unmanaged or proxy model, or
+    one the routers keep elsewhere, has tables that no migration here makes."""
+    from django.db.migrations import operations as ops
+
+    if isinstance(operation, ops.CreateModel):
+        model = after.apps.get_model(app_label, operation.name)
+    elif isinstance(operation, ops.DeleteModel):
+        model = before.apps.get_model(app_label, operation.name)
+    elif isinstance(
+        operation, (ops.AddField, ops.RemoveField, ops.RenameField, ops.AddIndex)
+    ):  # the operations `schema_shows` judges without an earlier schema
+        model = before.apps.get_model(app_label, operation.model_name)
+    else:
+        return False
+    return bool(operation.allow_migrate_model(connection.alias, model))
+
+
+def leftover(
+    operation: Any, key: str, app_label: str, before: ProjectState, after: ProjectState
+) -> Leftover:
+    from django.db.migrations import operations as ops
+
+    def meta(state: ProjectState, model_name: str) -> Any:
+        return state.apps.get_model(app_label, model_name)._meta
+
+    text = str(operation.describe())
+    if isinstance(operation, ops.AddIndex):
+        table = meta(after, operation.model_name).db_table
+        return Leftover(key, text, table, index=operation.index.name)
+    if isinstance(operation, ops.CreateModel):
+        return Leftover(key, text, meta(after, operation.name).db_table)
+    if isinstance(operation, ops.DeleteModel):
+        return Leftover(key, text, meta(before, operation.name).db_table, made=False)
+    if isinstance(operation, ops.AddField):
+        model = meta(after, operation.model_name)
+        column = model.get_field(operation.name).column
+        return Leftover(key, text, model.db_table, column)
+    if isinstance(operation, ops.RemoveField):
+        model = meta(before, operation.model_name)
+        column = model.get_field(operation.name).column
+        return Leftover(key, text, model.db_table, column, made=False)
+    assert isinstance(operation, ops.RenameField)
+    model = meta(after, operation.model_name)
+    old = meta(before, operation.model_name).get_field(operation.old_name).column
+    return Leftover(
+        key, text, model.db_table, model.get_field(operation.new_name).column, old_column=old
+    )
+
+
+def without_leftovers(recorded: Schema, leftovers: list[Leftover], now: Schema) -> Schema:
+    """The schema the recorded migrations make: `recorded` (read before
+    migrating) without what an earlier run left. What that run removed is
+    taken as it is `now`, after the rollback put it back: the recorded
+    migrations make it, so only its presence is compared."""
+    wanted = dict(recorded)
+    for found in leftovers:
+        table = wanted.get(found.table)
+        if found.index:
+            if table:
+                constraints = {k: c for k, c in table.constraints.items() if c.name != found.index}
+                wanted[found.table] = TableSchema(table.columns, constraints)
+        elif found.column is None:
+            if found.made:
+                wanted.pop(found.table, None)
+            elif found.table in now:
+                wanted[found.table] = now[found.table]
+        elif not table:
+            continue
+        elif found.old_column:
+            renamed = {
+                (found.old_column if name == found.column else name): (
+                    replace(c, name=found.old_column) if name == found.column else c
+                )
+                for name, c in table.columns.items()
+            }
+            constraints = {
+                k: replace(c, columns=tuple(
+                    found.old_column if n == found.column else n for n in c.columns
+                ))
+                for k, c in table.constraints.items()
+            }  # fmt: skip
+            wanted[found.table] = TableSchema(renamed, constraints)
+        elif found.made:
+            columns = {n: c for n, c in table.columns.items() if n != found.column}
+            constraints = {
+                k: c for k, c in table.constraints.items() if found.column not in c.columns
+            }
+            wanted[found.table] = TableSchema(columns, constraints)
+        elif found.table in now and found.column in now[found.table].columns:
+            back = now[found.table]
+            columns = {**table.columns, found.column: back.columns[found.column]}
+            constraints = {
+                **table.constraints,
+                **{k: c for k, c in back.constraints.items() if found.column in c.columns},
+            }
+            wanted[found.table] = TableSchema(columns, constraints)
+    return wanted
+
+
+def leftover_of(difference: Difference, leftovers: list[Leftover]) -> Leftover | None:
+    """The leftover a difference from the recorded migrations' schema is about, if any."""
+    for found in leftovers:
+        if found.table != difference.table:
+            continue
+        if found.column is None and found.index is None and difference.name is None:
+            return found
+        if difference.name in (found.index, found.column) and difference.name is not None:
+            return found
+    return None
+
+
+def leftover_still_there(found: Leftover) -> str:
+    if found.made:
+        return (
+            f"{found.name} is still there: a leftover of an earlier run that was killed (or "
+            f"failed) while applying {found.migration}; it is not part of the schema the recorded "
+            f"migrations make, so remove it"
+        )
+    return (
+        f"{found.name} is still missing: an earlier run that was killed (or failed) while "
+        f"applying {found.migration} removed it; the recorded migrations make it, so put it back"
+    )
+
+
+def still_missing(found: Leftover, now: Schema) -> bool:
+    """Something an earlier run removed, and the rollback did not put back."""
+    if found.made:
+        return False
+    if found.column is None:
+        return found.table not in now
+    return found.table in now and found.column not in now[found.table].columns

@@ -29,7 +29,7 @@ from .envelope import can_decrypt, is_encrypted
 from .exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
 from .migration_plan import MigrationPlan
 from .restore import RestoreResult, prepare_restore, restore_database
-from .rollback import RollbackIncomplete, RollbackResult, rollback
+from .rollback import Leftover, RollbackIncomplete, RollbackResult, find_leftovers, rollback
 from .schema import read_schema
 
 LOCK_NAME = "dbtools.safemigrate"
@@ -123,6 +123,9 @@ def migrate_with_backup(
     using = options.using
     backup = backup_database(using=using, compress=options.compress, label="pre-migrate")
     schema_before = read_schema(connections[using])
+    # Read again under the lock: what a killed run left is not part of the
+    # schema the rollback must bring back.
+    leftovers = find_leftovers(connections[using], plan.steps)
     console.say(
         f"Backed up {backup.rows:,} rows from {len(backup.tables)} tables to {shown(backup.path)}",
         "success",
@@ -153,7 +156,7 @@ def migrate_with_backup(
     outcome = Outcome(Exit.OK, backup=backup, migrate=migrated)
     if migrated.ok:
         return after_success(outcome, options, console)
-    return after_failure(outcome, options, console, schema_before)
+    return after_failure(outcome, options, console, schema_before, leftovers)
 
 
 def after_success(outcome: Outcome, options: Options, console: Console) -> Outcome:
@@ -191,7 +194,11 @@ def after_success(outcome: Outcome, options: Options, console: Console) -> Outco
 
 
 def after_failure(
-    outcome: Outcome, options: Options, console: Console, schema_before: Any
+    outcome: Outcome,
+    options: Options,
+    console: Console,
+    schema_before: Any,
+    leftovers: list[Leftover] | None = None,
 ) -> Outcome:
     assert outcome.backup and outcome.migrate
     migrated, backup = outcome.migrate, outcome.backup
@@ -223,9 +230,20 @@ def after_failure(
             f"`manage.py safemigrate` again after fixing the migration, or restore with "
             f"`manage.py restoredb --replace --file {backup.path.name}` after migrating back."
         )
+        left = [found.thing for found in leftovers or [] if found.migration == migrated.failed]
+        if left and migrated.failed:
+            outcome.message = (
+                f"The migration failed. An earlier run left part of {migrated.failed} in the "
+                f"database ({', '.join(left)}), and migrating it fails on that: "
+                f"`manage.py safemigrate --rollback-on-failure` undoes it (a rollback), or undo it "
+                f"by hand (`manage.py sqlmigrate {migrated.failed.replace('.', ' ', 1)} --backwards` "
+                f"shows the SQL)."
+            )
         return outcome
     try:
-        rolled = rollback(backup.path, options.using, migrated.failed, schema_before)
+        rolled = rollback(
+            backup.path, options.using, migrated.failed, schema_before, leftovers=leftovers
+        )
     except RollbackIncomplete as exc:
         outcome.exit, outcome.cause = Exit.ROLLBACK_INCOMPLETE, exc
         outcome.message = f"The migration failed, and the rollback did not finish: {exc}"
@@ -243,6 +261,13 @@ def after_failure(
             "that reverses a migration) before migrating again: a re-run of the migration would "
             "fail on them."
         )
+        if rolled.leftovers:
+            outcome.message = (
+                "Make the schema the one the recorded migrations make, as listed above, by hand "
+                "(`manage.py sqlmigrate APP MIGRATION` shows the SQL of a migration, with "
+                "--backwards the SQL that reverses it) before migrating again: a re-run of the "
+                "migration would fail on them."
+            )
         return outcome
     outcome.exit = Exit.ROLLED_BACK
     outcome.message = "The migration failed and was rolled back."
@@ -270,6 +295,27 @@ def report_rollback(
             f"the data is the backup's ({restored:,} rows restored from {shown(backup.path)}, "
             f"row counts checked)"
         )
+    if rolled.schema_as_it_was and rolled.leftovers:
+        # Proven by the comparison: what the earlier run made is gone, what it removed is there.
+        made = [leftover.thing for leftover in rolled.leftovers if leftover.made]
+        removed = [leftover.name for leftover in rolled.leftovers if not leftover.made]
+        if made:
+            console.say(
+                f"Removed the leftovers of an earlier run: {', '.join(made)} (not part of the "
+                f"schema the recorded migrations make)."
+            )
+        if removed:
+            console.say(
+                f"Put back what an earlier run removed: {', '.join(removed)} (part of the schema "
+                f"the recorded migrations make)."
+            )
+        console.say(
+            f"Rolled back: the schema of all {rolled.tables_compared} tables matches the one the "
+            f"recorded migrations make (what it was before safemigrate, less the leftovers above; "
+            f"compared by introspection), and {data}.",
+            "success",
+        )
+        return
     if rolled.schema_as_it_was:
         console.say(
             f"Rolled back: the schema of all {rolled.tables_compared} tables matches what it was before "
@@ -277,9 +323,16 @@ def report_rollback(
             "success",
         )
         return
-    console.say(
-        f"Rolled back, and {data}; but the schema is not as it was before safemigrate:", "error"
-    )
+    if rolled.leftovers:
+        console.say(
+            f"Rolled back, and {data}; but the schema is not the one the recorded migrations make "
+            f"(what it was before safemigrate, less what an earlier run left):",
+            "error",
+        )
+    else:
+        console.say(
+            f"Rolled back, and {data}; but the schema is not as it was before safemigrate:", "error"
+        )
     for difference in rolled.schema_differences:
         console.say(f"  - {difference}", "error")
 

@@ -144,6 +144,7 @@ class Difference:
     table: str
     what: str  # a sentence: what is there now against what was there before
     extra_index: str | None = None  # an index that was not there before: can be dropped
+    name: str | None = None  # the column or constraint it is about; None: the whole table
 
     def __str__(self) -> str:
         return f"{self.table}: {self.what}"
@@ -174,18 +175,23 @@ def _differences(
             continue
         if now is None:
             assert was is not None
-            found.append(Difference(table, f"{was.label} is gone (was {was.describe()})"))
+            found.append(
+                Difference(table, f"{was.label} is gone (was {was.describe()})", name=was.name)
+            )
         elif was is None:
             found.append(
                 Difference(
                     table,
                     f"{now.label} was not there before ({now.describe()})",
                     now.droppable_index,
+                    now.name,
                 )
             )
         else:
             found.append(
-                Difference(table, f"{now.label} is {now.describe()}, was {was.describe()}")
+                Difference(
+                    table, f"{now.label} is {now.describe()}, was {was.describe()}", name=now.name
+                )
             )
     return found
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -16,12 +14,7 @@ from tests.conftest import backends
 from tests.data import fill_edge_cases
 from tests.helpers import comparable_tables, database_contents, resign
 from tests.test_envelope import make_key
-from tests.test_replay import scratch_databases
-
-
-def own_scratch_databases(alias: str) -> list[str]:
-    """Scratch databases this test process made (another run may be using its own)."""
-    return [name for name in scratch_databases(alias) if f"_{os.getpid()}_" in name]
+from tests.test_replay import own_scratch_databases
 
 
 def test_a_good_backup_passes_table_by_table_and_the_scratch_is_dropped(alias, backup_dir):

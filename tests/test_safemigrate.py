@@ -7,6 +7,7 @@ moves lab to the state it needs, with rows made through that state's models.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import time
 from io import StringIO
 
+import jsonschema
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
@@ -27,7 +29,7 @@ from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError, RestoreError
 from dbtools.migration_plan import plan_migrations
 from dbtools.restore import prepare_restore, restore_database
-from dbtools.rollback import rollback
+from dbtools.rollback import RollbackResult, compare_schema, find_leftovers, rollback
 from dbtools.safemigrate import RESTORE_HELP, Exit, Options, migration_lock, safe_migrate
 from dbtools.schema import compare, read_schema
 from tests.conftest import ROOT, backends, free_port, manage_command, manage_env, run_manage
@@ -421,6 +423,227 @@ def test_a_rollback_that_cannot_put_the_schema_back_says_what_differs(
     )
     with connections[alias].cursor() as cursor:
         cursor.execute("DROP TABLE rollbacklab_leftover")
+
+
+def kill_during_extras(alias, backup_dir, tmp_path) -> None:
+    """safemigrate rollbacklab 0003, SIGKILLed while 0003 runs, after its two AddFields."""
+    point = tmp_path / "killed-here"
+    env = {"DBTOOLS_TESTS_BACKUP_DIR": str(backup_dir), "DBTOOLS_TESTS_KILL_POINT": str(point)}
+    process = subprocess.Popen(
+        manage_command("safemigrate", "rollbacklab", "0003", "--database", alias, "--no-input"),
+        cwd=ROOT, env=manage_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not point.exists():
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "safemigrate never reached the kill point"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()
+
+
+def widget_columns(alias) -> set[str]:
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        return {
+            c.name
+            for c in connection.introspection.get_table_description(cursor, "rollbacklab_widget")
+        }
+
+
+def drop_leftover_extras(alias) -> None:
+    """What a failed assertion left: the columns of an unrecorded 0003."""
+    recorded = MigrationRecorder(connections[alias]).applied_migrations()
+    if ("rollbacklab", "0003_extras") in recorded:
+        return
+    with connections[alias].cursor() as cursor:
+        for column in {"extra", "extra2"} & widget_columns(alias):
+            cursor.execute(f"ALTER TABLE rollbacklab_widget DROP COLUMN {column}")
+
+
+LEFTOVERS = (
+    "Left by an earlier run: the database already has these changes of a migration that is not "
+    "recorded as applied, as a run killed (or failed, not rolled back) part-way through it leaves "
+    "them where DDL is not transactional. They are not part of the schema the recorded migrations "
+    "make; migrating fails on them, and a rollback undoes them:\n"
+    "  - column rollbacklab_widget.extra: Add field extra to widget (rollbacklab.0003_extras)\n"
+    "  - column rollbacklab_widget.extra2: Add field extra2 to widget (rollbacklab.0003_extras)\n"
+)
+
+
+def test_after_a_killed_run_the_leftovers_are_named_and_the_rollback_removes_them(
+    alias, rollbacklab, backup_dir, tmp_path, request
+):
+    """MariaDB cannot roll back DDL: a run killed inside 0003 leaves its columns
+    and 0003 unrecorded. The next run must call them leftovers, not part of the
+    schema "as it was", and never advise putting them back. PostgreSQL and
+    SQLite take them back with the killed transaction: nothing to report."""
+    call_command("migrate", "rollbacklab", "0002", database=alias, verbosity=0)
+    rollbacklab.objects.using(alias).create(name="a", size="1")
+    kill_during_extras(alias, backup_dir, tmp_path)
+    request.addfinalizer(lambda: drop_leftover_extras(alias))
+    assert MigrationLoader(connections[alias]).applied_migrations.keys() >= {
+        ("rollbacklab", "0002_half_applied")
+    }
+    assert ("rollbacklab", "0003_extras") not in MigrationRecorder(
+        connections[alias]
+    ).applied_migrations()
+    transactional = connections[alias].features.can_rollback_ddl
+
+    out, err, code = safemigrate(alias, "rollbacklab", "0003", "--check", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    jsonschema.validate(
+        report, json.loads((ROOT / "docs/safemigrate-report.schema.json").read_text())
+    )
+    assert report["leftovers"] == ([] if transactional else [
+        {"what": f"column rollbacklab_widget.{name}", "migration": "rollbacklab.0003_extras",
+         "operation": f"Add field {name} to widget"}
+        for name in ("extra", "extra2")
+    ])  # fmt: skip
+    out, err, code = safemigrate(alias, "rollbacklab", "0003", "--check")
+    assert code == 0, err
+    if transactional:
+        assert widget_columns(alias) == {"id", "name", "size"}
+        assert "Left by an earlier run" not in out + err
+        out, err, code = safemigrate(alias, "rollbacklab", "0003")
+        assert code == 0, err
+        assert "Migrated: rollbacklab.0003_extras." in out
+        return
+    assert widget_columns(alias) == {"id", "name", "size", "extra", "extra2"}
+    assert LEFTOVERS in err
+
+    out, err, code = safemigrate(alias, "rollbacklab", "0003")
+    assert code == 1, out + err
+    assert LEFTOVERS in err
+    assert err.rstrip().endswith(
+        "The migration failed. An earlier run left part of rollbacklab.0003_extras in the database "
+        "(column rollbacklab_widget.extra, column rollbacklab_widget.extra2), and migrating it fails "
+        "on that: `manage.py safemigrate --rollback-on-failure` undoes it (a rollback), or undo it by "
+        "hand (`manage.py sqlmigrate rollbacklab 0003_extras --backwards` shows the SQL)."
+    )
+
+    out, err, code = safemigrate(alias, "rollbacklab", "0003", "--rollback-on-failure")
+
+    assert code == 2, out + err
+    assert LEFTOVERS in err
+    assert (
+        "Migration failed: rollbacklab.0003_extras: (1060, \"Duplicate column name 'extra'\")"
+        in err
+    )
+    assert (
+        "Undid the half-applied part of rollbacklab.0003_extras: "
+        "Add field extra2 to widget; Add field extra to widget\n"
+    ) in out
+    assert (
+        "Removed the leftovers of an earlier run: column rollbacklab_widget.extra, "
+        "column rollbacklab_widget.extra2 (not part of the schema the recorded migrations make).\n"
+    ) in out
+    assert re.search(
+        r"Rolled back: the schema of all \d+ tables matches the one the recorded migrations make "
+        r"\(what it was before safemigrate, less the leftovers above; compared by introspection\)",
+        out,
+    )
+    assert "by hand" not in out + err and "put back" not in (out + err).lower()
+    assert widget_columns(alias) == {"id", "name", "size"}
+    assert list(rollbacklab.objects.using(alias).values_list("name", "size")) == [("a", "1")]
+
+    # The advice was right: the next run migrates.
+    out, err, code = safemigrate(alias, "rollbacklab", "0003")
+    assert code == 0, err
+    assert "Left by an earlier run" not in out + err
+    assert "Migrated: rollbacklab.0003_extras." in out
+
+
+def test_a_leftover_the_rollback_left_is_named_as_one_and_never_to_be_put_back(
+    alias, rollbacklab, request
+):
+    """A killed run simulated: 0003's second operation applied by hand, not
+    recorded. Compared with the schema the recorded migrations make, the
+    column is a leftover to remove, not something "gone" to put back."""
+    call_command("migrate", "rollbacklab", "0002", database=alias, verbosity=0)
+    connection = connections[alias]
+    loader = MigrationLoader(connection)
+    migration = loader.graph.nodes[("rollbacklab", "0003_extras")]
+    before = loader.project_state(("rollbacklab", "0003_extras"), at_end=False)
+    after = before.clone()
+    migration.operations[1].state_forwards("rollbacklab", after)
+    with connection.schema_editor() as editor:
+        migration.operations[1].database_forwards("rollbacklab", editor, before, after)
+    request.addfinalizer(lambda: drop_leftover_extras(alias))
+    recorded = read_schema(connection)
+
+    leftovers = find_leftovers(connection, [(migration, False)])
+
+    assert [str(found) for found in leftovers] == [
+        "column rollbacklab_widget.extra2: Add field extra2 to widget (rollbacklab.0003_extras)"
+    ]
+    result = RollbackResult(unapplied=[], leftovers=leftovers)
+    compare_schema(result, connection, recorded)
+    assert [str(difference) for difference in result.schema_differences] == [
+        "rollbacklab_widget: column rollbacklab_widget.extra2 is still there: a leftover of an "
+        "earlier run that was killed (or failed) while applying rollbacklab.0003_extras; it is not "
+        "part of the schema the recorded migrations make, so remove it"
+    ]
+    assert not result.schema_as_it_was
+
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE rollbacklab_widget DROP COLUMN extra2")
+    result = RollbackResult(unapplied=[], leftovers=leftovers)
+    compare_schema(result, connection, recorded)
+    assert result.schema_differences == [] and result.schema_as_it_was
+    assert find_leftovers(connection, [(migration, False)]) == []
+
+
+def test_a_table_no_migration_here_makes_is_not_a_leftover(alias):
+    """An unmanaged model's table exists because someone else made it; a
+    migration that is not applied yet would not make it either."""
+    connection = connections[alias]
+    migration = MigrationLoader(connection).graph.nodes[("edgecases", "0001_initial")]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE edgecases_external_report (id integer, title varchar(50))")
+    try:
+        found = find_leftovers(connection, [(migration, False)])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE edgecases_external_report")
+    tables = {leftover.table for leftover in found}
+    # Applied here, so every managed table of the migration shows; not the unmanaged one.
+    assert "edgecases_alltypes" in tables and "edgecases_external_report" not in tables
+
+
+def test_what_a_killed_run_removed_or_renamed_is_expected_back():
+    """The schema the recorded migrations make, from the one read before
+    migrating: a column an earlier run dropped is wanted back (as the rollback
+    made it), one it renamed under its old name; until then each is named."""
+    from dbtools.rollback import Leftover, leftover_still_there, still_missing, without_leftovers
+    from dbtools.schema import Column, Constraint, TableSchema
+
+    def column(name):
+        return Column(name, "IntegerField", True, None)
+
+    index = Constraint("t_new_idx", "index", ("new",), "")
+    before = {"t": TableSchema({"id": column("id"), "new": column("new")}, {"t_new_idx": index})}
+    dropped = Leftover("app.0002_x", "Remove field gone from thing", "t", "gone", made=False)
+    renamed = Leftover(
+        "app.0002_x", "Rename field old on thing to new", "t", "new", old_column="old"
+    )
+    after = {"t": TableSchema({"id": column("id"), "old": column("old"), "gone": column("gone")}, {
+        "t_new_idx": Constraint("t_new_idx", "index", ("old",), "")
+    })}  # fmt: skip
+
+    assert compare(without_leftovers(before, [dropped, renamed], after), after) == []
+    assert still_missing(dropped, before) and not still_missing(dropped, after)
+    assert leftover_still_there(dropped) == (
+        "column t.gone is still missing: an earlier run that was killed (or failed) while "
+        "applying app.0002_x removed it; the recorded migrations make it, so put it back"
+    )
+    assert str(renamed) == (
+        "column t.new (renamed from old): Rename field old on thing to new (app.0002_x)"
+    )
 
 
 # Restores across migrations (the lab app's history) ------------------------------

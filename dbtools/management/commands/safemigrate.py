@@ -7,6 +7,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbtools.conf import lock_timeout_problem
 from dbtools.migration_checks import LEVELS
 from dbtools.migration_plan import MigrationPlan, describe_step, plan_migrations, plan_report
+from dbtools.rollback import LEFTOVERS_HEADING
 from dbtools.safemigrate import Exit, Options, safe_migrate
 
 from ._common import DbtoolsCommand, add_compress_argument, add_identity_argument
@@ -174,6 +175,10 @@ class Command(DbtoolsCommand):
             self.stdout.write(f"  {direction} {migration.app_label}.{migration.name}")
             for line in describe_step(migration, backwards):
                 self.stdout.write(f"    - {line}")
+        if plan.leftovers:
+            self.say(LEFTOVERS_HEADING, "warning")
+            for leftover in plan.leftovers:
+                self.say(f"  - {leftover}", "warning")
         if not plan.findings:
             self.stdout.write(self.style.SUCCESS("Risk check: nothing risky found."))
             return
