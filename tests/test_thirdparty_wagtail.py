@@ -13,7 +13,8 @@ migrate + seedwagtail under 7.0.3, backupdb, upgrade to 8.0.1, then
 - reference: a copy of the original database, migrated by `migrate`;
 - (a) an empty database, `restoredb --no-input` (no flag);
 - (b) a migrated database holding other content, `restoredb --replace --replay`;
-- (c) a migrated database holding only the migrations' rows, `restoredb` (a merge).
+- (c) a migrated database holding only the migrations' rows, `restoredb` (a merge),
+  and the same with `--replay`.
 Each result must equal the reference, every table, rows as sets, content
 types and permissions (and every column pointing at them) by natural key,
 and the site must take new pages, collections and users afterwards. An
@@ -530,6 +531,18 @@ def test_merge_into_a_freshly_migrated_database(lab: Lab) -> None:
         if done.returncode != 0 and "--replay" in done.stderr:
             print(f"plain merge refused, sending to --replay:\n{outcome(done)}")
             done = restore(lab, target, ("--replay", "--no-input"), before)
+        assert_restored(lab, target, done)
+    finally:
+        lab.drop(target)
+
+
+def test_merge_replay_into_a_freshly_migrated_database(lab: Lab) -> None:
+    """(c) with --replay: the replay can tell the migrations' own rows from a user's."""
+    target = lab.create("mergereplay")
+    try:
+        lab.check_manage(target, "migrate", "--no-input", "-v", "0")
+        before = lab.tables(target)
+        done = restore(lab, target, ("--replay", "--no-input"), before)
         assert_restored(lab, target, done)
     finally:
         lab.drop(target)
