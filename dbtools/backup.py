@@ -25,7 +25,7 @@ from django.utils.connection import ConnectionDoesNotExist
 
 from . import __version__, postgres
 from .archive import ArchiveReader, ArchiveWriter, publish_copy
-from .codec import encoder_for, kind_of
+from .codec import JSON_NULL_KEY, encoder_for, is_json_null, kind_of
 from .conf import COMPRESSIONS, compression_named, get_settings
 from .envelope import (
     AGE_SUFFIX,
@@ -254,14 +254,26 @@ def row_encoder(
         for i, f in enumerate(table.fields)
         if (enc := readers.get(i) or encoder_for(kind_of(f))) is not None
     ]
+    # JSON null is written null, like SQL NULL, and named in the row (codec.py).
+    json_fields = [
+        (i, f.name) for i, f in enumerate(table.fields) if f.get_internal_type() == "JSONField"
+    ]
     dumps = orjson.dumps
 
     def encode(row: tuple[Any, ...]) -> bytes:
         if converters:
             values = list(row)
+            json_nulls = [name for i, name in json_fields if is_json_null(values[i])]
             for i, convert in converters:
                 if values[i] is not None:
                     values[i] = convert(values[i])
+            if json_nulls:
+                for i, name in json_fields:
+                    if name in json_nulls:
+                        values[i] = None
+                as_row = as_dict(values)
+                as_row[JSON_NULL_KEY] = json_nulls
+                return dumps(as_row)
             return dumps(as_dict(values))
         return dumps(as_dict(row))
 

@@ -16,6 +16,11 @@ back as floats:
               big integers and key order kept); a restore writes that text back
               as it is, never through a float
     array:K   a list of K values; range:K  {"lower", "upper", "bounds"} or {"empty": true}
+
+SQL NULL is null for every kind. A JSONField can also hold JSON null, a value
+(NOT NULL allows it); Django reads both as None. Such a column is written
+null too, and the row names it under JSON_NULL_KEY: {"data":null,"$json_null":["data"]}.
+A bare null (every file written before the key existed) stays SQL NULL.
 """
 
 from __future__ import annotations
@@ -187,6 +192,40 @@ def encoder_for(kind: str) -> Encoder | None:
         "time": encode_time,
     }
     return encoders[kind]
+
+
+# Not a field name: those are Python identifiers.
+JSON_NULL_KEY = "$json_null"
+
+
+def is_json_null(text: Any) -> bool:
+    """Whether a JSON column's text, as the database gives it, is JSON null."""
+    return type(text) is str and len(text) < 32 and text.strip(" \t\n\r") == "null"
+
+
+def json_field_names(columns: list[dict[str, Any]]) -> frozenset[str]:
+    """The columns of a table (as the backup describes them) that can hold JSON null."""
+    return frozenset(
+        c["name"] for c in columns if c.get("kind") == "json" and c.get("type") == "JSONField"
+    )
+
+
+def take_json_nulls(row: dict[str, Any], names: frozenset[str], as_text: bool) -> None:
+    """Put JSON null back into the columns the row names under JSON_NULL_KEY:
+    as JSONText("null") when JSON values are kept as text, else as None (what
+    Django reads). Raises ValueError if the key names anything but JSONField
+    columns whose value is null."""
+    listed = row.pop(JSON_NULL_KEY)
+    if (
+        type(listed) is not list
+        or not listed
+        or len(set(listed)) != len(listed)
+        or any(type(n) is not str or n not in names or row.get(n, 0) is not None for n in listed)
+    ):
+        raise ValueError(f"{JSON_NULL_KEY} must list JSONField columns whose value is null")
+    if as_text:
+        for name in listed:
+            row[name] = JSONText("null")
 
 
 # Decoding -----------------------------------------------------------------
@@ -475,12 +514,26 @@ def row_parser(
     json_columns = [c for c in columns if c.get("kind") == "json"]
     if not json_columns:
         return orjson.loads
-    keep = frozenset(c["name"] for c in json_columns if c.get("type") == "JSONField")
+    keep = json_field_names(columns)
+    parse: Callable[[bytes], Any]
     if keep_json_text and keep:
         if jsonb and keep == {c["name"] for c in json_columns}:
-            return lambda line: parse_row_for_jsonb(line, keep)
-        return lambda line: parse_row_as_django_wrote_it(line, keep)
-    return json.loads
+            parse = lambda line: parse_row_for_jsonb(line, keep)  # noqa: E731
+        else:
+            parse = lambda line: parse_row_as_django_wrote_it(line, keep)  # noqa: E731
+    else:
+        parse = json.loads
+    if not keep:
+        return parse
+    as_text = keep_json_text
+
+    def parse_with_json_nulls(line: bytes) -> Any:
+        row = parse(line)
+        if type(row) is dict and JSON_NULL_KEY in row:
+            take_json_nulls(row, keep, as_text)
+        return row
+
+    return parse_with_json_nulls
 
 
 NATIVE_TYPES = {"int": int, "str": str, "bool": bool}

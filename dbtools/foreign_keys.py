@@ -136,10 +136,12 @@ def checked_once(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> I
                     f"tables too, or use --replace. Nothing was changed: the restore was rolled back."
                 ) from exc
             if key.comment is not None:
+                # COMMENT takes no bind parameter, and a parameter would make
+                # the driver read a % in the name as a placeholder: the
+                # comment goes in as a quoted literal, with no parameters.
                 cursor.execute(
                     f"COMMENT ON CONSTRAINT {connection.ops.quote_name(key.name)} "
-                    f"ON {key.on(connection)} IS %s",
-                    [key.comment],
+                    f"ON {key.on(connection)} IS {postgres.literal(key.comment, connection)}"
                 )
 
 

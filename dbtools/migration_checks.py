@@ -168,6 +168,21 @@ class TableFacts:
         self.connection = connection
         self._tables: set[str] | None = None
         self._rows: dict[str, tuple[int, str]] = {}
+        # What earlier operations of the plan leave, which the database does not show
+        # yet: the tables they create (empty), and the columns they add to a table that
+        # has rows (each row holds the field's default).
+        self.planned: set[str] = set()
+        self.added: dict[tuple[str, str], Any] = {}
+
+    def follow(self, context: OperationContext) -> None:
+        """Take in what a forwards operation leaves for the operations after it."""
+        self.planned |= tables_created(context.sql)
+        operation = context.operation
+        if isinstance(operation, ops.AddField) and not operation.field.many_to_many:
+            model = context.model(context.after, operation.model_name)
+            if model is not None:
+                field: Any = model._meta.get_field(operation.name)
+                self.added[(model._meta.db_table, str(field.column))] = field
 
     def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.connection.cursor() as cursor:
@@ -183,6 +198,8 @@ class TableFacts:
     def rows(self, table: str) -> tuple[int, str]:
         """The number of rows and how to say it: exact below BIG_TABLE_ROWS,
         the catalogue's estimate above it on PostgreSQL."""
+        if table in self.planned:
+            return 0, "0"
         if table not in self._rows:
             self._rows[table] = self._count(table)
         return self._rows[table]
@@ -228,12 +245,21 @@ class OperationContext:
     sql: list[str]
     backwards: bool
     created_in_migration: set[str]  # tables the same migration creates (empty when locked)
+    # In an atomic migration on PostgreSQL, the tables its statements so far hold under
+    # ACCESS EXCLUSIVE until it commits, each with the statement that took the lock;
+    # shared by the migration's operations. None: each statement commits on its own.
+    exclusive: dict[str, str] | None = None
 
     def model(self, state: Any, name: str) -> type[models.Model] | None:
         try:
             return state.apps.get_model(self.app_label, name)  # type: ignore[no-any-return]
         except LookupError:
             return None
+
+    def new_table(self, table: str) -> bool:
+        """Created by this migration or an earlier step of the plan: it holds no rows
+        when this operation runs, and no backup taken before the plan holds any."""
+        return table in self.created_in_migration or table in self.facts.planned
 
 
 class Raised(NamedTuple):
@@ -266,28 +292,54 @@ def check_operation(context: OperationContext) -> Iterator[Raised]:
 def check_add_field(context: OperationContext) -> Iterator[Raised]:
     operation: ops.AddField = context.operation
     field = operation.field
-    if field.null or field.has_db_default() or field.many_to_many:
+    if field.null or field.many_to_many or has_db_default(field):
         return
-    if field.has_default() and operation.preserve_default:
+    if has_default(field) and operation.preserve_default:
         return
     label = f"{operation.model_name}.{operation.name}"
     model = context.model(context.before, operation.model_name)
+    if model is not None and context.new_table(model._meta.db_table):
+        return
     count, rows = context.facts.rows(model._meta.db_table) if model else (0, "0")
-    if field.has_default():
+    if has_default(field):
         yield Raised("DBT102", f"{label} is required with no default once migrated (the one-off default only "
                f"fills today's {rows} rows). Backups taken before this migration have no value for it, "
                f"so restoring them needs --set or --replay.", None)  # fmt: skip
+    elif field.has_db_default() and context.connection.vendor == "mysql":
+        yield Raised("DBT101", f"{label} is required and its db_default is None: MariaDB and MySQL refuse "
+               f"DEFAULT NULL on a NOT NULL column, so the migration will fail.", None)  # fmt: skip
     elif count:
-        yield Raised("DBT101", f"{label} is required and has no default, and the table has {rows} rows: the "
-               f"migration will fail.", None)  # fmt: skip
+        none = (
+            " (a default of None is none)" if field.has_default() or field.has_db_default() else ""
+        )
+        # MariaDB and MySQL add a NOT NULL column over rows with the type's implicit value.
+        fate = ("MariaDB fills them with the type's implicit value (0, '', …), which no code chose"
+                if context.connection.vendor == "mysql" else "the migration will fail")  # fmt: skip
+        yield Raised("DBT101", f"{label} is required and has no default{none}, and the table has {rows} rows: "
+               f"{fate}.", None)  # fmt: skip
     else:
         yield Raised("DBT103", f"{label} is required with no default: backups taken before this migration "
                f"cannot be restored into the new schema without --set.", None)  # fmt: skip
 
 
+def has_default(field: Any) -> bool:
+    """A default that gives a value: default=None fills a NOT NULL column with NULL."""
+    return bool(field.has_default()) and field.default is not None
+
+
+def has_db_default(field: Any) -> bool:
+    """db_default=None (or Value(None)) is DEFAULT NULL, no value for a NOT NULL column."""
+    default = field.db_default
+    return bool(field.has_db_default()) and not (
+        default is None or (isinstance(default, models.Value) and default.value is None)
+    )
+
+
 def check_remove_field(context: OperationContext) -> Iterator[Raised]:
     operation: ops.RemoveField = context.operation
     model = context.model(context.before, operation.model_name)
+    if model is not None and context.new_table(model._meta.db_table):
+        return
     _count, rows = context.facts.rows(model._meta.db_table) if model else (0, "0")
     yield Raised("DBT104", f"The column {operation.model_name}.{operation.name} and its data in {rows} rows "
            f"are dropped.", None)  # fmt: skip
@@ -296,6 +348,8 @@ def check_remove_field(context: OperationContext) -> Iterator[Raised]:
 def check_delete_model(context: OperationContext) -> Iterator[Raised]:
     operation: ops.DeleteModel = context.operation
     model = context.model(context.before, operation.name)
+    if model is not None and context.new_table(model._meta.db_table):
+        return
     _count, rows = context.facts.rows(model._meta.db_table) if model else (0, "0")
     yield Raised("DBT105", f"The table of {operation.name} and its {rows} rows are dropped.", None)
 
@@ -322,21 +376,30 @@ def check_alter_field(context: OperationContext) -> Iterator[Raised]:
     old: Any = old_model._meta.get_field(operation.name)
     new: Any = new_model._meta.get_field(operation.name)
     table, label = old_model._meta.db_table, f"{operation.model_name}.{operation.name}"
-    exists = context.facts.exists(table)
+    exists = context.facts.exists(table) and not context.new_table(table)
     quote = context.connection.ops.quote_name
     if old.null and not new.null and exists and not fills_nulls(context, table, str(new.column)):
-        (nulls,) = context.facts.query(
-            f"SELECT COUNT(*) FROM {quote(table)} WHERE {quote(old.column)} IS NULL"
-        )[0]
+        added = context.facts.added.get((table, str(old.column)))
+        if added is not None:  # not in the database yet: every row holds its default
+            nulls = context.facts.rows(table)[0] if holds_null(added) else 0
+        else:
+            (nulls,) = context.facts.query(
+                f"SELECT COUNT(*) FROM {quote(table)} WHERE {quote(old.column)} IS NULL"
+            )[0]
         if nulls:
             yield Raised("DBT106", f"{label} becomes required, but {nulls:,} rows hold NULL and the migration "
                    f"fills nothing in: it will fail.", None)  # fmt: skip
     old_type, new_type = old.db_type(context.connection), new.db_type(context.connection)
-    if old_type != new_type:
+    if exists and old_type != new_type and not widens(str(old_type), str(new_type)):
         yield Raised("DBT108", f"{label} changes type from {old_type} to {new_type}: values that do not "
                f"convert make the migration fail.", None)  # fmt: skip
     if new.unique and not old.unique and exists:
         yield from duplicates(context, table, [str(old.column)], label)
+
+
+def holds_null(field: Any) -> bool:
+    """What a column added with this field holds in the rows that were there."""
+    return not (has_db_default(field) or has_default(field))
 
 
 def check_add_constraint(context: OperationContext) -> Iterator[Raised]:
@@ -347,7 +410,7 @@ def check_add_constraint(context: OperationContext) -> Iterator[Raised]:
         return
     if not constraint.fields or constraint.condition is not None:
         return
-    if not context.facts.exists(model._meta.db_table):
+    if not context.facts.exists(model._meta.db_table) or context.new_table(model._meta.db_table):
         return
     columns = [str(model._meta.get_field(name).column) for name in constraint.fields]  # type: ignore[union-attr]
     yield from duplicates(context, model._meta.db_table, columns,
@@ -357,7 +420,8 @@ def check_add_constraint(context: OperationContext) -> Iterator[Raised]:
 def check_alter_unique_together(context: OperationContext) -> Iterator[Raised]:
     operation: ops.AlterUniqueTogether = context.operation
     model = context.model(context.before, operation.name)
-    if model is None or not context.facts.exists(model._meta.db_table):
+    table = model._meta.db_table if model is not None else ""
+    if model is None or not context.facts.exists(table) or context.new_table(table):
         return
     for names in operation.unique_together or ():
         columns = [str(model._meta.get_field(name).column) for name in names]  # type: ignore[union-attr]
@@ -440,6 +504,16 @@ def check_backwards(context: OperationContext) -> Iterator[Raised]:
 def duplicates(
     context: OperationContext, table: str, columns: list[str], what: str
 ) -> Iterator[Raised]:
+    added = [c for c in columns if (table, c) in context.facts.added]
+    if any(holds_null(context.facts.added[(table, c)]) for c in added):
+        return  # NULLs are never duplicates of each other
+    columns = [c for c in columns if c not in added]
+    if not columns:  # every row holds the same defaults
+        count, many = context.facts.rows(table)
+        if count > 1:
+            yield Raised("DBT107", f"{what} must become unique, but all {many} rows hold the default their "
+                   f"column was added with earlier in the plan: the migration will fail.", None)  # fmt: skip
+        return
     quote = context.connection.ops.quote_name
     cols = ", ".join(quote(c) for c in columns)
     rows = context.facts.query(
@@ -481,8 +555,18 @@ PG_ADD_UNIQUE = re.compile(r"ADD\s+CONSTRAINT\s+\S+\s+UNIQUE\b(?!\s+USING\s+INDE
 PG_ALTER_TYPE = re.compile(rf"ALTER\s+COLUMN\s+{QUOTED}\s+(?:SET\s+DATA\s+)?TYPE\s+((?:\([^)]*\)|[^,;(])+?)"
                            r"(?=\s+USING\b|\s+COLLATE\b|\s*,|\s*;|\s*$)", re.I)  # fmt: skip
 NOT_VALID = re.compile(r"\bNOT\s+VALID\b", re.I)
+# The ALTER TABLE forms Django emits that take less than ACCESS EXCLUSIVE: a foreign
+# key alone (SHARE ROW EXCLUSIVE), VALIDATE CONSTRAINT (SHARE UPDATE EXCLUSIVE).
+PG_WEAKER_ALTER = re.compile(
+    rf"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{QUOTED}\s+(?:ADD\s+CONSTRAINT\s+\S+\s+FOREIGN\s+"
+    r"KEY\s*\([^)]*\)\s*REFERENCES\s+(?:[^,;()]|\([^)]*\))*|VALIDATE\s+CONSTRAINT\s+\S+)\s*;?\s*$",
+    re.I,
+)
 DESTRUCTIVE_SQL = re.compile(r"\b(DROP\s+(TABLE|COLUMN|SCHEMA|DATABASE)|TRUNCATE)\b", re.I)
-CREATE_TABLE = re.compile(rf"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{QUOTED}", re.I)
+# MariaDB and MySQL quote names with backticks.
+CREATE_TABLE = re.compile(
+    rf"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:{QUOTED}|`((?:[^`]|``)+)`)", re.I
+)
 
 
 def check_postgresql_sql(context: OperationContext) -> Iterator[Raised]:
@@ -496,8 +580,14 @@ def check_postgresql_statement(context: OperationContext, statement: str) -> Ite
     if index:
         table = unquote(index.group(3))
         if not index.group(2) and locks_existing(context, table):
-            yield Raised("DBT201", f"The index build blocks writes to {table} ({size(context, table)}) until it "
-                   f"is done (SHARE lock).", shown)  # fmt: skip
+            held = held_exclusive(context, table)
+            if held:
+                yield Raised("DBT201", f"The index build on {table} ({size(context, table)}) runs under the "
+                       f"ACCESS EXCLUSIVE lock that {held} took earlier in this migration: reads and writes "
+                       f"wait until it commits.", shown)  # fmt: skip
+            else:
+                yield Raised("DBT201", f"The index build blocks writes to {table} ({size(context, table)}) "
+                       f"until it is done (SHARE lock).", shown)  # fmt: skip
         return
     alter = PG_ALTER_TABLE.match(statement)
     if not alter:
@@ -505,13 +595,38 @@ def check_postgresql_statement(context: OperationContext, statement: str) -> Ite
     table = unquote(alter.group(1))
     if not locks_existing(context, table):
         return
+    yield from check_postgresql_alter_table(context, statement, table)
+    if context.exclusive is not None and not PG_WEAKER_ALTER.match(statement):
+        context.exclusive.setdefault(table, shown.rstrip("; "))
+
+
+def held_exclusive(context: OperationContext, *tables: str) -> str | None:
+    """How to name the earlier statement of this transaction that holds one of
+    these tables under ACCESS EXCLUSIVE, or None."""
+    for table in tables:
+        statement = (context.exclusive or {}).get(table)
+        if statement:
+            return statement if len(statement) <= 80 else f"{statement[:79]}…"
+    return None
+
+
+def check_postgresql_alter_table(
+    context: OperationContext, statement: str, table: str
+) -> Iterator[Raised]:
+    shown = one_line(statement)
     where = f"{table} ({size(context, table)})"
     validated = not NOT_VALID.search(statement)
     foreign_key = PG_ADD_FK.search(statement)
     if foreign_key and validated:
         referenced = unquote(foreign_key.group(1))
-        yield Raised("DBT202", f"Adding the foreign key scans {where} to validate it, holding a SHARE ROW "
-               f"EXCLUSIVE lock on it and on {referenced} (writes to both wait).", shown)  # fmt: skip
+        held = held_exclusive(context, table, referenced)
+        if held:
+            yield Raised("DBT202", f"Adding the foreign key scans {where} to validate it under the ACCESS "
+                   f"EXCLUSIVE lock that {held} took earlier in this migration: reads and writes wait until "
+                   f"it commits.", shown)  # fmt: skip
+        else:
+            yield Raised("DBT202", f"Adding the foreign key scans {where} to validate it, holding a SHARE ROW "
+                   f"EXCLUSIVE lock on it and on {referenced} (writes to both wait).", shown)  # fmt: skip
     for match in PG_SET_NOT_NULL.finditer(statement):
         yield Raised("DBT203", f"SET NOT NULL on {unquote(match.group(1))} scans {where} under an ACCESS "
                f"EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip
@@ -541,27 +656,55 @@ def size(context: OperationContext, table: str) -> str:
 
 VARCHAR = re.compile(r"(?:character varying|varchar)(?:\((\d+)\))?")
 NUMERIC = re.compile(r"(?:numeric|decimal)\((\d+),\s*(\d+)\)")
+TEXT = {"text", "longtext"}
+INTEGER_BITS = {"smallint": 16, "integer": 32, "int": 32, "bigint": 64}
 
 
-def rewrites(old: str, new: str) -> bool:
-    """Does ALTER COLUMN … TYPE rewrite the table? Not for the binary-coercible
-    widenings PostgreSQL does in place: a longer varchar, varchar to text, a
-    numeric with more precision and the same scale."""
-    old, new = " ".join(old.lower().split()), " ".join(new.lower().split())
+def column_type(name: str) -> str:
+    """A type in one spelling, whoever spelt it: 'integer AUTO_INCREMENT' (MySQL's
+    AutoField) is an integer, 'character varying(20)' a varchar(20), 'numeric(12, 2)'
+    a numeric(12,2)."""
+    name = " ".join(name.lower().split()).removesuffix(" auto_increment")
+    return re.sub(r",\s*", ",", name.replace("character varying", "varchar"))
+
+
+def integer_range(name: str) -> tuple[int, int] | None:
+    base, _space, unsigned = name.partition(" ")
+    bits = INTEGER_BITS.get(base)
+    if bits is None or unsigned not in ("", "unsigned"):
+        return None
+    return (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+def widens(old: str, new: str) -> bool:
+    """Does every value of type `old` fit type `new` unchanged? A longer varchar,
+    varchar to text, a wider integer, a numeric with more precision and the same
+    scale: no value can fail to convert. Any spelling of PostgreSQL, MariaDB or SQLite."""
+    old, new = column_type(old), column_type(new)
     if old == new:
         return False
     old_varchar, new_varchar = VARCHAR.fullmatch(old), VARCHAR.fullmatch(new)
-    if (old_varchar or old == "text") and (
-        new == "text" or (new_varchar and not new_varchar.group(1))
-    ):
-        return False
-    if old_varchar and new_varchar and old_varchar.group(1) and new_varchar.group(1):
-        return int(new_varchar.group(1)) < int(old_varchar.group(1))
+    if new in TEXT or (new_varchar and not new_varchar.group(1)):
+        return bool(old_varchar or old in TEXT)
+    if old_varchar and new_varchar and old_varchar.group(1):
+        return int(new_varchar.group(1)) > int(old_varchar.group(1))
     old_numeric, new_numeric = NUMERIC.fullmatch(old), NUMERIC.fullmatch(new)
     if old_numeric and new_numeric:
         same_scale = old_numeric.group(2) == new_numeric.group(2)
-        return not (same_scale and int(new_numeric.group(1)) >= int(old_numeric.group(1)))
-    return True
+        return same_scale and int(new_numeric.group(1)) > int(old_numeric.group(1))
+    old_range, new_range = integer_range(old), integer_range(new)
+    if old_range and new_range:
+        return new_range[0] <= old_range[0] and old_range[1] <= new_range[1]
+    return False
+
+
+def rewrites(old: str, new: str) -> bool:
+    """Does ALTER COLUMN … TYPE rewrite the table on PostgreSQL? Not for the widenings
+    it does in place (binary-coercible: varchar and numeric); a wider integer
+    changes the stored width, so it rewrites like any other change."""
+    if column_type(old) == column_type(new):
+        return False
+    return not widens(old, new) or integer_range(column_type(old)) is not None
 
 
 def unquote(name: str) -> str:
@@ -582,7 +725,11 @@ def sql_texts(sql: Any) -> list[str]:
 
 
 def tables_created(statements: list[str]) -> set[str]:
-    return {unquote(m.group(1)) for s in statements if (m := CREATE_TABLE.match(s))}
+    return {
+        unquote(m.group(1)) if m.group(1) else m.group(2).replace("``", "`")
+        for s in statements
+        if (m := CREATE_TABLE.match(s))
+    }
 
 
 # RunPython code ---------------------------------------------------------------------

@@ -106,6 +106,8 @@ def plan_migrations(
                         code, level or CHECKS[code].level, key, describe(context.operation, backwards),
                         message, sql, index, backwards, acknowledged.get(key, {}).get(code),
                     ))  # fmt: skip
+                if not backwards:
+                    facts.follow(context)
             if contexts and not backwards:
                 state = contexts[-1].after
         plan.leftovers = find_leftovers(connection, steps)
@@ -147,8 +149,10 @@ def forwards_contexts(
                                          before, after, sql, False, set()))  # fmt: skip
         state = after
     created = tables_created([s for c in contexts for s in c.sql])
+    exclusive: dict[str, str] | None = {} if migration.atomic else None
     for context in contexts:
         context.created_in_migration = created
+        context.exclusive = exclusive
     return contexts
 
 
@@ -172,6 +176,9 @@ def backwards_contexts(
         )
         contexts.append(OperationContext(connection, facts, migration.app_label, operation,
                                          applied, undone, sql, True, set()))  # fmt: skip
+    exclusive: dict[str, str] | None = {} if migration.atomic else None
+    for context in contexts:
+        context.exclusive = exclusive
     return contexts
 
 

@@ -14,6 +14,8 @@ with SET LOCAL, which lasts for that transaction only (pooler-safe).
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import os
 import queue
 import re
@@ -27,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.conf import settings
+from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
 
 from .archive import PARTIAL_SUFFIX, longest_line, too_long_error
-from .codec import AnyField, kind_of
+from .codec import JSON_NULL_KEY, AnyField, kind_of
 from .conf import get_settings
 from .graph import Table
 
@@ -84,8 +88,27 @@ def rows_sql(table: Table, connection: BaseDatabaseWrapper) -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(f"{column_sql(f, connection)} AS {quote(f.name)}" for f in table.fields)
     order = ", ".join(f"t.{quote(str(f.column))}" for f in table.pk_fields)
+    line = "row_to_json(r)::text"
+    # JSON null is written null, like SQL NULL, and the row names it (codec.py):
+    # the line's closing brace gives way to the key, for the rows that need it.
+    is_null = {
+        f.name: f"t.{quote(str(f.column))}::jsonb = 'null'::jsonb"
+        for f in table.fields
+        if f.get_internal_type() == "JSONField"
+    }
+    if is_null:
+        names = ", ".join(
+            f"CASE WHEN {test} THEN {literal(name, connection)} END"
+            for name, test in is_null.items()
+        )
+        line = (
+            f"CASE WHEN {' OR '.join(is_null.values())} THEN left({line}, -1) || "
+            f"{literal(',' + json.dumps(JSON_NULL_KEY) + ':', connection)} || "
+            f"array_to_json(array_remove(ARRAY[{names}]::text[], NULL))::text || '}}' "
+            f"ELSE {line} END"
+        )
     return (
-        f"SELECT row_to_json(r)::text FROM {quote(table.db_table)} t, LATERAL (SELECT {columns}) r "
+        f"SELECT {line} FROM {quote(table.db_table)} t, LATERAL (SELECT {columns}) r "
         f"ORDER BY {order}"
     )
 
@@ -184,6 +207,17 @@ PARSED_BY_COPY: dict[str, Callable[[str], object]] = {
     "datetime": PLAIN_TIMESTAMP.fullmatch,
     "decimal": PLAIN_DECIMAL.fullmatch,
 }
+# With USE_TZ the session's time zone is UTC (or DATABASES' TIME_ZONE), which is
+# how COPY would read a date-time without offset; Django takes a naive datetime
+# as TIME_ZONE time. Such text is decoded here, and made aware as Django does.
+AWARE_TIMESTAMP = re.compile(PLAIN_TIMESTAMP.pattern.removesuffix("?"), re.ASCII)
+
+
+def parsed_by_copy() -> dict[str, Callable[[str], object]]:
+    """PARSED_BY_COPY for the project's settings now."""
+    if not settings.USE_TZ:
+        return PARSED_BY_COPY
+    return {**PARSED_BY_COPY, "datetime": AWARE_TIMESTAMP.fullmatch}
 
 
 def can_copy(fields: list[AnyField], connection: BaseDatabaseWrapper) -> bool:
@@ -222,12 +256,18 @@ def copy_stream(
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
     json_columns = [i for i, f in enumerate(fields) if kind_of(f) == "json"]
+    # Django's DateTimeField.get_prep_value() with USE_TZ: a naive datetime is
+    # TIME_ZONE time (psycopg would send it for the session to read as UTC).
+    naive_columns = (
+        [i for i, f in enumerate(fields) if kind_of(f) == "datetime"] if settings.USE_TZ else []
+    )
+    local = timezone.get_default_timezone()
     with connection.cursor() as cursor, connection.wrap_database_errors:
         raw = cursor.cursor  # psycopg's own cursor, under Django's wrapper
         sql = f"COPY {quote(db_table)} ({columns}) FROM STDIN"
         with raw.copy(sql) as copy:
             write_row = copy.write_row
-            if not json_columns:
+            if not json_columns and not naive_columns:
                 yield write_row
                 return
 
@@ -238,6 +278,10 @@ def copy_stream(
                         values[i] = value.text  # the text as it was: PostgreSQL parses it
                     elif value is not None:
                         values[i] = Jsonb(value)
+                for i in naive_columns:
+                    value = values[i]
+                    if type(value) is datetime.datetime and value.tzinfo is None:
+                        values[i] = timezone.make_aware(value, local)
                 write_row(values)
 
             yield write
@@ -322,14 +366,15 @@ def existing_keys(table: Table, connection: BaseDatabaseWrapper) -> Callable[[ob
     keys = array("q")
     with connection.cursor() as cursor:
         while True:
-            after = f"WHERE {column} > %s " if keys else ""
+            # The last key as an integer literal: with a parameter the driver
+            # would read a % in the table's name as a placeholder.
+            after = f"WHERE {column} > {keys[-1]:d} " if keys else ""
             # Each key as 8 big-endian bytes, one value a page: a row per key
             # would cost this process more than the keys are worth.
             cursor.execute(
                 f"SELECT string_agg(int8send(k), '' ORDER BY k) FROM "
                 f"(SELECT {column}::int8 AS k FROM {db_table} {after}"
-                f"ORDER BY {column} LIMIT {KEYS_PER_QUERY:d}) page",
-                [keys[-1]] if keys else None,
+                f"ORDER BY {column} LIMIT {KEYS_PER_QUERY:d}) page"
             )
             (packed,) = cursor.fetchone()
             if not packed:
@@ -541,6 +586,16 @@ WHERE con.contype = 'f'
 """
 
 
+def literal(text: str, connection: BaseDatabaseWrapper) -> str:
+    """`text` as a quoted SQL string literal, for statements that take no bind
+    parameters (COMMENT ON): run with no parameters, nothing in the statement
+    is read as a placeholder."""
+    from psycopg import sql
+
+    connection.ensure_connection()
+    return sql.Literal(text).as_string(connection.connection)
+
+
 def truncatable(db_tables: list[str], connection: BaseDatabaseWrapper) -> list[str]:
     """The tables of `db_tables` that one TRUNCATE can empty inside the
     transaction exactly as DELETE would: PostgreSQL refuses to truncate a table
@@ -584,3 +639,38 @@ def at_once(connection: BaseDatabaseWrapper, statements: list[str]) -> bool:
     except DatabaseError:
         return False
     return True
+
+
+def raise_sequences(model_list: list[type[models.Model]], connection: BaseDatabaseWrapper) -> None:
+    """Move each table's id sequence past its greatest id, never back.
+
+    Django's sequence_reset_sql sets a sequence to the table's maximum, even
+    below its current value: an open transaction that has already taken the
+    next id would then collide, once committed, with the id handed out after
+    it. Inserting explicit ids does not move a sequence, so after a restore
+    it may be behind the table (raise it) or ahead (leave it)."""
+    if connection.vendor != "postgresql":
+        return  # SQLite and MariaDB move their counters themselves
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        for model in model_list:
+            # The fields Django's sequence_reset_sql resets.
+            field = next(
+                (f for f in model._meta.local_fields if isinstance(f, models.AutoField)), None
+            )
+            if field is None:
+                continue
+            table, column = quote(model._meta.db_table), str(field.column)
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, column])
+            (sequence,) = cursor.fetchone()
+            if sequence is None:
+                continue
+            # Neither name goes through a format string: `sequence` is the
+            # server's own quoted spelling and no parameters are passed.
+            cursor.execute(f"SELECT last_value, is_called FROM {sequence}")
+            last_value, is_called = cursor.fetchone()
+            handed_out = last_value if is_called else last_value - 1
+            cursor.execute(f"SELECT max({quote(column)}) FROM {table}")
+            (top,) = cursor.fetchone()
+            if top is not None and top > handed_out:
+                cursor.execute("SELECT setval(%s::regclass, %s)", [sequence, top])

@@ -419,7 +419,12 @@ def drop_leftovers(target: BaseDatabaseWrapper) -> None:
     for name in names:
         pid = name.removeprefix(SCRATCH_PREFIX).split("_")[1]
         if pid.isdigit() and not process_alive(int(pid)):
-            drop_database(target, name)
+            try:
+                drop_database(target, name)
+            except DatabaseError:
+                # Another user's (its owner may drop it): not this run's to
+                # remove, and no reason to refuse this run's own replay.
+                continue
 
 
 PRIVATE_FOLDER_PREFIXES = (SCRATCH_FOLDER_PREFIX, "dbtools-replay-", "dbtools-drill-")

@@ -31,6 +31,7 @@ import datetime
 import time
 import types
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +40,6 @@ from typing import Any, Literal
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.core.management.color import no_style
 from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
@@ -511,7 +511,7 @@ class Loader:
                     if progress and number % PROGRESS_ROWS == 0:
                         progress(label, number, receipt.in_backup)
             else:  # the values straight from the decoded rows: no dict per row
-                decode = row_decoder(mapping.columns, kept_as_text=postgres.PARSED_BY_COPY)
+                decode = row_decoder(mapping.columns, kept_as_text=postgres.parsed_by_copy())
                 pk_source = sources[pk_index]
                 for number, (_, row) in enumerate(rows, 1):
                     try:
@@ -1079,7 +1079,7 @@ def restore_database(
             loading_session(connection),
             transaction.atomic(using=plan.using),
         ):
-            with connection.constraint_checks_disabled():
+            with connection.constraint_checks_disabled(), naive_datetimes_taken_quietly():
                 receipts = loader.run()
             check_references(connection, plan)
             if mode == "replace":
@@ -1112,6 +1112,19 @@ def restore_database(
     return result
 
 
+@contextmanager
+def naive_datetimes_taken_quietly() -> Iterator[None]:
+    """Django warns for each naive datetime it takes as TIME_ZONE time under
+    USE_TZ, and the value is in the warning, so a backup from a USE_TZ = False
+    project printed (and remembered) one warning per row. The pre-flight says
+    it once (restore_plan.time_zone_warnings)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", r"DateTimeField .* received a naive datetime", RuntimeWarning
+        )
+        yield
+
+
 def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None:
     """Every foreign key of the restored tables, and of tables pointing into them, must resolve."""
     restored = {m.table.label for m in plan.mappings if m.table} | {t.label for t in plan.scope}
@@ -1127,12 +1140,9 @@ def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None
 
 
 def reset_sequences(connection: BaseDatabaseWrapper, models: list[type[Model]]) -> None:
-    """Move PostgreSQL sequences past the restored ids (SQLite and MariaDB catch up themselves)."""
-    statements = connection.ops.sequence_reset_sql(no_style(), models)
-    if statements:
-        with connection.cursor() as cursor:
-            for sql in statements:
-                cursor.execute(sql)
+    """Move PostgreSQL sequences past the restored ids, never back (SQLite and
+    MariaDB catch up themselves)."""
+    postgres.raise_sequences(models, connection)
 
 
 def verify_counts(plan: RestorePlan, receipts: list[TableReceipt]) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
@@ -246,6 +247,41 @@ def migrations_behind(
     ]
 
 
+def time_zone_warnings(meta: dict[str, Any]) -> list[str]:
+    """A warning when the backup's USE_TZ and TIME_ZONE are not this project's
+    (or not recorded): they decide what a date-time in the file means."""
+    use_tz, time_zone = meta.get("use_tz"), meta.get("time_zone")
+    here = f"USE_TZ = {settings.USE_TZ}, TIME_ZONE = {settings.TIME_ZONE!r}"
+    if type(use_tz) is not bool or type(time_zone) is not str:
+        return [
+            f"The backup does not record the USE_TZ and TIME_ZONE it was taken with (an older "
+            f"dbtools wrote it): not known whether its date-times mean what they would here ({here})."
+        ]
+    if use_tz == settings.USE_TZ and time_zone == settings.TIME_ZONE:
+        return []
+    if not use_tz and settings.USE_TZ:
+        meaning = (
+            f"The backup's date-times have no time zone: they are taken as {settings.TIME_ZONE} "
+            f"time, as Django takes a naive datetime."
+        )
+    elif not use_tz:
+        meaning = (
+            f"The backup's date-times have no time zone: they are restored as they are, and "
+            f"read here as {settings.TIME_ZONE} time, not {time_zone}."
+        )
+    elif settings.USE_TZ:
+        meaning = "The backup's date-times carry their UTC offset: each keeps its moment in time."
+    else:
+        meaning = (
+            "The backup's date-times carry their UTC offset, which Django stores with USE_TZ = "
+            "False only on PostgreSQL (on SQLite and MariaDB the restore fails)."
+        )
+    return [
+        f"The backup was taken with USE_TZ = {use_tz}, TIME_ZONE = {time_zone!r}; this project "
+        f"has {here}. {meaning}"
+    ]
+
+
 def _plan_order(loader: MigrationLoader, keys: set[tuple[str, str]]) -> list[tuple[str, str]]:
     order: list[tuple[str, str]] = []
     for leaf in loader.graph.leaf_nodes():
@@ -333,7 +369,7 @@ def map_backup(
         )
     backup_migrations = meta.get("migrations", {})
     loader = MigrationLoader(connections[using], ignore_no_migrations=True)
-    warnings = migrations_behind(loader, backup_migrations)
+    warnings = time_zone_warnings(meta) + migrations_behind(loader, backup_migrations)
     rows_in_backup = sum(counts.values())
     if not loader.applied_migrations and rows_in_backup:
         raise blocked(

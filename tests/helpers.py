@@ -72,6 +72,7 @@ def rewrite_backup(
     change_row=None,  # (label, row dict) -> row dict | None (None drops the row)
     change_table=None,  # table meta dict -> table meta dict
     order_rows=None,  # (label, list of row dicts) -> the list in the order to write
+    change_meta=None,  # the backup's meta dict -> meta dict
 ) -> Path:
     """Write a copy of a backup with rows or table descriptions changed, checksums redone:
     how a test builds a backup that is valid as a file but awkward as data."""
@@ -81,7 +82,7 @@ def rewrite_backup(
 
     writer = ArchiveWriter(target, max_line_bytes=2**31)
     with ArchiveReader(source, max_line_bytes=2**31) as reader:
-        writer.write_header(reader.meta)
+        writer.write_header(change_meta(dict(reader.meta)) if change_meta else reader.meta)
         for section in reader.tables(lambda meta: json.loads):
             meta = change_table(section.meta) if change_table else section.meta
             writer.begin_table(meta)

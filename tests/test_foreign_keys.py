@@ -237,3 +237,29 @@ def test_a_row_pointing_outside_the_backup_at_nothing_fails_with_its_key(
     assert ("in neither the backup nor the database" in message) == bool(emptied_too)
     assert "rolled back" in message
     assert not e.Comment.objects.using(alias).exists()
+
+
+@backends("postgresql")
+def test_a_constraint_whose_name_and_comment_hold_percent_signs_comes_back(alias, backup_dir):
+    seed_shop(50, using=alias)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            'ALTER TABLE shop_address ADD CONSTRAINT "fk_100%_b" FOREIGN KEY (user_id) '
+            "REFERENCES shop_user (id) DEFERRABLE INITIALLY DEFERRED"
+        )
+        cursor.execute(
+            """COMMENT ON CONSTRAINT "fk_100%_b" ON shop_address IS '100%s sure, 5%% off'"""
+        )
+    try:
+        before = catalog(alias)
+        backup = backup_database(using=alias).path
+
+        restore_database(prepare_restore(backup, using=alias), mode="replace")
+
+        after = catalog(alias)
+        assert without_oids(after) == without_oids(before)
+        assert after[("shop_address", "fk_100%_b")][-2] == "100%s sure, 5%% off"
+        assert after[("shop_address", "fk_100%_b")][-1] != before[("shop_address", "fk_100%_b")][-1]
+    finally:
+        with connections[alias].cursor() as cursor:
+            cursor.execute('ALTER TABLE shop_address DROP CONSTRAINT IF EXISTS "fk_100%_b"')

@@ -20,7 +20,7 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
 from dbtools.conf import settings_problems
-from dbtools.migration_checks import CHECKS, rewrites
+from dbtools.migration_checks import CHECKS, rewrites, widens
 from tests.conftest import ROOT, backends
 
 LAST = "0017_irreversible"
@@ -147,8 +147,9 @@ def test_postgresql_findings_name_the_statement_and_the_lock(alias, lintlab, bac
     out, _err, _code = safemigrate(alias, "lintlab", "--plan")
     assert (
         "  [WARNING] DBT202 lintlab.0012_box_shelf: Alter field shelf on box\n"
-        "      Adding the foreign key scans lintlab_box (2 rows) to validate it, holding a SHARE ROW "
-        "EXCLUSIVE lock on it and on lintlab_shelf (writes to both wait).\n"
+        "      Adding the foreign key scans lintlab_box (2 rows) to validate it under the ACCESS EXCLUSIVE "
+        'lock that ALTER TABLE "lintlab_box" ADD COLUMN "shelf_id" bigint NULL took earlier in this '
+        "migration: reads and writes wait until it commits.\n"
         '      SQL: ALTER TABLE "lintlab_box" ADD CONSTRAINT "lintlab_box_shelf_id_7ba172cb_fk_lintlab_shelf_id" '
         'FOREIGN KEY ("shelf_id") REFERENCES "lintlab_shelf" ("id") DEFERRABLE INITIALLY DEFERRED;\n'
         "      Fix: Add it NOT VALID (RunSQL with state_operations), then VALIDATE CONSTRAINT in a later "
@@ -340,10 +341,72 @@ def test_every_code_is_documented_in_the_readme_with_its_peers():
         ("integer", "bigint", True),
         ("integer", "varchar(20)", True),
         ("integer", "integer", False),
+        ("numeric(10,2)", "numeric(10, 2)", False),
     ],
 )
 def test_which_postgresql_type_changes_rewrite(old, new, rewrite):
     assert rewrites(old, new) is rewrite
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "widening"),
+    [
+        ("character varying(200)", "varchar(300)", True),
+        ("varchar(200)", "varchar(300)", True),
+        ("varchar(300)", "varchar(200)", False),
+        ("varchar(200)", "text", True),
+        ("varchar(200)", "longtext", True),  # MariaDB's TextField
+        ("text", "varchar(200)", False),
+        ("smallint", "integer", True),
+        ("integer", "bigint", True),
+        (
+            "integer AUTO_INCREMENT",
+            "bigint AUTO_INCREMENT",
+            True,
+        ),  # MariaDB's AutoField to BigAutoField
+        ("smallint UNSIGNED", "integer", True),
+        ("integer UNSIGNED", "integer", False),
+        ("integer", "integer UNSIGNED", False),
+        ("bigint", "integer", False),
+        ("numeric(10,2)", "numeric(12, 2)", True),
+        ("numeric(10, 2)", "numeric(12, 3)", False),
+        ("numeric(12, 2)", "numeric(10, 2)", False),
+        ("integer", "varchar(20)", False),
+        ("integer", "integer", False),
+    ],
+)
+def test_which_type_changes_widen(old, new, widening):
+    assert widens(old, new) is widening
+
+
+def test_a_widening_is_no_type_change_finding_and_a_narrowing_is(alias, lintlab):
+    from django.db import migrations, models
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    add = [
+        migrations.AddField("box", "small", models.SmallIntegerField(default=0)),
+        migrations.AddField("box", "price", models.DecimalField(max_digits=10, decimal_places=2, default=0)),
+    ]  # fmt: skip
+    widenings = {
+        "varchar": migrations.AlterField("box", "size", models.CharField(max_length=30)),
+        "text": migrations.AlterField("box", "size", models.TextField()),
+        "bigint": migrations.AlterField("box", "count", models.BigIntegerField()),
+        "integer": migrations.AlterField("box", "small", models.IntegerField(default=0)),
+        "numeric": migrations.AlterField(
+            "box", "price", models.DecimalField(max_digits=12, decimal_places=2, default=0)
+        ),
+    }
+    for name, operation in widenings.items():
+        raised, _migration = probe(alias, *add, operation)
+        assert [r for r in raised if r[1] == "DBT108"] == [], name
+
+    narrowing = migrations.AlterField("box", "size", models.CharField(max_length=10))
+    raised, _migration = probe(alias, narrowing)
+    assert [r for r in raised if r[1] == "DBT108"] == [
+        (0, "DBT108", "box.size changes type from varchar(20) to varchar(10): values that do not "
+                      "convert make the migration fail."),
+    ]  # fmt: skip
 
 
 def backups_in(folder: Path) -> list[str]:
@@ -402,3 +465,200 @@ def test_the_check_of_runpython_imports_nothing_itself(tmp_path, monkeypatch):
     exec("def forwards(apps, schema_editor):\n    from .models import Box\n", namespace)
     assert list(imported_models(namespace["forwards"])) == []
     assert not (tmp_path / "imported").exists()
+
+
+def probe(
+    alias: str, *operations, atomic: bool = True
+) -> tuple[list[tuple[int, str, str]], object]:
+    """Checks lintlab's next migration, made of these operations, against the
+    database as it is: (operation index, code, message) per finding, and the
+    migration (to apply it)."""
+    from django.db import migrations
+
+    from dbtools.migration_checks import TableFacts, check_operation
+    from dbtools.migration_plan import forwards_contexts
+
+    connection = connections[alias]
+    node = ("lintlab", Lintlab(alias).applied())
+    state = MigrationLoader(connection).project_state(node)
+    migration = type(
+        "Migration",
+        (migrations.Migration,),
+        {"dependencies": [node], "operations": list(operations), "atomic": atomic},
+    )("0099_probe", "lintlab")
+    facts = TableFacts(connection)
+    raised = []
+    for index, context in enumerate(forwards_contexts(connection, facts, migration, state)):
+        raised += [
+            (index, code, message) for code, message, _sql, _level in check_operation(context)
+        ]
+        facts.follow(context)  # as plan_migrations does
+    return raised, migration
+
+
+def apply(alias: str, migration) -> None:
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections[alias])
+    state = executor.loader.project_state(migration.dependencies[0])
+    executor.apply_migration(state, migration)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"db_default": None, "default": None},
+        {"db_default": None},
+        {"default": None},
+    ],
+    ids=["db_default-and-default", "db_default", "default"],
+)
+def test_a_default_of_none_is_no_default_and_the_migration_fails(alias, lintlab, field):
+    from django.db import IntegrityError, OperationalError, migrations, models
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    operation = migrations.AddField("box", "extra", models.IntegerField(null=False, **field))
+    raised, migration = probe(alias, operation)
+    mysql = connections[alias].vendor == "mysql"
+    if mysql and "db_default" in field:
+        assert raised == [
+            (0, "DBT101", "box.extra is required and its db_default is None: MariaDB and MySQL refuse "
+                          "DEFAULT NULL on a NOT NULL column, so the migration will fail."),
+        ]  # fmt: skip
+        with pytest.raises(OperationalError) as failed:
+            apply(alias, migration)
+        assert failed.value.args == (1067, "Invalid default value for 'extra'")
+    elif mysql:
+        assert raised == [
+            (0, "DBT101", "box.extra is required and has no default (a default of None is none), and the "
+                          "table has 1 rows: MariaDB fills them with the type's implicit value (0, '', …), "
+                          "which no code chose."),
+        ]  # fmt: skip
+        apply(alias, migration)
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT extra FROM lintlab_box")
+            assert cursor.fetchall() == ((0,),)
+            # 0099_probe is not on disk: undo it by hand.
+            cursor.execute("ALTER TABLE lintlab_box DROP COLUMN extra")
+            cursor.execute(
+                "DELETE FROM django_migrations WHERE app = 'lintlab' AND name = '0099_probe'"
+            )
+        return
+    else:
+        assert raised == [
+            (0, "DBT101", "box.extra is required and has no default (a default of None is none), and the "
+                          "table has 1 rows: the migration will fail."),
+        ]  # fmt: skip
+        with pytest.raises(IntegrityError):
+            apply(alias, migration)
+    assert lintlab.applied() == LAST
+
+
+def test_a_never_migrated_database_of_the_demo_project_has_no_finding(alias, tmp_path):
+    """Django's contrib apps and the demo (config/settings.py) from empty: a table
+    created earlier in the plan is empty, so nothing that needs rows is found."""
+    import os
+    import subprocess
+    from urllib.parse import quote
+
+    from tests.conftest import manage_command
+
+    connection = connections[alias]
+    name = f"dbtools_fresh_{os.getpid()}_{tmp_path.name[-12:]}".replace("-", "_").lower()
+    server = connection.settings_dict
+    login = quote(server["USER"] or "", safe="") + (
+        f":{quote(server['PASSWORD'], safe='')}" if server.get("PASSWORD") else ""
+    )
+    where = f"{login}@{server['HOST'] or '127.0.0.1'}:{server['PORT']}/{name}"
+    url = {
+        "sqlite": f"sqlite:///{tmp_path / 'fresh.sqlite3'}",
+        "postgresql": f"postgres://{where}",
+        "mysql": f"mysql://{where}",
+    }[connection.vendor]
+    if connection.vendor != "sqlite":
+        charset = " CHARACTER SET utf8mb4" if connection.vendor == "mysql" else ""
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}{charset}")
+    try:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": url,
+            "DBTOOLS_BACKUP_DIR": str(tmp_path / "backups"),
+        }
+        done = subprocess.run(
+            manage_command("safemigrate", "--check", "--fail-on", "warning"),
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert (done.returncode, done.stderr) == (0, ""), done.stdout
+        assert "Apply contenttypes.0002_remove_content_type_name\n" in done.stdout
+        assert done.stdout.endswith(
+            "Risk check: nothing risky found.\nCheck passed: no finding at or above warning.\n"
+        )
+    finally:
+        if connection.vendor != "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+def test_a_column_added_earlier_in_the_plan_holds_only_its_default(alias, lintlab):
+    """It is not in the database yet: its NULLs are the rows of the table."""
+    from django.db import migrations, models
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    lintlab.add(title="b", note="n", flag=False, size="1", count=1, weight=1)
+    raised, _migration = probe(
+        alias,
+        migrations.AddField("box", "extra", models.IntegerField(null=True)),
+        migrations.AlterField("box", "extra", models.IntegerField()),
+        migrations.AddField("box", "tag", models.CharField(max_length=5, default="x")),
+        migrations.AlterField(
+            "box", "tag", models.CharField(max_length=5, default="x", unique=True)
+        ),
+    )
+    assert [r for r in raised if r[1].startswith("DBT1")] == [
+        (1, "DBT106", "box.extra becomes required, but 2 rows hold NULL and the migration fills nothing "
+                      "in: it will fail."),
+        (3, "DBT107", "box.tag must become unique, but all 2 rows hold the default their column was added "
+                      "with earlier in the plan: the migration will fail."),
+    ]  # fmt: skip
+
+
+@backends("postgresql")
+def test_an_index_built_after_an_alter_table_in_one_transaction_blocks_reads_too(alias, lintlab):
+    """ADD COLUMN takes ACCESS EXCLUSIVE, and an atomic migration holds it to its
+    commit: the index build that follows runs under it, not under its own SHARE lock."""
+    from django.db import migrations, models
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    raised, _migration = probe(
+        alias,
+        migrations.AddField("box", "code", models.IntegerField(null=True)),
+        migrations.AddIndex("box", models.Index(fields=["code"], name="lintlab_code_idx")),
+    )
+    assert raised == [
+        (1, "DBT201", 'The index build on lintlab_box (1 rows) runs under the ACCESS EXCLUSIVE lock that '
+                      'ALTER TABLE "lintlab_box" ADD COLUMN "code" integer NULL took earlier in this '
+                      'migration: reads and writes wait until it commits.'),
+    ]  # fmt: skip
+
+    raised, _migration = probe(
+        alias, migrations.AddIndex("box", models.Index(fields=["size"], name="lintlab_size_idx"))
+    )
+    assert raised == [
+        (0, "DBT201", "The index build blocks writes to lintlab_box (1 rows) until it is done (SHARE lock)."),
+    ]  # fmt: skip
+
+    # Not atomic: the ALTER TABLE commits, and its lock goes, before the index is built.
+    raised, _migration = probe(
+        alias,
+        migrations.AddField("box", "code", models.IntegerField(null=True)),
+        migrations.AddIndex("box", models.Index(fields=["code"], name="lintlab_code_idx")),
+        atomic=False,
+    )
+    assert raised == [
+        (1, "DBT201", "The index build blocks writes to lintlab_box (1 rows) until it is done (SHARE lock)."),
+    ]  # fmt: skip

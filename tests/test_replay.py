@@ -223,10 +223,15 @@ def test_no_right_to_create_the_scratch_database_says_how_to_grant_it(
 ):
     from django.db.utils import load_backend
 
+    from dbtools.replay import host_tag
+
     backup, _migrated = backup_before_the_data_migration
     admin = connections[alias]
     role = f"dbtools_nocreate_{os.getpid()}"
+    # A killed run's scratch database that this role may not drop: left alone.
+    others = f"{SCRATCH_PREFIX}{host_tag()}_999999998_{os.getpid()}"
     with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {others}")
         cursor.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB")
         cursor.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
     settings = {**admin.settings_dict, "USER": role}
@@ -243,10 +248,12 @@ def test_no_right_to_create_the_scratch_database_says_how_to_grant_it(
             f"Grant it (ALTER ROLE {role} CREATEDB;) or restore without --replay. Nothing was changed."
             in message
         )
+        assert others in scratch_databases(alias)
     finally:
         connections["nocreate"].close()
         del connections["nocreate"]
         with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {others}")
             cursor.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
             cursor.execute(f"DROP ROLE {role}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
+import warnings
 from io import StringIO
 from pathlib import Path
 
@@ -891,3 +892,163 @@ def test_executemany_and_the_insert_compiler_store_the_same_rows(alias, backup_d
     assert used == []
     assert comparable_tables(database_contents(alias)) == through_executemany
     assert through_executemany == comparable_tables(read_backup(backup.path))
+
+
+@backends("postgresql")
+def test_merge_never_moves_a_sequence_back(alias, backup_dir):
+    fill_edge_cases(alias)
+    backup = backup_database(using=alias, only=["edgecases.Tag"]).path
+    # An application's transaction, still open, that has taken the next id.
+    other = connections.create_connection(alias)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("INSERT INTO edgecases_tag (name) VALUES ('pending') RETURNING id")
+            (pending,) = cursor.fetchone()
+
+            restore(backup, alias, only=["edgecases.Tag"])
+
+            cursor.execute("COMMIT")
+    finally:
+        other.close()
+    assert e.Tag.objects.using(alias).create(name="next").pk == pending + 1
+
+
+def json_documents(alias: str) -> list[tuple[int, str | None, str | None]]:
+    """Each row's JSON columns as the database's own text: JSON null is the
+    text null, SQL NULL is None."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    cast = "CAST({} AS text)" if connection.vendor != "mysql" else "CAST({} AS char)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, {cast.format(quote('required'))}, {cast.format(quote('optional'))} "
+            f"FROM {quote(e.JSONDocument._meta.db_table)} ORDER BY id"
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_json_null_and_sql_null_round_trip_apart(alias, backup_dir, mode, monkeypatch):
+    """A JSON null in a NOT NULL JSONField was written as SQL NULL: no restore of
+    the backup could succeed."""
+    from django.db.models import JSONField, Value
+
+    docs = e.JSONDocument.objects.using(alias)
+    first = docs.create(required=Value(None, JSONField()), optional=None)
+    second = docs.create(required={"a": None}, optional=Value(None, JSONField()))
+    third = docs.create(required=[None], optional="null")
+    fourth = docs.create(required=Value(None, JSONField()), optional=Value(None, JSONField()))
+    before = json_documents(alias)
+    assert before[0] == (first.pk, "null", None)  # JSON null, SQL NULL
+    assert (before[1][0], before[1][2]) == (second.pk, "null")
+    assert before[2][2] == '"null"'  # a string, not JSON null
+    backup = backup_database(using=alias, only=["edgecases.JSONDocument"]).path
+    lines = backup.read_text().splitlines()
+    assert f'{{"id":{first.pk},"required":null,"optional":null,"$json_null":["required"]}}' in lines
+    assert any(
+        line.startswith(f',{{"id":{second.pk},')
+        and line.endswith(',"optional":null,"$json_null":["optional"]}')
+        for line in lines
+    ), lines
+    assert not any(f'"id":{third.pk},' in line and "$json_null" in line for line in lines)
+    assert (
+        f',{{"id":{fourth.pk},"required":null,"optional":null,"$json_null":["required","optional"]}}'
+        in lines
+    )
+    if connections[alias].vendor == "postgresql":  # the server writes these lines itself
+        monkeypatch.setattr("dbtools.postgres.can_write", lambda table, connection: False)
+        portable = backup_database(using=alias, only=["edgecases.JSONDocument"]).path
+        assert portable.read_text().splitlines()[2:-2] == lines[2:-2]
+    if mode == "merge":
+        docs.all().delete()
+
+    restore(backup, alias, mode=mode, only=["edgecases.JSONDocument"])
+
+    assert json_documents(alias) == before
+
+
+def test_a_bare_null_stays_sql_null_and_the_json_null_key_is_checked():
+    from dbtools.codec import JSONText, row_parser
+
+    columns = [
+        {"name": "id", "kind": "int", "type": "BigAutoField"},
+        {"name": "required", "kind": "json", "type": "JSONField"},
+        {"name": "optional", "kind": "json", "type": "JSONField"},
+    ]
+    for jsonb in (False, True):
+        parse = row_parser(columns, keep_json_text=True, jsonb=jsonb)
+        old = parse(b'{"id":1,"required":[1],"optional":null}')  # a file from before the key
+        assert old["optional"] is None and old["required"].text == "[1]"
+        new = parse(b'{"id":1,"required":null,"optional":null,"$json_null":["required"]}')
+        assert set(new) == {"id", "required", "optional"}
+        assert isinstance(new["required"], JSONText) and new["required"].text == "null"
+        assert new["optional"] is None
+    # Read as Django reads it: None for both.
+    assert row_parser(columns)(b'{"id":1,"required":null,"optional":null,"$json_null":["required"]}') == {
+        "id": 1, "required": None, "optional": None
+    }  # fmt: skip
+    for listed in ('["id"]', '["optional"]', '["required","required"]', "[]", '"required"'):
+        line = '{"id":1,"required":null,"optional":[2],"$json_null":' + listed + "}"
+        with pytest.raises(
+            ValueError, match=r"^\$json_null must list JSONField columns whose value is null$"
+        ):
+            row_parser(columns, keep_json_text=True)(line.encode())
+
+
+def naive_backup(alias: str, backup: Path, meta: dict[str, object]) -> Path:
+    """`backup` as a USE_TZ = False project would have written it: date-times without offset."""
+
+    def change_meta(old: dict[str, object]) -> dict[str, object]:
+        changed = {**old, **meta}
+        return {k: v for k, v in changed.items() if v is not None}
+
+    return rewrite_backup(
+        backup,
+        backup.with_name("naive.json"),
+        change_row=lambda label, row: {**row, "date_time": "2025-07-01T12:00:00"},
+        change_meta=change_meta,
+    )
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_naive_datetime_is_taken_in_time_zone_as_django_takes_it(
+    alias, backup_dir, settings, mode
+):
+    """PostgreSQL's COPY read a naive date-time as UTC: 12:00 in Paris became 12:00 UTC,
+    where Django (and the other backends) store 10:00 UTC."""
+    settings.TIME_ZONE = "Europe/Paris"
+    e.AllTypes.objects.using(alias).create(
+        date_time=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    )
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    naive = naive_backup(alias, backup, {"use_tz": False, "time_zone": "Europe/Paris"})
+    if mode == "merge":
+        e.AllTypes.objects.using(alias).all().delete()
+
+    plan = prepare_restore(naive, using=alias)
+    assert plan.warnings == [
+        "The backup was taken with USE_TZ = False, TIME_ZONE = 'Europe/Paris'; this project has "
+        "USE_TZ = True, TIME_ZONE = 'Europe/Paris'. The backup's date-times have no time zone: "
+        "they are taken as Europe/Paris time, as Django takes a naive datetime."
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once above, not once per row
+        restore_database(plan, mode=mode)
+
+    assert list(e.AllTypes.objects.using(alias).values_list("date_time", flat=True)) == [
+        datetime.datetime(2025, 7, 1, 10, 0, tzinfo=datetime.UTC)
+    ]
+
+
+def test_the_time_zone_settings_of_a_backup_that_does_not_record_them_are_not_known(
+    alias, backup_dir
+):
+    e.AllTypes.objects.using(alias).create()
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    old = naive_backup(alias, backup, {"use_tz": None, "time_zone": None})
+    assert prepare_restore(old, using=alias).warnings == [
+        "The backup does not record the USE_TZ and TIME_ZONE it was taken with (an older dbtools "
+        "wrote it): not known whether its date-times mean what they would here (USE_TZ = True, "
+        "TIME_ZONE = 'UTC')."
+    ]

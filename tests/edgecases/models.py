@@ -112,6 +112,14 @@ class AllTypes(models.Model):
     uuid = models.UUIDField(null=True)
 
 
+class JSONDocument(models.Model):
+    """JSON null is a value, not SQL NULL: `required` (NOT NULL) can hold it, and
+    `optional` can hold either."""
+
+    required = models.JSONField()
+    optional = models.JSONField(null=True)
+
+
 class SmallAutoThing(models.Model):
     id = models.SmallAutoField(primary_key=True)
     name = models.CharField(max_length=10)
