@@ -28,12 +28,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import DatabaseError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.db.utils import load_backend
 
 from ._compat import state_before_migrating
@@ -122,10 +123,10 @@ def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -
     migrations', not the user's, and had the original database been migrated
     they would not be there. A fresh scratch database is migrated to compare
     with; only tables whose row counts match are read on both sides, and the
-    rows are compared as the backup format writes them. Content types and
-    permissions are left out: a merge maps them by natural key.
+    rows are compared as the backup format writes them, except the columns
+    whose value each migrate makes anew (`generated_columns`). Content types
+    and permissions are left out: a merge maps them by natural key.
     """
-    from .drill import row_digests
     from .restore import NATURAL_KEYS
 
     target = connect(using)
@@ -148,31 +149,50 @@ def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -
         candidates = {k: v for k, v in candidates.items() if fresh_counts.get(k) == v}
         if not candidates:
             return {}
-        fresh_rows = row_digests(
-            backup_database(
-                using=fresh.alias,
-                output=private / "fresh.json",
-                only=sorted(candidates),
-                exclude=(),
-                encrypt_to=(),
-                announce_result=False,
-            ).path
-        )
-    target_rows = row_digests(
-        backup_database(
-            using=using,
-            output=private / "target.json",
-            only=sorted(candidates),
-            exclude=(),
-            encrypt_to=(),
-            announce_result=False,
-        ).path
-    )
+        fresh_rows = rows_compared(fresh.alias, sorted(candidates), private / "fresh.json")
+    target_rows = rows_compared(using, sorted(candidates), private / "target.json")
     return {
         label: count
         for label, count in candidates.items()
         if label in target_rows and target_rows[label] == fresh_rows.get(label)
     }
+
+
+def rows_compared(using: str, labels: list[str], output: Path) -> dict[str, list[bytes]]:
+    """Per table, its rows as the backup format writes them, less the columns
+    each migrate makes anew, in primary-key order."""
+    generated = {
+        table.label: generated_columns(table.model)
+        for table in plan_tables(using, only=labels).tables
+    }
+    written = backup_database(
+        using=using, output=output, only=labels, exclude=(), encrypt_to=(), announce_result=False
+    ).path
+    rows: dict[str, list[bytes]] = {}
+    with ArchiveReader(written) as reader:
+        for section in reader.tables():
+            label = section.meta["label"]
+            left_out = generated.get(label, set())
+            rows[label] = [
+                orjson.dumps({k: v for k, v in orjson.loads(line).items() if k not in left_out})
+                for line in section.rows
+            ]
+    return rows
+
+
+def generated_columns(model: type[Model]) -> set[str]:
+    """Columns whose value a migration makes anew each time it runs: a callable
+    default (uuid4, now) or auto_now(_add). Wagtail's pages get a random
+    translation_key, so no two migrated databases hold the same welcome page."""
+    names: set[str] = set()
+    for field in model._meta.concrete_fields:
+        if (
+            callable(field.default)
+            or getattr(field, "auto_now", False)
+            or getattr(field, "auto_now_add", False)
+        ):
+            names.update({field.attname, str(field.column)})
+    return names
 
 
 def row_counts(using: str, labels: list[str]) -> dict[str, int]:

@@ -1,3 +1,5 @@
+import uuid
+
 from django.db import models
 
 
@@ -8,6 +10,8 @@ class Note(models.Model):
 
 class Label(models.Model):  # 0002: a model added since a backup at 0001
     name = models.CharField(max_length=50)
+    # 0004: a value each migrate makes anew, as Wagtail's page translation_key
+    key = models.UUIDField(default=uuid.uuid4, null=True, editable=False)
 
 
 class Entry(models.Model):  # 0003: on SQLite a trigger copies each new entry into EntryIndex
