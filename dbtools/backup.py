@@ -551,6 +551,20 @@ def latest_files(location: Location) -> list[BackupFile]:
     return [p for s in LATEST_SUFFIXES if (p := latest_path(location, s)).is_file()]
 
 
+def current_latest(location: Location) -> BackupFile | None:
+    """`latest`: what restoredb restores by default, what listbackups marks, what
+    pruning never deletes. The newest `latest` copy, if several were left (their
+    names differ by suffix only; a backup killed between publishing one and
+    deleting the others leaves two)."""
+    return max(latest_files(location), key=latest_age, default=None)
+
+
+def latest_age(latest: BackupFile) -> str | float:
+    if isinstance(latest, StoredBackup):
+        return latest.copy_of or ""  # the copied backup's name starts with its time
+    return latest.stat().st_mtime
+
+
 def timestamped_backups(location: Location) -> list[BackupFile]:
     """Finished, timestamped backups in a folder or store, newest first."""
     found: list[tuple[re.Match[str], BackupFile]]
@@ -594,7 +608,7 @@ def prune(
     Never a partial or unreadable backup, never the one `latest` holds."""
     limits = {"full": keep, PRE_MIGRATE: keep_pre_migrate}
     seen = {"full": 0, PRE_MIGRATE: 0}
-    latest = latest_files(location)
+    latest = current_latest(location)
     removed = []
     for path in timestamped_backups(location):  # newest first
         group = retention_group(path)
@@ -602,7 +616,7 @@ def prune(
             continue
         seen[group] += 1
         limit = limits[group]
-        if limit is None or seen[group] <= limit or any(same_backup(path, p) for p in latest):
+        if limit is None or seen[group] <= limit or (latest and same_backup(path, latest)):
             continue
         delete_file(path)
         removed.append(path)

@@ -337,3 +337,27 @@ def test_a_folder_the_site_serves_is_warned_about(alias, settings, tmp_path):
     assert any(
         "is inside MEDIA_ROOT" in w and "which the site serves" in w for w in result.warnings
     )
+
+
+@backends("sqlite")
+def test_latest_whose_timestamped_object_is_gone_is_listed(alias, s3):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.db import connections
+
+    from dbtools.backup import database_name
+
+    some_rows(alias)
+    result = backup_database(using=alias)
+    s3.client.delete_object(Bucket=s3.bucket, Key=f"team/backups/{result.path.name}")
+    assert s3.names() == ["db-backup-latest.json"]
+    out = StringIO()
+    call_command("listbackups", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"Backups in s3://{s3.bucket}/team/backups/, newest first:"
+    assert lines[1].startswith("  db-backup-latest.json  ")
+    assert lines[1].endswith(
+        f"{len(result.tables)} tables  {result.rows:,} rows  sqlite:{database_name(connections[alias])}"
+        " <- latest (the timestamped backup it is a copy of is gone)"
+    )

@@ -60,7 +60,13 @@ class Command(DbtoolsCommand):
         failed = locked = 0
         self.stdout.write(f"Backups in {shown(folder)}, newest first:")
         for info in infos:
-            mark = " <- latest" if info.is_latest else ""
+            mark = (
+                " <- latest (the timestamped backup it is a copy of is gone)"
+                if info.only_as_latest
+                else " <- latest"
+                if info.is_latest
+                else ""
+            )
             if info.locked:
                 locked += 1
                 self.stdout.write(
