@@ -61,6 +61,7 @@ TIMESTAMPED = re.compile(
     r"^db-backup-(?:(?P<label>[a-z][a-z0-9-]*?)-)?(?P<time>\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)"
     r"(?:-(?P<n>\d+))?\.json(?:\.gz|\.zst)?(?:\.age)?$"
 )
+LABEL = re.compile(r"[a-z][a-z0-9-]*")
 PRE_MIGRATE = "pre-migrate"
 # An encrypted --only backup says so in its name: retention cannot read its header without the key.
 PARTIAL = "partial"
@@ -651,8 +652,16 @@ def backup_database(
     many connections read on PostgreSQL, sharing one snapshot (None: 2).
     """
     started = time.monotonic()
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ConfigurationError(f"--jobs must be a whole number of 1 or more, not {jobs!r}.")
+    for option, value in (("--keep", keep), ("--jobs", jobs)):
+        if value is not None and (type(value) is not int or value < 1):
+            raise ConfigurationError(
+                f"{option} must be a whole number of 1 or more, not {value!r}."
+            )
+    if label is not None and not LABEL.fullmatch(label):
+        raise ConfigurationError(
+            f"A backup's label goes into its file name: lower-case letters, digits and dashes, "
+            f"starting with a letter, not {label!r}."
+        )
     conf = get_settings()
     exclude = conf.exclude if exclude is None else exclude
     keep = conf.keep if keep is None else keep
