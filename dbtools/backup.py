@@ -143,6 +143,20 @@ def describe_connection_error(connection: BaseDatabaseWrapper, exc: Exception) -
     )
 
 
+def refuse_if_no_tables(connection: BaseDatabaseWrapper) -> None:
+    """A backup of a database with no tables would hold nothing, yet become `latest`."""
+    with connection.cursor() as cursor:
+        if connection.introspection.table_names(cursor):
+            return
+    alias = connection.alias
+    raise BackupError(
+        f"The {vendor_name(connection)} database {database_name(connection)!r} (alias {alias!r}) "
+        f"has no tables: it was never migrated, or DATABASES points at another database than you "
+        f"meant. Nothing was written. Run `manage.py migrate --database {alias}` first, or check "
+        f"DATABASES[{alias!r}]."
+    )
+
+
 @contextmanager
 def snapshot(connection: BaseDatabaseWrapper) -> Iterator[bool]:
     """One read-only transaction in which every table is read at the same moment.
@@ -688,6 +702,7 @@ def backup_database(
     if label and in_folder:
         name = name.replace("db-backup-", f"db-backup-{label}-", 1)
     connection = connect(using)
+    refuse_if_no_tables(connection)
     plan = plan_tables(using, only=only, exclude=exclude, include_unmanaged=include_unmanaged)
     warnings = []
     if store is None:

@@ -20,7 +20,7 @@ from django.core.management.base import SystemCheckError
 from django.db import connections
 
 from dbtools.archive import ArchiveReader
-from dbtools.backup import TIMESTAMPED, backup_database, vendor_name
+from dbtools.backup import TIMESTAMPED, backup_database, database_name, vendor_name
 from dbtools.exceptions import BackupError, ConfigurationError
 from dbtools.graph import plan_tables
 from shop import models as m
@@ -778,3 +778,29 @@ def test_rows_become_dicts_under_any_field_name():
     wide = [f"c{i}" for i in range(3000)]
     assert dict_builder(wide)(list(range(3000))) == dict(zip(wide, range(3000), strict=True))
     assert dict_builder([])(()) == {}
+
+
+def test_a_database_with_no_tables_is_refused_and_latest_is_untouched(alias, backup_dir):
+    """A wrong DATABASE_URL, or a database never migrated: a backup of it would hold
+    nothing, become `latest`, and every later restore or drill would fail."""
+    from dbtools.replay import scratch_database
+
+    seed_shop(20, using=alias)
+    good = backup_database(using=alias)
+    before = {p.name: p.read_bytes() for p in backup_dir.iterdir()}
+    with scratch_database(connections[alias]) as empty:
+        name = database_name(connections[empty.alias])
+        message = (
+            f"The {vendor_name(connections[alias])} database {name!r} (alias {empty.alias!r}) has "
+            f"no tables: it was never migrated, or DATABASES points at another database than "
+            f"you meant. Nothing was written. Run `manage.py migrate --database {empty.alias}` "
+            f"first, or check DATABASES[{empty.alias!r}]."
+        )
+        with pytest.raises(BackupError) as raised:
+            backup_database(using=empty.alias)
+        assert str(raised.value) == message
+        with pytest.raises(CommandError) as raised:
+            call_command("backupdb", "--database", empty.alias, stdout=StringIO())
+        assert str(raised.value) == message
+    assert {p.name: p.read_bytes() for p in backup_dir.iterdir()} == before
+    assert (backup_dir / "db-backup-latest.json").samefile(good.path)
