@@ -481,6 +481,15 @@ def resolve_output(
                 )
             )
         return target, named, False
+    if output and target.suffix and not target.is_dir():
+        allowed = [file_suffix(c, encrypt) for c in (None, *COMPRESSIONS)]
+        raise ConfigurationError(
+            f"--output {output} names a file (its name has a suffix), but a backup file's name "
+            f"ends in {', '.join(allowed[:-1])} or {allowed[-1]}; name it "
+            f"{target.stem.removesuffix('.json')}{file_suffix(wanted, encrypt)}, or, for a "
+            f"folder of that name, "
+            f"create it first."
+        )
     return (
         target / new_name(now, file_suffix(wanted, encrypt), lambda n: (target / n).exists()),
         wanted,

@@ -804,3 +804,40 @@ def test_a_database_with_no_tables_is_refused_and_latest_is_untouched(alias, bac
         assert str(raised.value) == message
     assert {p.name: p.read_bytes() for p in backup_dir.iterdir()} == before
     assert (backup_dir / "db-backup-latest.json").samefile(good.path)
+
+
+@backends("sqlite")
+def test_an_output_name_with_a_suffix_is_a_file_or_is_refused(
+    alias, backup_dir, tmp_path, settings
+):
+    seed_shop(20, using=alias)
+    for name in ("x.txt", "x.json.bak"):
+        with pytest.raises(CommandError) as raised:
+            call_command("backupdb", "--database", alias, "--output", str(tmp_path / name))
+        assert str(raised.value) == (
+            f"--output {tmp_path / name} names a file (its name has a suffix), but a backup "
+            f"file's name ends in .json, .json.zst or .json.gz; name it x.json, or, for a "
+            f"folder of that name, create it first."
+        )
+        assert not (tmp_path / name).exists()
+    call_command(
+        "backupdb", "--database", alias, "--output", str(tmp_path / "x.json.gz"), stdout=StringIO()
+    )
+    assert gzip.decompress((tmp_path / "x.json.gz").read_bytes())[:1] == b"{"
+    (tmp_path / "dated.2026").mkdir()  # a folder that exists is a folder, dot or not
+    call_command(
+        "backupdb", "--database", alias, "--output", str(tmp_path / "dated.2026"), stdout=StringIO()
+    )
+    assert [p.name for p in (tmp_path / "dated.2026").iterdir() if TIMESTAMPED.match(p.name)]
+
+    from tests.test_envelope import make_key
+
+    settings.DBTOOLS = {**settings.DBTOOLS, "ENCRYPT_TO": [make_key(tmp_path).public]}
+    with pytest.raises(ConfigurationError) as raised:
+        backup_database(using=alias, output=tmp_path / "y.txt", compress="gzip")
+    assert str(raised.value) == (
+        f"--output {tmp_path / 'y.txt'} names a file (its name has a suffix), but a backup "
+        f"file's name ends in .json.age, .json.zst.age or .json.gz.age; name it y.json.gz.age, "
+        f"or, for a folder of that name, create it first."
+    )
+    assert not (tmp_path / "y.txt").exists()
