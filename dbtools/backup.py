@@ -139,8 +139,13 @@ def describe_connection_error(connection: BaseDatabaseWrapper, exc: Exception) -
         )
     return (
         f"Could not connect to the {vendor_name(connection)} database "
-        f"{database_name(connection)!r} (alias {connection.alias!r}): {detail}. {hint}"
+        f"{database_name(connection)!r} (alias {connection.alias!r}): {sentence(detail)} {hint}"
     )
+
+
+def sentence(text: str) -> str:
+    """`text` ended as a sentence: a driver's message may already end with '?' or '.'."""
+    return text if text.endswith((".", "?", "!")) else f"{text}."
 
 
 def refuse_if_no_tables(connection: BaseDatabaseWrapper) -> None:
@@ -698,7 +703,9 @@ def backup_database(
         store: S3Store | None = location
         compression, in_folder = wanted_compression(compress), True
         name = new_name(
-            now, file_suffix(compression, bool(sealed_to)), lambda n: location.get(n) is not None
+            now,
+            file_suffix(compression, bool(sealed_to)),
+            lambda n: location.get(n, uploading=True) is not None,
         )
     else:
         store = None

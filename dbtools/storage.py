@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ PART_SIZE = 5 * 1024 * 1024
 PARTS_PER_STEP = 1000
 MAX_PARTS = 10_000
 COPY_OF = "dbtools-copy-of"
+NOTHING_KEPT = " Nothing was kept; earlier backups are untouched."
 PUBLIC_ACLS = {
     "public-read",
     "public-read-write",
@@ -125,7 +127,13 @@ def _cause(exc: BaseException) -> str:
     error = response.get("Error", {})
     if error.get("Code"):
         return f"{error['Code']}: {error.get('Message') or 'no message'}"
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return without_password(" ".join(str(exc).split()) or type(exc).__name__)
+
+
+def without_password(text: str) -> str:
+    """`text` with the password of every URL in it (scheme://user:password@host) masked:
+    botocore names the endpoint URL, as configured, in its connection errors."""
+    return re.sub(r"(://[^/\s:@]*:)[^/\s@]*@", r"\1***@", text)
 
 
 class S3Store:
@@ -194,13 +202,19 @@ class S3Store:
                         found.append(StoredBackup(self, name, entry["Size"], entry["ETag"]))
         return found
 
-    def get(self, name: str) -> StoredBackup | None:
+    def get(self, name: str, uploading: bool = False) -> StoredBackup | None:
+        """The object `name`, or None. `uploading`: asked by a backup on its way up,
+        whose failure is an upload's, not a read's."""
         key = self.key(name)
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except _client_errors() as exc:
             if _status(exc) == 404:
                 return None
+            if uploading:
+                raise BackupError(
+                    f"{self.error(f'Uploading {name} to', exc)}{NOTHING_KEPT}"
+                ) from exc
             raise ArchiveError(self.error(f"Reading {name} in", exc)) from exc
         copy_of = head.get("Metadata", {}).get(COPY_OF)
         return StoredBackup(self, name, head["ContentLength"], head["ETag"], copy_of)
@@ -275,11 +289,7 @@ class MultipartUpload:
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: Future[dict[str, Any]] | None = None
         # The backup aborts its upload when this is raised.
-        self._upload_failed = (
-            f"Uploading {name} to",
-            BackupError,
-            " Nothing was kept; earlier backups are untouched.",
-        )
+        self._upload_failed = (f"Uploading {name} to", BackupError, NOTHING_KEPT)
 
     def write(self, data: bytes) -> int:
         self._buffer += data
@@ -361,7 +371,7 @@ class MultipartUpload:
         finally:
             self._buffer.clear()
             self._stop()
-        published = self.store.get(self.name)
+        published = self.store.get(self.name, uploading=True)
         if published is None or published.size != self.size:
             raise BackupError(
                 f"{self.store.url(self.name)} is not there as uploaded after the upload completed "

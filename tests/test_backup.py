@@ -841,3 +841,23 @@ def test_an_output_name_with_a_suffix_is_a_file_or_is_refused(
         f"or, for a folder of that name, create it first."
     )
     assert not (tmp_path / "y.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "vendor", "ending"),
+    [
+        ("postgres://ada:s3cret@127.0.0.1:1/shop", "PostgreSQL", r"accepting TCP/IP connections\?"),
+        ("mysql://ada:s3cret@127.0.0.1:1/shop", "MySQL/MariaDB", r"\(\d+\)\"\)\."),
+    ],
+)  # fmt: skip
+def test_a_refused_connection_is_two_sentences(url, vendor, ending):
+    done = run_manage(
+        "backupdb", env={"DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": url}
+    )
+    assert done.returncode == 1
+    assert re.fullmatch(
+        rf"CommandError: Could not connect to the {re.escape(vendor)} database 'shop' \(alias "
+        rf"'default'\): .*{ending} Check DATABASES\['default'\] in the settings \(host, port, "
+        rf"user, password, database name\) and that the server is running\.\n",
+        done.stderr,
+    ), done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import subprocess
 from io import StringIO
 from pathlib import Path
@@ -891,3 +892,19 @@ def test_executemany_and_the_insert_compiler_store_the_same_rows(alias, backup_d
     assert used == []
     assert comparable_tables(database_contents(alias)) == through_executemany
     assert through_executemany == comparable_tables(read_backup(backup.path))
+
+
+def test_a_merge_counts_only_the_tables_it_wrote_into(alias, backup_dir):
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias, only=["shop"])
+    gone, _ = m.NewsletterSubscriber.objects.using(alias).all().delete()
+    assert gone > 1
+    out = StringIO()
+    call_command("restoredb", "--database", alias, "--no-input", "--only", "shop", stdout=out)
+    last = out.getvalue().splitlines()[-1]
+    assert re.fullmatch(
+        rf"Restored {gone} rows into 1 of {len(backup.tables)} tables, "
+        rf"{backup.rows - gone:,} already present and left as they were from "
+        rf"\S+db-backup-latest\.json in \d+\.\ds\.",
+        last,
+    ), last

@@ -361,3 +361,40 @@ def test_latest_whose_timestamped_object_is_gone_is_listed(alias, s3):
         f"{len(result.tables)} tables  {result.rows:,} rows  sqlite:{database_name(connections[alias])}"
         " <- latest (the timestamped backup it is a copy of is gone)"
     )
+
+
+@backends("sqlite")
+def test_a_password_in_the_endpoint_url_is_never_printed(alias, s3, settings):
+    port = free_port()
+    storages_setting = settings.STORAGES
+    storages_setting["backups"]["OPTIONS"]["endpoint_url"] = f"http://ada:s3cret@127.0.0.1:{port}"
+    settings.STORAGES = storages_setting
+    with pytest.raises(BackupError) as raised:
+        backup_database(using=alias)
+    message = str(raised.value)
+    assert "s3cret" not in message
+    assert message.startswith("Uploading db-backup-")
+    assert (
+        f'failed: Could not connect to the endpoint URL: "http://ada:***@127.0.0.1:{port}/'
+        in message
+    )
+
+
+@backends("sqlite")
+def test_an_upload_without_credentials_says_uploading(alias, s3, settings, monkeypatch, tmp_path):
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings.STORAGES = {**settings.STORAGES}  # a new storage, with a new session
+    with pytest.raises(BackupError) as raised:
+        backup_database(using=alias)
+    assert re.fullmatch(
+        rf"Uploading db-backup-\S+\.json to s3://{s3.bucket}/team/backups/ "
+        r"failed: Unable to locate credentials\. Check STORAGES\['backups'\] \(bucket, "
+        r"endpoint_url, credentials\) and that the server is reachable\. Nothing was kept; "
+        r"earlier backups are untouched\.",
+        str(raised.value),
+    ), str(raised.value)
+    assert s3.names() == [] and s3.unfinished() == []
