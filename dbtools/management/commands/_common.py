@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError
 
 import dbtools
 from dbtools.display import shown
-from dbtools.envelope import identity_file
+from dbtools.envelope import identity_exposure, identity_file
 from dbtools.exceptions import DbtoolsError
 from dbtools.progress import ProgressBar
 
@@ -34,6 +34,11 @@ class DbtoolsCommand(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
             with identity_file(options.get("identity")):
+                if exposure := identity_exposure():  # streams as super().execute() sets them
+                    stderr = (
+                        OutputWrapper(options["stderr"]) if options.get("stderr") else self.stderr
+                    )
+                    stderr.write(f"WARNING: {exposure}")
                 return super().execute(*args, **options)
         except DbtoolsError as exc:
             raise CommandError(str(exc)) from exc
