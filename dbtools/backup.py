@@ -27,6 +27,7 @@ from . import __version__, postgres
 from .archive import ArchiveReader, ArchiveWriter, publish_copy
 from .codec import encoder_for, kind_of
 from .conf import COMPRESSIONS, compression_named, get_settings
+from .display import sentence
 from .envelope import (
     AGE_SUFFIX,
     SUFFIXES,
@@ -141,11 +142,6 @@ def describe_connection_error(connection: BaseDatabaseWrapper, exc: Exception) -
         f"Could not connect to the {vendor_name(connection)} database "
         f"{database_name(connection)!r} (alias {connection.alias!r}): {sentence(detail)} {hint}"
     )
-
-
-def sentence(text: str) -> str:
-    """`text` ended as a sentence: a driver's message may already end with '?' or '.'."""
-    return text if text.endswith((".", "?", "!")) else f"{text}."
 
 
 def refuse_if_no_tables(connection: BaseDatabaseWrapper) -> None:

@@ -47,8 +47,9 @@ from django.db.models import Model, Q, QuerySet
 
 from . import foreign_keys, postgres
 from .archive import ArchiveReader
-from .backup import database_name, sentence, vendor_name
+from .backup import database_name, vendor_name
 from .codec import AnyField, BadValue, JSONText, kind_of, row_decoder, row_parser
+from .display import sentence
 from .exceptions import RestoreError
 from .graph import Table
 from .restore_plan import RestorePlan, TableMapping, map_columns, prepare_restore

@@ -38,6 +38,7 @@ from typing import IO, Any
 from django.conf import settings
 
 from .conf import get_settings
+from .display import sentence
 from .exceptions import ArchiveError, BackupError, ConfigurationError
 
 # S3 wants parts of 5 MiB or more (all but the last) and at most 10,000 of them.
@@ -173,7 +174,7 @@ class S3Store:
 
     def error(self, doing: str, exc: BaseException) -> str:
         return (
-            f"{doing} {self} failed: {_cause(exc)}. Check STORAGES[{self.alias!r}] (bucket, "
+            f"{doing} {self} failed: {sentence(_cause(exc))} Check STORAGES[{self.alias!r}] (bucket, "
             f"endpoint_url, credentials) and that the server is reachable."
         )
 

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError
 
 import dbtools
-from dbtools.display import shown
+from dbtools.display import sentence, shown
 from dbtools.envelope import identity_exposure, identity_file
 from dbtools.exceptions import DbtoolsError
 from dbtools.progress import ProgressBar
@@ -74,7 +74,7 @@ def database_error(exc: DatabaseError) -> str:
         )
     else:
         hint = "Check that the database is reachable and migrated (`manage.py showmigrations`)."
-    return f"The database reported an error: {cause}. {hint}"
+    return f"The database reported an error: {sentence(cause)} {hint}"
 
 
 def progress_bar(command: BaseCommand, verbosity: int) -> ProgressBar | None:
