@@ -488,8 +488,7 @@ def resolve_output(
             f"--output {output} names a file (its name has a suffix), but a backup file's name "
             f"ends in {', '.join(allowed[:-1])} or {allowed[-1]}; name it "
             f"{target.stem.removesuffix('.json')}{file_suffix(wanted, encrypt)}, or, for a "
-            f"folder of that name, "
-            f"create it first."
+            f"folder of that name, create it first."
         )
     return (
         target / new_name(now, file_suffix(wanted, encrypt), lambda n: (target / n).exists()),
@@ -585,6 +584,7 @@ def current_latest(location: Location) -> BackupFile | None:
 
 
 def latest_age(latest: BackupFile) -> str | float:
+    """Which of several `latest` copies is the newest."""
     if isinstance(latest, StoredBackup):
         return latest.copy_of or ""  # the copied backup's name starts with its time
     return latest.stat().st_mtime
