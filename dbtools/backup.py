@@ -27,6 +27,7 @@ from . import __version__, postgres
 from .archive import ArchiveReader, ArchiveWriter, publish_copy
 from .codec import JSON_NULL_KEY, encoder_for, is_json_null, kind_of
 from .conf import COMPRESSIONS, compression_named, get_settings
+from .display import sentence
 from .envelope import (
     AGE_SUFFIX,
     SUFFIXES,
@@ -61,6 +62,7 @@ TIMESTAMPED = re.compile(
     r"^db-backup-(?:(?P<label>[a-z][a-z0-9-]*?)-)?(?P<time>\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)"
     r"(?:-(?P<n>\d+))?\.json(?:\.gz|\.zst)?(?:\.age)?$"
 )
+LABEL = re.compile(r"[a-z][a-z0-9-]*")
 PRE_MIGRATE = "pre-migrate"
 # An encrypted --only backup says so in its name: retention cannot read its header without the key.
 PARTIAL = "partial"
@@ -138,7 +140,21 @@ def describe_connection_error(connection: BaseDatabaseWrapper, exc: Exception) -
         )
     return (
         f"Could not connect to the {vendor_name(connection)} database "
-        f"{database_name(connection)!r} (alias {connection.alias!r}): {detail}. {hint}"
+        f"{database_name(connection)!r} (alias {connection.alias!r}): {sentence(detail)} {hint}"
+    )
+
+
+def refuse_if_no_tables(connection: BaseDatabaseWrapper) -> None:
+    """A backup of a database with no tables would hold nothing, yet become `latest`."""
+    with connection.cursor() as cursor:
+        if connection.introspection.table_names(cursor):
+            return
+    alias = connection.alias
+    raise BackupError(
+        f"The {vendor_name(connection)} database {database_name(connection)!r} (alias {alias!r}) "
+        f"has no tables: it was never migrated, or DATABASES points at another database than you "
+        f"meant. Nothing was written. Run `manage.py migrate --database {alias}` first, or check "
+        f"DATABASES[{alias!r}]."
     )
 
 
@@ -478,6 +494,14 @@ def resolve_output(
                 )
             )
         return target, named, False
+    if output and target.suffix and not target.is_dir():
+        allowed = [file_suffix(c, encrypt) for c in (None, *COMPRESSIONS)]
+        raise ConfigurationError(
+            f"--output {output} names a file (its name has a suffix), but a backup file's name "
+            f"ends in {', '.join(allowed[:-1])} or {allowed[-1]}; name it "
+            f"{target.stem.removesuffix('.json')}{file_suffix(wanted, encrypt)}, or, for a "
+            f"folder of that name, create it first."
+        )
     return (
         target / new_name(now, file_suffix(wanted, encrypt), lambda n: (target / n).exists()),
         wanted,
@@ -563,6 +587,21 @@ def latest_files(location: Location) -> list[BackupFile]:
     return [p for s in LATEST_SUFFIXES if (p := latest_path(location, s)).is_file()]
 
 
+def current_latest(location: Location) -> BackupFile | None:
+    """`latest`: what restoredb restores by default, what listbackups marks, what
+    pruning never deletes. The newest `latest` copy, if several were left (their
+    names differ by suffix only; a backup killed between publishing one and
+    deleting the others leaves two)."""
+    return max(latest_files(location), key=latest_age, default=None)
+
+
+def latest_age(latest: BackupFile) -> str | float:
+    """Which of several `latest` copies is the newest."""
+    if isinstance(latest, StoredBackup):
+        return latest.copy_of or ""  # the copied backup's name starts with its time
+    return latest.stat().st_mtime
+
+
 def timestamped_backups(location: Location) -> list[BackupFile]:
     """Finished, timestamped backups in a folder or store, newest first."""
     found: list[tuple[re.Match[str], BackupFile]]
@@ -606,7 +645,7 @@ def prune(
     Never a partial or unreadable backup, never the one `latest` holds."""
     limits = {"full": keep, PRE_MIGRATE: keep_pre_migrate}
     seen = {"full": 0, PRE_MIGRATE: 0}
-    latest = latest_files(location)
+    latest = current_latest(location)
     removed = []
     for path in timestamped_backups(location):  # newest first
         group = retention_group(path)
@@ -614,7 +653,7 @@ def prune(
             continue
         seen[group] += 1
         limit = limits[group]
-        if limit is None or seen[group] <= limit or any(same_backup(path, p) for p in latest):
+        if limit is None or seen[group] <= limit or (latest and same_backup(path, latest)):
             continue
         delete_file(path)
         removed.append(path)
@@ -649,8 +688,16 @@ def backup_database(
     many connections read on PostgreSQL, sharing one snapshot (None: 2).
     """
     started = time.monotonic()
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ConfigurationError(f"--jobs must be a whole number of 1 or more, not {jobs!r}.")
+    for option, value in (("--keep", keep), ("--jobs", jobs)):
+        if value is not None and (type(value) is not int or value < 1):
+            raise ConfigurationError(
+                f"{option} must be a whole number of 1 or more, not {value!r}."
+            )
+    if label is not None and not LABEL.fullmatch(label):
+        raise ConfigurationError(
+            f"A backup's label goes into its file name: lower-case letters, digits and dashes, "
+            f"starting with a letter, not {label!r}."
+        )
     conf = get_settings()
     exclude = conf.exclude if exclude is None else exclude
     keep = conf.keep if keep is None else keep
@@ -664,7 +711,9 @@ def backup_database(
         store: S3Store | None = location
         compression, in_folder = wanted_compression(compress), True
         name = new_name(
-            now, file_suffix(compression, bool(sealed_to)), lambda n: location.get(n) is not None
+            now,
+            file_suffix(compression, bool(sealed_to)),
+            lambda n: location.get(n, uploading=True) is not None,
         )
     else:
         store = None
@@ -677,6 +726,7 @@ def backup_database(
     if label and in_folder:
         name = name.replace("db-backup-", f"db-backup-{label}-", 1)
     connection = connect(using)
+    refuse_if_no_tables(connection)
     plan = plan_tables(using, only=only, exclude=exclude, include_unmanaged=include_unmanaged)
     warnings = []
     if store is None:

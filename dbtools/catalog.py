@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from .archive import PARTIAL_SUFFIX, ArchiveReader, verify
-from .backup import latest_files, timestamped_backups
+from .backup import TIMESTAMPED, current_latest, timestamped_backups
 from .envelope import can_decrypt, is_encrypted
 from .exceptions import ArchiveError
 from .storage import BackupFile, Location, S3Store, file_size, open_file, same_backup
@@ -25,6 +25,11 @@ class BackupInfo:
     is_latest: bool
     problem: str | None = None  # why it cannot be restored, if it cannot
     locked: bool = False  # encrypted, and no identity was given to open it
+
+    @property
+    def only_as_latest(self) -> bool:
+        """`latest`, whose timestamped file is no longer there."""
+        return self.is_latest and TIMESTAMPED.match(self.path.name) is None
 
     @property
     def newest_migrations(self) -> dict[str, str]:
@@ -50,26 +55,34 @@ def read_summary(path: BackupFile) -> dict[str, Any] | None:
 
 
 def list_backups(folder: Location, check: bool = False) -> list[BackupInfo]:
-    """Timestamped backups in a folder or store, newest first. `check` reads each through."""
-    latest = latest_files(folder)
+    """Timestamped backups in a folder or store, newest first. `check` reads each through.
+
+    A `latest` whose timestamped file is gone (deleted by hand) is still a backup
+    restoredb restores: it is listed first, under its own name."""
+    latest = current_latest(folder)
     infos = []
     for path in timestamped_backups(folder):
-        is_latest = any(same_backup(path, p) for p in latest)
-        info = BackupInfo(path, file_size(path), None, None, None, is_latest)
-        if is_encrypted(path) and not can_decrypt():
-            info.locked = True
-            infos.append(info)
-            continue
-        try:
-            with ArchiveReader(path) as reader:
-                info.meta = reader.meta
-            # A compressed file's end can only be found by reading it through.
-            summary = (None if check else read_summary(path)) or verify(path)
-            info.tables, info.rows = summary["tables"], summary["rows"]
-        except ArchiveError as exc:
-            info.problem = str(exc)
-        infos.append(info)
+        is_latest = latest is not None and same_backup(path, latest)
+        infos.append(describe(path, is_latest, check))
+    if latest is not None and not any(info.is_latest for info in infos):
+        infos.insert(0, describe(latest, True, check))
     return infos
+
+
+def describe(path: BackupFile, is_latest: bool, check: bool) -> BackupInfo:
+    info = BackupInfo(path, file_size(path), None, None, None, is_latest)
+    if is_encrypted(path) and not can_decrypt():
+        info.locked = True
+        return info
+    try:
+        with ArchiveReader(path) as reader:
+            info.meta = reader.meta
+        # A compressed file's end can only be found by reading it through.
+        summary = (None if check else read_summary(path)) or verify(path)
+        info.tables, info.rows = summary["tables"], summary["rows"]
+    except ArchiveError as exc:
+        info.problem = str(exc)
+    return info
 
 
 def leftovers(folder: Location) -> list[str]:

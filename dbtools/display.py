@@ -15,3 +15,8 @@ def shown(path: object) -> str:
         return os.path.relpath(path)
     except ValueError:  # another drive on Windows
         return str(path)
+
+
+def sentence(text: str) -> str:
+    """`text` ended as a sentence: a driver's message may already end with '?' or '.'."""
+    return text if text.endswith((".", "?", "!")) else f"{text}."

@@ -73,6 +73,9 @@ def is_age(head: bytes) -> bool:
     return head.startswith((AGE_MAGIC, AGE_ARMOR_MAGIC))
 
 
+HEADER_READ = 64 * 1024  # an age header (a stanza per recipient) is far shorter
+
+
 def is_encrypted(path: BackupFile) -> bool:
     try:
         with open_file(path) as f:
@@ -115,6 +118,23 @@ def recipients(keys: Sequence[str]) -> list[Any]:
                 f"({exc}); it must start with age1 (make a pair with `age-keygen`)."
             ) from None
     return parsed
+
+
+def identity_exposure() -> str | None:
+    """A warning if the identity file in effect can be read by anyone but its owner, as
+    ssh gives for a private key: it opens every encrypted backup."""
+    try:
+        path = _identity_override.get() or get_settings().identity
+        mode = path.stat().st_mode if path else None
+    except (ConfigurationError, OSError):  # said where the settings or the file are read
+        return None
+    if mode is None or not mode & 0o077:
+        return None
+    return (
+        f"UNPROTECTED IDENTITY FILE: permissions {mode & 0o777:04o} for {path} are too open; it "
+        f"opens every encrypted backup, so it must be readable by its owner only "
+        f"(chmod 600 {path})."
+    )
 
 
 def can_decrypt() -> bool:
@@ -342,6 +362,7 @@ class AgeDecrypter(io.RawIOBase):
 
     def __init__(self, raw: IO[bytes], keys: Sequence[Any], name: str) -> None:
         self._name = name
+        self._raw = raw
         read_end, write_end = os.pipe()
         self._pipe = os.fdopen(read_end, "rb", buffering=0)
         self._sink = os.fdopen(write_end, "wb", buffering=0)
@@ -375,9 +396,23 @@ class AgeDecrypter(io.RawIOBase):
     def _explain(self, error: BaseException) -> str:
         text = str(error)
         if "No matching keys" in text:
+            # age says so for a damaged recipient stanza too: a header that still parses
+            # cannot be told from another key's, so both are named.
+            try:
+                self._raw.seek(0)
+                head = self._raw.read(HEADER_READ)
+            except OSError:
+                head = b""
+            if head.startswith(AGE_MAGIC) and b"\n-> X25519 " not in head.split(b"\n---", 1)[0]:
+                return (
+                    f"{self._name} holds no stanza for an age X25519 key, the kind "
+                    f"DBTOOLS['ENCRYPT_TO'] holds: its header is damaged (then use another "
+                    f"backup), or it was encrypted to another kind of key (an SSH key, a passphrase)."
+                )
             return (
-                f"{self._name} is encrypted to another key: the identity given cannot open it. "
-                f"Give the identity that matches DBTOOLS['ENCRYPT_TO'] when it was written."
+                f"{self._name} cannot be opened with the identity given: it was encrypted to "
+                f"another key (give the identity that matches DBTOOLS['ENCRYPT_TO'] when it was "
+                f"written), or its header is damaged (then use another backup)."
             )
         return f"{self._name} could not be decrypted ({text}): the file is damaged or cut. Use another backup."
 

@@ -30,6 +30,7 @@ from .exceptions import MigrationError
 from .migration_checks import (
     ACCEPT_ATTRIBUTE,
     CHECKS,
+    LEVELS,
     Finding,
     OperationContext,
     TableFacts,
@@ -41,6 +42,7 @@ from .migration_checks import (
 from .rollback import Leftover, find_leftovers
 
 Step = tuple[Migration, bool]  # (migration, backwards)
+FAIL_ON = tuple(level for level in LEVELS if level != "info")  # what --fail-on accepts
 
 
 @dataclass
@@ -74,6 +76,8 @@ class MigrationPlan:
         return [f for f in self.risks if f.level == "high"]
 
     def blocking(self, fail_on: str) -> list[Finding]:
+        if fail_on not in FAIL_ON:
+            raise MigrationError(f"--fail-on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}.")
         return [f for f in self.risks if at_or_above(f.level, fail_on)]
 
 

@@ -49,6 +49,7 @@ from . import foreign_keys, postgres
 from .archive import ArchiveReader
 from .backup import database_name, vendor_name
 from .codec import AnyField, BadValue, JSONText, kind_of, row_decoder, row_parser
+from .display import sentence
 from .exceptions import RestoreError
 from .graph import Table
 from .restore_plan import RestorePlan, TableMapping, map_columns, prepare_restore
@@ -1029,6 +1030,19 @@ def row_pk(row: dict[str, Any], pk_names: list[str]) -> Any:
     return row[pk_names[0]] if len(pk_names) == 1 else tuple(row[name] for name in pk_names)
 
 
+def repeats_primary_key(table: Table, lowered: str) -> bool:
+    """Whether a database's (lower-cased) error is a duplicate of the primary key itself."""
+    columns = [(f.column or "").lower() for f in table.pk_fields]
+    return (
+        f"key ({', '.join(columns)})=(" in lowered  # PostgreSQL
+        or lowered.endswith(  # SQLite
+            "unique constraint failed: "
+            + ", ".join(f"{table.db_table.lower()}.{c}" for c in columns)
+        )
+        or ("duplicate entry" in lowered and "primary'" in lowered)  # MySQL, MariaDB
+    )
+
+
 def row_error(table: Table, pk: Any, exc: Exception) -> RestoreError:
     cause = " ".join(str(exc).split()) or type(exc).__name__
     lowered = cause.lower()
@@ -1038,6 +1052,13 @@ def row_error(table: Table, pk: Any, exc: Exception) -> RestoreError:
         hint = "The column is required now; give it a default in a migration, or restore into the schema the backup came from."
     elif isinstance(exc, OverflowError) or "out of range" in lowered:
         hint = "The value is too large for this database's column; restore into a database whose column can hold it."
+    elif pk is not None and repeats_primary_key(table, lowered):
+        hint = (
+            f"Rows already there are skipped (merge) or emptied (--replace), so the backup holds "
+            f"primary key {pk!r} more than once (backupdb writes each key once: the file was "
+            f"edited or damaged; use another backup), or another session wrote that key during "
+            f"the restore."
+        )
     elif "duplicate" in lowered or "unique" in lowered:
         hint = (
             "Another row already holds that unique value under a different primary key. "
@@ -1047,7 +1068,7 @@ def row_error(table: Table, pk: Any, exc: Exception) -> RestoreError:
         hint = "Check that the database is migrated to the state the backup was taken at (`manage.py showmigrations`)."
     where = f"the row with primary key {pk!r}" if pk is not None else "a batch of rows"
     return RestoreError(
-        f"Restoring {table.label} (table {table.db_table}) failed at {where}: {cause}. {hint} "
+        f"Restoring {table.label} (table {table.db_table}) failed at {where}: {sentence(cause)} {hint} "
         f"Nothing was changed: the restore was rolled back."
     )
 

@@ -21,7 +21,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import RenameField, RenameModel, RunPython, RunSQL
 
 from .archive import ArchiveReader, open_backup
-from .backup import connect, latest_files
+from .backup import connect, current_latest
 from .codec import AnyField, kind_of, known_kind, row_decoder, row_parser
 from .display import shown
 from .exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
@@ -96,13 +96,13 @@ def resolve_backup(
         return name
     location = backup_location() if folder is None else folder
     if name is None:
-        candidates = latest_files(location)
-        if not candidates:
+        latest = current_latest(location)
+        if latest is None:
             raise ArchiveError(
                 f"There is no backup to restore in {shown(location)} (no db-backup-latest.json). "
                 f"Make one with `manage.py backupdb`, or name a file with {option}."
             )
-        return max(candidates, key=latest_age)
+        return latest
     path = Path(name)
     if path.exists():
         return path
@@ -116,13 +116,6 @@ def resolve_backup(
         f"Backup file {name} was not found (looked in the current folder and in "
         f"{shown(location)}). `manage.py listbackups` shows the backups there."
     )
-
-
-def latest_age(latest: BackupFile) -> str | float:
-    """Which of several `latest` copies is the newest (their names differ by suffix only)."""
-    if isinstance(latest, StoredBackup):
-        return latest.copy_of or ""  # the copied backup's name starts with its time
-    return latest.stat().st_mtime
 
 
 @dataclass(frozen=True)

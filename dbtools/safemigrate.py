@@ -41,6 +41,9 @@ RESTORE_HELP = (
 )
 
 
+RESTORE_CHOICES = ("ask", "never", "always")
+
+
 class Exit(IntEnum):
     """safemigrate's exit codes, for scripts and CI."""
 
@@ -94,10 +97,15 @@ def safe_migrate(
     migrate_stderr: Any = None,
 ) -> Outcome:
     """Back up, migrate as planned, then restore or roll back as asked."""
-    if not plan.pending:
-        return Outcome(Exit.OK)
     if options.lock_timeout is not None and (problem := lock_timeout_problem(options.lock_timeout)):
         raise MigrationError(f"The lock timeout {problem}")
+    if options.restore not in (None, *RESTORE_CHOICES):
+        raise MigrationError(
+            f"restore must be one of {', '.join(RESTORE_CHOICES)} (or None), "
+            f"not {options.restore!r}."
+        )
+    if not plan.pending:
+        return Outcome(Exit.OK)
     high = plan.high_risk
     if high and not options.accept_risk:
         if not options.interactive:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import IO, Any
 from django.conf import settings
 
 from .conf import get_settings
+from .display import sentence
 from .exceptions import ArchiveError, BackupError, ConfigurationError
 
 # S3 wants parts of 5 MiB or more (all but the last) and at most 10,000 of them.
@@ -47,6 +49,7 @@ PART_SIZE = 5 * 1024 * 1024
 PARTS_PER_STEP = 1000
 MAX_PARTS = 10_000
 COPY_OF = "dbtools-copy-of"
+NOTHING_KEPT = " Nothing was kept; earlier backups are untouched."
 PUBLIC_ACLS = {
     "public-read",
     "public-read-write",
@@ -125,7 +128,13 @@ def _cause(exc: BaseException) -> str:
     error = response.get("Error", {})
     if error.get("Code"):
         return f"{error['Code']}: {error.get('Message') or 'no message'}"
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return without_password(" ".join(str(exc).split()) or type(exc).__name__)
+
+
+def without_password(text: str) -> str:
+    """`text` with the password of every URL in it (scheme://user:password@host) masked:
+    botocore names the endpoint URL, as configured, in its connection errors."""
+    return re.sub(r"(://[^/\s:@]*:)[^/\s@]*@", r"\1***@", text)
 
 
 class S3Store:
@@ -165,7 +174,7 @@ class S3Store:
 
     def error(self, doing: str, exc: BaseException) -> str:
         return (
-            f"{doing} {self} failed: {_cause(exc)}. Check STORAGES[{self.alias!r}] (bucket, "
+            f"{doing} {self} failed: {sentence(_cause(exc))} Check STORAGES[{self.alias!r}] (bucket, "
             f"endpoint_url, credentials) and that the server is reachable."
         )
 
@@ -194,13 +203,19 @@ class S3Store:
                         found.append(StoredBackup(self, name, entry["Size"], entry["ETag"]))
         return found
 
-    def get(self, name: str) -> StoredBackup | None:
+    def get(self, name: str, uploading: bool = False) -> StoredBackup | None:
+        """The object `name`, or None. `uploading`: asked by a backup on its way up,
+        whose failure is an upload's, not a read's."""
         key = self.key(name)
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except _client_errors() as exc:
             if _status(exc) == 404:
                 return None
+            if uploading:
+                raise BackupError(
+                    f"{self.error(f'Uploading {name} to', exc)}{NOTHING_KEPT}"
+                ) from exc
             raise ArchiveError(self.error(f"Reading {name} in", exc)) from exc
         copy_of = head.get("Metadata", {}).get(COPY_OF)
         return StoredBackup(self, name, head["ContentLength"], head["ETag"], copy_of)
@@ -275,11 +290,7 @@ class MultipartUpload:
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: Future[dict[str, Any]] | None = None
         # The backup aborts its upload when this is raised.
-        self._upload_failed = (
-            f"Uploading {name} to",
-            BackupError,
-            " Nothing was kept; earlier backups are untouched.",
-        )
+        self._upload_failed = (f"Uploading {name} to", BackupError, NOTHING_KEPT)
 
     def write(self, data: bytes) -> int:
         self._buffer += data
@@ -361,7 +372,7 @@ class MultipartUpload:
         finally:
             self._buffer.clear()
             self._stop()
-        published = self.store.get(self.name)
+        published = self.store.get(self.name, uploading=True)
         if published is None or published.size != self.size:
             raise BackupError(
                 f"{self.store.url(self.name)} is not there as uploaded after the upload completed "
@@ -475,8 +486,18 @@ def same_backup(a: BackupFile, b: BackupFile) -> bool:
     if isinstance(a, StoredBackup) and isinstance(b, StoredBackup):
         return b.copy_of == a.name or b.name == a.name
     if isinstance(a, Path) and isinstance(b, Path):
-        return a.samefile(b)
+        return a.samefile(b) or _same_bytes_at_start(a, b)
     return False
+
+
+def _same_bytes_at_start(a: Path, b: Path) -> bool:
+    """Where the filesystem has no hard links, `latest` is a byte-for-byte copy. Its
+    first bytes hold the backup's random id (or, encrypted, its random file key), so
+    equal sizes and equal starts tell the copy from another backup."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as x, open(b, "rb") as y:
+        return x.read(64 * 1024) == y.read(64 * 1024)
 
 
 def delete_file(backup: BackupFile) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 import dbtools
 from dbtools.signals import backup_finished, restore_finished
@@ -118,3 +118,56 @@ def test_the_readme_receiver_copies_each_backup_to_a_storage(alias, backup_dir, 
         backup_finished.disconnect(namespace["copy_off_the_machine"])
     assert (offsite / result.path.name).read_bytes() == result.path.read_bytes()
     assert result.warnings == []
+
+
+@backends("sqlite")
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("keep", -1, "--keep must be a whole number of 1 or more, not -1."),
+        ("keep", 0, "--keep must be a whole number of 1 or more, not 0."),
+        ("keep", True, "--keep must be a whole number of 1 or more, not True."),
+        ("keep", "1", "--keep must be a whole number of 1 or more, not '1'."),
+        ("jobs", 0, "--jobs must be a whole number of 1 or more, not 0."),
+        ("label", "../elsewhere", (
+            "A backup's label goes into its file name: lower-case letters, digits and dashes, "
+            "starting with a letter, not '../elsewhere'."
+        )),
+    ],
+)  # fmt: skip
+def test_backup_database_checks_what_backupdb_checks(alias, backup_dir, option, value, message):
+    """What the command refuses, the Python API refuses too, before anything is written
+    or deleted: keep=-1 once deleted every older backup."""
+    from dbtools.exceptions import ConfigurationError
+
+    seed_shop(20, using=alias)
+    first, second = dbtools.backup_database(using=alias), dbtools.backup_database(using=alias)
+    before = sorted(backup_dir.iterdir())
+    with pytest.raises(ConfigurationError) as raised:
+        dbtools.backup_database(using=alias, **{option: value})
+    assert str(raised.value) == message
+    assert sorted(backup_dir.iterdir()) == before and first.path in before and second.path in before
+
+
+@backends("sqlite")
+def test_backupdb_says_what_backup_database_says(alias, backup_dir):
+    for option in ("--keep", "--jobs"):
+        with pytest.raises(CommandError) as raised:
+            call_command("backupdb", "--database", alias, option, "0")
+        assert str(raised.value) == f"{option} must be a whole number of 1 or more, not 0."
+    assert not backup_dir.exists()
+
+
+def test_safe_migrate_checks_what_safemigrate_checks(alias):
+    from dbtools.exceptions import MigrationError
+    from tests.test_safemigrate import RecordingConsole
+
+    plan = dbtools.plan_migrations(alias)
+    with pytest.raises(MigrationError) as raised:
+        dbtools.safe_migrate(
+            plan, dbtools.SafeMigrateOptions(using=alias, restore="yes"), RecordingConsole()
+        )
+    assert str(raised.value) == "restore must be one of ask, never, always (or None), not 'yes'."
+    with pytest.raises(MigrationError) as raised:
+        plan.blocking("severe")
+    assert str(raised.value) == "--fail-on must be one of warning, high, not 'severe'."

@@ -20,7 +20,7 @@ from django.core.management.base import SystemCheckError
 from django.db import connections
 
 from dbtools.archive import ArchiveReader
-from dbtools.backup import TIMESTAMPED, backup_database, vendor_name
+from dbtools.backup import TIMESTAMPED, backup_database, database_name, vendor_name
 from dbtools.exceptions import BackupError, ConfigurationError
 from dbtools.graph import plan_tables
 from shop import models as m
@@ -242,7 +242,9 @@ def test_command_prints_summary_and_is_silent_at_verbosity_zero(alias, backup_di
 
 
 def test_keep_below_one_is_refused(backup_dir):
-    with pytest.raises(CommandError, match=r"--keep must be 1 or more\."):
+    with pytest.raises(
+        CommandError, match=r"^--keep must be a whole number of 1 or more, not 0\.$"
+    ):
         call_command("backupdb", "--keep", "0")
 
 
@@ -590,7 +592,8 @@ def test_jobs_below_one_are_refused_before_anything_is_written(alias, backup_dir
     with pytest.raises(ConfigurationError, match=r"^--jobs must be a whole number of 1 or more"):
         backup_database(using=alias, jobs=0)
     done = run_manage("backupdb", "--jobs", "0")
-    assert done.returncode == 1 and "--jobs must be 1 or more." in done.stderr
+    assert done.returncode == 1
+    assert "--jobs must be a whole number of 1 or more, not 0." in done.stderr
     assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
 
 
@@ -775,3 +778,86 @@ def test_rows_become_dicts_under_any_field_name():
     wide = [f"c{i}" for i in range(3000)]
     assert dict_builder(wide)(list(range(3000))) == dict(zip(wide, range(3000), strict=True))
     assert dict_builder([])(()) == {}
+
+
+def test_a_database_with_no_tables_is_refused_and_latest_is_untouched(alias, backup_dir):
+    """A wrong DATABASE_URL, or a database never migrated: a backup of it would hold
+    nothing, become `latest`, and every later restore or drill would fail."""
+    from dbtools.replay import scratch_database
+
+    seed_shop(20, using=alias)
+    good = backup_database(using=alias)
+    before = {p.name: p.read_bytes() for p in backup_dir.iterdir()}
+    with scratch_database(connections[alias]) as empty:
+        name = database_name(connections[empty.alias])
+        message = (
+            f"The {vendor_name(connections[alias])} database {name!r} (alias {empty.alias!r}) has "
+            f"no tables: it was never migrated, or DATABASES points at another database than "
+            f"you meant. Nothing was written. Run `manage.py migrate --database {empty.alias}` "
+            f"first, or check DATABASES[{empty.alias!r}]."
+        )
+        with pytest.raises(BackupError) as raised:
+            backup_database(using=empty.alias)
+        assert str(raised.value) == message
+        with pytest.raises(CommandError) as raised:
+            call_command("backupdb", "--database", empty.alias, stdout=StringIO())
+        assert str(raised.value) == message
+    assert {p.name: p.read_bytes() for p in backup_dir.iterdir()} == before
+    assert (backup_dir / "db-backup-latest.json").samefile(good.path)
+
+
+@backends("sqlite")
+def test_an_output_name_with_a_suffix_is_a_file_or_is_refused(
+    alias, backup_dir, tmp_path, settings
+):
+    seed_shop(20, using=alias)
+    for name in ("x.txt", "x.json.bak"):
+        with pytest.raises(CommandError) as raised:
+            call_command("backupdb", "--database", alias, "--output", str(tmp_path / name))
+        assert str(raised.value) == (
+            f"--output {tmp_path / name} names a file (its name has a suffix), but a backup "
+            f"file's name ends in .json, .json.zst or .json.gz; name it x.json, or, for a "
+            f"folder of that name, create it first."
+        )
+        assert not (tmp_path / name).exists()
+    call_command(
+        "backupdb", "--database", alias, "--output", str(tmp_path / "x.json.gz"), stdout=StringIO()
+    )
+    assert gzip.decompress((tmp_path / "x.json.gz").read_bytes())[:1] == b"{"
+    (tmp_path / "dated.2026").mkdir()  # a folder that exists is a folder, dot or not
+    call_command(
+        "backupdb", "--database", alias, "--output", str(tmp_path / "dated.2026"), stdout=StringIO()
+    )
+    assert [p.name for p in (tmp_path / "dated.2026").iterdir() if TIMESTAMPED.match(p.name)]
+
+    from tests.test_envelope import make_key
+
+    settings.DBTOOLS = {**settings.DBTOOLS, "ENCRYPT_TO": [make_key(tmp_path).public]}
+    with pytest.raises(ConfigurationError) as raised:
+        backup_database(using=alias, output=tmp_path / "y.txt", compress="gzip")
+    assert str(raised.value) == (
+        f"--output {tmp_path / 'y.txt'} names a file (its name has a suffix), but a backup "
+        f"file's name ends in .json.age, .json.zst.age or .json.gz.age; name it y.json.gz.age, "
+        f"or, for a folder of that name, create it first."
+    )
+    assert not (tmp_path / "y.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "vendor", "ending"),
+    [
+        ("postgres://ada:s3cret@127.0.0.1:1/shop", "PostgreSQL", r"accepting TCP/IP connections\?"),
+        ("mysql://ada:s3cret@127.0.0.1:1/shop", "MySQL/MariaDB", r"\(\d+\)\"\)\."),
+    ],
+)  # fmt: skip
+def test_a_refused_connection_is_two_sentences(url, vendor, ending):
+    done = run_manage(
+        "backupdb", env={"DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": url}
+    )
+    assert done.returncode == 1
+    assert re.fullmatch(
+        rf"CommandError: Could not connect to the {re.escape(vendor)} database 'shop' \(alias "
+        rf"'default'\): .*{ending} Check DATABASES\['default'\] in the settings \(host, port, "
+        rf"user, password, database name\) and that the server is running\.\n",
+        done.stderr,
+    ), done.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -142,3 +144,30 @@ def test_a_table_whose_columns_changed_is_compared_by_count_and_said_so(
     call_command("listbackups", "--drill", str(older), "--database", alias)
     out = capsys.readouterr().out
     assert "Drill passed on row counts: " in out and "could not be compared value for value" in out
+
+
+@backends("sqlite")
+def test_verify_skips_encrypted_backups_it_cannot_open_and_still_drills(
+    alias, backup_dir, settings, tmp_path
+):
+    seed_shop(30, using=alias)
+    plain = dict(settings.DBTOOLS)
+    settings.DBTOOLS = {**plain, "ENCRYPT_TO": [make_key(tmp_path).public]}
+    sealed = backup_database(using=alias)
+    settings.DBTOOLS = plain
+    backup_database(using=alias)  # plain, and latest: what the drill restores
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command(
+            "listbackups", "--verify", "--drill", "--database", alias, stdout=out, stderr=err
+        )
+    assert str(raised.value) == (
+        "1 encrypted backup(s) could not be verified without their identity; run again with "
+        "--identity FILE (or set DBTOOLS['IDENTITY'])."
+    )
+    assert err.getvalue() == (
+        f"WARNING: not verified: {sealed.path.name} (encrypted, and no identity was given to "
+        f"open it). The drill goes on.\n"
+    )
+    assert "Drill: restored db-backup-latest.json into a scratch " in out.getvalue()
+    assert "Drill passed: " in out.getvalue()

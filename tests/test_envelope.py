@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import threading
+from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -245,8 +246,9 @@ def test_a_wrong_key_is_one_line_and_changes_nothing(alias, encrypting, tmp_path
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"CommandError: {path.name} is encrypted to another key: the identity given cannot open "
-        f"it. Give the identity that matches DBTOOLS['ENCRYPT_TO'] when it was written."
+        f"CommandError: {path.name} cannot be opened with the identity given: it was encrypted "
+        f"to another key (give the identity that matches DBTOOLS['ENCRYPT_TO'] when it was "
+        f"written), or its header is damaged (then use another backup)."
     ]
     assert comparable_tables(database_contents(alias)) == before
 
@@ -396,3 +398,58 @@ def test_an_encrypted_backup_spools_no_plaintext(alias, encrypting, monkeypatch)
     assert spooled == []  # a helper's spool files would hold rows in the clear
     backup_database(using=alias, encrypt_to=())
     assert spooled  # and a plain backup still uses it
+
+
+@backends("sqlite")
+def test_an_identity_file_others_can_read_is_warned_about(alias, encrypting, backup_dir, settings):
+    seed_shop(20, using=alias)
+    backup_database(using=alias)
+    key = encrypting.identity
+    warning = (
+        f"WARNING: UNPROTECTED IDENTITY FILE: permissions 0644 for {key} are too open; it opens "
+        f"every encrypted backup, so it must be readable by its owner only (chmod 600 {key}).\n"
+    )
+    key.chmod(0o644)
+    err = StringIO()
+    call_command("listbackups", "--verify", "--identity", str(key), stdout=StringIO(), stderr=err)
+    assert err.getvalue() == warning
+    settings.DBTOOLS = {**settings.DBTOOLS, "IDENTITY": str(key)}  # the setting alike
+    err = StringIO()
+    call_command("listbackups", "--verify", stdout=StringIO(), stderr=err)
+    assert err.getvalue() == warning
+    key.chmod(0o600)
+    err = StringIO()
+    call_command("listbackups", "--verify", stdout=StringIO(), stderr=err)
+    assert err.getvalue() == ""
+
+
+@backends("sqlite")
+def test_a_damaged_recipient_stanza_is_not_called_another_key(alias, encrypting, tmp_path):
+    """age says "no matching keys" for a damaged stanza too: where the header shows the
+    damage it is named, and where it cannot be told from another key both are named."""
+    seed_shop(20)
+    data = backup_database().path.read_bytes()
+    assert data.startswith(AGE_MAGIC + b"-> X25519 ")
+    share = len(AGE_MAGIC) + len(b"-> X25519 ")
+    damaged = {
+        "type.json.age": data.replace(b"-> X25519 ", b"-> Y25519 ", 1),
+        "share.json.age": data[:share] + bytes([data[share] ^ 0x01]) + data[share + 1 :],
+    }
+    said = {}
+    for name, content in damaged.items():
+        (tmp_path / name).write_bytes(content)
+        with identity_file(encrypting.identity), pytest.raises(ArchiveError) as raised:
+            verify(tmp_path / name)
+        said[name] = str(raised.value)
+    assert said == {
+        "type.json.age": (
+            "type.json.age holds no stanza for an age X25519 key, the kind "
+            "DBTOOLS['ENCRYPT_TO'] holds: its header is damaged (then use another backup), or "
+            "it was encrypted to another kind of key (an SSH key, a passphrase)."
+        ),
+        "share.json.age": (
+            "share.json.age cannot be opened with the identity given: it was encrypted to "
+            "another key (give the identity that matches DBTOOLS['ENCRYPT_TO'] when it was "
+            "written), or its header is damaged (then use another backup)."
+        ),
+    }

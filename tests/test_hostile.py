@@ -266,3 +266,36 @@ def test_a_locked_sqlite_file_is_one_line_that_says_what_to_do(alias, backup_dir
         locker.close()
         connections[alias].settings_dict["OPTIONS"] = {}
         connections[alias].close()
+
+
+@pytest.mark.parametrize("mode", ["replace", "merge"])
+def test_a_primary_key_twice_in_one_backup_is_named_as_such(alias, edge_backup, mode):
+    before = comparable_tables(database_contents(alias))
+    pk = e.Tag.objects.using(alias).order_by("pk").first().pk
+
+    def twice(label, rows):
+        return (
+            [*rows, dict(rows[0], name="a second row, same key")]
+            if label == "edgecases.Tag"
+            else rows
+        )
+
+    bad = rewrite_backup(edge_backup, edge_backup.with_name("twice.json"), order_rows=twice)
+    if mode == "merge":
+        e.Tag.objects.using(alias).filter(pk=pk).delete()
+        before = comparable_tables(database_contents(alias))
+    with pytest.raises(RestoreError) as raised:
+        restore_database(prepare_restore(bad, using=alias), mode=mode)
+    message = str(raised.value)
+    assert (
+        f"Restoring edgecases.Tag (table edgecases_tag) failed at the row with primary key {pk!r}: "
+        in message
+    )
+    assert message.endswith(
+        f"Rows already there are skipped (merge) or emptied (--replace), so the backup holds "
+        f"primary key {pk!r} more than once (backupdb writes each key once: the file was edited "
+        f"or damaged; use another backup), or another session wrote that key during the restore. "
+        f"Nothing was changed: the restore was rolled back."
+    )
+    assert "under a different primary key" not in message and ".. " not in message
+    assert comparable_tables(database_contents(alias)) == before

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connections
 
-from dbtools.backup import backup_database
+from dbtools.backup import backup_database, database_name
+from dbtools.catalog import list_backups
+from dbtools.restore_plan import resolve_backup
 from shop.seed import seed_shop
 from tests.conftest import backends
 
@@ -57,3 +61,44 @@ def test_verify_marks_a_damaged_backup_and_fails(alias, backup_dir):
         f"{bad.path.name}" in text and "DAMAGED:" in text and "does not match its checksum" in text
     )
     assert f"{good.path.name}" in text and "verified" in text
+
+
+def latest_line(text: str) -> str:
+    return next(line for line in text.splitlines() if "<- latest" in line)
+
+
+@backends("sqlite")
+def test_latest_whose_timestamped_file_is_gone_is_listed_and_is_what_restoredb_restores(
+    alias, backup_dir
+):
+    seed_shop(50, using=alias)
+    result = backup_database(using=alias)
+    result.path.unlink()
+    latest = backup_dir / "db-backup-latest.json"
+    assert resolve_backup(None) == latest
+    text = listing()
+    assert text.splitlines()[0] == f"Backups in {os.path.relpath(backup_dir)}, newest first:"
+    line = latest_line(text)
+    assert line.startswith("  db-backup-latest.json  ")
+    assert line.endswith(
+        f"{len(result.tables)} tables  {result.rows:,} rows  sqlite:{database_name(connections[alias])}"
+        " <- latest (the timestamped backup it is a copy of is gone)"
+    )
+    assert [i.path for i in list_backups(backup_dir)] == [latest]
+
+
+@backends("sqlite")
+def test_latest_copied_where_there_are_no_hard_links_marks_its_backup(
+    alias, backup_dir, monkeypatch
+):
+    def no_links(source, target):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EPERM, "no hard links here")
+
+    seed_shop(50, using=alias)
+    monkeypatch.setattr(os, "link", no_links)
+    older = backup_database(using=alias)
+    newer = backup_database(using=alias, keep=1)
+    assert not older.path.exists()  # pruned: latest holds the newer one
+    infos = list_backups(backup_dir)
+    assert [(i.path, i.is_latest) for i in infos] == [(newer.path, True)]
+    assert latest_line(listing()).split()[0] == newer.path.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import subprocess
 import warnings
 from io import StringIO
@@ -1052,3 +1053,19 @@ def test_the_time_zone_settings_of_a_backup_that_does_not_record_them_are_not_kn
         "wrote it): not known whether its date-times mean what they would here (USE_TZ = True, "
         "TIME_ZONE = 'UTC')."
     ]
+
+
+def test_a_merge_counts_only_the_tables_it_wrote_into(alias, backup_dir):
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias, only=["shop"])
+    gone, _ = m.NewsletterSubscriber.objects.using(alias).all().delete()
+    assert gone > 1
+    out = StringIO()
+    call_command("restoredb", "--database", alias, "--no-input", "--only", "shop", stdout=out)
+    last = out.getvalue().splitlines()[-1]
+    assert re.fullmatch(
+        rf"Restored {gone} rows into 1 of {len(backup.tables)} tables, "
+        rf"{backup.rows - gone:,} already present and left as they were from "
+        rf"\S+db-backup-latest\.json in \d+\.\ds\.",
+        last,
+    ), last

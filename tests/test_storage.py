@@ -337,3 +337,64 @@ def test_a_folder_the_site_serves_is_warned_about(alias, settings, tmp_path):
     assert any(
         "is inside MEDIA_ROOT" in w and "which the site serves" in w for w in result.warnings
     )
+
+
+@backends("sqlite")
+def test_latest_whose_timestamped_object_is_gone_is_listed(alias, s3):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.db import connections
+
+    from dbtools.backup import database_name
+
+    some_rows(alias)
+    result = backup_database(using=alias)
+    s3.client.delete_object(Bucket=s3.bucket, Key=f"team/backups/{result.path.name}")
+    assert s3.names() == ["db-backup-latest.json"]
+    out = StringIO()
+    call_command("listbackups", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"Backups in s3://{s3.bucket}/team/backups/, newest first:"
+    assert lines[1].startswith("  db-backup-latest.json  ")
+    assert lines[1].endswith(
+        f"{len(result.tables)} tables  {result.rows:,} rows  sqlite:{database_name(connections[alias])}"
+        " <- latest (the timestamped backup it is a copy of is gone)"
+    )
+
+
+@backends("sqlite")
+def test_a_password_in_the_endpoint_url_is_never_printed(alias, s3, settings):
+    port = free_port()
+    storages_setting = settings.STORAGES
+    storages_setting["backups"]["OPTIONS"]["endpoint_url"] = f"http://ada:s3cret@127.0.0.1:{port}"
+    settings.STORAGES = storages_setting
+    with pytest.raises(BackupError) as raised:
+        backup_database(using=alias)
+    message = str(raised.value)
+    assert "s3cret" not in message
+    assert message.startswith("Uploading db-backup-")
+    assert (
+        f'failed: Could not connect to the endpoint URL: "http://ada:***@127.0.0.1:{port}/'
+        in message
+    )
+
+
+@backends("sqlite")
+def test_an_upload_without_credentials_says_uploading(alias, s3, settings, monkeypatch, tmp_path):
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings.STORAGES = {**settings.STORAGES}  # a new storage, with a new session
+    with pytest.raises(BackupError) as raised:
+        backup_database(using=alias)
+    assert re.fullmatch(
+        rf"Uploading db-backup-\S+\.json to s3://{s3.bucket}/team/backups/ "
+        r"failed: Unable to locate credentials\. Check STORAGES\['backups'\] \(bucket, "
+        r"endpoint_url, credentials\) and that the server is reachable\. Nothing was kept; "
+        r"earlier backups are untouched\.",
+        str(raised.value),
+    ), str(raised.value)
+    assert s3.names() == [] and s3.unfinished() == []

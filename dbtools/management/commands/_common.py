@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError
 
 import dbtools
-from dbtools.display import shown
-from dbtools.envelope import identity_file
+from dbtools.display import sentence, shown
+from dbtools.envelope import identity_exposure, identity_file
 from dbtools.exceptions import DbtoolsError
 from dbtools.progress import ProgressBar
 from dbtools.replay import remove_leftover_folders
@@ -43,6 +43,11 @@ class DbtoolsCommand(BaseCommand):
             )
         try:
             with identity_file(options.get("identity")):
+                if exposure := identity_exposure():  # streams as super().execute() sets them
+                    stderr = (
+                        OutputWrapper(options["stderr"]) if options.get("stderr") else self.stderr
+                    )
+                    stderr.write(f"WARNING: {exposure}")
                 return super().execute(*args, **options)
         except DbtoolsError as exc:
             raise CommandError(str(exc)) from exc
@@ -78,7 +83,7 @@ def database_error(exc: DatabaseError) -> str:
         )
     else:
         hint = "Check that the database is reachable and migrated (`manage.py showmigrations`)."
-    return f"The database reported an error: {cause}. {hint}"
+    return f"The database reported an error: {sentence(cause)} {hint}"
 
 
 def progress_bar(command: BaseCommand, verbosity: int) -> ProgressBar | None:

@@ -66,10 +66,6 @@ class Command(DbtoolsCommand):
 
     def handle(self, *args, **options):
         verbosity = options["verbosity"]
-        if options["keep"] is not None and options["keep"] < 1:
-            raise CommandError("--keep must be 1 or more.")
-        if options["jobs"] is not None and options["jobs"] < 1:
-            raise CommandError("--jobs must be 1 or more.")
         bar = progress_bar(self, verbosity)
         try:
             result = backup_database(

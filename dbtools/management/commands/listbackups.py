@@ -57,12 +57,18 @@ class Command(DbtoolsCommand):
             self.stdout.write(f"No backups in {shown(folder)}. Make one with `manage.py backupdb`.")
             self.drill_if_asked(folder, options)
             return
-        failed = locked = 0
+        failed = 0
+        locked = [info.path.name for info in infos if info.locked]
         self.stdout.write(f"Backups in {shown(folder)}, newest first:")
         for info in infos:
-            mark = " <- latest" if info.is_latest else ""
+            mark = (
+                " <- latest (the timestamped backup it is a copy of is gone)"
+                if info.only_as_latest
+                else " <- latest"
+                if info.is_latest
+                else ""
+            )
             if info.locked:
-                locked += 1
                 self.stdout.write(
                     f"  {info.path.name}  {size(info.size)}  encrypted (age): "
                     f"{'NOT VERIFIED, ' if options['verify'] else ''}give --identity FILE to read "
@@ -104,12 +110,21 @@ class Command(DbtoolsCommand):
             )
         if failed:
             raise CommandError(f"{failed} backup(s) failed verification; do not restore from them.")
-        if locked and options["verify"]:
-            raise CommandError(
-                f"{locked} encrypted backup(s) could not be verified without their identity; "
-                f"run again with --identity FILE (or set DBTOOLS['IDENTITY'])."
+        unverified = bool(locked) and options["verify"]
+        if unverified and options["drill"] is not None:
+            # The drill needs no identity unless its own backup is encrypted: it still runs.
+            self.stderr.write(
+                self.style.WARNING(
+                    f"WARNING: not verified: {', '.join(locked)} (encrypted, and no identity was "
+                    f"given to open {'it' if len(locked) == 1 else 'them'}). The drill goes on."
+                )
             )
         self.drill_if_asked(folder, options)
+        if unverified:
+            raise CommandError(
+                f"{len(locked)} encrypted backup(s) could not be verified without their identity; "
+                f"run again with --identity FILE (or set DBTOOLS['IDENTITY'])."
+            )
 
     def drill_if_asked(self, folder: Location, options: dict[str, Any]) -> None:
         if options["drill"] is None:

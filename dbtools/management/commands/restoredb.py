@@ -260,9 +260,16 @@ class Command(DbtoolsCommand):
                 if mode == "replace"
                 else ""
             )
+            # Only the tables that received rows: "20 rows into 12 tables" read as if each did.
+            received = sum(1 for t in result.tables if t.inserted)
+            into = (
+                f"{received} tables"
+                if received == len(result.tables)
+                else f"{received} of {len(result.tables)} tables"
+            )
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Restored {result.inserted:,} rows into {len(result.tables)} tables{skipped} "
+                    f"Restored {result.inserted:,} rows into {into}{skipped} "
                     f"from {shown(result.path)} in {result.seconds:.1f}s.{checked}"
                 )
             )

@@ -6,9 +6,15 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.conf import lock_timeout_problem
 from dbtools.migration_checks import LEVELS
-from dbtools.migration_plan import MigrationPlan, describe_step, plan_migrations, plan_report
+from dbtools.migration_plan import (
+    FAIL_ON,
+    MigrationPlan,
+    describe_step,
+    plan_migrations,
+    plan_report,
+)
 from dbtools.rollback import LEFTOVERS_HEADING
-from dbtools.safemigrate import Exit, Options, safe_migrate
+from dbtools.safemigrate import RESTORE_CHOICES, Exit, Options, safe_migrate
 
 from ._common import DbtoolsCommand, add_compress_argument, add_identity_argument
 
@@ -48,7 +54,7 @@ class Command(DbtoolsCommand):
             help="Ask nothing: refuse high-risk findings unless --accept-risk; --restore defaults to never.",
         )  # fmt: skip
         parser.add_argument(
-            "--restore", choices=["ask", "never", "always"], default=None,
+            "--restore", choices=RESTORE_CHOICES, default=None,
             help="After a successful migration, restore (merge) the backup: ask (default when "
             "interactive), never (default with --no-input), always.",
         )  # fmt: skip
@@ -69,7 +75,7 @@ class Command(DbtoolsCommand):
             help="As --plan, and exit 5 if a finding at or above --fail-on is not acknowledged (for CI).",
         )  # fmt: skip
         parser.add_argument(
-            "--fail-on", choices=[level for level in LEVELS if level != "info"], default="high",
+            "--fail-on", choices=FAIL_ON, default="high",
             help="The lowest level that fails --check (default: %(default)s).",
         )  # fmt: skip
         parser.add_argument(
