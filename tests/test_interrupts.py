@@ -165,8 +165,10 @@ RESTORE_POINTS = {
     ("merge", "restore:loaded"): {},
     ("merge", "restore:committed"): {"SIGINT": ("sqlite",)},
     ("replace", "restore:committed"): {},
+    # The first load of a replay goes into its scratch database, the second into this one.
+    ("replay", "restore:loaded"): {},
 }
-DRILL_POINTS = {"restore:loaded": {"SIGTERM": ("sqlite", "postgresql")}, "backup:rows": {}}
+DRILL_POINTS = {"restore:loaded": {"SIGTERM": ("sqlite",)}, "backup:rows": {}}
 MIGRATE_POINTS = {"backup:rows": {}, "migrate:applied": {"SIGINT": ALL}}
 
 
@@ -238,7 +240,7 @@ def test_an_interrupted_restore(alias, faults, point, signame, backends):
     m.UserActivity.objects.using(alias).filter(id__gt=50).delete()
     before = comparable_tables(database_contents(alias))
     args = ["restoredb", "--file", str(backup), "--database", alias, "--no-input"]
-    args += ["--replace"] if mode == "replace" else []
+    args += {"replace": ["--replace"], "replay": ["--replay"], "merge": []}[mode]
 
     run = faults.interrupt(args, phase, signame)
 
@@ -247,7 +249,9 @@ def test_an_interrupted_restore(alias, faults, point, signame, backends):
     if phase == "restore:loaded":
         if signame != "SIGKILL":
             assert the_line(run, signame) == (
-                "The restore was rolled back; the database is unchanged."
+                "Nothing was restored; the database is unchanged."
+                if mode == "replay"  # interrupted in the scratch database
+                else "The restore was rolled back; the database is unchanged."
             )
         assert comparable_tables(database_contents(alias)) == before
     elif signame != "SIGKILL":
@@ -335,3 +339,24 @@ def test_an_interrupted_safemigrate(alias, faults, lab, phase, signame, backends
     assert after.returncode == 0, after.stderr
     assert lab.applied()[-1] == "0003_add_weight"
     assert "Migrated: " in after.stdout
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_a_second_signal_does_not_cut_the_clean_up_short():
+    from dbtools.interrupts import Interrupted, exit_status, one_line, signals_raise, tell
+
+    cleaned = False
+    with pytest.raises(Interrupted) as caught, signals_raise():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)  # impatient: ignored while cleaning up
+            time.sleep(0.1)
+            cleaned = True
+    assert cleaned
+    assert caught.value.signum == signal.SIGTERM and exit_status(caught.value) == 143
+    tell(caught.value, "The restore was rolled back; the database is unchanged.")
+    assert one_line(caught.value, "Nothing was changed.") == (
+        "Interrupted by SIGTERM. The restore was rolled back; the database is unchanged."
+    )
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back as it was
