@@ -190,18 +190,21 @@ def publish_copy(source: Path, target: Path) -> None:
     """
     temp = partial_path(target)
     temp.unlink(missing_ok=True)
-    try:
-        os.link(source, temp)
-    except OSError:
+    try:  # an error or an interrupt on the way leaves no temporary file
         try:
-            with open(source, "rb") as src, create_private(temp) as dst:
-                shutil.copyfileobj(src, dst, 1024 * 1024)
-                dst.flush()
-                os.fsync(dst.fileno())
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise BackupError(f"Could not write {target.name}: {exc.strerror or exc}.") from exc
-    os.replace(temp, target)
+            os.link(source, temp)
+        except OSError:
+            try:
+                with open(source, "rb") as src, create_private(temp) as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+            except OSError as exc:
+                raise BackupError(f"Could not write {target.name}: {exc.strerror or exc}.") from exc
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     fsync_dir(target.parent)
 
 

@@ -7,8 +7,8 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from .envelope import (
 )
 from .exceptions import ArchiveError, BackupError, ConfigurationError, DatabaseUnavailable
 from .graph import Plan, Table, plan_tables
+from .interrupts import tell
 from .signals import announce, backup_finished
 from .storage import (
     BackupFile,
@@ -296,7 +297,9 @@ def row_encoder(
     return encode
 
 
-def python_batches(table: Table, connection: BaseDatabaseWrapper) -> Iterator[list[bytes]]:
+def python_batches(
+    table: Table, connection: BaseDatabaseWrapper
+) -> Generator[list[bytes], None, None]:
     """The portable path: values from the ORM, encoded by codec.py."""
     as_text = text_readers(table, connection)
     as_raw = raw_readers(table, connection)
@@ -427,17 +430,20 @@ def write_table(
             progress(table.label, spooled.rows, expected)
         rows, _ = writer.end_table()
         return TableReport(table.label, table.db_table, rows, time.monotonic() - started)
-    batches = (
+    batches: Generator[list[str] | list[bytes], None, None] = (
         postgres.row_batches(table, connection, BATCH_ROWS)
         if postgres.can_write(table, connection)
         else python_batches(table, connection)
     )
     done = 0
-    for batch in batches:
-        writer.write_rows(batch)
-        done += len(batch)
-        if progress:
-            progress(table.label, done, expected)
+    # Closed here, not whenever the generator is collected: a traceback keeps
+    # it alive, and with it row_batches' reader thread and its cursor.
+    with closing(batches):
+        for batch in batches:
+            writer.write_rows(batch)
+            done += len(batch)
+            if progress:
+                progress(table.label, done, expected)
     rows, _ = writer.end_table()
     return TableReport(table.label, table.db_table, rows, time.monotonic() - started)
 
@@ -770,41 +776,60 @@ def backup_database(
             f"Reading the database failed: {' '.join(str(exc).split())}. Nothing was kept; "
             f"earlier backups are untouched."
         ) from exc
-    except BaseException:
+    except BaseException as exc:
         writer.abort()
+        if announce_result:  # else a scratch copy: its caller says what stands
+            tell(
+                exc,
+                "Nothing was kept (the unfinished backup was removed); earlier backups are untouched.",
+            )
         raise
 
     latest: BackupFile | None = None
     pruned: list[BackupFile] = []
-    if in_folder:
-        latest_name = LATEST_STEM + file_suffix(compression, bool(sealed_to))
-        if isinstance(written, StoredBackup):
-            written.store.publish_copy(written, latest_name)
-            latest = written.store.get(latest_name)
-            others = latest_files(written.store)
-            keep_in: Location = written.store
-        else:
-            latest = written.parent / latest_name
-            publish_copy(written, latest)
-            others = latest_files(written.parent)
-            keep_in = written.parent
-        for other in others:
-            if other.name != latest_name:
-                delete_file(other)
-        if keep or keep_pre_migrate:
-            pruned = prune(keep_in, keep, keep_pre_migrate)
-    result = BackupResult(
-        path=written,
-        latest=latest,
-        tables=reports,
-        cycles=[list(c) for c in plan.cycles],
-        seconds=time.monotonic() - started,
-        size=file_size(written),
-        pruned=pruned,
-        warnings=warnings,
-    )
-    if announce_result:
-        result.warnings += announce(backup_finished, backup_database, result=result, using=using)
+    # What an interrupt from here on leaves: the backup is complete, and the
+    # steps after it are each done or not.
+    left = "db-backup-latest was not updated and no old backup was deleted." if in_folder else ""
+    try:
+        if in_folder:
+            latest_name = LATEST_STEM + file_suffix(compression, bool(sealed_to))
+            if isinstance(written, StoredBackup):
+                written.store.publish_copy(written, latest_name)
+                latest = written.store.get(latest_name)
+                others = latest_files(written.store)
+                keep_in: Location = written.store
+            else:
+                latest = written.parent / latest_name
+                publish_copy(written, latest)
+                others = latest_files(written.parent)
+                keep_in = written.parent
+            left = f"{latest_name} now holds it; older copies of latest or old backups may remain."
+            for other in others:
+                if other.name != latest_name:
+                    delete_file(other)
+            if keep or keep_pre_migrate:
+                pruned = prune(keep_in, keep, keep_pre_migrate)
+        left = ("it is the latest backup; " if in_folder else "") + (
+            "a backup_finished receiver was cut short."
+        )
+        result = BackupResult(
+            path=written,
+            latest=latest,
+            tables=reports,
+            cycles=[list(c) for c in plan.cycles],
+            seconds=time.monotonic() - started,
+            size=file_size(written),
+            pruned=pruned,
+            warnings=warnings,
+        )
+        if announce_result:
+            result.warnings += announce(
+                backup_finished, backup_database, result=result, using=using
+            )
+    except BaseException as exc:
+        if announce_result:
+            tell(exc, f"The backup {written.name} is complete{'; ' if left else '.'}{left}")
+        raise
     return result
 
 

@@ -24,7 +24,7 @@ import tempfile
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,16 +113,29 @@ def rows_sql(table: Table, connection: BaseDatabaseWrapper) -> str:
     )
 
 
-def row_batches(table: Table, connection: BaseDatabaseWrapper, size: int) -> Iterator[list[str]]:
+def row_batches(
+    table: Table, connection: BaseDatabaseWrapper, size: int
+) -> Generator[list[str], None, None]:
     """The table's row lines, in primary-key order, `size` at a time.
 
     A server-side cursor makes the server build rows only when asked, so a
     thread asks for the next batch while this one is being written: the
     server's JSON work and the client's hashing and writing overlap. At most
     two batches wait in between, so memory stays flat.
+
+    The caller closes the generator when it stops early (an error, an
+    interrupt): that stops the thread. Until then a traceback may hold it
+    paused; the thread never blocks for good meanwhile, and as a daemon it
+    never keeps the process from exiting.
     """
     batches: queue.Queue[list[str] | BaseException | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
+
+    def hand_over(item: list[str] | BaseException | None) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                batches.put(item, timeout=0.1)
+                return
 
     def fetch(cursor: Any) -> None:
         try:
@@ -130,15 +143,15 @@ def row_batches(table: Table, connection: BaseDatabaseWrapper, size: int) -> Ite
                 rows = cursor.fetchmany(size)
                 if not rows:
                     break
-                batches.put([row[0] for row in rows])
-            batches.put(None)
+                hand_over([row[0] for row in rows])
+            hand_over(None)
         except BaseException as exc:  # handed to the reading thread, which raises it
-            batches.put(exc)
+            hand_over(exc)
 
     with connection.chunked_cursor() as cursor:
         cursor.execute(rows_sql(table, connection))
         worker = threading.Thread(
-            target=fetch, args=(cursor,), name=f"dbtools-fetch-{table.db_table}"
+            target=fetch, args=(cursor,), name=f"dbtools-fetch-{table.db_table}", daemon=True
         )
         worker.start()
         try:
@@ -148,10 +161,7 @@ def row_batches(table: Table, connection: BaseDatabaseWrapper, size: int) -> Ite
                         raise batch
                 yield batch
         finally:
-            stop.set()
-            while worker.is_alive():  # let a blocked put() finish so the thread can end
-                with contextlib.suppress(queue.Empty):
-                    batches.get(timeout=0.1)
+            stop.set()  # a put() waiting gives up within 0.1 s, a fetch ends with its batch
             worker.join()
 
 
@@ -421,6 +431,10 @@ def sorted_membership(keys: array[int]) -> Callable[[object], bool]:
 # Helper readers ---------------------------------------------------------------------
 
 
+class Stopped(Exception):
+    """The main reader stopped before a helper finished its table."""
+
+
 @dataclass
 class Spooled:
     path: Path
@@ -531,6 +545,8 @@ class HelperReaders:
             with os.fdopen(fd, "wb") as out, connection.chunked_cursor() as cursor:
                 cursor.execute(rows_sql(table, connection))
                 while batch := cursor.fetchmany(self.size):
+                    if self.stopping.is_set():  # the backup was interrupted or failed
+                        raise Stopped(table.label)
                     lines = [row[0] for row in batch]
                     if longest_line(lines) > self.max_line_bytes:
                         raise too_long_error(table.label, longest_line(lines), self.max_line_bytes)
@@ -542,10 +558,12 @@ class HelperReaders:
         return Spooled(path, rows)
 
     def close(self) -> None:
-        """Called when every table has been read. A helper that never claimed a
-        table may still be waiting for a connection (a pooler with no free
-        server connection until this transaction ends): it is not waited for;
-        it finds the snapshot gone and ends by itself."""
+        """Called when every table has been read, or the backup stopped early (an
+        error, an interrupt): a helper still spooling stops at its next batch
+        and removes its spool. A helper that never claimed a table may still be
+        waiting for a connection (a pooler with no free server connection until
+        this transaction ends): it is not waited for; it finds the snapshot
+        gone and ends by itself."""
         self.stopping.set()
         with self.lock:
             self.queue.clear()

@@ -52,6 +52,7 @@ from .codec import AnyField, BadValue, JSONText, kind_of, row_decoder, row_parse
 from .display import sentence
 from .exceptions import RestoreError
 from .graph import Table
+from .interrupts import tell
 from .restore_plan import RestorePlan, TableMapping, map_columns, prepare_restore
 from .signals import announce, restore_finished
 from .storage import BackupFile
@@ -1095,33 +1096,54 @@ def restore_database(
     connection = connections[plan.using]
     loader = Loader(plan, mode, progress, migrations_own)
     receipts: list[TableReceipt] = []
+    # Where an interrupt found the transaction: what the user is told it left.
+    inside: BaseException | None = None  # raised inside it, so rolled back on the way out
+    committing = False
     try:
         with (
             queries_not_logged(connection),
             loading_session(connection),
             transaction.atomic(using=plan.using),
         ):
-            with (
-                connection.constraint_checks_disabled(),
-                naive_datetimes_taken_quietly(),
-                triggers_set_aside(connection, [t.db_table for t in plan.covered]),
-            ):
-                receipts = loader.run()
-            check_references(connection, plan)
-            if mode == "replace":
-                verify_counts(plan, receipts)
-            if dry_run:
-                raise _Rollback
-            # Last, and never in a dry run: PostgreSQL's setval() is not undone
-            # by a rollback, and a sequence moved back would hand out ids
-            # that are taken.
-            reset_sequences(connection, [m.table.model for m in plan.mappings if m.table])
+            try:
+                with (
+                    connection.constraint_checks_disabled(),
+                    naive_datetimes_taken_quietly(),
+                    triggers_set_aside(connection, [t.db_table for t in plan.covered]),
+                ):
+                    receipts = loader.run()
+                check_references(connection, plan)
+                if mode == "replace":
+                    verify_counts(plan, receipts)
+                if dry_run:
+                    raise _Rollback
+                # Last, and never in a dry run: PostgreSQL's setval() is not undone
+                # by a rollback, and a sequence moved back would hand out ids
+                # that are taken.
+                reset_sequences(connection, [m.table.model for m in plan.mappings if m.table])
+            except BaseException as exc:
+                inside = exc
+                raise
+            committing = True
     except _Rollback:
         pass
     except DatabaseError as exc:
         raise RestoreError(
             f"The restore failed and was rolled back; nothing was changed: {' '.join(str(exc).split())}"
         ) from exc
+    except KeyboardInterrupt as exc:
+        if not announce_result:
+            raise  # a scratch database's load: the caller knows what that leaves
+        if exc is inside:
+            tell(exc, "The restore was rolled back; the database is unchanged.")
+        elif committing:
+            tell(exc, (
+                "The restore's transaction was committing: it either committed whole or rolled "
+                "back whole; the row counts (or a dry run of the same restore) tell which."
+            ))  # fmt: skip
+        else:
+            tell(exc, "The restore had not begun writing; the database is unchanged.")
+        raise
     finally:
         plan.close()
         if apps.is_installed("django.contrib.contenttypes"):
@@ -1132,9 +1154,16 @@ def restore_database(
         plan.path, mode, dry_run, receipts, time.monotonic() - started, plan.warnings
     )
     if announce_result and not dry_run:
-        result.after_warnings = announce(
-            restore_finished, restore_database, result=result, using=plan.using
-        )
+        try:
+            result.after_warnings = announce(
+                restore_finished, restore_database, result=result, using=plan.using
+            )
+        except KeyboardInterrupt as exc:
+            tell(exc, (
+                f"The restore was committed before the interrupt: {result.inserted:,} rows were "
+                f"restored from {plan.path.name}; a restore_finished receiver was cut short."
+            ))  # fmt: skip
+            raise
     return result
 
 

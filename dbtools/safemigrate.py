@@ -27,6 +27,7 @@ from .conf import get_settings, lock_timeout_problem
 from .display import shown
 from .envelope import can_decrypt, is_encrypted
 from .exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
+from .interrupts import tell
 from .migration_plan import MigrationPlan
 from .restore import RestoreResult, prepare_restore, restore_database
 from .rollback import Leftover, RollbackIncomplete, RollbackResult, find_leftovers, rollback
@@ -129,7 +130,27 @@ def migrate_with_backup(
     migrate_stderr: Any,
 ) -> Outcome:
     using = options.using
-    backup = backup_database(using=using, compress=options.compress, label="pre-migrate")
+    try:
+        backup = backup_database(using=using, compress=options.compress, label="pre-migrate")
+    except KeyboardInterrupt as exc:
+        tell(exc, "Nothing was migrated.")
+        raise
+    try:
+        return migrate_after_backup(plan, options, console, migrate_stdout, migrate_stderr, backup)
+    except KeyboardInterrupt as exc:
+        tell(exc, f"The pre-migrate backup {backup.path.name} was kept.")
+        raise
+
+
+def migrate_after_backup(
+    plan: MigrationPlan,
+    options: Options,
+    console: Console,
+    migrate_stdout: Any,
+    migrate_stderr: Any,
+    backup: BackupResult,
+) -> Outcome:
+    using = options.using
     schema_before = read_schema(connections[using])
     # Read again under the lock: what a killed run left is not part of the
     # schema the rollback must bring back.
@@ -162,9 +183,20 @@ def migrate_with_backup(
         timeout,
     )
     outcome = Outcome(Exit.OK, backup=backup, migrate=migrated)
-    if migrated.ok:
-        return after_success(outcome, options, console)
-    return after_failure(outcome, options, console, schema_before, leftovers)
+    try:
+        if migrated.ok:
+            return after_success(outcome, options, console)
+        return after_failure(outcome, options, console, schema_before, leftovers)
+    except KeyboardInterrupt as exc:
+        if migrated.ok:
+            done = migrated.applied + [f"unapplied {name}" for name in migrated.unapplied]
+            tell(exc, f"The migration stands: {', '.join(done) or 'nothing new'}.")
+        else:
+            tell(exc, (
+                f"{migrated.failed or 'A migration'} had failed, and what came after was cut short: "
+                f"`manage.py showmigrations` shows where the database is."
+            ))  # fmt: skip
+        raise
 
 
 def after_success(outcome: Outcome, options: Options, console: Console) -> Outcome:
@@ -473,6 +505,9 @@ def run_migrate(
             )  # fmt: skip
     except (Exception, SystemExit) as exc:  # SystemExit: migrate's own sys.exit paths
         error = exc
+    except KeyboardInterrupt as exc:
+        tell(exc, interrupted_migrate(using, planned, before))
+        raise
     finally:
         pre_migrate.disconnect(dispatch_uid=f"dbtools.safemigrate.{using}")
     after = _applied_keys(using)
@@ -498,6 +533,33 @@ def run_migrate(
             None,
         )
     return MigrateOutcome(error is None, error, applied, failed, unapplied)
+
+
+def interrupted_migrate(
+    using: str, planned: list[tuple[Migration, bool]], before: set[tuple[str, str]]
+) -> str:
+    """What an interrupted migrate left, as the migration table records it."""
+    try:
+        after = _applied_keys(using)
+    except Exception:
+        return (
+            "Migrate was interrupted; `manage.py showmigrations` shows which migrations it applied."
+        )
+    done = [
+        f"{'unapplied' if backwards else 'applied'} {m.app_label}.{m.name}"
+        for m, backwards in planned
+        if (m.app_label, m.name) in (before - after if backwards else after - before)
+    ]
+    pending = [
+        (m, backwards) for m, backwards in planned if ((m.app_label, m.name) in after) == backwards
+    ]
+    said = f"migrate was interrupted: {', '.join(done) or 'nothing was migrated'}"
+    if pending:
+        m, backwards = pending[0]
+        said += f"; {m.app_label}.{m.name} is {'still' if backwards else 'not'} recorded as applied"
+        if not connections[using].features.can_rollback_ddl:
+            said += " and may be half-applied"
+    return said[0].upper() + said[1:] + "."
 
 
 @contextmanager

@@ -76,7 +76,9 @@ INSTALLED_APPS = [
 
 # A file, not :memory:, so that a second connection or a subprocess (the
 # concurrency and kill tests) sees the same test database.
-_run_folder = os.path.join(tempfile.gettempdir(), f"dbtools-tests-{RUN}")
+_run_folder = os.environ.get("DBTOOLS_TESTS_RUN_FOLDER") or os.path.join(
+    tempfile.gettempdir(), f"dbtools-tests-{RUN}"
+)
 os.makedirs(_run_folder, mode=0o700, exist_ok=True)
 _test_name = f"test_dbtools_{RUN}"
 
@@ -119,3 +121,7 @@ DBTOOLS = {
 if os.environ.get("DBTOOLS_S3_BUCKET"):  # a subprocess of the S3 tests (config/settings.py)
     DBTOOLS["STORAGE"] = "backups"
 SILENCED_SYSTEM_CHECKS = ["models.W038"]  # deferrable unique: PostgreSQL only
+
+# A manage.py subprocess of tests/test_interrupts.py, to be paused at a phase.
+if os.environ.get("DBTOOLS_TEST_PAUSE_AT"):
+    INSTALLED_APPS.append("tests.faults")

@@ -861,3 +861,39 @@ def test_a_refused_connection_is_two_sentences(url, vendor, ending):
         rf"user, password, database name\) and that the server is running\.\n",
         done.stderr,
     ), done.stderr
+
+
+@backends("postgresql")
+def test_an_interrupt_while_a_batch_is_written_leaves_no_reader_thread(
+    alias, backup_dir, monkeypatch
+):
+    """Ctrl-C lands while the table's row generator waits at its yield and
+    its reader thread has filled the queue. The traceback holds the generator
+    as long as the exception lives (a command's does until the process ends):
+    the thread was left blocked in Queue.put, and the interpreter waited for
+    it at exit, forever. The writer closes the generator itself now."""
+    from dbtools import backup
+    from dbtools.archive import ArchiveWriter
+    from dbtools.interrupts import told
+
+    seed_shop(3_000, using=alias)
+    monkeypatch.setattr(backup, "BATCH_ROWS", 10)
+    original = ArchiveWriter.write_rows
+    written = 0
+
+    def write_rows(self, rows):
+        nonlocal written
+        original(self, rows)
+        written += 1
+        if written == 3:
+            time.sleep(0.5)  # the reader fills the queue and waits to put the next batch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ArchiveWriter, "write_rows", write_rows)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        backup_database(using=alias, jobs=1)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("dbtools-fetch-")] == []
+    assert sorted(p.name for p in backup_dir.iterdir()) == []
+    assert told(caught.value) == [
+        "Nothing was kept (the unfinished backup was removed); earlier backups are untouched."
+    ]

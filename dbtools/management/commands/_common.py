@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
@@ -11,6 +12,7 @@ import dbtools
 from dbtools.display import sentence, shown
 from dbtools.envelope import identity_exposure, identity_file
 from dbtools.exceptions import DbtoolsError
+from dbtools.interrupts import exit_status, one_line, signals_raise
 from dbtools.progress import ProgressBar
 from dbtools.replay import remove_leftover_folders
 
@@ -27,32 +29,48 @@ __all__ = [
 
 class DbtoolsCommand(BaseCommand):
     """dbtools' version for --version, and every expected failure as one line
-    (CommandError) rather than a traceback; --traceback still shows the cause."""
+    (CommandError) rather than a traceback; --traceback still shows the cause.
+
+    Run from the shell, SIGINT and SIGTERM end the command the same way: the
+    interrupt unwinds and cleans up as an error does, then one line says what
+    state it left (what the core told, else `interrupted`), and the exit
+    status is 130 or 143 (dbtools.interrupts). Called from Python, the
+    KeyboardInterrupt reaches the caller as it is."""
+
+    # What is true when the command is interrupted and the core told nothing more.
+    interrupted = "Nothing was changed."
 
     def get_version(self) -> str:
         return dbtools.__version__
 
     def execute(self, *args: Any, **options: Any) -> Any:
+        # execute() is where Django takes call_command's stderr=; not yet.
+        err = OutputWrapper(options["stderr"]) if options.get("stderr") else self.stderr
         removed = remove_leftover_folders()
         if removed:
-            # execute() is where Django takes call_command's stderr=; not yet.
-            err = OutputWrapper(options["stderr"]) if options.get("stderr") else self.stderr
             err.write(
                 f"Removed {len(removed)} temporary folder(s) left by a dbtools run that was "
                 f"killed (they may have held the plaintext rows of a backup): {', '.join(removed)}."
             )
+        from_shell = getattr(self, "_called_from_command_line", False)
         try:
-            with identity_file(options.get("identity")):
-                if exposure := identity_exposure():  # streams as super().execute() sets them
-                    stderr = (
-                        OutputWrapper(options["stderr"]) if options.get("stderr") else self.stderr
-                    )
-                    stderr.write(f"WARNING: {exposure}")
+            with (
+                signals_raise() if from_shell else nullcontext(),
+                identity_file(options.get("identity")),
+            ):
+                if exposure := identity_exposure():
+                    err.write(f"WARNING: {exposure}")
                 return super().execute(*args, **options)
         except DbtoolsError as exc:
             raise CommandError(str(exc)) from exc
         except DatabaseError as exc:
             raise CommandError(database_error(exc)) from exc
+        except KeyboardInterrupt as exc:
+            if not from_shell:
+                raise
+            raise CommandError(
+                one_line(exc, self.interrupted), returncode=exit_status(exc)
+            ) from exc
 
 
 def add_identity_argument(parser: Any) -> None:

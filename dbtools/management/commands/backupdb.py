@@ -18,6 +18,7 @@ class Command(DbtoolsCommand):
     # schema the migrations describe, not the current models), and the model
     # checks can connect to every database in DATABASES. dbtools' own still run.
     requires_system_checks = [checks.TAG]
+    interrupted = "Nothing was written; earlier backups are untouched."
 
     def add_arguments(self, parser):
         parser.add_argument(

@@ -15,6 +15,10 @@ from ._common import DbtoolsCommand, add_identity_argument, shown, size
 
 
 class Command(DbtoolsCommand):
+    # A drill's scratch database and folder go on the way out, as on any error.
+    interrupted = (
+        "Nothing was changed: listbackups only reads, and a drill works on a scratch copy."
+    )
     help = (
         "List the backups in the backups folder (or DBTOOLS['STORAGE']), newest first; "
         "--verify checks each one's checksums, --drill restores one into a scratch database "

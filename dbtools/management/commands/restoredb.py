@@ -7,6 +7,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.archive import ArchiveReader, verify
 from dbtools.exceptions import NeedsReplay
+from dbtools.interrupts import tell, told
 from dbtools.replay import is_empty, replay_restore
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
 from dbtools.restore_plan import resolve_backup
@@ -21,6 +22,7 @@ MODES = {
 
 
 class Command(DbtoolsCommand):
+    interrupted = "Nothing was restored; the database is unchanged."
     help = (
         "Restore a backup made by backupdb in one transaction: merge (default) inserts missing rows, "
         "--replace makes the tables hold exactly the backup's rows."
@@ -105,8 +107,16 @@ class Command(DbtoolsCommand):
                     "migrations in a scratch database, then this database is migrated (`manage.py "
                     "migrate`) and its tables that the backup covers are given the backup's rows."
                 )
-            options = {**options, "replay": True}
-            mode = "replace"
+            try:
+                return self.replay("replace", {**options, "replay": True})
+            except KeyboardInterrupt as exc:
+                if not told(exc):
+                    tell(exc, "Nothing was restored.")
+                tell(exc, (
+                    "The database had no tables; it may have been migrated before the interrupt "
+                    "(`manage.py showmigrations` shows it)."
+                ))  # fmt: skip
+                raise
         if options["replay"]:
             return self.replay(mode, options)
         try:

@@ -31,6 +31,7 @@ EXIT_CODES = (
 
 
 class Command(DbtoolsCommand):
+    interrupted = "Nothing was migrated."
     help = (
         "Show what pending migrations will do and what is risky in them, back up, run migrate, "
         "then offer to restore the data (or roll back if a migration failed)."
