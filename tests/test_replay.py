@@ -664,3 +664,142 @@ def test_a_table_a_trigger_fills_comes_back_as_the_backup_holds_it(alias, backup
     )
     Entry.objects.using(alias).create(title="four")  # the trigger is back
     assert EntryIndex.objects.using(alias).filter(title="four").exists()
+
+
+# Review: what a merge replay's comparison with a fresh migrate may take for the
+# migrations' own rows, and what a replay leaves of the caller's state.
+
+
+def labels(alias: str) -> list[tuple]:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT id, name FROM rawlab_label ORDER BY id")
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_row_edited_after_the_comparison_is_not_taken_for_the_migrations(
+    alias, rawlab_backup, monkeypatch
+):
+    """The welcome label is edited (the row count stays 1) after the replay
+    compared the table with a fresh migrate and before its transaction: the
+    user's edit is not deleted in favour of the backup's row."""
+    import dbtools.replay as replay
+
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM rawlab_label")
+        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'home'), (2, 'about')")
+    newer = backup_database(using=alias, only=["rawlab"]).path
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM rawlab_label")
+        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'welcome')")
+    compared = replay.tables_as_migrate_makes_them
+
+    def then_edited(*args, **kwargs):
+        found = compared(*args, **kwargs)
+        assert "rawlab.Label" in found  # the comparison did take it for the migrations'
+        with connections[alias].cursor() as cursor:
+            cursor.execute("UPDATE rawlab_label SET name = 'welcome, edited' WHERE id = 1")
+        return found
+
+    monkeypatch.setattr(replay, "tables_as_migrate_makes_them", then_edited)
+
+    with pytest.raises(RestoreError) as raised:
+        replay_restore(newer, using=alias, mode="merge")
+
+    assert str(raised.value) == (
+        "rawlab.Label changed while this restore compared it with what the migrations make; "
+        "the restore was rolled back and nothing was changed. Run it again."
+    )
+    assert labels(alias) == [(1, "welcome, edited")]
+
+
+def test_a_default_that_is_the_same_each_time_is_compared():
+    """A JSONField(default=dict) holds what the user put there: a row whose
+    only change is in it is no row of the migrations'."""
+    import uuid
+
+    from django.db import models
+    from django.test.utils import isolate_apps
+
+    from dbtools.replay import generated_columns
+
+    with isolate_apps("tests.rawlab"):
+
+        class Preferences(models.Model):
+            config = models.JSONField(default=dict)
+            tags = models.JSONField(default=list)
+            key = models.UUIDField(default=uuid.uuid4)
+            stamped = models.DateTimeField(auto_now=True)
+
+            class Meta:
+                app_label = "rawlab"
+
+    assert generated_columns(Preferences) == {"key", "stamped"}
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+@pytest.mark.parametrize("failure", [RestoreError, KeyboardInterrupt])
+def test_a_replay_that_fails_mid_way_gives_back_every_connection_and_router(
+    alias, rawlab_backup, monkeypatch, failure
+):
+    from django.db import router
+
+    import dbtools.replay as replay
+
+    before = {name: connections[name] for name in every_alias()}
+    routers = list(router.routers)
+    migrate = replay.migrate
+
+    def fails_after_the_first(scratch, targets, what, signals=False):
+        assert all(connections[name].alias == scratch.alias for name in every_alias())
+        if signals:
+            raise failure("stop")
+        migrate(scratch, targets, what, signals)
+
+    monkeypatch.setattr(replay, "migrate", fails_after_the_first)
+
+    with pytest.raises(failure):
+        replay_restore(rawlab_backup, using=alias, mode="merge")
+
+    assert {name: connections[name] for name in every_alias()} == before
+    assert router.routers == routers
+    assert not own_scratch_databases(alias)
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_replay_inside_the_callers_transaction_leaves_it_to_the_caller(alias, rawlab_backup):
+    """Called from Python inside transaction.atomic() on the target, a replay
+    refuses or stays inside that transaction: the caller's rollback undoes the
+    caller's own row."""
+    from django.db import transaction
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises((Undo, RestoreError)), transaction.atomic(using=alias):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("INSERT INTO rawlab_note (id, text, touched) VALUES (40, 'mine', 0)")
+        replay_restore(rawlab_backup, using=alias, mode="merge")
+        raise Undo
+    assert 40 not in [row[0] for row in notes(alias)]
+    assert not own_scratch_databases(alias)
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_table_with_as_many_rows_as_migrate_makes_but_other_values_is_merged(
+    alias, rawlab_backup
+):
+    """The user renamed the welcome label: the table holds one row, as a fresh
+    migrate makes, but not the migration's row. A merge leaves it alone."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM rawlab_label")
+        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'home'), (2, 'about')")
+    newer = backup_database(using=alias, only=["rawlab"]).path
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM rawlab_label")
+        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'renamed by the user')")
+
+    result = replay_restore(newer, using=alias, mode="merge")
+
+    assert labels(alias) == [(1, "renamed by the user"), (2, "about")]
+    assert next(t for t in result.tables if t.label == "rawlab.Label").note == ""
