@@ -114,10 +114,11 @@ def replay_restore(
     return result
 
 
-def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -> dict[str, int]:
+def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -> dict[str, str]:
     """Of `labels`, the target's tables that hold rows and exactly the rows a
     fresh `manage.py migrate` makes (a CMS's welcome page, a default site),
-    with their row counts.
+    with the fingerprint of their rows (`rows_fingerprint`), taken before the
+    comparison read them, for the restore to check again in its transaction.
 
     A merge gives such a table the backup's rows instead: those rows are the
     migrations', not the user's, and had the original database been migrated
@@ -127,7 +128,7 @@ def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -
     whose value each migrate makes anew (`generated_columns`). Content types
     and permissions are left out: a merge maps them by natural key.
     """
-    from .restore import NATURAL_KEYS
+    from .restore import NATURAL_KEYS, rows_fingerprint
 
     target = connect(using)
     candidates = {
@@ -150,10 +151,12 @@ def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -
         if not candidates:
             return {}
         fresh_rows = rows_compared(fresh.alias, sorted(candidates), private / "fresh.json")
+    tables = {t.label: t for t in plan_tables(using, only=sorted(candidates)).tables}
+    fingerprints = {label: rows_fingerprint(target, tables[label]) for label in candidates}
     target_rows = rows_compared(using, sorted(candidates), private / "target.json")
     return {
-        label: count
-        for label, count in candidates.items()
+        label: fingerprints[label]
+        for label in candidates
         if label in target_rows and target_rows[label] == fresh_rows.get(label)
     }
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import hashlib
 import time
 import types
 import uuid
@@ -186,12 +187,13 @@ class Loader:
         plan: RestorePlan,
         mode: Mode,
         progress: Progress | None,
-        migrations_own: dict[str, int] | None = None,
+        migrations_own: dict[str, str] | None = None,
     ) -> None:
         self.plan = plan
         self.mode = mode
         # merge: tables holding only the rows the migrations make, with their
-        # counts when that was checked; emptied first, so the backup's rows win.
+        # rows_fingerprint when that was checked; emptied first, so the
+        # backup's rows win.
         self.migrations_own = {k.lower(): v for k, v in (migrations_own or {}).items()}
         self.progress = progress
         self.connection = connections[plan.using]
@@ -208,17 +210,19 @@ class Loader:
 
     def empty_migrations_own_tables(self) -> None:
         """A merge into tables that held only the rows the migrations make:
-        those rows give way to the backup's. Their counts are checked again
-        inside the transaction, so a row written since the comparison stops
-        the restore instead of being deleted."""
+        those rows give way to the backup's. Their rows are read again inside
+        the transaction, locked where the database can, so a row written or
+        edited since the comparison stops the restore instead of being deleted."""
         tables = [t for t in self.plan.covered if t.label.lower() in self.migrations_own]
         for table in tables:
-            now = QuerySet(model=table.model, using=self.using).count()
-            if now != self.migrations_own[table.label.lower()]:
+            if (
+                rows_fingerprint(self.connection, table, lock=True)
+                != self.migrations_own[table.label.lower()]
+            ):
                 raise RestoreError(
                     f"{table.label} changed while this restore compared it with what the "
-                    f"migrations make ({self.migrations_own[table.label.lower()]} rows then, {now} "
-                    f"now); the restore was rolled back and nothing was changed. Run it again."
+                    f"migrations make; the restore was rolled back and nothing was changed. "
+                    f"Run it again."
                 )
         self.empty(tables)
 
@@ -1081,13 +1085,13 @@ def restore_database(
     dry_run: bool = False,
     progress: Progress | None = None,
     announce_result: bool = True,
-    migrations_own: dict[str, int] | None = None,
+    migrations_own: dict[str, str] | None = None,
 ) -> RestoreResult:
     """Load `plan` in one transaction; on any error nothing is changed.
 
     `migrations_own` (a merge; from replay.tables_as_migrate_makes_them):
-    tables holding only the rows the migrations make, with their counts; they
-    are emptied before the load.
+    tables holding only the rows the migrations make, with their
+    rows_fingerprint; they are emptied before the load.
 
     Once committed, `restore_finished` is sent (unless `announce_result` is
     false: a replay's scratch load is no restore of the user's database).
@@ -1165,6 +1169,21 @@ def restore_database(
             ))  # fmt: skip
             raise
     return result
+
+
+def rows_fingerprint(connection: BaseDatabaseWrapper, table: Table, lock: bool = False) -> str:
+    """Every row of `table` as `connection` reads it, in no particular order,
+    hashed: a merge replay's check that a table it compared is unchanged. Only
+    for tables as small as a fresh migrate leaves them: the rows are sorted in
+    memory. With `lock`, inside a transaction, the rows stay as read until
+    commit (FOR UPDATE; SQLite's write transaction holds the whole file)."""
+    sql = f"SELECT * FROM {connection.ops.quote_name(table.db_table)}"
+    if lock and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        rows = sorted(repr(tuple(row)) for row in cursor.fetchall())
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
 @contextmanager
