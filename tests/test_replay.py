@@ -768,19 +768,29 @@ def test_a_replay_that_fails_mid_way_gives_back_every_connection_and_router(
 
 @pytest.mark.django_db(transaction=True, databases="__all__")
 def test_a_replay_inside_the_callers_transaction_leaves_it_to_the_caller(alias, rawlab_backup):
-    """Called from Python inside transaction.atomic() on the target, a replay
-    refuses or stays inside that transaction: the caller's rollback undoes the
-    caller's own row."""
+    """Called from Python inside transaction.atomic() on the target: on SQLite
+    the replay stays inside it; on PostgreSQL and MariaDB, where the scratch
+    database cannot be made inside a transaction (MariaDB would commit it),
+    the replay refuses, saying why. The caller's rollback undoes its own row."""
     from django.db import transaction
 
     class Undo(Exception):
         pass
 
-    with pytest.raises((Undo, RestoreError)), transaction.atomic(using=alias):
+    with pytest.raises((Undo, RestoreError)) as raised, transaction.atomic(using=alias):
         with connections[alias].cursor() as cursor:
             cursor.execute("INSERT INTO rawlab_note (id, text, touched) VALUES (40, 'mine', 0)")
         replay_restore(rawlab_backup, using=alias, mode="merge")
         raise Undo
+    if connections[alias].vendor == "sqlite":
+        assert raised.type is Undo
+    else:
+        name = connections[alias].settings_dict["NAME"]
+        assert str(raised.value) == (
+            f"A replay or drill makes a scratch database beside {name!r}, which cannot be done "
+            f"inside the open transaction on it (transaction.atomic()); call it outside one. "
+            f"Nothing was changed."
+        )
     assert 40 not in [row[0] for row in notes(alias)]
     assert not own_scratch_databases(alias)
 
