@@ -394,6 +394,15 @@ def scratch_database(target: BaseDatabaseWrapper) -> Iterator[Scratch]:
         folder = tempfile.mkdtemp(prefix=f"{SCRATCH_FOLDER_PREFIX}{os.getpid()}-")
         settings["NAME"] = os.path.join(folder, "scratch.sqlite3")
     else:
+        if target.in_atomic_block:
+            # PostgreSQL refuses CREATE DATABASE in a transaction; MariaDB
+            # would commit the caller's open transaction first.
+            raise RestoreError(
+                f"A replay or drill makes a scratch database beside "
+                f"{target.settings_dict.get('NAME')!r}, which cannot be done inside the open "
+                f"transaction on it (transaction.atomic()); call it outside one. Nothing was "
+                f"changed."
+            )
         drop_leftovers(target)
         create_database(target, name)
         settings["NAME"] = name
