@@ -813,3 +813,52 @@ def test_a_table_with_as_many_rows_as_migrate_makes_but_other_values_is_merged(
 
     assert labels(alias) == [(1, "renamed by the user"), (2, "about")]
     assert next(t for t in result.tables if t.label == "rawlab.Label").note == ""
+
+
+@backends("sqlite")
+@pytest.mark.parametrize("failure", ["KeyboardInterrupt", "DatabaseError('disk full')"])
+def test_a_replay_cut_short_after_migrating_the_empty_database_says_so(
+    alias, backup_dir, tmp_path, failure
+):
+    """restoredb --replay into an empty database: the interrupt or error comes
+    once the database was migrated. What the command prints must not say the
+    database is unchanged."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, manage_env
+
+    backup = backup_database(using=alias, only=["rawlab"]).path
+    empty = str(tmp_path / "empty.sqlite3")
+    script = (
+        "import django; django.setup()\n"
+        "from django.db import DatabaseError\n"
+        "from django.core.management import ManagementUtility\n"
+        "from dbtools import replay\n"
+        "migrate = replay.migrate_empty_target\n"
+        "def cut_short(using):\n"
+        "    migrate(using)\n"
+        f"    raise {failure}\n"
+        "replay.migrate_empty_target = cut_short\n"
+        "ManagementUtility(['manage.py', 'restoredb', '--file', "
+        f"{str(backup)!r}, '--replay', '--no-input', '--skip-checks']).execute()\n"
+    )
+    env = {"DBTOOLS_TESTS_USE_TEST_DATABASES": "0", "DBTOOLS_TESTS_SQLITE_NAME": empty}
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=manage_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    with sqlite3.connect(empty) as db:
+        assert db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0  # migrated
+    assert "unchanged" not in done.stderr, done.stderr
+    assert (
+        "The database had no tables and was migrated (`manage.py migrate`) before this "
+        "restore" in done.stderr
+    ), done.stderr
