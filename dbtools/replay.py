@@ -40,8 +40,10 @@ from django.db.utils import load_backend
 from ._compat import state_before_migrating
 from .archive import ArchiveReader
 from .backup import backup_database, connect
+from .display import sentence
 from .exceptions import RestoreError
 from .graph import plan_tables
+from .interrupts import tell
 from .restore import Mode, Progress, RestoreResult, restore_database
 from .restore_plan import current_table_label, migration_renames, prepare_restore, resolve_backup
 from .storage import BackupFile
@@ -84,18 +86,18 @@ def replay_restore(
         )
     with private_folder("dbtools-replay-") as private:
         carried = carry_forward(backup_path, using, private / "replayed.json", into_empty)
-        if into_empty:
-            migrate_empty_target(using)
-            mode = "replace"
-        plan = prepare_restore(
-            carried, using=using, only=only, exclude=exclude, set_values=set_values
-        )
-        migrations_own = {}
-        if mode == "merge":
-            migrations_own = tables_as_migrate_makes_them(
-                using, [t.label for t in plan.covered], private
-            )
         try:
+            if into_empty:
+                migrate_empty_target(using)
+                mode = "replace"
+            plan = prepare_restore(
+                carried, using=using, only=only, exclude=exclude, set_values=set_values
+            )
+            migrations_own = {}
+            if mode == "merge":
+                migrations_own = tables_as_migrate_makes_them(
+                    using, [t.label for t in plan.covered], private
+                )
             result = restore_database(
                 plan,
                 mode=mode,
@@ -103,15 +105,25 @@ def replay_restore(
                 progress=progress,
                 migrations_own=migrations_own,
             )
-        except RestoreError as exc:
+        except KeyboardInterrupt as exc:
+            if into_empty:
+                tell(exc, MIGRATED_FIRST)
+            raise
+        except Exception as exc:
+            # From here on an empty target may have been migrated: whatever
+            # stops the restore, the user is told it is empty no longer.
             if not into_empty:
                 raise
-            raise RestoreError(
-                f"{exc} The database had no tables and was migrated (`manage.py migrate`) before "
-                f"this restore, so it now holds the schema and the migrations' own rows."
-            ) from exc
+            raise RestoreError(f"{sentence(str(exc))} {MIGRATED_FIRST}") from exc
     result.path = backup_path  # the file the user named, not the carried copy (gone now)
     return result
+
+
+MIGRATED_FIRST = (
+    "The database had no tables and was migrated (`manage.py migrate`) before this restore, so "
+    "it now holds the schema and the migrations' own rows (`manage.py showmigrations` shows how "
+    "far it got)."
+)
 
 
 def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -> dict[str, str]:

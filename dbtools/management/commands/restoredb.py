@@ -7,7 +7,6 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.archive import ArchiveReader, verify
 from dbtools.exceptions import NeedsReplay
-from dbtools.interrupts import tell, told
 from dbtools.replay import is_empty, replay_restore
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
 from dbtools.restore_plan import resolve_backup
@@ -107,16 +106,8 @@ class Command(DbtoolsCommand):
                     "migrations in a scratch database, then this database is migrated (`manage.py "
                     "migrate`) and its tables that the backup covers are given the backup's rows."
                 )
-            try:
-                return self.replay("replace", {**options, "replay": True})
-            except KeyboardInterrupt as exc:
-                if not told(exc):
-                    tell(exc, "Nothing was restored.")
-                tell(exc, (
-                    "The database had no tables; it may have been migrated before the interrupt "
-                    "(`manage.py showmigrations` shows it)."
-                ))  # fmt: skip
-                raise
+            # An interrupt once the database is migrated: the core says so.
+            return self.replay("replace", {**options, "replay": True})
         if options["replay"]:
             return self.replay(mode, options)
         try:
