@@ -862,3 +862,38 @@ def test_a_replay_cut_short_after_migrating_the_empty_database_says_so(
         "The database had no tables and was migrated (`manage.py migrate`) before this "
         "restore" in done.stderr
     ), done.stderr
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_another_thread_keeps_its_databases_while_a_replay_runs(alias, rawlab_backup, monkeypatch):
+    """A replay or drill called from Python in a process with other threads
+    (a web server, a worker): those threads' queries still reach their own
+    database, not the replay's scratch alias, which exists in the replay's
+    thread only."""
+    import threading
+
+    import dbtools.replay as replay
+    from tests.rawlab.models import Note
+
+    migrate = replay.migrate
+    seen: list[object] = []
+
+    def with_another_thread(*args, **kwargs):
+        def query() -> None:
+            try:
+                seen.append(Note.objects.count())
+            except Exception as exc:  # what that thread's request would get
+                seen.append(exc)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=query)
+        thread.start()
+        thread.join()
+        migrate(*args, **kwargs)
+
+    monkeypatch.setattr(replay, "migrate", with_another_thread)
+
+    replay_restore(rawlab_backup, using=alias, mode="merge", dry_run=True)
+
+    assert seen and all(isinstance(count, int) for count in seen), seen
