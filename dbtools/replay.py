@@ -23,6 +23,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -515,16 +516,20 @@ def process_alive(pid: int) -> bool:
 
 
 class ScratchRouter:
-    """Sends every ORM query that names no database to the scratch database."""
+    """Sends every ORM query that names no database, in the thread that uses
+    the scratch database, to it: the router list is the whole process's, and
+    other threads (a web server's, a worker's) have no such alias. Naming it
+    rather than `default` keeps the per-alias caches (content types) apart."""
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
+        self.thread = threading.get_ident()
 
-    def db_for_read(self, model: Any, **hints: Any) -> str:
-        return self.alias
+    def db_for_read(self, model: Any, **hints: Any) -> str | None:
+        return self.alias if threading.get_ident() == self.thread else None
 
-    def db_for_write(self, model: Any, **hints: Any) -> str:
-        return self.alias
+    def db_for_write(self, model: Any, **hints: Any) -> str | None:
+        return self.alias if threading.get_ident() == self.thread else None
 
 
 @contextmanager
