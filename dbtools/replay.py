@@ -152,11 +152,7 @@ def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -
     if not candidates:
         return {}
     loader = MigrationLoader(target, ignore_no_migrations=True)
-    at_target = [
-        (app, names[-1] if names else None)
-        for app, names in applied_per_app(loader).items()
-        if app in loader.migrated_apps
-    ]
+    at_target = applied_targets(loader)
     with scratch_database(target) as fresh, scratch_only(fresh):
         migrate(fresh, at_target, "this database's migrations", signals=True)
         fresh_counts = row_counts(fresh.alias, list(candidates))
@@ -250,11 +246,7 @@ def carry_forward(
     if into_empty:
         at_target: list[tuple[str, str | None]] = list(loader.graph.leaf_nodes())
     else:
-        at_target = [
-            (app, names[-1] if names else None)
-            for app, names in applied_per_app(loader).items()
-            if app in loader.migrated_apps
-        ]
+        at_target = applied_targets(loader)
     model_renames, _ = migration_renames(loader, recorded)
     with scratch_database(target) as scratch, scratch_only(scratch):
         migrate(scratch, at_backup, "the backup's migrations")
@@ -306,6 +298,16 @@ def migrate_empty_target(using: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", database=using, interactive=False, verbosity=0)
+
+
+def applied_targets(loader: MigrationLoader) -> list[tuple[str, str | None]]:
+    """Per migrated app, its last applied migration (None: none applied): the
+    targets that migrate another database to this one's schema."""
+    return [
+        (app, names[-1] if names else None)
+        for app, names in applied_per_app(loader).items()
+        if app in loader.migrated_apps
+    ]
 
 
 def applied_per_app(loader: MigrationLoader) -> dict[str, list[str]]:
