@@ -388,7 +388,7 @@ def migrate(
         raise RestoreError(
             f"Replay: migrating the scratch database to {what} failed: {' '.join(str(exc).split())}. "
             f"Nothing was written to {scratch.target_name!r}: while the migrations ran, every "
-            f"database alias of this process was the scratch database."
+            f"database alias of this thread was the scratch database."
         ) from exc
 
 
