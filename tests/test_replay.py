@@ -606,6 +606,19 @@ def test_any_command_removes_a_killed_runs_private_folders_and_says_so(backup_di
                 folder.rmdir()
 
 
+def labels_backed_up_then_set(alias: str, rows: str):
+    """A backup holding the labels home and about; the target's label table
+    then holds only `rows` (SQL VALUES), as the tests below set it."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM rawlab_label")
+        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'home'), (2, 'about')")
+    backup = backup_database(using=alias, only=["rawlab"]).path
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM rawlab_label")
+        cursor.execute(f"INSERT INTO rawlab_label (id, name) VALUES {rows}")
+    return backup
+
+
 @pytest.mark.django_db(transaction=True, databases="__all__")
 @pytest.mark.parametrize("touched", [False, True])
 def test_a_merge_replay_gives_the_backup_the_tables_that_hold_only_the_migrations_rows(
@@ -614,13 +627,8 @@ def test_a_merge_replay_gives_the_backup_the_tables_that_hold_only_the_migration
     """rawlab 0002 makes a 'welcome' label. In a database where that is all the
     table holds, a merge replay of a backup that renamed it gives the backup's
     labels; where the user changed the table since, a merge leaves it alone."""
+    newer = labels_backed_up_then_set(alias, "(1, 'welcome')")
     with connections[alias].cursor() as cursor:
-        cursor.execute("DELETE FROM rawlab_label")
-        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'home'), (2, 'about')")
-    newer = backup_database(using=alias, only=["rawlab"]).path
-    with connections[alias].cursor() as cursor:
-        cursor.execute("DELETE FROM rawlab_label")
-        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'welcome')")
         if touched:
             cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (5, 'a user''s')")
     before_notes = notes(alias)
@@ -685,13 +693,7 @@ def test_a_row_edited_after_the_comparison_is_not_taken_for_the_migrations(
     user's edit is not deleted in favour of the backup's row."""
     import dbtools.replay as replay
 
-    with connections[alias].cursor() as cursor:
-        cursor.execute("DELETE FROM rawlab_label")
-        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'home'), (2, 'about')")
-    newer = backup_database(using=alias, only=["rawlab"]).path
-    with connections[alias].cursor() as cursor:
-        cursor.execute("DELETE FROM rawlab_label")
-        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'welcome')")
+    newer = labels_backed_up_then_set(alias, "(1, 'welcome')")
     compared = replay.tables_as_migrate_makes_them
 
     def then_edited(*args, **kwargs):
@@ -801,13 +803,7 @@ def test_a_table_with_as_many_rows_as_migrate_makes_but_other_values_is_merged(
 ):
     """The user renamed the welcome label: the table holds one row, as a fresh
     migrate makes, but not the migration's row. A merge leaves it alone."""
-    with connections[alias].cursor() as cursor:
-        cursor.execute("DELETE FROM rawlab_label")
-        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'home'), (2, 'about')")
-    newer = backup_database(using=alias, only=["rawlab"]).path
-    with connections[alias].cursor() as cursor:
-        cursor.execute("DELETE FROM rawlab_label")
-        cursor.execute("INSERT INTO rawlab_label (id, name) VALUES (1, 'renamed by the user')")
+    newer = labels_backed_up_then_set(alias, "(1, 'renamed by the user')")
 
     result = replay_restore(newer, using=alias, mode="merge")
 
