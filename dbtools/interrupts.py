@@ -7,6 +7,14 @@ a spool are removed, helper threads stop and a scratch database is dropped,
 just as they are on any error. A second signal while that runs is ignored,
 so the clean-up is not itself cut short; a third ends the process at once.
 
+A database client library that waits inside C for the server (mysqlclient,
+for a lock) runs no Python until the server answers, which can be the whole
+lock timeout. So a watcher thread wakes on the signal through
+`signal.set_wakeup_fd`, and if the main thread has not taken the signal
+within a moment, asks the server, on a connection of its own, to cancel the
+statement each of the command's connections is running. The statement fails,
+the main thread takes the signal and unwinds as above.
+
 The core knows what stands when the interrupt passes through it (a file
 committed, a transaction rolled back, migrations applied), so it says so on
 the exception with `tell()`; the command prints what was told as one line
@@ -17,10 +25,17 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 STATE = "dbtools_state"  # the attribute of the exception that holds what was told
@@ -42,6 +57,14 @@ def tell(exc: BaseException, sentence: str) -> None:
     if isinstance(exc, KeyboardInterrupt):
         told: list[str] = exc.__dict__.setdefault(STATE, [])
         told.append(sentence)
+
+
+def retell(exc: BaseException, sentence: str) -> None:
+    """Say instead what the inner code told, which is no longer true of the
+    whole (a restore "left the database unchanged" inside a rollback that had
+    already migrated it)."""
+    if isinstance(exc, KeyboardInterrupt):
+        exc.__dict__[STATE] = [sentence]
 
 
 def told(exc: BaseException) -> list[str]:
@@ -67,10 +90,12 @@ def signals_raise() -> Iterator[None]:
         yield
         return
     received = 0
+    taken = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal received
         received += 1
+        taken.set()
         if received == 1:
             raise Interrupted(signum)
         if received >= 3:  # the clean-up itself hangs: end the process as the signal would
@@ -79,7 +104,99 @@ def signals_raise() -> Iterator[None]:
 
     previous = {number: signal.signal(number, handler) for number in HANDLED}
     try:
-        yield
+        with statements_cancelled_on_signal(taken):
+            yield
     finally:
         for number, action in previous.items():
             signal.signal(number, action)
+
+
+# How long the main thread has to take a signal itself before its statements are
+# cancelled: a main thread running Python takes it at once, and then its clean-up's
+# own statements must not be cancelled.
+GRACE_SECONDS = 0.5
+
+
+class MySQLStatementCanceller:
+    """MySQL and MariaDB: KILL QUERY, from a connection of its own, whatever
+    the connection is running. The connection's id is read in the thread that
+    uses it (mysqlclient refuses a connection used from two threads)."""
+
+    def __init__(self, wrapper: BaseDatabaseWrapper) -> None:
+        self.params = wrapper.get_connection_params()
+        self.wrapper = wrapper
+        raw: Any = wrapper.connection
+        self.session = raw.thread_id()
+
+    def cancel(self) -> None:
+        canceller: Any = self.wrapper.get_new_connection(self.params)
+        try:
+            canceller.cursor().execute("KILL QUERY %s", [self.session])
+        finally:
+            canceller.close()
+
+
+# Databases whose client library does not take a signal while it waits for the
+# server (psycopg does, by cancelling the query; SQLite's wait is its busy timeout).
+STATEMENT_CANCELLERS: dict[str, type[MySQLStatementCanceller]] = {"mysql": MySQLStatementCanceller}
+
+
+@contextmanager
+def statements_cancelled_on_signal(taken: threading.Event) -> Iterator[None]:
+    """A watcher thread that cancels the main thread's statements when a
+    signal arrives and the main thread, blocked in C, does not take it."""
+    watched: weakref.WeakKeyDictionary[BaseDatabaseWrapper, MySQLStatementCanceller] = (
+        weakref.WeakKeyDictionary()
+    )
+    main = threading.get_ident()
+
+    def watch(connection: BaseDatabaseWrapper) -> None:
+        kind = STATEMENT_CANCELLERS.get(connection.vendor)
+        if kind is not None and connection.connection is not None:
+            watched[connection] = kind(connection)
+
+    def watch_new(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+        if threading.get_ident() == main:
+            watch(connection)
+
+    for wrapper in connections.all(initialized_only=True):
+        watch(wrapper)
+
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except ValueError:  # not the main thread of the main interpreter
+        reader.close()
+        writer.close()
+        yield
+        return
+
+    def watcher() -> None:
+        while True:
+            try:
+                arrived = reader.recv(16)
+            except OSError:
+                return
+            if not arrived:
+                return
+            if not any(number in HANDLED for number in arrived):
+                continue
+            if taken.wait(GRACE_SECONDS):
+                return
+            for canceller in list(watched.values()):
+                with suppress(Exception):  # the statement then ends at its own timeout
+                    canceller.cancel()
+            return
+
+    connection_created.connect(watch_new, weak=False, dispatch_uid=f"dbtools-watch-{id(taken)}")
+    thread = threading.Thread(target=watcher, name="dbtools-signal-watcher", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        connection_created.disconnect(dispatch_uid=f"dbtools-watch-{id(taken)}")
+        signal.set_wakeup_fd(previous_fd)
+        writer.close()  # the watcher reads the end of the stream and returns
+        thread.join(timeout=GRACE_SECONDS + 5)
+        reader.close()

@@ -18,6 +18,7 @@ from django.db.migrations.state import ProjectState
 
 from .archive import ArchiveReader
 from .exceptions import ArchiveError, DbtoolsError, MigrationError
+from .interrupts import retell
 from .restore import RestoreResult, prepare_restore, restore_database
 from .schema import Difference, Schema, TableSchema, compare, drop_index, read_schema
 from .storage import BackupFile
@@ -147,6 +148,14 @@ def rollback(
                 "migrate", target_app, target or "zero", database=using, interactive=False,
                 verbosity=verbosity, stdout=stdout, stderr=stdout,
             )  # fmt: skip
+        except KeyboardInterrupt as exc:
+            back = "; ".join(f"`manage.py migrate {a} {t or 'zero'}`" for a, t in targets)
+            retell(exc, (
+                f"{interrupted_rollback(failed, 'migrating back')} {unapplied_so_far(before, connection)} "
+                f"The data was not restored. To finish: {back}, then `manage.py restoredb --replace "
+                f"--file {backup.name}`."
+            ))  # fmt: skip
+            raise
         except Exception as exc:
             raise RollbackIncomplete(
                 f"Migrating {target_app} back to {target or 'zero'} failed: {one_line(exc)}. "
@@ -168,6 +177,13 @@ def rollback(
         )
     try:
         result.restore = restore_database(prepare_restore(backup, using=using), mode="replace")
+    except KeyboardInterrupt as exc:
+        retell(exc, (
+            f"{interrupted_rollback(failed, 'restoring the data')} {unapplied_so_far(before, connection)} "
+            f"The restore was rolled back, so the data is as migrating back left it. To finish: "
+            f"`manage.py restoredb --replace --file {backup.name}`."
+        ))  # fmt: skip
+        raise
     except (DbtoolsError, DatabaseError) as exc:
         raise RollbackIncomplete(
             f"{unapplied_so_far(before, connection)} Then restoring the data failed: "
@@ -212,8 +228,15 @@ def applied_keys(connection: BaseDatabaseWrapper) -> set[tuple[str, str]]:
     return set(MigrationRecorder(connection).applied_migrations())
 
 
+def interrupted_rollback(failed: str | None, step: str) -> str:
+    return f"{failed or 'A migration'} had failed, and the rollback was interrupted while {step}."
+
+
 def unapplied_so_far(before: set[tuple[str, str]], connection: BaseDatabaseWrapper) -> str:
-    undone = sorted(f"{app}.{name}" for app, name in before - applied_keys(connection))
+    try:
+        undone = sorted(f"{app}.{name}" for app, name in before - applied_keys(connection))
+    except DatabaseError:
+        return "`manage.py showmigrations` shows which migrations it unapplied."
     return (
         f"The rollback unapplied {', '.join(undone)}." if undone else "No migration was unapplied."
     )

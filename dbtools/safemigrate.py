@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.migration import Migration
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.models.signals import pre_migrate
 
 from .backup import BackupResult, applied_migrations, backup_database
@@ -27,7 +28,7 @@ from .conf import get_settings, lock_timeout_problem
 from .display import shown
 from .envelope import can_decrypt, is_encrypted
 from .exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
-from .interrupts import tell
+from .interrupts import tell, told
 from .migration_plan import MigrationPlan
 from .restore import RestoreResult, prepare_restore, restore_database
 from .rollback import Leftover, RollbackIncomplete, RollbackResult, find_leftovers, rollback
@@ -191,7 +192,7 @@ def migrate_after_backup(
         if migrated.ok:
             done = migrated.applied + [f"unapplied {name}" for name in migrated.unapplied]
             tell(exc, f"The migration stands: {', '.join(done) or 'nothing new'}.")
-        else:
+        elif not told(exc):  # the rollback says what it had done
             tell(exc, (
                 f"{migrated.failed or 'A migration'} had failed, and what came after was cut short: "
                 f"`manage.py showmigrations` shows where the database is."
@@ -497,8 +498,12 @@ def run_migrate(
             )
 
     pre_migrate.connect(same_plan, dispatch_uid=f"dbtools.safemigrate.{using}")
+    since_record = StatementsSinceRecord()
     try:
-        with postgresql_lock_timeout(connections[using], lock_timeout):
+        with (
+            postgresql_lock_timeout(connections[using], lock_timeout),
+            connections[using].execute_wrapper(since_record),
+        ):
             call_command(
                 "migrate", *args, database=using, interactive=False, verbosity=verbosity,
                 stdout=stdout, stderr=stderr,
@@ -506,7 +511,7 @@ def run_migrate(
     except (Exception, SystemExit) as exc:  # SystemExit: migrate's own sys.exit paths
         error = exc
     except KeyboardInterrupt as exc:
-        tell(exc, interrupted_migrate(using, planned, before))
+        tell(exc, interrupted_migrate(using, planned, before, started=since_record.count > 0))
         raise
     finally:
         pre_migrate.disconnect(dispatch_uid=f"dbtools.safemigrate.{using}")
@@ -535,10 +540,41 @@ def run_migrate(
     return MigrateOutcome(error is None, error, applied, failed, unapplied)
 
 
+class StatementsSinceRecord:
+    """Counts the statements that could change something which migrate sent
+    since it last recorded a migration as applied or unapplied: none means the
+    next migration had not begun."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        words = str(sql).lstrip().lower()
+        if words.startswith(("insert", "delete")) and RECORDS in words:
+            self.count = 0
+        elif not words.startswith(CHANGE_NOTHING):
+            self.count += 1
+        return execute(sql, params, many, context)
+
+
+RECORDS = MigrationRecorder.Migration._meta.db_table
+# Reads, and the transaction and constraint-checking statements Django's schema
+# editor sends between two migrations (SQLite's PRAGMA foreign_key_check, for one).
+CHANGE_NOTHING = ("select", "pragma", "show", "begin", "savepoint", "release", "set constraints")
+
+
 def interrupted_migrate(
-    using: str, planned: list[tuple[Migration, bool]], before: set[tuple[str, str]]
+    using: str,
+    planned: list[tuple[Migration, bool]],
+    before: set[tuple[str, str]],
+    started: bool = True,
 ) -> str:
-    """What an interrupted migrate left, as the migration table records it."""
+    """What an interrupted migrate left, as the migration table records it.
+
+    `started`: whether migrate sent any statement after its last record, so
+    that the first migration not recorded may have begun."""
     try:
         after = _applied_keys(using)
     except Exception:
@@ -557,7 +593,9 @@ def interrupted_migrate(
     if pending:
         m, backwards = pending[0]
         said += f"; {m.app_label}.{m.name} is {'still' if backwards else 'not'} recorded as applied"
-        if not connections[using].features.can_rollback_ddl:
+        if not started:
+            said += " and had not begun"
+        elif not connections[using].features.can_rollback_ddl or not m.atomic:
             said += " and may be half-applied"
     return said[0].upper() + said[1:] + "."
 

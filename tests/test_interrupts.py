@@ -32,7 +32,7 @@ from dbtools.backup import backup_database
 from dbtools.replay import SCRATCH_PREFIX
 from shop import models as m
 from shop.seed import seed_shop
-from tests.conftest import BACKENDS, ROOT, manage_command, manage_env, run_manage
+from tests.conftest import BACKENDS, ROOT, backends, manage_command, manage_env, run_manage
 from tests.helpers import comparable_tables, database_contents
 from tests.test_safemigrate import LAST, Lab
 
@@ -327,10 +327,11 @@ def test_an_interrupted_safemigrate(alias, faults, lab, phase, signame, backends
     else:
         kept = [n for n in faults.backups_left() if n.startswith("db-backup-pre-migrate-")]
         assert len(kept) == 1
-        half = "" if connections[alias].features.can_rollback_ddl else " and may be half-applied"
+        # Paused between two migrations: nothing of the next one was sent, so it is
+        # not "half-applied" even where DDL cannot be rolled back.
         assert the_line(run, signame) == (
             f"Migrate was interrupted: applied lab.0002_rename_size; lab.0003_add_weight is not "
-            f"recorded as applied{half}. The pre-migrate backup {kept[0]} was kept."
+            f"recorded as applied and had not begun. The pre-migrate backup {kept[0]} was kept."
         )
         assert lab.applied()[-1] == "0002_rename_size"
     faults.assert_nothing_left(signame)
@@ -360,3 +361,149 @@ def test_sigterm_unwinds_like_ctrl_c_and_a_second_signal_does_not_cut_the_clean_
         "Interrupted by SIGTERM. The restore was rolled back; the database is unchanged."
     )
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back as it was
+
+
+def lock_waits(alias: str) -> int:
+    """How many statements in this test database wait for a lock another session holds."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        else:
+            cursor.execute(
+                "SELECT (SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                "WHERE trx_state = 'LOCK WAIT') + (SELECT COUNT(*) FROM "
+                "information_schema.PROCESSLIST WHERE DB = DATABASE() AND STATE LIKE '%%lock%%')"
+            )
+        (waiting,) = cursor.fetchone()
+    return int(waiting)
+
+
+@backends("postgresql", "mariadb")  # SQLite's wait is its own busy timeout of a few seconds
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_stops_a_restore_that_waits_for_a_lock(alias, faults, signame):
+    """The server would make the restore wait for its lock timeout (50 s on
+    MariaDB): the interrupt cancels the waiting statement instead."""
+    seed_shop(100, using=alias)
+    backup = backup_database(using=alias).path
+    connection = connections[alias]
+    holder = connection.get_new_connection(connection.get_connection_params())
+    try:
+        locker = holder.cursor()
+        if connection.vendor == "postgresql":
+            locker.execute("BEGIN")
+        else:
+            locker.execute("START TRANSACTION")
+        table = connection.ops.quote_name(m.NewsletterSubscriber._meta.db_table)
+        locker.execute(f"SELECT * FROM {table} FOR UPDATE")
+        process = subprocess.Popen(
+            manage_command(
+                "restoredb", "--file", str(backup), "--database", alias, "--replace", "--no-input"
+            ),
+            cwd=ROOT,
+            env=manage_env(faults.env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not lock_waits(alias):
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "the restore never waited for the lock"
+                time.sleep(0.1)
+            process.send_signal(SIGNALS[signame])
+            started = time.monotonic()
+            out, err = process.communicate(timeout=45)
+            stopped = time.monotonic() - started
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        run = Run(process.returncode, out, err)
+        assert stopped < 10, f"the restore went on waiting for its lock for {stopped:.0f} s"
+        assert the_line(run, signame) == "The restore was rolled back; the database is unchanged."
+        locker.execute(f"SELECT COUNT(*) FROM {table}")
+        assert locker.fetchone()[0] > 0  # the rows the lock holder sees are still there
+    finally:
+        holder.rollback()
+        holder.close()
+    faults.assert_nothing_left(signame)
+
+
+ROLLBACK_POINTS = {"migrate:unapplied": {"SIGINT": ALL, "SIGTERM": ("mariadb",)}}
+
+
+@pytest.mark.parametrize(("phase", "signame", "backends"), points(ROLLBACK_POINTS))
+def test_an_interrupted_rollback(alias, faults, lab, phase, signame, backends):
+    """A failed migration, and the rollback cut short after it unapplied one migration."""
+    chosen(alias, backends)
+    lab.migrate("0006")
+    lab.add(name="explode", code="X", dimension="7", weight=1)
+    args = ["safemigrate", "lab", "0008", "--database", alias, "--no-input", "--accept-risk",
+            "--rollback-on-failure"]  # fmt: skip
+
+    run = faults.interrupt(args, phase, signame)
+
+    if signame == "SIGKILL":
+        killed(run)
+    else:
+        failure, interrupted = run.stderr.strip().split("\nCommandError: ")
+        assert failure.startswith("Migration failed: lab.0008_color: a gadget is named 'explode'")
+        kept = [n for n in faults.backups_left() if n.startswith("db-backup-pre-migrate-")]
+        assert len(kept) == 1
+        assert the_line(Run(run.returncode, "", f"CommandError: {interrupted}"), signame) == (
+            "lab.0008_color had failed, and the rollback was interrupted while migrating back. "
+            "The rollback unapplied lab.0007_dimension_text. The data was not restored. To "
+            "finish: `manage.py migrate lab 0006_code_required`, then `manage.py restoredb "
+            f"--replace --file {kept[0]}`. The pre-migrate backup {kept[0]} was kept."
+        )
+    assert lab.applied()[-1] == "0006_code_required"
+    faults.assert_nothing_left(signame)
+
+    after = faults.again(*args)
+    assert after.returncode == 2, after.stderr
+    assert "Rolled back: the schema of all " in after.stdout
+    assert lab.applied()[-1] == "0006_code_required"
+
+
+def test_a_migration_begun_before_the_interrupt_may_be_half_applied_where_ddl_is_not_undone(
+    alias, lab
+):
+    """What the interrupted migrate's line says depends on whether a statement
+    of the next migration was sent: counted from the last record."""
+    from django.db.migrations.loader import MigrationLoader
+
+    from dbtools.safemigrate import StatementsSinceRecord, interrupted_migrate
+
+    since = StatementsSinceRecord()
+
+    def send(sql: str) -> None:
+        since(lambda *args: None, sql, None, False, {})
+
+    send('INSERT INTO "django_migrations" ("app", "name", "applied") VALUES (%s, %s, %s)')
+    send("PRAGMA foreign_key_check")
+    send('SELECT "django_migrations"."id" FROM "django_migrations"')
+    assert since.count == 0
+    send('ALTER TABLE "lab_gadget" ADD COLUMN "weight" integer DEFAULT 0 NOT NULL')
+    assert since.count == 1
+
+    lab.migrate("0002")
+    graph = MigrationLoader(connections[alias]).graph
+    planned = [(graph.nodes[("lab", "0003_add_weight")], False)]
+    before = {("lab", "0001_initial"), ("lab", "0002_rename_size")}
+    begun = interrupted_migrate(alias, planned, before, started=True)
+    not_begun = interrupted_migrate(alias, planned, before, started=False)
+    assert not_begun == (
+        "Migrate was interrupted: nothing was migrated; lab.0003_add_weight is not recorded "
+        "as applied and had not begun."
+    )
+    half = "" if connections[alias].features.can_rollback_ddl else " and may be half-applied"
+    assert begun == (
+        "Migrate was interrupted: nothing was migrated; lab.0003_add_weight is not recorded "
+        f"as applied{half}."
+    )

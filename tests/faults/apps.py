@@ -13,6 +13,7 @@ fault test loudly instead of letting them pass without pausing.
   restore:loaded      every row is loaded, inside the transaction, not yet checked
   restore:committed   the restore's transaction has committed
   migrate:applied     safemigrate's migrate applied one migration, before the next
+  migrate:unapplied   a rollback's migrate unapplied one migration, before the next
 """
 
 from __future__ import annotations
@@ -74,3 +75,4 @@ class FaultsConfig(AppConfig):
         before(restore, "check_references", "restore:loaded")
         before(restore, "announce", "restore:committed")
         after(MigrationExecutor, "apply_migration", "migrate:applied")
+        after(MigrationExecutor, "unapply_migration", "migrate:unapplied")
