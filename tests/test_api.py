@@ -97,10 +97,13 @@ def test_a_failing_receiver_is_a_warning_and_the_work_stands(alias, backup_dir):
 
 
 @backends("sqlite")
-def test_the_readme_receiver_copies_each_backup_to_a_storage(alias, backup_dir, settings, tmp_path):
-    from tests.test_docs import README
+def test_the_documented_receiver_copies_each_backup_to_a_storage(
+    alias, backup_dir, settings, tmp_path
+):
+    from tests.test_docs import ROOT
 
-    block = README.split("# myproject/backups.py", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    python_api = (ROOT / "docs" / "python-api.md").read_text()
+    block = python_api.split("# myproject/backups.py", 1)[1].split("\n", 1)[1].split("```", 1)[0]
     offsite = tmp_path / "offsite"
     settings.STORAGES = {
         **settings.STORAGES,
@@ -110,7 +113,7 @@ def test_the_readme_receiver_copies_each_backup_to_a_storage(alias, backup_dir, 
         },
     }
     namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)  # connects copy_off_the_machine
+    exec(compile(block, "docs/python-api.md", "exec"), namespace)  # connects copy_off_the_machine
     try:
         seed_shop(50, using=alias)
         result = dbtools.backup_database(using=alias)
