@@ -2,7 +2,7 @@
 """Set up and run the project with nothing but Python installed.
 
     python3 dev.py demo     # venv, migrate, seed, backup, restore on SQLite
-    python3 dev.py test     # the whole test suite (see README "Tests")
+    python3 dev.py test     # the whole test suite (see CONTRIBUTING.md)
     python3 dev.py lint     # ruff and mypy
     python3 dev.py test-django52   # dbtools' tests on Django 5.2 LTS
 

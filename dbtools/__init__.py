@@ -1,6 +1,6 @@
 """dbtools: back up, restore and migrate a Django database without fear.
 
-The Python API (README "Python API"); each name is imported on first use,
+The Python API (docs/python-api.md); each name is imported on first use,
 so `import dbtools` works before Django's apps are ready:
 
     from dbtools import backup_database, prepare_restore, restore_database

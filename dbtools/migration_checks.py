@@ -152,7 +152,7 @@ def acceptance_problem(accepted: Any) -> str | None:
         return f"must be a dict of finding codes to reasons, such as {example}, not {accepted!r}."
     for code, reason in accepted.items():
         if code not in CHECKS:
-            return f"names {code!r}, which is not a finding code (see the README's list)."
+            return f"names {code!r}, which is not a finding code (see docs/safemigrate-checks.md)."
         if not isinstance(reason, str) or not reason.strip():
             return f"gives {code} no reason: say why the risk is accepted, such as {example}."
     return None

@@ -280,7 +280,7 @@ def test_a_finding_acknowledged_in_settings_is_reported_as_such(
          "accepted, such as {\"DBT104\": \"the column is unused since release 3.2\"}."),
         ({"lintlab.0004_remove_legacy": {"DBT999": "fine"}},
          "DBTOOLS['ACCEPT']['lintlab.0004_remove_legacy'] names 'DBT999', which is not a finding code "
-         "(see the README's list)."),
+         "(see docs/safemigrate-checks.md)."),
         (["DBT104"],
          "DBTOOLS['ACCEPT'] must be a dict of migrations to accepted findings, such as "
          "{'shop.0007_drop_legacy': {'DBT104': 'unused since release 3.2'}}, not ['DBT104']."),
