@@ -141,7 +141,8 @@ def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -
     whose value each migrate makes anew (`generated_columns`). Content types
     and permissions are left out: a merge maps them by natural key.
     """
-    from .restore import NATURAL_KEYS, rows_fingerprint
+    from .restore import rows_fingerprint
+    from .restore_plan import NATURAL_KEYS
 
     target = connect(using)
     candidates = {

@@ -54,7 +54,7 @@ from .display import sentence
 from .exceptions import RestoreError
 from .graph import Table
 from .interrupts import tell
-from .restore_plan import RestorePlan, TableMapping, map_columns, prepare_restore
+from .restore_plan import NATURAL_KEYS, RestorePlan, TableMapping, map_columns, prepare_restore
 from .signals import announce, restore_finished
 from .storage import BackupFile
 from .text_reads import own_field, reads_as_utc
@@ -69,13 +69,6 @@ BATCH_ROWS = 1_000
 BATCH_BYTES = 4 * 1024 * 1024  # well under MariaDB's default 16 MB max_allowed_packet
 PROGRESS_ROWS = 5_000  # a table loaded in one COPY reports progress this often
 SQLITE_DECIMAL_DIGITS = 15
-
-# Tables whose ids differ between databases that were migrated separately:
-# their rows are matched by natural key and references to them re-pointed.
-NATURAL_KEYS: dict[str, tuple[str, ...]] = {
-    "contenttypes.contenttype": ("app_label", "model"),
-    "auth.permission": ("content_type", "codename"),
-}
 
 
 class _Rollback(Exception):

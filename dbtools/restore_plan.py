@@ -47,6 +47,29 @@ class TableMapping:
     changes: list[str] = field(default_factory=list)  # what the pre-flight report shows
 
 
+# Rows whose ids differ between databases that were migrated separately: a
+# restore matches them by natural key and re-points references to them.
+NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "contenttypes.contenttype": ("app_label", "model"),
+    "auth.permission": ("content_type", "codename"),
+}
+PREVIEW_MOST_ROWS = 100_000
+PREVIEW_KEYS_SHOWN = 5
+
+
+@dataclass
+class TableOverlap:
+    label: str
+    rows: int  # rows of the backup whose primary key is already there
+    keys: list[Any]  # the first few of those keys, in file order
+
+
+@dataclass
+class Overlap:
+    tables: list[TableOverlap]
+    unchecked: list[str]  # tables with more rows than the preview reads
+
+
 @dataclass
 class RestorePlan:
     """What a restore will do. It holds the backup file open, so the load reads
@@ -79,12 +102,74 @@ class RestorePlan:
         restored = {m.table.label for m in self.mappings if m.table}
         return [t for t in self.scope if t.label in restored]
 
+    def rows_already_there(self, most: int = PREVIEW_MOST_ROWS) -> Overlap:
+        """The backup's rows whose primary key this database already holds: the
+        rows a merge skips, leaving the database's version (rows a migration
+        made, often). A second read of the tables whose database table has rows,
+        when it has at most `most` of them; bigger ones are named as unchecked."""
+        return rows_already_there(self, most)
+
     @property
     def not_in_backup(self) -> list[str]:
         """Tables in scope the backup does not cover (left out when it was taken,
         or made since): no restore touches them."""
         restored = {m.table.label for m in self.mappings if m.table}
         return [t.label for t in self.scope if t.label not in restored]
+
+
+def rows_already_there(plan: RestorePlan, most: int) -> Overlap:
+    present: dict[str, tuple[TableMapping, set[Any], list[AnyField], list[str]]] = {}
+    unchecked = []
+    for mapping in plan.mappings:
+        table = mapping.table
+        if table is None or not mapping.rows or table.label.lower() in NATURAL_KEYS:
+            continue
+        columns = dict((f.attname, c) for f, c in mapping.sources)
+        pk_fields = list(table.pk_fields)
+        if any(columns.get(f.attname) is None for f in pk_fields):
+            continue  # a key the backup lacks: every row is new
+        rows = table.model._base_manager.using(plan.using)
+        if not rows.exists():
+            continue
+        if rows.count() > most:
+            unchecked.append(table.label)
+            continue
+        names = [f.attname for f in pk_fields]
+        keys = set(
+            rows.values_list(*names) if len(names) > 1 else rows.values_list(names[0], flat=True)
+        )
+        present[mapping.backup_label] = (mapping, keys, pk_fields, [str(columns[n]) for n in names])
+    found: list[TableOverlap] = []
+    if not present:
+        return Overlap(found, unchecked)
+
+    def parser_for(meta: dict[str, Any]) -> Any:
+        return row_parser(meta["columns"]) if meta["label"] in present else None
+
+    with ArchiveReader(plan.path, plan.source) as reader:
+        for section in reader.tables(parser_for):
+            if section.meta["label"] not in present:
+                continue
+            mapping, keys, pk_fields, key_columns = present[section.meta["label"]]
+            assert mapping.table is not None
+            decode = row_decoder(mapping.columns)
+            overlap = TableOverlap(mapping.table.label, 0, [])
+            for row in section.rows:
+                try:
+                    values = decode(row)
+                    key = tuple(
+                        f.to_python(values.get(c))
+                        for f, c in zip(pk_fields, key_columns, strict=True)
+                    )
+                except (ValueError, ValidationError):
+                    continue  # a damaged value: the load names it
+                if (key if len(key) > 1 else key[0]) in keys:
+                    overlap.rows += 1
+                    if len(overlap.keys) < PREVIEW_KEYS_SHOWN:
+                        overlap.keys.append(key if len(key) > 1 else key[0])
+            if overlap.rows:
+                found.append(overlap)
+    return Overlap(found, unchecked)
 
 
 def resolve_backup(

@@ -453,6 +453,44 @@ def test_receipt_and_json_of_the_command(alias, backup_dir):
     )
 
 
+def test_a_merge_says_first_which_rows_of_the_backup_it_will_skip(alias, backup_dir):
+    """Rows already there under the backup's keys (a migration's own rows, say)
+    keep the database's version in a merge: the pre-flight report names them."""
+    seed_shop(40, using=alias)
+    backup = backup_database(using=alias).path
+    subscribers = m.NewsletterSubscriber.objects.using(alias)
+    kept = sorted(subscribers.values_list("id", flat=True))[:2]
+    subscribers.exclude(id__in=kept).delete()
+    subscribers.filter(id=kept[0]).update(email="changed@example.com")
+    m.UserActivity.objects.using(alias).all().delete()
+    products = set(m.Product.objects.using(alias).values_list("id", flat=True))
+
+    plan = prepare_restore(backup, using=alias)
+    try:
+        overlap = plan.rows_already_there()
+        counted = {t.label: (t.rows, t.keys) for t in overlap.tables}
+        assert counted["shop.NewsletterSubscriber"] == (2, kept)
+        assert "shop.UserActivity" not in counted  # emptied: every row of the backup goes in
+        rows, keys = counted["shop.Product"]  # keys in the backup's order
+        assert rows == len(products) and set(keys) <= products and len(keys) == min(5, rows)
+        assert overlap.unchecked == []
+        assert plan.rows_already_there(most=len(products) - 1).unchecked.count("shop.Product") == 1
+    finally:
+        plan.close()
+
+    out = StringIO()
+    call_command("restoredb", "--database", alias, "--no-input", stdout=out)
+    lines = out.getvalue().splitlines()
+    start = lines.index(
+        "Already in this database under the same primary key, so the merge skips the backup's "
+        "version of these rows (rows a migration made have such keys, often):"
+    )
+    assert f"  shop.NewsletterSubscriber: 2 (primary key {kept[0]}, {kept[1]})" in lines[start:]
+    assert any(line.startswith(f"  shop.Product: {len(products)} (primary key ") for line in lines)
+    assert not any(line.startswith("  shop.UserActivity:") for line in lines[start:])
+    assert subscribers.get(id=kept[0]).email == "changed@example.com"  # the database's version
+
+
 def test_replace_never_empties_a_table_the_backup_does_not_cover(alias, backup_dir):
     """A table left out of the backup (--only, --exclude, DBTOOLS['EXCLUDE']) or
     made since is not the backup's to empty: --replace leaves it as it is."""

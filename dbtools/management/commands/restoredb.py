@@ -9,7 +9,7 @@ from dbtools.archive import ArchiveReader, verify
 from dbtools.exceptions import NeedsReplay
 from dbtools.replay import is_empty, replay_restore
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
-from dbtools.restore_plan import resolve_backup
+from dbtools.restore_plan import PREVIEW_MOST_ROWS, Overlap, resolve_backup
 from dbtools.storage import BackupFile
 
 from ._common import DbtoolsCommand, add_identity_argument, progress_bar, shown
@@ -148,6 +148,8 @@ class Command(DbtoolsCommand):
                     "        Not in the backup, so left as they are: "
                     + ", ".join(plan.not_in_backup)
                 )
+            if mode == "merge":
+                self.show_overlap(plan.rows_already_there())
         if options["interactive"] and not self.confirm(plan.close):
             return
         bar = progress_bar(self, verbosity)
@@ -157,6 +159,26 @@ class Command(DbtoolsCommand):
             if bar:
                 bar.clear()
         self.show_result(result, mode, options)
+
+    def show_overlap(self, overlap: Overlap) -> None:
+        if overlap.tables:
+            self.stdout.write(
+                "Already in this database under the same primary key, so the merge skips the "
+                "backup's version of these rows (rows a migration made have such keys, often):"
+            )
+            for table in overlap.tables:
+                more = ", …" if table.rows > len(table.keys) else ""
+                keys = ", ".join(str(key) for key in table.keys)
+                self.stdout.write(f"  {table.label}: {table.rows:,} (primary key {keys}{more})")
+            self.stdout.write(
+                "  To take the backup's rows instead: --replay first empties the tables that hold only "
+                "what the migrations made; --replace takes exactly the backup's rows."
+            )
+        if overlap.unchecked:
+            self.stdout.write(
+                f"Not checked for rows already there (over {PREVIEW_MOST_ROWS:,} rows): "
+                + ", ".join(overlap.unchecked)
+            )
 
     def replay(self, mode: Mode, options: dict[str, Any]) -> None:
         path = resolve_backup(options["file"])
