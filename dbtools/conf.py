@@ -28,6 +28,7 @@ KNOWN_KEYS = {
     "MAX_LINE_BYTES",
     "ACCEPT",
     "LOCK_TIMEOUT",
+    "DEPLOY",
 }
 COMPRESSIONS = ("zstd", "gzip")
 # From the numbers in docs/benchmarks.md: zstd is smaller and faster than gzip.
@@ -35,6 +36,11 @@ DEFAULT_COMPRESSION = "zstd"
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 SMALLEST_MAX_LINE_BYTES = 1024 * 1024
 DEFAULT_LOCK_TIMEOUT = "5s"
+# How a release reaches production, which decides what code runs against which
+# schema while it migrates: the old code against the new schema (migrate-first),
+# the new code against the old schema (code-first), or none (downtime).
+DEPLOY_ORDERS = ("migrate-first", "code-first", "downtime")
+DEFAULT_DEPLOY = "migrate-first"
 # PostgreSQL's lock_timeout syntax: a number, optionally with a unit; 0 turns it off.
 LOCK_TIMEOUT = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
 
@@ -52,6 +58,7 @@ class DbtoolsSettings:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     accept: dict[str, dict[str, str]] = field(default_factory=dict)  # migration -> code -> reason
     lock_timeout: str = DEFAULT_LOCK_TIMEOUT
+    deploy: str = DEFAULT_DEPLOY
 
 
 def _raw() -> dict[str, Any]:
@@ -133,7 +140,15 @@ def settings_problems() -> list[str]:
     lock_timeout = raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
     if problem := lock_timeout_problem(lock_timeout):
         problems.append(f"DBTOOLS['LOCK_TIMEOUT'] {problem}")
+    if problem := deploy_problem(raw.get("DEPLOY", DEFAULT_DEPLOY)):
+        problems.append(f"DBTOOLS['DEPLOY'] {problem}")
     return problems
+
+
+def deploy_problem(value: object) -> str | None:
+    if value in DEPLOY_ORDERS:
+        return None
+    return f"must be one of {', '.join(repr(o) for o in DEPLOY_ORDERS)}, not {value!r}."
 
 
 def compression_named(value: bool | str | None) -> str | None:
@@ -170,4 +185,5 @@ def get_settings() -> DbtoolsSettings:
         max_line_bytes=raw.get("MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
         accept={k: dict(v) for k, v in raw.get("ACCEPT", {}).items()},
         lock_timeout=raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT).strip(),
+        deploy=raw.get("DEPLOY", DEFAULT_DEPLOY),
     )

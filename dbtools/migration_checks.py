@@ -101,6 +101,26 @@ CHECKS: dict[str, Check] = {
               "CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE … ADD CONSTRAINT … UNIQUE USING INDEX "
               "(RunSQL with state_operations).",
               "ADD_UNIQUE", "disallowed-unique-constraint"),
+        Check("DBT401", "warning", "Running code: a required column the old code's INSERTs leave out or set to NULL",
+              "Give the field a db_default (the database then fills it for the old code), or add it with "
+              "null=True in this release and make it required in the next.",
+              "NOT_NULL", "adding-required-field"),
+        Check("DBT402", "warning", "Running code: a rename under the code that still uses the old name",
+              "Keep the database name (db_column= / db_table= on the renamed field or model), or expand and "
+              "contract: add the new column, write both, switch the reads, drop the old one a release later.",
+              "RENAME_COLUMN, RENAME_TABLE", "renaming-column, renaming-table"),
+        Check("DBT403", "warning", "Running code: a column or table dropped while the old code still selects it",
+              "Remove it from the model one release earlier: SeparateDatabaseAndState(state_operations="
+              "[RemoveField(…)]) now, the database operation in the next release.",
+              "DROP_COLUMN, DROP_TABLE", "ban-drop-column, ban-drop-table"),
+        Check("DBT404", "warning", "Running code: a unique constraint the old code does not know of",
+              "Make the code avoid duplicates (get_or_create, a check before saving) and deploy that first; the "
+              "old code's duplicate inserts fail once the constraint exists.",
+              "ADD_UNIQUE", ""),
+        Check("DBT405", "warning", "Running code: the new code uses a column or table this migration adds",
+              "Run the migration before the new code starts (migrate-first), or add the field in a release "
+              "before the code that uses it.",
+              "", ""),
         Check("DBT301", "warning", "RunPython uses a model imported from the app instead of apps.get_model",
               "Use apps.get_model('app_label', 'Model'): the imported class is today's model, not the one "
               "at this migration, and breaks once the model changes.",
@@ -249,6 +269,9 @@ class OperationContext:
     # ACCESS EXCLUSIVE until it commits, each with the statement that took the lock;
     # shared by the migration's operations. None: each statement commits on its own.
     exclusive: dict[str, str] | None = None
+    # The deploy order the running-code checks assume; plan_migrations() sets the
+    # project's (DBTOOLS['DEPLOY'], --deploy). Without one, no code is running.
+    deploy: str = "downtime"
 
     def model(self, state: Any, name: str) -> type[models.Model] | None:
         try:
@@ -285,6 +308,7 @@ def check_operation(context: OperationContext) -> Iterator[Raised]:
         )
         if checker:
             yield from checker(context)
+        yield from check_running_code(context)
     if context.connection.vendor == "postgresql":
         yield from check_postgresql_sql(context)
 
@@ -470,6 +494,104 @@ OPERATION_CHECKS: dict[str, Callable[[OperationContext], Iterator[Raised]]] = {
     "RunPython": check_run_python,
     "RunSQL": check_run_sql,
 }
+
+
+# The code that runs while the migration does ---------------------------------------
+
+
+def check_running_code(context: OperationContext) -> Iterator[Raised]:
+    """What the release's other half does while this forwards operation applies:
+    the old code against the new schema (migrate-first), or the new code
+    against the old schema (code-first). Tables the plan creates have no code
+    running against them yet."""
+    if context.deploy == "downtime":
+        return
+    operation = context.operation
+    name = getattr(operation, "model_name", None) or getattr(operation, "name", "")
+    if isinstance(operation, ops.RenameModel):
+        name = operation.old_name
+    model = context.model(context.before, name) if name else None
+    if model is None or context.new_table(model._meta.db_table):
+        if isinstance(operation, ops.CreateModel) and context.deploy == "code-first":
+            yield Raised("DBT405", f"The new code starts before this migration creates the table of "
+                         f"{operation.name}: its queries on {operation.name} fail until then.")  # fmt: skip
+        return
+    if context.deploy == "migrate-first":
+        yield from old_code_on_new_schema(context, model)
+    else:
+        yield from new_code_on_old_schema(context, model)
+
+
+def old_code_on_new_schema(
+    context: OperationContext, model: type[models.Model]
+) -> Iterator[Raised]:
+    operation = context.operation
+    if isinstance(operation, ops.AddField) and not operation.field.many_to_many:
+        field = operation.field
+        if not field.null and not has_db_default(field):
+            yield Raised("DBT401", f"{operation.model_name}.{operation.name} is required and has no database "
+                         f"default: the old code, which does not know the field, inserts rows without it, "
+                         f"and each such INSERT fails until the new code runs.")  # fmt: skip
+    elif isinstance(operation, ops.AlterField):
+        old: Any = model._meta.get_field(operation.name)
+        new = operation.field
+        if old.null and not new.null and not has_db_default(new):
+            yield Raised("DBT401", f"{operation.model_name}.{operation.name} becomes required with no database "
+                         f"default: the old code may still save None in it, and each such write fails until "
+                         f"the new code runs.")  # fmt: skip
+        if new.unique and not old.unique:
+            yield unique_for_old_code(f"{operation.model_name}.{operation.name}")
+    elif isinstance(operation, (ops.RenameField, ops.RenameModel)):
+        yield Raised("DBT402", f"{renamed(operation)}: the old code still queries the old name, and every "
+                     f"query it makes on it fails from this migration until the new code runs.")  # fmt: skip
+    elif isinstance(operation, ops.RemoveField):
+        yield Raised("DBT403", f"The old code selects {operation.model_name}.{operation.name} in every query "
+                     f"on {operation.model_name}: they all fail from this migration until the new code "
+                     f"runs.")  # fmt: skip
+    elif isinstance(operation, ops.DeleteModel):
+        yield Raised("DBT403", f"The old code still queries {operation.name}: every such query fails from "
+                     f"this migration until the new code runs.")  # fmt: skip
+    elif isinstance(operation, ops.AddConstraint) and isinstance(
+        operation.constraint, models.UniqueConstraint
+    ):
+        yield unique_for_old_code(
+            f"{operation.model_name} ({', '.join(operation.constraint.fields)})"
+        )
+    elif isinstance(operation, ops.AlterUniqueTogether):
+        before = {tuple(t) for t in model._meta.unique_together}
+        for names in operation.unique_together or ():
+            if tuple(names) not in before:
+                yield unique_for_old_code(f"{operation.name} ({', '.join(names)})")
+
+
+def unique_for_old_code(what: str) -> Raised:
+    return Raised("DBT404", f"{what} becomes unique: the old code does not expect it, and a duplicate it "
+                  f"inserts now fails with an IntegrityError instead of being saved.")  # fmt: skip
+
+
+def new_code_on_old_schema(
+    context: OperationContext, model: type[models.Model]
+) -> Iterator[Raised]:
+    operation = context.operation
+    if isinstance(operation, ops.AddField) and not operation.field.many_to_many:
+        yield Raised("DBT405", f"The new code starts before this migration adds {operation.model_name}."
+                     f"{operation.name}: it selects the column in every query on {operation.model_name}, "
+                     f"and they all fail until the migration runs.")  # fmt: skip
+    elif isinstance(operation, (ops.RenameField, ops.RenameModel)):
+        yield Raised("DBT402", f"{renamed(operation)}: the new code queries the new name, and every query it "
+                     f"makes on it fails until the migration runs.")  # fmt: skip
+    elif isinstance(operation, ops.RemoveField):
+        field: Any = model._meta.get_field(operation.name)
+        if not field.null and not has_db_default(field) and not field.many_to_many:
+            yield Raised("DBT401", f"{operation.model_name}.{operation.name} is required in the database until "
+                         f"this migration drops it: the new code, which no longer knows it, inserts rows "
+                         f"without it, and each such INSERT fails until the migration runs.")  # fmt: skip
+
+
+def renamed(operation: Any) -> str:
+    if isinstance(operation, ops.RenameField):
+        return f"Renames {operation.model_name}.{operation.old_name} to {operation.new_name}"
+    return f"Renames {operation.old_name} to {operation.new_name}"
 
 
 def check_backwards(context: OperationContext) -> Iterator[Raised]:

@@ -25,7 +25,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
-from .conf import get_settings
+from .conf import deploy_problem, get_settings
 from .exceptions import MigrationError
 from .migration_checks import (
     ACCEPT_ATTRIBUTE,
@@ -58,6 +58,7 @@ class MigrationPlan:
     using: str
     vendor: str
     steps: list[Step]
+    deploy: str  # the deploy order the running-code checks assumed
     sql: dict[str, list[OperationSQL]] = field(default_factory=dict)  # per "app.name"
     findings: list[Finding] = field(default_factory=list)
     leftovers: list[Leftover] = field(default_factory=list)  # of an earlier, killed run
@@ -82,11 +83,18 @@ class MigrationPlan:
 
 
 def plan_migrations(
-    using: str = "default", app_label: str | None = None, migration_name: str | None = None
+    using: str = "default",
+    app_label: str | None = None,
+    migration_name: str | None = None,
+    deploy: str | None = None,
 ) -> MigrationPlan:
+    """`deploy`: the order a release reaches production in, which the checks of
+    the running code assume (None: DBTOOLS['DEPLOY'])."""
+    if deploy is not None and (problem := deploy_problem(deploy)):
+        raise MigrationError(f"deploy {problem}")
     connection = connections[using]
     steps = django_plan(using, app_label, migration_name)
-    plan = MigrationPlan(using, connection.vendor, steps)
+    plan = MigrationPlan(using, connection.vendor, steps, deploy or get_settings().deploy)
     if steps:
         executor = MigrationExecutor(connection)
         acknowledged = acknowledgements(steps)
@@ -105,6 +113,7 @@ def plan_migrations(
                 OperationSQL(describe(c.operation, backwards), c.sql) for c in contexts
             ]
             for index, context in enumerate(contexts):
+                context.deploy = plan.deploy
                 for code, message, sql, level in check_operation(context):
                     plan.findings.append(Finding(
                         code, level or CHECKS[code].level, key, describe(context.operation, backwards),
@@ -246,6 +255,7 @@ def acknowledgements(steps: list[Step]) -> dict[str, dict[str, str]]:
 
 
 REPORT_FORMAT = "dbtools.safemigrate.report/1"
+RUNNING_CODE = ("DBT401", "DBT402", "DBT403", "DBT404", "DBT405")
 
 
 def plan_report(plan: MigrationPlan, fail_on: str) -> dict[str, Any]:
@@ -254,6 +264,7 @@ def plan_report(plan: MigrationPlan, fail_on: str) -> dict[str, Any]:
         "format": REPORT_FORMAT,
         "database": plan.using,
         "vendor": plan.vendor,
+        "deploy": plan.deploy,
         "steps": [
             {
                 "migration": f"{migration.app_label}.{migration.name}",
@@ -277,6 +288,7 @@ def plan_report(plan: MigrationPlan, fail_on: str) -> dict[str, Any]:
                 "direction": "backwards" if f.backwards else "forwards",
                 "message": f.message,
                 "sql": f.sql,
+                "running_code": f.message if f.code in RUNNING_CODE else None,
                 "fix": f.fix,
                 "acknowledged": f.acknowledged,
             }

@@ -20,6 +20,7 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
 from dbtools.conf import settings_problems
+from dbtools.exceptions import MigrationError
 from dbtools.migration_checks import CHECKS, rewrites, widens
 from tests.conftest import ROOT, backends
 
@@ -104,7 +105,24 @@ EVERY_BACKEND = {
     ("0017", "DBT302", "warning"),
     ("0017", "DBT302", "info"),  # elidable
     ("0017", "DBT303", "warning"),
+    # The old code, running while it migrates (DBTOOLS['DEPLOY'] defaults to migrate-first):
+    ("0002", "DBT401", "warning"),  # its INSERTs leave the required column out
+    ("0003", "DBT401", "warning"),  # default=0 is Python's only: the column has no DEFAULT
+    ("0004", "DBT403", "warning"),  # it selects the dropped column
+    ("0005", "DBT403", "warning"),  # it queries the dropped table
+    ("0006", "DBT401", "warning"),  # it may save None
+    ("0007", "DBT401", "warning"),  # the NULLs are filled, but it may save None again
+    ("0008", "DBT404", "warning"),
+    ("0010", "DBT402", "warning"),
 }
+CODE_FIRST = {  # the new code, running on the old schema until migrate runs
+    ("0002", "DBT405", "warning"),
+    ("0003", "DBT405", "warning"),
+    ("0004", "DBT401", "warning"),  # its INSERTs leave out a column still required
+    ("0010", "DBT402", "warning"),
+    ("0012", "DBT405", "warning"),
+}
+RUNNING_CODE = {"DBT401", "DBT402", "DBT403", "DBT404", "DBT405"}
 POSTGRESQL_ONLY = {
     ("0006", "DBT203", "warning"),
     ("0007", "DBT203", "warning"),  # SET NOT NULL scans, though the NULLs are filled first
@@ -139,6 +157,41 @@ def test_every_finding_code_at_its_level_on_each_backend(alias, lintlab, backup_
     assert drop["fix"] == CHECKS["DBT304"].fix
     assert backups_in(backup_dir) == []  # --check changes nothing
     assert lintlab.applied() == "0001_initial"
+
+
+@pytest.mark.parametrize("deploy", ["code-first", "downtime"])
+def test_the_running_code_is_judged_by_the_deploy_order(alias, lintlab, backup_dir, deploy):
+    """migrate-first is the default (above); code-first judges the new code on the
+    old schema; downtime has no code running meanwhile."""
+    rows_at_the_start(lintlab)
+    document, _code = report(alias, "lintlab", "--check", "--deploy", deploy)
+    assert document["deploy"] == deploy
+    running = {f for f in found(document) if f[1] in RUNNING_CODE}
+    assert running == (CODE_FIRST if deploy == "code-first" else set())
+    every = EVERY_BACKEND | (
+        POSTGRESQL_ONLY if connections[alias].vendor == "postgresql" else set()
+    )
+    assert found(document) - running == {f for f in every if f[1] not in RUNNING_CODE}
+    for finding in document["findings"]:
+        assert (finding["running_code"] is not None) == (finding["code"] in RUNNING_CODE)
+    if deploy == "code-first":
+        (rename,) = [f for f in document["findings"] if f["code"] == "DBT402"]
+        assert rename["running_code"] == (
+            "Renames box.name to title: the new code queries the new name, and every query it "
+            "makes on it fails until the migration runs."
+        )
+
+
+def test_the_deploy_order_is_validated_in_the_core(settings):
+    from dbtools.checks import check_settings
+    from dbtools.migration_plan import plan_migrations
+
+    with pytest.raises(MigrationError, match=r"^deploy must be one of 'migrate-first', "):
+        plan_migrations("default", deploy="rolling")
+    settings.DBTOOLS = {"DEPLOY": "rolling"}
+    assert [e.msg for e in check_settings(None)] == [
+        "DBTOOLS['DEPLOY'] must be one of 'migrate-first', 'code-first', 'downtime', not 'rolling'."
+    ]
 
 
 @backends("postgresql")
@@ -265,7 +318,8 @@ def test_a_finding_acknowledged_in_settings_is_reported_as_such(
         "      The column box.legacy and its data in 1 rows are dropped.\n"
         "      Acknowledged: legacy was emptied in release 3.1\n"
     ) in out
-    assert "Findings: 2 acknowledged.\n" in out
+    # The two warnings: the old code still selects the column and the table (DBT403).
+    assert "Findings: 2 warning; 2 acknowledged.\n" in out
 
     _out, err, code = safemigrate(alias, "lintlab", "0005", "--no-input")
     assert code == 0, err

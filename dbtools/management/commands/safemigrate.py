@@ -4,7 +4,7 @@ import orjson
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.conf import lock_timeout_problem
+from dbtools.conf import DEPLOY_ORDERS, lock_timeout_problem
 from dbtools.migration_checks import LEVELS
 from dbtools.migration_plan import (
     FAIL_ON,
@@ -93,6 +93,13 @@ class Command(DbtoolsCommand):
             "e.g. 5s or 500ms; 0 waits forever (default: DBTOOLS['LOCK_TIMEOUT'], else 5s).",
         )  # fmt: skip
 
+        parser.add_argument(
+            "--deploy", choices=DEPLOY_ORDERS, default=None,
+            help="How a release reaches production, for the checks of the code running meanwhile: "
+            "migrate-first (the old code runs on the new schema), code-first (the new code on the old "
+            "schema) or downtime (none) (default: DBTOOLS['DEPLOY'], else migrate-first).",
+        )  # fmt: skip
+
     def handle(self, *args, **options):
         only_plan = options["plan"] or options["check"]
         if options["format"] == "json" and not only_plan:
@@ -104,7 +111,9 @@ class Command(DbtoolsCommand):
                 "safemigrate asks before it migrates, but its input is closed; nothing was changed. "
                 "Pass --no-input (with --restore and --rollback-on-failure as you want them)."
             )
-        plan = plan_migrations(options["database"], options["app_label"], options["migration_name"])
+        plan = plan_migrations(
+            options["database"], options["app_label"], options["migration_name"], options["deploy"]
+        )
         if options["format"] == "json":
             report = plan_report(plan, options["fail_on"])
             self.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
