@@ -10,13 +10,16 @@ size from the catalogue, never `count(*)` of a big table.
 from __future__ import annotations
 
 import dis
+import logging
 import re
 import sys
 import types
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import sqlglot
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import operations as ops
@@ -465,12 +468,90 @@ def check_run_python(context: OperationContext) -> Iterator[Raised]:
 
 def check_run_sql(context: OperationContext) -> Iterator[Raised]:
     operation: ops.RunSQL = context.operation
-    for statement in sql_texts(operation.sql):
-        if DESTRUCTIVE_SQL.search(statement):
+    for statement in statements(operation.sql, context.connection):
+        if statement.destroys:
             yield Raised("DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup.",
-                   one_line(statement))  # fmt: skip
+                   statement.text)  # fmt: skip
+        if statement.renames and context.deploy != "downtime":
+            code = (
+                "the old code still queries"
+                if context.deploy == "migrate-first"
+                else "the new code queries"
+            )
+            yield Raised("DBT402", f"The SQL renames a table or column: {code} the name it had (or will "
+                         f"have), and every query it makes on it fails until the release is complete.",
+                         statement.text)  # fmt: skip
     if not operation.reversible:
         yield from no_reverse(context, "DBT303", "The SQL")
+
+
+# SQL as the database reads it: parsed by sqlglot in this database's dialect, so a
+# statement is judged by what it is (DROP, TRUNCATE, ALTER TABLE … DROP COLUMN or
+# RENAME), never by words that happen to appear in it (a string, a comment, a
+# type such as numeric(12, 2)).
+SQL_DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    destroys: bool  # drops a table, column, schema or database, or truncates
+    renames: bool  # renames a table or column
+
+
+def statements(sql: Any, connection: BaseDatabaseWrapper) -> Iterator[Statement]:
+    """Each statement of a RunSQL's sql (a string, or a list of strings or
+    (sql, params) pairs). What the parser cannot read (a DO block, a dialect's
+    own syntax) is judged by its words, so nothing is passed over."""
+    dialect = SQL_DIALECTS.get(connection.vendor)
+    for text in sql_texts(sql):
+        try:
+            with quiet_parser():
+                parsed = [e for e in sqlglot.parse(text, read=dialect) if e is not None]
+        except sqlglot.errors.SqlglotError:
+            parsed = []
+        if not parsed or any(isinstance(e, sqlglot.exp.Command) for e in parsed):
+            yield Statement(
+                one_line(text), bool(DESTRUCTIVE_SQL.search(text)), bool(RENAME_SQL.search(text))
+            )
+            continue
+        for expression in parsed:
+            yield Statement(one_line(expression.sql(dialect=dialect)), destroys(expression),
+                            renames(expression))  # fmt: skip
+
+
+@contextmanager
+def quiet_parser() -> Iterator[None]:
+    """sqlglot logs a warning for each statement it reads as a plain Command."""
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def destroys(expression: Any) -> bool:
+    exp = sqlglot.exp
+    if isinstance(expression, exp.TruncateTable):
+        return True
+    if isinstance(expression, exp.Drop):
+        return str(expression.args.get("kind") or "").upper() in {"TABLE", "SCHEMA", "DATABASE"}
+    if isinstance(expression, exp.Alter):
+        return any(
+            isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == "COLUMN"
+            for action in expression.args.get("actions") or []
+        )
+    return False
+
+
+def renames(expression: Any) -> bool:
+    exp = sqlglot.exp
+    return isinstance(expression, exp.Alter) and any(
+        isinstance(action, (exp.RenameColumn, exp.AlterRename))
+        for action in expression.args.get("actions") or []
+    )
 
 
 def no_reverse(context: OperationContext, code: str, what: str) -> Iterator[Raised]:
@@ -617,10 +698,10 @@ def check_backwards(context: OperationContext) -> Iterator[Raised]:
             yield Raised("DBT110", f"Undoing it drops the column {operation.model_name}.{operation.name} and its "
                    f"data in {rows} rows.", None)  # fmt: skip
     elif isinstance(operation, ops.RunSQL):
-        for statement in sql_texts(operation.reverse_sql):
-            if DESTRUCTIVE_SQL.search(statement):
+        for statement in statements(operation.reverse_sql, context.connection):
+            if statement.destroys:
                 yield Raised("DBT304", "The reverse SQL drops or truncates; what it removes is afterwards only "
-                       "in the backup.", one_line(statement))  # fmt: skip
+                       "in the backup.", statement.text)  # fmt: skip
 
 
 def duplicates(
@@ -684,7 +765,9 @@ PG_WEAKER_ALTER = re.compile(
     r"KEY\s*\([^)]*\)\s*REFERENCES\s+(?:[^,;()]|\([^)]*\))*|VALIDATE\s+CONSTRAINT\s+\S+)\s*;?\s*$",
     re.I,
 )
+# Only for what the parser cannot read (see statements()).
 DESTRUCTIVE_SQL = re.compile(r"\b(DROP\s+(TABLE|COLUMN|SCHEMA|DATABASE)|TRUNCATE)\b", re.I)
+RENAME_SQL = re.compile(r"\bRENAME\b", re.I)
 # MariaDB and MySQL quote names with backticks.
 CREATE_TABLE = re.compile(
     rf"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:{QUOTED}|`((?:[^`]|``)+)`)", re.I

@@ -530,7 +530,7 @@ def test_the_check_of_runpython_imports_nothing_itself(tmp_path, monkeypatch):
 
 
 def probe(
-    alias: str, *operations, atomic: bool = True
+    alias: str, *operations, atomic: bool = True, deploy: str = "downtime"
 ) -> tuple[list[tuple[int, str, str]], object]:
     """Checks lintlab's next migration, made of these operations, against the
     database as it is: (operation index, code, message) per finding, and the
@@ -551,6 +551,7 @@ def probe(
     facts = TableFacts(connection)
     raised = []
     for index, context in enumerate(forwards_contexts(connection, facts, migration, state)):
+        context.deploy = deploy
         raised += [
             (index, code, message) for code, message, _sql, _level in check_operation(context)
         ]
@@ -724,3 +725,46 @@ def test_an_index_built_after_an_alter_table_in_one_transaction_blocks_reads_too
     assert raised == [
         (1, "DBT201", "The index build blocks writes to lintlab_box (1 rows) until it is done (SHARE lock)."),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT 'DROP TABLE lintlab_box; TRUNCATE x'", []),  # words in a string
+        ("-- TRUNCATE lintlab_box\nSELECT 1", []),  # and in a comment
+        ("ALTER TABLE lintlab_box ADD COLUMN price numeric(12, 2) NULL", []),
+        ("ALTER TABLE lintlab_box DROP COLUMN note", ["DBT304"]),
+        ("SELECT 1; TRUNCATE lintlab_box", ["DBT304"]),
+        ("ALTER TABLE lintlab_box RENAME COLUMN note TO remark", ["DBT402"]),
+        ("ALTER TABLE lintlab_box RENAME TO lintlab_carton", ["DBT402"]),
+    ],
+    ids=[
+        "string",
+        "comment",
+        "numeric",
+        "drop-column",
+        "truncate",
+        "rename-column",
+        "rename-table",
+    ],
+)
+def test_run_sql_is_judged_by_what_the_parser_reads(alias, lintlab, sql, expected):
+    """RunSQL is parsed in the database's dialect (sqlglot): a word inside a string or
+    a comment is no statement, and a rename in SQL is seen as one by the running-code
+    check, which regular expressions missed."""
+    from django.db import migrations
+
+    lintlab.migrate("0001")
+    raised, _migration = probe(
+        alias, migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop), deploy="migrate-first"
+    )
+    assert [code for _index, code, _message in raised] == expected
+
+
+def test_sql_the_parser_cannot_read_is_judged_by_its_words(alias, lintlab):
+    from django.db import migrations
+
+    lintlab.migrate("0001")
+    block = "DO $$ BEGIN EXECUTE 'DROP TABLE lintlab_box'; END $$"
+    raised, _migration = probe(alias, migrations.RunSQL(block, migrations.RunSQL.noop))
+    assert [code for _index, code, _message in raised] == ["DBT304"]
