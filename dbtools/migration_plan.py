@@ -236,10 +236,19 @@ def describe_step(migration: Migration, backwards: bool) -> list[str]:
     return [describe(operation, backwards) for operation in migration.operations]
 
 
+# Findings in Django's own migrations that were reviewed and are no danger.
+REVIEWED_IN_DJANGO = {
+    "contenttypes.0002_remove_content_type_name": {
+        "DBT104": "Django's own migration: the column held each model's verbose name, which Django "
+        "computes from the model since 1.8, so nothing is lost with it."
+    },
+}
+
+
 def acknowledgements(steps: list[Step]) -> dict[str, dict[str, str]]:
-    """Reviewed findings, by migration and code, from the migration's own
-    `dbtools_accept` and from DBTOOLS['ACCEPT']."""
-    found: dict[str, dict[str, str]] = {}
+    """Reviewed findings, by migration and code: dbtools' own review of Django's
+    migrations, then the migration's own `dbtools_accept` and DBTOOLS['ACCEPT']."""
+    found: dict[str, dict[str, str]] = {k: dict(v) for k, v in REVIEWED_IN_DJANGO.items()}
     for key, accepted in get_settings().accept.items():
         found.setdefault(key, {}).update(accepted)
     for migration, _backwards in steps:
