@@ -31,7 +31,7 @@ from .conf import get_settings
 from .envelope import READ_ERRORS, SealedWriter, open_plaintext
 from .exceptions import ArchiveError, BackupError
 from .storage.base import BackupFile, open_file
-from .storage.local import PARTIAL_SUFFIX as PARTIAL_SUFFIX  # postgres.py names its spools with it
+from .storage.local import PARTIAL_SUFFIX as PARTIAL_SUFFIX  # the PostgreSQL spools are named so
 from .storage.local import LocalSink
 
 FORMAT = "dbtools-backup"
