@@ -1,9 +1,10 @@
 """Backups in an S3 bucket named in Django's STORAGES.
 
-django-storages' S3Storage (AWS, or any S3-compatible server) is served here, through the storage's own
-boto3 connection and settings (bucket, location, credentials, endpoint, object
-parameters), but not through `Storage.save()` or `S3File`: neither can
-abandon an upload, and that is what keeps a failed backup from looking finished.
+django-storages' S3Storage (AWS, or any S3-compatible server) is served here,
+through the storage's own boto3 connection and settings (bucket, location,
+credentials, endpoint, object parameters), but not through `Storage.save()` or
+`S3File`: neither can abandon an upload, and that is what keeps a failed backup
+from looking finished.
 
 Writing uses S3's multipart upload: a part leaves as soon as it fills, so memory
 holds one part and nothing is written to local disk. The object exists only
