@@ -25,7 +25,7 @@ _API = {
     "plan_migrations": "dbtools.migration_plan",
     "safe_migrate": "dbtools.safemigrate",
     "SafeMigrateOptions": "dbtools.safemigrate:Options",
-    "list_backups": "dbtools.catalog",
+    "list_backups": "dbtools.storage.catalog",
     "verify": "dbtools.archive",
     "drill": "dbtools.drill",
     "DrillResult": "dbtools.drill",

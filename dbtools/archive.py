@@ -18,11 +18,8 @@ No ORM in here: this module only knows bytes and dicts.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
-import os
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +30,12 @@ import orjson
 from .conf import get_settings
 from .envelope import READ_ERRORS, SealedWriter, open_plaintext
 from .exceptions import ArchiveError, BackupError
-from .storage import BackupFile, open_file
+from .storage.base import BackupFile, open_file
+from .storage.local import PARTIAL_SUFFIX as PARTIAL_SUFFIX  # the PostgreSQL spools are named so
+from .storage.local import LocalSink
 
 FORMAT = "dbtools-backup"
 VERSION = 1
-PARTIAL_SUFFIX = ".partial"
 
 _HEADER_PREFIX = b'{"format":'
 _HEADER_SUFFIX = b',"tables":['
@@ -46,60 +44,10 @@ _TABLE_END_PREFIX = b'],"count":'
 _SUMMARY_PREFIX = b'],"summary":'
 
 
-def partial_path(final: Path) -> Path:
-    """A hidden name in the same folder that no one takes for a finished backup."""
-    return final.with_name(f".{final.name}.{os.getpid()}{PARTIAL_SUFFIX}")
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not possible on every platform; rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def create_private(path: Path) -> IO[bytes]:
-    # O_EXCL: never through a link or into a file someone else made first.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    return os.fdopen(fd, "wb")
-
-
-class LocalSink:
-    """A private temporary file beside `final`; `commit()` fsyncs it and renames it into place."""
-
-    def __init__(self, final: Path) -> None:
-        self.final = final
-        self.temp = partial_path(final)
-        self.file = create_private(self.temp)
-
-    def write(self, data: bytes) -> int:
-        return self.file.write(data)
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def commit(self) -> Path:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.temp, self.final)
-        fsync_dir(self.final.parent)
-        return self.final
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):  # a broken stream: the file goes anyway
-            self.file.close()
-        self.temp.unlink(missing_ok=True)
-
-
 class ArchiveWriter:
     """Writes a backup into a sink that publishes it only when `commit()` is called:
     a temporary file renamed into place (`final`), or an upload (`sink`) such as
-    storage.MultipartUpload."""
+    storage.s3.MultipartUpload."""
 
     def __init__(
         self,
@@ -181,31 +129,6 @@ class ArchiveWriter:
     def abort(self) -> None:
         self.out.abort()
         self.sink.abort()
-
-
-def publish_copy(source: Path, target: Path) -> None:
-    """Make `target` hold the same bytes as `source`, atomically.
-
-    A hard link costs nothing; where the filesystem has none, copy and fsync.
-    """
-    temp = partial_path(target)
-    temp.unlink(missing_ok=True)
-    try:  # an error or an interrupt on the way leaves no temporary file
-        try:
-            os.link(source, temp)
-        except OSError:
-            try:
-                with open(source, "rb") as src, create_private(temp) as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-            except OSError as exc:
-                raise BackupError(f"Could not write {target.name}: {exc.strerror or exc}.") from exc
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
 
 
 # Reading ------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
@@ -24,7 +23,7 @@ from django.db.models.functions import Cast
 from django.utils.connection import ConnectionDoesNotExist
 
 from . import __version__, postgres
-from .archive import ArchiveReader, ArchiveWriter, publish_copy
+from .archive import ArchiveWriter
 from .codec import JSON_NULL_KEY, encoder_for, is_json_null, kind_of
 from .conf import COMPRESSIONS, compression_named, get_settings
 from .display import sentence
@@ -32,24 +31,15 @@ from .envelope import (
     AGE_SUFFIX,
     SUFFIXES,
     backup_suffix,
-    can_decrypt,
     file_suffix,
     recipients,
 )
-from .exceptions import ArchiveError, BackupError, ConfigurationError, DatabaseUnavailable
+from .exceptions import BackupError, ConfigurationError, DatabaseUnavailable
 from .graph import Plan, Table, plan_tables
 from .interrupts import tell
 from .signals import announce, backup_finished
-from .storage import (
-    BackupFile,
-    Location,
-    S3Store,
-    StoredBackup,
-    backup_location,
-    delete_file,
-    file_size,
-    same_backup,
-)
+from .storage import BackupRef, BackupStore, LocalFolder, backup_location
+from .storage.catalog import LATEST_STEM, new_name, older_latest, prune
 from .text_reads import UnreadableValue, raw_readers, text_readers
 
 BATCH_ROWS = 5_000
@@ -57,14 +47,8 @@ BATCH_ROWS = 5_000
 # so the portable path hands rows on in small groups: 5,000 of them held at
 # once cost 20-40 MB.
 ENCODED_ROWS = 250
-LATEST_STEM = "db-backup-latest"
-# db-backup-[<label>-]<UTC time>[-<n>].json[.gz|.zst][.age]; the label is e.g. "pre-migrate".
-TIMESTAMPED = re.compile(
-    r"^db-backup-(?:(?P<label>[a-z][a-z0-9-]*?)-)?(?P<time>\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z)"
-    r"(?:-(?P<n>\d+))?\.json(?:\.gz|\.zst)?(?:\.age)?$"
-)
+# A label goes into the file name: catalog.TIMESTAMPED reads it back.
 LABEL = re.compile(r"[a-z][a-z0-9-]*")
-PRE_MIGRATE = "pre-migrate"
 # An encrypted --only backup says so in its name: retention cannot read its header without the key.
 PARTIAL = "partial"
 
@@ -81,13 +65,13 @@ class TableReport:
 
 @dataclass
 class BackupResult:
-    path: BackupFile  # a Path, or a StoredBackup in DBTOOLS['STORAGE']
-    latest: BackupFile | None
+    path: BackupRef  # a Path, or a StoredBackup in DBTOOLS['STORAGE']
+    latest: BackupRef | None
     tables: list[TableReport]
     cycles: list[list[str]]
     seconds: float
     size: int
-    pruned: list[BackupFile] = field(default_factory=list)
+    pruned: list[BackupRef] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -451,11 +435,6 @@ def write_table(
 # Files ----------------------------------------------------------------------------
 
 
-def timestamp(now: datetime.datetime) -> str:
-    now = now.astimezone(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H-%M-%S-") + f"{now.microsecond // 1000:03d}Z"
-
-
 def wanted_compression(compress: bool | str | None) -> str | None:
     """The compression asked for (None: DBTOOLS['COMPRESS']), or a one-line error."""
     if compress not in (None, True, False, *COMPRESSIONS):
@@ -515,157 +494,6 @@ def resolve_output(
     )
 
 
-def new_name(now: datetime.datetime, suffix: str, taken: Callable[[str], bool]) -> str:
-    name = f"db-backup-{timestamp(now)}{suffix}"
-    n = 2
-    while taken(name):  # two backups in one millisecond
-        name = f"db-backup-{timestamp(now)}-{n}{suffix}"
-        n += 1
-    return name
-
-
-def prepare_folder(folder: Path) -> None:
-    try:
-        if not folder.exists():
-            folder.mkdir(parents=True, mode=0o700)
-    except OSError as exc:
-        raise BackupError(
-            f"Cannot create the backup folder {folder}: {exc.strerror or exc}. "
-            f"Choose another with --output or DBTOOLS['BACKUP_DIR']."
-        ) from exc
-    if not folder.is_dir():
-        raise BackupError(f"{folder} is not a folder; choose another with --output.")
-
-
-def git_exposure(folder: Path) -> str | None:
-    """A warning if backups here could be committed by accident."""
-    try:
-        inside = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "--is-inside-work-tree"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if inside.returncode != 0 or inside.stdout.strip() != "true":
-            return None
-        probe = folder / "db-backup-probe.json"
-        ignored = subprocess.run(
-            ["git", "-C", str(folder), "check-ignore", "-q", str(probe)],
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if ignored.returncode == 0:
-        return None
-    return (
-        f"The backup folder {folder} is inside a git work tree and git does not ignore it: "
-        f"backups hold personal data and must never be committed. Add it to .gitignore."
-    )
-
-
-LATEST_SUFFIXES = sorted({file_suffix(c, e) for c in (None, *COMPRESSIONS) for e in (False, True)})
-
-
-def served_exposure(folder: Path) -> str | None:
-    """A warning if the site itself serves files from the backup folder (MEDIA_ROOT,
-    STATIC_ROOT): a backup there could be downloaded by anyone who guesses its name."""
-    for setting in ("MEDIA_ROOT", "STATIC_ROOT"):
-        root = getattr(settings, setting, None)
-        if root and folder.resolve().is_relative_to(Path(root).resolve()):
-            return (
-                f"The backup folder {folder} is inside {setting} ({root}), which the site serves: "
-                f"backups hold personal data. Give them a folder or storage of their own."
-            )
-    return None
-
-
-def latest_path(folder: Path, suffix: str) -> Path:
-    return folder / (LATEST_STEM + suffix)
-
-
-def latest_files(location: Location) -> list[BackupFile]:
-    """The `latest` copies in a folder or store (one, normally; one per suffix at worst)."""
-    if isinstance(location, S3Store):
-        names = {LATEST_STEM + s for s in LATEST_SUFFIXES}
-        listed = [f.name for f in location.files() if f.name in names]
-        return [f for name in listed if (f := location.get(name))]  # with whose copy it is
-    return [p for s in LATEST_SUFFIXES if (p := latest_path(location, s)).is_file()]
-
-
-def current_latest(location: Location) -> BackupFile | None:
-    """`latest`: what restoredb restores by default, what listbackups marks, what
-    pruning never deletes. The newest `latest` copy, if several were left (their
-    names differ by suffix only; a backup killed between publishing one and
-    deleting the others leaves two)."""
-    return max(latest_files(location), key=latest_age, default=None)
-
-
-def latest_age(latest: BackupFile) -> str | float:
-    """Which of several `latest` copies is the newest."""
-    if isinstance(latest, StoredBackup):
-        return latest.copy_of or ""  # the copied backup's name starts with its time
-    return latest.stat().st_mtime
-
-
-def timestamped_backups(location: Location) -> list[BackupFile]:
-    """Finished, timestamped backups in a folder or store, newest first."""
-    found: list[tuple[re.Match[str], BackupFile]]
-    if isinstance(location, S3Store):
-        found = [(m, f) for f in location.files() if (m := TIMESTAMPED.match(f.name))]
-    elif location.is_dir():
-        # is_file(): a dangling link (or a folder) with a backup's name is no backup.
-        found = [
-            (m, p) for p in location.iterdir() if (m := TIMESTAMPED.match(p.name)) and p.is_file()
-        ]
-    else:
-        return []
-    found.sort(key=lambda item: (item[0]["time"], int(item[0]["n"] or 1)), reverse=True)
-    return [f for _, f in found]
-
-
-def retention_group(path: BackupFile) -> str | None:
-    """Which count a backup belongs to: "full", "pre-migrate", or None for one
-    that retention never deletes (a partial --only backup, one with another
-    label, one whose header cannot be read)."""
-    match = TIMESTAMPED.match(path.name)
-    if match is None or match["label"] not in (None, PRE_MIGRATE):
-        return None
-    if path.name.endswith(AGE_SUFFIX) and not can_decrypt():
-        return match["label"] or "full"  # an encrypted --only backup is named db-backup-partial-…
-    try:
-        with ArchiveReader(path) as reader:
-            partial = bool(reader.meta.get("only"))
-    except (ArchiveError, OSError, ConfigurationError):
-        return None
-    if partial:
-        return None
-    return match["label"] or "full"
-
-
-def prune(
-    location: Location, keep: int | None, keep_pre_migrate: int | None = None
-) -> list[BackupFile]:
-    """Delete all but the `keep` newest full backups and, counted apart, the
-    `keep_pre_migrate` newest pre-migration ones (None: keep them all).
-    Never a partial or unreadable backup, never the one `latest` holds."""
-    limits = {"full": keep, PRE_MIGRATE: keep_pre_migrate}
-    seen = {"full": 0, PRE_MIGRATE: 0}
-    latest = current_latest(location)
-    removed = []
-    for path in timestamped_backups(location):  # newest first
-        group = retention_group(path)
-        if group is None:
-            continue
-        seen[group] += 1
-        limit = limits[group]
-        if limit is None or seen[group] <= limit or (latest and same_backup(path, latest)):
-            continue
-        delete_file(path)
-        removed.append(path)
-    return removed
-
-
 # The whole backup ------------------------------------------------------------------
 
 
@@ -713,20 +541,16 @@ def backup_database(
     sealed_to = recipients(keys) if keys else []
     # --output is always a local file; otherwise DBTOOLS['STORAGE'] or the backups folder.
     location = backup_location() if output is None else None
-    if isinstance(location, S3Store):
-        store: S3Store | None = location
+    store: BackupStore
+    if location is not None and location.folder is None:  # a bucket: no --output names there
+        store = location
         compression, in_folder = wanted_compression(compress), True
-        name = new_name(
-            now,
-            file_suffix(compression, bool(sealed_to)),
-            lambda n: location.get(n, uploading=True) is not None,
-        )
+        name = new_name(now, file_suffix(compression, bool(sealed_to)), location.taken)
     else:
-        store = None
         path, compression, in_folder = resolve_output(
-            output, compress, now, bool(sealed_to), folder=location
+            output, compress, now, bool(sealed_to), folder=location.folder if location else None
         )
-        name = path.name
+        store, name = LocalFolder(path.parent), path.name
     if in_folder and sealed_to and only:
         label = f"{label}-{PARTIAL}" if label else PARTIAL
     if label and in_folder:
@@ -734,27 +558,19 @@ def backup_database(
     connection = connect(using)
     refuse_if_no_tables(connection)
     plan = plan_tables(using, only=only, exclude=exclude, include_unmanaged=include_unmanaged)
-    warnings = []
-    if store is None:
-        path = path.with_name(name)
-        prepare_folder(path.parent)
-        warnings += [w for w in [git_exposure(path.parent), served_exposure(path.parent)] if w]
+    warnings = store.prepare()
 
     try:
-        if store is None:
-            writer = ArchiveWriter(path, compression, encrypt_to=sealed_to)
-        else:
-            writer = ArchiveWriter(None, compression, encrypt_to=sealed_to, sink=store.upload(name))
+        writer = ArchiveWriter(None, compression, encrypt_to=sealed_to, sink=store.writer(name))
     except OSError as exc:
         raise BackupError(
-            f"Cannot write in {path.parent}: {exc.strerror or exc}. "
-            f"Choose another folder with --output."
+            f"Cannot write in {store}: {exc.strerror or exc}. Choose another folder with --output."
         ) from exc
     try:
         with snapshot(connection) as owned:
             meta = describe_backup(connection, plan, now, only, exclude, include_unmanaged)
             writer.write_header(meta)
-            spool_in = None if store else path.parent  # a spool is plaintext on local disk
+            spool_in = store.folder  # a spool is plaintext on local disk
             alone = single_connection_reason(connection, plan, spool_in, owned, bool(sealed_to))
             if alone and jobs is not None and jobs > 1:
                 warnings.append(f"--jobs {jobs} was not used: {alone}; one connection read it all.")
@@ -763,7 +579,7 @@ def backup_database(
                 reports = [
                     write_table(writer, t, connection, progress, helpers) for t in plan.tables
                 ]
-        written: BackupFile = writer.commit()
+        written: BackupRef = writer.commit()
     except OSError as exc:
         writer.abort()
         raise BackupError(
@@ -785,30 +601,21 @@ def backup_database(
             )
         raise
 
-    latest: BackupFile | None = None
-    pruned: list[BackupFile] = []
+    latest: BackupRef | None = None
+    pruned: list[BackupRef] = []
     # What an interrupt from here on leaves: the backup is complete, and the
     # steps after it are each done or not.
     left = "db-backup-latest was not updated and no old backup was deleted." if in_folder else ""
     try:
         if in_folder:
             latest_name = LATEST_STEM + file_suffix(compression, bool(sealed_to))
-            if isinstance(written, StoredBackup):
-                written.store.publish_copy(written, latest_name)
-                latest = written.store.get(latest_name)
-                others = latest_files(written.store)
-                keep_in: Location = written.store
-            else:
-                latest = written.parent / latest_name
-                publish_copy(written, latest)
-                others = latest_files(written.parent)
-                keep_in = written.parent
+            latest = store.publish_copy(written, latest_name)
+            others = older_latest(store, latest_name)
             left = f"{latest_name} now holds it; older copies of latest or old backups may remain."
             for other in others:
-                if other.name != latest_name:
-                    delete_file(other)
+                other.delete()
             if keep or keep_pre_migrate:
-                pruned = prune(keep_in, keep, keep_pre_migrate)
+                pruned = prune(store, keep, keep_pre_migrate)
         left = ("it is the latest backup; " if in_folder else "") + (
             "a backup_finished receiver was cut short."
         )
@@ -818,7 +625,7 @@ def backup_database(
             tables=reports,
             cycles=[list(c) for c in plan.cycles],
             seconds=time.monotonic() - started,
-            size=file_size(written),
+            size=written.size,
             pruned=pruned,
             warnings=warnings,
         )

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .storage.base import BackupRef, BackupStore
 
 
-def shown(path: object) -> str:
-    """A path as the user would type it: relative to the current folder when inside it.
-    Anything else (a backup in a bucket, a bucket) as its URL."""
-    if not isinstance(path, Path):
-        return str(path)
-    try:
-        return os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return str(path)
+def shown(place: BackupRef | BackupStore) -> str:
+    """A backup, or the folder or bucket it is in, as the user would type it: a path
+    relative to the current folder when inside it, anything else as its URL."""
+    return place.describe()
 
 
 def sentence(text: str) -> str:

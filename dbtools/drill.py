@@ -25,8 +25,9 @@ from .backup import backup_database, connect, vendor_name
 from .exceptions import NeedsReplay, RestoreError
 from .replay import Scratch, private_folder, replay_restore, scratch_database, scratch_only
 from .restore import restore_database
-from .restore_plan import prepare_restore, resolve_backup
+from .restore_plan import prepare_restore
 from .storage import BackupFile
+from .storage.catalog import resolve_backup
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import IO, Any, cast
 
 from .conf import COMPRESSIONS, get_settings
 from .exceptions import ArchiveError, ConfigurationError
-from .storage import BackupFile, open_file
+from .storage.base import BackupFile, open_file
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

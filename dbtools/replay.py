@@ -46,8 +46,9 @@ from .exceptions import RestoreError
 from .graph import plan_tables
 from .interrupts import tell
 from .restore import Mode, Progress, RestoreResult, restore_database
-from .restore_plan import current_table_label, migration_renames, prepare_restore, resolve_backup
+from .restore_plan import current_table_label, migration_renames, prepare_restore
 from .storage import BackupFile
+from .storage.catalog import resolve_backup
 
 SCRATCH_PREFIX = "dbtools_scratch_"
 SCRATCH_FOLDER_PREFIX = (

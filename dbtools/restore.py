@@ -56,7 +56,7 @@ from .graph import Table
 from .interrupts import tell
 from .restore_plan import NATURAL_KEYS, RestorePlan, TableMapping, map_columns, prepare_restore
 from .signals import announce, restore_finished
-from .storage import BackupFile
+from .storage import BackupRef
 from .text_reads import own_field, reads_as_utc
 from .triggers import triggers_set_aside
 
@@ -95,7 +95,7 @@ class TableReceipt:
 
 @dataclass
 class RestoreResult:
-    path: BackupFile
+    path: BackupRef
     mode: Mode
     dry_run: bool
     tables: list[TableReceipt]

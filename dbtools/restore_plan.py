@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
@@ -21,12 +20,12 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import RenameField, RenameModel, RunPython, RunSQL
 
 from .archive import ArchiveReader, open_backup
-from .backup import connect, current_latest
+from .backup import connect
 from .codec import AnyField, kind_of, known_kind, row_decoder, row_parser
-from .display import shown
 from .exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
 from .graph import Table, plan_tables
-from .storage import BackupFile, Location, S3Store, StoredBackup, backup_location
+from .storage import BackupFile, BackupRef
+from .storage.catalog import resolve_backup
 
 
 @dataclass
@@ -75,7 +74,7 @@ class RestorePlan:
     """What a restore will do. It holds the backup file open, so the load reads
     the file that was checked; restore_database() closes it (a plan is used once)."""
 
-    path: BackupFile
+    path: BackupRef
     source: IO[bytes]
     using: str
     meta: dict[str, Any]
@@ -170,37 +169,6 @@ def rows_already_there(plan: RestorePlan, most: int) -> Overlap:
             if overlap.rows:
                 found.append(overlap)
     return Overlap(found, unchecked)
-
-
-def resolve_backup(
-    name: str | BackupFile | None, folder: Location | None = None, option: str = "--file"
-) -> BackupFile:
-    """--file NAME: a path, or a name in the backups folder or store (or `folder`);
-    default: latest."""
-    if isinstance(name, StoredBackup):
-        return name
-    location = backup_location() if folder is None else folder
-    if name is None:
-        latest = current_latest(location)
-        if latest is None:
-            raise ArchiveError(
-                f"There is no backup to restore in {shown(location)} (no db-backup-latest.json). "
-                f"Make one with `manage.py backupdb`, or name a file with {option}."
-            )
-        return latest
-    path = Path(name)
-    if path.exists():
-        return path
-    if isinstance(location, S3Store):
-        stored = location.get(path.name) if str(name) == path.name else None
-        if stored is not None:
-            return stored
-    elif (location / path).exists():
-        return location / path
-    raise ArchiveError(
-        f"Backup file {name} was not found (looked in the current folder and in "
-        f"{shown(location)}). `manage.py listbackups` shows the backups there."
-    )
 
 
 @dataclass(frozen=True)
@@ -413,7 +381,7 @@ def parse_set_values(items: Sequence[str]) -> dict[str, str]:
 
 
 def map_backup(
-    backup_path: BackupFile,
+    backup_path: BackupRef,
     source: IO[bytes],
     using: str,
     only: Sequence[str],

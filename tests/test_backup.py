@@ -20,9 +20,10 @@ from django.core.management.base import SystemCheckError
 from django.db import connections
 
 from dbtools.archive import ArchiveReader
-from dbtools.backup import TIMESTAMPED, backup_database, database_name, vendor_name
+from dbtools.backup import backup_database, database_name, vendor_name
 from dbtools.exceptions import BackupError, ConfigurationError
 from dbtools.graph import plan_tables
+from dbtools.storage.catalog import TIMESTAMPED
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import ROOT, backends, manage_command, manage_env, run_manage

@@ -11,8 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 
 from dbtools.backup import backup_database, database_name
-from dbtools.catalog import list_backups
-from dbtools.restore_plan import resolve_backup
+from dbtools.storage.catalog import list_backups, resolve_backup
 from shop.seed import seed_shop
 from tests.conftest import backends
 

@@ -24,7 +24,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.models.signals import post_migrate, pre_migrate
 from django.test import override_settings
 
-from dbtools.backup import TIMESTAMPED, applied_migrations, backup_database
+from dbtools.backup import applied_migrations, backup_database
 from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError, RestoreError
 from dbtools.migration_plan import plan_migrations
@@ -32,6 +32,7 @@ from dbtools.restore import prepare_restore, restore_database
 from dbtools.rollback import RollbackResult, compare_schema, find_leftovers, rollback
 from dbtools.safemigrate import RESTORE_HELP, Exit, Options, migration_lock, safe_migrate
 from dbtools.schema import compare, read_schema
+from dbtools.storage.catalog import TIMESTAMPED
 from tests.conftest import ROOT, backends, free_port, manage_command, manage_env, run_manage
 from tests.helpers import comparable_tables, database_contents, read_backup, rewrite_backup
 

@@ -19,11 +19,11 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.storage import storages
 
-from dbtools.backup import TIMESTAMPED, backup_database
-from dbtools.catalog import list_backups
+from dbtools.backup import backup_database
 from dbtools.exceptions import ArchiveError, BackupError, ConfigurationError
 from dbtools.restore import prepare_restore, restore_database
 from dbtools.storage import S3Store, StoredBackup, backup_location
+from dbtools.storage.catalog import TIMESTAMPED, list_backups
 from tests.conftest import ROOT, backends, free_port, manage_command, manage_env, run_manage
 from tests.edgecases.models import Comment
 from tests.helpers import comparable_tables, database_contents

@@ -65,13 +65,14 @@ class FaultsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.migrations.executor import MigrationExecutor
 
-        from dbtools import archive, backup, restore
+        from dbtools import archive, restore
+        from dbtools.storage import local
 
         least = int(os.environ.get("DBTOOLS_TEST_PAUSE_ROWS") or 1)
         after(
             archive.ArchiveWriter, "write_rows", "backup:rows", lambda _w, rows: len(rows) >= least
         )
-        before(backup, "publish_copy", "backup:written")
+        before(local, "link_or_copy", "backup:written")
         before(restore, "check_references", "restore:loaded")
         before(restore, "announce", "restore:committed")
         after(MigrationExecutor, "apply_migration", "migrate:applied")

@@ -1,15 +1,13 @@
 import datetime
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.catalog import leftovers, list_backups
 from dbtools.drill import DrillResult, drill
 from dbtools.exceptions import DbtoolsError
-from dbtools.restore_plan import resolve_backup
-from dbtools.storage import Location, S3Store, backup_location
+from dbtools.storage import BackupStore, LocalFolder, backup_location
+from dbtools.storage.catalog import leftovers, list_backups, resolve_backup
 
 from ._common import DbtoolsCommand, add_identity_argument, shown, size
 
@@ -53,7 +51,7 @@ class Command(DbtoolsCommand):
 
     def handle(self, *args, **options):
         try:
-            folder = Path(options["folder"]) if options["folder"] else backup_location()
+            folder = LocalFolder(options["folder"]) if options["folder"] else backup_location()
             infos = list_backups(folder, check=options["verify"])
         except DbtoolsError as exc:
             raise CommandError(str(exc)) from exc
@@ -102,16 +100,7 @@ class Command(DbtoolsCommand):
                 )
                 self.stdout.write(f"      migrations: {migrations}")
         for name in leftovers(folder):
-            self.stdout.write(
-                self.style.WARNING(
-                    f"  {name}: an upload that never completed (a backup was interrupted). It is "
-                    f"no backup and the bucket lists no such object, but S3 keeps (and bills) its "
-                    f"parts until they are aborted: a lifecycle rule with "
-                    f"AbortIncompleteMultipartUpload does that."
-                    if isinstance(folder, S3Store)
-                    else f"  {name}: left by a backup that was interrupted; safe to delete."
-                )
-            )
+            self.stdout.write(self.style.WARNING(folder.leftover_warning(name)))
         if failed:
             raise CommandError(f"{failed} backup(s) failed verification; do not restore from them.")
         unverified = bool(locked) and options["verify"]
@@ -130,7 +119,7 @@ class Command(DbtoolsCommand):
                 f"run again with --identity FILE (or set DBTOOLS['IDENTITY'])."
             )
 
-    def drill_if_asked(self, folder: Location, options: dict[str, Any]) -> None:
+    def drill_if_asked(self, folder: BackupStore, options: dict[str, Any]) -> None:
         if options["drill"] is None:
             return
         # --drill NAME: a path or a name in the listed folder; no NAME: its latest.

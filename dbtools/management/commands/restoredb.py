@@ -9,8 +9,9 @@ from dbtools.archive import ArchiveReader, verify
 from dbtools.exceptions import NeedsReplay
 from dbtools.replay import is_empty, replay_restore
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
-from dbtools.restore_plan import PREVIEW_MOST_ROWS, Overlap, resolve_backup
-from dbtools.storage import BackupFile
+from dbtools.restore_plan import PREVIEW_MOST_ROWS, Overlap
+from dbtools.storage import BackupRef
+from dbtools.storage.catalog import resolve_backup
 
 from ._common import DbtoolsCommand, add_identity_argument, progress_bar, shown
 
@@ -213,7 +214,7 @@ class Command(DbtoolsCommand):
         self.show_result(result, mode, options)
 
     def header(
-        self, path: BackupFile, meta: dict[str, Any], size: str, mode: Mode, options: dict[str, Any]
+        self, path: BackupRef, meta: dict[str, Any], size: str, mode: Mode, options: dict[str, Any]
     ) -> None:
         taken = datetime.datetime.fromisoformat(meta["created_at"]).strftime(
             "%Y-%m-%d %H:%M:%S UTC"

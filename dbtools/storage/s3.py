@@ -1,11 +1,10 @@
-"""Where backups live: the local backups folder, or an S3 bucket named in Django's STORAGES.
+"""Backups in an S3 bucket named in Django's STORAGES.
 
-`DBTOOLS['STORAGE']` names an alias of `settings.STORAGES`. A FileSystemStorage
-is its folder, and the local code path serves it. django-storages' S3Storage
-(AWS, or any S3-compatible server) is served here, through the storage's own
-boto3 connection and settings (bucket, location, credentials, endpoint, object
-parameters), but not through `Storage.save()` or `S3File`: neither can
-abandon an upload, and that is what keeps a failed backup from looking finished.
+django-storages' S3Storage (AWS, or any S3-compatible server) is served here,
+through the storage's own boto3 connection and settings (bucket, location,
+credentials, endpoint, object parameters), but not through `Storage.save()` or
+`S3File`: neither can abandon an upload, and that is what keeps a failed backup
+from looking finished.
 
 Writing uses S3's multipart upload: a part leaves as soon as it fills, so memory
 holds one part and nothing is written to local disk. The object exists only
@@ -18,9 +17,6 @@ partial backup either.
 Reading streams the object with ranged GETs pinned to the ETag it was listed
 with: a restore reads the very object it checked, or fails, even if a newer
 backup takes the name meanwhile.
-
-Any other storage backend is refused: the Storage API has no way to publish a
-file atomically, so dbtools cannot keep its promise there.
 """
 
 from __future__ import annotations
@@ -29,17 +25,15 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from django.conf import settings
-
-from .conf import get_settings
-from .display import sentence
-from .exceptions import ArchiveError, BackupError, ConfigurationError
+from ..display import sentence
+from ..exceptions import ArchiveError, BackupError, ConfigurationError
+from .base import BackupRef, BackupStore
 
 # S3 wants parts of 5 MiB or more (all but the last) and at most 10,000 of them.
 # The smallest keeps memory lowest (botocore holds a few copies of the part in
@@ -70,40 +64,25 @@ class StoredBackup:
     def __str__(self) -> str:
         return self.store.url(self.name)
 
+    def open_stream(self) -> IO[bytes]:
+        return io.BufferedReader(ObjectReader(self), 1024 * 1024)
 
-def backup_location() -> Path | S3Store:
-    """Where backups are written and looked for: DBTOOLS['STORAGE'], else BACKUP_DIR."""
-    conf = get_settings()
-    return store_for(conf.storage) if conf.storage else conf.backup_dir
+    def holds(self, backup: BackupRef) -> bool:
+        return isinstance(backup, StoredBackup) and (
+            self.copy_of == backup.name or self.name == backup.name
+        )
 
+    def newness(self) -> str:
+        return self.copy_of or ""  # the copied backup's name starts with its time
 
-def store_for(alias: str) -> Path | S3Store:
-    """The folder or bucket that STORAGES[alias] is, or a one-line error."""
-    from django.core.files.storage import FileSystemStorage, InvalidStorageError, storages
+    def delete(self) -> None:
+        self.store.delete(self)
 
-    try:
-        storage = storages[alias]
-    except InvalidStorageError:
-        known = ", ".join(sorted(getattr(settings, "STORAGES", {}))) or "none"
-        raise ConfigurationError(
-            f"DBTOOLS['STORAGE'] is {alias!r}, which settings.STORAGES does not define "
-            f"(it defines: {known}). Add it there, or remove DBTOOLS['STORAGE'] to use the "
-            f"local backups folder."
-        ) from None
-    if isinstance(storage, FileSystemStorage):
-        return Path(storage.location)
-    s3_storage = _s3_storage_class()
-    if s3_storage is not None and isinstance(storage, s3_storage):
-        return S3Store(alias, storage)
-    raise ConfigurationError(
-        f"STORAGES[{alias!r}] is a {type(storage).__module__}.{type(storage).__qualname__}; "
-        f"dbtools writes backups to a FileSystemStorage or to django-storages' S3Storage "
-        f"(AWS S3 or an S3-compatible server), where it can publish a backup only once it is "
-        f"whole. Point DBTOOLS['STORAGE'] at one of those."
-    )
+    def describe(self) -> str:
+        return str(self)
 
 
-def _s3_storage_class() -> type | None:
+def s3_storage_class() -> type | None:
     try:
         from storages.backends.s3 import S3Storage
     except ImportError:  # django-storages (or boto3) is not installed: no S3 storage exists
@@ -137,7 +116,7 @@ def without_password(text: str) -> str:
     return re.sub(r"(://[^/\s:@]*:)[^/\s@]*@", r"\1***@", text)
 
 
-class S3Store:
+class S3Store(BackupStore):
     """The backups in one S3 bucket, below the storage's `location`."""
 
     def __init__(self, alias: str, storage: Any) -> None:
@@ -156,6 +135,13 @@ class S3Store:
 
     def __str__(self) -> str:
         return self.url("")
+
+    def describe(self) -> str:
+        return str(self)
+
+    @property
+    def folder(self) -> None:
+        return None
 
     def url(self, name: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{name}"
@@ -189,9 +175,9 @@ class S3Store:
 
     # Reading ----------------------------------------------------------------------
 
-    def files(self) -> list[StoredBackup]:
+    def files(self) -> list[BackupRef]:
         """Every object directly below the location (not in "sub-folders")."""
-        found = []
+        found: list[BackupRef] = []
         with self._errors("Listing"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
@@ -220,8 +206,28 @@ class S3Store:
         copy_of = head.get("Metadata", {}).get(COPY_OF)
         return StoredBackup(self, name, head["ContentLength"], head["ETag"], copy_of)
 
-    def open(self, backup: StoredBackup) -> IO[bytes]:
-        return io.BufferedReader(ObjectReader(backup), 1024 * 1024)
+    def present(self, names: Collection[str]) -> list[BackupRef]:
+        """One listing, then a HEAD for each found: with whose copy it is, for `latest`."""
+        listed = [f.name for f in self.files() if f.name in names]
+        return [f for name in listed if (f := self.get(name))]
+
+    def named(self, name: str) -> StoredBackup | None:
+        """Only a plain name: nothing outside the location."""
+        return self.get(Path(name).name) if name == Path(name).name else None
+
+    def taken(self, name: str) -> bool:
+        return self.get(name, uploading=True) is not None
+
+    def leftovers(self) -> list[str]:
+        return self.unfinished_uploads()
+
+    def leftover_warning(self, name: str) -> str:
+        return (
+            f"  {name}: an upload that never completed (a backup was interrupted). It is "
+            f"no backup and the bucket lists no such object, but S3 keeps (and bills) its "
+            f"parts until they are aborted: a lifecycle rule with "
+            f"AbortIncompleteMultipartUpload does that."
+        )
 
     def unfinished_uploads(self) -> list[str]:
         """Names of backups whose upload started and never completed (a killed backupdb)."""
@@ -236,10 +242,13 @@ class S3Store:
 
     # Writing ----------------------------------------------------------------------
 
-    def upload(self, name: str) -> MultipartUpload:
+    def prepare(self) -> list[str]:
+        return []
+
+    def writer(self, name: str) -> MultipartUpload:
         return MultipartUpload(self, name)
 
-    def publish_copy(self, source: StoredBackup, name: str) -> None:
+    def publish_copy(self, source: BackupRef, name: str) -> StoredBackup | None:
         """Make `name` a copy of `source`, server-side; it appears whole or not at all."""
         with self._errors(f"Copying {source.name} to {name} in", BackupError):
             self.client.copy(
@@ -252,6 +261,7 @@ class S3Store:
                     "MetadataDirective": "REPLACE",
                 },
             )
+        return self.get(name)  # with whose copy it is
 
     def delete(self, backup: StoredBackup) -> None:
         with self._errors(f"Deleting {backup.name} from", BackupError):
@@ -463,45 +473,3 @@ class ObjectReader(io.RawIOBase):
     def close(self) -> None:
         self._drop_body()
         super().close()
-
-
-# What the rest of dbtools asks of a backup, wherever it lives -----------------------
-
-BackupFile = Path | StoredBackup
-Location = Path | S3Store  # a local folder, or a bucket
-
-
-def open_file(backup: BackupFile) -> IO[bytes]:
-    if isinstance(backup, StoredBackup):
-        return backup.store.open(backup)
-    return open(backup, "rb")
-
-
-def file_size(backup: BackupFile) -> int:
-    return backup.size if isinstance(backup, StoredBackup) else backup.stat().st_size
-
-
-def same_backup(a: BackupFile, b: BackupFile) -> bool:
-    """Whether `b` (a `latest`) holds the backup `a`."""
-    if isinstance(a, StoredBackup) and isinstance(b, StoredBackup):
-        return b.copy_of == a.name or b.name == a.name
-    if isinstance(a, Path) and isinstance(b, Path):
-        return a.samefile(b) or _same_bytes_at_start(a, b)
-    return False
-
-
-def _same_bytes_at_start(a: Path, b: Path) -> bool:
-    """Where the filesystem has no hard links, `latest` is a byte-for-byte copy. Its
-    first bytes hold the backup's random id (or, encrypted, its random file key), so
-    equal sizes and equal starts tell the copy from another backup."""
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    with open(a, "rb") as x, open(b, "rb") as y:
-        return x.read(64 * 1024) == y.read(64 * 1024)
-
-
-def delete_file(backup: BackupFile) -> None:
-    if isinstance(backup, StoredBackup):
-        backup.store.delete(backup)
-    else:
-        backup.unlink(missing_ok=True)  # a second run at once may have deleted it first
