@@ -36,4 +36,4 @@ def backend_for(connection: BaseDatabaseWrapper) -> DatabaseBackend:
     return backend
 
 
-__all__ = ["DatabaseBackend", "backend_for"]
+__all__ = ["BACKENDS", "DatabaseBackend", "backend_for"]
