@@ -22,8 +22,9 @@ from django.db.models import F, Field, Func, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils.connection import ConnectionDoesNotExist
 
-from . import __version__, postgres
+from . import __version__
 from .archive import ArchiveWriter
+from .backends import backend_for, pg_fast
 from .codec import JSON_NULL_KEY, encoder_for, is_json_null, kind_of
 from .conf import COMPRESSIONS, compression_named, get_settings
 from .display import sentence
@@ -83,15 +84,13 @@ class BackupResult:
 
 
 def vendor_name(connection: BaseDatabaseWrapper) -> str:
-    return {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}.get(
-        connection.vendor, connection.vendor
-    )
+    return backend_for(connection).vendor_name()
 
 
 def database_name(connection: BaseDatabaseWrapper) -> str:
     """The database's name, never its host, user or password (a SQLite path is cut to its file name)."""
     name = str(connection.settings_dict.get("NAME") or "")
-    return Path(name).name if connection.vendor == "sqlite" else name
+    return backend_for(connection).database_name(name)
 
 
 def connect(alias: str) -> BaseDatabaseWrapper:
@@ -154,17 +153,7 @@ def snapshot(connection: BaseDatabaseWrapper) -> Iterator[bool]:
     outer = connection.in_atomic_block
     with transaction.atomic(using=connection.alias):
         if not outer:
-            with connection.cursor() as cursor:
-                if connection.vendor == "postgresql":
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                elif connection.vendor == "mysql":
-                    # Django runs MySQL sessions at READ COMMITTED, where rows
-                    # committed mid-backup would show up in later tables.
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                # SQLite: a read transaction is already a snapshot.
-            if connection.vendor == "postgresql":
-                postgres.prepare_snapshot(connection)
+            backend_for(connection).begin_snapshot()
         yield not outer  # True: the snapshot is ours, with our isolation level
 
 
@@ -174,7 +163,7 @@ def snapshot(connection: BaseDatabaseWrapper) -> Iterator[bool]:
 def needs_paging(connection: BaseDatabaseWrapper) -> bool:
     """True where the driver would hold a whole result in memory."""
     return (
-        connection.vendor == "mysql"
+        backend_for(connection).pages_reads
         or bool(connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"))
         or not connection.features.can_use_chunked_reads
     )
@@ -322,7 +311,7 @@ def single_connection_reason(
     encrypting: bool,
 ) -> str | None:
     """Why this backup must be read on one connection, or None if helpers may read."""
-    if connection.vendor != "postgresql":
+    if not backend_for(connection).shares_snapshots:
         return f"only PostgreSQL can share one snapshot between connections, not {vendor_name(connection)}"
     if not owned:
         # In a caller's transaction the isolation level is the caller's, and
@@ -334,7 +323,7 @@ def single_connection_reason(
         return "a backup to a bucket keeps nothing on local disk"
     if connection.alias not in connections.settings:
         return "its connection is not one of settings.DATABASES, so no other can be opened like it"
-    if sum(1 for t in plan.tables if postgres.can_write(t, connection)) < 2:
+    if sum(1 for t in plan.tables if backend_for(connection).can_write_rows(t)) < 2:
         return "there are not two tables the server can write as JSON"
     return None
 
@@ -342,7 +331,7 @@ def single_connection_reason(
 @contextmanager
 def helper_readers(
     connection: BaseDatabaseWrapper, plan: Plan, folder: Path | None, helpers: int
-) -> Iterator[postgres.HelperReaders | None]:
+) -> Iterator[pg_fast.HelperReaders | None]:
     """On PostgreSQL, `helpers` more connections in the same snapshot read
     tables from the end of the plan, so several server processes build rows
     at once. Call with helpers > 0 only where single_connection_reason() found
@@ -350,7 +339,7 @@ def helper_readers(
     readers = None
     if helpers > 0:
         assert folder is not None
-        readers = postgres.HelperReaders(connection, list(plan.tables), folder, BATCH_ROWS, helpers)
+        readers = pg_fast.HelperReaders(connection, list(plan.tables), folder, BATCH_ROWS, helpers)
     try:
         yield readers
     finally:
@@ -401,7 +390,7 @@ def write_table(
     table: Table,
     connection: BaseDatabaseWrapper,
     progress: Progress | None,
-    helpers: postgres.HelperReaders | None = None,
+    helpers: pg_fast.HelperReaders | None = None,
 ) -> TableReport:
     started = time.monotonic()
     expected = count_rows(table, connection) if progress else 0
@@ -414,9 +403,10 @@ def write_table(
             progress(table.label, spooled.rows, expected)
         rows, _ = writer.end_table()
         return TableReport(table.label, table.db_table, rows, time.monotonic() - started)
+    backend = backend_for(connection)
     batches: Generator[list[str] | list[bytes], None, None] = (
-        postgres.row_batches(table, connection, BATCH_ROWS)
-        if postgres.can_write(table, connection)
+        backend.write_row_batches(table, BATCH_ROWS)
+        if backend.can_write_rows(table)
         else python_batches(table, connection)
     )
     done = 0

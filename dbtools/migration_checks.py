@@ -24,6 +24,8 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import operations as ops
 
+from .backends import backend_for
+
 LEVELS = ("info", "warning", "high")  # lowest first: --fail-on compares by this order
 BIG_TABLE_ROWS = 100_000  # counted exactly below this; a catalogue estimate above
 ACCEPT_ATTRIBUTE = "dbtools_accept"  # on a Migration class: {"DBT104": "why it is fine"}
@@ -231,7 +233,7 @@ class TableFacts:
         if not self.exists(table):
             return 0, "0"
         quote = self.connection.ops.quote_name
-        if self.connection.vendor == "postgresql":
+        if backend_for(self.connection).estimates_row_counts:
             (estimate,) = self.query("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
                                      [quote(table)])[0]  # fmt: skip
             if estimate >= BIG_TABLE_ROWS:
@@ -312,7 +314,7 @@ def check_operation(context: OperationContext) -> Iterator[Raised]:
         if checker:
             yield from checker(context)
         yield from check_running_code(context)
-    if context.connection.vendor == "postgresql":
+    if backend_for(context.connection).checks_statement_locks:
         yield from check_postgresql_sql(context)
 
 
@@ -332,7 +334,9 @@ def check_add_field(context: OperationContext) -> Iterator[Raised]:
         yield Raised("DBT102", f"{label} is required with no default once migrated (the one-off default only "
                f"fills today's {rows} rows). Backups taken before this migration have no value for it, "
                f"so restoring them needs --set or --replay.", None)  # fmt: skip
-    elif field.has_db_default() and context.connection.vendor == "mysql":
+    elif (
+        field.has_db_default() and backend_for(context.connection).refuses_null_default_on_not_null
+    ):
         yield Raised("DBT101", f"{label} is required and its db_default is None: MariaDB and MySQL refuse "
                f"DEFAULT NULL on a NOT NULL column, so the migration will fail.", None)  # fmt: skip
     elif count:
@@ -341,7 +345,7 @@ def check_add_field(context: OperationContext) -> Iterator[Raised]:
         )
         # MariaDB and MySQL add a NOT NULL column over rows with the type's implicit value.
         fate = ("MariaDB fills them with the type's implicit value (0, '', …), which no code chose"
-                if context.connection.vendor == "mysql" else "the migration will fail")  # fmt: skip
+                if backend_for(context.connection).fills_new_not_null_columns else "the migration will fail")  # fmt: skip
         yield Raised("DBT101", f"{label} is required and has no default{none}, and the table has {rows} rows: "
                f"{fate}.", None)  # fmt: skip
     else:

@@ -25,6 +25,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
+from .backends import backend_for
 from .conf import deploy_problem, get_settings
 from .exceptions import MigrationError
 from .migration_checks import (
@@ -209,7 +210,7 @@ def collect_sql(
         return []
     # An operation that writes through its own cursor instead of the schema
     # editor would really write: on PostgreSQL that is rolled back here.
-    guarded = connection.vendor == "postgresql" and migration.atomic
+    guarded = backend_for(connection).rolls_back_collected_writes and migration.atomic
     try:
         with transaction.atomic(using=connection.alias) if guarded else nullcontext():
             with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:

@@ -40,6 +40,7 @@ from django.db.utils import load_backend
 
 from ._compat import state_before_migrating
 from .archive import ArchiveReader
+from .backends import backend_for
 from .backup import backup_database, connect
 from .display import sentence
 from .exceptions import RestoreError
@@ -407,7 +408,7 @@ def scratch_database(target: BaseDatabaseWrapper) -> Iterator[Scratch]:
     settings = dict(target.settings_dict)
     folder = None
     remove_leftover_folders()
-    if target.vendor == "sqlite":
+    if backend_for(target).database_is_file:
         folder = tempfile.mkdtemp(prefix=f"{SCRATCH_FOLDER_PREFIX}{os.getpid()}-")
         settings["NAME"] = os.path.join(folder, "scratch.sqlite3")
     else:
@@ -441,19 +442,13 @@ def scratch_database(target: BaseDatabaseWrapper) -> Iterator[Scratch]:
 
 def create_database(target: BaseDatabaseWrapper, name: str) -> None:
     quote = target.ops.quote_name
-    suffix = ""
-    if target.vendor == "mysql":
-        suffix = " CHARACTER SET utf8mb4"
+    suffix = backend_for(target).create_database_options
     try:
         with target.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {quote(name)}{suffix}")
     except DatabaseError as exc:
         user = target.settings_dict.get("USER") or "your user"
-        grant = (
-            f"ALTER ROLE {user} CREATEDB;"
-            if target.vendor == "postgresql"
-            else f"GRANT ALL ON `{SCRATCH_PREFIX.replace('_', chr(92) + '_')}%`.* TO '{user}'@'%';"
-        )
+        grant = backend_for(target).create_database_grant(user, SCRATCH_PREFIX)
         raise RestoreError(
             f"Replay needs a scratch database beside {target.settings_dict.get('NAME')!r}, and creating "
             f"{name} failed: {' '.join(str(exc).split())}. Grant it ({grant}) or restore without "
@@ -468,10 +463,7 @@ def drop_database(target: BaseDatabaseWrapper, name: str) -> None:
 
 def drop_leftovers(target: BaseDatabaseWrapper) -> None:
     """Scratch databases of this host whose process is gone (a replay killed mid-way)."""
-    if target.vendor == "postgresql":
-        sql = "SELECT datname FROM pg_database WHERE datname LIKE %s"
-    else:
-        sql = "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s"
+    sql = backend_for(target).databases_like_sql
     with target.cursor() as cursor:
         cursor.execute(sql, [f"{SCRATCH_PREFIX}{host_tag()}\\_%"])
         names = [row[0] for row in cursor.fetchall()]

@@ -46,8 +46,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model, Q, QuerySet
 
-from . import foreign_keys, postgres
+from . import foreign_keys
 from .archive import ArchiveReader
+from .backends import backend_for, pg_fast
 from .backup import database_name, vendor_name
 from .codec import AnyField, BadValue, JSONText, kind_of, row_decoder, row_parser
 from .display import sentence
@@ -58,7 +59,6 @@ from .restore_plan import NATURAL_KEYS, RestorePlan, TableMapping, map_columns, 
 from .signals import announce, restore_finished
 from .storage import BackupRef
 from .text_reads import own_field, reads_as_utc
-from .triggers import triggers_set_aside
 
 __all__ = ["RestorePlan", "RestoreResult", "prepare_restore", "restore_database"]
 
@@ -119,43 +119,8 @@ class RestoreResult:
 
 def describe_target(using: str) -> str:
     connection = connections[using]
-    host = connection.settings_dict.get("HOST") or (
-        "local file" if connection.vendor == "sqlite" else "localhost"
-    )
+    host = connection.settings_dict.get("HOST") or backend_for(connection).default_host
     return f"{vendor_name(connection)} database {database_name(connection)!r} on {host} (alias {using!r})"
-
-
-@contextmanager
-def loading_session(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """Session settings a faithful load needs, put back afterwards (MariaDB/MySQL only).
-
-    Strict mode makes too-long strings and bad values errors instead of
-    silent truncation; NO_AUTO_VALUE_ON_ZERO keeps an explicit id 0.
-    """
-    if connection.vendor != "mysql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT @@SESSION.sql_mode")
-        (previous,) = cursor.fetchone()
-        modes = [m for m in previous.split(",") if m]
-        modes += [m for m in ("STRICT_TRANS_TABLES", "NO_AUTO_VALUE_ON_ZERO") if m not in modes]
-        cursor.execute("SET SESSION sql_mode = %s", [",".join(modes)])
-    # Django caches the server's sql_mode (read on another connection) and
-    # refuses id 0 unless it sees NO_AUTO_VALUE_ON_ZERO there.
-    cached = connection.__dict__.get("sql_mode")
-    connection.__dict__["sql_mode"] = set(modes)
-    connection.features.__dict__.pop("allows_auto_pk_0", None)
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET SESSION sql_mode = %s", [previous])
-        if cached is None:
-            connection.__dict__.pop("sql_mode", None)
-        else:
-            connection.__dict__["sql_mode"] = cached
-        connection.features.__dict__.pop("allows_auto_pk_0", None)
 
 
 @contextmanager
@@ -225,7 +190,7 @@ class Loader:
         With DELETE, not TRUNCATE, which would commit on MariaDB and could not
         be rolled back; on PostgreSQL, where TRUNCATE is transactional, with one
         TRUNCATE for the tables nothing outside it refers to (see
-        postgres.truncatable): DELETE leaves every old row behind as a dead
+        PostgreSQLBackend.truncatable): DELETE leaves every old row behind as a dead
         tuple that each reloaded primary key must step over, which made a
         --replace 20-40% slower than a restore into empty tables.
 
@@ -237,10 +202,10 @@ class Loader:
         references = outside_references(self.connection, emptied)
         before = count_references(self.connection, references)
         truncated: set[str] = set()
-        if self.connection.vendor == "postgresql":
-            candidates = postgres.truncatable([t.db_table for t in emptied], self.connection)
-            if candidates and postgres.truncate(candidates, self.connection):
-                truncated = set(candidates)
+        backend = backend_for(self.connection)
+        candidates = backend.truncatable([t.db_table for t in emptied])
+        if candidates and backend.truncate(candidates):
+            truncated = set(candidates)
         with self.connection.cursor() as cursor:
             for table in reversed(emptied):
                 if table.db_table not in truncated:
@@ -286,7 +251,7 @@ class Loader:
     def tables_checked_once(self) -> list[str]:
         """PostgreSQL: the tables whose foreign keys are validated once after the
         load (see foreign_keys.py): those that start empty."""
-        if self.connection.vendor != "postgresql":
+        if not backend_for(self.connection).checks_foreign_keys_once:
             return []
         return [
             m.table.db_table
@@ -317,7 +282,7 @@ class Loader:
     def into_jsonb(self, label: str) -> bool:
         """Whether every JSON column of the backup's table `label` goes into a
         PostgreSQL jsonb column (or nowhere)."""
-        if self.connection.vendor != "postgresql":
+        if not backend_for(self.connection).has_jsonb:
             return False
         mapping = next((m for m in self.plan.mappings if m.backup_label == label), None)
         if mapping is None or mapping.table is None:
@@ -414,18 +379,18 @@ class Loader:
         if (
             (empty or merge_through_copy)
             and not natural
-            and postgres.can_copy(fields, self.connection)
+            and backend_for(self.connection).can_copy(fields)
         ):
             try:
                 with transaction.atomic(using=self.using):
                     if empty:
                         self.stream(mapping, fields, rows, receipt, decode, build, converters)
-                    elif present := postgres.existing_keys(table, self.connection):
+                    elif present := pg_fast.existing_keys(table, self.connection):
                         self.stream(
                             mapping, fields, rows, receipt, decode, build, converters, skip=present
                         )
                     else:
-                        with postgres.staging_table(table.db_table, fields, self.connection) as (
+                        with pg_fast.staging_table(table.db_table, fields, self.connection) as (
                             staging,
                             insert_missing,
                         ):
@@ -443,7 +408,7 @@ class Loader:
                 TypeError,
                 OverflowError,
                 _CompiledValue,
-                postgres.KeyNotComparable,
+                pg_fast.KeyNotComparable,
             ):
                 # One COPY for the whole table cannot say which row failed (or
                 # send an expression). Load the table again in batches, whose
@@ -495,7 +460,7 @@ class Loader:
         progress = self.progress
         pk_column = mapping.table.pk_fields[0].column
         pk_index = next(i for i, f in enumerate(fields) if f.column == pk_column) if skip else 0
-        with postgres.copy_stream(into or mapping.table.db_table, fields, self.connection) as write:
+        with pg_fast.copy_stream(into or mapping.table.db_table, fields, self.connection) as write:
             if sources is None:
                 attnames = [f.attname for f in fields]
                 made_here = [a for a in attnames if a in self.made_here(mapping)]
@@ -511,7 +476,7 @@ class Loader:
                     if progress and number % PROGRESS_ROWS == 0:
                         progress(label, number, receipt.in_backup)
             else:  # the values straight from the decoded rows: no dict per row
-                decode = row_decoder(mapping.columns, kept_as_text=postgres.parsed_by_copy())
+                decode = row_decoder(mapping.columns, kept_as_text=pg_fast.parsed_by_copy())
                 pk_source = sources[pk_index]
                 for number, (_, row) in enumerate(rows, 1):
                     try:
@@ -623,7 +588,7 @@ class Loader:
                         self.type_change(label, model_field, backup_kinds[source]),
                     )
                 )
-            elif kind == "decimal" and self.connection.vendor == "sqlite":
+            elif kind == "decimal" and backend_for(self.connection).stores_decimals_inexactly:
                 result.append((model_field.attname, self.sqlite_decimal(label, model_field)))
         return result
 
@@ -764,10 +729,10 @@ class Loader:
         made_here = [f.attname for f in fields if f.attname in self.made_here(mapping)]
         try:
             with transaction.atomic(using=self.using):
-                if postgres.can_copy(fields, self.connection) and not holds_expression(
+                if backend_for(self.connection).can_copy(fields) and not holds_expression(
                     batch, made_here
                 ):
-                    postgres.copy_rows(mapping.table.db_table, fields, batch, self.connection)
+                    pg_fast.copy_rows(mapping.table.db_table, fields, batch, self.connection)
                 elif plain_insert_fits(fields, batch, self.connection, made_here):
                     plain_insert(mapping.table.db_table, fields, batch, self.connection)
                 else:
@@ -825,8 +790,8 @@ def plain_insert_fits(
     Only the columns in `made_here` (see Loader.made_here) can hold one: the
     decoder makes no expression but JSONText, and looking at every value of
     every batch was 3% of a SQLite restore."""
-    if connection.vendor == "postgresql":
-        return False  # JSONText compiles to %s::jsonb there
+    if backend_for(connection).casts_json_text:
+        return False
     if any(getattr(f, "get_placeholder_sql", None) is not None for f in fields):
         return False
     return not holds_expression(batch, made_here)
@@ -1099,14 +1064,14 @@ def restore_database(
     try:
         with (
             queries_not_logged(connection),
-            loading_session(connection),
+            backend_for(connection).loading_session(),
             transaction.atomic(using=plan.using),
         ):
             try:
                 with (
                     connection.constraint_checks_disabled(),
                     naive_datetimes_taken_quietly(),
-                    triggers_set_aside(connection, [t.db_table for t in plan.covered]),
+                    backend_for(connection).triggers_set_aside([t.db_table for t in plan.covered]),
                 ):
                     receipts = loader.run()
                 check_references(connection, plan)
@@ -1209,7 +1174,7 @@ def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None
 def reset_sequences(connection: BaseDatabaseWrapper, models: list[type[Model]]) -> None:
     """Move PostgreSQL sequences past the restored ids, never back (SQLite and
     MariaDB catch up themselves)."""
-    postgres.raise_sequences(models, connection)
+    backend_for(connection).raise_sequences(models)
 
 
 def verify_counts(plan: RestorePlan, receipts: list[TableReceipt]) -> None:

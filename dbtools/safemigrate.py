@@ -23,6 +23,7 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models.signals import pre_migrate
 
+from .backends import backend_for
 from .backup import BackupResult, applied_migrations, backup_database
 from .conf import get_settings, lock_timeout_problem
 from .display import shown
@@ -409,7 +410,7 @@ def migration_lock(using: str) -> Iterator[None]:
     holds on every platform and releases if the process dies.
     """
     connection = connections[using]
-    if connection.vendor == "sqlite":
+    if backend_for(connection).database_is_file:
         name = str(connection.settings_dict["NAME"])
         if name == ":memory:" or name.startswith("file:"):
             yield
@@ -427,7 +428,7 @@ def migration_lock(using: str) -> Iterator[None]:
     holder = connections.create_connection(using)
     try:
         with holder.cursor() as cursor:
-            if holder.vendor == "postgresql":
+            if backend_for(holder).has_transaction_locks:
                 holder.set_autocommit(False)
                 cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK_KEY])
             else:
@@ -438,7 +439,7 @@ def migration_lock(using: str) -> Iterator[None]:
         yield
     finally:
         try:
-            if holder.vendor == "postgresql":
+            if backend_for(holder).has_transaction_locks:
                 holder.rollback()  # ends the transaction, and with it the lock
             elif holder.connection is not None:
                 with holder.cursor() as cursor:
@@ -608,7 +609,7 @@ def postgresql_lock_timeout(connection: BaseDatabaseWrapper, timeout: str) -> It
     transaction, so nothing leaks to other clients of a transaction pooler.
     Statements outside a transaction (a migration with atomic = False) are
     left without it: a session-wide SET would leak through the pooler."""
-    if connection.vendor != "postgresql" or timeout.strip() in ("0", ""):
+    if not backend_for(connection).has_transaction_lock_timeout or timeout.strip() in ("0", ""):
         yield
         return
     outermost: list[Any] = [None]

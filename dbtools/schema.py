@@ -15,6 +15,8 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from .backends import backend_for
+
 
 @dataclass(frozen=True)
 class Column:
@@ -197,7 +199,5 @@ def _differences(
 
 
 def drop_index(connection: BaseDatabaseWrapper, table: str, name: str) -> None:
-    quote = connection.ops.quote_name
-    on = f" ON {quote(table)}" if connection.vendor == "mysql" else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP INDEX {quote(name)}{on}")
+        cursor.execute(backend_for(connection).drop_index_sql(table, name))

@@ -45,6 +45,7 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Col
 
+from .backends import backend_for
 from .graph import Table
 
 STORED_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{6})?", re.ASCII)
@@ -62,7 +63,7 @@ class UnreadableValue(ValueError):
 
 def text_readers(table: Table, connection: BaseDatabaseWrapper) -> dict[int, Reader]:
     """Position in table.fields -> how that column's text becomes its JSON value."""
-    if connection.vendor not in ("sqlite", "mysql"):
+    if not backend_for(connection).reads_values_as_text:
         return {}
     pk_columns = {f.column for f in table.pk_fields}
     readers = {}
@@ -113,15 +114,7 @@ def timestamp_reader(connection: BaseDatabaseWrapper) -> Reader:
 def exact_timestamp(connection: BaseDatabaseWrapper) -> Reader:
     """The driver's parser, then Django's converter, as the column would have had."""
     convert = connection.ops.convert_datetimefield_value  # type: ignore[attr-defined]
-    if connection.vendor == "sqlite":
-        from django.utils.dateparse import parse_datetime
-
-        parse: Callable[[str], Any] = parse_datetime
-    else:
-        from django.db.backends.mysql.base import django_conversions
-        from MySQLdb.constants import FIELD_TYPE
-
-        parse = django_conversions[FIELD_TYPE.DATETIME]
+    parse = backend_for(connection).stored_datetime_parser()
 
     def read(text: str) -> Any:
         return convert(parse(text), None, connection)
@@ -147,7 +140,7 @@ def uuid_reader(connection: BaseDatabaseWrapper) -> Reader:
 def raw_readers(table: Table, connection: BaseDatabaseWrapper) -> dict[int, RawReader]:
     """Position in table.fields -> how the driver's own value (no Django
     converter: see Unconverted in backup.py) becomes its JSON value."""
-    if connection.vendor != "sqlite":
+    if not backend_for(connection).stores_decimals_inexactly:
         return {}
     pk_columns = {f.column for f in table.pk_fields}
     return {

@@ -384,7 +384,7 @@ def test_a_failing_encryption_is_a_backup_error_and_keeps_nothing(
 
 @backends("postgresql")
 def test_an_encrypted_backup_spools_no_plaintext(alias, encrypting, monkeypatch):
-    from dbtools.postgres import HelperReaders
+    from dbtools.backends.pg_fast import HelperReaders
 
     spooled: list[str] = []
     real_spool = HelperReaders.spool

@@ -996,7 +996,7 @@ def test_json_null_and_sql_null_round_trip_apart(alias, backup_dir, mode, monkey
         in lines
     )
     if connections[alias].vendor == "postgresql":  # the server writes these lines itself
-        monkeypatch.setattr("dbtools.postgres.can_write", lambda table, connection: False)
+        monkeypatch.setattr("dbtools.backends.pg_fast.can_write", lambda table, connection: False)
         portable = backup_database(using=alias, only=["edgecases.JSONDocument"]).path
         assert portable.read_text().splitlines()[2:-2] == lines[2:-2]
     if mode == "merge":

@@ -1,5 +1,5 @@
 """PostgreSQL: --replace empties with one TRUNCATE the tables that nothing outside it
-refers to, and with DELETE the others (postgres.truncatable); either way the
+refers to, and with DELETE the others (PostgreSQLBackend.truncatable); either way the
 database ends up the same, and a failure takes the TRUNCATE back with it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
-from dbtools import postgres
+from dbtools.backends import backend_for
 from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
 from dbtools.restore import Loader, prepare_restore, restore_database
@@ -132,9 +132,11 @@ def test_truncatable_leaves_out_whatever_an_outside_table_reaches(alias):
             cursor.execute(sql)
     try:
         connection = connections[alias]
-        assert postgres.truncatable(["test_a", "test_b", "test_c"], connection) == ["test_c"]
-        assert postgres.truncatable(["test_b"], connection) == []
-        assert postgres.truncatable(["test_outside", "test_a", "test_b", "test_c"], connection) == [
+        assert backend_for(connection).truncatable(["test_a", "test_b", "test_c"]) == ["test_c"]
+        assert backend_for(connection).truncatable(["test_b"]) == []
+        assert backend_for(connection).truncatable(
+            ["test_outside", "test_a", "test_b", "test_c"]
+        ) == [
             "test_outside",
             "test_a",
             "test_b",

@@ -1,4 +1,6 @@
-"""PostgreSQL writes the backup's row lines itself.
+"""PostgreSQL's fast paths, used through backends.postgresql.
+
+PostgreSQL writes the backup's row lines itself.
 
 On PostgreSQL 14+ the server can produce each row's JSON in exactly the form
 codec.py describes, with `row_to_json()`, so Python only moves text: this is
@@ -30,14 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, models, transaction
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from .archive import PARTIAL_SUFFIX, longest_line, too_long_error
-from .codec import JSON_NULL_KEY, AnyField, kind_of
-from .conf import get_settings
-from .graph import Table
+from ..archive import PARTIAL_SUFFIX, longest_line, too_long_error
+from ..codec import JSON_NULL_KEY, AnyField, kind_of
+from ..conf import get_settings
+from ..graph import Table
 
 # How each kind's column becomes the JSON value codec.py would write. {c} is
 # the quoted column.
@@ -74,9 +76,9 @@ def column_sql(field: AnyField, connection: BaseDatabaseWrapper) -> str | None:
 
 
 def can_write(table: Table, connection: BaseDatabaseWrapper) -> bool:
+    """Whether the server can write this table's row lines (PostgreSQL connections only)."""
     return (
-        connection.vendor == "postgresql"
-        and connection.pg_version >= MIN_VERSION  # type: ignore[attr-defined]
+        connection.pg_version >= MIN_VERSION  # type: ignore[attr-defined]
         and not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
         and all(column_sql(f, connection) is not None for f in table.fields)
     )
@@ -231,7 +233,8 @@ def parsed_by_copy() -> dict[str, Callable[[str], object]]:
 
 
 def can_copy(fields: list[AnyField], connection: BaseDatabaseWrapper) -> bool:
-    return connection.vendor == "postgresql" and all(
+    """Whether COPY takes these fields' values as they are (PostgreSQL connections only)."""
+    return all(
         kind_of(f) in COPY_KINDS and (kind_of(f) != "json" or f.get_internal_type() == "JSONField")
         for f in fields
     )
@@ -261,7 +264,7 @@ def copy_stream(
     was slower: 22.3-25.5 s against 21.2-21.7 s for 1M rows.)"""
     from psycopg.types.json import Jsonb
 
-    from .codec import JSONText
+    from ..codec import JSONText
 
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(f.column)) for f in fields)
@@ -576,33 +579,6 @@ class HelperReaders:
 
 # Emptying tables for --replace --------------------------------------------------
 
-# A table TRUNCATE may empty in DELETE's place: a plain table (no partitions,
-# no inheritance children) with no trigger or rule of the user's (TRUNCATE fires
-# neither their DELETE triggers nor their rules) and no row-level security
-# (DELETE removes only the rows a policy lets this role see; TRUNCATE, all)
-# that this role may truncate.
-TRUNCATABLE_SQL = """
-SELECT c.relname
-FROM pg_class c
-WHERE c.oid IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t)
-  AND c.relkind = 'r'
-  AND NOT c.relrowsecurity
-  AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid OR i.inhrelid = c.oid)
-  AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)
-  AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid)
-  AND has_table_privilege(c.oid, 'TRUNCATE')
-"""
-
-# Every foreign key into one of these tables, with the table it comes from.
-REFERENCED_BY_SQL = """
-SELECT target.relname, source.relname
-FROM pg_constraint con
-JOIN pg_class target ON target.oid = con.confrelid
-JOIN pg_class source ON source.oid = con.conrelid
-WHERE con.contype = 'f'
-  AND con.confrelid IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t)
-"""
-
 
 def literal(text: str, connection: BaseDatabaseWrapper) -> str:
     """`text` as a quoted SQL string literal, for statements that take no bind
@@ -612,32 +588,6 @@ def literal(text: str, connection: BaseDatabaseWrapper) -> str:
 
     connection.ensure_connection()
     return sql.Literal(text).as_string(connection.connection)
-
-
-def truncatable(db_tables: list[str], connection: BaseDatabaseWrapper) -> list[str]:
-    """The tables of `db_tables` that one TRUNCATE can empty inside the
-    transaction exactly as DELETE would: PostgreSQL refuses to truncate a table
-    that a foreign key of a table outside the TRUNCATE refers to (even an empty
-    one), so a table stays out while anything outside the set still refers to it."""
-    with connection.cursor() as cursor:
-        cursor.execute(TRUNCATABLE_SQL, [db_tables])
-        chosen = {name for (name,) in cursor.fetchall()}
-        cursor.execute(REFERENCED_BY_SQL, [db_tables])
-        references = cursor.fetchall()
-    while True:
-        referred_from_outside = {
-            t for t, source in references if t in chosen and source not in chosen
-        }
-        if not referred_from_outside:
-            return [t for t in db_tables if t in chosen]
-        chosen -= referred_from_outside
-
-
-def truncate(db_tables: list[str], connection: BaseDatabaseWrapper) -> bool:
-    """Empty these tables with one TRUNCATE: False (nothing done) if it cannot
-    be done at once (see at_once)."""
-    quote = connection.ops.quote_name
-    return at_once(connection, [f"TRUNCATE {', '.join(quote(t) for t in db_tables)} RESTRICT"])
 
 
 def at_once(connection: BaseDatabaseWrapper, statements: list[str]) -> bool:
@@ -657,38 +607,3 @@ def at_once(connection: BaseDatabaseWrapper, statements: list[str]) -> bool:
     except DatabaseError:
         return False
     return True
-
-
-def raise_sequences(model_list: list[type[models.Model]], connection: BaseDatabaseWrapper) -> None:
-    """Move each table's id sequence past its greatest id, never back.
-
-    Django's sequence_reset_sql sets a sequence to the table's maximum, even
-    below its current value: an open transaction that has already taken the
-    next id would then collide, once committed, with the id handed out after
-    it. Inserting explicit ids does not move a sequence, so after a restore
-    it may be behind the table (raise it) or ahead (leave it)."""
-    if connection.vendor != "postgresql":
-        return  # SQLite and MariaDB move their counters themselves
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        for model in model_list:
-            # The fields Django's sequence_reset_sql resets.
-            field = next(
-                (f for f in model._meta.local_fields if isinstance(f, models.AutoField)), None
-            )
-            if field is None:
-                continue
-            table, column = quote(model._meta.db_table), str(field.column)
-            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, column])
-            (sequence,) = cursor.fetchone()
-            if sequence is None:
-                continue
-            # Neither name goes through a format string: `sequence` is the
-            # server's own quoted spelling and no parameters are passed.
-            cursor.execute(f"SELECT last_value, is_called FROM {sequence}")
-            last_value, is_called = cursor.fetchone()
-            handed_out = last_value if is_called else last_value - 1
-            cursor.execute(f"SELECT max({quote(column)}) FROM {table}")
-            (top,) = cursor.fetchone()
-            if top is not None and top > handed_out:
-                cursor.execute("SELECT setval(%s::regclass, %s)", [sequence, top])

@@ -1,0 +1,139 @@
+"""What every database must do for dbtools, with portable defaults.
+
+Flags say what a database can do or needs; methods do what differs between
+databases. A subclass per database overrides only what differs (see
+postgresql.py, mysql.py, sqlite.py), as Django's own backends do with their
+features and operations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ..codec import AnyField
+from ..graph import Table
+
+
+class DatabaseBackend:
+    # Shown to people: "the PostgreSQL database 'shop'". Empty: the vendor's own name.
+    display_name = ""
+    # The database is a file on this machine, not a server: no host, no
+    # CREATE DATABASE, its own file for locks.
+    database_is_file = False
+    # The host named when the settings name none.
+    default_host = "localhost"
+
+    # Backup --------------------------------------------------------------------
+    # The driver holds a whole result in memory, so large reads go by pages.
+    pages_reads = False
+    # Other connections can join a backup's snapshot (helper readers).
+    shares_snapshots = False
+    # The driver hands over some stored values as text, which text_reads.py
+    # turns into their JSON without Django's per-value converters.
+    reads_values_as_text = False
+    # Decimals are stored as floating point, so they can hold fewer digits
+    # than the field says; read raw and checked on restore.
+    stores_decimals_inexactly = False
+
+    # Restore -------------------------------------------------------------------
+    # Foreign keys of the tables a restore starts empty are set aside and
+    # validated once after the load (foreign_keys.py).
+    checks_foreign_keys_once = False
+    # A JSON column can be jsonb, which takes JSON text as it is.
+    has_jsonb = False
+    # JSON text compiles to a cast placeholder, not to a plain one.
+    casts_json_text = False
+
+    # Migrations ----------------------------------------------------------------
+    # A migrate's transactions can each be given a lock timeout that ends with them.
+    has_transaction_lock_timeout = False
+    # The migration lock can be a lock held by a transaction of a second connection.
+    has_transaction_locks = False
+    # A transaction around collected statements rolls back what an operation
+    # wrote through its own cursor, DDL included.
+    rolls_back_collected_writes = False
+    # The catalogue's row estimate stands in for a count of a big table.
+    estimates_row_counts = False
+    # Migrations' SQL is checked for the locks each statement takes.
+    checks_statement_locks = False
+    # Adding a NOT NULL column over existing rows fills them with the type's
+    # implicit value instead of failing.
+    fills_new_not_null_columns = False
+    # A NOT NULL column with DEFAULT NULL is refused.
+    refuses_null_default_on_not_null = False
+
+    # Scratch databases -----------------------------------------------------------
+    # Appended to CREATE DATABASE.
+    create_database_options = ""
+    # The databases on the server whose name is LIKE %s, one per row.
+    databases_like_sql = (
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s"
+    )
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+
+    def vendor_name(self) -> str:
+        return self.display_name or self.connection.vendor
+
+    def database_name(self, name: str) -> str:
+        """How the settings' NAME is shown: never a host, user or password."""
+        return name
+
+    def create_database_grant(self, user: str, prefix: str) -> str:
+        """What to run so that `user` may create scratch databases, named `prefix`..."""
+        return f"grant {user} the right to create databases"
+
+    def drop_index_sql(self, table: str, name: str) -> str:
+        return f"DROP INDEX {self.connection.ops.quote_name(name)}"
+
+    # Backup --------------------------------------------------------------------
+
+    def begin_snapshot(self) -> None:
+        """Make the transaction just opened a read-only snapshot of every table.
+        The default suits a database whose read transaction already is one."""
+
+    def can_write_rows(self, table: Table) -> bool:
+        """Whether the server itself writes `table`'s row lines (write_row_batches)."""
+        return False
+
+    def write_row_batches(self, table: Table, size: int) -> Generator[list[str], None, None]:
+        """The table's row lines, as the server writes them, `size` at a time."""
+        raise NotImplementedError
+
+    def stored_datetime_parser(self) -> Callable[[str], Any]:
+        """The driver's own parse of a datetime column's stored text (reads_values_as_text)."""
+        raise NotImplementedError
+
+    # Restore -------------------------------------------------------------------
+
+    def loading_session(self) -> contextlib.AbstractContextManager[None]:
+        """Session settings a faithful load needs, put back afterwards."""
+        return contextlib.nullcontext()
+
+    def triggers_set_aside(
+        self, db_tables: Sequence[str]
+    ) -> contextlib.AbstractContextManager[None]:
+        """The triggers on these tables kept from firing while the rows go in."""
+        return contextlib.nullcontext()
+
+    def can_copy(self, fields: list[AnyField]) -> bool:
+        """Whether these fields' values can go in by the bulk path (COPY)."""
+        return False
+
+    def truncatable(self, db_tables: list[str]) -> list[str]:
+        """The tables that one transactional TRUNCATE can empty as DELETE would."""
+        return []
+
+    def truncate(self, db_tables: list[str]) -> bool:
+        """Empty these tables at once; False if nothing was done."""
+        return False
+
+    def raise_sequences(self, model_list: list[type[models.Model]]) -> None:
+        """Move the id counters past the restored ids, never back. The default
+        suits a database that moves its counters itself."""

@@ -1,0 +1,66 @@
+"""MySQL and MariaDB: a consistent-snapshot transaction, a strict session for
+loading, reads by pages, values read as the driver's text."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .base import DatabaseBackend
+
+
+class MySQLBackend(DatabaseBackend):
+    display_name = "MySQL/MariaDB"
+    pages_reads = True
+    reads_values_as_text = True
+    fills_new_not_null_columns = True
+    refuses_null_default_on_not_null = True
+    create_database_options = " CHARACTER SET utf8mb4"
+
+    def create_database_grant(self, user: str, prefix: str) -> str:
+        return f"GRANT ALL ON `{prefix.replace('_', chr(92) + '_')}%`.* TO '{user}'@'%';"
+
+    def drop_index_sql(self, table: str, name: str) -> str:
+        return f"{super().drop_index_sql(table, name)} ON {self.connection.ops.quote_name(table)}"
+
+    def begin_snapshot(self) -> None:
+        with self.connection.cursor() as cursor:
+            # Django runs MySQL sessions at READ COMMITTED, where rows
+            # committed mid-backup would show up in later tables.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+    def stored_datetime_parser(self) -> Callable[[str], Any]:
+        from django.db.backends.mysql.base import django_conversions
+        from MySQLdb.constants import FIELD_TYPE
+
+        parse: Callable[[str], Any] = django_conversions[FIELD_TYPE.DATETIME]
+        return parse
+
+    @contextlib.contextmanager
+    def loading_session(self) -> Iterator[None]:
+        """Strict mode makes too-long strings and bad values errors instead of
+        silent truncation; NO_AUTO_VALUE_ON_ZERO keeps an explicit id 0."""
+        connection = self.connection
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@SESSION.sql_mode")
+            (previous,) = cursor.fetchone()
+            modes = [m for m in previous.split(",") if m]
+            modes += [m for m in ("STRICT_TRANS_TABLES", "NO_AUTO_VALUE_ON_ZERO") if m not in modes]
+            cursor.execute("SET SESSION sql_mode = %s", [",".join(modes)])
+        # Django caches the server's sql_mode (read on another connection) and
+        # refuses id 0 unless it sees NO_AUTO_VALUE_ON_ZERO there.
+        cached = connection.__dict__.get("sql_mode")
+        connection.__dict__["sql_mode"] = set(modes)
+        connection.features.__dict__.pop("allows_auto_pk_0", None)
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION sql_mode = %s", [previous])
+            if cached is None:
+                connection.__dict__.pop("sql_mode", None)
+            else:
+                connection.__dict__["sql_mode"] = cached
+            connection.features.__dict__.pop("allows_auto_pk_0", None)

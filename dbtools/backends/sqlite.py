@@ -1,0 +1,63 @@
+"""SQLite: a file, not a server; decimals stored as floating point; triggers
+dropped while a restore's rows go in."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .base import DatabaseBackend
+
+
+class SQLiteBackend(DatabaseBackend):
+    display_name = "SQLite"
+    database_is_file = True
+    default_host = "local file"
+    reads_values_as_text = True
+    stores_decimals_inexactly = True
+
+    def database_name(self, name: str) -> str:
+        return Path(name).name
+
+    def stored_datetime_parser(self) -> Callable[[str], Any]:
+        from django.utils.dateparse import parse_datetime
+
+        return parse_datetime
+
+    @contextlib.contextmanager
+    def triggers_set_aside(self, db_tables: Sequence[str]) -> Iterator[None]:
+        """The triggers on these tables are set aside while the rows go in.
+
+        A restore writes a table's rows exactly as the backup holds them, and the
+        backup holds every table a trigger would write to as well: Wagtail's SQLite
+        search index, for one, is kept in step by triggers on its entries, and the
+        backup has the index's own rows. Left in place, the trigger writes them a
+        second time (a unique violation) or writes into a table outside the
+        restore's scope. `pg_restore --disable-triggers` does the same for a
+        data-only restore.
+
+        SQLite: each trigger on a covered table is dropped inside the restore's
+        transaction and created again from its own SQL after the load; SQLite's DDL
+        is transactional, so a failed restore rolls the triggers back with
+        everything else. PostgreSQL and MariaDB keep their triggers for now:
+        disabling them there takes table locks or commits implicitly.
+        """
+        if not db_tables:
+            yield
+            return
+        marks = ", ".join(["%s"] * len(db_tables))
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks}) "
+                f"ORDER BY name",
+                list(db_tables),
+            )
+            found = cursor.fetchall()
+            for name, _sql in found:
+                cursor.execute(f"DROP TRIGGER {self.connection.ops.quote_name(name)}")
+        yield  # on an error the transaction's rollback brings them back
+        with self.connection.cursor() as cursor:
+            for _name, sql in found:
+                cursor.execute(sql)
