@@ -584,8 +584,10 @@ def check_running_code(context: OperationContext) -> Iterator[Raised]:
     """What the release's other half does while this forwards operation applies:
     the old code against the new schema (migrate-first), or the new code
     against the old schema (code-first). Tables the plan creates have no code
-    running against them yet."""
-    if context.deploy == "downtime":
+    running against them yet. An operation that sends no SQL (a rename kept by
+    db_column or db_table, a proxy or unmanaged model) leaves the schema as both
+    codes know it."""
+    if context.deploy == "downtime" or not context.sql:
         return
     operation = context.operation
     name = getattr(operation, "model_name", None) or getattr(operation, "name", "")
