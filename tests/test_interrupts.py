@@ -507,3 +507,35 @@ def test_a_migration_begun_before_the_interrupt_may_be_half_applied_where_ddl_is
         "Migrate was interrupted: nothing was migrated; lab.0003_add_weight is not recorded "
         f"as applied{half}."
     )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'WITH moved AS (UPDATE "lab_gadget" SET "size" = 1 RETURNING "id") SELECT count(*) FROM moved',
+        pytest.param(
+            "SELECT setval('lab_gadget_id_seq', 1000)",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="a SELECT is counted as changing nothing, but setval moves a sequence, "
+                "which no rollback undoes: the interrupted line says the migration had not begun",
+            ),
+        ),
+        'INSERT INTO "lab_history" ("app", "name") SELECT "app", "name" FROM "django_migrations"',
+        "DELETE FROM `lab_history` WHERE `name` IN (SELECT `name` FROM `django_migrations`)",
+    ],
+    ids=[
+        "data-modifying-cte",
+        "select-setval",
+        "insert-reading-the-records",
+        "delete-reading-them",
+    ],
+)
+def test_a_statement_that_writes_counts_as_begun(sql):
+    """The interrupted-migrate line says 'had not begun' only when nothing
+    migrate sent since its last record could have changed anything."""
+    from dbtools.safemigrate import StatementsSinceRecord
+
+    since = StatementsSinceRecord()
+    since(lambda *args: None, sql, None, False, {})
+    assert since.count == 1
