@@ -539,3 +539,37 @@ def test_a_statement_that_writes_counts_as_begun(sql):
     since = StatementsSinceRecord()
     since(lambda *args: None, sql, None, False, {})
     assert since.count == 1
+
+
+@backends("mariadb")
+def test_the_clean_up_after_a_late_taken_signal_is_not_cancelled(alias, monkeypatch):
+    """The main thread, blocked in C, takes the signal just after its grace
+    ran out, while the watcher is still connecting to cancel: the statement it
+    then sends for its clean-up must not be the one the cancel hits."""
+    import threading
+
+    from dbtools import interrupts
+
+    cancel = interrupts.MySQLStatementCanceller.cancel
+
+    def slow_to_connect(canceller: interrupts.MySQLStatementCanceller) -> None:
+        time.sleep(0.5)  # a busy server is slow to accept the canceller's connection
+        cancel(canceller)
+
+    monkeypatch.setattr(interrupts.MySQLStatementCanceller, "cancel", slow_to_connect)
+    connection = connections[alias]
+    connection.ensure_connection()
+    cleaned_up = None
+    with interrupts.signals_raise():
+        try:
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+            with connection.cursor() as cursor:
+                # Ends a little after the grace, before the cancel is sent; DO returns
+                # no rows, so none is left unread when the signal is taken.
+                cursor.execute("DO SLEEP(%s)", [interrupts.GRACE_SECONDS + 0.2])
+            time.sleep(1)
+        except interrupts.Interrupted:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT SLEEP(1)")  # 1 when cancelled, 0 when it ran out
+                (cleaned_up,) = cursor.fetchone()
+    assert cleaned_up == 0
