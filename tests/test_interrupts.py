@@ -573,3 +573,58 @@ def test_the_clean_up_after_a_late_taken_signal_is_not_cancelled(alias, monkeypa
                 cursor.execute("SELECT SLEEP(1)")  # 1 when cancelled, 0 when it ran out
                 (cleaned_up,) = cursor.fetchone()
     assert cleaned_up == 0
+
+
+CLEAN_UP_BLOCKED_IN_C = """
+import json, os, signal, sys, threading, time
+import django
+from django.conf import settings
+settings.configure(DATABASES={"default": json.loads(os.environ["DBTOOLS_TEST_DATABASE"])})
+django.setup()
+from django.db import connection
+from dbtools import interrupts
+
+def interrupt():
+    os.kill(os.getpid(), signal.SIGINT)
+
+connection.ensure_connection()
+with interrupts.signals_raise():
+    try:
+        threading.Timer(0.1, interrupt).start()
+        time.sleep(5)  # running Python: the first signal is taken at once
+    except interrupts.Interrupted:
+        for after in (0.5, 0.7, 0.9):
+            threading.Timer(after, interrupt).start()
+        print("cleaning up", flush=True)
+        with connection.cursor() as cursor:
+            cursor.execute("DO SLEEP(8)")  # a clean-up statement waiting for a lock
+"""
+
+
+@backends("mariadb")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the watcher returns once the first signal is taken, and Python runs the handler "
+    "for the signals that arrive while mysqlclient waits once, after it returns: a clean-up "
+    "blocked in a MariaDB statement is ended by neither the cancel nor a third signal",
+)
+def test_a_third_signal_ends_a_clean_up_blocked_in_a_mariadb_statement(alias):
+    import json
+    import sys
+
+    database = {
+        key: value
+        for key, value in connections[alias].settings_dict.items()
+        if key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", CLEAN_UP_BLOCKED_IN_C],
+        cwd=ROOT,
+        env={**os.environ, "DBTOOLS_TEST_DATABASE": json.dumps(database)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == "cleaning up\n", done.stderr
+    assert (done.returncode, time.monotonic() - started < 4) == (-signal.SIGINT, True)
