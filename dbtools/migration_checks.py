@@ -611,7 +611,7 @@ def old_code_on_new_schema(
     operation = context.operation
     if isinstance(operation, ops.AddField) and not operation.field.many_to_many:
         field = operation.field
-        if not field.null and not has_db_default(field):
+        if not field.null and not has_db_default(field) and not field.generated:
             yield Raised("DBT401", f"{operation.model_name}.{operation.name} is required and has no database "
                          f"default: the old code, which does not know the field, inserts rows without it, "
                          f"and each such INSERT fails until the new code runs.")  # fmt: skip
@@ -665,7 +665,7 @@ def new_code_on_old_schema(
                      f"makes on it fails until the migration runs.")  # fmt: skip
     elif isinstance(operation, ops.RemoveField):
         field: Any = model._meta.get_field(operation.name)
-        if not field.null and not has_db_default(field) and not field.many_to_many:
+        if not (field.null or has_db_default(field) or field.many_to_many or field.generated):
             yield Raised("DBT401", f"{operation.model_name}.{operation.name} is required in the database until "
                          f"this migration drops it: the new code, which no longer knows it, inserts rows "
                          f"without it, and each such INSERT fails until the migration runs.")  # fmt: skip
