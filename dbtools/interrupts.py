@@ -91,11 +91,17 @@ def signals_raise() -> Iterator[None]:
         return
     received = 0
     taken = threading.Event()
+    # Held by the watcher while it decides to cancel and does: a main thread that
+    # takes the signal meanwhile waits here, so the cancel reaches the statement
+    # it was blocked in, never one its clean-up sends. Reentrant: a second signal
+    # can arrive while the handler holds it.
+    deciding = threading.RLock()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal received
         received += 1
-        taken.set()
+        with deciding:
+            taken.set()
         if received == 1:
             raise Interrupted(signum)
         if received >= 3:  # the clean-up itself hangs: end the process as the signal would
@@ -104,7 +110,7 @@ def signals_raise() -> Iterator[None]:
 
     previous = {number: signal.signal(number, handler) for number in HANDLED}
     try:
-        with statements_cancelled_on_signal(taken):
+        with statements_cancelled_on_signal(taken, deciding):
             yield
     finally:
         for number, action in previous.items():
@@ -142,7 +148,9 @@ STATEMENT_CANCELLERS: dict[str, type[MySQLStatementCanceller]] = {"mysql": MySQL
 
 
 @contextmanager
-def statements_cancelled_on_signal(taken: threading.Event) -> Iterator[None]:
+def statements_cancelled_on_signal(
+    taken: threading.Event, deciding: threading.RLock
+) -> Iterator[None]:
     """A watcher thread that cancels the main thread's statements when a
     signal arrives and the main thread, blocked in C, does not take it."""
     watched: weakref.WeakKeyDictionary[BaseDatabaseWrapper, MySQLStatementCanceller] = (
@@ -184,9 +192,12 @@ def statements_cancelled_on_signal(taken: threading.Event) -> Iterator[None]:
                 continue
             if taken.wait(GRACE_SECONDS):
                 return
-            for canceller in list(watched.values()):
-                with suppress(Exception):  # the statement then ends at its own timeout
-                    canceller.cancel()
+            with deciding:
+                if taken.is_set():  # taken just now: its clean-up may be running
+                    return
+                for canceller in list(watched.values()):
+                    with suppress(Exception):  # the statement then ends at its own timeout
+                        canceller.cancel()
             return
 
     connection_created.connect(watch_new, weak=False, dispatch_uid=f"dbtools-watch-{id(taken)}")

@@ -588,8 +588,10 @@ def check_running_code(context: OperationContext) -> Iterator[Raised]:
     """What the release's other half does while this forwards operation applies:
     the old code against the new schema (migrate-first), or the new code
     against the old schema (code-first). Tables the plan creates have no code
-    running against them yet."""
-    if context.deploy == "downtime":
+    running against them yet. An operation that sends no SQL (a rename kept by
+    db_column or db_table, a proxy or unmanaged model) leaves the schema as both
+    codes know it."""
+    if context.deploy == "downtime" or not context.sql:
         return
     operation = context.operation
     name = getattr(operation, "model_name", None) or getattr(operation, "name", "")
@@ -613,7 +615,7 @@ def old_code_on_new_schema(
     operation = context.operation
     if isinstance(operation, ops.AddField) and not operation.field.many_to_many:
         field = operation.field
-        if not field.null and not has_db_default(field):
+        if not field.null and not has_db_default(field) and not field.generated:
             yield Raised("DBT401", f"{operation.model_name}.{operation.name} is required and has no database "
                          f"default: the old code, which does not know the field, inserts rows without it, "
                          f"and each such INSERT fails until the new code runs.")  # fmt: skip
@@ -667,7 +669,7 @@ def new_code_on_old_schema(
                      f"makes on it fails until the migration runs.")  # fmt: skip
     elif isinstance(operation, ops.RemoveField):
         field: Any = model._meta.get_field(operation.name)
-        if not field.null and not has_db_default(field) and not field.many_to_many:
+        if not (field.null or has_db_default(field) or field.many_to_many or field.generated):
             yield Raised("DBT401", f"{operation.model_name}.{operation.name} is required in the database until "
                          f"this migration drops it: the new code, which no longer knows it, inserts rows "
                          f"without it, and each such INSERT fails until the migration runs.")  # fmt: skip

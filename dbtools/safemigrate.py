@@ -9,6 +9,7 @@ plan and turns the outcome into an exit code.
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -553,7 +554,7 @@ class StatementsSinceRecord:
         self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
     ) -> Any:
         words = str(sql).lstrip().lower()
-        if words.startswith(("insert", "delete")) and RECORDS in words:
+        if RECORDING.match(words):
             self.count = 0
         elif not words.startswith(CHANGE_NOTHING):
             self.count += 1
@@ -561,6 +562,9 @@ class StatementsSinceRecord:
 
 
 RECORDS = MigrationRecorder.Migration._meta.db_table
+# The recorder's own INSERT and DELETE have the table as their target; a
+# migration's statement that only reads it (INSERT … SELECT … FROM it) is no record.
+RECORDING = re.compile(rf"(insert\s+into|delete\s+from)\s+[`\"]?{re.escape(RECORDS)}[`\"]?\s")
 # Reads, and the transaction and constraint-checking statements Django's schema
 # editor sends between two migrations (SQLite's PRAGMA foreign_key_check, for one).
 CHANGE_NOTHING = ("select", "pragma", "show", "begin", "savepoint", "release", "set constraints")

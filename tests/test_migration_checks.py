@@ -768,3 +768,76 @@ def test_sql_the_parser_cannot_read_is_judged_by_its_words(alias, lintlab):
     block = "DO $$ BEGIN EXECUTE 'DROP TABLE lintlab_box'; END $$"
     raised, _migration = probe(alias, migrations.RunSQL(block, migrations.RunSQL.noop))
     assert [code for _index, code, _message in raised] == ["DBT304"]
+
+
+@pytest.mark.parametrize("deploy", ["migrate-first", "code-first"])
+def test_an_operation_that_sends_no_sql_is_no_running_code_finding(alias, lintlab, deploy):
+    """The schema both codes meet is unchanged: a rename the fix of DBT402 keeps
+    under its database name, a proxy model, a model the project does not manage."""
+    from django.db import migrations, models
+
+    from dbtools.migration_checks import TableFacts, check_operation
+    from dbtools.migration_plan import forwards_contexts
+
+    lintlab.migrate(LAST)
+    operations = [
+        migrations.AlterField(
+            "box", "title", models.CharField(max_length=50, unique=True, db_column="title")
+        ),
+        migrations.RenameField("box", "title", "heading"),
+        migrations.CreateModel("BoxProxy", [], options={"proxy": True}, bases=("lintlab.box",)),
+        migrations.DeleteModel("BoxProxy"),
+        migrations.CreateModel(
+            "Ghost",
+            [("id", models.AutoField(primary_key=True)), ("label", models.CharField(max_length=9))],
+            options={"managed": False, "db_table": "lintlab_elsewhere"},
+        ),
+        migrations.AddField("ghost", "extra", models.IntegerField()),
+        migrations.RemoveField("ghost", "label"),
+        migrations.DeleteModel("Ghost"),
+    ]
+    connection = connections[alias]
+    node = ("lintlab", lintlab.applied())
+    state = MigrationLoader(connection).project_state(node)
+    migration = type(
+        "Migration", (migrations.Migration,), {"dependencies": [node], "operations": operations}
+    )("0099_probe", "lintlab")
+    facts = TableFacts(connection)
+    raised = []
+    for context in forwards_contexts(connection, facts, migration, state):
+        assert context.sql == []
+        context.deploy = deploy  # as plan_migrations does
+        raised += [code for code, *_rest in check_operation(context)]
+        facts.follow(context)
+    assert [code for code in raised if code in RUNNING_CODE] == []
+
+
+@pytest.mark.parametrize("deploy", ["migrate-first", "code-first"])
+def test_a_generated_column_is_no_required_column_for_the_running_code(alias, lintlab, deploy):
+    """The database computes it: INSERTs that leave it out succeed."""
+    from django.db import migrations, models
+
+    from dbtools.migration_checks import TableFacts, check_operation
+    from dbtools.migration_plan import forwards_contexts
+
+    lintlab.migrate(LAST)
+    doubled = models.GeneratedField(
+        expression=models.F("count") * 2, output_field=models.IntegerField(), db_persist=True
+    )
+    operations = [
+        migrations.AddField("box", "doubled", doubled),
+        migrations.RemoveField("box", "doubled"),
+    ]
+    connection = connections[alias]
+    node = ("lintlab", lintlab.applied())
+    state = MigrationLoader(connection).project_state(node)
+    migration = type(
+        "Migration", (migrations.Migration,), {"dependencies": [node], "operations": operations}
+    )("0099_probe", "lintlab")
+    facts = TableFacts(connection)
+    raised = []
+    for context in forwards_contexts(connection, facts, migration, state):
+        context.deploy = deploy  # as plan_migrations does
+        raised += [code for code, *_rest in check_operation(context)]
+        facts.follow(context)
+    assert "DBT401" not in raised
