@@ -493,9 +493,6 @@ def check_run_sql(context: OperationContext) -> Iterator[Raised]:
 # statement is judged by what it is (DROP, TRUNCATE, ALTER TABLE … DROP COLUMN or
 # RENAME), never by words that happen to appear in it (a string, a comment, a
 # type such as numeric(12, 2)).
-SQL_DIALECTS = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}
-
-
 @dataclass(frozen=True)
 class Statement:
     text: str
@@ -507,7 +504,7 @@ def statements(sql: Any, connection: BaseDatabaseWrapper) -> Iterator[Statement]
     """Each statement of a RunSQL's sql (a string, or a list of strings or
     (sql, params) pairs). What the parser cannot read (a DO block, a dialect's
     own syntax) is judged by its words, so nothing is passed over."""
-    dialect = SQL_DIALECTS.get(connection.vendor)
+    dialect = backend_for(connection).sql_dialect
     for text in sql_texts(sql):
         try:
             with quiet_parser():

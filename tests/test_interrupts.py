@@ -549,14 +549,21 @@ def test_the_clean_up_after_a_late_taken_signal_is_not_cancelled(alias, monkeypa
     import threading
 
     from dbtools import interrupts
+    from dbtools.backends.mysql import MySQLBackend
 
-    cancel = interrupts.MySQLStatementCanceller.cancel
+    canceller = MySQLBackend.statement_canceller
 
-    def slow_to_connect(canceller: interrupts.MySQLStatementCanceller) -> None:
-        time.sleep(0.5)  # a busy server is slow to accept the canceller's connection
-        cancel(canceller)
+    def slow_to_connect(backend: MySQLBackend):  # type: ignore[no-untyped-def]
+        cancel = canceller(backend)
+        assert cancel is not None
 
-    monkeypatch.setattr(interrupts.MySQLStatementCanceller, "cancel", slow_to_connect)
+        def slowly() -> None:
+            time.sleep(0.5)  # a busy server is slow to accept the canceller's connection
+            cancel()
+
+        return slowly
+
+    monkeypatch.setattr(MySQLBackend, "statement_canceller", slow_to_connect)
     connection = connections[alias]
     connection.ensure_connection()
     cleaned_up = None

@@ -50,6 +50,8 @@ class DatabaseBackend:
     casts_json_text = False
 
     # Migrations ----------------------------------------------------------------
+    # sqlglot's name for the SQL dialect, to parse RunSQL (migration_checks.py).
+    sql_dialect: str | None = None
     # A migrate's transactions can each be given a lock timeout that ends with them.
     has_transaction_lock_timeout = False
     # The migration lock can be a lock held by a transaction of a second connection.
@@ -77,6 +79,14 @@ class DatabaseBackend:
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
+
+    def statement_canceller(self) -> Callable[[], None] | None:
+        """A function that cancels, from another thread, the statement this
+        connection is running, where its client library waits for the server
+        without taking signals; None where it takes them (psycopg cancels the
+        query itself, SQLite's wait is its busy timeout). Called in the thread
+        that uses the connection."""
+        return None
 
     def vendor_name(self) -> str:
         return self.display_name or self.connection.vendor

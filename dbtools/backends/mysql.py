@@ -17,6 +17,24 @@ class MySQLBackend(DatabaseBackend):
     fills_new_not_null_columns = True
     refuses_null_default_on_not_null = True
     create_database_options = " CHARACTER SET utf8mb4"
+    sql_dialect = "mysql"
+
+    def statement_canceller(self) -> Callable[[], None] | None:
+        """KILL QUERY from a connection of its own. The session id is read here,
+        in the connection's own thread: mysqlclient refuses a connection used
+        from two threads."""
+        params = self.connection.get_connection_params()
+        raw: Any = self.connection.connection
+        session = raw.thread_id()
+
+        def cancel() -> None:
+            canceller: Any = self.connection.get_new_connection(params)
+            try:
+                canceller.cursor().execute("KILL QUERY %s", [session])
+            finally:
+                canceller.close()
+
+        return cancel
 
     def create_database_grant(self, user: str, prefix: str) -> str:
         return f"GRANT ALL ON `{prefix.replace('_', chr(92) + '_')}%`.* TO '{user}'@'%';"

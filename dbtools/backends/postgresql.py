@@ -45,6 +45,7 @@ WHERE con.contype = 'f'
 
 
 class PostgreSQLBackend(DatabaseBackend):
+    sql_dialect = "postgres"
     display_name = "PostgreSQL"
     shares_snapshots = True
     checks_foreign_keys_once = True

@@ -12,6 +12,7 @@ from .base import DatabaseBackend
 
 
 class SQLiteBackend(DatabaseBackend):
+    sql_dialect = "sqlite"
     display_name = "SQLite"
     database_is_file = True
     default_host = "local file"
