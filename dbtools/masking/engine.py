@@ -1,0 +1,221 @@
+"""The Masker: DBTOOLS['MASK'] turned into one small function per masked table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from ..exceptions import ConfigurationError, DbtoolsError
+from .rules import MaskContext, canonical, keyed_hasher
+from .spec import ALL_ITEMS, choose_rule, field_kind, parse_path, target, unique_scope
+
+# Part of the fingerprint: a change in how rules compute their output changes it too.
+RULES_VERSION = 1
+# Collisions on a unique column are rare (the rules allowed there have wide
+# outputs); this many in a row means the rule cannot give the column enough values.
+MAX_ATTEMPTS = 50
+
+
+class MaskingError(DbtoolsError):
+    """A value could not be masked within its column's constraints."""
+
+
+def fingerprint_of(rules: Mapping[str, Any]) -> str:
+    """The rule set's identity (never the key's): equal for equal rules in any order."""
+    text = json.dumps({"version": RULES_VERSION, "rules": rules}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def short_hash(value: Any) -> int:
+    return int.from_bytes(hashlib.blake2b(canonical(value), digest_size=8).digest(), "big")
+
+
+@dataclass
+class ColumnMasker:
+    """Masks the values of one column; `identity` says which other columns would mask alike."""
+
+    label: str
+    identity: tuple[Any, ...]
+    mask: Callable[[Any, int], Any]  # (value, attempt) -> masked value
+
+
+@dataclass
+class UniqueTracker:
+    """The outputs one unique column has given this run, each with the input it came from.
+
+    Only unique columns are tracked, and only 8-byte hashes are kept (in CPython
+    about 100 bytes a row). The input is kept because a column unique only
+    together with others may repeat a value: the same input giving the same
+    output again is not a collision."""
+
+    given: dict[int, int] = field(default_factory=dict)
+
+    def claim(self, output: Any, value: Any) -> bool:
+        """True when no other input has given this output on this column."""
+        source = short_hash(value)
+        return self.given.setdefault(short_hash(output), source) == source
+
+
+class RowMasker:
+    """Masks one table's rows, given as {attname: value} the way backup reads them
+    (a JSON column may come as its text: it is parsed, masked and written back as text)."""
+
+    def __init__(
+        self,
+        model: type[models.Model],
+        columns: list[tuple[str, ColumnMasker, UniqueTracker | None]],
+        remapped: dict[tuple[Any, ...], Any],
+    ) -> None:
+        self.model = model
+        self.columns = columns
+        self.remapped = remapped  # shared by every table of one Masker: see Masker.remapped
+
+    @property
+    def masked_columns(self) -> list[str]:
+        return [column for column, _, _ in self.columns]
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row with its masked columns replaced, changed in place and returned."""
+        for column, masker, tracker in self.columns:
+            value = row.get(column)
+            if value is None or column not in row:
+                continue  # NULL stays NULL: it holds nothing to hide, and NOT NULL never sees it
+            if tracker is None:
+                known = (
+                    self.remapped.get((masker.identity, canonical(value)))
+                    if self.remapped
+                    else None
+                )
+                row[column] = known if known is not None else masker.mask(value, 0)
+            else:
+                row[column] = self.unique_value(masker, tracker, value)
+        return row
+
+    def unique_value(self, masker: ColumnMasker, tracker: UniqueTracker, value: Any) -> Any:
+        key = (masker.identity, canonical(value))
+        for attempt in range(MAX_ATTEMPTS):
+            output = self.remapped.get(key) if attempt == 0 else None
+            if output is None:
+                output = masker.mask(value, attempt)
+            if tracker.claim(output, value):
+                if attempt:
+                    self.remapped[key] = output
+                return output
+        raise MaskingError(
+            f"Masking {masker.label} gave the same value to different rows {MAX_ATTEMPTS} times, "
+            f"and the column is unique; give it a rule with more possible values, such as 'hash'."
+        )
+
+
+class Masker:
+    """DBTOOLS['MASK'] read once: which tables to drop and how to mask the rest.
+
+    The key is kept only inside a keyed hasher; `fingerprint` identifies the
+    rules, never the key."""
+
+    def __init__(self, rules: Mapping[str, Any], key: str | bytes) -> None:
+        self.rules = dict(rules)
+        self.fingerprint = fingerprint_of(self.rules)
+        self._hasher = keyed_hasher(key)
+        self._dropped: set[str] = set()
+        self._fields: dict[str, list[tuple[models.Field[Any, Any], Any]]] = {}
+        for label, spec in self.rules.items():
+            model, model_field = target(label)
+            if model_field is None:
+                self._dropped.add(model._meta.label)
+            else:
+                self._fields.setdefault(model._meta.label, []).append((model_field, spec))
+        # Values a collision moved off their usual output, by rule and input, so
+        # the same input masks alike in every other table that run. Only
+        # collisions land here, so it stays small.
+        self.remapped: dict[tuple[Any, ...], Any] = {}
+
+    @classmethod
+    def from_settings(cls) -> Masker | None:
+        """The project's Masker, or None when DBTOOLS has no MASK; bad settings raise
+        ConfigurationError with every problem `manage.py check` reports."""
+        from .validate import mask_problems
+
+        raw = getattr(settings, "DBTOOLS", None) or {}
+        if not isinstance(raw, dict) or not raw.get("MASK"):
+            return None
+        problems = mask_problems()
+        if problems:
+            raise ConfigurationError(" ".join(message for _, message in problems))
+        return cls(raw["MASK"], raw["MASK_KEY"])
+
+    def drops(self, model: type[models.Model]) -> bool:
+        """True when the table's rows are left out of a masked backup."""
+        return model._meta.label in self._dropped
+
+    def for_table(self, model: type[models.Model]) -> RowMasker | None:
+        """The masker of one table's rows, or None when none of its columns is masked."""
+        fields = self._fields.get(model._meta.label)
+        if not fields:
+            return None
+        columns = []
+        for model_field, spec in fields:
+            tracker = UniqueTracker() if unique_scope(model_field) else None
+            columns.append((model_field.attname, self.column_masker(model_field, spec), tracker))
+        return RowMasker(model, columns, self.remapped)
+
+    def column_masker(self, model_field: models.Field[Any, Any], spec: Any) -> ColumnMasker:
+        label = f"{model_field.model._meta.label}.{model_field.name}"
+        base = MaskContext(
+            self._hasher,
+            max_length=model_field.max_length,
+            kind=field_kind(model_field),
+            protocol=getattr(model_field, "protocol", "both"),
+        )
+        identity = (json.dumps(spec, sort_keys=True), base.max_length, base.kind, base.protocol)
+        if isinstance(spec, dict):
+            return ColumnMasker(label, identity, json_masker(spec, MaskContext(self._hasher)))
+        chosen = choose_rule(spec)
+        context = replace(base, argument=chosen.argument)
+        apply = chosen.rule.apply
+
+        def mask(value: Any, attempt: int) -> Any:
+            return apply(value, replace(context, attempt=attempt) if attempt else context)
+
+        return ColumnMasker(label, identity, mask)
+
+
+def json_masker(paths: Mapping[str, str], context: MaskContext) -> Callable[[Any, int], Any]:
+    """Masks the values at JSON paths in a JSONField, leaving the rest of the document as it is."""
+    steps = [(parse_path(path), choose_rule(rule)) for path, rule in paths.items()]
+
+    def mask(document: Any, attempt: int) -> Any:
+        as_text = isinstance(document, str)
+        value = json.loads(document) if as_text else document
+        for path, chosen in steps:
+            rule_context = replace(context, argument=chosen.argument, attempt=attempt)
+            value = at_path(value, path, bound(chosen.rule.apply, rule_context))
+        return json.dumps(value) if as_text else value
+
+    return mask
+
+
+def bound(apply: Callable[[Any, MaskContext], Any], context: MaskContext) -> Callable[[Any], Any]:
+    return lambda value: apply(value, context)
+
+
+def at_path(value: Any, path: tuple[str | int, ...], change: Callable[[Any], Any]) -> Any:
+    """A copy of value with change applied where path leads; a path that leads nowhere changes nothing."""
+    if not path:
+        return value if value is None else change(value)
+    step, rest = path[0], path[1:]
+    if isinstance(value, dict) and isinstance(step, str) and step in value:
+        return {**value, step: at_path(value[step], rest, change)}
+    if isinstance(value, list) and step == ALL_ITEMS:
+        return [at_path(item, rest, change) for item in value]
+    if isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(value):
+        copy = list(value)
+        copy[step] = at_path(value[step], rest, change)
+        return copy
+    return value
