@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 
 from ..exceptions import ConfigurationError, DbtoolsError
-from .rules import MaskContext, canonical, keyed_hasher
+from .rules import JSON, MaskContext, canonical, keyed_hasher
 from .spec import ALL_ITEMS, choose_rule, field_kind, parse_path, target, unique_scope
 
 # Part of the fingerprint: a change in how rules compute their output changes it too.
@@ -20,6 +20,10 @@ RULES_VERSION = 1
 # Collisions on a unique column are rare (the rules allowed there have wide
 # outputs); this many in a row means the rule cannot give the column enough values.
 MAX_ATTEMPTS = 50
+
+
+# (value, attempt) -> the masked value; attempt > 0 only to resolve a collision.
+Masking = Callable[[Any, int], Any]
 
 
 class MaskingError(DbtoolsError):
@@ -42,7 +46,7 @@ class ColumnMasker:
 
     label: str
     identity: tuple[Any, ...]
-    mask: Callable[[Any, int], Any]  # (value, attempt) -> masked value
+    mask: Masking
 
 
 @dataclass
@@ -84,7 +88,7 @@ class RowMasker:
         """The row with its masked columns replaced, changed in place and returned."""
         for column, masker, tracker in self.columns:
             value = row.get(column)
-            if value is None or column not in row:
+            if value is None:
                 continue  # NULL stays NULL: it holds nothing to hide, and NOT NULL never sees it
             if tracker is None:
                 known = (
@@ -175,28 +179,45 @@ class Masker:
         )
         identity = (json.dumps(spec, sort_keys=True), base.max_length, base.kind, base.protocol)
         if isinstance(spec, dict):
-            return ColumnMasker(label, identity, json_masker(spec, MaskContext(self._hasher)))
-        chosen = choose_rule(spec)
-        context = replace(base, argument=chosen.argument)
-        apply = chosen.rule.apply
-
-        def mask(value: Any, attempt: int) -> Any:
-            return apply(value, replace(context, attempt=attempt) if attempt else context)
-
+            mask = json_paths_masker(spec, MaskContext(self._hasher))
+        else:
+            chosen = choose_rule(spec)
+            mask = plain_masker(chosen.rule.apply, replace(base, argument=chosen.argument))
+            if chosen.rule.name == "null":
+                return ColumnMasker(label, identity, mask)  # SQL NULL, not JSON null
+        if base.kind == JSON:
+            mask = through_json_text(mask)
         return ColumnMasker(label, identity, mask)
 
 
-def json_masker(paths: Mapping[str, str], context: MaskContext) -> Callable[[Any, int], Any]:
-    """Masks the values at JSON paths in a JSONField, leaving the rest of the document as it is."""
+def plain_masker(apply: Callable[[Any, MaskContext], Any], context: MaskContext) -> Masking:
+    def mask(value: Any, attempt: int) -> Any:
+        return apply(value, replace(context, attempt=attempt) if attempt else context)
+
+    return mask
+
+
+def through_json_text(mask: Masking) -> Masking:
+    """Backup reads a JSON column as the database's JSON text: masked as the
+    document it holds, and given back as text."""
+
+    def mask_text(value: Any, attempt: int) -> Any:
+        if not isinstance(value, str):
+            return mask(value, attempt)
+        return json.dumps(mask(json.loads(value), attempt), ensure_ascii=False)
+
+    return mask_text
+
+
+def json_paths_masker(paths: Mapping[str, str], context: MaskContext) -> Masking:
+    """Masks the values at JSON paths in a document, leaving the rest of it as it is."""
     steps = [(parse_path(path), choose_rule(rule)) for path, rule in paths.items()]
 
     def mask(document: Any, attempt: int) -> Any:
-        as_text = isinstance(document, str)
-        value = json.loads(document) if as_text else document
         for path, chosen in steps:
             rule_context = replace(context, argument=chosen.argument, attempt=attempt)
-            value = at_path(value, path, bound(chosen.rule.apply, rule_context))
-        return json.dumps(value) if as_text else value
+            document = at_path(document, path, bound(chosen.rule.apply, rule_context))
+        return document
 
     return mask
 
