@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 
 from ..exceptions import ConfigurationError, DbtoolsError
-from .rules import JSON, MaskContext, canonical, keyed_hasher
+from .rules import JSON, MaskContext, canonical, keyed_signer
 from .spec import ALL_ITEMS, choose_rule, field_kind, parse_path, target, unique_scope
 
 # Part of the fingerprint: a change in how rules compute their output changes it too.
@@ -54,16 +54,15 @@ class UniqueTracker:
     """The outputs one unique column has given this run, each with the input it came from.
 
     Only unique columns are tracked, and only 8-byte hashes are kept (in CPython
-    about 100 bytes a row). The input is kept because a column unique only
+    about 150 bytes a row). The input is kept because a column unique only
     together with others may repeat a value: the same input giving the same
     output again is not a collision."""
 
     given: dict[int, int] = field(default_factory=dict)
 
-    def claim(self, output: Any, value: Any) -> bool:
+    def claim(self, output_hash: int, source_hash: int) -> bool:
         """True when no other input has given this output on this column."""
-        source = short_hash(value)
-        return self.given.setdefault(short_hash(output), source) == source
+        return self.given.setdefault(output_hash, source_hash) == source_hash
 
 
 class RowMasker:
@@ -102,14 +101,16 @@ class RowMasker:
         return row
 
     def unique_value(self, masker: ColumnMasker, tracker: UniqueTracker, value: Any) -> Any:
-        key = (masker.identity, canonical(value))
+        source = short_hash(value)
         for attempt in range(MAX_ATTEMPTS):
-            output = self.remapped.get(key) if attempt == 0 else None
+            output = None
+            if attempt == 0 and self.remapped:
+                output = self.remapped.get((masker.identity, canonical(value)))
             if output is None:
                 output = masker.mask(value, attempt)
-            if tracker.claim(output, value):
+            if tracker.claim(short_hash(output), source):
                 if attempt:
-                    self.remapped[key] = output
+                    self.remapped[(masker.identity, canonical(value))] = output
                 return output
         raise MaskingError(
             f"Masking {masker.label} gave the same value to different rows {MAX_ATTEMPTS} times, "
@@ -120,13 +121,13 @@ class RowMasker:
 class Masker:
     """DBTOOLS['MASK'] read once: which tables to drop and how to mask the rest.
 
-    The key is kept only inside a keyed hasher; `fingerprint` identifies the
+    The key is kept only inside a keyed signer; `fingerprint` identifies the
     rules, never the key."""
 
     def __init__(self, rules: Mapping[str, Any], key: str | bytes) -> None:
         self.rules = dict(rules)
         self.fingerprint = fingerprint_of(self.rules)
-        self._hasher = keyed_hasher(key)
+        self._sign = keyed_signer(key)
         self._dropped: set[str] = set()
         self._fields: dict[str, list[tuple[models.Field[Any, Any], Any]]] = {}
         for label, spec in self.rules.items():
@@ -172,14 +173,14 @@ class Masker:
     def column_masker(self, model_field: models.Field[Any, Any], spec: Any) -> ColumnMasker:
         label = f"{model_field.model._meta.label}.{model_field.name}"
         base = MaskContext(
-            self._hasher,
+            self._sign,
             max_length=model_field.max_length,
             kind=field_kind(model_field),
             protocol=getattr(model_field, "protocol", "both"),
         )
         identity = (json.dumps(spec, sort_keys=True), base.max_length, base.kind, base.protocol)
         if isinstance(spec, dict):
-            mask = json_paths_masker(spec, MaskContext(self._hasher))
+            mask = json_paths_masker(spec, MaskContext(self._sign))
         else:
             chosen = choose_rule(spec)
             mask = plain_masker(chosen.rule.apply, replace(base, argument=chosen.argument))
