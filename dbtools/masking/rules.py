@@ -245,7 +245,7 @@ BUILT_IN: dict[str, Rule] = {
         _rule("text", mask_text, {TEXT, SLUG}),
         _rule("date_shift", mask_date_shift, {DATE, DATETIME}, takes_argument=True),
         _rule("hash", mask_hash, {TEXT, SLUG}, unique=True, min_length=8),
-        _rule("null", mask_null, {ANY_KIND}),
+        _rule("null", mask_null, {ANY_KIND}, unique=True),  # NULLs never clash in a unique index
         _rule("empty", mask_empty, {TEXT, SLUG, EMAIL, URL, JSON}),
         _rule("unusable_password", mask_unusable_password, {TEXT}, unique=True, min_length=41),
     )

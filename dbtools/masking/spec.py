@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.utils.module_loading import import_string
 
@@ -128,7 +129,7 @@ def target(label: object) -> tuple[type[models.Model], models.Field[Any, Any] | 
         return model, None
     try:
         field = model._meta.get_field(parts[2])
-    except Exception:
+    except FieldDoesNotExist:
         raise SpecError(f"{model._meta.label} has no field {parts[2]!r}") from None
     if not getattr(field, "concrete", False) or field.many_to_many:
         raise SpecError(f"{model._meta.label}.{parts[2]} is not a column of its table")

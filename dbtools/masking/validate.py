@@ -155,7 +155,7 @@ def fit_problems(
             )
         ]
     scope = unique_scope(field)
-    if scope and not rule.unique and not (rule.name == "null" and scope == "alone"):
+    if scope and not rule.unique:
         together = "unique" if scope == "alone" else "part of a unique constraint"
         return [
             (
