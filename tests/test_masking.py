@@ -277,6 +277,32 @@ def test_a_function_of_your_own_masks_by_its_dotted_path():
     assert first == second and first.startswith("MASKED-") and len(first) == 13
 
 
+def nothing(value, context: MaskContext) -> None:
+    return None
+
+
+def too_long(value, context: MaskContext) -> str:
+    return "x" * 300
+
+
+def test_error_for_a_function_that_gives_none_on_a_not_null_column():
+    with pytest.raises(MaskingError) as caught:
+        masked({"shop.Order.notes": "tests.test_masking.nothing"}, m.Order, "notes", ["secret"])
+    assert str(caught.value) == (
+        "The masking function tests.test_masking.nothing gave None for shop.Order.notes, "
+        "which is NOT NULL; make it return a value."
+    )
+
+
+def test_error_for_a_function_that_gives_more_than_the_column_holds():
+    with pytest.raises(MaskingError) as caught:
+        masked({"shop.Address.city": "tests.test_masking.too_long"}, m.Address, "city", ["Leeds"])
+    assert str(caught.value) == (
+        "The masking function tests.test_masking.too_long gave 300 characters for "
+        "shop.Address.city, which holds 100; make it cut its output to context.max_length."
+    )
+
+
 # manage.py check: one test per message
 
 

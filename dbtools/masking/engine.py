@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 
 from ..exceptions import ConfigurationError, DbtoolsError
-from .rules import JSON, MaskContext, canonical, keyed_signer
+from .rules import BUILT_IN, JSON, MaskContext, canonical, keyed_signer
 from .spec import ALL_ITEMS, choose_rule, field_kind, parse_path, target, unique_scope
 
 # Part of the fingerprint: a change in how rules compute their output changes it too.
@@ -186,6 +186,8 @@ class Masker:
             mask = plain_masker(chosen.rule.apply, replace(base, argument=chosen.argument))
             if chosen.rule.name == "null":
                 return ColumnMasker(label, identity, mask)  # SQL NULL, not JSON null
+            if chosen.rule.name not in BUILT_IN:
+                mask = checked_custom(mask, label, chosen.text, model_field)
         if base.kind == JSON:
             mask = through_json_text(mask)
         return ColumnMasker(label, identity, mask)
@@ -196,6 +198,30 @@ def plain_masker(apply: Callable[[Any, MaskContext], Any], context: MaskContext)
         return apply(value, replace(context, attempt=attempt) if attempt else context)
 
     return mask
+
+
+def checked_custom(
+    mask: Masking, label: str, path: str, model_field: models.Field[Any, Any]
+) -> Masking:
+    """A project's function, held to what the built-in rules promise: NOT NULL
+    stays satisfied and text fits the column."""
+
+    def mask_checked(value: Any, attempt: int) -> Any:
+        output = mask(value, attempt)
+        if output is None and not model_field.null:
+            raise MaskingError(
+                f"The masking function {path} gave None for {label}, which is NOT NULL; "
+                f"make it return a value."
+            )
+        limit = model_field.max_length
+        if isinstance(output, str) and limit is not None and len(output) > limit:
+            raise MaskingError(
+                f"The masking function {path} gave {len(output)} characters for {label}, "
+                f"which holds {limit}; make it cut its output to context.max_length."
+            )
+        return output
+
+    return mask_checked
 
 
 def through_json_text(mask: Masking) -> Masking:
