@@ -487,6 +487,24 @@ def test_error_for_non_unique_rule_on_a_field_in_a_unique_constraint(settings):
     ]
 
 
+def test_error_for_dropping_a_model_that_kept_rows_point_at(settings):
+    assert messages(settings, {"shop.Product": "drop"}) == [
+        (
+            "dbtools.E015",
+            "DBTOOLS['MASK']['shop.Product']: 'drop' leaves out shop.Product, but shop.CategoriesOnProducts.product, shop.ProductImage.product, shop.ProductVariant.product point at its rows and are kept; drop those models too, or mask shop.Product's fields instead.",
+        )
+    ]
+    settings.DBTOOLS["EXCLUDE"] = ["shop.ProductImage"]
+    settings.DBTOOLS["MASK"] = {
+        "shop.Product": "drop",
+        "shop.ProductVariant": "drop",
+        "shop.CategoriesOnProducts": "drop",
+        "shop.OrderItem": "drop",
+        "shop.SubscriptionItem": "drop",
+    }
+    assert check_mask() == []
+
+
 def test_error_for_missing_mask_key(settings):
     assert messages(settings, {"shop.User.email": "email"}, key=None) == [
         (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.db import models
 
@@ -11,12 +12,13 @@ from .rules import ANY_KIND, DROP, JSON
 from .spec import ChosenRule, SpecError, choose_rule, field_kind, parse_path, target, unique_scope
 
 SHORTEST_KEY = 32
-SHAPE, UNKNOWN_TARGET, DOES_NOT_FIT, NOT_UNIQUE, KEY = (
+SHAPE, UNKNOWN_TARGET, DOES_NOT_FIT, NOT_UNIQUE, KEY, DANGLING = (
     "dbtools.E010",
     "dbtools.E011",
     "dbtools.E012",
     "dbtools.E013",
     "dbtools.E014",
+    "dbtools.E015",
 )
 Problem = tuple[str, str]
 
@@ -35,7 +37,42 @@ def mask_problems() -> list[Problem]:
             )
         ]
     problems = [problem for label, spec in rules.items() for problem in entry_problems(label, spec)]
-    return problems + key_problems(raw.get("MASK_KEY"))
+    exclude = raw.get("EXCLUDE")
+    excluded = (
+        {x for x in exclude if isinstance(x, str)} if isinstance(exclude, list | tuple) else set()
+    )
+    return problems + dangling_drops(rules, excluded) + key_problems(raw.get("MASK_KEY"))
+
+
+def dangling_drops(rules: dict[Any, Any], excluded: set[str]) -> list[Problem]:
+    """A dropped table that kept rows point at would leave their foreign keys
+    dangling; a model left out by EXCLUDE is not kept."""
+    dropped: dict[str, str] = {}
+    for label, spec in rules.items():
+        if spec == DROP and isinstance(label, str) and label.count(".") == 1:
+            try:
+                dropped[target(label)[0]._meta.label] = label
+            except SpecError:
+                continue  # reported by entry_problems
+    pointing: dict[str, list[str]] = {}
+    for model in apps.get_models(include_auto_created=True):
+        meta = model._meta
+        if meta.proxy or meta.label in dropped or {meta.label, meta.app_label} & excluded:
+            continue
+        for field in model._meta.local_concrete_fields:
+            remote = field.remote_field.model if field.remote_field else None
+            if remote is not None and remote._meta.label in dropped:
+                name = f"{model._meta.label}.{field.name}"
+                pointing.setdefault(remote._meta.label, []).append(name)
+    return [
+        (
+            DANGLING,
+            f"DBTOOLS['MASK'][{dropped[label]!r}]: 'drop' leaves out {label}, but "
+            f"{', '.join(sorted(fields))} point at its rows and are kept; drop those models "
+            f"too, or mask {label}'s fields instead.",
+        )
+        for label, fields in sorted(pointing.items())
+    ]
 
 
 def key_problems(key: object) -> list[Problem]:
