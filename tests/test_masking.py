@@ -15,6 +15,7 @@ from dbtools.checks import check_mask
 from dbtools.conf import settings_problems
 from dbtools.exceptions import ConfigurationError
 from dbtools.masking import BUILT_IN, Masker, MaskingError
+from dbtools.masking.engine import ColumnMasker, RowMasker, UniqueTracker
 from dbtools.masking.rules import MaskContext, keyed_signer
 from shop import models as m
 from shop.seed import seed_shop
@@ -283,6 +284,13 @@ def nothing(value, context: MaskContext) -> None:
 
 def too_long(value, context: MaskContext) -> str:
     return "x" * 300
+
+
+def test_many_nulls_on_a_unique_column_are_not_collisions():
+    # No shop column is both unique and nullable: the row masker is built by hand.
+    column = ColumnMasker("app.Model.code", ("nothing",), lambda value, attempt: None)
+    row_masker = RowMasker(m.User, [("code", column, UniqueTracker())], {})
+    assert [row_masker({"code": c})["code"] for c in "abc"] == [None, None, None]
 
 
 def test_error_for_a_function_that_gives_none_on_a_not_null_column():

@@ -108,6 +108,8 @@ class RowMasker:
                 output = self.remapped.get((masker.identity, canonical(value)))
             if output is None:
                 output = masker.mask(value, attempt)
+            if output is None:
+                return None  # NULLs never clash in a unique index
             if tracker.claim(short_hash(output), source):
                 if attempt:
                     self.remapped[(masker.identity, canonical(value))] = output
