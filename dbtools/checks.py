@@ -68,3 +68,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     return messages
+
+
+# Not tagged: a bad MASK is reported by `manage.py check` but does not stop
+# plain backups, restores or migrations, which never read it.
+@register()
+def check_mask(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Each problem with the masking rules and their key, on its own line."""
+    from .masking import mask_problems
+
+    return [
+        Error(message, hint="See docs/masking.md.", id=check_id)
+        for check_id, message in mask_problems()
+    ]

@@ -1,0 +1,606 @@
+"""Masking rules (dbtools.masking): deterministic, keyed, and fitting the columns they mask."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.core.validators import validate_email
+from django.db.models import TextField
+from django.db.models.functions import Cast
+
+from dbtools.checks import check_mask
+from dbtools.conf import settings_problems
+from dbtools.exceptions import ConfigurationError
+from dbtools.masking import BUILT_IN, Masker, MaskingError
+from dbtools.masking.engine import ColumnMasker, RowMasker, UniqueTracker
+from dbtools.masking.rules import MaskContext, keyed_signer
+from shop import models as m
+from shop.seed import seed_shop
+
+KEY = "a-test-key-that-is-long-enough-0123456789"
+OTHER_KEY = "another-test-key-long-enough-9876543210"
+EMAILS = ["ada@real.org", "Grace.Hopper@navy.mil", "x@y.co", "alan.turing+shop@bletchley.uk"]
+
+
+def one_hex_digit(value, context: MaskContext) -> str:
+    """A project's own rule with only 16 outputs: collisions are certain."""
+    return context.digest("one-hex", value).hex()[0] + "@example.com"
+
+
+def shout(value, context: MaskContext) -> str:
+    return f"MASKED-{context.digest(value).hex()[:6]}"
+
+
+def mask_rows(masker: Masker, model, rows: list[dict]) -> list[dict]:
+    row_masker = masker.for_table(model)
+    assert row_masker is not None
+    return [row_masker(dict(row)) for row in rows]
+
+
+def masked(rules: dict, model, column: str, values: list, key: str = KEY) -> list:
+    return [
+        row[column] for row in mask_rows(Masker(rules, key), model, [{column: v} for v in values])
+    ]
+
+
+# Deterministic and keyed
+
+
+def test_one_input_gives_one_output_in_every_table():
+    rules = {f"shop.{model}.email": "email" for model in ("User", "Order", "NewsletterSubscriber")}
+    masker = Masker(rules, KEY)
+    outputs = [
+        mask_rows(masker, model, [{"email": e} for e in EMAILS])
+        for model in (m.User, m.Order, m.NewsletterSubscriber)
+    ]
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert not {row["email"] for row in outputs[0]} & set(EMAILS)
+
+
+def test_one_input_gives_one_output_in_every_run():
+    rules = {"shop.User.email": "email", "shop.User.first_name": "first_name"}
+    rows = [{"email": e, "first_name": e.split("@")[0]} for e in EMAILS]
+    assert mask_rows(Masker(rules, KEY), m.User, rows) == mask_rows(
+        Masker(rules, KEY), m.User, rows
+    )
+
+
+def test_another_key_gives_other_outputs():
+    rules = {"shop.User.email": "email"}
+    first = masked(rules, m.User, "email", EMAILS)
+    second = masked(rules, m.User, "email", EMAILS, key=OTHER_KEY)
+    assert not set(first) & set(second)
+
+
+def test_the_fingerprint_names_the_rules_not_the_key():
+    rules = {"shop.User.email": "email", "shop.Session": "drop"}
+    reordered = {"shop.Session": "drop", "shop.User.email": "email"}
+    assert Masker(rules, KEY).fingerprint == Masker(reordered, OTHER_KEY).fingerprint
+    assert Masker(rules, KEY).fingerprint != Masker({"shop.User.email": "hash"}, KEY).fingerprint
+    assert KEY not in Masker(rules, KEY).fingerprint
+
+
+def test_null_stays_null_and_unmasked_columns_are_left_alone():
+    masker = Masker({"shop.User.email_verified_at": "date_shift", "sessions.Session": "drop"}, KEY)
+    row = {"email_verified_at": None, "email": "ada@real.org"}
+    assert masker.for_table(m.User)(dict(row)) == row
+    assert masker.for_table(m.Order) is None
+    assert masker.drops(m.Session) is False
+    from django.contrib.sessions.models import Session
+
+    assert masker.drops(Session) is True
+
+
+# Each built-in rule fits its field on the demo shop
+
+FITS = [
+    ("shop.User.email", "email", ["ada@real.org", "a" * 60 + "@b.com"]),
+    ("shop.Order.email", "email", EMAILS),
+    ("shop.NewsletterSubscriber.email", "email", EMAILS),
+    ("shop.Address.full_name", "name", ["Ada Lovelace", "Å"]),
+    ("shop.User.first_name", "first_name", ["Ada", "Grace"]),
+    ("shop.User.last_name", "last_name", ["Lovelace", "Hopper"]),
+    ("shop.Address.line2", "phone", ["+44 20 7946 0958", "(555) 010-4477"]),
+    ("shop.Address.line1", "street", ["1 Real Street", "Flat 2, 10 Downing St"]),
+    ("shop.Address.city", "city", ["London", "Zürich"]),
+    ("shop.Address.postal_code", "postcode", ["SW1A 1AA", "75008", "K1A 0B1"]),
+    ("shop.UserActivity.ip_address", "ip", ["192.168.1.4", "2a00:1450:4009:81f::200e"]),
+    ("shop.Order.notes", "text", ["Leave at the door, ring twice!", "x" * 3000]),
+    ("shop.Subscription.started_at", "date_shift", [datetime(2025, 3, 1, 12, tzinfo=UTC)]),
+    ("shop.User.username", "hash", ["ada", "grace"]),
+    ("shop.Category.slug", "hash", ["shoes", "red-shoes"]),
+    ("shop.ProductVariant.sku", "hash", ["SKU-1", "SKU-2"]),
+    ("shop.User.email_verified_at", "null", [datetime(2025, 3, 1, tzinfo=UTC)]),
+    ("shop.Account.access_token", "empty", ["ya29.secret-token"]),
+    ("shop.UserActivity.payload", "empty", [{"query": "shoes"}]),
+    ("shop.User.password", "unusable_password", ["pbkdf2_sha256$870000$salt$hash"]),
+]
+
+
+def test_every_built_in_rule_is_exercised_on_the_shop():
+    assert {rule for _, rule, _ in FITS} == set(BUILT_IN)
+
+
+@pytest.mark.parametrize(
+    ("label", "rule", "values"), FITS, ids=[f"{rule}-{label}" for label, rule, _ in FITS]
+)
+def test_each_built_in_rule_fits_its_field(settings, label, rule, values):
+    settings.DBTOOLS = {"MASK": {label: rule}, "MASK_KEY": KEY}
+    assert check_mask() == []
+    _, model_name, field_name = label.split(".")
+    model = m.__dict__[model_name]
+    field = model._meta.get_field(field_name)
+    outputs = masked({label: rule}, model, field.attname, values)
+    for value, output in zip(values, outputs, strict=True):
+        assert output != value
+        if rule == "null":
+            assert output is None
+            continue
+        field.run_validators(output)  # max_length, email and IP formats
+        if isinstance(output, str) and field.max_length:
+            assert len(output) <= field.max_length
+    assert outputs == masked({label: rule}, model, field.attname, values)
+
+
+def test_masked_emails_and_ips_are_valid():
+    for email in masked({"shop.User.email": "email"}, m.User, "email", EMAILS):
+        validate_email(email)
+        assert email.endswith("@example.com")
+    ips = masked(
+        {"shop.UserActivity.ip_address": "ip"}, m.UserActivity, "ip_address", ["1.2.3.4", "::1"]
+    )
+    assert ipaddress.ip_address(ips[0]) in ipaddress.ip_network("10.0.0.0/8")
+    assert ipaddress.ip_address(ips[1]) in ipaddress.ip_network("2001:db8::/32")
+
+
+def test_text_postcode_and_phone_keep_the_shape_of_the_value():
+    notes = masked({"shop.Order.notes": "text"}, m.Order, "notes", ["Ring 12 times, Bob!"])[0]
+    assert len(notes) == len("Ring 12 times, Bob!")
+    assert notes[0].isupper() and notes[5:7].isdigit() and notes[-1] == "!" and notes[13] == ","
+    code = masked({"shop.Address.postal_code": "postcode"}, m.Address, "postal_code", ["SW1A 1AA"])[
+        0
+    ]
+    assert [c.isdigit() for c in code] == [c.isdigit() for c in "SW1A 1AA"] and code[4] == " "
+
+
+def test_date_shift_moves_within_its_range_and_never_by_nothing():
+    rules = {"shop.Subscription.started_at": "date_shift:3"}
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    values = [start + timedelta(hours=h) for h in range(200)]
+    for value, output in zip(
+        values, masked(rules, m.Subscription, "started_at", values), strict=True
+    ):
+        assert timedelta(0) < abs(output - value) <= timedelta(days=3)
+        assert output.tzinfo is UTC
+    text = masked(rules, m.Subscription, "started_at", ["2025-01-01 10:00:00+00:00"])[0]
+    assert datetime.fromisoformat(text) != datetime.fromisoformat("2025-01-01 10:00:00+00:00")
+    shift = BUILT_IN["date_shift"].apply
+    context = MaskContext(keyed_signer(KEY), argument="3")
+    assert 0 < abs((shift(date(2025, 1, 1), context) - date(2025, 1, 1)).days) <= 3
+
+
+# Unique columns stay unique
+
+
+def test_collisions_on_a_unique_column_are_resolved_the_same_way_every_run():
+    rules = {"shop.NewsletterSubscriber.email": "tests.test_masking.one_hex_digit"}
+    inputs = [f"reader{i}@real.org" for i in range(12)]
+    outputs = masked(rules, m.NewsletterSubscriber, "email", inputs)
+    assert len(set(outputs)) == len(inputs)
+    assert outputs == masked(rules, m.NewsletterSubscriber, "email", inputs)
+    assert all(len(o) == len("0@example.com") for o in outputs)
+
+
+def test_a_resolved_collision_masks_alike_in_the_other_tables():
+    spec = "tests.test_masking.one_hex_digit"
+    masker = Masker({"shop.NewsletterSubscriber.email": spec, "shop.Order.email": spec}, KEY)
+    inputs = [f"reader{i}@real.org" for i in range(12)]
+    subscribers = mask_rows(masker, m.NewsletterSubscriber, [{"email": e} for e in inputs])
+    orders = mask_rows(masker, m.Order, [{"email": e} for e in reversed(inputs)])
+    assert orders == list(reversed(subscribers))
+
+
+def test_a_column_unique_with_others_may_repeat_a_value_but_not_collide():
+    rules = {"shop.Account.provider_account_id": "tests.test_masking.one_hex_digit"}
+    inputs = ["u1", "u2", "u1", "u3", "u2", *[f"v{i}" for i in range(8)]]
+    outputs = masked(rules, m.Account, "provider_account_id", inputs)
+    assert outputs[0] == outputs[2] and outputs[1] == outputs[4]
+    assert len(set(outputs)) == len(set(inputs))
+
+
+def test_a_rule_with_too_few_values_for_a_unique_column_fails_clearly():
+    rules = {"shop.NewsletterSubscriber.email": "tests.test_masking.one_hex_digit"}
+    with pytest.raises(MaskingError) as caught:
+        masked(rules, m.NewsletterSubscriber, "email", [f"r{i}@real.org" for i in range(17)])
+    assert str(caught.value) == (
+        "Masking shop.NewsletterSubscriber.email gave the same value to different rows 50 times, "
+        "and the column is unique; give it a rule with more possible values, such as 'hash'."
+    )
+
+
+# JSON paths and a project's own function
+
+
+def test_json_paths_mask_only_what_they_name():
+    rules = {
+        "shop.UserActivity.payload": {
+            "$.query": "text",
+            "$.items[*].email": "email",
+            "$.ids[0]": "hash",
+        }
+    }
+    document = {
+        "query": "red shoes",
+        "items": [{"email": "ada@real.org", "n": 2}],
+        "ids": ["a1", "b2"],
+        "path": "/p/1",
+    }
+    original = json.loads(json.dumps(document))
+    output = masked(rules, m.UserActivity, "payload", [document])[0]
+    assert document == original  # the value read is not changed under the reader's feet
+    assert output["path"] == "/p/1" and output["items"][0]["n"] == 2 and output["ids"][1] == "b2"
+    assert len(output["query"]) == len("red shoes") and output["query"] != "red shoes"
+    assert (
+        output["items"][0]["email"]
+        == masked({"shop.User.email": "email"}, m.User, "email", ["ada@real.org"])[0]
+    )
+    assert output["ids"][0] != "a1"
+    assert masked(rules, m.UserActivity, "payload", [{"other": 1}, [1, 2], '"x"']) == [
+        {"other": 1},
+        [1, 2],
+        '"x"',
+    ]
+
+
+def test_json_given_as_text_is_masked_and_given_back_as_text():
+    rules = {"shop.UserActivity.payload": {"$.query": "text"}}
+    output = masked(rules, m.UserActivity, "payload", ['{"query": "red shoes", "ms": 5}'])[0]
+    assert json.loads(output)["ms"] == 5
+    assert json.loads(output)["query"] != "red shoes"
+
+
+def test_whole_json_columns_given_as_text_stay_json_text_or_become_null():
+    empty = masked(
+        {"shop.UserActivity.payload": "empty"}, m.UserActivity, "payload", ['{"q": 1}', "[1]"]
+    )
+    assert empty == ["{}", "[]"]
+    assert masked(
+        {"shop.UserActivity.payload": "null"}, m.UserActivity, "payload", ['{"q": 1}']
+    ) == [None]
+
+
+def test_a_function_of_your_own_masks_by_its_dotted_path():
+    rules = {"shop.Order.notes": "tests.test_masking.shout"}
+    first, second = masked(rules, m.Order, "notes", ["secret", "secret"])
+    assert first == second and first.startswith("MASKED-") and len(first) == 13
+
+
+def nothing(value, context: MaskContext) -> None:
+    return None
+
+
+def too_long(value, context: MaskContext) -> str:
+    return "x" * 300
+
+
+def test_many_nulls_on_a_unique_column_are_not_collisions():
+    # No shop column is both unique and nullable: the row masker is built by hand.
+    column = ColumnMasker("app.Model.code", ("nothing",), lambda value, attempt: None)
+    row_masker = RowMasker(m.User, [("code", column, UniqueTracker())], {})
+    assert [row_masker({"code": c})["code"] for c in "abc"] == [None, None, None]
+
+
+def test_error_for_a_function_that_gives_none_on_a_not_null_column():
+    with pytest.raises(MaskingError) as caught:
+        masked({"shop.Order.notes": "tests.test_masking.nothing"}, m.Order, "notes", ["secret"])
+    assert str(caught.value) == (
+        "The masking function tests.test_masking.nothing gave None for shop.Order.notes, "
+        "which is NOT NULL; make it return a value."
+    )
+
+
+def test_error_for_a_function_that_gives_more_than_the_column_holds():
+    with pytest.raises(MaskingError) as caught:
+        masked({"shop.Address.city": "tests.test_masking.too_long"}, m.Address, "city", ["Leeds"])
+    assert str(caught.value) == (
+        "The masking function tests.test_masking.too_long gave 300 characters for "
+        "shop.Address.city, which holds 100; make it cut its output to context.max_length."
+    )
+
+
+# manage.py check: one test per message
+
+
+def messages(settings, mask, key: object = KEY) -> list[tuple[str, str]]:
+    settings.DBTOOLS = {"MASK": mask} if key is None else {"MASK": mask, "MASK_KEY": key}
+    return [(message.id, message.msg) for message in check_mask()]
+
+
+def test_check_is_silent_without_mask(settings):
+    settings.DBTOOLS = {}
+    assert check_mask() == []
+    assert Masker.from_settings() is None
+
+
+def test_mask_and_mask_key_are_known_settings(settings):
+    settings.DBTOOLS = {"MASK": {"shop.User.email": "email"}, "MASK_KEY": KEY}
+    assert settings_problems() == []
+    assert check_mask() == []
+    assert Masker.from_settings().drops(m.User) is False
+
+
+def test_error_for_mask_that_is_not_a_dict(settings):
+    assert messages(settings, ["shop.User.email"]) == [
+        (
+            "dbtools.E010",
+            "DBTOOLS['MASK'] must be a dict of models and fields to rules, such as {'shop.User.email': 'email'}, not ['shop.User.email'].",
+        )
+    ]
+
+
+def test_error_for_label_that_is_neither_model_nor_field(settings):
+    assert messages(settings, {"email": "email"}) == [
+        (
+            "dbtools.E010",
+            "DBTOOLS['MASK']['email']: 'email' must name a model or a field, such as 'shop.User' or 'shop.User.email'.",
+        )
+    ]
+
+
+def test_error_for_unknown_rule(settings):
+    assert messages(settings, {"shop.User.email": "fake_email"}) == [
+        (
+            "dbtools.E010",
+            "DBTOOLS['MASK']['shop.User.email']: 'fake_email' is neither a built-in rule (city, date_shift, drop, email, empty, first_name, hash, ip, last_name, name, null, phone, postcode, street, text, unusable_password) nor the dotted path of a function.",
+        )
+    ]
+
+
+def test_error_for_function_that_cannot_be_imported(settings):
+    assert messages(settings, {"shop.Order.notes": "tests.test_masking.nowhere"}) == [
+        (
+            "dbtools.E010",
+            "DBTOOLS['MASK']['shop.Order.notes']: the function 'tests.test_masking.nowhere' cannot be imported (Module \"tests.test_masking\" does not define a \"nowhere\" attribute/class).",
+        )
+    ]
+
+
+def test_error_for_bad_date_shift_range(settings):
+    assert messages(settings, {"shop.Subscription.started_at": "date_shift:soon"}) == [
+        (
+            "dbtools.E010",
+            "DBTOOLS['MASK']['shop.Subscription.started_at']: 'date_shift:soon' needs a whole number of days of 1 or more after the colon.",
+        )
+    ]
+
+
+def test_error_for_argument_to_a_rule_that_takes_none(settings):
+    assert messages(settings, {"shop.User.email": "email:5"}) == [
+        (
+            "dbtools.E010",
+            "DBTOOLS['MASK']['shop.User.email']: the rule 'email' takes no argument, but 'email:5' gives one.",
+        )
+    ]
+
+
+def test_error_for_bad_json_path(settings):
+    assert messages(settings, {"shop.UserActivity.payload": {"query": "text"}}) == [
+        (
+            "dbtools.E010",
+            "DBTOOLS['MASK']['shop.UserActivity.payload']['query']: 'query' is not a JSON path dbtools reads; write $.key, $.key.inner, $.list[*].key or $.list[0].",
+        )
+    ]
+
+
+def test_error_for_unknown_model(settings):
+    assert messages(settings, {"shop.Customer.email": "email"}) == [
+        (
+            "dbtools.E011",
+            "DBTOOLS['MASK']['shop.Customer.email']: shop.Customer is not an installed model.",
+        )
+    ]
+
+
+def test_error_for_unknown_field(settings):
+    assert messages(settings, {"shop.User.emial": "email"}) == [
+        ("dbtools.E011", "DBTOOLS['MASK']['shop.User.emial']: shop.User has no field 'emial'.")
+    ]
+
+
+def test_error_for_rule_that_cannot_fit_the_field_type(settings):
+    assert messages(settings, {"shop.Order.total": "email"}) == [
+        (
+            "dbtools.E012",
+            "DBTOOLS['MASK']['shop.Order.total']: the rule 'email' cannot fit shop.Order.total, a DecimalField; it fits EmailField, CharField and TextField.",
+        )
+    ]
+
+
+def test_error_for_null_on_a_not_null_field(settings):
+    assert messages(settings, {"shop.Order.notes": "null"}) == [
+        (
+            "dbtools.E012",
+            "DBTOOLS['MASK']['shop.Order.notes']: 'null' on shop.Order.notes, which is NOT NULL; use 'empty' or a rule that makes a value.",
+        )
+    ]
+
+
+def test_error_for_rule_longer_than_the_column(settings):
+    assert messages(settings, {"shop.Address.country": "hash"}) == [
+        (
+            "dbtools.E012",
+            "DBTOOLS['MASK']['shop.Address.country']: the rule 'hash' needs 8 characters and shop.Address.country holds 2; choose a shorter rule such as 'hash' or 'text'.",
+        )
+    ]
+
+
+def test_error_for_drop_on_a_field(settings):
+    assert messages(settings, {"shop.User.email": "drop"}) == [
+        (
+            "dbtools.E012",
+            "DBTOOLS['MASK']['shop.User.email']: 'drop' leaves out a whole table; write it on the model, 'shop.User', or give the field a rule that masks it.",
+        )
+    ]
+
+
+def test_error_for_field_rule_on_a_model(settings):
+    assert messages(settings, {"shop.User": "email"}) == [
+        (
+            "dbtools.E012",
+            "DBTOOLS['MASK']['shop.User']: a whole model can only be dropped ('drop'); name a field, such as 'shop.User.<field>', to mask it.",
+        )
+    ]
+
+
+def test_error_for_masking_a_key(settings):
+    assert messages(settings, {"shop.Order.user": "null", "shop.SiteSettings.key": "hash"}) == [
+        (
+            "dbtools.E012",
+            "DBTOOLS['MASK']['shop.Order.user']: shop.Order.user is a foreign key; masking it would break the rows that point at it, so leave it out of MASK.",
+        ),
+        (
+            "dbtools.E012",
+            "DBTOOLS['MASK']['shop.SiteSettings.key']: shop.SiteSettings.key is the primary key; masking it would break the rows that point at it, so leave it out of MASK.",
+        ),
+    ]
+
+
+def test_error_for_json_paths_on_a_field_that_is_not_json(settings):
+    assert messages(settings, {"shop.Order.notes": {"$.query": "text"}}) == [
+        (
+            "dbtools.E012",
+            "DBTOOLS['MASK']['shop.Order.notes']: JSON paths need a JSONField, and shop.Order.notes is a TextField.",
+        )
+    ]
+
+
+def test_error_for_non_unique_rule_on_a_unique_field(settings):
+    assert messages(settings, {"shop.User.username": "name"}) == [
+        (
+            "dbtools.E013",
+            "DBTOOLS['MASK']['shop.User.username']: the rule 'name' can give two rows the same value, and shop.User.username is unique; use 'hash', 'email' or 'ip', which stay unique.",
+        )
+    ]
+
+
+def test_error_for_non_unique_rule_on_a_field_in_a_unique_constraint(settings):
+    assert messages(settings, {"shop.Account.provider_account_id": "text"}) == [
+        (
+            "dbtools.E013",
+            "DBTOOLS['MASK']['shop.Account.provider_account_id']: the rule 'text' can give two rows the same value, and shop.Account.provider_account_id is part of a unique constraint; use 'hash', 'email' or 'ip', which stay unique.",
+        )
+    ]
+
+
+def test_error_for_dropping_a_model_that_kept_rows_point_at(settings):
+    assert messages(settings, {"shop.Product": "drop"}) == [
+        (
+            "dbtools.E015",
+            "DBTOOLS['MASK']['shop.Product']: 'drop' leaves out shop.Product, but shop.CategoriesOnProducts.product, shop.ProductImage.product, shop.ProductVariant.product point at its rows and are kept; drop those models too, or mask shop.Product's fields instead.",
+        )
+    ]
+    settings.DBTOOLS["EXCLUDE"] = ["shop.ProductImage"]
+    settings.DBTOOLS["MASK"] = {
+        "shop.Product": "drop",
+        "shop.ProductVariant": "drop",
+        "shop.CategoriesOnProducts": "drop",
+        "shop.OrderItem": "drop",
+        "shop.SubscriptionItem": "drop",
+    }
+    assert check_mask() == []
+
+
+def test_error_for_missing_mask_key(settings):
+    assert messages(settings, {"shop.User.email": "email"}, key=None) == [
+        (
+            "dbtools.E014",
+            "DBTOOLS['MASK'] is set but DBTOOLS['MASK_KEY'] is not; set it to a secret of at least 32 characters kept out of the code, such as os.environ['DBTOOLS_MASK_KEY'].",
+        )
+    ]
+
+
+def test_error_for_short_mask_key(settings):
+    assert messages(settings, {"shop.User.email": "email"}, key="secret") == [
+        (
+            "dbtools.E014",
+            "DBTOOLS['MASK_KEY'] must be a secret of at least 32 characters (python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one); the one set is too short to keep the masked values from being guessed back.",
+        )
+    ]
+
+
+def test_from_settings_refuses_bad_rules_with_the_check_messages(settings):
+    settings.DBTOOLS = {"MASK": {"shop.User.emial": "email"}, "MASK_KEY": KEY}
+    with pytest.raises(ConfigurationError) as caught:
+        Masker.from_settings()
+    assert (
+        str(caught.value) == "DBTOOLS['MASK']['shop.User.emial']: shop.User has no field 'emial'."
+    )
+
+
+# On a real database
+
+
+SHOP_RULES = {
+    "shop.User.email": "email",
+    "shop.User.username": "hash",
+    "shop.User.first_name": "first_name",
+    "shop.User.last_name": "last_name",
+    "shop.User.password": "unusable_password",
+    "shop.Order.email": "email",
+    "shop.NewsletterSubscriber.email": "email",
+    "shop.Address.full_name": "name",
+    "shop.Address.line1": "street",
+    "shop.Address.city": "city",
+    "shop.Address.postal_code": "postcode",
+    "shop.UserActivity.ip_address": "ip",
+    "shop.UserActivity.payload": {"$.path": "text"},
+    "shop.Subscription.started_at": "date_shift",
+}
+
+
+def test_masked_rows_satisfy_every_constraint_and_join_alike(settings, alias):
+    seed_shop(600, using=alias)
+    for order in m.Order.objects.using(alias).select_related("user").filter(user__isnull=False):
+        order.email = order.user.email  # a customer's email in two tables: the join must hold
+        order.save(update_fields=["email"])
+    settings.DBTOOLS = {"MASK": SHOP_RULES, "MASK_KEY": KEY}
+    masker = Masker.from_settings()
+    originals: dict[str, set] = {}
+    for label in sorted({label.rsplit(".", 1)[0] for label in SHOP_RULES}):
+        model = m.__dict__[label.split(".")[1]]
+        row_masker = masker.for_table(model)
+        columns = ["pk", *row_masker.masked_columns]
+        for row in model._base_manager.using(alias).order_by("pk").values(*columns):
+            before = dict(row)
+            after = row_masker(row)
+            for column in row_masker.masked_columns:
+                originals.setdefault(f"{label}.{column}", set()).add(
+                    json.dumps(before[column], default=str)
+                )
+            model._base_manager.using(alias).filter(pk=after.pop("pk")).update(**after)
+    # The updates above ran under the database's own unique constraints; and to be plain:
+    users = list(m.User.objects.using(alias).values_list("email", flat=True))
+    assert len(set(users)) == len(users)
+    assert users and not {json.dumps(u) for u in users} & originals["shop.User.email"]
+    for user in m.User.objects.using(alias).all():
+        user.full_clean(validate_unique=False, validate_constraints=False)  # formats and lengths
+        assert not user.has_usable_password()
+    orders = m.Order.objects.using(alias).select_related("user").filter(user__isnull=False)
+    assert orders and all(order.email == order.user.email for order in orders)
+    assert (
+        not set(m.Order.objects.using(alias).values_list("email", flat=True))
+        & originals["shop.Order.email"]
+    )
+    # Backup reads a JSON column as the database's text: each backend's text masks alike.
+    as_text = m.UserActivity.objects.using(alias).annotate(text=Cast("payload", TextField()))
+    document = as_text.values_list("text", flat=True).first()
+    row = masker.for_table(m.UserActivity)({"payload": document})
+    assert (
+        json.loads(row["payload"])
+        == mask_rows(masker, m.UserActivity, [{"payload": json.loads(document)}])[0]["payload"]
+    )
+    activity = m.UserActivity.objects.using(alias).exclude(ip_address=None).first()
+    assert ipaddress.ip_address(activity.ip_address) in ipaddress.ip_network("10.0.0.0/8")
