@@ -29,6 +29,7 @@ KNOWN_KEYS = {
     "ACCEPT",
     "LOCK_TIMEOUT",
     "DEPLOY",
+    "SENSITIVE_FIELDS",
 }
 COMPRESSIONS = ("zstd", "gzip")
 # From the numbers in docs/benchmarks.md: zstd is smaller and faster than gzip.
@@ -59,6 +60,7 @@ class DbtoolsSettings:
     accept: dict[str, dict[str, str]] = field(default_factory=dict)  # migration -> code -> reason
     lock_timeout: str = DEFAULT_LOCK_TIMEOUT
     deploy: str = DEFAULT_DEPLOY
+    sensitive_fields: tuple[str, ...] = ()  # "field" or "app_label.Model.field": never shown
 
 
 def _raw() -> dict[str, Any]:
@@ -142,6 +144,12 @@ def settings_problems() -> list[str]:
         problems.append(f"DBTOOLS['LOCK_TIMEOUT'] {problem}")
     if problem := deploy_problem(raw.get("DEPLOY", DEFAULT_DEPLOY)):
         problems.append(f"DBTOOLS['DEPLOY'] {problem}")
+    sensitive = raw.get("SENSITIVE_FIELDS", [])
+    if not isinstance(sensitive, list | tuple) or not all(isinstance(x, str) for x in sensitive):
+        problems.append(
+            "DBTOOLS['SENSITIVE_FIELDS'] must be a list of field names or app_label.Model.field "
+            f"labels whose values are never shown, such as ['password'], not {sensitive!r}."
+        )
     return problems
 
 
@@ -186,4 +194,5 @@ def get_settings() -> DbtoolsSettings:
         accept={k: dict(v) for k, v in raw.get("ACCEPT", {}).items()},
         lock_timeout=raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT).strip(),
         deploy=raw.get("DEPLOY", DEFAULT_DEPLOY),
+        sensitive_fields=tuple(raw.get("SENSITIVE_FIELDS", ())),
     )
