@@ -144,13 +144,16 @@ def settings_problems() -> list[str]:
         problems.append(f"DBTOOLS['LOCK_TIMEOUT'] {problem}")
     if problem := deploy_problem(raw.get("DEPLOY", DEFAULT_DEPLOY)):
         problems.append(f"DBTOOLS['DEPLOY'] {problem}")
-    sensitive = raw.get("SENSITIVE_FIELDS", [])
-    if not isinstance(sensitive, list | tuple) or not all(isinstance(x, str) for x in sensitive):
-        problems.append(
-            "DBTOOLS['SENSITIVE_FIELDS'] must be a list of field names or app_label.Model.field "
-            f"labels whose values are never shown, such as ['password'], not {sensitive!r}."
-        )
-    return problems
+    return problems + sensitive_fields_problems(raw.get("SENSITIVE_FIELDS", []))
+
+
+def sensitive_fields_problems(value: object) -> list[str]:
+    if isinstance(value, list | tuple) and all(isinstance(x, str) for x in value):
+        return []
+    return [
+        "DBTOOLS['SENSITIVE_FIELDS'] must be a list of field names or app_label.Model.field "
+        f"labels whose values are never shown, such as ['password'], not {value!r}."
+    ]
 
 
 def deploy_problem(value: object) -> str | None:

@@ -187,25 +187,10 @@ def count_pairs(
     counts = dict.fromkeys((new for new, _old in pairing.columns), 0)
     new_names = [new for new, _old in pairing.key]
     for old, new in pairs:
-        if new is None:
-            assert old is not None
-            diff.only_in_backup += 1
-            if len(diff.examples) < examples:
-                diff.examples.append(RowExample("only_in_backup", key_of(old, old_names)))
+        if new is None or old is None:
+            one_side(diff, old, new, old_names, new_names, examples)
             continue
-        if old is None:
-            diff.only_in_database += 1
-            if len(diff.examples) < examples:
-                diff.examples.append(RowExample("only_in_database", key_of(new, new_names)))
-            continue
-        if whole_rows and old == new:
-            diff.same += 1
-            continue
-        changed = [
-            (new_name, old_name)
-            for new_name, old_name in pairing.columns
-            if value_of(old, old_name) != value_of(new, new_name)
-        ]
+        changed = [] if whole_rows and old == new else changed_columns(old, new, pairing)
         if not changed:
             diff.same += 1
             continue
@@ -213,12 +198,37 @@ def count_pairs(
         for new_name, _old_name in changed:
             counts[new_name] += 1
         if len(diff.examples) < examples:
-            diff.examples.append(
-                RowExample(
-                    "changed", key_of(new, new_names), example_changes(old, new, changed, pairing)
-                )
-            )
+            shown = example_changes(old, new, changed, pairing)
+            diff.examples.append(RowExample("changed", key_of(new, new_names), shown))
     diff.columns = {name: n for name, n in counts.items() if n}
+
+
+def one_side(
+    diff: TableDiff,
+    old: Row | None,
+    new: Row | None,
+    old_names: list[str],
+    new_names: list[str],
+    examples: int,
+) -> None:
+    """A row only in the backup (deleted since) or only on the new side (added)."""
+    if new is None:
+        assert old is not None
+        diff.only_in_backup += 1
+        example = RowExample("only_in_backup", key_of(old, old_names))
+    else:
+        diff.only_in_database += 1
+        example = RowExample("only_in_database", key_of(new, new_names))
+    if len(diff.examples) < examples:
+        diff.examples.append(example)
+
+
+def changed_columns(old: Row, new: Row, pairing: Pairing) -> list[tuple[str, str]]:
+    return [
+        (new_name, old_name)
+        for new_name, old_name in pairing.columns
+        if value_of(old, old_name) != value_of(new, new_name)
+    ]
 
 
 def key_of(row: Row, names: list[str]) -> list[Any]:

@@ -201,14 +201,7 @@ def pair_by_name(old: dict[str, Any], new: dict[str, Any], diff: TableDiff) -> P
     another kind is a schema change, not compared."""
     old_kinds = {c["name"]: c["kind"] for c in old["columns"]}
     new_kinds = {c["name"]: c["kind"] for c in new["columns"]}
-    for name, kind in new_kinds.items():
-        if name not in old_kinds:
-            diff.schema_changes.append(f"{name}: added (not in the old backup)")
-        elif old_kinds[name] != kind:
-            diff.schema_changes.append(f"{name}: {old_kinds[name]} -> {kind}, not compared")
-    diff.schema_changes += [
-        f"{name}: removed (not in the new backup)" for name in old_kinds if name not in new_kinds
-    ]
+    diff.schema_changes += column_changes(old_kinds, new_kinds)
     same = [name for name, kind in new_kinds.items() if old_kinds.get(name) == kind]
     key = list(new.get("pk", []))
     if not key or any(name not in same for name in key):
@@ -221,6 +214,18 @@ def pair_by_name(old: dict[str, Any], new: dict[str, Any], diff: TableDiff) -> P
         hidden=frozenset(name for name in new_kinds if sensitive(diff.label, name)),
         ordered=all(new_kinds[name] == "int" for name in key),
     )
+
+
+def column_changes(old_kinds: dict[str, str], new_kinds: dict[str, str]) -> list[str]:
+    changes = []
+    for name, kind in new_kinds.items():
+        if name not in old_kinds:
+            changes.append(f"{name}: added (not in the old backup)")
+        elif old_kinds[name] != kind:
+            changes.append(f"{name}: {old_kinds[name]} -> {kind}, not compared")
+    return changes + [
+        f"{name}: removed (not in the new backup)" for name in old_kinds if name not in new_kinds
+    ]
 
 
 def check_backup_labels(labels: Sequence[str], tables: set[str]) -> None:

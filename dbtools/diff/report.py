@@ -124,35 +124,43 @@ def shown_key(key: list[Any]) -> str:
     return shown_value(key[0]) if len(key) == 1 else "(" + ", ".join(map(shown_value, key)) + ")"
 
 
-def summary_lines(table: TableDiff, new_side: str = "the database") -> list[str]:
-    """One table's difference in a few lines (no examples); `new_side` names what
-    the backup is compared with."""
+def summary_lines(table: TableDiff) -> list[str]:
+    """One table's difference in a line, and a line per schema change (no
+    examples): rows deleted (only in the backup), added (only in the database,
+    or the second backup) and changed, with the count per changed column."""
     if not table.compared:
         return [f"{table.label}: {'; '.join(table.schema_changes)}"]
-    counts = (
-        f"{table.only_in_backup:,} only in the backup, {table.only_in_database:,} only in "
-        f"{new_side}, {table.changed:,} changed"
-    )
-    lines = [f"{table.label}: {counts}"]
+    counts = [
+        f"{n:,} {what}"
+        for n, what in (
+            (table.only_in_backup, "deleted"),
+            (table.only_in_database, "added"),
+            (table.changed, "changed"),
+        )
+        if n
+    ]
+    line = f"{table.label}: {', '.join(counts) or 'no row differs'}"
     if table.columns:
-        per_column = ", ".join(f"{name} {n:,}" for name, n in table.columns.items())
-        lines.append(f"  changed columns: {per_column}")
-    lines += [f"  schema: {change}" for change in table.schema_changes]
-    return lines
+        line += " (" + ", ".join(f"{name} {n:,}" for name, n in table.columns.items()) + ")"
+    return [line, *(f"  schema: {change}" for change in table.schema_changes)]
 
 
-def example_lines(table: TableDiff, new_side: str = "the database") -> list[str]:
+def example_lines(table: TableDiff) -> list[str]:
+    """The examples: each changed row on a line, old -> new; the keys of
+    deleted and of added rows on a line each."""
     lines = []
     for example in table.examples:
-        key = shown_key(example.key)
-        if example.kind == "only_in_backup":
-            lines.append(f"  - {key}: only in the backup")
-        elif example.kind == "only_in_database":
-            lines.append(f"  + {key}: only in {new_side}")
-        else:
+        if example.kind == "changed":
             changes = "; ".join(
                 f"{name}: {shown_value(old)} -> {shown_value(new)}"
                 for name, (old, new) in example.changes.items()
             )
-            lines.append(f"  ~ {key}: {changes}")
+            lines.append(f"  ~ {shown_key(example.key)}: {changes}")
+    for kind, mark, what in (
+        ("only_in_backup", "-", "deleted"),
+        ("only_in_database", "+", "added"),
+    ):
+        keys = [shown_key(e.key) for e in table.examples if e.kind == kind]
+        if keys:
+            lines.append(f"  {mark} {what}: {', '.join(keys)}")
     return lines

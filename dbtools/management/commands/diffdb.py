@@ -62,15 +62,9 @@ class Command(DbtoolsCommand):
         add_identity_argument(parser)
 
     def handle(self, *args, **options):
+        asked = {name: options[name] for name in ("against", "only", "exclude", "rows")}
         try:
-            result = diff_database(
-                options["file"],
-                against=options["against"],
-                using=options["database"],
-                only=options["only"],
-                exclude=options["exclude"],
-                rows=options["rows"],
-            )
+            result = diff_database(options["file"], using=options["database"], **asked)
         except DbtoolsError as exc:
             raise CommandError(str(exc), returncode=ERROR_STATUS) from exc
         except DatabaseError as exc:
@@ -84,7 +78,6 @@ class Command(DbtoolsCommand):
             sys.exit(1)
 
     def write_text(self, result: DiffResult, verbosity: int) -> None:
-        new_side = "the database" if result.new.startswith("database ") else result.new
         header = f"{result.old} -> {result.new}"
         if not result.differs:
             self.stdout.write(f"{header}: no difference in {len(result.tables)} tables.")
@@ -93,7 +86,7 @@ class Command(DbtoolsCommand):
             f"{header}: {len(result.differing)} of {len(result.tables)} tables differ."
         )
         for table in result.differing:
-            lines = summary_lines(table, new_side) + example_lines(table, new_side)
+            lines = summary_lines(table) + example_lines(table)
             self.stdout.write("\n".join(lines))
         if verbosity >= 2:
             same = [t.label for t in result.tables if not t.differs]
