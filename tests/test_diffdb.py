@@ -12,11 +12,14 @@ from django.core.management import CommandError, call_command
 
 from dbtools import diff_database
 from dbtools.backup import backup_database
+from dbtools.diff.compare import key_reader, merge_join
+from dbtools.diff.report import DiffError, cut
 from dbtools.restore import prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
 from tests.data import fill_edge_cases
 from tests.test_replay import backup_before_the_data_migration  # noqa: F401  (a fixture)
+from tests.test_safemigrate import lab  # noqa: F401  (a fixture)
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parent.parent / "docs" / "diffdb-report.schema.json").read_text()
@@ -163,3 +166,39 @@ def test_error_for_no_backup_exits_2(alias, backup_dir):
     with pytest.raises(CommandError, match=r"no db-backup-latest") as raised:
         call_command("diffdb", "--database", alias)
     assert raised.value.returncode == 2
+
+
+def test_a_renamed_column_is_one_schema_change_and_compared_under_its_new_name(
+    alias,
+    backup_dir,
+    lab,  # noqa: F811
+):
+    lab.migrate("0001")
+    for i, size in enumerate([3, 0, 12]):
+        lab.add(name=f"gadget {i}", code="A", size=size, legacy="")
+    backup = backup_database(using=alias, only=["lab"]).path
+    lab.migrate("0002")
+    lab.model().objects.using(alias).filter(name="gadget 1").update(dimension=7)
+
+    (gadget,) = diff_database(backup, using=alias, only=["lab"], rows=5).tables
+
+    assert gadget.schema_changes == ["size -> dimension (renamed)"]
+    assert (gadget.only_in_backup, gadget.only_in_database, gadget.changed) == (0, 0, 1)
+    assert gadget.columns == {"dimension": 1}
+    assert gadget.examples[0].changes == {"dimension": (0, 7)}
+
+
+def test_merge_join_pairs_by_key_and_refuses_rows_out_of_order():
+    key = key_reader(["id"])
+    old = [{"id": 1}, {"id": 2}, {"id": 4}]
+    new = [{"id": 2}, {"id": 3}, {"id": 4}, {"id": 5}]
+    pairs = [(o and o["id"], n and n["id"]) for o, n in merge_join(iter(old), iter(new), key, key)]
+    assert pairs == [(1, None), (2, 2), (None, 3), (4, 4), (None, 5)]
+    with pytest.raises(DiffError, match=r"^Rows are not in primary-key order \(key 1 after 2\)"):
+        list(merge_join(iter([{"id": 2}, {"id": 1}]), iter([]), key, key))
+
+
+def test_long_values_are_cut_and_short_ones_kept():
+    assert cut("x" * 100) == "x" * 59 + "…"
+    assert cut({"a": 1}) == {"a": 1}
+    assert cut(12) == 12

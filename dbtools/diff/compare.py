@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,9 @@ def value_of(row: Row, name: str) -> Any:
     return row.get(name)
 
 
-def key_reader(names: list[str]) -> Callable[[Row], tuple[Any, ...]]:
-    def key(row: Row) -> tuple[Any, ...]:
-        return tuple(row.get(name) for name in names)
-
-    return key
+def key_reader(names: list[str]) -> Callable[[Row], Any]:
+    """row -> its key: the value itself for a one-column key, else a tuple."""
+    return itemgetter(*names)
 
 
 def merge_join(
@@ -103,7 +102,7 @@ def merge_join(
 def in_order(previous: Any, current: Any) -> None:
     if current is not None and not previous < current:
         raise DiffError(
-            f"Rows are not in primary-key order (key {list(current)!r} after {list(previous)!r}), "
+            f"Rows are not in primary-key order (key {current!r} after {previous!r}), "
             f"or a key appears twice: the backup was edited, or the table has no usable primary "
             f"key. Leave the table out with --exclude."
         )
@@ -124,6 +123,7 @@ def spill_folder() -> Iterator[Path]:
 def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row]:
     """The rows again, ordered by their key's JSON text, via a SQLite file."""
     key = key_reader(names)
+    single = len(names) == 1
     db = sqlite3.connect(path)
     try:
         db.execute("CREATE TABLE r (k TEXT PRIMARY KEY, line BLOB) WITHOUT ROWID")
@@ -131,7 +131,8 @@ def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row
         try:
             for row_line in lines:
                 raw = row_line.encode() if isinstance(row_line, str) else row_line
-                batch.append((orjson.dumps(key(orjson.loads(raw))).decode(), raw))
+                value = key(orjson.loads(raw))
+                batch.append((orjson.dumps([value] if single else list(value)).decode(), raw))
                 if len(batch) >= SPILL_BATCH:
                     db.executemany("INSERT INTO r VALUES (?, ?)", batch)
                     batch = []

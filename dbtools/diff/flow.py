@@ -4,7 +4,7 @@ against another backup, table by table, streaming."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from typing import Any
 
@@ -50,12 +50,15 @@ def diff_database(
     return result
 
 
-def sensitive(label: str, name: str) -> bool:
+def sensitive(label: str, names: Iterable[str]) -> frozenset[str]:
+    """The names among `names` whose values DBTOOLS['SENSITIVE_FIELDS'] keeps from being shown."""
     listed = {s.lower() for s in get_settings().sensitive_fields}
-    return name.lower() in listed or f"{label}.{name}".lower() in listed
+    return frozenset(
+        name for name in names if name.lower() in listed or f"{label}.{name}".lower() in listed
+    )
 
 
-def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Iterator[Line]:
+def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Generator[Line, None, None]:
     """The table's rows exactly as backupdb encodes them, in primary-key order."""
     backend = backend_for(connection)
     batches: Iterator[list[str] | list[bytes]] = (
@@ -93,7 +96,7 @@ def pair_with_table(
     return Pairing(
         key=[(new, str(old)) for new, old in key],
         columns=list(same_kind.items()),
-        hidden=frozenset(f.name for f in table.fields if sensitive(table.label, f.name)),
+        hidden=sensitive(table.label, (f.name for f in table.fields)),
         ordered=all(kind_of(f) == "int" for f in table.pk_fields),
     )
 
@@ -127,8 +130,9 @@ def diff_with_database(
                 renames = field_renames.get(current, {})
                 pairing = pair_with_table(section.meta["columns"], table, renames, diff)
                 if pairing is not None:
-                    lines = database_lines(table, connection)
-                    compare_table(diff, section.rows, lines, pairing, rows)
+                    # Closed here even on an error: the reader may hold a thread and a cursor.
+                    with closing(database_lines(table, connection)) as lines:
+                        compare_table(diff, section.rows, lines, pairing, rows)
                 tables.append(diff)
     expected = tables_expected(using, meta)
     for current, table in scope.items():
@@ -211,7 +215,7 @@ def pair_by_name(old: dict[str, Any], new: dict[str, Any], diff: TableDiff) -> P
     return Pairing(
         key=[(name, name) for name in key],
         columns=[(name, name) for name in same],
-        hidden=frozenset(name for name in new_kinds if sensitive(diff.label, name)),
+        hidden=sensitive(diff.label, new_kinds),
         ordered=all(new_kinds[name] == "int" for name in key),
     )
 
