@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from dbtools import diff_database
 from dbtools.backup import backup_database
+from dbtools.conf import settings_problems
 from dbtools.diff.compare import key_reader, merge_join
 from dbtools.diff.report import DiffError, cut
 from dbtools.restore import prepare_restore, restore_database
@@ -202,3 +203,31 @@ def test_long_values_are_cut_and_short_ones_kept():
     assert cut("x" * 100) == "x" * 59 + "…"
     assert cut({"a": 1}) == {"a": 1}
     assert cut(12) == 12
+
+
+def test_two_backups_of_different_schemas_name_each_column_change(
+    alias,
+    backup_dir,
+    lab,  # noqa: F811
+):
+    lab.migrate("0001")
+    lab.add(name="gadget", code="A", size=3, legacy="")
+    before = backup_database(using=alias, only=["lab"]).path
+    lab.migrate("0002")
+    after = backup_database(using=alias, only=["lab"]).path
+
+    (gadget,) = diff_database(before, against=after).tables
+
+    assert gadget.schema_changes == [
+        "dimension: added (not in the old backup)",
+        "size: removed (not in the new backup)",
+    ]
+    assert (gadget.changed, gadget.same) == (0, 1)
+
+
+def test_error_for_sensitive_fields_that_are_not_a_list(settings):
+    settings.DBTOOLS = {"SENSITIVE_FIELDS": "password"}
+    assert settings_problems() == [
+        "DBTOOLS['SENSITIVE_FIELDS'] must be a list of field names or app_label.Model.field "
+        "labels whose values are never shown, such as ['password'], not 'password'."
+    ]
