@@ -28,6 +28,8 @@ _API = {
     "list_backups": "dbtools.storage.catalog",
     "verify": "dbtools.archive",
     "drill": "dbtools.drill",
+    "diff_database": "dbtools.diff",
+    "DiffResult": "dbtools.diff",
     "DrillResult": "dbtools.drill",
     "identity_file": "dbtools.envelope",
     "backup_location": "dbtools.storage",

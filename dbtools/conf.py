@@ -32,6 +32,7 @@ KNOWN_KEYS = {
     # Read by dbtools.masking, which reports their problems itself.
     "MASK",
     "MASK_KEY",
+    "SENSITIVE_FIELDS",
 }
 COMPRESSIONS = ("zstd", "gzip")
 # From the numbers in docs/benchmarks.md: zstd is smaller and faster than gzip.
@@ -62,6 +63,7 @@ class DbtoolsSettings:
     accept: dict[str, dict[str, str]] = field(default_factory=dict)  # migration -> code -> reason
     lock_timeout: str = DEFAULT_LOCK_TIMEOUT
     deploy: str = DEFAULT_DEPLOY
+    sensitive_fields: tuple[str, ...] = ()  # "field" or "app_label.Model.field": never shown
 
 
 def _raw() -> dict[str, Any]:
@@ -145,7 +147,16 @@ def settings_problems() -> list[str]:
         problems.append(f"DBTOOLS['LOCK_TIMEOUT'] {problem}")
     if problem := deploy_problem(raw.get("DEPLOY", DEFAULT_DEPLOY)):
         problems.append(f"DBTOOLS['DEPLOY'] {problem}")
-    return problems
+    return problems + sensitive_fields_problems(raw.get("SENSITIVE_FIELDS", []))
+
+
+def sensitive_fields_problems(value: object) -> list[str]:
+    if isinstance(value, list | tuple) and all(isinstance(x, str) for x in value):
+        return []
+    return [
+        "DBTOOLS['SENSITIVE_FIELDS'] must be a list of field names or app_label.Model.field "
+        f"labels whose values are never shown, such as ['password'], not {value!r}."
+    ]
 
 
 def deploy_problem(value: object) -> str | None:
@@ -189,4 +200,5 @@ def get_settings() -> DbtoolsSettings:
         accept={k: dict(v) for k, v in raw.get("ACCEPT", {}).items()},
         lock_timeout=raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT).strip(),
         deploy=raw.get("DEPLOY", DEFAULT_DEPLOY),
+        sensitive_fields=tuple(raw.get("SENSITIVE_FIELDS", ())),
     )

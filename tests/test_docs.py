@@ -28,8 +28,8 @@ def section(text: str, heading: str) -> str:
     return text[start.end() : end.start() if end else len(text)]
 
 
-def test_dbtools_has_its_four_commands():
-    assert COMMANDS == ["backupdb", "listbackups", "restoredb", "safemigrate"]
+def test_dbtools_has_its_five_commands():
+    assert COMMANDS == ["backupdb", "diffdb", "listbackups", "restoredb", "safemigrate"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -1,0 +1,252 @@
+"""The streaming comparison of one table: both sides' row lines, in the same
+primary-key order, merge-joined in constant memory.
+
+Where the key order of the two sides cannot be trusted to agree with
+Python's (text or UUID keys sort by the database's collation, and MariaDB
+sorts UUIDs its own way), both sides are first spilled into a temporary
+SQLite file and read back in the order of the key's JSON text: memory stays
+bounded, disk holds the rows for as long as the table takes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..codec import JSON_NULL_KEY
+from .report import HIDDEN, DiffError, RowExample, TableDiff, cut
+
+Row = dict[str, Any]
+Line = bytes | str
+SPILL_BATCH = 5_000
+
+
+class _JsonNull:
+    """A JSONField's JSON null, which is not SQL NULL."""
+
+    def __repr__(self) -> str:
+        return "JSON null"
+
+
+JSON_NULL = _JsonNull()
+
+
+@dataclass
+class Pairing:
+    """Which column of the old side is compared with which of the new.
+
+    Names are (new, old): a renamed column is reported under its new name."""
+
+    key: list[tuple[str, str]]
+    columns: list[tuple[str, str]]
+    hidden: frozenset[str] = frozenset()  # new names whose values are never shown
+    ordered: bool = True  # both sides come in an order Python's comparison agrees with
+
+    @property
+    def same_names(self) -> bool:
+        return all(new == old for new, old in self.columns)
+
+
+def value_of(row: Row, name: str) -> Any:
+    nulls = row.get(JSON_NULL_KEY)
+    if nulls and name in nulls:
+        return JSON_NULL
+    return row.get(name)
+
+
+def key_reader(names: list[str]) -> Callable[[Row], Any]:
+    """row -> its key: the value itself for a one-column key, else a tuple."""
+    return itemgetter(*names)
+
+
+def merge_join(
+    old: Iterator[Row],
+    new: Iterator[Row],
+    old_key: Callable[[Row], Any],
+    new_key: Callable[[Row], Any],
+) -> Iterator[tuple[Row | None, Row | None]]:
+    """(old row, new row) pairs in key order; None where a side has no such key."""
+    o, n = next(old, None), next(new, None)
+    ok: Any
+    nk: Any
+    ok = old_key(o) if o is not None else None
+    nk = new_key(n) if n is not None else None
+    while o is not None or n is not None:
+        if n is None or (o is not None and ok < nk):
+            yield o, None
+            o, previous = next(old, None), ok
+            ok = old_key(o) if o is not None else None
+            in_order(previous, ok)
+        elif o is None or nk < ok:
+            yield None, n
+            n, previous = next(new, None), nk
+            nk = new_key(n) if n is not None else None
+            in_order(previous, nk)
+        else:
+            yield o, n
+            o, n, old_previous, new_previous = next(old, None), next(new, None), ok, nk
+            ok = old_key(o) if o is not None else None
+            nk = new_key(n) if n is not None else None
+            in_order(old_previous, ok)
+            in_order(new_previous, nk)
+
+
+def in_order(previous: Any, current: Any) -> None:
+    if current is not None and not previous < current:
+        raise DiffError(
+            f"Rows are not in primary-key order (key {current!r} after {previous!r}), "
+            f"or a key appears twice: the backup was edited, or the table has no usable primary "
+            f"key. Leave the table out with --exclude."
+        )
+
+
+def parsed(lines: Iterable[Line]) -> Iterator[Row]:
+    loads = orjson.loads
+    for line in lines:
+        yield loads(line)
+
+
+@contextmanager
+def spill_folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="dbtools-diff-") as folder:
+        yield Path(folder)
+
+
+def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row]:
+    """The rows again, ordered by their key's JSON text, via a SQLite file."""
+    key = key_reader(names)
+    single = len(names) == 1
+    db = sqlite3.connect(path)
+    try:
+        db.execute("CREATE TABLE r (k TEXT PRIMARY KEY, line BLOB) WITHOUT ROWID")
+        batch: list[tuple[str, bytes]] = []
+        try:
+            for row_line in lines:
+                raw = row_line.encode() if isinstance(row_line, str) else row_line
+                value = key(orjson.loads(raw))
+                batch.append((orjson.dumps([value] if single else list(value)).decode(), raw))
+                if len(batch) >= SPILL_BATCH:
+                    db.executemany("INSERT INTO r VALUES (?, ?)", batch)
+                    batch = []
+            db.executemany("INSERT INTO r VALUES (?, ?)", batch)
+        except sqlite3.IntegrityError as exc:
+            raise DiffError(
+                f"A primary key appears twice ({exc}): the backup was edited or damaged. "
+                f"Use another backup, or leave the table out with --exclude."
+            ) from exc
+        for text, raw in db.execute("SELECT k, line FROM r ORDER BY k"):
+            row = orjson.loads(raw)
+            row["$diff_key"] = text
+            yield row
+    finally:
+        db.close()
+
+
+def compare_table(
+    diff: TableDiff,
+    old_lines: Iterable[Line],
+    new_lines: Iterable[Line],
+    pairing: Pairing,
+    examples: int,
+) -> None:
+    """Count what differs between the two sides of one table into `diff`."""
+    old_names = [old for _new, old in pairing.key]
+    new_names = [new for new, _old in pairing.key]
+    if pairing.ordered:
+        pairs = merge_join(
+            parsed(old_lines), parsed(new_lines), key_reader(old_names), key_reader(new_names)
+        )
+        count_pairs(diff, pairs, pairing, examples, old_names)
+        return
+    with spill_folder() as folder:
+        by_text = key_reader(["$diff_key"])
+        pairs = merge_join(
+            spilled(old_lines, old_names, folder / "old.sqlite3"),
+            spilled(new_lines, new_names, folder / "new.sqlite3"),
+            by_text,
+            by_text,
+        )
+        count_pairs(diff, pairs, pairing, examples, old_names)
+
+
+def count_pairs(
+    diff: TableDiff,
+    pairs: Iterator[tuple[Row | None, Row | None]],
+    pairing: Pairing,
+    examples: int,
+    old_names: list[str],
+) -> None:
+    whole_rows = pairing.same_names
+    counts = dict.fromkeys((new for new, _old in pairing.columns), 0)
+    new_names = [new for new, _old in pairing.key]
+    for old, new in pairs:
+        if new is None or old is None:
+            one_side(diff, old, new, old_names, new_names, examples)
+            continue
+        changed = [] if whole_rows and old == new else changed_columns(old, new, pairing)
+        if not changed:
+            diff.same += 1
+            continue
+        diff.changed += 1
+        for new_name, _old_name in changed:
+            counts[new_name] += 1
+        if len(diff.examples) < examples:
+            shown = example_changes(old, new, changed, pairing)
+            diff.examples.append(RowExample("changed", key_of(new, new_names), shown))
+    diff.columns = {name: n for name, n in counts.items() if n}
+
+
+def one_side(
+    diff: TableDiff,
+    old: Row | None,
+    new: Row | None,
+    old_names: list[str],
+    new_names: list[str],
+    examples: int,
+) -> None:
+    """A row only in the backup (deleted since) or only on the new side (added)."""
+    if new is None:
+        assert old is not None
+        diff.only_in_backup += 1
+        example = RowExample("only_in_backup", key_of(old, old_names))
+    else:
+        diff.only_in_database += 1
+        example = RowExample("only_in_database", key_of(new, new_names))
+    if len(diff.examples) < examples:
+        diff.examples.append(example)
+
+
+def changed_columns(old: Row, new: Row, pairing: Pairing) -> list[tuple[str, str]]:
+    return [
+        (new_name, old_name)
+        for new_name, old_name in pairing.columns
+        if value_of(old, old_name) != value_of(new, new_name)
+    ]
+
+
+def key_of(row: Row, names: list[str]) -> list[Any]:
+    return [row.get(name) for name in names]
+
+
+def example_changes(
+    old: Row, new: Row, changed: list[tuple[str, str]], pairing: Pairing
+) -> dict[str, tuple[Any, Any]]:
+    shown = {}
+    for new_name, old_name in changed:
+        if new_name in pairing.hidden:
+            shown[new_name] = (HIDDEN, HIDDEN)
+            continue
+        before, after = value_of(old, old_name), value_of(new, new_name)
+        shown[new_name] = (
+            repr(before) if before is JSON_NULL else cut(before),
+            repr(after) if after is JSON_NULL else cut(after),
+        )
+    return shown

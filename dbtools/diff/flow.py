@@ -1,0 +1,276 @@
+"""diff_database(): a backup against the database (inside one snapshot) or
+against another backup, table by table, streaming."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import closing
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.loader import MigrationLoader
+
+from ..archive import ArchiveReader, TableSection
+from ..backends import backend_for
+from ..backup import BATCH_ROWS, connect, python_batches, snapshot
+from ..codec import kind_of
+from ..conf import get_settings
+from ..exceptions import ConfigurationError
+from ..graph import Table, plan_tables
+from ..restore_plan import TableMapping, current_table_label, map_columns, migration_renames
+from ..storage import BackupRef
+from ..storage.catalog import resolve_backup
+from .compare import Line, Pairing, compare_table
+from .report import DiffResult, TableDiff
+
+
+def diff_database(
+    file: str | BackupRef | None = None,
+    *,
+    against: str | BackupRef | None = None,
+    using: str = "default",
+    only: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    rows: int = 0,
+) -> DiffResult:
+    """Compare backup `file` (default: the latest) with database `using`, or,
+    given `against`, with that backup. `rows`: up to so many example rows per
+    table. Reads only; the database side is read inside one snapshot."""
+    if type(rows) is not int or rows < 0:
+        raise ConfigurationError(f"--rows must be a whole number of 0 or more, not {rows!r}.")
+    started = time.monotonic()
+    old_path = resolve_backup(file)
+    if against is not None:
+        new_path = resolve_backup(against, option="--against")
+        result = diff_backups(old_path, new_path, only, exclude, rows)
+    else:
+        result = diff_with_database(old_path, using, only, exclude, rows)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def sensitive(label: str, names: Iterable[str]) -> frozenset[str]:
+    """The names among `names` whose values DBTOOLS['SENSITIVE_FIELDS'] keeps from being shown."""
+    listed = {s.lower() for s in get_settings().sensitive_fields}
+    return frozenset(
+        name for name in names if name.lower() in listed or f"{label}.{name}".lower() in listed
+    )
+
+
+def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Generator[Line, None, None]:
+    """The table's rows exactly as backupdb encodes them, in primary-key order."""
+    backend = backend_for(connection)
+    batches: Iterator[list[str] | list[bytes]] = (
+        backend.write_row_batches(table, BATCH_ROWS)
+        if backend.can_write_rows(table)
+        else python_batches(table, connection)
+    )
+    with closing(batches):  # type: ignore[type-var]
+        for batch in batches:
+            yield from batch
+
+
+def selected(label: str, only: Sequence[str], exclude: Sequence[str]) -> bool:
+    """--only/--exclude for a label that may name no model today."""
+    names = {label.lower(), label.partition(".")[0].lower()}
+    chosen = not only or any(o.lower() in names for o in only)
+    return chosen and not any(e.lower() in names for e in exclude)
+
+
+def pair_with_table(
+    columns: list[dict[str, Any]], table: Table, renames: dict[str, str], diff: TableDiff
+) -> Pairing | None:
+    """The backup's columns paired with today's fields through the restore
+    plan's mapping; what the mapping changes is noted once as a schema change."""
+    mapping = TableMapping(table.label, table, 0, columns)
+    map_columns(mapping, renames)
+    diff.schema_changes = list(mapping.changes)
+    kinds = {c["name"]: c["kind"] for c in columns}
+    same_kind = {f.name: c for f, c in mapping.sources if c is not None and kinds[c] == kind_of(f)}
+    key = [(f.name, same_kind.get(f.name)) for f in table.pk_fields]
+    if any(old is None for _new, old in key):
+        diff.compared = False
+        diff.schema_changes.append("the primary key changed since the backup: rows not compared")
+        return None
+    return Pairing(
+        key=[(new, str(old)) for new, old in key],
+        columns=list(same_kind.items()),
+        hidden=sensitive(table.label, (f.name for f in table.fields)),
+        ordered=all(kind_of(f) == "int" for f in table.pk_fields),
+    )
+
+
+def diff_with_database(
+    path: BackupRef, using: str, only: Sequence[str], exclude: Sequence[str], rows: int
+) -> DiffResult:
+    connection = connect(using)
+    whole = plan_tables(using, include_unmanaged=True)
+    scope = {t.label.lower(): t for t in whole.select(only, exclude).tables}
+    everything = {t.label.lower(): t for t in whole.tables}
+    tables: list[TableDiff] = []
+    seen: set[str] = set()
+    with ArchiveReader(path) as reader:
+        meta = reader.meta
+        loader = MigrationLoader(connection, ignore_no_migrations=True)
+        model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
+        with snapshot(connection):
+            for section in reader.tables():
+                label = section.meta["label"]
+                current = current_table_label(label, model_renames)
+                table = everything.get(current)
+                if table is None:
+                    if selected(label, only, exclude):
+                        tables.append(gone(label, section, "the database"))
+                    continue
+                if current not in scope:
+                    continue
+                seen.add(current)
+                diff = TableDiff(table.label)
+                renames = field_renames.get(current, {})
+                pairing = pair_with_table(section.meta["columns"], table, renames, diff)
+                if pairing is not None:
+                    # Closed here even on an error: the reader may hold a thread and a cursor.
+                    with closing(database_lines(table, connection)) as lines:
+                        compare_table(diff, section.rows, lines, pairing, rows)
+                tables.append(diff)
+    expected = tables_expected(using, meta)
+    for current, table in scope.items():
+        if current not in seen and (expected is None or current in expected):
+            tables.append(added(table.label))
+    return DiffResult(path.name, f"database {using!r}", tables)
+
+
+def gone(label: str, section: TableSection, where: str) -> TableDiff:
+    count = sum(1 for _ in section.rows)
+    return TableDiff(
+        label,
+        compared=False,
+        schema_changes=[f"not in {where} ({count:,} rows in the backup)"],
+    )
+
+
+def added(label: str) -> TableDiff:
+    return TableDiff(label, compared=False, schema_changes=["not in the backup (added since)"])
+
+
+def tables_expected(using: str, meta: dict[str, Any]) -> set[str] | None:
+    """The tables today's database has that the backup's own --only/--exclude
+    would have taken (None: that cannot be told, every table is expected)."""
+    try:
+        plan = plan_tables(
+            using,
+            only=meta.get("only", []),
+            exclude=meta.get("exclude", []),
+            include_unmanaged=bool(meta.get("include_unmanaged")),
+        )
+    except ConfigurationError:
+        return None
+    return {t.label.lower() for t in plan.tables}
+
+
+# Two backups ---------------------------------------------------------------------
+
+
+class SectionCursor:
+    """The tables of a second backup, found by label as the first one's come:
+    one pass when both list their tables in the same order, a new pass from
+    the start when they do not."""
+
+    def __init__(self, path: BackupRef) -> None:
+        self.path = path
+        self.reader = ArchiveReader(path)
+        self.sections = self.reader.tables()
+        self.labels: list[str] = list(self.reader.meta.get("order", []))
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def find(self, label: str) -> TableSection | None:
+        if self.labels and label not in self.labels:
+            return None
+        for attempt in range(2):
+            for section in self.sections:
+                if section.meta["label"] == label:
+                    return section
+            if attempt == 0:
+                self.close()
+                self.reader = ArchiveReader(self.path)
+                self.sections = self.reader.tables()
+        return None
+
+
+def pair_by_name(old: dict[str, Any], new: dict[str, Any], diff: TableDiff) -> Pairing | None:
+    """Two backups' columns paired by name; a column added, removed or of
+    another kind is a schema change, not compared."""
+    old_kinds = {c["name"]: c["kind"] for c in old["columns"]}
+    new_kinds = {c["name"]: c["kind"] for c in new["columns"]}
+    diff.schema_changes += column_changes(old_kinds, new_kinds)
+    same = [name for name, kind in new_kinds.items() if old_kinds.get(name) == kind]
+    key = list(new.get("pk", []))
+    if not key or any(name not in same for name in key):
+        diff.compared = False
+        diff.schema_changes.append("the primary key differs between the backups: rows not compared")
+        return None
+    return Pairing(
+        key=[(name, name) for name in key],
+        columns=[(name, name) for name in same],
+        hidden=sensitive(diff.label, new_kinds),
+        ordered=all(new_kinds[name] == "int" for name in key),
+    )
+
+
+def column_changes(old_kinds: dict[str, str], new_kinds: dict[str, str]) -> list[str]:
+    changes = []
+    for name, kind in new_kinds.items():
+        if name not in old_kinds:
+            changes.append(f"{name}: added (not in the old backup)")
+        elif old_kinds[name] != kind:
+            changes.append(f"{name}: {old_kinds[name]} -> {kind}, not compared")
+    return changes + [
+        f"{name}: removed (not in the new backup)" for name in old_kinds if name not in new_kinds
+    ]
+
+
+def check_backup_labels(labels: Sequence[str], tables: set[str]) -> None:
+    known = {t.lower() for t in tables} | {t.partition(".")[0].lower() for t in tables}
+    unknown = [label for label in labels if label.lower() not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"{', '.join(unknown)}: no table of either backup has that app or model label; "
+            f"give labels as app_label or app_label.Model."
+        )
+
+
+def diff_backups(
+    old_path: BackupRef, new_path: BackupRef, only: Sequence[str], exclude: Sequence[str], rows: int
+) -> DiffResult:
+    tables: list[TableDiff] = []
+    seen: set[str] = set()
+    cursor = SectionCursor(new_path)
+    try:
+        with ArchiveReader(old_path) as reader:
+            labels = set(reader.meta.get("order", [])) | set(cursor.labels)
+            check_backup_labels([*only, *exclude], labels)
+            for section in reader.tables():
+                label = section.meta["label"]
+                if not selected(label, only, exclude):
+                    continue
+                seen.add(label)
+                other = cursor.find(label)
+                if other is None:
+                    tables.append(gone(label, section, new_path.name))
+                    continue
+                diff = TableDiff(label)
+                pairing = pair_by_name(section.meta, other.meta, diff)
+                if pairing is not None:
+                    compare_table(diff, section.rows, other.rows, pairing, rows)
+                tables.append(diff)
+    finally:
+        cursor.close()
+    for label in cursor.labels:
+        if label not in seen and selected(label, only, exclude):
+            tables.append(
+                TableDiff(label, compared=False, schema_changes=[f"not in {old_path.name}"])
+            )
+    return DiffResult(old_path.name, new_path.name, tables)

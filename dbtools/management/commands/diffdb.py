@@ -1,0 +1,93 @@
+import sys
+
+import orjson
+from django.core.management.base import CommandError
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
+
+from dbtools.diff import DiffResult, diff_database
+from dbtools.diff.report import example_lines, summary_lines
+from dbtools.exceptions import DbtoolsError
+
+from ._common import DbtoolsCommand, add_identity_argument, database_error
+
+# As diff(1): 0 the same, 1 a difference, 2 the diff could not be made.
+ERROR_STATUS = 2
+
+
+class Command(DbtoolsCommand):
+    interrupted = "Nothing was changed: diffdb only reads."
+    help = (
+        "Show what changed between a backup and the database (or, with --against, another "
+        "backup): per table the rows deleted, added and changed, and which columns changed. "
+        "Exit 0 when nothing differs, 1 when something does."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--file",
+            help="Backup to compare: a name in the backups folder (or DBTOOLS['STORAGE']) or a "
+            "local path (default: db-backup-latest.json).",
+        )
+        parser.add_argument(
+            "--against",
+            metavar="FILE",
+            help="Compare with this second backup instead of the database.",
+        )
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            help="Database alias to compare with (default: %(default)s).",
+        )
+        for option, what in (("--only", "Compare only"), ("--exclude", "Leave out")):
+            parser.add_argument(
+                option,
+                action="append",
+                default=[],
+                metavar="LABEL",
+                help=f"{what} this app or app.Model (repeatable).",
+            )
+        parser.add_argument(
+            "--rows",
+            type=int,
+            default=0,
+            metavar="N",
+            help="Show up to N example rows per table: the changed columns, old -> new.",
+        )
+        parser.add_argument(
+            "--format",
+            choices=["text", "json"],
+            default="text",
+            help="json: one document (docs/diffdb-report.schema.json) instead of text.",
+        )
+        add_identity_argument(parser)
+
+    def handle(self, *args, **options):
+        asked = {name: options[name] for name in ("against", "only", "exclude", "rows")}
+        try:
+            result = diff_database(options["file"], using=options["database"], **asked)
+        except DbtoolsError as exc:
+            raise CommandError(str(exc), returncode=ERROR_STATUS) from exc
+        except DatabaseError as exc:
+            raise CommandError(database_error(exc), returncode=ERROR_STATUS) from exc
+        if options["format"] == "json":
+            self.stdout.write(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
+        else:
+            self.write_text(result, options["verbosity"])
+        if result.differs:
+            self.stdout.flush()
+            sys.exit(1)
+
+    def write_text(self, result: DiffResult, verbosity: int) -> None:
+        header = f"{result.old} -> {result.new}"
+        if not result.differs:
+            self.stdout.write(f"{header}: no difference in {len(result.tables)} tables.")
+            return
+        self.stdout.write(
+            f"{header}: {len(result.differing)} of {len(result.tables)} tables differ."
+        )
+        for table in result.differing:
+            lines = summary_lines(table) + example_lines(table)
+            self.stdout.write("\n".join(lines))
+        if verbosity >= 2:
+            same = [t.label for t in result.tables if not t.differs]
+            self.stdout.write(f"The same: {', '.join(same) or 'none'}.")

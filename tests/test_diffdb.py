@@ -1,0 +1,233 @@
+"""diffdb: exact, streaming, schema-aware differences, on every backend."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import jsonschema
+import pytest
+from django.core.management import CommandError, call_command
+
+from dbtools import diff_database
+from dbtools.backup import backup_database
+from dbtools.conf import settings_problems
+from dbtools.diff.compare import key_reader, merge_join
+from dbtools.diff.report import DiffError, cut
+from dbtools.restore import prepare_restore, restore_database
+from shop import models as m
+from shop.seed import seed_shop
+from tests.data import fill_edge_cases
+from tests.test_replay import backup_before_the_data_migration  # noqa: F401  (a fixture)
+from tests.test_safemigrate import lab  # noqa: F401  (a fixture)
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parent.parent / "docs" / "diffdb-report.schema.json").read_text()
+)
+
+
+def diffdb(*args: str) -> tuple[str, int]:
+    """(stdout, exit status) of `manage.py diffdb ARGS`."""
+    out = StringIO()
+    try:
+        call_command("diffdb", *args, stdout=out)
+    except SystemExit as exc:
+        return out.getvalue(), int(exc.code or 0)
+    return out.getvalue(), 0
+
+
+def run_script(alias: str) -> dict[str, object]:
+    """What a data script does: updates, inserts, deletes. Returns what it did."""
+    products = list(m.Product.objects.using(alias).order_by("slug")[:3])
+    for product in products:
+        product.name = product.name + " (renamed)"
+        product.save(update_fields=["name"])
+    first = m.Category.objects.using(alias).order_by("pk")[0]
+    first.position = 99
+    first.name = "Changed"
+    first.save(update_fields=["position", "name"])
+    m.Category.objects.using(alias).create(name="Extra", slug="extra")
+    m.Category.objects.using(alias).create(name="Extra 2", slug="extra-2")
+    deleted = list(
+        m.UserActivity.objects.using(alias).order_by("pk").values_list("pk", flat=True)[:4]
+    )
+    m.UserActivity.objects.using(alias).filter(pk__in=deleted).delete()
+    return {"products": len(products), "category": first.pk, "deleted": deleted}
+
+
+def test_a_database_restored_with_replace_diffs_empty(alias, backup_dir):
+    fill_edge_cases(alias)
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias)
+    m.Product.objects.using(alias).update(price=0)
+    m.Category.objects.using(alias).create(name="Extra", slug="extra")
+    restore_database(prepare_restore(backup.path, using=alias), mode="replace")
+
+    result = diff_database(backup.path, using=alias)
+
+    assert not result.differs, [t for t in result.tables if t.differs]
+    assert {"shop.Product", "edgecases.AllTypes"} <= {t.label for t in result.tables}
+    assert sum(t.same for t in result.tables) == backup.rows
+
+
+def test_after_a_script_the_counts_and_changed_columns_are_exact(alias, backup_dir):
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias)
+    done = run_script(alias)
+
+    result = diff_database(using=alias, rows=2)
+
+    differing = {t.label: t for t in result.differing}
+    assert set(differing) == {"shop.Product", "shop.Category", "shop.UserActivity"}
+    product = differing["shop.Product"]
+    assert (product.only_in_backup, product.only_in_database, product.changed) == (0, 0, 3)
+    assert product.columns == {"name": 3}
+    category = differing["shop.Category"]
+    assert (category.only_in_backup, category.only_in_database, category.changed) == (0, 2, 1)
+    assert category.columns == {"name": 1, "position": 1}
+    changed = next(e for e in category.examples if e.kind == "changed")
+    assert changed.key == [done["category"]]
+    assert changed.changes["position"][1] == 99 and changed.changes["name"][1] == "Changed"
+    activity = differing["shop.UserActivity"]
+    assert (activity.only_in_backup, activity.only_in_database, activity.changed) == (4, 0, 0)
+    assert [e.key for e in activity.examples] == [[pk] for pk in done["deleted"][:2]]
+    assert result.old == "db-backup-latest.json" and backup.latest is not None
+
+
+def test_two_backups_diff(alias, backup_dir):
+    seed_shop(200, using=alias)
+    before = backup_database(using=alias).path
+    run_script(alias)
+    after = backup_database(using=alias).path
+
+    result = diff_database(before, against=after, only=["shop"])
+
+    counts = {t.label: (t.only_in_backup, t.only_in_database, t.changed) for t in result.differing}
+    assert counts == {
+        "shop.Product": (0, 0, 3),
+        "shop.Category": (0, 2, 1),
+        "shop.UserActivity": (4, 0, 0),
+    }
+    assert all(t.label.startswith("shop.") for t in result.tables)
+    assert not diff_database(after, against=after).differs
+
+
+def test_the_command_exits_1_and_its_json_validates(alias, backup_dir, settings):
+    settings.DBTOOLS = {**settings.DBTOOLS, "SENSITIVE_FIELDS": ["shop.Product.name"]}
+    seed_shop(100, using=alias)
+    backup_database(using=alias)
+    out, status = diffdb("--database", alias)
+    assert status == 0 and "no difference in" in out
+    run_script(alias)
+
+    out, status = diffdb("--database", alias, "--rows", "3", "--format", "json")
+
+    assert status == 1
+    document = json.loads(out)
+    jsonschema.validate(document, SCHEMA)
+    product = next(t for t in document["tables"] if t["label"] == "shop.Product")
+    assert product["columns"] == {"name": 3}
+    assert all(
+        e["changes"]["name"] == {"old": "(hidden)", "new": "(hidden)"} for e in product["examples"]
+    )
+    text, status = diffdb("--database", alias, "--rows", "1", "--only", "shop.Category")
+    assert status == 1
+    assert "shop.Category: 2 added, 1 changed (name 1, position 1)\n" in text
+
+
+def test_a_backup_from_older_migrations_diffs_through_the_mapping(
+    alias,
+    backup_before_the_data_migration,  # noqa: F811
+):
+    backup, _migrated = backup_before_the_data_migration
+
+    result = diff_database(backup, using=alias, only=["replaylab"])
+
+    (plan,) = result.tables
+    assert (plan.only_in_backup, plan.only_in_database, plan.changed) == (0, 0, 0)
+    assert plan.same == 3
+    assert plan.schema_changes == [
+        "billing_interval: not in the backup, takes 'MONTH'",
+        "billing_interval_count: not in the backup, takes 1",
+        "delivery_schedule: not in the model any more, ignored",
+    ]
+    assert plan.differs
+
+
+def test_error_for_an_unknown_label_exits_2(alias, backup_dir):
+    seed_shop(20, using=alias)
+    backup_database(using=alias)
+    with pytest.raises(CommandError, match=r"^Unknown model 'shop.Nothing'") as raised:
+        call_command("diffdb", "--database", alias, "--only", "shop.Nothing")
+    assert raised.value.returncode == 2
+
+
+def test_error_for_no_backup_exits_2(alias, backup_dir):
+    with pytest.raises(CommandError, match=r"no db-backup-latest") as raised:
+        call_command("diffdb", "--database", alias)
+    assert raised.value.returncode == 2
+
+
+def test_a_renamed_column_is_one_schema_change_and_compared_under_its_new_name(
+    alias,
+    backup_dir,
+    lab,  # noqa: F811
+):
+    lab.migrate("0001")
+    for i, size in enumerate([3, 0, 12]):
+        lab.add(name=f"gadget {i}", code="A", size=size, legacy="")
+    backup = backup_database(using=alias, only=["lab"]).path
+    lab.migrate("0002")
+    lab.model().objects.using(alias).filter(name="gadget 1").update(dimension=7)
+
+    (gadget,) = diff_database(backup, using=alias, only=["lab"], rows=5).tables
+
+    assert gadget.schema_changes == ["size -> dimension (renamed)"]
+    assert (gadget.only_in_backup, gadget.only_in_database, gadget.changed) == (0, 0, 1)
+    assert gadget.columns == {"dimension": 1}
+    assert gadget.examples[0].changes == {"dimension": (0, 7)}
+
+
+def test_merge_join_pairs_by_key_and_refuses_rows_out_of_order():
+    key = key_reader(["id"])
+    old = [{"id": 1}, {"id": 2}, {"id": 4}]
+    new = [{"id": 2}, {"id": 3}, {"id": 4}, {"id": 5}]
+    pairs = [(o and o["id"], n and n["id"]) for o, n in merge_join(iter(old), iter(new), key, key)]
+    assert pairs == [(1, None), (2, 2), (None, 3), (4, 4), (None, 5)]
+    with pytest.raises(DiffError, match=r"^Rows are not in primary-key order \(key 1 after 2\)"):
+        list(merge_join(iter([{"id": 2}, {"id": 1}]), iter([]), key, key))
+
+
+def test_long_values_are_cut_and_short_ones_kept():
+    assert cut("x" * 100) == "x" * 59 + "…"
+    assert cut({"a": 1}) == {"a": 1}
+    assert cut(12) == 12
+
+
+def test_two_backups_of_different_schemas_name_each_column_change(
+    alias,
+    backup_dir,
+    lab,  # noqa: F811
+):
+    lab.migrate("0001")
+    lab.add(name="gadget", code="A", size=3, legacy="")
+    before = backup_database(using=alias, only=["lab"]).path
+    lab.migrate("0002")
+    after = backup_database(using=alias, only=["lab"]).path
+
+    (gadget,) = diff_database(before, against=after).tables
+
+    assert gadget.schema_changes == [
+        "dimension: added (not in the old backup)",
+        "size: removed (not in the new backup)",
+    ]
+    assert (gadget.changed, gadget.same) == (0, 1)
+
+
+def test_error_for_sensitive_fields_that_are_not_a_list(settings):
+    settings.DBTOOLS = {"SENSITIVE_FIELDS": "password"}
+    assert settings_problems() == [
+        "DBTOOLS['SENSITIVE_FIELDS'] must be a list of field names or app_label.Model.field "
+        "labels whose values are never shown, such as ['password'], not 'password'."
+    ]
