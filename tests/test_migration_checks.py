@@ -21,7 +21,8 @@ from django.db.migrations.loader import MigrationLoader
 
 from dbtools.conf import settings_problems
 from dbtools.exceptions import MigrationError
-from dbtools.migration_checks import CHECKS, rewrites, widens
+from dbtools.migrate.checks.findings import CHECKS
+from dbtools.migrate.checks.types import rewrites, widens
 from tests.conftest import ROOT, backends
 
 LAST = "0017_irreversible"
@@ -486,13 +487,15 @@ def test_the_exit_codes_are_in_help():
 
 
 def test_a_postgresql_type_keeps_the_commas_inside_its_parentheses():
-    from dbtools.migration_checks import PG_ALTER_TYPE
+    from pglast import parse_sql
+
+    from dbtools.migrate.checks.postgresql_locks import altered_types
 
     statement = (
         'ALTER TABLE "shop_product" ALTER COLUMN "price" TYPE numeric(12, 2) USING "price"::numeric(12, 2), '
         'ALTER COLUMN "name" TYPE varchar(80);'
     )
-    assert [m.groups() for m in PG_ALTER_TYPE.finditer(statement)] == [
+    assert altered_types(parse_sql(statement)[0].stmt) == [
         ("price", "numeric(12, 2)"),
         ("name", "varchar(80)"),
     ]
@@ -519,7 +522,7 @@ def test_a_bad_acknowledgement_in_a_migration_names_the_migration():
 def test_the_check_of_runpython_imports_nothing_itself(tmp_path, monkeypatch):
     """A relative `from .models import Box` names 'models': the check must look
     only at modules already loaded, never import one by that name."""
-    from dbtools.migration_checks import imported_models
+    from dbtools.migrate.checks.python_code import imported_models
 
     (tmp_path / "models.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -537,7 +540,8 @@ def probe(
     migration (to apply it)."""
     from django.db import migrations
 
-    from dbtools.migration_checks import TableFacts, check_operation
+    from dbtools.migrate.checks.context import TableFacts
+    from dbtools.migrate.checks.operations import check_operation
     from dbtools.migration_plan import forwards_contexts
 
     connection = connections[alias]
