@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from .exceptions import ConfigurationError
+from .migrate.checks.findings import acceptance_problem
 
 KNOWN_KEYS = {
     "BACKUP_DIR",
@@ -136,8 +137,6 @@ def settings_problems() -> list[str]:
             f"not {accept!r}."
         )
     else:
-        from .migration_checks import acceptance_problem
-
         for migration, accepted in accept.items():
             problem = acceptance_problem(accepted)
             if problem:

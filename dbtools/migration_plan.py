@@ -28,18 +28,17 @@ from django.db.migrations.state import ProjectState
 from .backends import backend_for
 from .conf import deploy_problem, get_settings
 from .exceptions import MigrationError
-from .migration_checks import (
+from .migrate.checks.context import OperationContext, TableFacts
+from .migrate.checks.findings import (
     ACCEPT_ATTRIBUTE,
     CHECKS,
     LEVELS,
     Finding,
-    OperationContext,
-    TableFacts,
     acceptance_problem,
     at_or_above,
-    check_operation,
-    tables_created,
 )
+from .migrate.checks.operations import check_operation
+from .migrate.checks.sql import tables_created
 from .rollback import Leftover, find_leftovers
 
 Step = tuple[Migration, bool]  # (migration, backwards)

@@ -21,7 +21,8 @@ from django.db.migrations.loader import MigrationLoader
 
 from dbtools.conf import settings_problems
 from dbtools.exceptions import MigrationError
-from dbtools.migration_checks import CHECKS, rewrites, widens
+from dbtools.migrate.checks.findings import CHECKS
+from dbtools.migrate.checks.types import rewrites, widens
 from tests.conftest import ROOT, backends
 
 LAST = "0017_irreversible"
@@ -486,13 +487,15 @@ def test_the_exit_codes_are_in_help():
 
 
 def test_a_postgresql_type_keeps_the_commas_inside_its_parentheses():
-    from dbtools.migration_checks import PG_ALTER_TYPE
+    from pglast import parse_sql
+
+    from dbtools.migrate.checks.postgresql_locks import altered_types
 
     statement = (
         'ALTER TABLE "shop_product" ALTER COLUMN "price" TYPE numeric(12, 2) USING "price"::numeric(12, 2), '
         'ALTER COLUMN "name" TYPE varchar(80);'
     )
-    assert [m.groups() for m in PG_ALTER_TYPE.finditer(statement)] == [
+    assert altered_types(parse_sql(statement)[0].stmt) == [
         ("price", "numeric(12, 2)"),
         ("name", "varchar(80)"),
     ]
@@ -519,7 +522,7 @@ def test_a_bad_acknowledgement_in_a_migration_names_the_migration():
 def test_the_check_of_runpython_imports_nothing_itself(tmp_path, monkeypatch):
     """A relative `from .models import Box` names 'models': the check must look
     only at modules already loaded, never import one by that name."""
-    from dbtools.migration_checks import imported_models
+    from dbtools.migrate.checks.python_code import imported_models
 
     (tmp_path / "models.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -537,7 +540,8 @@ def probe(
     migration (to apply it)."""
     from django.db import migrations
 
-    from dbtools.migration_checks import TableFacts, check_operation
+    from dbtools.migrate.checks.context import TableFacts
+    from dbtools.migrate.checks.operations import check_operation
     from dbtools.migration_plan import forwards_contexts
 
     connection = connections[alias]
@@ -749,9 +753,10 @@ def test_an_index_built_after_an_alter_table_in_one_transaction_blocks_reads_too
     ],
 )
 def test_run_sql_is_judged_by_what_the_parser_reads(alias, lintlab, sql, expected):
-    """RunSQL is parsed in the database's dialect (sqlglot): a word inside a string or
-    a comment is no statement, and a rename in SQL is seen as one by the running-code
-    check, which regular expressions missed."""
+    """RunSQL is parsed as the database reads it (pglast on PostgreSQL, sqlglot in
+    the dialect elsewhere): a word inside a string or a comment is no statement,
+    and a rename in SQL is seen as one by the running-code check, which regular
+    expressions missed."""
     from django.db import migrations
 
     lintlab.migrate("0001")
@@ -770,13 +775,66 @@ def test_sql_the_parser_cannot_read_is_judged_by_its_words(alias, lintlab):
     assert [code for _index, code, _message in raised] == ["DBT304"]
 
 
+@backends("postgresql")
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ('ALTER TABLE ONLY "public"."lintlab_box" ALTER COLUMN "note" SET NOT NULL',
+         [("DBT203", "SET NOT NULL on note scans lintlab_box (0 rows) under an ACCESS EXCLUSIVE lock "
+                     "(reads and writes wait).")]),
+        ("ALTER TABLE lintlab_box ADD COLUMN price numeric(12, 2) NOT NULL DEFAULT 0, "
+         "ADD CONSTRAINT price_positive CHECK (price >= 0), ALTER COLUMN note SET NOT NULL",
+         [("DBT203", "SET NOT NULL on note scans lintlab_box (0 rows) under an ACCESS EXCLUSIVE lock "
+                     "(reads and writes wait)."),
+          ("DBT204", "The CHECK constraint is validated against every row of lintlab_box (0 rows) under "
+                     "an ACCESS EXCLUSIVE lock (reads and writes wait).")]),
+        ('ALTER TABLE "lintlab_box" ADD CONSTRAINT "c" CHECK ("note" <> \'NOT VALID\')',
+         [("DBT204", "The CHECK constraint is validated against every row of lintlab_box (0 rows) under "
+                     "an ACCESS EXCLUSIVE lock (reads and writes wait).")]),
+        ('ALTER TABLE "lintlab_box" ADD CONSTRAINT "c" CHECK ("count" >= 0) NOT VALID', []),
+        ('ALTER TABLE "lintlab_box" ADD COLUMN "memo" text DEFAULT \'ALTER COLUMN "note" SET NOT NULL\'', []),
+        ('ALTER TABLE "lintlab_box" ADD COLUMN "memo" text /* ADD CONSTRAINT c CHECK (true) */', []),
+        ("SELECT $$DROP TABLE lintlab_box$$", []),
+        ("ALTER TABLE public.lintlab_box RENAME COLUMN note TO remark",
+         [("DBT402", "The SQL renames a table or column: the old code still queries the name it had (or "
+                     "will have), and every query it makes on it fails until the release is complete.")]),
+        ("DROP TABLE lintlab_box FROBNICATE",
+         [("DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup.")]),
+    ],
+    ids=[
+        "only-and-schema",
+        "unquoted-subcommands",
+        "not-valid-in-a-string",
+        "not-valid",
+        "set-not-null-in-a-string",
+        "check-in-a-comment",
+        "drop-in-a-dollar-quote",
+        "rename-column-schema",
+        "unparsable-by-its-words",
+    ],
+)  # fmt: skip
+def test_postgresql_sql_is_judged_as_postgresql_parses_it(alias, lintlab, sql, expected):
+    """PostgreSQL's own parser reads the statement: the table behind ONLY and a
+    schema, unquoted names, every subcommand of one ALTER TABLE, and NOT VALID
+    or SET NOT NULL only where they are syntax, never inside a string or comment.
+    What it cannot parse is still judged by its words."""
+    from django.db import migrations
+
+    lintlab.migrate("0001")
+    raised, _migration = probe(
+        alias, migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop), deploy="migrate-first"
+    )
+    assert [(code, message) for _index, code, message in raised] == expected
+
+
 @pytest.mark.parametrize("deploy", ["migrate-first", "code-first"])
 def test_an_operation_that_sends_no_sql_is_no_running_code_finding(alias, lintlab, deploy):
     """The schema both codes meet is unchanged: a rename the fix of DBT402 keeps
     under its database name, a proxy model, a model the project does not manage."""
     from django.db import migrations, models
 
-    from dbtools.migration_checks import TableFacts, check_operation
+    from dbtools.migrate.checks.context import TableFacts
+    from dbtools.migrate.checks.operations import check_operation
     from dbtools.migration_plan import forwards_contexts
 
     lintlab.migrate(LAST)

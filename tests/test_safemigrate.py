@@ -294,7 +294,7 @@ def test_system_check_warns_when_django_safemigrate_is_installed_too():
 def test_a_postgresql_table_rewrite_is_read_from_the_sql_with_the_catalogue_size(
     alias, lab, backup_dir, monkeypatch
 ):
-    monkeypatch.setattr("dbtools.migration_checks.BIG_TABLE_ROWS", 2)
+    monkeypatch.setattr("dbtools.migrate.checks.context.BIG_TABLE_ROWS", 2)
     lab.migrate("0006")
     for i in range(3):
         lab.add(name=f"g{i}", code="C", dimension=i, weight=i)

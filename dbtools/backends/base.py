@@ -50,8 +50,11 @@ class DatabaseBackend:
     casts_json_text = False
 
     # Migrations ----------------------------------------------------------------
-    # sqlglot's name for the SQL dialect, to parse RunSQL (migration_checks.py).
+    # sqlglot's name for the SQL dialect, to parse RunSQL (migrate/checks/sql.py).
     sql_dialect: str | None = None
+    # Which parser reads its SQL (migrate/checks/sql.py): PostgreSQL's own grammar
+    # for PostgreSQL, sqlglot in `sql_dialect` for the others.
+    sql_parser = "sqlglot"
     # A migrate's transactions can each be given a lock timeout that ends with them.
     has_transaction_lock_timeout = False
     # The migration lock can be a lock held by a transaction of a second connection.

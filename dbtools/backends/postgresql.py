@@ -45,7 +45,7 @@ WHERE con.contype = 'f'
 
 
 class PostgreSQLBackend(DatabaseBackend):
-    sql_dialect = "postgres"
+    sql_parser = "pglast"
     display_name = "PostgreSQL"
     shares_snapshots = True
     checks_foreign_keys_once = True

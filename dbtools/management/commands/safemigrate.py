@@ -5,7 +5,7 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.conf import DEPLOY_ORDERS, lock_timeout_problem
-from dbtools.migration_checks import LEVELS
+from dbtools.migrate.checks.findings import LEVELS
 from dbtools.migration_plan import (
     FAIL_ON,
     MigrationPlan,

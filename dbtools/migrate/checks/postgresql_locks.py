@@ -1,0 +1,139 @@
+"""PostgreSQL's locks and rewrites, read from the statements Django will run as
+PostgreSQL's own parser reads them: the ALTER TABLE subcommands, whether an
+index is built CONCURRENTLY, whether a constraint is NOT VALID, and the type a
+column changes to with its modifiers. Sizes come from the catalogue, never
+from `count(*)` of a big table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pglast import ast as pg
+from pglast.enums import AlterTableType, ConstrType
+from pglast.stream import RawStream
+
+from .context import OperationContext
+from .findings import Raised
+from .sql import one_line, postgresql_texts, relation_name
+from .types import rewrites
+
+# The subcommands that take less than ACCESS EXCLUSIVE when an ALTER TABLE holds
+# nothing else: a foreign key (SHARE ROW EXCLUSIVE), VALIDATE CONSTRAINT (SHARE
+# UPDATE EXCLUSIVE).
+WEAKER_SUBCOMMANDS = {AlterTableType.AT_AddConstraint, AlterTableType.AT_ValidateConstraint}
+
+
+def check_postgresql_sql(context: OperationContext) -> Iterator[Raised]:
+    for text in context.sql:
+        for statement, part in postgresql_texts(text):
+            yield from check_postgresql_statement(context, statement, part)
+
+
+def check_postgresql_statement(
+    context: OperationContext, statement: Any, text: str
+) -> Iterator[Raised]:
+    shown = one_line(text)
+    if isinstance(statement, pg.IndexStmt):
+        table = relation_name(statement)
+        if not statement.concurrent and locks_existing(context, table):
+            held = held_exclusive(context, table)
+            where = f"{table} ({size(context, table)})"
+            message = (under_held_lock(f"The index build on {where} runs", held) if held
+                       else f"The index build blocks writes to {where} until it is done (SHARE lock).")  # fmt: skip
+            yield Raised("DBT201", message, shown)
+        return
+    if not isinstance(statement, pg.AlterTableStmt):
+        return
+    table = relation_name(statement)
+    if not locks_existing(context, table):
+        return
+    yield from check_postgresql_alter_table(context, statement, table, shown)
+    if context.exclusive is not None and not takes_weaker_lock(statement):
+        context.exclusive.setdefault(table, shown.rstrip("; "))
+
+
+def takes_weaker_lock(statement: Any) -> bool:
+    """An ALTER TABLE of only foreign keys added and constraints validated."""
+    return all(
+        cmd.subtype == AlterTableType.AT_ValidateConstraint
+        or (
+            cmd.subtype == AlterTableType.AT_AddConstraint
+            and cmd.def_.contype == ConstrType.CONSTR_FOREIGN
+        )
+        for cmd in statement.cmds
+    )
+
+
+def held_exclusive(context: OperationContext, *tables: str) -> str | None:
+    """How to name the earlier statement of this transaction that holds one of
+    these tables under ACCESS EXCLUSIVE, or None."""
+    for table in tables:
+        statement = (context.exclusive or {}).get(table)
+        if statement:
+            return statement if len(statement) <= 80 else f"{statement[:79]}…"
+    return None
+
+
+def under_held_lock(work: str, held: str) -> str:
+    return (f"{work} under the ACCESS EXCLUSIVE lock that {held} took earlier in this migration: reads "
+            f"and writes wait until it commits.")  # fmt: skip
+
+
+def added_constraints(statement: Any, kind: ConstrType) -> list[Any]:
+    return [
+        cmd.def_
+        for cmd in statement.cmds
+        if cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.contype == kind
+    ]
+
+
+def check_postgresql_alter_table(
+    context: OperationContext, statement: Any, table: str, shown: str
+) -> Iterator[Raised]:
+    where = f"{table} ({size(context, table)})"
+    foreign_keys = [
+        c for c in added_constraints(statement, ConstrType.CONSTR_FOREIGN) if not c.skip_validation
+    ]
+    if foreign_keys:
+        referenced = str(foreign_keys[0].pktable.relname)
+        held = held_exclusive(context, table, referenced)
+        scan = f"Adding the foreign key scans {where} to validate it"
+        message = (under_held_lock(scan, held) if held else f"{scan}, holding a SHARE ROW EXCLUSIVE lock "
+                   f"on it and on {referenced} (writes to both wait).")  # fmt: skip
+        yield Raised("DBT202", message, shown)
+    for cmd in statement.cmds:
+        if cmd.subtype == AlterTableType.AT_SetNotNull:
+            yield Raised("DBT203", f"SET NOT NULL on {cmd.name} scans {where} under an ACCESS "
+                   f"EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip
+    if any(not c.skip_validation for c in added_constraints(statement, ConstrType.CONSTR_CHECK)):
+        yield Raised("DBT204", f"The CHECK constraint is validated against every row of {where} under an "
+               f"ACCESS EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip
+    if any(not c.indexname for c in added_constraints(statement, ConstrType.CONSTR_UNIQUE)):
+        yield Raised("DBT206", f"The UNIQUE constraint builds its index on {where} under an ACCESS EXCLUSIVE "
+               f"lock (reads and writes wait).", shown)  # fmt: skip
+    for column, new_type in altered_types(statement):
+        old_type = context.facts.column_type(table, column)
+        if old_type and rewrites(old_type, new_type):
+            yield Raised("DBT205", f"{column} from {old_type} to {new_type} rewrites {where} and its indexes "
+                   f"under an ACCESS EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip
+
+
+def altered_types(statement: Any) -> list[tuple[str, str]]:
+    """(column, new type) for each ALTER COLUMN … TYPE, the type spelt from the
+    parsed name and its modifiers: numeric(12, 2), varchar(80)."""
+    return [
+        (cmd.name, RawStream()(cmd.def_.typeName))
+        for cmd in statement.cmds
+        if cmd.subtype == AlterTableType.AT_AlterColumnType
+    ]
+
+
+def locks_existing(context: OperationContext, table: str) -> bool:
+    """A table the same migration creates is empty and unused: locking it costs nothing."""
+    return table not in context.created_in_migration and context.facts.exists(table)
+
+
+def size(context: OperationContext, table: str) -> str:
+    _count, rows = context.facts.rows(table)
+    return f"{rows} rows"

@@ -1,0 +1,276 @@
+"""SQL as the database reads it. Each backend names its parser (`sql_parser`):
+PostgreSQL's own grammar (pglast, libpg_query) for PostgreSQL, sqlglot in the
+backend's dialect for the others. A statement is judged by what it is (DROP,
+TRUNCATE, ALTER TABLE … DROP COLUMN or RENAME), never by words that happen to
+appear in it (a string, a comment, a type such as numeric(12, 2))."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pglast
+import sqlglot
+from django.db.backends.base.base import BaseDatabaseWrapper
+from pglast import ast as pg
+from pglast.enums import AlterTableType, NullTestType, ObjectType
+
+from ...backends import backend_for
+
+# Only for what the parser cannot read (see statements()).
+DESTRUCTIVE_SQL = re.compile(r"\b(DROP\s+(TABLE|COLUMN|SCHEMA|DATABASE)|TRUNCATE)\b", re.I)
+RENAME_SQL = re.compile(r"\bRENAME\b", re.I)
+# Django's own DDL for the sqlglot dialects; MariaDB and MySQL quote names with backticks.
+QUOTED = r'"((?:[^"]|"")+)"'
+CREATE_TABLE = re.compile(
+    rf"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:{QUOTED}|`((?:[^`]|``)+)`)", re.I
+)
+DESTROYED_OBJECTS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_SCHEMA, ObjectType.OBJECT_DATABASE}
+RENAMED_OBJECTS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_COLUMN}
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    destroys: bool  # drops a table, column, schema or database, or truncates
+    renames: bool  # renames a table or column
+
+
+def statements(sql: Any, connection: BaseDatabaseWrapper) -> Iterator[Statement]:
+    """Each statement of a RunSQL's sql (a string, or a list of strings or
+    (sql, params) pairs). What the parser cannot read (a DO block, a dialect's
+    own syntax) is judged by its words, so nothing is passed over."""
+    reader = reader_for(connection)
+    for text in sql_texts(sql):
+        read = reader.statements(text)
+        if read is None:
+            read = [Statement(one_line(text), bool(DESTRUCTIVE_SQL.search(text)),
+                              bool(RENAME_SQL.search(text)))]  # fmt: skip
+        yield from read
+
+
+def tables_created(sql: list[str], connection: BaseDatabaseWrapper | None = None) -> set[str]:
+    """The tables Django's SQL creates, read by the connection's parser; without a
+    connection, by the shape of the CREATE TABLE Django writes."""
+    if connection is None:
+        return {table for text in sql for table in created_by_words(text)}
+    return {table for text in sql for table in reader_for(connection).tables_created(text)}
+
+
+def created_by_words(text: str) -> set[str]:
+    m = CREATE_TABLE.match(text)
+    if not m:
+        return set()
+    return {unquote(m.group(1)) if m.group(1) else m.group(2).replace("``", "`")}
+
+
+def fills_column(sql: list[str], table: str, column: str, connection: BaseDatabaseWrapper) -> bool:
+    """Does Django's SQL fill this column's NULLs with a value? It does for a field
+    made NOT NULL with a default: an UPDATE … WHERE col IS NULL on PostgreSQL and
+    MariaDB, coalesce(col, default) in SQLite's table rebuild."""
+    reader = reader_for(connection)
+    return any(reader.fills_column(text, table, column) for text in sql)
+
+
+class PostgreSQLReader:
+    """PostgreSQL's own parser (libpg_query), so statements, ALTER TABLE
+    subcommands and type names are read as the server reads them."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+
+    def statements(self, text: str) -> list[Statement] | None:
+        return postgresql_statements(text)
+
+    def tables_created(self, text: str) -> set[str]:
+        parsed = parsed_postgresql(text) or []
+        return {relation_name(s) for s in parsed if isinstance(s, pg.CreateStmt)}
+
+    def fills_column(self, text: str, table: str, column: str) -> bool:
+        return any(fills_nulls_update(s, table, column) for s in parsed_postgresql(text) or [])
+
+
+class SqlglotReader:
+    """sqlglot in the backend's dialect for RunSQL; Django's own DDL, whose
+    shape is known, by its words."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+        self.dialect = backend_for(connection).sql_dialect
+
+    def statements(self, text: str) -> list[Statement] | None:
+        return sqlglot_statements(text, self.dialect)
+
+    def tables_created(self, text: str) -> set[str]:
+        return created_by_words(text)
+
+    def fills_column(self, text: str, table: str, column: str) -> bool:
+        quote = self.connection.ops.quote_name
+        col = re.escape(quote(column))
+        update = re.compile(rf"^UPDATE\s+{re.escape(quote(table))}\s+SET\s+{col}\s*=(?!\s*NULL\b).*"
+                            rf"\bWHERE\s+{col}\s+IS\s+NULL", re.I | re.S)  # fmt: skip
+        coalesce = re.compile(rf"coalesce\({col},(?!\s*NULL\s*\))", re.I)
+        return bool(update.search(text) or coalesce.search(text))
+
+
+READERS: dict[str, type[PostgreSQLReader | SqlglotReader]] = {
+    "pglast": PostgreSQLReader,
+    "sqlglot": SqlglotReader,
+}
+
+
+def reader_for(connection: BaseDatabaseWrapper) -> PostgreSQLReader | SqlglotReader:
+    return READERS[backend_for(connection).sql_parser](connection)
+
+
+# PostgreSQL: its own parser ----------------------------------------------------------
+
+
+def parsed_postgresql(text: str) -> list[Any] | None:
+    """The statements of `text` as PostgreSQL parses them, or None if it cannot."""
+    try:
+        return [raw.stmt for raw in pglast.parse_sql(text)]
+    except pglast.parser.ParseError:
+        return None
+
+
+def postgresql_texts(text: str) -> list[tuple[Any, str]]:
+    """Each statement of `text` with its own text; [] if PostgreSQL cannot parse it."""
+    try:
+        raws = pglast.parse_sql(text)
+    except pglast.parser.ParseError:
+        return []
+    if len(raws) == 1:
+        return [(raws[0].stmt, text)]
+    encoded = text.encode()  # libpg_query's locations count bytes
+    parts = []
+    for raw in raws:
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(encoded)
+        parts.append((raw.stmt, encoded[start:end].decode()))
+    return parts
+
+
+def postgresql_statements(text: str) -> list[Statement] | None:
+    read = postgresql_texts(text)
+    # A DO block's body is PL/pgSQL, which the SQL grammar holds as a string.
+    if not read or any(isinstance(statement, pg.DoStmt) for statement, _text in read):
+        return None
+    return [
+        Statement(one_line(part), postgresql_destroys(statement), postgresql_renames(statement))
+        for statement, part in read
+    ]
+
+
+def postgresql_destroys(statement: Any) -> bool:
+    if isinstance(statement, pg.TruncateStmt):
+        return True
+    if isinstance(statement, pg.DropStmt):
+        return statement.removeType in DESTROYED_OBJECTS
+    if isinstance(statement, pg.AlterTableStmt):
+        return any(cmd.subtype == AlterTableType.AT_DropColumn for cmd in statement.cmds or ())
+    return False
+
+
+def postgresql_renames(statement: Any) -> bool:
+    return isinstance(statement, pg.RenameStmt) and statement.renameType in RENAMED_OBJECTS
+
+
+def fills_nulls_update(statement: Any, table: str, column: str) -> bool:
+    """UPDATE table SET column = <not NULL> WHERE column IS NULL."""
+    if not isinstance(statement, pg.UpdateStmt) or relation_name(statement) != table:
+        return False
+    test = statement.whereClause
+    if not (isinstance(test, pg.NullTest) and test.nulltesttype == NullTestType.IS_NULL):
+        return False
+    if column_name(test.arg) != column:
+        return False
+    return any(
+        target.name == column and not (isinstance(target.val, pg.A_Const) and target.val.isnull)
+        for target in statement.targetList or ()
+    )
+
+
+def column_name(node: Any) -> str | None:
+    last = node.fields[-1] if isinstance(node, pg.ColumnRef) and node.fields else None
+    return str(last.sval) if isinstance(last, pg.String) else None
+
+
+def relation_name(statement: Any) -> str:
+    """The table a parsed statement is about, without its schema."""
+    return str(statement.relation.relname)
+
+
+# SQLite and MySQL: sqlglot in the backend's dialect ------------------------------------
+
+
+def sqlglot_statements(text: str, dialect: str | None) -> list[Statement] | None:
+    try:
+        with quiet_parser():
+            parsed = [e for e in sqlglot.parse(text, read=dialect) if e is not None]
+    except sqlglot.errors.SqlglotError:
+        return None
+    if not parsed or any(isinstance(e, sqlglot.exp.Command) for e in parsed):
+        return None
+    return [
+        Statement(one_line(e.sql(dialect=dialect)), sqlglot_destroys(e), sqlglot_renames(e))
+        for e in parsed
+    ]
+
+
+@contextmanager
+def quiet_parser() -> Iterator[None]:
+    """sqlglot logs a warning for each statement it reads as a plain Command."""
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def sqlglot_destroys(expression: Any) -> bool:
+    exp = sqlglot.exp
+    if isinstance(expression, exp.TruncateTable):
+        return True
+    if isinstance(expression, exp.Drop):
+        return str(expression.args.get("kind") or "").upper() in {"TABLE", "SCHEMA", "DATABASE"}
+    if isinstance(expression, exp.Alter):
+        return any(
+            isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == "COLUMN"
+            for action in expression.args.get("actions") or []
+        )
+    return False
+
+
+def sqlglot_renames(expression: Any) -> bool:
+    exp = sqlglot.exp
+    return isinstance(expression, exp.Alter) and any(
+        isinstance(action, (exp.RenameColumn, exp.AlterRename))
+        for action in expression.args.get("actions") or []
+    )
+
+
+# Text ----------------------------------------------------------------------------------
+
+
+def unquote(name: str) -> str:
+    return name.replace('""', '"')
+
+
+def one_line(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def sql_texts(sql: Any) -> list[str]:
+    """RunSQL's sql or reverse_sql: a string, or a list of strings and (sql, params) pairs."""
+    if sql is None or sql == "":
+        return []
+    if isinstance(sql, str):
+        return [sql]
+    return [item if isinstance(item, str) else str(item[0]) for item in sql]
