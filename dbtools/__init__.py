@@ -29,7 +29,7 @@ _API = {
     "verify": "dbtools.archive",
     "drill": "dbtools.drill",
     "DrillResult": "dbtools.drill",
-    "identity_file": "dbtools.envelope",
+    "identity_file": "dbtools.archive.envelope",
     "backup_location": "dbtools.storage",
     "backup_finished": "dbtools.signals",
     "restore_finished": "dbtools.signals",

@@ -24,17 +24,17 @@ from django.utils.connection import ConnectionDoesNotExist
 
 from . import __version__
 from .archive import ArchiveWriter
-from .backends import backend_for, pg_fast
-from .codec import JSON_NULL_KEY, encoder_for, is_json_null, kind_of
-from .conf import COMPRESSIONS, compression_named, get_settings
-from .display import sentence
-from .envelope import (
+from .archive.codec import JSON_NULL_KEY, encoder_for, is_json_null, kind_of
+from .archive.envelope import (
     AGE_SUFFIX,
     SUFFIXES,
     backup_suffix,
     file_suffix,
     recipients,
 )
+from .backends import backend_for, pg_reads
+from .conf import COMPRESSIONS, compression_named, get_settings
+from .display import sentence
 from .exceptions import BackupError, ConfigurationError, DatabaseUnavailable
 from .graph import Plan, Table, plan_tables
 from .interrupts import tell
@@ -331,7 +331,7 @@ def single_connection_reason(
 @contextmanager
 def helper_readers(
     connection: BaseDatabaseWrapper, plan: Plan, folder: Path | None, helpers: int
-) -> Iterator[pg_fast.HelperReaders | None]:
+) -> Iterator[pg_reads.HelperReaders | None]:
     """On PostgreSQL, `helpers` more connections in the same snapshot read
     tables from the end of the plan, so several server processes build rows
     at once. Call with helpers > 0 only where single_connection_reason() found
@@ -339,7 +339,7 @@ def helper_readers(
     readers = None
     if helpers > 0:
         assert folder is not None
-        readers = pg_fast.HelperReaders(connection, list(plan.tables), folder, BATCH_ROWS, helpers)
+        readers = pg_reads.HelperReaders(connection, list(plan.tables), folder, BATCH_ROWS, helpers)
     try:
         yield readers
     finally:
@@ -390,7 +390,7 @@ def write_table(
     table: Table,
     connection: BaseDatabaseWrapper,
     progress: Progress | None,
-    helpers: pg_fast.HelperReaders | None = None,
+    helpers: pg_reads.HelperReaders | None = None,
 ) -> TableReport:
     started = time.monotonic()
     expected = count_rows(table, connection) if progress else 0

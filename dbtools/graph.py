@@ -17,7 +17,7 @@ from django.db import connections, router
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import Model
 
-from .codec import AnyField
+from .archive.codec import AnyField
 from .exceptions import ConfigurationError
 
 
