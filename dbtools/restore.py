@@ -49,8 +49,7 @@ from django.db.models import Model, Q, QuerySet
 from . import foreign_keys
 from .archive import ArchiveReader, row_parser
 from .archive.codec import AnyField, BadValue, JSONText, kind_of, row_decoder
-from .backends import backend_for, pg_loads
-from .backup import database_name, vendor_name
+from .backends import backend_for, database_name, pg_loads, vendor_name
 from .display import sentence
 from .exceptions import RestoreError
 from .graph import Table

@@ -21,7 +21,7 @@ from django.db.migrations.operations import RenameField, RenameModel, RunPython,
 
 from .archive import ArchiveReader, open_backup, row_parser
 from .archive.codec import AnyField, kind_of, known_kind, row_decoder
-from .backup import connect
+from .backends import connect
 from .exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
 from .graph import Table, plan_tables
 from .storage import BackupFile, BackupRef

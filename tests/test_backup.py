@@ -20,7 +20,8 @@ from django.core.management.base import SystemCheckError
 from django.db import connections
 
 from dbtools.archive import ArchiveReader
-from dbtools.backup import backup_database, database_name, vendor_name
+from dbtools.backends import database_name, vendor_name
+from dbtools.backup import backup_database
 from dbtools.exceptions import BackupError, ConfigurationError
 from dbtools.graph import plan_tables
 from dbtools.storage.catalog import TIMESTAMPED
@@ -120,7 +121,7 @@ def test_unknown_label_is_refused(alias):
 
 
 def test_rows_are_in_primary_key_order_across_pages(alias, backup_dir, monkeypatch):
-    monkeypatch.setattr("dbtools.backup.BATCH_ROWS", 7)
+    monkeypatch.setattr("dbtools.backup.rows.BATCH_ROWS", 7)
     seed_shop(5_000, using=alias)
     result = backup_database(
         using=alias, only=["shop.Address", "shop.VerificationToken", "shop.UserActivity"]
@@ -396,7 +397,7 @@ def test_timestamps_and_uuids_read_as_text_are_written_as_django_reads_them(
     read_as_text = {t.label for t in tables if text_readers(t, connections[alias])}
     assert {"edgecases.AllTypes", "shop.Order", "shop.User"} <= read_as_text
     as_text = row_lines(backup_database(using=alias).path)
-    monkeypatch.setattr("dbtools.backup.text_readers", lambda table, connection: {})
+    monkeypatch.setattr("dbtools.backup.rows.text_readers", lambda table, connection: {})
     through_django = row_lines(backup_database(using=alias).path)
     assert as_text == through_django  # byte for byte
     stamps = {orjson.loads(line)["date_time"] for line in as_text["edgecases.AllTypes"]}
@@ -760,7 +761,7 @@ def test_times_and_datetimes_keep_every_microsecond(micro):
 
 
 def test_rows_become_dicts_under_any_field_name():
-    from dbtools.backup import dict_builder
+    from dbtools.backup.rows import dict_builder
 
     hostile = [
         "id",
@@ -873,12 +874,12 @@ def test_an_interrupt_while_a_batch_is_written_leaves_no_reader_thread(
     as long as the exception lives (a command's does until the process ends):
     the thread was left blocked in Queue.put, and the interpreter waited for
     it at exit, forever. The writer closes the generator itself now."""
-    from dbtools import backup
     from dbtools.archive import ArchiveWriter
+    from dbtools.backup import rows
     from dbtools.interrupts import told
 
     seed_shop(3_000, using=alias)
-    monkeypatch.setattr(backup, "BATCH_ROWS", 10)
+    monkeypatch.setattr(rows, "BATCH_ROWS", 10)
     original = ArchiveWriter.write_rows
     written = 0
 

@@ -20,9 +20,6 @@ MAX_COMPLEXITY = 15
 
 # Known excesses still to split, each with its measure today: may only shrink.
 ALLOWED: dict[str, int] = {
-    "dbtools/backup.py lines": 656,
-    "dbtools/backup.py:backup_database complexity": 45,
-    "dbtools/backup.py:backup_database lines": 141,
     "dbtools/conf.py:settings_problems complexity": 32,
     "dbtools/graph.py:dependency_order complexity": 21,
     "dbtools/management/commands/listbackups.py:handle complexity": 24,
