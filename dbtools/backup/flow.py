@@ -10,10 +10,9 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import django
@@ -60,22 +59,10 @@ class BackupResult:
         return sum(t.rows for t in self.tables)
 
 
-def backup_database(
-    *,
-    using: str = "default",
-    output: str | Path | None = None,
-    only: Sequence[str] = (),
-    exclude: Sequence[str] | None = None,
-    compress: bool | str | None = None,
-    keep: int | None = None,
-    include_unmanaged: bool = False,
-    label: str | None = None,
-    progress: Progress | None = None,
-    encrypt_to: Sequence[str] | None = None,
-    announce_result: bool = True,
-    jobs: int | None = None,
-) -> BackupResult:
-    """Write a backup of database `using` and return what was written.
+def backup_database(*, progress: Progress | None = None, **options: Any) -> BackupResult:
+    """Write a backup and return what was written; `options` are BackupOptions'
+    keywords: using, output, only, exclude, compress, keep, include_unmanaged,
+    label, encrypt_to, announce_result, jobs.
 
     `label` adds a word to the file name (safemigrate uses "pre-migrate").
     Nothing is left behind on failure: the file appears only when complete.
@@ -83,29 +70,22 @@ def backup_database(
     Then `backup_finished` is sent, unless `announce_result` is false (a
     replay's intermediate file is no backup of the user's). `jobs` is how
     many connections read on PostgreSQL, sharing one snapshot (None: 2).
+    `progress(label, rows done, rows expected)` is called as tables are read.
     """
     started = time.monotonic()
-    options = BackupOptions.build(
-        using=using,
-        output=output,
-        only=only,
-        exclude=exclude,
-        compress=compress,
-        keep=keep,
-        include_unmanaged=include_unmanaged,
-        label=label,
-        encrypt_to=encrypt_to,
-        announce_result=announce_result,
-        jobs=jobs,
-    )
+    return run_backup(BackupOptions(**options), progress, started)
+
+
+def run_backup(options: BackupOptions, progress: Progress | None, started: float) -> BackupResult:
     now = datetime.datetime.now(datetime.UTC)
     target = choose_destination(options, now)
     connection = connect(options.using)
     refuse_if_no_tables(connection)
+    exclude = options.exclude or ()
     plan = plan_tables(
         options.using,
         only=options.only,
-        exclude=options.exclude,
+        exclude=exclude,
         include_unmanaged=options.include_unmanaged,
     )
     warnings = target.store.prepare()
@@ -269,7 +249,7 @@ def describe_backup(
         "use_tz": settings.USE_TZ,
         "time_zone": settings.TIME_ZONE,
         "only": list(options.only),
-        "exclude": list(options.exclude),
+        "exclude": list(options.exclude or ()),
         "include_unmanaged": options.include_unmanaged,
         "migrations": applied_migrations(connection),
         "order": plan.labels(),

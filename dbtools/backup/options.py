@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,72 +31,48 @@ def check_whole_number(option: str, value: object) -> None:
         raise ConfigurationError(f"{option} must be a whole number of 1 or more, not {value!r}.")
 
 
-@dataclass(frozen=True)
+@dataclass
 class BackupOptions:
-    """backup_database()'s keywords, checked, with DBTOOLS' defaults filled in.
+    """backup_database()'s keywords, checked when made, with DBTOOLS' defaults
+    filled in (`exclude`, `keep`), so backupdb and the Python API agree.
 
-    `compress` is as given (a --output file name is checked against it);
+    `compress` stays as given (a --output file name is checked against it);
     `compression` is what it resolves to. `sealed_to` holds the age
-    recipients read from `encrypt_to` (empty: a plain backup).
+    recipients read from `encrypt_to` (None: DBTOOLS['ENCRYPT_TO']; empty: plain).
     """
 
-    using: str
-    output: str | Path | None
-    only: Sequence[str]
-    exclude: Sequence[str]
-    compress: bool | str | None
-    compression: str | None
-    keep: int | None
-    keep_pre_migrate: int | None
-    include_unmanaged: bool
-    label: str | None
-    sealed_to: list[Any]
-    announce_result: bool
-    jobs: int | None
+    using: str = "default"
+    output: str | Path | None = None
+    only: Sequence[str] = ()
+    exclude: Sequence[str] | None = None
+    compress: bool | str | None = None
+    keep: int | None = None
+    include_unmanaged: bool = False
+    label: str | None = None
+    encrypt_to: Sequence[str] | None = None
+    announce_result: bool = True
+    jobs: int | None = None
+    compression: str | None = field(init=False)
+    sealed_to: list[Any] = field(init=False)
+    keep_pre_migrate: int | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        """A one-line ConfigurationError for the first option that is wrong."""
+        check_whole_number("--keep", self.keep)
+        check_whole_number("--jobs", self.jobs)
+        if self.label is not None and not LABEL.fullmatch(self.label):
+            raise ConfigurationError(
+                f"A backup's label goes into its file name: lower-case letters, digits and "
+                f"dashes, starting with a letter, not {self.label!r}."
+            )
+        conf = get_settings()
+        self.exclude = conf.exclude if self.exclude is None else self.exclude
+        self.keep = conf.keep if self.keep is None else self.keep
+        self.keep_pre_migrate = conf.keep_pre_migrate
+        keys = conf.encrypt_to if self.encrypt_to is None else self.encrypt_to
+        self.sealed_to = recipients(keys) if keys else []
+        self.compression = wanted_compression(self.compress)
 
     @property
     def encrypted(self) -> bool:
         return bool(self.sealed_to)
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        using: str = "default",
-        output: str | Path | None = None,
-        only: Sequence[str] = (),
-        exclude: Sequence[str] | None = None,
-        compress: bool | str | None = None,
-        keep: int | None = None,
-        include_unmanaged: bool = False,
-        label: str | None = None,
-        encrypt_to: Sequence[str] | None = None,
-        announce_result: bool = True,
-        jobs: int | None = None,
-    ) -> BackupOptions:
-        """The options, or a one-line ConfigurationError for the first that is wrong."""
-        check_whole_number("--keep", keep)
-        check_whole_number("--jobs", jobs)
-        if label is not None and not LABEL.fullmatch(label):
-            raise ConfigurationError(
-                f"A backup's label goes into its file name: lower-case letters, digits and "
-                f"dashes, starting with a letter, not {label!r}."
-            )
-        conf = get_settings()
-        keys = conf.encrypt_to if encrypt_to is None else encrypt_to
-        sealed_to = recipients(keys) if keys else []
-        return cls(
-            using=using,
-            output=output,
-            only=only,
-            exclude=conf.exclude if exclude is None else exclude,
-            compress=compress,
-            compression=wanted_compression(compress),
-            keep=conf.keep if keep is None else keep,
-            keep_pre_migrate=conf.keep_pre_migrate,
-            include_unmanaged=include_unmanaged,
-            label=label,
-            sealed_to=sealed_to,
-            announce_result=announce_result,
-            jobs=jobs,
-        )
