@@ -38,7 +38,7 @@ VARIANTS = {
 }
 VERIFY = (
     "import sys, django; django.setup(); from dbtools.archive import verify; "
-    "from dbtools.envelope import identity_file\n"
+    "from dbtools.archive.envelope import identity_file\n"
     "with identity_file(sys.argv[2] or None): verify(__import__('pathlib').Path(sys.argv[1]))"
 )
 

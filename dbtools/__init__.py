@@ -31,7 +31,7 @@ _API = {
     "diff_database": "dbtools.diff",
     "DiffResult": "dbtools.diff",
     "DrillResult": "dbtools.drill",
-    "identity_file": "dbtools.envelope",
+    "identity_file": "dbtools.archive.envelope",
     "backup_location": "dbtools.storage",
     "backup_finished": "dbtools.signals",
     "restore_finished": "dbtools.signals",

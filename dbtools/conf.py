@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,85 +78,116 @@ def settings_problems() -> list[str]:
     raw = _raw()
     if "" in raw:
         return [f"DBTOOLS must be a dict, not {type(raw['']).__name__}."]
-    problems = []
+    return [problem for check in SETTING_CHECKS for problem in check(raw)]
+
+
+def _unknown_keys(raw: dict[str, Any]) -> Iterator[str]:
     unknown = set(raw) - KNOWN_KEYS
     if unknown:
-        problems.append(
+        yield (
             f"Unknown DBTOOLS setting(s): {', '.join(sorted(unknown))}. "
             f"Known settings are {', '.join(sorted(KNOWN_KEYS))}."
         )
+
+
+def _where_backups_go(raw: dict[str, Any]) -> Iterator[str]:
     backup_dir = raw.get("BACKUP_DIR")
     if backup_dir is not None and not isinstance(backup_dir, str | os.PathLike):
-        problems.append(f"DBTOOLS['BACKUP_DIR'] must be a path, not {backup_dir!r}.")
+        yield f"DBTOOLS['BACKUP_DIR'] must be a path, not {backup_dir!r}."
     storage = raw.get("STORAGE")
     if storage is not None and not (isinstance(storage, str) and storage):
-        problems.append(
+        yield (
             f"DBTOOLS['STORAGE'] must be the name of a storage in settings.STORAGES, such as "
             f"'backups', not {storage!r}."
         )
+
+
+def _what_backups_hold(raw: dict[str, Any]) -> Iterator[str]:
     exclude = raw.get("EXCLUDE", [])
     if not isinstance(exclude, list | tuple) or not all(isinstance(x, str) for x in exclude):
-        problems.append(
+        yield (
             f"DBTOOLS['EXCLUDE'] must be a list of app or model labels, such as "
             f"['sessions', 'auth.Permission'], not {exclude!r}."
         )
     for key in ("KEEP", "KEEP_PRE_MIGRATE"):
         keep = raw.get(key)
         if keep is not None and (type(keep) is not int or keep < 1):
-            problems.append(f"DBTOOLS[{key!r}] must be a whole number of 1 or more, not {keep!r}.")
+            yield f"DBTOOLS[{key!r}] must be a whole number of 1 or more, not {keep!r}."
     compress = raw.get("COMPRESS", False)
     if compress not in (True, False, None, *COMPRESSIONS):
-        problems.append(
+        yield (
             f"DBTOOLS['COMPRESS'] must be 'zstd', 'gzip', True ({DEFAULT_COMPRESSION}) or False, "
             f"not {compress!r}."
         )
+
+
+def _encryption(raw: dict[str, Any]) -> Iterator[str]:
     encrypt_to = raw.get("ENCRYPT_TO", [])
     if isinstance(encrypt_to, str) or not (
         isinstance(encrypt_to, list | tuple)
         and all(isinstance(k, str) and k.strip().startswith("age1") for k in encrypt_to)
     ):
-        problems.append(
+        yield (
             "DBTOOLS['ENCRYPT_TO'] must be a list of age public keys (each starts with age1; "
             f"`age-keygen` makes a pair), not {encrypt_to!r}."
         )
     identity = raw.get("IDENTITY")
     if identity is not None and not isinstance(identity, str | os.PathLike):
-        problems.append(
-            f"DBTOOLS['IDENTITY'] must be the path of an age identity file, not {identity!r}."
-        )
+        yield f"DBTOOLS['IDENTITY'] must be the path of an age identity file, not {identity!r}."
+
+
+def _max_line_bytes(raw: dict[str, Any]) -> Iterator[str]:
     max_line = raw.get("MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES)
     if type(max_line) is not int or max_line < SMALLEST_MAX_LINE_BYTES:
-        problems.append(
+        yield (
             f"DBTOOLS['MAX_LINE_BYTES'] must be a whole number of bytes, at least "
             f"{SMALLEST_MAX_LINE_BYTES:,}, not {max_line!r}."
         )
+
+
+def _accepted_findings(raw: dict[str, Any]) -> Iterator[str]:
     accept = raw.get("ACCEPT", {})
     if not isinstance(accept, dict) or not all(isinstance(k, str) for k in accept):
-        problems.append(
+        yield (
             "DBTOOLS['ACCEPT'] must be a dict of migrations to accepted findings, such as "
             "{'shop.0007_drop_legacy': {'DBT104': 'unused since release 3.2'}}, "
             f"not {accept!r}."
         )
-    else:
-        for migration, accepted in accept.items():
-            problem = acceptance_problem(accepted)
-            if problem:
-                problems.append(f"DBTOOLS['ACCEPT'][{migration!r}] {problem}")
-    lock_timeout = raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
-    if problem := lock_timeout_problem(lock_timeout):
-        problems.append(f"DBTOOLS['LOCK_TIMEOUT'] {problem}")
+        return
+    for migration, accepted in accept.items():
+        problem = acceptance_problem(accepted)
+        if problem:
+            yield f"DBTOOLS['ACCEPT'][{migration!r}] {problem}"
+
+
+def _migrating(raw: dict[str, Any]) -> Iterator[str]:
+    if problem := lock_timeout_problem(raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)):
+        yield f"DBTOOLS['LOCK_TIMEOUT'] {problem}"
     if problem := deploy_problem(raw.get("DEPLOY", DEFAULT_DEPLOY)):
-        problems.append(f"DBTOOLS['DEPLOY'] {problem}")
-    return problems + sensitive_fields_problems(raw.get("SENSITIVE_FIELDS", []))
+        yield f"DBTOOLS['DEPLOY'] {problem}"
 
 
-def sensitive_fields_problems(value: object) -> list[str]:
+def _sensitive_fields(raw: dict[str, Any]) -> Iterator[str]:
+    value = raw.get("SENSITIVE_FIELDS", [])
     if isinstance(value, list | tuple) and all(isinstance(x, str) for x in value):
-        return []
-    return [
+        return
+    yield (
         "DBTOOLS['SENSITIVE_FIELDS'] must be a list of field names or app_label.Model.field "
         f"labels whose values are never shown, such as ['password'], not {value!r}."
-    ]
+    )
+
+
+# In the order their problems are reported.
+SETTING_CHECKS: tuple[Callable[[dict[str, Any]], Iterator[str]], ...] = (
+    _unknown_keys,
+    _where_backups_go,
+    _what_backups_hold,
+    _encryption,
+    _max_line_bytes,
+    _accepted_findings,
+    _migrating,
+    _sensitive_fields,
+)
 
 
 def deploy_problem(value: object) -> str | None:

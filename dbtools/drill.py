@@ -21,7 +21,8 @@ from pathlib import Path
 from django.db.migrations.executor import MigrationExecutor
 
 from .archive import ArchiveReader
-from .backup import backup_database, connect, vendor_name
+from .backends import connect, vendor_name
+from .backup import backup_database
 from .exceptions import NeedsReplay, RestoreError
 from .replay import Scratch, private_folder, replay_restore, scratch_database, scratch_only
 from .restore import restore_database

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .backends import pg_fast
+from .backends import pg_loads
 from .exceptions import RestoreError
 
 
@@ -141,14 +141,14 @@ def checked_once(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> I
                 # comment goes in as a quoted literal, with no parameters.
                 cursor.execute(
                     f"COMMENT ON CONSTRAINT {connection.ops.quote_name(key.name)} "
-                    f"ON {key.on(connection)} IS {pg_fast.literal(key.comment, connection)}"
+                    f"ON {key.on(connection)} IS {pg_loads.literal(key.comment, connection)}"
                 )
 
 
 def _drop(connection: BaseDatabaseWrapper, keys: list[ForeignKey]) -> bool:
     """Drop them all in a savepoint, or none: False if any drop failed."""
     quote = connection.ops.quote_name
-    return pg_fast.at_once(
+    return pg_loads.at_once(
         connection,
         [f"ALTER TABLE {key.on(connection)} DROP CONSTRAINT {quote(key.name)}" for key in keys],
     )

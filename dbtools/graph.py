@@ -17,7 +17,7 @@ from django.db import connections, router
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import Model
 
-from .codec import AnyField
+from .archive.codec import AnyField
 from .exceptions import ConfigurationError
 
 
@@ -179,13 +179,7 @@ def dependency_order(tables: Sequence[Table]) -> tuple[list[Table], list[tuple[s
     edges = {t.label: sorted(d for d in t.depends_on if d in index) for t in tables}
     groups = strongly_connected(list(index), edges)
 
-    group_of = {label: g for g, members in enumerate(groups) for label in members}
-    waiting_on: dict[int, set[int]] = {g: set() for g in range(len(groups))}
-    for label, targets in edges.items():
-        for target in targets:
-            if group_of[target] != group_of[label]:
-                waiting_on[group_of[label]].add(group_of[target])
-
+    waiting_on = groups_waiting_on(groups, edges)
     ordered: list[Table] = []
     done: set[int] = set()
     while len(done) < len(groups):
@@ -193,14 +187,31 @@ def dependency_order(tables: Sequence[Table]) -> tuple[list[Table], list[tuple[s
         first = min(ready, key=lambda g: min(index[label] for label in groups[g]))
         done.add(first)
         ordered.extend(tables[i] for i in sorted(index[label] for label in groups[first]))
+    return ordered, cycles_among(groups, edges, index)
 
+
+def groups_waiting_on(groups: list[list[str]], edges: dict[str, list[str]]) -> dict[int, set[int]]:
+    """For each group (by position), the other groups its tables reference."""
+    group_of = {label: g for g, members in enumerate(groups) for label in members}
+    waiting_on: dict[int, set[int]] = {g: set() for g in range(len(groups))}
+    for label, targets in edges.items():
+        for target in targets:
+            if group_of[target] != group_of[label]:
+                waiting_on[group_of[label]].add(group_of[target])
+    return waiting_on
+
+
+def cycles_among(
+    groups: list[list[str]], edges: dict[str, list[str]], index: dict[str, int]
+) -> list[tuple[str, ...]]:
+    """The groups that form cycles (a table referencing itself is one), in table order."""
     cycles = [
         tuple(sorted(members, key=index.__getitem__))
         for members in groups
         if len(members) > 1 or members[0] in edges[members[0]]
     ]
     cycles.sort(key=lambda members: index[members[0]])
-    return ordered, cycles
+    return cycles
 
 
 def strongly_connected(nodes: list[str], edges: dict[str, list[str]]) -> list[list[str]]:

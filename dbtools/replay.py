@@ -40,8 +40,8 @@ from django.db.utils import load_backend
 
 from ._compat import state_before_migrating
 from .archive import ArchiveReader
-from .backends import backend_for
-from .backup import backup_database, connect
+from .backends import backend_for, connect
+from .backup import backup_database
 from .display import sentence
 from .exceptions import RestoreError
 from .graph import plan_tables

@@ -47,10 +47,9 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model, Q, QuerySet
 
 from . import foreign_keys
-from .archive import ArchiveReader
-from .backends import backend_for, pg_fast
-from .backup import database_name, vendor_name
-from .codec import AnyField, BadValue, JSONText, kind_of, row_decoder, row_parser
+from .archive import ArchiveReader, row_parser
+from .archive.codec import AnyField, BadValue, JSONText, kind_of, row_decoder
+from .backends import backend_for, database_name, pg_loads, vendor_name
 from .display import sentence
 from .exceptions import RestoreError
 from .graph import Table
@@ -385,12 +384,12 @@ class Loader:
                 with transaction.atomic(using=self.using):
                     if empty:
                         self.stream(mapping, fields, rows, receipt, decode, build, converters)
-                    elif present := pg_fast.existing_keys(table, self.connection):
+                    elif present := pg_loads.existing_keys(table, self.connection):
                         self.stream(
                             mapping, fields, rows, receipt, decode, build, converters, skip=present
                         )
                     else:
-                        with pg_fast.staging_table(table.db_table, fields, self.connection) as (
+                        with pg_loads.staging_table(table.db_table, fields, self.connection) as (
                             staging,
                             insert_missing,
                         ):
@@ -408,7 +407,7 @@ class Loader:
                 TypeError,
                 OverflowError,
                 _CompiledValue,
-                pg_fast.KeyNotComparable,
+                pg_loads.KeyNotComparable,
             ):
                 # One COPY for the whole table cannot say which row failed (or
                 # send an expression). Load the table again in batches, whose
@@ -460,7 +459,7 @@ class Loader:
         progress = self.progress
         pk_column = mapping.table.pk_fields[0].column
         pk_index = next(i for i, f in enumerate(fields) if f.column == pk_column) if skip else 0
-        with pg_fast.copy_stream(into or mapping.table.db_table, fields, self.connection) as write:
+        with pg_loads.copy_stream(into or mapping.table.db_table, fields, self.connection) as write:
             if sources is None:
                 attnames = [f.attname for f in fields]
                 made_here = [a for a in attnames if a in self.made_here(mapping)]
@@ -476,7 +475,7 @@ class Loader:
                     if progress and number % PROGRESS_ROWS == 0:
                         progress(label, number, receipt.in_backup)
             else:  # the values straight from the decoded rows: no dict per row
-                decode = row_decoder(mapping.columns, kept_as_text=pg_fast.parsed_by_copy())
+                decode = row_decoder(mapping.columns, kept_as_text=pg_loads.parsed_by_copy())
                 pk_source = sources[pk_index]
                 for number, (_, row) in enumerate(rows, 1):
                     try:
@@ -732,7 +731,7 @@ class Loader:
                 if backend_for(self.connection).can_copy(fields) and not holds_expression(
                     batch, made_here
                 ):
-                    pg_fast.copy_rows(mapping.table.db_table, fields, batch, self.connection)
+                    pg_loads.copy_rows(mapping.table.db_table, fields, batch, self.connection)
                 elif plain_insert_fits(fields, batch, self.connection, made_here):
                     plain_insert(mapping.table.db_table, fields, batch, self.connection)
                 else:

@@ -11,7 +11,8 @@ from typing import Any
 from django.db.models import QuerySet
 
 from dbtools.archive import ArchiveReader
-from dbtools.codec import row_decoder, row_parser
+from dbtools.archive.codec import row_decoder
+from dbtools.archive.row_parsing import row_parser
 from dbtools.graph import plan_tables
 
 

@@ -20,7 +20,8 @@ from django.core.management.base import SystemCheckError
 from django.db import connections
 
 from dbtools.archive import ArchiveReader
-from dbtools.backup import backup_database, database_name, vendor_name
+from dbtools.backends import database_name, vendor_name
+from dbtools.backup import backup_database
 from dbtools.exceptions import BackupError, ConfigurationError
 from dbtools.graph import plan_tables
 from dbtools.storage.catalog import TIMESTAMPED
@@ -120,7 +121,7 @@ def test_unknown_label_is_refused(alias):
 
 
 def test_rows_are_in_primary_key_order_across_pages(alias, backup_dir, monkeypatch):
-    monkeypatch.setattr("dbtools.backup.BATCH_ROWS", 7)
+    monkeypatch.setattr("dbtools.backup.rows.BATCH_ROWS", 7)
     seed_shop(5_000, using=alias)
     result = backup_database(
         using=alias, only=["shop.Address", "shop.VerificationToken", "shop.UserActivity"]
@@ -348,7 +349,7 @@ def test_postgres_fast_path_writes_what_the_portable_path_writes(alias, backup_d
     fill_edge_cases(alias)
     seed_shop(300, using=alias)
     fast = read_backup(backup_database(using=alias).path)
-    monkeypatch.setattr("dbtools.backends.pg_fast.can_write", lambda table, connection: False)
+    monkeypatch.setattr("dbtools.backends.pg_reads.can_write", lambda table, connection: False)
     portable = read_backup(backup_database(using=alias).path)
     assert comparable_tables(fast) == comparable_tables(portable)
 
@@ -396,7 +397,7 @@ def test_timestamps_and_uuids_read_as_text_are_written_as_django_reads_them(
     read_as_text = {t.label for t in tables if text_readers(t, connections[alias])}
     assert {"edgecases.AllTypes", "shop.Order", "shop.User"} <= read_as_text
     as_text = row_lines(backup_database(using=alias).path)
-    monkeypatch.setattr("dbtools.backup.text_readers", lambda table, connection: {})
+    monkeypatch.setattr("dbtools.backup.rows.text_readers", lambda table, connection: {})
     through_django = row_lines(backup_database(using=alias).path)
     assert as_text == through_django  # byte for byte
     stamps = {orjson.loads(line)["date_time"] for line in as_text["edgecases.AllTypes"]}
@@ -468,7 +469,7 @@ def test_progress_bar_only_on_a_terminal_and_not_at_verbosity_zero(alias, backup
 def test_helpers_are_optional_and_the_file_is_the_same_whatever_jobs_is(
     alias, backup_dir, monkeypatch
 ):
-    from dbtools.backends.pg_fast import HelperReaders
+    from dbtools.backends.pg_reads import HelperReaders
 
     fill_edge_cases(alias)
     seed_shop(2_000, using=alias)
@@ -491,7 +492,7 @@ def test_helpers_are_optional_and_the_file_is_the_same_whatever_jobs_is(
     def broken(self, table, connection):
         raise RuntimeError("the second connection failed")
 
-    monkeypatch.setattr("dbtools.backends.pg_fast.HelperReaders.spool", broken)
+    monkeypatch.setattr("dbtools.backends.pg_reads.HelperReaders.spool", broken)
     helpers_failed = backup_database(using=alias)
     body = alone.path.read_bytes().split(b"\n")[1:]  # the header differs: id and time
     for other in (with_helper, four, helpers_failed):
@@ -505,7 +506,7 @@ def test_jobs_spread_tables_over_that_many_connections_in_one_snapshot(
     """--jobs 3: two helpers besides the main connection each read tables, each
     on its own server process, and a row committed after the snapshot was
     exported is in no table of the backup, whichever connection read it."""
-    from dbtools.backends.pg_fast import HelperReaders
+    from dbtools.backends.pg_reads import HelperReaders
 
     fill_edge_cases(alias)
     seed_shop(2_000, using=alias)
@@ -552,7 +553,7 @@ def test_jobs_spread_tables_over_that_many_connections_in_one_snapshot(
 def test_a_failing_helper_leaves_its_tables_to_the_others(alias, backup_dir, monkeypatch):
     """A helper that loses its connection mid-table: the main connection reads
     that table itself, and the other helper goes on."""
-    from dbtools.backends.pg_fast import HelperReaders
+    from dbtools.backends.pg_reads import HelperReaders
 
     seed_shop(1_000, using=alias)
     finished: dict[str, list[str]] = {}
@@ -713,7 +714,7 @@ def test_spool_files_are_private_unguessable_and_follow_no_link(
     user must not read them, nor make the backup write through a planted link."""
     import os
 
-    from dbtools.backends import pg_fast
+    from dbtools.backends import pg_reads
 
     seed_shop(300, using=alias)
     backup_dir.mkdir(mode=0o755)
@@ -722,14 +723,14 @@ def test_spool_files_are_private_unguessable_and_follow_no_link(
     for table in plan_tables(alias).tables:
         (backup_dir / f".dbtools-{os.getpid()}-{table.db_table}.spool.partial").symlink_to(victim)
     seen = []
-    real_spool = pg_fast.HelperReaders.spool
+    real_spool = pg_reads.HelperReaders.spool
 
     def watched(self, table, connection):
         spooled = real_spool(self, table, connection)
         seen.append((spooled.path.name, stat.S_IMODE(spooled.path.lstat().st_mode)))
         return spooled
 
-    monkeypatch.setattr(pg_fast.HelperReaders, "spool", watched)
+    monkeypatch.setattr(pg_reads.HelperReaders, "spool", watched)
     old_umask = os.umask(0)
     try:
         backup_database(using=alias)
@@ -747,7 +748,7 @@ def test_times_and_datetimes_keep_every_microsecond(micro):
     """orjson 3.13 wrote time(0, 19, 32, 16179) as "00:19:32.16179" (a tenth of
     a second off); the property tests found it. Every encoded value must parse
     back to itself."""
-    from dbtools.codec import decoder_for, encoder_for
+    from dbtools.archive.codec import decoder_for, encoder_for
 
     values = {
         "time": datetime.time(0, 19, 32, micro),
@@ -760,7 +761,7 @@ def test_times_and_datetimes_keep_every_microsecond(micro):
 
 
 def test_rows_become_dicts_under_any_field_name():
-    from dbtools.backup import dict_builder
+    from dbtools.backup.rows import dict_builder
 
     hostile = [
         "id",
@@ -873,12 +874,12 @@ def test_an_interrupt_while_a_batch_is_written_leaves_no_reader_thread(
     as long as the exception lives (a command's does until the process ends):
     the thread was left blocked in Queue.put, and the interpreter waited for
     it at exit, forever. The writer closes the generator itself now."""
-    from dbtools import backup
     from dbtools.archive import ArchiveWriter
+    from dbtools.backup import rows
     from dbtools.interrupts import told
 
     seed_shop(3_000, using=alias)
-    monkeypatch.setattr(backup, "BATCH_ROWS", 10)
+    monkeypatch.setattr(rows, "BATCH_ROWS", 10)
     original = ArchiveWriter.write_rows
     written = 0
 

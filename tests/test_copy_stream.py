@@ -11,13 +11,13 @@ from decimal import Decimal
 import pytest
 from django.db import DatabaseError, connections
 
-from dbtools import codec
-from dbtools.backup import backup_database
-from dbtools.codec import (
+from dbtools.archive import row_parsing
+from dbtools.archive.row_parsing import (
     parse_row_as_django_wrote_it,
     parse_row_for_jsonb,
     parse_row_keeping_json,
 )
+from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
 from dbtools.restore import Loader, prepare_restore, restore_database
 from shop import models as m
@@ -291,7 +291,7 @@ def test_json_as_django_writes_it_takes_the_shortcut(line, monkeypatch):
     def slow_way(text, keep):
         raise AssertionError("took the slow way")
 
-    monkeypatch.setattr(codec, "parse_row_keeping_json", slow_way)
+    monkeypatch.setattr(row_parsing, "parse_row_keeping_json", slow_way)
     row = parse_row_as_django_wrote_it(line, frozenset({"value"}))
     assert json.loads(line)["value"] == json.loads(row["value"].text)
 
@@ -431,9 +431,9 @@ def test_a_merge_skipping_keys_takes_rows_in_any_order(
     keys are read a few at a time, so that the pages join up too."""
     import random
 
-    from dbtools.backends import pg_fast
+    from dbtools.backends import pg_loads
 
-    monkeypatch.setattr(pg_fast, "KEYS_PER_QUERY", 7)
+    monkeypatch.setattr(pg_loads, "KEYS_PER_QUERY", 7)
     backup = backup_database(using=alias).path
 
     def reordered(label, rows):
@@ -463,14 +463,14 @@ def test_a_merge_skipping_keys_takes_rows_in_any_order(
 def test_a_table_holding_more_keys_than_a_merge_holds_goes_through_staging(
     alias, backup_dir, seeded, monkeypatch
 ):
-    from dbtools.backends import pg_fast
+    from dbtools.backends import pg_loads
 
     backup = backup_database(using=alias).path
     before = comparable_tables(database_contents(alias))
     deleted = halve(alias, m.UserActivity)
     assert len(deleted) > 10
-    monkeypatch.setattr(pg_fast, "MAX_KEYS_HELD", 10)
-    monkeypatch.setattr(pg_fast, "KEYS_PER_QUERY", 4)
+    monkeypatch.setattr(pg_loads, "MAX_KEYS_HELD", 10)
+    monkeypatch.setattr(pg_loads, "KEYS_PER_QUERY", 4)
     staged: list[str] = []
     spy_on_stream(monkeypatch, staged=staged)
 
@@ -493,12 +493,12 @@ def test_a_row_another_session_adds_after_the_keys_are_read_is_left_as_it_is(
 
     NewsletterSubscriber: nothing refers to it and it refers to nothing, so no
     lock the restore takes can make the other session wait."""
-    from dbtools.backends import pg_fast
+    from dbtools.backends import pg_loads
 
     backup = backup_database(using=alias).path
     deleted = sorted(halve(alias, m.NewsletterSubscriber))
     raced = deleted[len(deleted) // 2]
-    real_existing_keys = pg_fast.existing_keys
+    real_existing_keys = pg_loads.existing_keys
     keys_read = []
 
     def then_another_session_inserts(table, connection):
@@ -520,7 +520,7 @@ def test_a_row_another_session_adds_after_the_keys_are_read_is_left_as_it_is(
                 other.close()
         return present
 
-    monkeypatch.setattr(pg_fast, "existing_keys", then_another_session_inserts)
+    monkeypatch.setattr(pg_loads, "existing_keys", then_another_session_inserts)
 
     result = restore_database(prepare_restore(backup, using=alias), mode="merge")
 
@@ -538,7 +538,7 @@ def test_a_row_another_session_adds_after_the_keys_are_read_is_left_as_it_is(
 def test_key_membership_answers_as_a_set_would():
     import random
 
-    from dbtools.backends.pg_fast import KeyNotComparable, sorted_membership
+    from dbtools.backends.pg_loads import KeyNotComparable, sorted_membership
 
     chooser = random.Random(5)
     for _ in range(200):
@@ -561,10 +561,10 @@ def test_a_merge_into_a_table_holding_rows_skips_only_primary_keys(
 ):
     """A backup row with a new key but another row's unique order number is not
     skipped: it fails, and the batches name it."""
-    from dbtools.backends import pg_fast
+    from dbtools.backends import pg_loads
 
     if way == "through a staging table":
-        monkeypatch.setattr(pg_fast, "MAX_KEYS_HELD", 0)
+        monkeypatch.setattr(pg_loads, "MAX_KEYS_HELD", 0)
     orders = list(m.Order.objects.using(alias).order_by("pk"))
     backup = backup_database(using=alias).path
     m.Order.objects.using(alias).filter(pk=orders[0].pk).delete()

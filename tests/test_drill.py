@@ -7,9 +7,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from dbtools.archive.envelope import identity_file
 from dbtools.backup import backup_database
 from dbtools.drill import drill
-from dbtools.envelope import identity_file
 from dbtools.exceptions import DbtoolsError
 from shop.seed import seed_shop
 from tests.conftest import backends

@@ -17,8 +17,8 @@ from django.core.management import CommandError, call_command
 from pyrage import x25519
 
 from dbtools.archive import verify
+from dbtools.archive.envelope import AGE_MAGIC, GZIP_MAGIC, ZSTD_MAGIC, identity_file
 from dbtools.backup import backup_database
-from dbtools.envelope import AGE_MAGIC, GZIP_MAGIC, ZSTD_MAGIC, identity_file
 from dbtools.exceptions import ArchiveError, BackupError, ConfigurationError
 from dbtools.restore import prepare_restore, restore_database
 from shop import models as m
@@ -384,7 +384,7 @@ def test_a_failing_encryption_is_a_backup_error_and_keeps_nothing(
 
 @backends("postgresql")
 def test_an_encrypted_backup_spools_no_plaintext(alias, encrypting, monkeypatch):
-    from dbtools.backends.pg_fast import HelperReaders
+    from dbtools.backends.pg_reads import HelperReaders
 
     spooled: list[str] = []
     real_spool = HelperReaders.spool

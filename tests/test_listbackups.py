@@ -10,7 +10,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
-from dbtools.backup import backup_database, database_name
+from dbtools.backends import database_name
+from dbtools.backup import backup_database
 from dbtools.storage.catalog import list_backups, resolve_backup
 from shop.seed import seed_shop
 from tests.conftest import backends

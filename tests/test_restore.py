@@ -674,7 +674,7 @@ def test_longest_duration_backs_up_and_restores(alias, backup_dir):
 
 
 def test_durations_beyond_64_bits_are_written_as_digits():
-    from dbtools.codec import decode_duration, encode_duration
+    from dbtools.archive.codec import decode_duration, encode_duration
 
     assert encode_duration(datetime.timedelta.max) == "86399999999999999999"
     assert decode_duration("86399999999999999999") == datetime.timedelta.max
@@ -890,7 +890,7 @@ def test_a_default_that_is_an_expression_is_compiled_not_sent_as_a_value(
 def test_only_values_the_restore_made_are_looked_at_for_expressions(alias):
     from django.db.models.functions import Now
 
-    from dbtools.codec import JSONText
+    from dbtools.archive.codec import JSONText
     from dbtools.restore import plain_insert_fits
 
     connection = connections[alias]
@@ -996,7 +996,7 @@ def test_json_null_and_sql_null_round_trip_apart(alias, backup_dir, mode, monkey
         in lines
     )
     if connections[alias].vendor == "postgresql":  # the server writes these lines itself
-        monkeypatch.setattr("dbtools.backends.pg_fast.can_write", lambda table, connection: False)
+        monkeypatch.setattr("dbtools.backends.pg_reads.can_write", lambda table, connection: False)
         portable = backup_database(using=alias, only=["edgecases.JSONDocument"]).path
         assert portable.read_text().splitlines()[2:-2] == lines[2:-2]
     if mode == "merge":
@@ -1008,7 +1008,8 @@ def test_json_null_and_sql_null_round_trip_apart(alias, backup_dir, mode, monkey
 
 
 def test_a_bare_null_stays_sql_null_and_the_json_null_key_is_checked():
-    from dbtools.codec import JSONText, row_parser
+    from dbtools.archive.codec import JSONText
+    from dbtools.archive.row_parsing import row_parser
 
     columns = [
         {"name": "id", "kind": "int", "type": "BigAutoField"},

@@ -165,7 +165,7 @@ def test_a_backup_is_the_same_byte_for_byte_with_and_without_raw_reads(
     for n, stored in enumerate(by_hand):
         set_price(alias, new_product(alias, f"by-hand-{n}"), stored)
     raw = row_lines(backup_database(using=alias).path)
-    monkeypatch.setattr("dbtools.backup.raw_readers", lambda table, connection: {})
+    monkeypatch.setattr("dbtools.backup.rows.raw_readers", lambda table, connection: {})
     through_django = row_lines(backup_database(using=alias).path)
     assert raw == through_django  # byte for byte
     prices = {orjson.loads(line)["price"] for line in raw["shop.Product"]}

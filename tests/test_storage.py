@@ -346,7 +346,7 @@ def test_latest_whose_timestamped_object_is_gone_is_listed(alias, s3):
     from django.core.management import call_command
     from django.db import connections
 
-    from dbtools.backup import database_name
+    from dbtools.backends import database_name
 
     some_rows(alias)
     result = backup_database(using=alias)

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..codec import AnyField
+from ..archive.codec import AnyField
 from ..graph import Table
 
 

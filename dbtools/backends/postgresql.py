@@ -1,8 +1,8 @@
 """PostgreSQL: snapshots helpers can join, rows the server writes, COPY,
 transactional TRUNCATE, sequences raised after a restore.
 
-The fast paths themselves (server-written rows, COPY, key reads, helper
-readers) are in pg_fast.py.
+The fast paths themselves are in pg_reads.py (server-written rows, helper
+readers) and pg_loads.py (COPY, key reads, statements under a lock timeout).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Generator
 
 from django.db import models
 
-from ..codec import AnyField
+from ..archive.codec import AnyField
 from ..graph import Table
-from . import pg_fast
+from . import pg_loads, pg_reads
 from .base import DatabaseBackend
 
 # A table TRUNCATE may empty in DELETE's place: a plain table (no partitions,
@@ -64,16 +64,16 @@ class PostgreSQLBackend(DatabaseBackend):
     def begin_snapshot(self) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        pg_fast.prepare_snapshot(self.connection)
+        pg_reads.prepare_snapshot(self.connection)
 
     def can_write_rows(self, table: Table) -> bool:
-        return pg_fast.can_write(table, self.connection)
+        return pg_reads.can_write(table, self.connection)
 
     def write_row_batches(self, table: Table, size: int) -> Generator[list[str], None, None]:
-        return pg_fast.row_batches(table, self.connection, size)
+        return pg_reads.row_batches(table, self.connection, size)
 
     def can_copy(self, fields: list[AnyField]) -> bool:
-        return pg_fast.can_copy(fields, self.connection)
+        return pg_loads.can_copy(fields, self.connection)
 
     def truncatable(self, db_tables: list[str]) -> list[str]:
         """The tables of `db_tables` that one TRUNCATE can empty inside the
@@ -95,9 +95,9 @@ class PostgreSQLBackend(DatabaseBackend):
 
     def truncate(self, db_tables: list[str]) -> bool:
         """Empty these tables with one TRUNCATE: False (nothing done) if it cannot
-        be done at once (see pg_fast.at_once)."""
+        be done at once (see pg_loads.at_once)."""
         quote = self.connection.ops.quote_name
-        return pg_fast.at_once(
+        return pg_loads.at_once(
             self.connection, [f"TRUNCATE {', '.join(quote(t) for t in db_tables)} RESTRICT"]
         )
 

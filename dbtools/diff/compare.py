@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ..codec import JSON_NULL_KEY
+from ..archive.codec import JSON_NULL_KEY
 from .report import HIDDEN, DiffError, RowExample, TableDiff, cut
 
 Row = dict[str, Any]

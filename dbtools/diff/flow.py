@@ -12,9 +12,10 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
 
 from ..archive import ArchiveReader, TableSection
-from ..backends import backend_for
-from ..backup import BATCH_ROWS, connect, python_batches, snapshot
-from ..codec import kind_of
+from ..archive.codec import kind_of
+from ..backends import backend_for, connect
+from ..backup.flow import snapshot
+from ..backup.rows import BATCH_ROWS, python_batches
 from ..conf import get_settings
 from ..exceptions import ConfigurationError
 from ..graph import Table, plan_tables

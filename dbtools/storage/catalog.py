@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from ..archive import ArchiveReader, verify
+from ..archive.envelope import AGE_SUFFIX, can_decrypt, file_suffix, is_encrypted
 from ..conf import COMPRESSIONS
 from ..display import shown
-from ..envelope import AGE_SUFFIX, can_decrypt, file_suffix, is_encrypted
 from ..exceptions import ArchiveError, ConfigurationError
 from . import backup_location
 from .base import BackupFile, BackupRef, BackupStore, Location, as_backup, as_store

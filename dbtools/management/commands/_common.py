@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError
 
 import dbtools
+from dbtools.archive.envelope import identity_exposure, identity_file
 from dbtools.display import sentence, shown
-from dbtools.envelope import identity_exposure, identity_file
 from dbtools.exceptions import DbtoolsError
 from dbtools.interrupts import exit_status, one_line, signals_raise
 from dbtools.progress import ProgressBar

@@ -1,9 +1,12 @@
-from django.core.management.base import CommandError
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools import checks
-from dbtools.backup import backup_database
-from dbtools.exceptions import DbtoolsError
+from dbtools.backup import BackupResult, backup_database
 
 from ._common import DbtoolsCommand, add_compress_argument, progress_bar, shown, size
 
@@ -20,7 +23,7 @@ class Command(DbtoolsCommand):
     requires_system_checks = [checks.TAG]
     interrupted = "Nothing was written; earlier backups are untouched."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
@@ -65,44 +68,56 @@ class Command(DbtoolsCommand):
             help="Also back up unmanaged models whose tables exist.",
         )
 
-    def handle(self, *args, **options):
-        verbosity = options["verbosity"]
+    def handle(
+        self,
+        *args: Any,
+        database: str,
+        output: str | None,
+        only: list[str],
+        exclude: list[str] | None,
+        compress: bool | str | None,
+        keep: int | None,
+        jobs: int | None,
+        include_unmanaged: bool,
+        verbosity: int,
+        **options: Any,
+    ) -> None:
         bar = progress_bar(self, verbosity)
         try:
             result = backup_database(
-                using=options["database"],
-                output=options["output"],
-                only=options["only"],
-                exclude=options["exclude"],
-                compress=options["compress"],
-                keep=options["keep"],
-                include_unmanaged=options["include_unmanaged"],
+                using=database,
+                output=output,
+                only=only,
+                exclude=exclude,
+                compress=compress,
+                keep=keep,
+                include_unmanaged=include_unmanaged,
                 progress=bar,
-                jobs=options["jobs"],
+                jobs=jobs,
             )
-        except DbtoolsError as exc:
-            raise CommandError(str(exc)) from exc
         finally:
             if bar:
                 bar.clear()
-
         for warning in result.warnings:
             self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
         if verbosity >= 1:
-            width = max((len(t.label) for t in result.tables), default=10)
-            for t in result.tables:
-                self.stdout.write(f"  {t.label:<{width}}  {t.rows:>10,} rows  {t.seconds:6.2f}s")
-            for cycle in result.cycles:
-                self.stdout.write(
-                    f"  Foreign-key cycle: {' -> '.join(cycle)} (restore defers these checks)"
-                )
+            self.show(result)
+
+    def show(self, result: BackupResult) -> None:
+        width = max((len(t.label) for t in result.tables), default=10)
+        for t in result.tables:
+            self.stdout.write(f"  {t.label:<{width}}  {t.rows:>10,} rows  {t.seconds:6.2f}s")
+        for cycle in result.cycles:
             self.stdout.write(
-                self.style.SUCCESS(
-                    f"Backed up {result.rows:,} rows from {len(result.tables)} tables to "
-                    f"{shown(result.path)} ({size(result.size)}, {result.seconds:.1f}s)"
-                )
+                f"  Foreign-key cycle: {' -> '.join(cycle)} (restore defers these checks)"
             )
-            if result.latest:
-                self.stdout.write(f"Latest backup: {shown(result.latest)}")
-            for path in result.pruned:
-                self.stdout.write(f"Deleted old backup {shown(path)}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Backed up {result.rows:,} rows from {len(result.tables)} tables to "
+                f"{shown(result.path)} ({size(result.size)}, {result.seconds:.1f}s)"
+            )
+        )
+        if result.latest:
+            self.stdout.write(f"Latest backup: {shown(result.latest)}")
+        for path in result.pruned:
+            self.stdout.write(f"Deleted old backup {shown(path)}")

@@ -1,13 +1,15 @@
+from __future__ import annotations
+
 import datetime
 from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.drill import DrillResult, drill
-from dbtools.exceptions import DbtoolsError
+from dbtools.drill import DrillResult
+from dbtools.drill import drill as drill_backup
 from dbtools.storage import BackupStore, LocalFolder, backup_location
-from dbtools.storage.catalog import leftovers, list_backups, resolve_backup
+from dbtools.storage.catalog import BackupInfo, leftovers, list_backups, resolve_backup
 
 from ._common import DbtoolsCommand, add_identity_argument, shown, size
 
@@ -23,7 +25,7 @@ class Command(DbtoolsCommand):
         "and compares."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--folder",
             help="Local folder to list (default: DBTOOLS['STORAGE'], else DBTOOLS['BACKUP_DIR']).",
@@ -49,62 +51,31 @@ class Command(DbtoolsCommand):
         )
         add_identity_argument(parser)
 
-    def handle(self, *args, **options):
-        try:
-            folder = LocalFolder(options["folder"]) if options["folder"] else backup_location()
-            infos = list_backups(folder, check=options["verify"])
-        except DbtoolsError as exc:
-            raise CommandError(str(exc)) from exc
+    def handle(
+        self,
+        *args: Any,
+        folder: str | None,
+        verify: bool,
+        drill: str | None,
+        database: str,
+        verbosity: int,
+        **options: Any,
+    ) -> None:
+        store = LocalFolder(folder) if folder else backup_location()
+        infos = list_backups(store, check=verify)
         if not infos:
-            self.stdout.write(f"No backups in {shown(folder)}. Make one with `manage.py backupdb`.")
-            self.drill_if_asked(folder, options)
+            self.stdout.write(f"No backups in {shown(store)}. Make one with `manage.py backupdb`.")
+            self.drill_if_asked(store, drill, database)
             return
-        failed = 0
-        locked = [info.path.name for info in infos if info.locked]
-        self.stdout.write(f"Backups in {shown(folder)}, newest first:")
-        for info in infos:
-            mark = (
-                " <- latest (the timestamped backup it is a copy of is gone)"
-                if info.only_as_latest
-                else " <- latest"
-                if info.is_latest
-                else ""
-            )
-            if info.locked:
-                self.stdout.write(
-                    f"  {info.path.name}  {size(info.size)}  encrypted (age): "
-                    f"{'NOT VERIFIED, ' if options['verify'] else ''}give --identity FILE to read "
-                    f"it{mark}"
-                )
-                continue
-            if info.problem:
-                failed += 1
-                self.stdout.write(
-                    self.style.ERROR(
-                        f"  {info.path.name}  {size(info.size)}  DAMAGED: {info.problem}"
-                    )
-                )
-                continue
-            meta = info.meta or {}
-            taken = datetime.datetime.fromisoformat(meta["created_at"]).strftime(
-                "%Y-%m-%d %H:%M:%S UTC"
-            )
-            status = "  verified" if options["verify"] else ""
-            self.stdout.write(
-                f"  {info.path.name}  {taken}  {size(info.size):>9}  "
-                f"{info.tables} tables  {info.rows:,} rows  {meta.get('vendor')}:{meta.get('database')}{status}{mark}"
-            )
-            if options["verbosity"] >= 1 and info.newest_migrations:
-                migrations = ", ".join(
-                    f"{app} {name}" for app, name in info.newest_migrations.items()
-                )
-                self.stdout.write(f"      migrations: {migrations}")
-        for name in leftovers(folder):
-            self.stdout.write(self.style.WARNING(folder.leftover_warning(name)))
+        self.stdout.write(f"Backups in {shown(store)}, newest first:")
+        failed = sum(not self.show_backup(info, verify, verbosity) for info in infos)
+        for name in leftovers(store):
+            self.stdout.write(self.style.WARNING(store.leftover_warning(name)))
         if failed:
             raise CommandError(f"{failed} backup(s) failed verification; do not restore from them.")
-        unverified = bool(locked) and options["verify"]
-        if unverified and options["drill"] is not None:
+        locked = [info.path.name for info in infos if info.locked]
+        unverified = bool(locked) and verify
+        if unverified and drill is not None:
             # The drill needs no identity unless its own backup is encrypted: it still runs.
             self.stderr.write(
                 self.style.WARNING(
@@ -112,19 +83,54 @@ class Command(DbtoolsCommand):
                     f"given to open {'it' if len(locked) == 1 else 'them'}). The drill goes on."
                 )
             )
-        self.drill_if_asked(folder, options)
+        self.drill_if_asked(store, drill, database)
         if unverified:
             raise CommandError(
                 f"{len(locked)} encrypted backup(s) could not be verified without their identity; "
                 f"run again with --identity FILE (or set DBTOOLS['IDENTITY'])."
             )
 
-    def drill_if_asked(self, folder: BackupStore, options: dict[str, Any]) -> None:
-        if options["drill"] is None:
+    def show_backup(self, info: BackupInfo, verify: bool, verbosity: int) -> bool:
+        """One backup's line (and its migrations); False if it is damaged."""
+        mark = (
+            " <- latest (the timestamped backup it is a copy of is gone)"
+            if info.only_as_latest
+            else " <- latest"
+            if info.is_latest
+            else ""
+        )
+        if info.locked:
+            self.stdout.write(
+                f"  {info.path.name}  {size(info.size)}  encrypted (age): "
+                f"{'NOT VERIFIED, ' if verify else ''}give --identity FILE to read "
+                f"it{mark}"
+            )
+            return True
+        if info.problem:
+            self.stdout.write(
+                self.style.ERROR(f"  {info.path.name}  {size(info.size)}  DAMAGED: {info.problem}")
+            )
+            return False
+        meta = info.meta or {}
+        taken = datetime.datetime.fromisoformat(meta["created_at"]).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
+        status = "  verified" if verify else ""
+        self.stdout.write(
+            f"  {info.path.name}  {taken}  {size(info.size):>9}  "
+            f"{info.tables} tables  {info.rows:,} rows  {meta.get('vendor')}:{meta.get('database')}{status}{mark}"
+        )
+        if verbosity >= 1 and info.newest_migrations:
+            migrations = ", ".join(f"{app} {name}" for app, name in info.newest_migrations.items())
+            self.stdout.write(f"      migrations: {migrations}")
+        return True
+
+    def drill_if_asked(self, folder: BackupStore, name: str | None, database: str) -> None:
+        if name is None:
             return
         # --drill NAME: a path or a name in the listed folder; no NAME: its latest.
-        path = resolve_backup(options["drill"] or None, folder=folder, option="--drill NAME")
-        self.show_drill(drill(path, using=options["database"]))
+        path = resolve_backup(name or None, folder=folder, option="--drill NAME")
+        self.show_drill(drill_backup(path, using=database))
 
     def show_drill(self, result: DrillResult) -> None:
         if result.error:

@@ -26,9 +26,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
-from .conf import COMPRESSIONS, get_settings
-from .exceptions import ArchiveError, ConfigurationError
-from .storage.base import BackupFile, open_file
+from ..conf import COMPRESSIONS, get_settings
+from ..exceptions import ArchiveError, ConfigurationError
+from ..storage.base import BackupFile, open_file
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -1,153 +1,28 @@
-"""The backup file: one JSON document, one row per line, written atomically.
-
-    {"format":"dbtools-backup","version":1,"meta":{...},"tables":[
-    {"table":{...},"rows":[
-    {"id":1,"email":"a@example.com"}
-    ,{"id":2,"email":"b@example.com"}
-    ],"count":2,"sha256":"..."}
-    ,{"table":{...},"rows":[
-    ],"count":0,"sha256":"..."}
-    ],"summary":{"tables":2,"rows":2}}
-
-`json.load` and `jq` read the whole document; `ArchiveReader` reads it line
-by line in constant memory. Each table ends with its row count and the
-SHA-256 of its row lines exactly as they are in the file, each followed by
-"\\n", so a truncated or edited file is caught before a restore writes anything.
-No ORM in here: this module only knows bytes and dicts.
-"""
+"""ArchiveReader: a backup document read line by line in constant memory, every table checked (format.py)."""
 
 from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from .conf import get_settings
-from .envelope import READ_ERRORS, SealedWriter, open_plaintext
-from .exceptions import ArchiveError, BackupError
-from .storage.base import BackupFile, open_file
-from .storage.local import PARTIAL_SUFFIX as PARTIAL_SUFFIX  # the PostgreSQL spools are named so
-from .storage.local import LocalSink
-
-FORMAT = "dbtools-backup"
-VERSION = 1
-
-_HEADER_PREFIX = b'{"format":'
-_HEADER_SUFFIX = b',"tables":['
-_TABLE_SUFFIX = b',"rows":['
-_TABLE_END_PREFIX = b'],"count":'
-_SUMMARY_PREFIX = b'],"summary":'
-
-
-class ArchiveWriter:
-    """Writes a backup into a sink that publishes it only when `commit()` is called:
-    a temporary file renamed into place (`final`), or an upload (`sink`) such as
-    storage.s3.MultipartUpload."""
-
-    def __init__(
-        self,
-        final: Path | None,
-        compression: str | None = None,
-        max_line_bytes: int | None = None,
-        encrypt_to: Sequence[Any] = (),
-        sink: Any = None,
-    ) -> None:
-        """`compression` is None, "gzip" or "zstd"; `encrypt_to` holds age recipients."""
-        self.max_line_bytes = max_line_bytes or get_settings().max_line_bytes
-        self._label = ""
-        if sink is None:
-            assert final is not None
-            sink = LocalSink(final)
-        self.sink = sink
-        try:
-            self.out = SealedWriter(self.sink, compression, encrypt_to)
-        except BaseException:
-            self.sink.abort()
-            raise
-        self.tables = 0
-        self.rows = 0
-        self._hash: Any = None
-        self._count = 0
-
-    def write_header(self, meta: dict[str, Any]) -> None:
-        head = orjson.dumps({"format": FORMAT, "version": VERSION, "meta": meta})
-        self.out.write(head[:-1] + _HEADER_SUFFIX + b"\n")
-
-    def begin_table(self, table: dict[str, Any]) -> None:
-        lead = b"," if self.tables else b""
-        self.out.write(lead + orjson.dumps({"table": table})[:-1] + _TABLE_SUFFIX + b"\n")
-        self._label = str(table.get("label"))
-        self._hash = hashlib.sha256()
-        self._count = 0
-
-    def write_rows(self, rows: list[bytes] | list[str]) -> None:
-        """Rows already encoded as JSON objects, one per item (bytes, or str to be
-        encoded as UTF-8 in one go)."""
-        if not rows:
-            return
-        size = longest_line(rows)
-        if size > self.max_line_bytes:
-            raise too_long_error(self._label, size, self.max_line_bytes)
-        lead = "," if self._count else ""
-        if isinstance(rows[0], str):
-            block = (lead + "\n,".join(rows) + "\n").encode()
-        else:
-            block = lead.encode() + b"\n,".join(rows) + b"\n"
-        self._hash.update(block)
-        self.out.write(block)
-        self._count += len(rows)
-
-    def copy_rows(self, spool: Path, rows: int) -> None:
-        """A table's row lines already written, in file form, by another reader."""
-        with open(spool, "rb") as source:
-            while block := source.read(1024 * 1024):
-                self._hash.update(block)
-                self.out.write(block)
-        self._count += rows
-
-    def end_table(self) -> tuple[int, str]:
-        digest = self._hash.hexdigest()
-        tail = orjson.dumps({"count": self._count, "sha256": digest})
-        self.out.write(b"]," + tail[1:] + b"\n")
-        self.tables += 1
-        self.rows += self._count
-        return self._count, digest
-
-    def commit(self) -> Any:
-        """Finish the document and publish it; returns what the sink made (a Path, or
-        a storage.StoredBackup)."""
-        summary = orjson.dumps({"summary": {"tables": self.tables, "rows": self.rows}})
-        self.out.write(b"]," + summary[1:] + b"\n")
-        self.out.close()
-        return self.sink.commit()
-
-    def abort(self) -> None:
-        self.out.abort()
-        self.sink.abort()
-
-
-# Reading ------------------------------------------------------------------
-
-
-def longest_line(lines: list[bytes] | list[str]) -> int:
-    """The longest line's size in bytes, at most (a str's UTF-8 is up to 4 bytes a character)."""
-    if not lines:
-        return 0
-    longest = max(lines, key=len)
-    return len(longest.encode() if isinstance(longest, str) else longest)
-
-
-def too_long_error(label: str, size: int, limit: int) -> BackupError:
-    return BackupError(
-        f"Table {label}: a row is {size:,} bytes as JSON, more than the {limit:,} that a restore reads "
-        f"in one line (DBTOOLS['MAX_LINE_BYTES']). Nothing was kept. Raise the setting (it applies to "
-        f"restoredb too), or leave the table out with --exclude {label}."
-    )
+from ..conf import get_settings
+from ..exceptions import ArchiveError
+from ..storage.base import BackupFile, open_file
+from .envelope import READ_ERRORS, open_plaintext
+from .format import (
+    FORMAT,
+    HEADER_PREFIX,
+    HEADER_SUFFIX,
+    SUMMARY_PREFIX,
+    TABLE_END_PREFIX,
+    TABLE_SUFFIX,
+    VERSION,
+)
 
 
 def header_problem(meta: Any) -> str | None:
@@ -160,12 +35,19 @@ def header_problem(meta: Any) -> str | None:
         datetime.datetime.fromisoformat(meta["created_at"])
     except ValueError:
         return f"'created_at' is not a date and time ({meta['created_at'][:40]!r})"
-    migrations = meta.get("migrations", {})
-    if not isinstance(migrations, dict) or not all(
+    if not _is_migration_lists(meta.get("migrations", {})):
+        return "'migrations' is not a list of migration names per app"
+    return _field_type_problem(meta)
+
+
+def _is_migration_lists(migrations: Any) -> bool:
+    return isinstance(migrations, dict) and all(
         isinstance(names, list) and all(isinstance(n, str) for n in names)
         for names in migrations.values()
-    ):
-        return "'migrations' is not a list of migration names per app"
+    )
+
+
+def _field_type_problem(meta: dict[str, Any]) -> str | None:
     for key in ("vendor", "database", "backup_id"):
         if key in meta and not isinstance(meta[key], str):
             return f"{key!r} is not text"
@@ -236,12 +118,16 @@ class ArchiveReader:
         self._line_no = 0
         try:
             first = self._read_line()
+            self._line_no = 1
+            self.header = self._parse_header(first)
+            self._check_header()
         except ArchiveError:
             self.close()
             raise
-        self._line_no = 1
+
+    def _parse_header(self, first: bytes) -> dict[str, Any]:
+        """The first line's JSON, once its shape says it is a dbtools backup's."""
         if not first:
-            self.close()
             if self._stream is not self._raw:
                 raise ArchiveError(
                     f"{self.path.name} holds nothing once decompressed or decrypted: it was cut "
@@ -249,49 +135,43 @@ class ArchiveReader:
                 )
             raise ArchiveError(f"{self.path.name} is empty; it is not a backup.")
         if len(first) > self.max_line_bytes:
-            self.close()
             raise self._too_long()
         if first.startswith(b'[{"model":'):
-            self.close()
             raise ArchiveError(
                 f"{self.path.name} looks like a `dumpdata` file; load it with `manage.py loaddata`."
             )
-        if not first.startswith(_HEADER_PREFIX):
-            self.close()
+        if not first.startswith(HEADER_PREFIX):
             raise ArchiveError(
                 f'{self.path.name} is not a dbtools backup (it does not start with {{"format": ...).'
             )
         if not first.endswith(b"\n"):
-            self.close()
             raise self._truncated()
         first = first[:-1]
-        if not first.endswith(_HEADER_SUFFIX):
-            self.close()
+        if not first.endswith(HEADER_SUFFIX):
             raise ArchiveError(
                 f"{self.path.name} has a damaged first line; it is not a backup dbtools can read."
             )
         try:
-            self.header = orjson.loads(first[: -len(_HEADER_SUFFIX)] + b"}")
+            header: dict[str, Any] = orjson.loads(first[: -len(HEADER_SUFFIX)] + b"}")
         except orjson.JSONDecodeError as exc:
-            self.close()
             raise ArchiveError(
                 f"{self.path.name}: the metadata is not valid JSON ({exc})."
             ) from exc
+        return header
+
+    def _check_header(self) -> None:
         if self.header.get("format") != FORMAT:
-            self.close()
             raise ArchiveError(
                 f"{self.path.name} is not a dbtools backup (format {self.header.get('format')!r})."
             )
         version = self.header.get("version")
         if version != VERSION:
-            self.close()
             raise ArchiveError(
                 f"{self.path.name} is format version {version!r}; this dbtools reads version {VERSION}. "
                 f"Use the dbtools version that wrote it."
             )
         problem = header_problem(self.header.get("meta"))
         if problem:
-            self.close()
             raise ArchiveError(
                 f"{self.path.name} has damaged metadata: {problem}. The file was edited or damaged; "
                 f"use another backup."
@@ -365,7 +245,7 @@ class ArchiveReader:
             line = self._next_line()
             if line is None:
                 raise self._truncated()
-            if line.startswith(_SUMMARY_PREFIX):
+            if line.startswith(SUMMARY_PREFIX):
                 self.summary = self._load(b"{" + line[2:], "summary")["summary"]
                 if self._next_line() is not None:
                     raise ArchiveError(
@@ -373,11 +253,11 @@ class ArchiveReader:
                     )
                 return
             start = line.removeprefix(b",")
-            if not (start.startswith(b'{"table":') and start.endswith(_TABLE_SUFFIX)):
+            if not (start.startswith(b'{"table":') and start.endswith(TABLE_SUFFIX)):
                 raise ArchiveError(
                     f"{self.path.name} line {self._line_no}: expected the start of a table."
                 )
-            meta = self._load(start[: -len(_TABLE_SUFFIX)] + b"}", "table")["table"]
+            meta = self._load(start[: -len(TABLE_SUFFIX)] + b"}", "table")["table"]
             problem = table_problem(meta)
             if problem:
                 raise ArchiveError(
@@ -411,7 +291,7 @@ class ArchiveReader:
                     self._line_no += 1
                 raise self._truncated()
             self._line_no += 1
-            if line.startswith(_TABLE_END_PREFIX):
+            if line.startswith(TABLE_END_PREFIX):
                 end = self._load(b"{" + line[2:-1], "table end")
                 if end.get("count") != count or end.get("sha256") != digest.hexdigest():
                     what = (

@@ -1,0 +1,29 @@
+"""The backup file: one JSON document, one row per line, written atomically.
+
+    {"format":"dbtools-backup","version":1,"meta":{...},"tables":[
+    {"table":{...},"rows":[
+    {"id":1,"email":"a@example.com"}
+    ,{"id":2,"email":"b@example.com"}
+    ],"count":2,"sha256":"..."}
+    ,{"table":{...},"rows":[
+    ],"count":0,"sha256":"..."}
+    ],"summary":{"tables":2,"rows":2}}
+
+`json.load` and `jq` read the whole document; `ArchiveReader` reads it line
+by line in constant memory. Each table ends with its row count and the
+SHA-256 of its row lines exactly as they are in the file, each followed by
+"\\n", so a truncated or edited file is caught before a restore writes anything.
+No ORM in here: the package only knows bytes and dicts. This module names the
+format; writer.py writes it, reader.py reads and checks it.
+"""
+
+from __future__ import annotations
+
+FORMAT = "dbtools-backup"
+VERSION = 1
+
+HEADER_PREFIX = b'{"format":'
+HEADER_SUFFIX = b',"tables":['
+TABLE_SUFFIX = b',"rows":['
+TABLE_END_PREFIX = b'],"count":'
+SUMMARY_PREFIX = b'],"summary":'

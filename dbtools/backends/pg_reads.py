@@ -1,0 +1,316 @@
+"""PostgreSQL writes the backup's row lines itself (used through backends.postgresql).
+
+On PostgreSQL 14+ the server can produce each row's JSON in exactly the form
+archive/codec.py describes, with `row_to_json()`, so Python only moves text: this is
+what brings backupdb near pg_dump's speed. Every kind is spelled out below;
+a table with a column of any other kind (arrays, ranges, hstore, custom
+fields) goes through the portable Python path instead, as do connections
+without server-side cursors (DISABLE_SERVER_SIDE_CURSORS).
+
+Timestamps are written in UTC: the snapshot transaction sets its time zone
+with SET LOCAL, which lasts for that transaction only (pooler-safe).
+
+HelperReaders read tables on more connections in the same snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ..archive.codec import JSON_NULL_KEY, AnyField, kind_of
+from ..archive.writer import longest_line, too_long_error
+from ..conf import get_settings
+from ..graph import Table
+from ..storage.local import PARTIAL_SUFFIX
+from .pg_loads import literal
+
+# How each kind's column becomes the JSON value codec.py would write. {c} is
+# the quoted column.
+SQL_FOR_KIND = {
+    "int": "{c}",
+    "bool": "{c}",
+    "str": "{c}",
+    "uuid": "{c}",
+    "date": "{c}",
+    "time": "{c}",
+    "datetime": "{c}",
+    "json": "{c}",
+    "decimal": "{c}::text",
+    # to_json() already writes NaN and the infinities as strings, as codec does;
+    # -0 is spelled as a float so that it reads back with its sign.
+    "float": "CASE WHEN {c} = 0 AND {c}::text = '-0' THEN '-0.0'::json ELSE to_json({c}) END",
+    # Whole microseconds; beyond 64 bits (timedelta.max) as a string, as codec does.
+    "duration": "CASE WHEN abs(EXTRACT(EPOCH FROM {c}) * 1000000) < 9223372036854775808 "
+    "THEN to_json((EXTRACT(EPOCH FROM {c}) * 1000000)::bigint) "
+    "ELSE to_json(trunc(EXTRACT(EPOCH FROM {c}) * 1000000)::text) END",
+    "binary": "translate(encode({c}, 'base64'), E'\\n', '')",
+}
+MIN_VERSION = 140000  # EXTRACT(EPOCH FROM interval) is exact (numeric) from 14 on
+
+
+def column_sql(field: AnyField, connection: BaseDatabaseWrapper) -> str | None:
+    kind = kind_of(field)
+    if kind == "json" and field.get_internal_type() != "JSONField":
+        return None  # hstore and friends
+    template = SQL_FOR_KIND.get(kind)
+    if template is None:
+        return None
+    return template.format(c="t." + connection.ops.quote_name(str(field.column)))
+
+
+def can_write(table: Table, connection: BaseDatabaseWrapper) -> bool:
+    """Whether the server can write this table's row lines (PostgreSQL connections only)."""
+    return (
+        connection.pg_version >= MIN_VERSION  # type: ignore[attr-defined]
+        and not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+        and all(column_sql(f, connection) is not None for f in table.fields)
+    )
+
+
+def rows_sql(table: Table, connection: BaseDatabaseWrapper) -> str:
+    """One JSON object per row, keyed by field name; ordered by the real key
+    columns of the outer query, so the order is guaranteed, not incidental."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(f"{column_sql(f, connection)} AS {quote(f.name)}" for f in table.fields)
+    order = ", ".join(f"t.{quote(str(f.column))}" for f in table.pk_fields)
+    line = "row_to_json(r)::text"
+    # JSON null is written null, like SQL NULL, and the row names it (codec.py):
+    # the line's closing brace gives way to the key, for the rows that need it.
+    is_null = {
+        f.name: f"t.{quote(str(f.column))}::jsonb = 'null'::jsonb"
+        for f in table.fields
+        if f.get_internal_type() == "JSONField"
+    }
+    if is_null:
+        names = ", ".join(
+            f"CASE WHEN {test} THEN {literal(name, connection)} END"
+            for name, test in is_null.items()
+        )
+        line = (
+            f"CASE WHEN {' OR '.join(is_null.values())} THEN left({line}, -1) || "
+            f"{literal(',' + json.dumps(JSON_NULL_KEY) + ':', connection)} || "
+            f"array_to_json(array_remove(ARRAY[{names}]::text[], NULL))::text || '}}' "
+            f"ELSE {line} END"
+        )
+    return (
+        f"SELECT {line} FROM {quote(table.db_table)} t, LATERAL (SELECT {columns}) r "
+        f"ORDER BY {order}"
+    )
+
+
+def row_batches(
+    table: Table, connection: BaseDatabaseWrapper, size: int
+) -> Generator[list[str], None, None]:
+    """The table's row lines, in primary-key order, `size` at a time.
+
+    A server-side cursor makes the server build rows only when asked, so a
+    thread asks for the next batch while this one is being written: the
+    server's JSON work and the client's hashing and writing overlap. At most
+    two batches wait in between, so memory stays flat.
+
+    The caller closes the generator when it stops early (an error, an
+    interrupt): that stops the thread. Until then a traceback may hold it
+    paused; the thread never blocks for good meanwhile, and as a daemon it
+    never keeps the process from exiting.
+    """
+    batches: queue.Queue[list[str] | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def hand_over(item: list[str] | BaseException | None) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                batches.put(item, timeout=0.1)
+                return
+
+    def fetch(cursor: Any) -> None:
+        try:
+            while not stop.is_set():
+                rows = cursor.fetchmany(size)
+                if not rows:
+                    break
+                hand_over([row[0] for row in rows])
+            hand_over(None)
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            hand_over(exc)
+
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(rows_sql(table, connection))
+        worker = threading.Thread(
+            target=fetch, args=(cursor,), name=f"dbtools-fetch-{table.db_table}", daemon=True
+        )
+        worker.start()
+        try:
+            while (batch := batches.get()) is not None:
+                if isinstance(batch, BaseException):
+                    with connection.wrap_database_errors:
+                        raise batch
+                yield batch
+        finally:
+            stop.set()  # a put() waiting gives up within 0.1 s, a fetch ends with its batch
+            worker.join()
+
+
+def prepare_snapshot(connection: BaseDatabaseWrapper) -> None:
+    """Settings for the snapshot transaction, for that transaction only (SET LOCAL):
+    timestamps as UTC text; no JIT, whose compile time a full-table read of
+    row_to_json() pays on every table and never earns back."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+        cursor.execute("SET LOCAL jit = off")
+
+
+# Helper readers ---------------------------------------------------------------------
+
+
+class Stopped(Exception):
+    """The main reader stopped before a helper finished its table."""
+
+
+@dataclass
+class Spooled:
+    path: Path
+    rows: int
+
+
+class HelperReaders:
+    """Connections that read tables from the end of the plan while the main one
+    works from the start, all in the same snapshot.
+
+    The main transaction exports its snapshot (pg_export_snapshot, as
+    `pg_dump -j` does); each helper's transaction adopts it, so every
+    connection sees the database at the same moment. Helpers spool their
+    tables to hidden `.partial` files beside the backup, which the main
+    connection copies into it in order, so memory stays flat. Anything going
+    wrong in a helper (a pooler or server refusing the snapshot, no free
+    connection, a lost connection) only means the main connection reads the
+    tables that helper did not finish itself.
+    """
+
+    def __init__(
+        self,
+        connection: BaseDatabaseWrapper,
+        tables: list[Table],
+        folder: Path,
+        size: int,
+        helpers: int = 1,
+    ) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_export_snapshot()")
+            (self.snapshot_id,) = cursor.fetchone()
+        self.alias = connection.alias
+        self.folder = folder
+        self.max_line_bytes = get_settings().max_line_bytes
+        self.size = size
+        self.lock = threading.Lock()
+        self.queue = [
+            t for t in tables if can_write(t, connection)
+        ]  # the main reader takes from the front
+        helpers = min(helpers, len(self.queue) - 1)  # the main reader takes one table at least
+        self.claimed: dict[str, threading.Event] = {}
+        self.spooled: dict[str, Spooled] = {}
+        self.working: set[threading.Thread] = set()  # helpers that claimed a table
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self.run, name=f"dbtools-reader-{n}", daemon=True)
+            for n in range(2, helpers + 2)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def take(self, table: Table) -> bool:
+        """The main reader is about to read `table`: True if it should (not claimed here)."""
+        with self.lock:
+            if table in self.queue:
+                self.queue.remove(table)
+                return True
+            return table.label not in self.claimed
+
+    def result(self, table: Table) -> Spooled | None:
+        """Wait for a claimed table; None if its helper failed (read it yourself)."""
+        self.claimed[table.label].wait()
+        return self.spooled.get(table.label)
+
+    def run(self) -> None:
+        from django.db import connections
+
+        connection = connections.create_connection(self.alias)
+        mine: list[str] = []
+        try:
+            connection.ensure_connection()
+            connection.set_autocommit(False)
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", [self.snapshot_id])
+            prepare_snapshot(connection)
+            while not self.stopping.is_set():
+                with self.lock:
+                    if not self.queue:
+                        break
+                    table = self.queue.pop()
+                    self.claimed[table.label] = threading.Event()
+                    self.working.add(threading.current_thread())
+                mine.append(table.label)
+                self.spooled[table.label] = self.spool(table, connection)
+                self.claimed[table.label].set()  # on failure, set below with the rest of mine
+        except Exception:
+            pass  # the main connection reads what this helper did not spool
+        finally:
+            for label in mine:
+                self.claimed[label].set()
+            try:
+                connection.rollback()
+            except Exception:
+                pass  # a lost connection has nothing left to roll back
+            finally:
+                connection.close()
+
+    def spool(self, table: Table, connection: BaseDatabaseWrapper) -> Spooled:
+        # A name no one can guess or plant a link at, created exclusively, 0600:
+        # the spool holds rows, and the folder may be readable by others.
+        fd, name = tempfile.mkstemp(
+            dir=self.folder, prefix=".dbtools-", suffix=f".spool{PARTIAL_SUFFIX}"
+        )
+        path = Path(name)
+        rows = 0
+        try:
+            with os.fdopen(fd, "wb") as out, connection.chunked_cursor() as cursor:
+                cursor.execute(rows_sql(table, connection))
+                while batch := cursor.fetchmany(self.size):
+                    if self.stopping.is_set():  # the backup was interrupted or failed
+                        raise Stopped(table.label)
+                    lines = [row[0] for row in batch]
+                    if longest_line(lines) > self.max_line_bytes:
+                        raise too_long_error(table.label, longest_line(lines), self.max_line_bytes)
+                    out.write((("," if rows else "") + "\n,".join(lines) + "\n").encode())
+                    rows += len(lines)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Spooled(path, rows)
+
+    def close(self) -> None:
+        """Called when every table has been read, or the backup stopped early (an
+        error, an interrupt): a helper still spooling stops at its next batch
+        and removes its spool. A helper that never claimed a table may still be
+        waiting for a connection (a pooler with no free server connection until
+        this transaction ends): it is not waited for; it finds the snapshot
+        gone and ends by itself."""
+        self.stopping.set()
+        with self.lock:
+            self.queue.clear()
+            working = list(self.working)
+        for thread in working:
+            thread.join()
+        for spooled in self.spooled.values():
+            spooled.path.unlink(missing_ok=True)
