@@ -5,16 +5,16 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.conf import DEPLOY_ORDERS, lock_timeout_problem
-from dbtools.migration_checks import LEVELS
-from dbtools.migration_plan import (
+from dbtools.migrate.flow import RESTORE_CHOICES, Exit, Options, safe_migrate
+from dbtools.migrate.plan import (
     FAIL_ON,
     MigrationPlan,
     describe_step,
     plan_migrations,
     plan_report,
 )
-from dbtools.rollback import LEFTOVERS_HEADING
-from dbtools.safemigrate import RESTORE_CHOICES, Exit, Options, safe_migrate
+from dbtools.migrate.rollback import LEFTOVERS_HEADING
+from dbtools.migration_checks import LEVELS
 
 from ._common import DbtoolsCommand, add_compress_argument, add_identity_argument
 

@@ -16,12 +16,12 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
-from .archive import ArchiveReader
-from .exceptions import ArchiveError, DbtoolsError, MigrationError
-from .interrupts import retell
-from .restore import RestoreResult, prepare_restore, restore_database
+from ..archive import ArchiveReader
+from ..exceptions import ArchiveError, DbtoolsError, MigrationError
+from ..interrupts import retell
+from ..restore import RestoreResult, prepare_restore, restore_database
+from ..storage import BackupFile
 from .schema import Difference, Schema, TableSchema, compare, drop_index, read_schema
-from .storage import BackupFile
 
 
 @dataclass

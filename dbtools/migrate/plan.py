@@ -25,10 +25,10 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
-from .backends import backend_for
-from .conf import deploy_problem, get_settings
-from .exceptions import MigrationError
-from .migration_checks import (
+from ..backends import backend_for
+from ..conf import deploy_problem, get_settings
+from ..exceptions import MigrationError
+from ..migration_checks import (
     ACCEPT_ATTRIBUTE,
     CHECKS,
     LEVELS,

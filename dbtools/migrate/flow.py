@@ -24,15 +24,15 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models.signals import pre_migrate
 
-from .backends import backend_for
-from .backup import BackupResult, applied_migrations, backup_database
-from .conf import get_settings, lock_timeout_problem
-from .display import shown
-from .envelope import can_decrypt, is_encrypted
-from .exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
-from .interrupts import tell, told
-from .migration_plan import MigrationPlan
-from .restore import RestoreResult, prepare_restore, restore_database
+from ..backends import backend_for
+from ..backup import BackupResult, applied_migrations, backup_database
+from ..conf import get_settings, lock_timeout_problem
+from ..display import shown
+from ..envelope import can_decrypt, is_encrypted
+from ..exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
+from ..interrupts import tell, told
+from ..restore import RestoreResult, prepare_restore, restore_database
+from .plan import MigrationPlan
 from .rollback import Leftover, RollbackIncomplete, RollbackResult, find_leftovers, rollback
 from .schema import read_schema
 
