@@ -27,7 +27,8 @@ from django.test import override_settings
 from dbtools.backup import applied_migrations, backup_database
 from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError, RestoreError
-from dbtools.migrate.flow import RESTORE_HELP, Exit, Options, migration_lock, safe_migrate
+from dbtools.migrate.flow import RESTORE_HELP, Exit, Options, safe_migrate
+from dbtools.migrate.lock import migration_lock
 from dbtools.migrate.plan import plan_migrations
 from dbtools.migrate.rollback import RollbackResult, compare_schema, find_leftovers, rollback
 from dbtools.migrate.schema import compare, read_schema
@@ -352,7 +353,7 @@ def test_lock_on_one_database_does_not_block_another_on_the_same_server(alias, l
     not wait for each other."""
     other = connections.create_connection(alias)
     other.settings_dict = {**other.settings_dict, "NAME": "another_project"}
-    from dbtools.migrate.flow import server_lock_name
+    from dbtools.migrate.lock import server_lock_name
 
     assert server_lock_name(other) != server_lock_name(connections[alias])
     holder = connections.create_connection(alias)

@@ -8,37 +8,26 @@ plan and turns the outcome into an exit code.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Protocol
 
-from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.migration import Migration
-from django.db.migrations.recorder import MigrationRecorder
-from django.db.models.signals import pre_migrate
 
-from ..backends import backend_for
-from ..backup import BackupResult, applied_migrations, backup_database
+from ..backup import BackupResult, backup_database
 from ..conf import get_settings, lock_timeout_problem
 from ..display import shown
 from ..envelope import can_decrypt, is_encrypted
 from ..exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
 from ..interrupts import tell, told
 from ..restore import RestoreResult, prepare_restore, restore_database
+from .lock import migration_lock
 from .plan import MigrationPlan
 from .rollback import Leftover, RollbackIncomplete, RollbackResult, find_leftovers, rollback
+from .run import MigrateOutcome, PlanChanged, describe, one_line, run_migrate
 from .schema import read_schema
 
-LOCK_NAME = "dbtools.safemigrate"
-LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
-BUSY = "Another safemigrate is already running on this database; wait for it to finish, then run this again."
 RESTORE_HELP = (
     "Restoring puts back rows the migration removed or reset (a data migration that deleted rows, "
     "a table dropped and re-created); rows that are there are left alone."
@@ -252,6 +241,18 @@ def after_failure(
             f"{migrated.error} Nothing was migrated; the backup {shown(backup.path)} was kept."
         )
         return outcome
+    say_failure(migrated, connections[options.using], console)
+    question = "Roll back: migrate back to the backup's state and restore its data exactly? [y/N] "
+    if not (options.rollback_on_failure or (options.interactive and ask(console, question))):
+        outcome.exit = Exit.FAILED
+        outcome.message = not_rolled_back(migrated.failed, backup, leftovers or [])
+        return outcome
+    return roll_back(outcome, options, console, schema_before, leftovers)
+
+
+def say_failure(
+    migrated: MigrateOutcome, connection: BaseDatabaseWrapper, console: Console
+) -> None:
     console.say(
         f"Migration failed: {migrated.failed or 'unknown'}: {describe(migrated.error)}", "error"
     )
@@ -259,30 +260,40 @@ def after_failure(
         console.say(f"Applied before the failure: {', '.join(migrated.applied)}", "error")
     if migrated.unapplied:
         console.say(f"Unapplied before the failure: {', '.join(migrated.unapplied)}", "error")
-    connection = connections[options.using]
     if not connection.features.can_rollback_ddl:
         console.say(
             f"{connection.vendor} cannot roll back DDL: {migrated.failed} may be half-applied.",
             "error",
         )
-    question = "Roll back: migrate back to the backup's state and restore its data exactly? [y/N] "
-    if not (options.rollback_on_failure or (options.interactive and ask(console, question))):
-        outcome.exit = Exit.FAILED
-        outcome.message = (
-            f"The migration failed. The database is as migrate left it; to undo everything run "
-            f"`manage.py safemigrate` again after fixing the migration, or restore with "
-            f"`manage.py restoredb --replace --file {backup.path.name}` after migrating back."
+
+
+def not_rolled_back(failed: str | None, backup: BackupResult, leftovers: list[Leftover]) -> str:
+    """What to do when a failed migration is left as migrate left it."""
+    left = [found.thing for found in leftovers if found.migration == failed]
+    if left and failed:
+        return (
+            f"The migration failed. An earlier run left part of {failed} in the "
+            f"database ({', '.join(left)}), and migrating it fails on that: "
+            f"`manage.py safemigrate --rollback-on-failure` undoes it (a rollback), or undo it "
+            f"by hand (`manage.py sqlmigrate {failed.replace('.', ' ', 1)} --backwards` "
+            f"shows the SQL)."
         )
-        left = [found.thing for found in leftovers or [] if found.migration == migrated.failed]
-        if left and migrated.failed:
-            outcome.message = (
-                f"The migration failed. An earlier run left part of {migrated.failed} in the "
-                f"database ({', '.join(left)}), and migrating it fails on that: "
-                f"`manage.py safemigrate --rollback-on-failure` undoes it (a rollback), or undo it "
-                f"by hand (`manage.py sqlmigrate {migrated.failed.replace('.', ' ', 1)} --backwards` "
-                f"shows the SQL)."
-            )
-        return outcome
+    return (
+        f"The migration failed. The database is as migrate left it; to undo everything run "
+        f"`manage.py safemigrate` again after fixing the migration, or restore with "
+        f"`manage.py restoredb --replace --file {backup.path.name}` after migrating back."
+    )
+
+
+def roll_back(
+    outcome: Outcome,
+    options: Options,
+    console: Console,
+    schema_before: Any,
+    leftovers: list[Leftover] | None,
+) -> Outcome:
+    assert outcome.backup and outcome.migrate
+    migrated, backup = outcome.migrate, outcome.backup
     try:
         rolled = rollback(
             backup.path, options.using, migrated.failed, schema_before, leftovers=leftovers
@@ -326,32 +337,9 @@ def report_rollback(
         console.say(f"Unapplied: {', '.join(rolled.unapplied)}")
     for index in rolled.dropped_indexes:
         console.say(f"Dropped index {index}, which the failed migration left behind.")
-    if rolled.data_left_alone:
-        data = (
-            f"the data was left as it is: {rolled.data_left_alone}, so there was nothing to undo "
-            f"(restoring the backup would have discarded writes made since it; "
-            f"`restoredb --replace --file {backup.path.name}` does that if you want it)"
-        )
-    else:
-        restored = rolled.restore.inserted if rolled.restore else 0
-        data = (
-            f"the data is the backup's ({restored:,} rows restored from {shown(backup.path)}, "
-            f"row counts checked)"
-        )
+    data = rollback_data(rolled, backup)
     if rolled.schema_as_it_was and rolled.leftovers:
-        # Proven by the comparison: what the earlier run made is gone, what it removed is there.
-        made = [leftover.thing for leftover in rolled.leftovers if leftover.made]
-        removed = [leftover.name for leftover in rolled.leftovers if not leftover.made]
-        if made:
-            console.say(
-                f"Removed the leftovers of an earlier run: {', '.join(made)} (not part of the "
-                f"schema the recorded migrations make)."
-            )
-        if removed:
-            console.say(
-                f"Put back what an earlier run removed: {', '.join(removed)} (part of the schema "
-                f"the recorded migrations make)."
-            )
+        say_leftovers_undone(rolled.leftovers, console)
         console.say(
             f"Rolled back: the schema of all {rolled.tables_compared} tables matches the one the "
             f"recorded migrations make (what it was before safemigrate, less the leftovers above; "
@@ -380,6 +368,37 @@ def report_rollback(
         console.say(f"  - {difference}", "error")
 
 
+def rollback_data(rolled: RollbackResult, backup: BackupResult) -> str:
+    """What the rollback did with the data, as the end of a sentence."""
+    if rolled.data_left_alone:
+        return (
+            f"the data was left as it is: {rolled.data_left_alone}, so there was nothing to undo "
+            f"(restoring the backup would have discarded writes made since it; "
+            f"`restoredb --replace --file {backup.path.name}` does that if you want it)"
+        )
+    restored = rolled.restore.inserted if rolled.restore else 0
+    return (
+        f"the data is the backup's ({restored:,} rows restored from {shown(backup.path)}, "
+        f"row counts checked)"
+    )
+
+
+def say_leftovers_undone(leftovers: list[Leftover], console: Console) -> None:
+    # Proven by the comparison: what the earlier run made is gone, what it removed is there.
+    made = [leftover.thing for leftover in leftovers if leftover.made]
+    removed = [leftover.name for leftover in leftovers if not leftover.made]
+    if made:
+        console.say(
+            f"Removed the leftovers of an earlier run: {', '.join(made)} (not part of the "
+            f"schema the recorded migrations make)."
+        )
+    if removed:
+        console.say(
+            f"Put back what an earlier run removed: {', '.join(removed)} (part of the schema "
+            f"the recorded migrations make)."
+        )
+
+
 def ask(console: Console, question: str) -> bool:
     """The console's answer; with nobody to answer, the documented default: no."""
     answer = console.ask(question)
@@ -387,265 +406,3 @@ def ask(console: Console, question: str) -> bool:
         console.say("No answer (the input is closed): taking the default, no.", "warning")
         return False
     return answer
-
-
-# The lock ---------------------------------------------------------------------------
-
-
-def server_lock_name(connection: BaseDatabaseWrapper) -> str:
-    """MariaDB/MySQL's GET_LOCK names are server-wide (PostgreSQL's advisory
-    locks are per database): the database's name goes in, hashed to fit the
-    64-character limit."""
-    database = str(connection.settings_dict["NAME"])
-    return f"{LOCK_NAME}.{hashlib.sha256(database.encode()).hexdigest()[:32]}"
-
-
-@contextmanager
-def migration_lock(using: str) -> Iterator[None]:
-    """One safemigrate per database at a time.
-
-    PostgreSQL: a transaction-scoped advisory lock held by a second connection
-    for the whole run (safe through a transaction pooler). MariaDB/MySQL:
-    GET_LOCK on a second connection. SQLite: an exclusive transaction on a
-    small SQLite file next to the database, which SQLite's own file locking
-    holds on every platform and releases if the process dies.
-    """
-    connection = connections[using]
-    if backend_for(connection).database_is_file:
-        name = str(connection.settings_dict["NAME"])
-        if name == ":memory:" or name.startswith("file:"):
-            yield
-            return
-        lock = sqlite3.connect(name + ".safemigrate.lock", timeout=0, isolation_level=None)
-        try:
-            try:
-                lock.execute("BEGIN EXCLUSIVE")
-            except sqlite3.OperationalError:
-                raise MigrationError(BUSY) from None
-            yield
-        finally:
-            lock.close()
-        return
-    holder = connections.create_connection(using)
-    try:
-        with holder.cursor() as cursor:
-            if backend_for(holder).has_transaction_locks:
-                holder.set_autocommit(False)
-                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK_KEY])
-            else:
-                cursor.execute("SELECT GET_LOCK(%s, 0)", [server_lock_name(holder)])
-            (acquired,) = cursor.fetchone()
-        if not acquired:
-            raise MigrationError(BUSY)
-        yield
-    finally:
-        try:
-            if backend_for(holder).has_transaction_locks:
-                holder.rollback()  # ends the transaction, and with it the lock
-            elif holder.connection is not None:
-                with holder.cursor() as cursor:
-                    cursor.execute("SELECT RELEASE_LOCK(%s)", [server_lock_name(holder)])
-        finally:
-            holder.close()
-
-
-# Running Django's migrate -------------------------------------------------------------
-
-
-class PlanChanged(MigrationError):
-    """What migrate was about to run is not the plan that was shown and checked."""
-
-
-@dataclass
-class MigrateOutcome:
-    ok: bool
-    error: BaseException | None
-    applied: list[str]  # migrations this run applied
-    failed: str | None  # the migration that failed, if one did
-    unapplied: list[str] = field(default_factory=list)  # migrations this run unapplied (going back)
-
-
-def run_migrate(
-    using: str,
-    app_label: str | None,
-    migration_name: str | None,
-    planned: list[tuple[Migration, bool]],
-    stdout: Any,
-    stderr: Any,
-    verbosity: int,
-    lock_timeout: str = "0",
-) -> MigrateOutcome:
-    """Django's own migrate, output shown as usual; a failure is returned, not raised.
-
-    It runs only the plan that was shown: if what migrate is about to run
-    differs (another process migrated, a file changed), it stops before the
-    first migration.
-    """
-    before = _applied_keys(using)
-    args = [a for a in (app_label, migration_name) if a]
-    error: BaseException | None = None
-    expected = [(m.app_label, m.name, backwards) for m, backwards in planned]
-
-    def same_plan(
-        sender: Any, plan: list[tuple[Migration, bool]] | None = None, **kwargs: Any
-    ) -> None:
-        if kwargs.get("using") != using or plan is None:
-            return
-        actual = [(m.app_label, m.name, backwards) for m, backwards in plan]
-        if actual != expected:
-            names = ", ".join(f"{a}.{n}" for a, n, _ in actual) or "nothing"
-            raise PlanChanged(
-                f"migrate was about to run {names}, not the plan shown and checked; the database or "
-                f"the migration files changed meanwhile. Run safemigrate again."
-            )
-
-    pre_migrate.connect(same_plan, dispatch_uid=f"dbtools.safemigrate.{using}")
-    since_record = StatementsSinceRecord()
-    try:
-        with (
-            postgresql_lock_timeout(connections[using], lock_timeout),
-            connections[using].execute_wrapper(since_record),
-        ):
-            call_command(
-                "migrate", *args, database=using, interactive=False, verbosity=verbosity,
-                stdout=stdout, stderr=stderr,
-            )  # fmt: skip
-    except (Exception, SystemExit) as exc:  # SystemExit: migrate's own sys.exit paths
-        error = exc
-    except KeyboardInterrupt as exc:
-        tell(exc, interrupted_migrate(using, planned, before, started=since_record.count > 0))
-        raise
-    finally:
-        pre_migrate.disconnect(dispatch_uid=f"dbtools.safemigrate.{using}")
-    after = _applied_keys(using)
-    applied = [
-        f"{m.app_label}.{m.name}"
-        for m, backwards in planned
-        if not backwards and (m.app_label, m.name) in after - before
-    ]
-    unapplied = [
-        f"{m.app_label}.{m.name}"
-        for m, backwards in planned
-        if backwards and (m.app_label, m.name) in before - after
-    ]
-    failed = None
-    if error is not None and not isinstance(error, PlanChanged):
-        # The first step not done: not applied (forwards) or still applied (backwards).
-        failed = next(
-            (
-                f"{m.app_label}.{m.name}"
-                for m, backwards in planned
-                if ((m.app_label, m.name) in after) == backwards
-            ),
-            None,
-        )
-    return MigrateOutcome(error is None, error, applied, failed, unapplied)
-
-
-class StatementsSinceRecord:
-    """Counts the statements that could change something which migrate sent
-    since it last recorded a migration as applied or unapplied: none means the
-    next migration had not begun."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(
-        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
-    ) -> Any:
-        words = str(sql).lstrip().lower()
-        if RECORDING.match(words):
-            self.count = 0
-        elif not words.startswith(CHANGE_NOTHING):
-            self.count += 1
-        return execute(sql, params, many, context)
-
-
-RECORDS = MigrationRecorder.Migration._meta.db_table
-# The recorder's own INSERT and DELETE have the table as their target; a
-# migration's statement that only reads it (INSERT … SELECT … FROM it) is no record.
-RECORDING = re.compile(rf"(insert\s+into|delete\s+from)\s+[`\"]?{re.escape(RECORDS)}[`\"]?\s")
-# Reads, and the transaction and constraint-checking statements Django's schema
-# editor sends between two migrations (SQLite's PRAGMA foreign_key_check, for one).
-CHANGE_NOTHING = ("select", "pragma", "show", "begin", "savepoint", "release", "set constraints")
-
-
-def interrupted_migrate(
-    using: str,
-    planned: list[tuple[Migration, bool]],
-    before: set[tuple[str, str]],
-    started: bool = True,
-) -> str:
-    """What an interrupted migrate left, as the migration table records it.
-
-    `started`: whether migrate sent any statement after its last record, so
-    that the first migration not recorded may have begun."""
-    try:
-        after = _applied_keys(using)
-    except Exception:
-        return (
-            "Migrate was interrupted; `manage.py showmigrations` shows which migrations it applied."
-        )
-    done = [
-        f"{'unapplied' if backwards else 'applied'} {m.app_label}.{m.name}"
-        for m, backwards in planned
-        if (m.app_label, m.name) in (before - after if backwards else after - before)
-    ]
-    pending = [
-        (m, backwards) for m, backwards in planned if ((m.app_label, m.name) in after) == backwards
-    ]
-    said = f"migrate was interrupted: {', '.join(done) or 'nothing was migrated'}"
-    if pending:
-        m, backwards = pending[0]
-        said += f"; {m.app_label}.{m.name} is {'still' if backwards else 'not'} recorded as applied"
-        if not started:
-            said += " and had not begun"
-        elif not connections[using].features.can_rollback_ddl or not m.atomic:
-            said += " and may be half-applied"
-    return said[0].upper() + said[1:] + "."
-
-
-@contextmanager
-def postgresql_lock_timeout(connection: BaseDatabaseWrapper, timeout: str) -> Iterator[None]:
-    """Every transaction migrate opens starts with SET LOCAL lock_timeout, so a
-    migration waiting for a lock fails after `timeout` instead of queueing
-    every other query on the table behind it. SET LOCAL ends with the
-    transaction, so nothing leaks to other clients of a transaction pooler.
-    Statements outside a transaction (a migration with atomic = False) are
-    left without it: a session-wide SET would leak through the pooler."""
-    if not backend_for(connection).has_transaction_lock_timeout or timeout.strip() in ("0", ""):
-        yield
-        return
-    outermost: list[Any] = [None]
-
-    def set_lock_timeout(
-        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
-    ) -> Any:
-        blocks = getattr(connection, "atomic_blocks", None)
-        if connection.in_atomic_block and blocks and outermost[0] is not blocks[0]:
-            outermost[0] = blocks[0]
-            context["cursor"].cursor.execute(
-                "SELECT set_config('lock_timeout', %s, true)", [timeout]
-            )
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(set_lock_timeout):
-        yield
-
-
-def _applied_keys(using: str) -> set[tuple[str, str]]:
-    return {
-        (app, name)
-        for app, names in applied_migrations(connections[using]).items()
-        for name in names
-    }
-
-
-def describe(error: BaseException | None) -> str:
-    if isinstance(error, SystemExit):
-        return f"migrate exited with status {error.code}"
-    return one_line(error) if error is not None else "unknown error"
-
-
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
