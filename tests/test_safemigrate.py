@@ -28,9 +28,10 @@ from dbtools.backup import applied_migrations, backup_database
 from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError, RestoreError
 from dbtools.migrate.flow import RESTORE_HELP, Exit, Options, safe_migrate
+from dbtools.migrate.leftovers import find_leftovers
 from dbtools.migrate.lock import migration_lock
 from dbtools.migrate.plan import plan_migrations
-from dbtools.migrate.rollback import RollbackResult, compare_schema, find_leftovers, rollback
+from dbtools.migrate.rollback import RollbackResult, compare_schema, rollback
 from dbtools.migrate.schema import compare, read_schema
 from dbtools.restore import prepare_restore, restore_database
 from dbtools.storage.catalog import TIMESTAMPED
@@ -621,7 +622,7 @@ def test_what_a_killed_run_removed_or_renamed_is_expected_back():
     """The schema the recorded migrations make, from the one read before
     migrating: a column an earlier run dropped is wanted back (as the rollback
     made it), one it renamed under its old name; until then each is named."""
-    from dbtools.migrate.rollback import (
+    from dbtools.migrate.leftovers import (
         Leftover,
         leftover_still_there,
         still_missing,

@@ -22,9 +22,10 @@ from ..envelope import can_decrypt, is_encrypted
 from ..exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
 from ..interrupts import tell, told
 from ..restore import RestoreResult, prepare_restore, restore_database
+from .leftovers import Leftover, find_leftovers
 from .lock import migration_lock
 from .plan import MigrationPlan
-from .rollback import Leftover, RollbackIncomplete, RollbackResult, find_leftovers, rollback
+from .rollback import RollbackIncomplete, RollbackResult, rollback
 from .run import MigrateOutcome, PlanChanged, describe, one_line, run_migrate
 from .schema import read_schema
 

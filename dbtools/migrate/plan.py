@@ -40,7 +40,7 @@ from ..migration_checks import (
     check_operation,
     tables_created,
 )
-from .rollback import Leftover, find_leftovers
+from .leftovers import Leftover, find_leftovers
 
 Step = tuple[Migration, bool]  # (migration, backwards)
 FAIL_ON = tuple(level for level in LEVELS if level != "info")  # what --fail-on accepts

@@ -6,6 +6,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.conf import DEPLOY_ORDERS, lock_timeout_problem
 from dbtools.migrate.flow import RESTORE_CHOICES, Exit, Options, safe_migrate
+from dbtools.migrate.leftovers import LEFTOVERS_HEADING
 from dbtools.migrate.plan import (
     FAIL_ON,
     MigrationPlan,
@@ -13,7 +14,6 @@ from dbtools.migrate.plan import (
     plan_migrations,
     plan_report,
 )
-from dbtools.migrate.rollback import LEFTOVERS_HEADING
 from dbtools.migration_checks import LEVELS
 
 from ._common import DbtoolsCommand, add_compress_argument, add_identity_argument
