@@ -115,6 +115,19 @@ def safe_migrate(
         return migrate_with_backup(plan, options, console, migrate_stdout, migrate_stderr)
 
 
+def check_plan(plan: MigrationPlan, fail_on: str) -> Outcome:
+    """safemigrate --check: blocked by any finding at or above `fail_on` that
+    nobody acknowledged."""
+    blocking = plan.blocking(fail_on)
+    if not blocking:
+        return Outcome(Exit.OK)
+    codes = ", ".join(sorted({f.code for f in blocking}))
+    return Outcome(Exit.BLOCKED, (
+        f"{len(blocking)} finding(s) at or above --fail-on {fail_on} ({codes}). Fix them, or "
+        f"acknowledge each reviewed one in its migration (dbtools_accept) or in DBTOOLS['ACCEPT']."
+    ))  # fmt: skip
+
+
 def migrate_with_backup(
     plan: MigrationPlan,
     options: Options,

@@ -77,6 +77,19 @@ class MigrationPlan:
     def high_risk(self) -> list[Finding]:
         return [f for f in self.risks if f.level == "high"]
 
+    def summary(self) -> str:
+        """The findings counted by level, highest first, then the acknowledged ones."""
+        counts = {
+            level: sum(1 for f in self.risks if f.level == level) for level in reversed(LEVELS)
+        }
+        summary = ", ".join(f"{n} {level}" for level, n in counts.items() if n)
+        acknowledged = len(self.findings) - len(self.risks)
+        if not acknowledged:
+            return summary
+        return (
+            f"{summary}; {acknowledged} acknowledged" if summary else f"{acknowledged} acknowledged"
+        )
+
     def blocking(self, fail_on: str) -> list[Finding]:
         if fail_on not in FAIL_ON:
             raise MigrationError(f"--fail-on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}.")
