@@ -478,7 +478,7 @@ def test_a_migration_begun_before_the_interrupt_may_be_half_applied_where_ddl_is
     of the next migration was sent: counted from the last record."""
     from django.db.migrations.loader import MigrationLoader
 
-    from dbtools.safemigrate import StatementsSinceRecord, interrupted_migrate
+    from dbtools.migrate.run import StatementsSinceRecord, interrupted_migrate
 
     since = StatementsSinceRecord()
 
@@ -534,7 +534,7 @@ def test_a_migration_begun_before_the_interrupt_may_be_half_applied_where_ddl_is
 def test_a_statement_that_writes_counts_as_begun(sql):
     """The interrupted-migrate line says 'had not begun' only when nothing
     migrate sent since its last record could have changed anything."""
-    from dbtools.safemigrate import StatementsSinceRecord
+    from dbtools.migrate.run import StatementsSinceRecord
 
     since = StatementsSinceRecord()
     since(lambda *args: None, sql, None, False, {})

@@ -185,7 +185,7 @@ def test_the_running_code_is_judged_by_the_deploy_order(alias, lintlab, backup_d
 
 def test_the_deploy_order_is_validated_in_the_core(settings):
     from dbtools.checks import check_settings
-    from dbtools.migration_plan import plan_migrations
+    from dbtools.migrate.plan import plan_migrations
 
     with pytest.raises(MigrationError, match=r"^deploy must be one of 'migrate-first', "):
         plan_migrations("default", deploy="rolling")
@@ -505,7 +505,7 @@ def test_a_bad_acknowledgement_in_a_migration_names_the_migration():
     from django.db import migrations
 
     from dbtools.exceptions import MigrationError
-    from dbtools.migration_plan import acknowledgements
+    from dbtools.migrate.plan import acknowledgements
 
     class Migration(migrations.Migration):
         dbtools_accept = ["DBT104"]
@@ -542,7 +542,7 @@ def probe(
 
     from dbtools.migrate.checks.context import TableFacts
     from dbtools.migrate.checks.operations import check_operation
-    from dbtools.migration_plan import forwards_contexts
+    from dbtools.migrate.plan import forwards_contexts
 
     connection = connections[alias]
     node = ("lintlab", Lintlab(alias).applied())
@@ -835,7 +835,7 @@ def test_an_operation_that_sends_no_sql_is_no_running_code_finding(alias, lintla
 
     from dbtools.migrate.checks.context import TableFacts
     from dbtools.migrate.checks.operations import check_operation
-    from dbtools.migration_plan import forwards_contexts
+    from dbtools.migrate.plan import forwards_contexts
 
     lintlab.migrate(LAST)
     operations = [

@@ -27,11 +27,13 @@ from django.test import override_settings
 from dbtools.backup import applied_migrations, backup_database
 from dbtools.checks import check_safemigrate_name_clash
 from dbtools.exceptions import MigrationError, RestoreError
-from dbtools.migration_plan import plan_migrations
+from dbtools.migrate.flow import RESTORE_HELP, Exit, Options, safe_migrate
+from dbtools.migrate.leftovers import find_leftovers
+from dbtools.migrate.lock import migration_lock
+from dbtools.migrate.plan import plan_migrations
+from dbtools.migrate.rollback import RollbackResult, compare_schema, rollback
+from dbtools.migrate.schema import compare, read_schema
 from dbtools.restore import prepare_restore, restore_database
-from dbtools.rollback import RollbackResult, compare_schema, find_leftovers, rollback
-from dbtools.safemigrate import RESTORE_HELP, Exit, Options, migration_lock, safe_migrate
-from dbtools.schema import compare, read_schema
 from dbtools.storage.catalog import TIMESTAMPED
 from tests.conftest import ROOT, backends, free_port, manage_command, manage_env, run_manage
 from tests.helpers import comparable_tables, database_contents, read_backup, rewrite_backup
@@ -352,7 +354,7 @@ def test_lock_on_one_database_does_not_block_another_on_the_same_server(alias, l
     not wait for each other."""
     other = connections.create_connection(alias)
     other.settings_dict = {**other.settings_dict, "NAME": "another_project"}
-    from dbtools.safemigrate import server_lock_name
+    from dbtools.migrate.lock import server_lock_name
 
     assert server_lock_name(other) != server_lock_name(connections[alias])
     holder = connections.create_connection(alias)
@@ -620,8 +622,13 @@ def test_what_a_killed_run_removed_or_renamed_is_expected_back():
     """The schema the recorded migrations make, from the one read before
     migrating: a column an earlier run dropped is wanted back (as the rollback
     made it), one it renamed under its old name; until then each is named."""
-    from dbtools.rollback import Leftover, leftover_still_there, still_missing, without_leftovers
-    from dbtools.schema import Column, Constraint, TableSchema
+    from dbtools.migrate.leftovers import (
+        Leftover,
+        leftover_still_there,
+        still_missing,
+        without_leftovers,
+    )
+    from dbtools.migrate.schema import Column, Constraint, TableSchema
 
     def column(name):
         return Column(name, "IntegerField", True, None)
@@ -967,18 +974,18 @@ def test_the_rollback_migrates_back_through_django_migrate_so_signals_fire(alias
 def test_a_rollback_whose_restore_fails_says_what_it_changed(alias, lab, backup_dir, monkeypatch):
     """After migrating back, the restore finds the backup damaged: the message
     must not say 'nothing was changed', because the rollback did change things."""
-    import dbtools.rollback
+    import dbtools.migrate.rollback
 
     lab.migrate("0006")
     lab.add(name="explode", code="X", dimension=7, weight=1)
-    real_prepare = dbtools.rollback.prepare_restore
+    real_prepare = dbtools.migrate.rollback.prepare_restore
 
     def damage_then_prepare(path, **kwargs):
         lines = path.read_bytes().splitlines(keepends=True)
         path.write_bytes(b"".join(lines[:-2]))
         return real_prepare(path, **kwargs)
 
-    monkeypatch.setattr(dbtools.rollback, "prepare_restore", damage_then_prepare)
+    monkeypatch.setattr(dbtools.migrate.rollback, "prepare_restore", damage_then_prepare)
     _out, err, code = safemigrate(alias, "lab", "0008", "--rollback-on-failure")
     assert code == 6
     message = err.split("Migration failed", 1)[1]

@@ -21,7 +21,6 @@ MAX_COMPLEXITY = 15
 # Known excesses still to split, each with its measure today: may only shrink.
 ALLOWED: dict[str, int] = {
     "dbtools/management/commands/restoredb.py:handle complexity": 26,
-    "dbtools/management/commands/safemigrate.py:show_plan complexity": 18,
     "dbtools/replay.py lines": 581,
     "dbtools/replay.py:migration_targets complexity": 16,
     "dbtools/restore.py lines": 1191,
@@ -35,14 +34,6 @@ ALLOWED: dict[str, int] = {
     "dbtools/restore_plan.py:map_backup lines": 119,
     "dbtools/restore_plan.py:map_columns complexity": 31,
     "dbtools/restore_plan.py:rows_already_there complexity": 25,
-    "dbtools/rollback.py lines": 576,
-    "dbtools/rollback.py:rollback complexity": 29,
-    "dbtools/rollback.py:rollback lines": 119,
-    "dbtools/rollback.py:without_leftovers complexity": 26,
-    "dbtools/safemigrate.py lines": 651,
-    "dbtools/safemigrate.py:after_failure complexity": 19,
-    "dbtools/safemigrate.py:report_rollback complexity": 17,
-    "dbtools/safemigrate.py:run_migrate complexity": 16,
 }
 
 

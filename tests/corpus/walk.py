@@ -18,7 +18,7 @@ def main() -> None:
     from django.db import connections
     from django.db.migrations.executor import MigrationExecutor
 
-    from dbtools.migration_plan import plan_migrations
+    from dbtools.migrate.plan import plan_migrations
 
     executor = MigrationExecutor(connections["default"])
     steps = executor.migration_plan(executor.loader.graph.leaf_nodes())

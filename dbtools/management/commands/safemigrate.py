@@ -1,20 +1,23 @@
+from __future__ import annotations
+
 import sys
+from typing import Any
 
 import orjson
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.conf import DEPLOY_ORDERS, lock_timeout_problem
-from dbtools.migrate.checks.findings import LEVELS
-from dbtools.migration_plan import (
+from dbtools.migrate.checks.findings import Finding
+from dbtools.migrate.flow import RESTORE_CHOICES, Exit, Options, Outcome, check_plan, safe_migrate
+from dbtools.migrate.leftovers import LEFTOVERS_HEADING
+from dbtools.migrate.plan import (
     FAIL_ON,
     MigrationPlan,
     describe_step,
     plan_migrations,
     plan_report,
 )
-from dbtools.rollback import LEFTOVERS_HEADING
-from dbtools.safemigrate import RESTORE_CHOICES, Exit, Options, safe_migrate
 
 from ._common import DbtoolsCommand, add_compress_argument, add_identity_argument
 
@@ -37,12 +40,12 @@ class Command(DbtoolsCommand):
         "then offer to restore the data (or roll back if a migration failed)."
     )
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.epilog = EXIT_CODES
         return parser
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("app_label", nargs="?", help="As for migrate: only this app.")
         parser.add_argument(
             "migration_name", nargs="?", help="As for migrate: up (or back) to this migration."
@@ -100,67 +103,62 @@ class Command(DbtoolsCommand):
             "schema) or downtime (none) (default: DBTOOLS['DEPLOY'], else migrate-first).",
         )  # fmt: skip
 
-    def handle(self, *args, **options):
-        only_plan = options["plan"] or options["check"]
-        if options["format"] == "json" and not only_plan:
-            raise CommandError("--format json goes with --plan or --check.")
-        if options["lock_timeout"] is not None and lock_timeout_problem(options["lock_timeout"]):
-            raise CommandError(f"--lock-timeout {lock_timeout_problem(options['lock_timeout'])}")
-        if options["interactive"] and not only_plan and (sys.stdin is None or sys.stdin.closed):
-            raise CommandError(
-                "safemigrate asks before it migrates, but its input is closed; nothing was changed. "
-                "Pass --no-input (with --restore and --rollback-on-failure as you want them)."
-            )
-        plan = plan_migrations(
-            options["database"], options["app_label"], options["migration_name"], options["deploy"]
-        )
-        if options["format"] == "json":
-            report = plan_report(plan, options["fail_on"])
+    def handle(
+        self,
+        *args: Any,
+        app_label: str | None,
+        migration_name: str | None,
+        database: str,
+        interactive: bool,
+        restore: str | None,
+        rollback_on_failure: bool,
+        compress: bool | str | None,
+        plan: bool,
+        check: bool,
+        fail_on: str,
+        format: str,
+        accept_risk: bool,
+        lock_timeout: str | None,
+        deploy: str | None,
+        verbosity: int,
+        **options: Any,
+    ) -> None:
+        only_plan = plan or check
+        refuse_options(only_plan, format, lock_timeout, interactive)
+        planned = plan_migrations(database, app_label, migration_name, deploy)
+        if format == "json":
+            report = plan_report(planned, fail_on)
             self.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-        elif not plan.pending:
+        elif not planned.pending:
             self.stdout.write("No migrations to apply; nothing was backed up.")
         else:
-            self.show_plan(plan)
+            self.show_plan(planned)
+        if check:
+            self.finish(check_plan(planned, fail_on))
+            if format == "text":
+                self.stdout.write(
+                    self.style.SUCCESS(f"Check passed: no finding at or above {fail_on}.")
+                )
         if only_plan:
-            self.finish_check(plan, options)
             return
-        outcome = safe_migrate(
-            plan,
-            Options(
-                using=options["database"],
-                app_label=options["app_label"],
-                migration_name=options["migration_name"],
-                interactive=options["interactive"],
-                restore=options["restore"],
-                rollback_on_failure=options["rollback_on_failure"],
-                accept_risk=options["accept_risk"],
-                compress=options["compress"],
-                lock_timeout=options["lock_timeout"],
-                verbosity=options["verbosity"],
-            ),
-            self,
-            self.stdout._out,  # the raw streams: migrate wraps them itself
-            self.stderr._out,
+        flow_options = Options(
+            using=database,
+            app_label=app_label,
+            migration_name=migration_name,
+            interactive=interactive,
+            restore=restore,
+            rollback_on_failure=rollback_on_failure,
+            accept_risk=accept_risk,
+            compress=compress,
+            lock_timeout=lock_timeout,
+            verbosity=verbosity,
         )
+        # The raw streams: migrate wraps them itself.
+        self.finish(safe_migrate(planned, flow_options, self, self.stdout._out, self.stderr._out))
+
+    def finish(self, outcome: Outcome) -> None:
         if outcome.exit != Exit.OK:
             raise CommandError(outcome.message, returncode=outcome.exit) from outcome.cause
-
-    def finish_check(self, plan: MigrationPlan, options) -> None:
-        if not options["check"]:
-            return
-        blocking = plan.blocking(options["fail_on"])
-        if blocking:
-            codes = ", ".join(sorted({f.code for f in blocking}))
-            raise CommandError(
-                f"{len(blocking)} finding(s) at or above --fail-on {options['fail_on']} ({codes}). Fix "
-                f"them, or acknowledge each reviewed one in its migration (dbtools_accept) or in "
-                f"DBTOOLS['ACCEPT'].",
-                returncode=Exit.BLOCKED,
-            )
-        if options["format"] == "text":
-            self.stdout.write(
-                self.style.SUCCESS(f"Check passed: no finding at or above {options['fail_on']}.")
-            )
 
     # The console safe_migrate talks through.
 
@@ -200,28 +198,35 @@ class Command(DbtoolsCommand):
             return
         self.stdout.write(self.style.MIGRATE_HEADING("Risk check:"))
         for finding in plan.findings:
-            level = finding.level.upper()
-            if finding.acknowledged is not None:
-                level = f"{level}, acknowledged"
-            self.stdout.write(self.paint(
-                finding.level, f"  [{level}] {finding.code} {finding.migration}: {finding.operation}"
-            ))  # fmt: skip
-            self.stdout.write(f"      {finding.message}")
-            if finding.sql:
-                self.stdout.write(f"      SQL: {finding.sql}")
-            if finding.acknowledged is not None:
-                self.stdout.write(f"      Acknowledged: {finding.acknowledged}")
-            else:
-                self.stdout.write(f"      Fix: {finding.fix}")
-        counts = {
-            level: sum(1 for f in plan.risks if f.level == level) for level in reversed(LEVELS)
-        }
-        summary = ", ".join(f"{n} {level}" for level, n in counts.items() if n)
-        acknowledged = len(plan.findings) - len(plan.risks)
-        if acknowledged:
-            summary = (
-                f"{summary}; {acknowledged} acknowledged"
-                if summary
-                else f"{acknowledged} acknowledged"
-            )
-        self.stdout.write(f"Findings: {summary}.")
+            self.show_finding(finding)
+        self.stdout.write(f"Findings: {plan.summary()}.")
+
+    def show_finding(self, finding: Finding) -> None:
+        level = finding.level.upper()
+        if finding.acknowledged is not None:
+            level = f"{level}, acknowledged"
+        self.stdout.write(self.paint(
+            finding.level, f"  [{level}] {finding.code} {finding.migration}: {finding.operation}"
+        ))  # fmt: skip
+        self.stdout.write(f"      {finding.message}")
+        if finding.sql:
+            self.stdout.write(f"      SQL: {finding.sql}")
+        if finding.acknowledged is not None:
+            self.stdout.write(f"      Acknowledged: {finding.acknowledged}")
+        else:
+            self.stdout.write(f"      Fix: {finding.fix}")
+
+
+def refuse_options(
+    only_plan: bool, format: str, lock_timeout: str | None, interactive: bool
+) -> None:
+    """Options that cannot work together, or cannot work here: refused before planning."""
+    if format == "json" and not only_plan:
+        raise CommandError("--format json goes with --plan or --check.")
+    if lock_timeout is not None and (problem := lock_timeout_problem(lock_timeout)):
+        raise CommandError(f"--lock-timeout {problem}")
+    if interactive and not only_plan and (sys.stdin is None or sys.stdin.closed):
+        raise CommandError(
+            "safemigrate asks before it migrates, but its input is closed; nothing was changed. "
+            "Pass --no-input (with --restore and --rollback-on-failure as you want them)."
+        )

@@ -53,11 +53,8 @@ def statements(sql: Any, connection: BaseDatabaseWrapper) -> Iterator[Statement]
         yield from read
 
 
-def tables_created(sql: list[str], connection: BaseDatabaseWrapper | None = None) -> set[str]:
-    """The tables Django's SQL creates, read by the connection's parser; without a
-    connection, by the shape of the CREATE TABLE Django writes."""
-    if connection is None:
-        return {table for text in sql for table in created_by_words(text)}
+def tables_created(sql: list[str], connection: BaseDatabaseWrapper) -> set[str]:
+    """The tables Django's SQL creates, read by the connection's parser."""
     return {table for text in sql for table in reader_for(connection).tables_created(text)}
 
 

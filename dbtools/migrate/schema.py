@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .backends import backend_for
+from ..backends import backend_for
 
 
 @dataclass(frozen=True)

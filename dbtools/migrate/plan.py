@@ -4,7 +4,7 @@ The plan is Django's own: `migrate --plan` resolves the targets (squashed
 migrations, `zero`, prefixes, conflicts and history checks included), so
 safemigrate shows exactly what `migrate` will run. For each operation the
 SQL the schema editor would execute on this database is collected, as
-`sqlmigrate` does, and the checks of `migration_checks` judge it together
+`sqlmigrate` does, and the checks of `dbtools.migrate.checks` judge it together
 with the operation and the data.
 """
 
@@ -25,11 +25,11 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
-from .backends import backend_for
-from .conf import deploy_problem, get_settings
-from .exceptions import MigrationError
-from .migrate.checks.context import OperationContext, TableFacts
-from .migrate.checks.findings import (
+from ..backends import backend_for
+from ..conf import deploy_problem, get_settings
+from ..exceptions import MigrationError
+from .checks.context import OperationContext, TableFacts
+from .checks.findings import (
     ACCEPT_ATTRIBUTE,
     CHECKS,
     LEVELS,
@@ -37,9 +37,9 @@ from .migrate.checks.findings import (
     acceptance_problem,
     at_or_above,
 )
-from .migrate.checks.operations import check_operation
-from .migrate.checks.sql import tables_created
-from .rollback import Leftover, find_leftovers
+from .checks.operations import check_operation
+from .checks.sql import tables_created
+from .leftovers import Leftover, find_leftovers
 
 Step = tuple[Migration, bool]  # (migration, backwards)
 FAIL_ON = tuple(level for level in LEVELS if level != "info")  # what --fail-on accepts
@@ -75,6 +75,19 @@ class MigrationPlan:
     @property
     def high_risk(self) -> list[Finding]:
         return [f for f in self.risks if f.level == "high"]
+
+    def summary(self) -> str:
+        """The findings counted by level, highest first, then the acknowledged ones."""
+        counts = {
+            level: sum(1 for f in self.risks if f.level == level) for level in reversed(LEVELS)
+        }
+        summary = ", ".join(f"{n} {level}" for level, n in counts.items() if n)
+        acknowledged = len(self.findings) - len(self.risks)
+        if not acknowledged:
+            return summary
+        return (
+            f"{summary}; {acknowledged} acknowledged" if summary else f"{acknowledged} acknowledged"
+        )
 
     def blocking(self, fail_on: str) -> list[Finding]:
         if fail_on not in FAIL_ON:
@@ -161,7 +174,7 @@ def forwards_contexts(
         contexts.append(OperationContext(connection, facts, migration.app_label, operation,
                                          before, after, sql, False, set()))  # fmt: skip
         state = after
-    created = tables_created([s for c in contexts for s in c.sql])
+    created = tables_created([s for c in contexts for s in c.sql], connection)
     exclusive: dict[str, str] | None = {} if migration.atomic else None
     for context in contexts:
         context.created_in_migration = created
