@@ -38,10 +38,10 @@ from .envelope import (
 from .exceptions import BackupError, ConfigurationError, DatabaseUnavailable
 from .graph import Plan, Table, plan_tables
 from .interrupts import tell
+from .restore.text_reads import UnreadableValue, raw_readers, text_readers
 from .signals import announce, backup_finished
 from .storage import BackupRef, BackupStore, LocalFolder, backup_location
 from .storage.catalog import LATEST_STEM, new_name, older_latest, prune
-from .text_reads import UnreadableValue, raw_readers, text_readers
 
 BATCH_ROWS = 5_000
 # orjson gives each encoded row a buffer of 4 KB or more whatever its length,

@@ -19,7 +19,8 @@ from dbtools.codec import (
     parse_row_keeping_json,
 )
 from dbtools.exceptions import RestoreError
-from dbtools.restore import Loader, prepare_restore, restore_database
+from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore.flow import Loader
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends, run_manage

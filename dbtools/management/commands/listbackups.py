@@ -4,8 +4,8 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.drill import DrillResult, drill
 from dbtools.exceptions import DbtoolsError
+from dbtools.restore.drill import DrillResult, drill
 from dbtools.storage import BackupStore, LocalFolder, backup_location
 from dbtools.storage.catalog import leftovers, list_backups, resolve_backup
 

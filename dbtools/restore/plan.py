@@ -19,13 +19,13 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import RenameField, RenameModel, RunPython, RunSQL
 
-from .archive import ArchiveReader, open_backup
-from .backup import connect
-from .codec import AnyField, kind_of, known_kind, row_decoder, row_parser
-from .exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
-from .graph import Table, plan_tables
-from .storage import BackupFile, BackupRef
-from .storage.catalog import resolve_backup
+from ..archive import ArchiveReader, open_backup
+from ..backup import connect
+from ..codec import AnyField, kind_of, known_kind, row_decoder, row_parser
+from ..exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
+from ..graph import Table, plan_tables
+from ..storage import BackupFile, BackupRef
+from ..storage.catalog import resolve_backup
 
 
 @dataclass

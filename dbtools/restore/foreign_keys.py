@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .backends import pg_fast
-from .exceptions import RestoreError
+from ..backends import pg_fast
+from ..exceptions import RestoreError
 
 
 @dataclass(frozen=True)

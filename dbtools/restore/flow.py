@@ -46,18 +46,18 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model, Q, QuerySet
 
+from ..archive import ArchiveReader
+from ..backends import backend_for, pg_fast
+from ..backup import database_name, vendor_name
+from ..codec import AnyField, BadValue, JSONText, kind_of, row_decoder, row_parser
+from ..display import sentence
+from ..exceptions import RestoreError
+from ..graph import Table
+from ..interrupts import tell
+from ..signals import announce, restore_finished
+from ..storage import BackupRef
 from . import foreign_keys
-from .archive import ArchiveReader
-from .backends import backend_for, pg_fast
-from .backup import database_name, vendor_name
-from .codec import AnyField, BadValue, JSONText, kind_of, row_decoder, row_parser
-from .display import sentence
-from .exceptions import RestoreError
-from .graph import Table
-from .interrupts import tell
-from .restore_plan import NATURAL_KEYS, RestorePlan, TableMapping, map_columns, prepare_restore
-from .signals import announce, restore_finished
-from .storage import BackupRef
+from .plan import NATURAL_KEYS, RestorePlan, TableMapping, map_columns, prepare_restore
 from .text_reads import own_field, reads_as_utc
 
 __all__ = ["RestorePlan", "RestoreResult", "prepare_restore", "restore_database"]

@@ -38,18 +38,18 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.models import Model, QuerySet
 from django.db.utils import load_backend
 
-from ._compat import state_before_migrating
-from .archive import ArchiveReader
-from .backends import backend_for
-from .backup import backup_database, connect
-from .display import sentence
-from .exceptions import RestoreError
-from .graph import plan_tables
-from .interrupts import tell
-from .restore import Mode, Progress, RestoreResult, restore_database
-from .restore_plan import current_table_label, migration_renames, prepare_restore
-from .storage import BackupFile
-from .storage.catalog import resolve_backup
+from .._compat import state_before_migrating
+from ..archive import ArchiveReader
+from ..backends import backend_for
+from ..backup import backup_database, connect
+from ..display import sentence
+from ..exceptions import RestoreError
+from ..graph import plan_tables
+from ..interrupts import tell
+from ..storage import BackupFile
+from ..storage.catalog import resolve_backup
+from .flow import Mode, Progress, RestoreResult, restore_database
+from .plan import current_table_label, migration_renames, prepare_restore
 
 SCRATCH_PREFIX = "dbtools_scratch_"
 SCRATCH_FOLDER_PREFIX = (
@@ -143,8 +143,8 @@ def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -
     whose value each migrate makes anew (`generated_columns`). Content types
     and permissions are left out: a merge maps them by natural key.
     """
-    from .restore import rows_fingerprint
-    from .restore_plan import NATURAL_KEYS
+    from .flow import rows_fingerprint
+    from .plan import NATURAL_KEYS
 
     target = connect(using)
     candidates = {
