@@ -163,7 +163,7 @@ def test_a_merge_never_locks_a_table_holding_rows_that_an_empty_table_refers_to(
     go on reading users while the activity is merged back, so the activity's
     constraint stays and checks row by row. The self-referencing nodes, emptied
     too, are still set aside: the proof that the fast path was open."""
-    from dbtools.restore import flow as restore
+    from dbtools.restore import loader as restore
 
     backup = backup_database(using=alias).path
     before_rows = comparable_tables(database_contents(alias))

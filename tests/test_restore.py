@@ -790,7 +790,7 @@ def stored_text(alias: str) -> dict[str, list[tuple[object, ...]]]:
 def test_shortcut_preparers_store_what_get_db_prep_save_stores(
     alias, backup_dir, tmp_path, monkeypatch
 ):
-    from dbtools.restore import flow as restore_module
+    from dbtools.restore import inserts as restore_module
 
     fill_edge_cases(alias)
     seed_shop(300, using=alias)
@@ -891,7 +891,7 @@ def test_only_values_the_restore_made_are_looked_at_for_expressions(alias):
     from django.db.models.functions import Now
 
     from dbtools.codec import JSONText
-    from dbtools.restore.flow import plain_insert_fits
+    from dbtools.restore.inserts import plain_insert_fits
 
     connection = connections[alias]
     fields = [m.Product._meta.get_field("name"), m.Product._meta.get_field("created_at")]
@@ -909,7 +909,7 @@ def test_executemany_and_the_insert_compiler_store_the_same_rows(alias, backup_d
     """Outside PostgreSQL most batches go through one prepared INSERT and
     executemany; Django's insert compiler, which it replaces, must have stored
     exactly the same rows, every edge-case type included."""
-    from dbtools.restore import flow as restore_module
+    from dbtools.restore import inserts as restore_module
 
     fill_edge_cases(alias)
     seed_shop(500, using=alias)

@@ -11,7 +11,7 @@ from dbtools.backends import backend_for
 from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
 from dbtools.restore import prepare_restore, restore_database
-from dbtools.restore.flow import Loader
+from dbtools.restore.loader import Loader
 from shop.seed import seed_shop
 from tests.conftest import backends
 from tests.data import fill_edge_cases

@@ -143,8 +143,8 @@ def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -
     whose value each migrate makes anew (`generated_columns`). Content types
     and permissions are left out: a merge maps them by natural key.
     """
-    from .flow import rows_fingerprint
     from .plan import NATURAL_KEYS
+    from .scope import rows_fingerprint
 
     target = connect(using)
     candidates = {
