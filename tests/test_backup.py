@@ -784,7 +784,7 @@ def test_rows_become_dicts_under_any_field_name():
 def test_a_database_with_no_tables_is_refused_and_latest_is_untouched(alias, backup_dir):
     """A wrong DATABASE_URL, or a database never migrated: a backup of it would hold
     nothing, become `latest`, and every later restore or drill would fail."""
-    from dbtools.restore.replay import scratch_database
+    from dbtools.restore.scratch import scratch_database
 
     seed_shop(20, using=alias)
     good = backup_database(using=alias)

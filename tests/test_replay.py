@@ -19,7 +19,8 @@ from django.db.migrations.loader import MigrationLoader
 from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
 from dbtools.restore import prepare_restore, restore_database
-from dbtools.restore.replay import SCRATCH_PREFIX, replay_restore
+from dbtools.restore.replay import replay_restore
+from dbtools.restore.scratch import SCRATCH_PREFIX
 from tests.conftest import backends, run_manage
 from tests.edgecases import models as e
 
@@ -143,7 +144,7 @@ def own_scratch_databases(alias: str) -> list[str]:
 def test_a_scratch_database_left_by_a_killed_replay_is_dropped(
     alias, backup_before_the_data_migration
 ):
-    from dbtools.restore.replay import host_tag
+    from dbtools.restore.scratch import host_tag
 
     backup, migrated = backup_before_the_data_migration
     connection = connections[alias]
@@ -223,7 +224,7 @@ def test_no_right_to_create_the_scratch_database_says_how_to_grant_it(
 ):
     from django.db.utils import load_backend
 
-    from dbtools.restore.replay import host_tag
+    from dbtools.restore.scratch import host_tag
 
     backup, _migrated = backup_before_the_data_migration
     admin = connections[alias]
@@ -398,7 +399,7 @@ def test_a_sqlite_scratch_folder_left_by_a_killed_replay_is_removed(
     import tempfile
     from pathlib import Path
 
-    from dbtools.restore.replay import SCRATCH_FOLDER_PREFIX
+    from dbtools.restore.scratch import SCRATCH_FOLDER_PREFIX
 
     backup, migrated = backup_before_the_data_migration
     temp = Path(tempfile.gettempdir())
@@ -569,7 +570,7 @@ def test_a_run_sql_that_does_nothing_forwards_is_no_data_migration():
 
     from django.db.migrations import RunPython, RunSQL
 
-    from dbtools.restore.plan import data_migrations
+    from dbtools.restore.since_backup import data_migrations
 
     nodes = {
         ("app", "0001"): SimpleNamespace(operations=[RunSQL(RunSQL.noop, "DROP INDEX x")]),

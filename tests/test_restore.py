@@ -719,7 +719,7 @@ def test_closed_stdin_at_the_prompt_is_a_clear_refusal(alias, backup_dir):
 
 
 def test_renamed_models_many_to_many_rows_follow_when_the_app_label_has_underscores():
-    from dbtools.restore.plan import current_table_label
+    from dbtools.restore.mapping import current_table_label
 
     renames = {"my_shop.user": "my_shop.member", "my_shop.user_profile": "my_shop.profile"}
     assert current_table_label("my_shop.User_groups", renames) == "my_shop.member_groups"

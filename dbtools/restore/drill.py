@@ -27,7 +27,8 @@ from ..storage import BackupFile
 from ..storage.catalog import resolve_backup
 from .flow import restore_database
 from .plan import prepare_restore
-from .replay import Scratch, private_folder, replay_restore, scratch_database, scratch_only
+from .replay import replay_restore
+from .scratch import Scratch, private_folder, scratch_database, scratch_only
 
 
 @dataclass

@@ -11,7 +11,8 @@ from django.db.models import Q, QuerySet
 
 from ..codec import BadValue, row_decoder
 from .failures import bad_value_error
-from .plan import NATURAL_KEYS, RestorePlan, TableMapping, map_columns
+from .mapping import NATURAL_KEYS, TableMapping, map_columns
+from .plan import RestorePlan
 from .rows import RowPipeline
 
 

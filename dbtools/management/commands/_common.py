@@ -14,7 +14,7 @@ from dbtools.envelope import identity_exposure, identity_file
 from dbtools.exceptions import DbtoolsError
 from dbtools.interrupts import exit_status, one_line, signals_raise
 from dbtools.progress import ProgressBar
-from dbtools.restore.replay import remove_leftover_folders
+from dbtools.restore.scratch import remove_leftover_folders
 
 __all__ = [
     "DbtoolsCommand",

@@ -8,7 +8,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbtools.archive import ArchiveReader, verify
 from dbtools.exceptions import NeedsReplay
 from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
-from dbtools.restore.plan import PREVIEW_MOST_ROWS, Overlap
+from dbtools.restore.overlap import PREVIEW_MOST_ROWS, Overlap
 from dbtools.restore.replay import is_empty, replay_restore
 from dbtools.storage import BackupRef
 from dbtools.storage.catalog import resolve_backup
