@@ -31,7 +31,6 @@ ALLOWED: dict[str, int] = {
     "dbtools/conf.py:settings_problems complexity": 32,
     "dbtools/graph.py:dependency_order complexity": 21,
     "dbtools/management/commands/listbackups.py:handle complexity": 24,
-    "dbtools/management/commands/restoredb.py:handle complexity": 26,
     "dbtools/management/commands/safemigrate.py:show_plan complexity": 18,
     "dbtools/migration_checks.py lines": 983,
     "dbtools/migration_checks.py:check_add_field complexity": 16,

@@ -25,15 +25,18 @@ def bad_value_error(
         f"{plan.path.name}: table {mapping.backup_label}, row {number:,}"
         + (f" (primary key {pk[0] if len(pk) == 1 else tuple(pk)!r})" if pk else "")
         + f": column {exc.column} holds {shown}, which is not a {kind} value ({exc.cause}). "
-        f"The file was edited or damaged; nothing was changed: the restore was rolled back. "
-        f"Use another backup, or correct the value in the file."
+        f"The file was edited or damaged;",
+        rolled_back=True,
+        fix="Use another backup, or correct the value in the file.",
     )
 
 
-def changed_under_us(plan: RestorePlan) -> str:
-    return (
+def changed_under_us(plan: RestorePlan) -> RestoreError:
+    return RestoreError(
         f"{plan.path.name} changed while it was being restored (its tables are not the ones that were "
-        f"checked). Nothing was changed: the restore was rolled back. Run the restore again."
+        f"checked).",
+        rolled_back=True,
+        fix="Run the restore again.",
     )
 
 
@@ -79,6 +82,6 @@ def row_error(table: Table, pk: Any, exc: Exception) -> RestoreError:
         hint = "Check that the database is migrated to the state the backup was taken at (`manage.py showmigrations`)."
     where = f"the row with primary key {pk!r}" if pk is not None else "a batch of rows"
     return RestoreError(
-        f"Restoring {table.label} (table {table.db_table}) failed at {where}: {sentence(cause)} {hint} "
-        f"Nothing was changed: the restore was rolled back."
+        f"Restoring {table.label} (table {table.db_table}) failed at {where}: {sentence(cause)} {hint}",
+        rolled_back=True,
     )

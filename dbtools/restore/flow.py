@@ -246,7 +246,8 @@ def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None
         raise RestoreError(
             f"After loading, a foreign key points at a row that does not exist: {' '.join(str(exc).split())}. "
             f"The backup may be partial (--only/--exclude when it was taken) or rows it refers to were removed; "
-            f"restore the referenced tables too, or use --replace. Nothing was changed: the restore was rolled back."
+            f"restore the referenced tables too, or use --replace.",
+            rolled_back=True,
         ) from exc
 
 
@@ -265,6 +266,6 @@ def verify_counts(plan: RestorePlan, receipts: list[TableReceipt]) -> None:
         if count != mapping.rows:
             raise RestoreError(
                 f"{mapping.table.label} holds {count:,} rows after the restore, but the backup has "
-                f"{mapping.rows:,} ({by_label[mapping.table.label].inserted:,} inserted). "
-                f"Nothing was changed: the restore was rolled back."
+                f"{mapping.rows:,} ({by_label[mapping.table.label].inserted:,} inserted).",
+                rolled_back=True,
             )

@@ -14,7 +14,6 @@ from django.db.models import QuerySet
 from ..archive import ArchiveReader
 from ..backends import backend_for, pg_fast
 from ..codec import row_decoder, row_parser
-from ..exceptions import RestoreError
 from . import foreign_keys, scope
 from .failures import changed_under_us
 from .natural_keys import NaturalKeys
@@ -96,12 +95,12 @@ class Loader:
         receipts = []
         with ArchiveReader(self.plan.path, self.plan.source) as reader:
             if reader.meta.get("backup_id") != self.plan.meta.get("backup_id"):
-                raise RestoreError(changed_under_us(self.plan))
+                raise changed_under_us(self.plan)
             mappings = iter(self.plan.mappings)
             for section in reader.tables(self.parser_for):
                 mapping = next(mappings, None)
                 if mapping is None or section.meta.get("label") != mapping.backup_label:
-                    raise RestoreError(changed_under_us(self.plan))
+                    raise changed_under_us(self.plan)
                 if mapping.table is None:
                     label = mapping.backup_label.lower()
                     if label in self.match_by_natural_key:
@@ -165,7 +164,7 @@ class Loader:
                 if section.meta.get("label") == label:
                     yield from section.rows
                     return
-        raise RestoreError(changed_under_us(self.plan))
+        raise changed_under_us(self.plan)
 
     def load_table(self, mapping: TableMapping, rows: Iterator[tuple[int, Any]]) -> TableReceipt:
         assert mapping.table is not None

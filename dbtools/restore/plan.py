@@ -174,7 +174,8 @@ def read_through(backup_path: BackupRef, source: IO[bytes]) -> BackupTables:
     if unknown:
         raise ArchiveError(
             f"{backup_path.name} has columns of a kind this dbtools does not know: {', '.join(unknown)}. "
-            f"The file was edited, or written by a newer dbtools; nothing was changed."
+            f"The file was edited, or written by a newer dbtools;",
+            changed=False,
         )
     return tables
 
@@ -216,7 +217,7 @@ def map_backup(
             warnings,
             f"None of the backup's tables with rows maps onto a table of this database "
             f"({backup.rows:,} rows in {backup_path.name}): it was taken from another project, or "
-            f"this database is not migrated. Nothing was changed.",
+            f"this database is not migrated.",
         )
     return plan
 
@@ -237,7 +238,7 @@ def migrations_since(
             f"This database has no migrations applied, so it has none of the backup's tables "
             f"({backup.rows:,} rows in {backup_path.name}). Run `manage.py migrate` first (to the "
             f"backup's migrations, which `manage.py listbackups` shows, if the code has moved on), "
-            f"then restore. Nothing was changed.",
+            f"then restore.",
         )
     since, _behind = migration_steps(loader, backup_migrations)
     changed_data = data_migrations(loader, since)
@@ -246,10 +247,10 @@ def migrations_since(
             warnings,
             f"Migrations applied since the backup was taken can change rows: {', '.join(changed_data)}. "
             f"Restored into today's schema, the backup's rows would not get those changes (a column "
-            f"they fill would take its default instead). Nothing was changed. To restore exactly, "
-            f"pass --replay: the rows are loaded at the backup's schema in a scratch database and "
-            f"carried forward by those migrations. To restore into today's schema anyway, pass "
-            f"--no-replay.",
+            f"they fill would take its default instead).",
+            fix="To restore exactly, pass --replay: the rows are loaded at the backup's schema in a "
+            "scratch database and carried forward by those migrations. To restore into today's "
+            "schema anyway, pass --no-replay.",
             kind=NeedsReplay,
         )
     if changed_data:
@@ -293,21 +294,25 @@ def map_tables(
 def cannot_go_on(warnings: list[str], blockers: list[str], replayable: bool) -> RestoreError:
     # Migrations since the backup may fill what cannot be mapped (an
     # AddField with a one-off default): a replay can restore it.
-    return blocked(
-        warnings,
+    lines = [
+        *warnings,
         f"The restore cannot go on ({len(blockers)} problem(s)); nothing was changed:",
         *[f"  - {blocker}" for blocker in blockers],
-        *(
-            ["Or pass --replay to carry the rows forward through the migrations since the backup."]
-            if replayable
-            else []
-        ),
-        kind=NeedsReplay if replayable else RestoreError,
-    )
+    ]
+    if replayable:
+        lines.append(
+            "Or pass --replay to carry the rows forward through the migrations since the backup."
+        )
+    # The list follows the state, so the text says it: no field renders it again.
+    return (NeedsReplay if replayable else RestoreError)("\n".join(lines))
 
 
 def blocked(
-    warnings: list[str], *lines: str, kind: type[RestoreError] = RestoreError
+    warnings: list[str],
+    problem: str,
+    *,
+    fix: str = "",
+    kind: type[RestoreError] = RestoreError,
 ) -> RestoreError:
     """A refusal that shows the warnings first: they are often the reason."""
-    return kind("\n".join([*warnings, *lines]))
+    return kind("\n".join([*warnings, problem]), fix=fix, changed=False)

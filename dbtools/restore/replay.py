@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import orjson
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
@@ -31,7 +32,7 @@ from .._compat import state_before_migrating
 from ..archive import ArchiveReader
 from ..backup import backup_database, connect
 from ..display import sentence
-from ..exceptions import RestoreError
+from ..exceptions import ConfigurationError, RestoreError
 from ..graph import plan_tables
 from ..interrupts import tell
 from ..storage import BackupFile
@@ -262,7 +263,8 @@ def carry_forward(
         if not covered & {label.lower() for label in present}:
             raise RestoreError(
                 f"None of the tables in {backup_path.name} exists in this project after its "
-                f"migrations ({', '.join(sorted(backed_up)) or 'none'}); nothing was changed."
+                f"migrations ({', '.join(sorted(backed_up)) or 'none'});",
+                changed=False,
             )
         return backup_database(
             using=scratch.alias,
@@ -274,6 +276,23 @@ def carry_forward(
             encrypt_to=(),
             announce_result=False,
         ).path
+
+
+Route = Literal["restore", "replay", "migrate and replay"]
+
+
+def restore_route(using: str, *, replay: bool = False, no_replay: bool = False) -> Route:
+    """How a restore into `using` goes: straight (prepare_restore, then
+    restore_database), through a replay (asked for), or, into a database
+    with no tables (unless `no_replay`), through a replay that migrates it
+    first and then replaces what the migrations made."""
+    if replay and no_replay:
+        raise ConfigurationError("--replay and --no-replay contradict each other; give one.")
+    if replay:
+        return "replay"
+    if not no_replay and is_empty(using):
+        return "migrate and replay"
+    return "restore"
 
 
 def is_empty(using: str) -> bool:
@@ -355,7 +374,8 @@ def recorded_nodes(
         raise RestoreError(
             f"The backup's database had migrations that this project no longer has: {', '.join(missing)}. "
             f"A replay needs them to rebuild the backup's schema; restore from a checkout that has them, "
-            f"or without --replay. Nothing was changed."
+            f"or without --replay.",
+            changed=False,
         )
     return wanted
 

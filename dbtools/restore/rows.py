@@ -188,7 +188,8 @@ class RowPipeline:
                     f"{label}, row with primary key {pk!r}: column {model_field.name} was {was} in the backup "
                     f"and is {kind_of(model_field)} now, and {value!r} does not convert ({message}). "
                     f"Restore into the schema the backup came from, or convert the column in a migration "
-                    f"after restoring; nothing was changed."
+                    f"after restoring;",
+                    changed=False,
                 ) from exc
 
         return convert
@@ -206,7 +207,8 @@ class RowPipeline:
                 raise RestoreError(
                     f"{label}, row with primary key {row_pk(row, pk_names)!r}: {model_field.name} = {value} has "
                     f"more than {SQLITE_DECIMAL_DIGITS} significant digits, which SQLite cannot store exactly "
-                    f"(it keeps decimals as floating point). Restore into PostgreSQL or MariaDB; nothing was changed."
+                    f"(it keeps decimals as floating point). Restore into PostgreSQL or MariaDB;",
+                    changed=False,
                 )
             return value
 

@@ -111,7 +111,8 @@ def cascade_error(ref: Reference, before: int, after: int, emptied: list[Table])
         f"Emptying {owner} for --replace changed table {ref.table}, which this restore does not cover: "
         f"{before - after:,} of its rows lost their reference in column {ref.column} (a database-level "
         f"ON DELETE CASCADE or SET NULL). Restore {ref.table}'s model too (add it to --only), or restore "
-        f"without --replace. Nothing was changed: the restore was rolled back."
+        f"without --replace.",
+        rolled_back=True,
     )
 
 

@@ -58,8 +58,8 @@ def scratch_database(target: BaseDatabaseWrapper) -> Iterator[Scratch]:
             raise RestoreError(
                 f"A replay or drill makes a scratch database beside "
                 f"{target.settings_dict.get('NAME')!r}, which cannot be done inside the open "
-                f"transaction on it (transaction.atomic()); call it outside one. Nothing was "
-                f"changed."
+                f"transaction on it (transaction.atomic()); call it outside one.",
+                changed=False,
             )
         drop_leftovers(target)
         create_database(target, name)
@@ -92,7 +92,8 @@ def create_database(target: BaseDatabaseWrapper, name: str) -> None:
         raise RestoreError(
             f"Replay needs a scratch database beside {target.settings_dict.get('NAME')!r}, and creating "
             f"{name} failed: {' '.join(str(exc).split())}. Grant it ({grant}) or restore without "
-            f"--replay. Nothing was changed."
+            f"--replay.",
+            changed=False,
         ) from exc
 
 
