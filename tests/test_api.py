@@ -174,3 +174,27 @@ def test_safe_migrate_checks_what_safemigrate_checks(alias):
     with pytest.raises(MigrationError) as raised:
         plan.blocking("severe")
     assert str(raised.value) == "--fail-on must be one of warning, high, not 'severe'."
+
+
+def test_an_error_carries_its_parts_and_renders_them_in_one_line():
+    from dbtools.exceptions import ArchiveError, RestoreError
+
+    rolled_back = RestoreError("It failed;", rolled_back=True, fix="Run it again.")
+    assert (rolled_back.problem, rolled_back.changed) == ("It failed;", False)
+    assert str(rolled_back) == (
+        "It failed; nothing was changed: the restore was rolled back. Run it again."
+    )
+    unread = ArchiveError("x could not be read.", changed=False, fix="run it again.")
+    assert str(unread) == "x could not be read. Nothing was changed; run it again."
+    assert str(RestoreError("Only a problem.")) == "Only a problem."
+    assert RestoreError("Only a problem.").changed is None
+
+
+@backends("sqlite")
+def test_restore_route_refuses_what_restoredb_refuses(alias):
+    from dbtools.exceptions import ConfigurationError
+    from dbtools.restore.replay import restore_route
+
+    with pytest.raises(ConfigurationError, match=r"^--replay and --no-replay contradict"):
+        restore_route(alias, replay=True, no_replay=True)
+    assert restore_route(alias, replay=True) == "replay"

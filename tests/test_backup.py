@@ -392,7 +392,7 @@ def test_timestamps_and_uuids_read_as_text_are_written_as_django_reads_them(
             [stamp, uuid_text, pk],
         )
     tables = plan_tables(alias).tables
-    from dbtools.text_reads import text_readers
+    from dbtools.restore.text_reads import text_readers
 
     read_as_text = {t.label for t in tables if text_readers(t, connections[alias])}
     assert {"edgecases.AllTypes", "shop.Order", "shop.User"} <= read_as_text
@@ -406,7 +406,7 @@ def test_timestamps_and_uuids_read_as_text_are_written_as_django_reads_them(
 
 @backends("sqlite")
 def test_timestamps_go_through_django_unless_it_reads_them_as_utc(alias, settings):
-    from dbtools.text_reads import text_readers
+    from dbtools.restore.text_reads import text_readers
 
     connection = connections[alias]
     order = next(t for t in plan_tables(alias).tables if t.label == "shop.Order")
@@ -785,7 +785,7 @@ def test_rows_become_dicts_under_any_field_name():
 def test_a_database_with_no_tables_is_refused_and_latest_is_untouched(alias, backup_dir):
     """A wrong DATABASE_URL, or a database never migrated: a backup of it would hold
     nothing, become `latest`, and every later restore or drill would fail."""
-    from dbtools.replay import scratch_database
+    from dbtools.restore.scratch import scratch_database
 
     seed_shop(20, using=alias)
     good = backup_database(using=alias)

@@ -1,5 +1,5 @@
 """PostgreSQL: a table that starts empty is loaded in one COPY, written as rows are
-decoded (Loader.stream); when that COPY fails, the table is loaded again in batches,
+decoded (CopyStream.stream); when that COPY fails, the table is loaded again in batches,
 so the error still names the row. Both ways must give the same database."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from dbtools.archive.row_parsing import (
 )
 from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
-from dbtools.restore import Loader, prepare_restore, restore_database
+from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore.strategies import CopyStream
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends, run_manage
@@ -46,24 +47,22 @@ def spy_on_stream(
     straight into itself, leaving out the keys it holds); optionally fail
     each COPY once every row is in it."""
     streamed: list[str] = []
-    original = Loader.stream
+    original = CopyStream.stream
 
-    def stream(
-        self, mapping, fields, rows, receipt, decode, build, converters, into=None, skip=None
-    ):
-        original(self, mapping, fields, rows, receipt, decode, build, converters, into, skip)
-        if into is not None:
+    def stream(self, load, rows):
+        original(self, load, rows)
+        if self.into is not None:
             if staged is not None:
-                staged.append(mapping.table.label)
-        elif skip is not None:
+                staged.append(load.table.label)
+        elif self.skip is not None:
             if skipping is not None:
-                skipping.append(mapping.table.label)
+                skipping.append(load.table.label)
         else:
-            streamed.append(mapping.table.label)
+            streamed.append(load.table.label)
         if fail_after_writing:
             raise DatabaseError("injected after the whole table was written")
 
-    monkeypatch.setattr(Loader, "stream", stream)
+    monkeypatch.setattr(CopyStream, "stream", stream)
     return streamed
 
 

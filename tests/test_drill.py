@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 
 from dbtools.archive.envelope import identity_file
 from dbtools.backup import backup_database
-from dbtools.drill import drill
 from dbtools.exceptions import DbtoolsError
+from dbtools.restore.drill import drill
 from shop.seed import seed_shop
 from tests.conftest import backends
 from tests.data import fill_edge_cases

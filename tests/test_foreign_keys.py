@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
-from dbtools import foreign_keys
 from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
-from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore import foreign_keys, prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
@@ -164,7 +163,7 @@ def test_a_merge_never_locks_a_table_holding_rows_that_an_empty_table_refers_to(
     go on reading users while the activity is merged back, so the activity's
     constraint stays and checks row by row. The self-referencing nodes, emptied
     too, are still set aside: the proof that the fast path was open."""
-    from dbtools import restore
+    from dbtools.restore import loader as restore
 
     backup = backup_database(using=alias).path
     before_rows = comparable_tables(database_contents(alias))

@@ -29,7 +29,7 @@ from django.db import connections
 
 from dbtools.archive import verify
 from dbtools.backup import backup_database
-from dbtools.replay import SCRATCH_PREFIX
+from dbtools.restore.scratch import SCRATCH_PREFIX
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import BACKENDS, ROOT, backends, manage_command, manage_env, run_manage

@@ -18,8 +18,9 @@ from django.db.migrations.loader import MigrationLoader
 
 from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
-from dbtools.replay import SCRATCH_PREFIX, replay_restore
 from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore.replay import replay_restore
+from dbtools.restore.scratch import SCRATCH_PREFIX
 from tests.conftest import backends, run_manage
 from tests.edgecases import models as e
 
@@ -143,7 +144,7 @@ def own_scratch_databases(alias: str) -> list[str]:
 def test_a_scratch_database_left_by_a_killed_replay_is_dropped(
     alias, backup_before_the_data_migration
 ):
-    from dbtools.replay import host_tag
+    from dbtools.restore.scratch import host_tag
 
     backup, migrated = backup_before_the_data_migration
     connection = connections[alias]
@@ -223,7 +224,7 @@ def test_no_right_to_create_the_scratch_database_says_how_to_grant_it(
 ):
     from django.db.utils import load_backend
 
-    from dbtools.replay import host_tag
+    from dbtools.restore.scratch import host_tag
 
     backup, _migrated = backup_before_the_data_migration
     admin = connections[alias]
@@ -398,7 +399,7 @@ def test_a_sqlite_scratch_folder_left_by_a_killed_replay_is_removed(
     import tempfile
     from pathlib import Path
 
-    from dbtools.replay import SCRATCH_FOLDER_PREFIX
+    from dbtools.restore.scratch import SCRATCH_FOLDER_PREFIX
 
     backup, migrated = backup_before_the_data_migration
     temp = Path(tempfile.gettempdir())
@@ -461,7 +462,7 @@ def rawlab_backup(alias, backup_dir):
 
 @pytest.mark.django_db(transaction=True, databases="__all__")
 def test_a_dry_run_replay_and_a_drill_write_nothing_outside_the_scratch(alias, rawlab_backup):
-    from dbtools.drill import drill
+    from dbtools.restore.drill import drill
 
     before = {name: notes(name) for name in every_alias()}
 
@@ -569,7 +570,7 @@ def test_a_run_sql_that_does_nothing_forwards_is_no_data_migration():
 
     from django.db.migrations import RunPython, RunSQL
 
-    from dbtools.restore_plan import data_migrations
+    from dbtools.restore.since_backup import data_migrations
 
     nodes = {
         ("app", "0001"): SimpleNamespace(operations=[RunSQL(RunSQL.noop, "DROP INDEX x")]),
@@ -691,7 +692,7 @@ def test_a_row_edited_after_the_comparison_is_not_taken_for_the_migrations(
     """The welcome label is edited (the row count stays 1) after the replay
     compared the table with a fresh migrate and before its transaction: the
     user's edit is not deleted in favour of the backup's row."""
-    import dbtools.replay as replay
+    import dbtools.restore.replay as replay
 
     newer = labels_backed_up_then_set(alias, "(1, 'welcome')")
     compared = replay.tables_as_migrate_makes_them
@@ -723,7 +724,7 @@ def test_a_default_that_is_the_same_each_time_is_compared():
     from django.db import models
     from django.test.utils import isolate_apps
 
-    from dbtools.replay import generated_columns
+    from dbtools.restore.replay import generated_columns
 
     with isolate_apps("tests.rawlab"):
 
@@ -746,7 +747,7 @@ def test_a_replay_that_fails_mid_way_gives_back_every_connection_and_router(
 ):
     from django.db import router
 
-    import dbtools.replay as replay
+    import dbtools.restore.replay as replay
 
     before = {name: connections[name] for name in every_alias()}
     routers = list(router.routers)
@@ -831,7 +832,7 @@ def test_a_replay_cut_short_after_migrating_the_empty_database_says_so(
         "import django; django.setup()\n"
         "from django.db import DatabaseError\n"
         "from django.core.management import ManagementUtility\n"
-        "from dbtools import replay\n"
+        "from dbtools.restore import replay\n"
         "migrate = replay.migrate_empty_target\n"
         "def cut_short(using):\n"
         "    migrate(using)\n"
@@ -868,7 +869,7 @@ def test_another_thread_keeps_its_databases_while_a_replay_runs(alias, rawlab_ba
     thread only."""
     import threading
 
-    import dbtools.replay as replay
+    import dbtools.restore.replay as replay
     from tests.rawlab.models import Note
 
     migrate = replay.migrate

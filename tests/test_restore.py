@@ -719,7 +719,7 @@ def test_closed_stdin_at_the_prompt_is_a_clear_refusal(alias, backup_dir):
 
 
 def test_renamed_models_many_to_many_rows_follow_when_the_app_label_has_underscores():
-    from dbtools.restore_plan import current_table_label
+    from dbtools.restore.mapping import current_table_label
 
     renames = {"my_shop.user": "my_shop.member", "my_shop.user_profile": "my_shop.profile"}
     assert current_table_label("my_shop.User_groups", renames) == "my_shop.member_groups"
@@ -790,7 +790,7 @@ def stored_text(alias: str) -> dict[str, list[tuple[object, ...]]]:
 def test_shortcut_preparers_store_what_get_db_prep_save_stores(
     alias, backup_dir, tmp_path, monkeypatch
 ):
-    from dbtools import restore as restore_module
+    from dbtools.restore import inserts as restore_module
 
     fill_edge_cases(alias)
     seed_shop(300, using=alias)
@@ -891,7 +891,7 @@ def test_only_values_the_restore_made_are_looked_at_for_expressions(alias):
     from django.db.models.functions import Now
 
     from dbtools.archive.codec import JSONText
-    from dbtools.restore import plain_insert_fits
+    from dbtools.restore.inserts import plain_insert_fits
 
     connection = connections[alias]
     fields = [m.Product._meta.get_field("name"), m.Product._meta.get_field("created_at")]
@@ -909,7 +909,7 @@ def test_executemany_and_the_insert_compiler_store_the_same_rows(alias, backup_d
     """Outside PostgreSQL most batches go through one prepared INSERT and
     executemany; Django's insert compiler, which it replaces, must have stored
     exactly the same rows, every edge-case type included."""
-    from dbtools import restore as restore_module
+    from dbtools.restore import inserts as restore_module
 
     fill_edge_cases(alias)
     seed_shop(500, using=alias)

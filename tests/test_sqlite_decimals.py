@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from dbtools.backup import backup_database
 from dbtools.exceptions import BackupError
 from dbtools.graph import plan_tables
-from dbtools.text_reads import raw_readers, sqlite_decimal_reader
+from dbtools.restore.text_reads import raw_readers, sqlite_decimal_reader
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends

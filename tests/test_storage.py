@@ -311,7 +311,7 @@ def test_a_public_acl_is_refused_before_anything_is_written(alias, s3, settings)
 
 @backends("sqlite", "postgresql")
 def test_a_drill_restores_a_backup_from_the_bucket(alias, s3):
-    from dbtools.drill import drill
+    from dbtools.restore.drill import drill
 
     some_rows(alias)
     run = run_manage("backupdb", "--database", alias, env=s3.env, timeout=300)

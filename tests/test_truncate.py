@@ -10,7 +10,8 @@ from django.db import connections
 from dbtools.backends import backend_for
 from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
-from dbtools.restore import Loader, prepare_restore, restore_database
+from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore.loader import Loader
 from shop.seed import seed_shop
 from tests.conftest import backends
 from tests.data import fill_edge_cases

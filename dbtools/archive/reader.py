@@ -111,8 +111,9 @@ class ArchiveReader:
                 self._raw.close()
             if isinstance(exc, OSError):  # a bucket's object replaced, or the network gone
                 raise ArchiveError(
-                    f"{self.path.name} could not be read: {exc}. Nothing was changed; "
-                    f"run the command again (`manage.py listbackups` shows the backups)."
+                    f"{self.path.name} could not be read: {exc}.",
+                    changed=False,
+                    fix="run the command again (`manage.py listbackups` shows the backups).",
                 ) from exc
             raise
         self._line_no = 0

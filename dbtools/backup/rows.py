@@ -15,7 +15,7 @@ from ..archive.codec import JSON_NULL_KEY, encoder_for, is_json_null, kind_of
 from ..backends import backend_for
 from ..exceptions import BackupError
 from ..graph import Table
-from ..text_reads import UnreadableValue, raw_readers, text_readers
+from ..restore.text_reads import UnreadableValue, raw_readers, text_readers
 
 BATCH_ROWS = 5_000
 # orjson gives each encoded row a buffer of 4 KB or more whatever its length,

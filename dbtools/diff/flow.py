@@ -19,7 +19,8 @@ from ..backup.rows import BATCH_ROWS, python_batches
 from ..conf import get_settings
 from ..exceptions import ConfigurationError
 from ..graph import Table, plan_tables
-from ..restore_plan import TableMapping, current_table_label, map_columns, migration_renames
+from ..restore.mapping import TableMapping, current_table_label, map_columns
+from ..restore.since_backup import migration_renames
 from ..storage import BackupRef
 from ..storage.catalog import resolve_backup
 from .compare import Line, Pairing, compare_table

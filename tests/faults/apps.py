@@ -65,7 +65,8 @@ class FaultsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.migrations.executor import MigrationExecutor
 
-        from dbtools import archive, restore
+        from dbtools import archive
+        from dbtools.restore import flow as restore
         from dbtools.storage import local
 
         least = int(os.environ.get("DBTOOLS_TEST_PAUSE_ROWS") or 1)

@@ -11,10 +11,10 @@ from django.db import DatabaseError
 import dbtools
 from dbtools.archive.envelope import identity_exposure, identity_file
 from dbtools.display import sentence, shown
-from dbtools.exceptions import DbtoolsError
+from dbtools.exceptions import UNCHANGED, DbtoolsError
 from dbtools.interrupts import exit_status, one_line, signals_raise
 from dbtools.progress import ProgressBar
-from dbtools.replay import remove_leftover_folders
+from dbtools.restore.scratch import remove_leftover_folders
 
 __all__ = [
     "DbtoolsCommand",
@@ -38,7 +38,7 @@ class DbtoolsCommand(BaseCommand):
     KeyboardInterrupt reaches the caller as it is."""
 
     # What is true when the command is interrupted and the core told nothing more.
-    interrupted = "Nothing was changed."
+    interrupted = UNCHANGED
 
     def get_version(self) -> str:
         return dbtools.__version__

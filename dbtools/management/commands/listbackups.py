@@ -6,8 +6,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.drill import DrillResult
-from dbtools.drill import drill as drill_backup
+from dbtools.restore.drill import DrillResult
+from dbtools.restore.drill import drill as drill_backup
 from dbtools.storage import BackupStore, LocalFolder, backup_location
 from dbtools.storage.catalog import BackupInfo, leftovers, list_backups, resolve_backup
 

@@ -1,15 +1,24 @@
+import dataclasses
 import datetime
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.archive import ArchiveReader, verify
-from dbtools.exceptions import NeedsReplay
-from dbtools.replay import is_empty, replay_restore
-from dbtools.restore import Mode, RestoreResult, describe_target, prepare_restore, restore_database
-from dbtools.restore_plan import PREVIEW_MOST_ROWS, Overlap
+from dbtools.exceptions import ConfigurationError, NeedsReplay, RestoreError
+from dbtools.restore import (
+    Mode,
+    RestorePlan,
+    RestoreResult,
+    describe_target,
+    prepare_restore,
+    restore_database,
+)
+from dbtools.restore.overlap import PREVIEW_MOST_ROWS, Overlap
+from dbtools.restore.replay import replay_restore, restore_route
 from dbtools.storage import BackupRef
 from dbtools.storage.catalog import resolve_backup
 
@@ -21,6 +30,22 @@ MODES = {
 }
 
 
+@dataclass(frozen=True)
+class Request:
+    """The options of one restoredb run."""
+
+    file: str | None
+    database: str
+    mode: Mode
+    only: list[str]
+    exclude: list[str]
+    set_values: list[str]
+    no_replay: bool
+    dry_run: bool
+    interactive: bool
+    verbosity: int
+
+
 class Command(DbtoolsCommand):
     interrupted = "Nothing was restored; the database is unchanged."
     help = (
@@ -28,7 +53,7 @@ class Command(DbtoolsCommand):
         "--replace makes the tables hold exactly the backup's rows."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--file",
             help="Backup to restore: a name in the backups folder (or DBTOOLS['STORAGE']) or a "
@@ -93,73 +118,91 @@ class Command(DbtoolsCommand):
             help="Do not ask for confirmation.",
         )
 
-    def handle(self, *args, **options):
-        verbosity = options["verbosity"]
-        mode: Mode = "replace" if options["replace"] else "merge"
-        if options["replay"] and options["no_replay"]:
-            raise CommandError("--replay and --no-replay contradict each other; give one.")
-        if not options["no_replay"] and not options["replay"] and is_empty(options["database"]):
+    def handle(
+        self,
+        *args: Any,
+        file: str | None,
+        database: str,
+        replace: bool,
+        only: list[str],
+        exclude: list[str],
+        set_values: list[str],
+        replay: bool,
+        no_replay: bool,
+        dry_run: bool,
+        interactive: bool,
+        verbosity: int,
+        **options: Any,
+    ) -> None:
+        request = Request(
+            file, database, "replace" if replace else "merge", only, exclude, set_values,
+            no_replay, dry_run, interactive, verbosity,
+        )  # fmt: skip
+        route = restore_route(database, replay=replay, no_replay=no_replay)
+        if route == "migrate and replay":
             # The core migrates an empty target once the scratch database has
             # carried the rows forward, then replaces what the migrations made.
-            if not options["dry_run"]:
+            if not dry_run:
                 self.stdout.write(
                     "This database has no tables: the backup is carried forward through the "
                     "migrations in a scratch database, then this database is migrated (`manage.py "
                     "migrate`) and its tables that the backup covers are given the backup's rows."
                 )
             # An interrupt once the database is migrated: the core says so.
-            return self.replay("replace", {**options, "replay": True})
-        if options["replay"]:
-            return self.replay(mode, options)
+            return self.replay(dataclasses.replace(request, mode="replace"))
+        if route == "replay":
+            return self.replay(request)
         try:
             plan = prepare_restore(
-                options["file"],
-                using=options["database"],
-                only=options["only"],
-                exclude=options["exclude"],
-                set_values=options["set_values"],
-                no_replay=options["no_replay"],
+                file,
+                using=database,
+                only=only,
+                exclude=exclude,
+                set_values=set_values,
+                no_replay=no_replay,
             )
         except NeedsReplay as exc:
-            if not options["interactive"]:
+            if not interactive:
                 raise
             self.stderr.write(str(exc))
             if not self.ask("Replay the backup through the migrations instead? [y/N] "):
-                raise CommandError("Restore cancelled; nothing was changed.") from None
-            return self.replay(mode, {**options, "interactive": False})
+                raise RestoreError("Restore cancelled;", changed=False) from None
+            return self.replay(dataclasses.replace(request, interactive=False))
+        self.restore(plan, request)
+
+    def restore(self, plan: RestorePlan, request: Request) -> None:
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
-        if verbosity >= 1 or options["interactive"]:
-            self.header(
-                plan.path,
-                plan.meta,
-                f"{plan.tables} tables, {plan.rows:,} rows to restore",
-                mode,
-                options,
-            )
-            changes = [
-                (m.table.label, change) for m in plan.mappings if m.table for change in m.changes
-            ]
-            if changes:
-                self.stdout.write("Changes since the backup, per table:")
-                for label, change in changes:
-                    self.stdout.write(f"  {label}: {change}")
-            if mode == "replace" and plan.not_in_backup:
-                self.stdout.write(
-                    "        Not in the backup, so left as they are: "
-                    + ", ".join(plan.not_in_backup)
-                )
-            if mode == "merge":
-                self.show_overlap(plan.rows_already_there())
-        if options["interactive"] and not self.confirm(plan.close):
+        if request.verbosity >= 1 or request.interactive:
+            self.show_plan(plan, request)
+        if request.interactive and not self.confirm(plan.close):
             return
-        bar = progress_bar(self, verbosity)
+        bar = progress_bar(self, request.verbosity)
         try:
-            result = restore_database(plan, mode=mode, dry_run=options["dry_run"], progress=bar)
+            result = restore_database(
+                plan, mode=request.mode, dry_run=request.dry_run, progress=bar
+            )
         finally:
             if bar:
                 bar.clear()
-        self.show_result(result, mode, options)
+        self.show_result(result, request)
+
+    def show_plan(self, plan: RestorePlan, request: Request) -> None:
+        size = f"{plan.tables} tables, {plan.rows:,} rows to restore"
+        self.header(plan.path, plan.meta, size, request)
+        changes = [
+            (m.table.label, change) for m in plan.mappings if m.table for change in m.changes
+        ]
+        if changes:
+            self.stdout.write("Changes since the backup, per table:")
+            for label, change in changes:
+                self.stdout.write(f"  {label}: {change}")
+        if request.mode == "replace" and plan.not_in_backup:
+            self.stdout.write(
+                "        Not in the backup, so left as they are: " + ", ".join(plan.not_in_backup)
+            )
+        if request.mode == "merge":
+            self.show_overlap(plan.rows_already_there())
 
     def show_overlap(self, overlap: Overlap) -> None:
         if overlap.tables:
@@ -181,52 +224,50 @@ class Command(DbtoolsCommand):
                 + ", ".join(overlap.unchecked)
             )
 
-    def replay(self, mode: Mode, options: dict[str, Any]) -> None:
-        path = resolve_backup(options["file"])
+    def replay(self, request: Request) -> None:
+        path = resolve_backup(request.file)
         summary = verify(path)
         with ArchiveReader(path) as reader:
             meta = reader.meta
-        if options["verbosity"] >= 1 or options["interactive"]:
+        if request.verbosity >= 1 or request.interactive:
             self.header(
-                path, meta, f"{summary['tables']} tables, {summary['rows']:,} rows", mode, options
+                path, meta, f"{summary['tables']} tables, {summary['rows']:,} rows", request
             )
             self.stdout.write(
                 "Replay: the rows are loaded at the backup's schema in a scratch database, carried "
                 "forward by this project's migrations, then restored from there."
             )
-        if options["interactive"] and not self.confirm(lambda: None):
+        if request.interactive and not self.confirm(lambda: None):
             return
-        bar = progress_bar(self, options["verbosity"])
+        bar = progress_bar(self, request.verbosity)
         try:
             result = replay_restore(
                 path,
-                using=options["database"],
-                mode=mode,
-                only=options["only"],
-                exclude=options["exclude"],
-                set_values=options["set_values"],
-                dry_run=options["dry_run"],
+                using=request.database,
+                mode=request.mode,
+                only=request.only,
+                exclude=request.exclude,
+                set_values=request.set_values,
+                dry_run=request.dry_run,
                 progress=bar,
             )
         finally:
             if bar:
                 bar.clear()
-        self.show_result(result, mode, options)
+        self.show_result(result, request)
 
-    def header(
-        self, path: BackupRef, meta: dict[str, Any], size: str, mode: Mode, options: dict[str, Any]
-    ) -> None:
+    def header(self, path: BackupRef, meta: dict[str, Any], size: str, request: Request) -> None:
         taken = datetime.datetime.fromisoformat(meta["created_at"]).strftime(
             "%Y-%m-%d %H:%M:%S UTC"
         )
         self.stdout.write(
             f"Backup: {shown(path)} (taken {taken} from {meta.get('vendor')} database "
             f"{meta.get('database')!r}; {size})\n"
-            f"Into:   {describe_target(options['database'])}\n"
-            f"Mode:   {MODES[mode]}"
+            f"Into:   {describe_target(request.database)}\n"
+            f"Mode:   {MODES[request.mode]}"
             + (
                 "\n        (dry run: everything is rolled back at the end)"
-                if options["dry_run"]
+                if request.dry_run
                 else ""
             )
         )
@@ -235,9 +276,10 @@ class Command(DbtoolsCommand):
         try:
             return input(question).strip().lower() in {"y", "yes"}
         except EOFError:
-            raise CommandError(
-                "No answer: standard input is closed. Nothing was changed; pass --replay, "
-                "--no-replay or --no-input to decide without being asked."
+            raise ConfigurationError(
+                "No answer: standard input is closed.",
+                changed=False,
+                fix="pass --replay, --no-replay or --no-input to decide without being asked.",
             ) from None
 
     def confirm(self, cancel: Callable[[], None]) -> bool:
@@ -245,9 +287,10 @@ class Command(DbtoolsCommand):
             answer = input("Type 'yes' to restore, or anything else to cancel: ")
         except EOFError:
             cancel()
-            raise CommandError(
-                "No answer: standard input is closed. Nothing was changed; "
-                "pass --no-input to restore without being asked."
+            raise ConfigurationError(
+                "No answer: standard input is closed.",
+                changed=False,
+                fix="pass --no-input to restore without being asked.",
             ) from None
         if answer.strip().lower() != "yes":
             cancel()
@@ -255,8 +298,8 @@ class Command(DbtoolsCommand):
             return False
         return True
 
-    def show_result(self, result: RestoreResult, mode: Mode, options: dict[str, Any]) -> None:
-        if options["verbosity"] >= 1:
+    def show_result(self, result: RestoreResult, request: Request) -> None:
+        if request.verbosity >= 1:
             width = max([len(t.label) for t in result.tables] + [5])
             self.stdout.write(
                 f"  {'table':<{width}}  {'in backup':>10}  {'inserted':>10}  {'skipped':>10}  {'time':>7}"
@@ -269,19 +312,19 @@ class Command(DbtoolsCommand):
             self.stdout.write(
                 f"  {'total':<{width}}  {result.in_backup:>10,}  {result.inserted:>10,}  {result.skipped:>10,}  {result.seconds:6.2f}s"
             )
-        if options["dry_run"]:
+        if request.dry_run:
             self.stdout.write(
                 self.style.WARNING("Dry run: rolled back; the database is unchanged.")
             )
-        elif options["verbosity"] >= 1:
+        elif request.verbosity >= 1:
             skipped = (
                 f", {result.skipped:,} already present and left as they were"
-                if mode == "merge"
+                if request.mode == "merge"
                 else ""
             )
             checked = (
                 f" The row counts of these {len(result.tables)} tables match the backup."
-                if mode == "replace"
+                if request.mode == "replace"
                 else ""
             )
             # Only the tables that received rows: "20 rows into 12 tables" read as if each did.

@@ -20,15 +20,16 @@ from pathlib import Path
 
 from django.db.migrations.executor import MigrationExecutor
 
-from .archive import ArchiveReader
-from .backends import connect, vendor_name
-from .backup import backup_database
-from .exceptions import NeedsReplay, RestoreError
-from .replay import Scratch, private_folder, replay_restore, scratch_database, scratch_only
-from .restore import restore_database
-from .restore_plan import prepare_restore
-from .storage import BackupFile
-from .storage.catalog import resolve_backup
+from ..archive import ArchiveReader
+from ..backends import connect, vendor_name
+from ..backup import backup_database
+from ..exceptions import NeedsReplay, RestoreError
+from ..storage import BackupFile
+from ..storage.catalog import resolve_backup
+from .flow import restore_database
+from .plan import prepare_restore
+from .replay import replay_restore
+from .scratch import Scratch, private_folder, scratch_database, scratch_only
 
 
 @dataclass

@@ -17,48 +17,37 @@ run that was killed is removed by the next run on the same host.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import secrets
-import shutil
-import socket
-import tempfile
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import orjson
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
-from django.db import DatabaseError, connections, router
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import Model, QuerySet
-from django.db.utils import load_backend
 
-from ._compat import state_before_migrating
-from .archive import ArchiveReader
-from .backends import backend_for, connect
-from .backup import backup_database
-from .display import sentence
-from .exceptions import RestoreError
-from .graph import plan_tables
-from .interrupts import tell
-from .restore import Mode, Progress, RestoreResult, restore_database
-from .restore_plan import current_table_label, migration_renames, prepare_restore
-from .storage import BackupFile
-from .storage.catalog import resolve_backup
-
-SCRATCH_PREFIX = "dbtools_scratch_"
-SCRATCH_FOLDER_PREFIX = (
-    "dbtools-scratch-"  # SQLite: dbtools-scratch-<pid>-<random> in the temp folder
+from .._compat import state_before_migrating
+from ..archive import ArchiveReader
+from ..backends import connect
+from ..backup import backup_database
+from ..display import sentence
+from ..exceptions import ConfigurationError, RestoreError
+from ..graph import plan_tables
+from ..interrupts import tell
+from ..storage import BackupFile
+from ..storage.catalog import resolve_backup
+from .flow import Mode, Progress, RestoreResult, restore_database
+from .mapping import current_table_label
+from .plan import prepare_restore
+from .scratch import (
+    Scratch,
+    private_folder,
+    scratch_database,
+    scratch_only,
 )
-
-
-def host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+from .since_backup import migration_renames
 
 
 def replay_restore(
@@ -143,8 +132,8 @@ def tables_as_migrate_makes_them(using: str, labels: list[str], private: Path) -
     whose value each migrate makes anew (`generated_columns`). Content types
     and permissions are left out: a merge maps them by natural key.
     """
-    from .restore import rows_fingerprint
-    from .restore_plan import NATURAL_KEYS
+    from .mapping import NATURAL_KEYS
+    from .scope import rows_fingerprint
 
     target = connect(using)
     candidates = {
@@ -275,7 +264,8 @@ def carry_forward(
         if not covered & {label.lower() for label in present}:
             raise RestoreError(
                 f"None of the tables in {backup_path.name} exists in this project after its "
-                f"migrations ({', '.join(sorted(backed_up)) or 'none'}); nothing was changed."
+                f"migrations ({', '.join(sorted(backed_up)) or 'none'});",
+                changed=False,
             )
         return backup_database(
             using=scratch.alias,
@@ -287,6 +277,23 @@ def carry_forward(
             encrypt_to=(),
             announce_result=False,
         ).path
+
+
+Route = Literal["restore", "replay", "migrate and replay"]
+
+
+def restore_route(using: str, *, replay: bool = False, no_replay: bool = False) -> Route:
+    """How a restore into `using` goes: straight (prepare_restore, then
+    restore_database), through a replay (asked for), or, into a database
+    with no tables (unless `no_replay`), through a replay that migrates it
+    first and then replaces what the migrations made."""
+    if replay and no_replay:
+        raise ConfigurationError("--replay and --no-replay contradict each other; give one.")
+    if replay:
+        return "replay"
+    if not no_replay and is_empty(using):
+        return "migrate and replay"
+    return "restore"
 
 
 def is_empty(using: str) -> bool:
@@ -332,6 +339,24 @@ def migration_targets(
     A recorded migration that a squashed one replaces maps to it; one that no
     longer exists at all stops the replay, named.
     """
+    wanted = recorded_nodes(loader, recorded)
+    targets: list[tuple[str, str | None]] = []
+    for app in sorted(loader.migrated_apps):
+        keys = wanted.get(app)
+        if not keys:
+            targets.append((app, None))
+            continue
+        order = [
+            k for leaf in loader.graph.leaf_nodes(app) for k in loader.graph.forwards_plan(leaf)
+        ]
+        targets.append([k for k in order if k in keys][-1])
+    return targets
+
+
+def recorded_nodes(
+    loader: MigrationLoader, recorded: dict[str, list[str]]
+) -> dict[str, set[tuple[str, str]]]:
+    """The backup's recorded migrations as this project's graph nodes, per app."""
     nodes = loader.graph.nodes
     replaced_by = {old: key for key, m in nodes.items() for old in (m.replaces or [])}
     missing = []
@@ -350,19 +375,10 @@ def migration_targets(
         raise RestoreError(
             f"The backup's database had migrations that this project no longer has: {', '.join(missing)}. "
             f"A replay needs them to rebuild the backup's schema; restore from a checkout that has them, "
-            f"or without --replay. Nothing was changed."
+            f"or without --replay.",
+            changed=False,
         )
-    targets: list[tuple[str, str | None]] = []
-    for app in sorted(loader.migrated_apps):
-        keys = wanted.get(app)
-        if not keys:
-            targets.append((app, None))
-            continue
-        order = [
-            k for leaf in loader.graph.leaf_nodes(app) for k in loader.graph.forwards_plan(leaf)
-        ]
-        targets.append([k for k in order if k in keys][-1])
-    return targets
+    return wanted
 
 
 def migrate(
@@ -393,189 +409,3 @@ def migrate(
             f"Nothing was written to {scratch.target_name!r}: while the migrations ran, every "
             f"database alias of this thread was the scratch database."
         ) from exc
-
-
-class Scratch:
-    def __init__(self, alias: str, name: str, target_name: str) -> None:
-        self.alias, self.name, self.target_name = alias, name, target_name
-
-
-@contextmanager
-def scratch_database(target: BaseDatabaseWrapper) -> Iterator[Scratch]:
-    """A new, empty database of the target's vendor, as a connection alias."""
-    run = f"{host_tag()}_{os.getpid()}_{secrets.token_hex(3)}"
-    name = SCRATCH_PREFIX + run
-    settings = dict(target.settings_dict)
-    folder = None
-    remove_leftover_folders()
-    if backend_for(target).database_is_file:
-        folder = tempfile.mkdtemp(prefix=f"{SCRATCH_FOLDER_PREFIX}{os.getpid()}-")
-        settings["NAME"] = os.path.join(folder, "scratch.sqlite3")
-    else:
-        if target.in_atomic_block:
-            # PostgreSQL refuses CREATE DATABASE in a transaction; MariaDB
-            # would commit the caller's open transaction first.
-            raise RestoreError(
-                f"A replay or drill makes a scratch database beside "
-                f"{target.settings_dict.get('NAME')!r}, which cannot be done inside the open "
-                f"transaction on it (transaction.atomic()); call it outside one. Nothing was "
-                f"changed."
-            )
-        drop_leftovers(target)
-        create_database(target, name)
-        settings["NAME"] = name
-    settings["TEST"] = {**settings.get("TEST", {}), "NAME": settings["NAME"]}
-    alias = f"dbtools_scratch_{run}"
-    # Registered as a connection, not in DATABASES: the project's settings
-    # stay as they are, and nothing else can pick the alias up.
-    connections[alias] = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, alias)
-    try:
-        yield Scratch(alias, settings["NAME"], str(target.settings_dict.get("NAME")))
-    finally:
-        connections[alias].close()
-        del connections[alias]
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            drop_database(target, name)
-
-
-def create_database(target: BaseDatabaseWrapper, name: str) -> None:
-    quote = target.ops.quote_name
-    suffix = backend_for(target).create_database_options
-    try:
-        with target.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {quote(name)}{suffix}")
-    except DatabaseError as exc:
-        user = target.settings_dict.get("USER") or "your user"
-        grant = backend_for(target).create_database_grant(user, SCRATCH_PREFIX)
-        raise RestoreError(
-            f"Replay needs a scratch database beside {target.settings_dict.get('NAME')!r}, and creating "
-            f"{name} failed: {' '.join(str(exc).split())}. Grant it ({grant}) or restore without "
-            f"--replay. Nothing was changed."
-        ) from exc
-
-
-def drop_database(target: BaseDatabaseWrapper, name: str) -> None:
-    with target.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {target.ops.quote_name(name)}")
-
-
-def drop_leftovers(target: BaseDatabaseWrapper) -> None:
-    """Scratch databases of this host whose process is gone (a replay killed mid-way)."""
-    sql = backend_for(target).databases_like_sql
-    with target.cursor() as cursor:
-        cursor.execute(sql, [f"{SCRATCH_PREFIX}{host_tag()}\\_%"])
-        names = [row[0] for row in cursor.fetchall()]
-    for name in names:
-        pid = name.removeprefix(SCRATCH_PREFIX).split("_")[1]
-        if pid.isdigit() and not process_alive(int(pid)):
-            try:
-                drop_database(target, name)
-            except DatabaseError:
-                # Another user's (its owner may drop it): not this run's to
-                # remove, and no reason to refuse this run's own replay.
-                continue
-
-
-PRIVATE_FOLDER_PREFIXES = (SCRATCH_FOLDER_PREFIX, "dbtools-replay-", "dbtools-drill-")
-
-
-def remove_leftover_folders() -> list[str]:
-    """Our private temporary folders whose process is gone (a replay or drill
-    killed mid-way): a SQLite scratch database, a carried-forward copy. They
-    may hold the plaintext rows of an encrypted backup. Returns their names."""
-    removed = []
-    for prefix in PRIVATE_FOLDER_PREFIXES:
-        for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
-            pid = folder.name.removeprefix(prefix).split("-")[0]
-            if (
-                pid.isdigit()
-                and folder.is_dir()
-                and not folder.is_symlink()
-                and folder.stat().st_uid == os.getuid()
-                and not process_alive(int(pid))
-            ):
-                shutil.rmtree(folder, ignore_errors=True)
-                removed.append(folder.name)
-    return removed
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class ScratchRouter:
-    """Sends every ORM query that names no database, in the thread that uses
-    the scratch database, to it: the router list is the whole process's, and
-    other threads (a web server's, a worker's) have no such alias. Naming it
-    rather than `default` keeps the per-alias caches (content types) apart."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-        self.thread = threading.get_ident()
-
-    def db_for_read(self, model: Any, **hints: Any) -> str | None:
-        return self.alias if threading.get_ident() == self.thread else None
-
-    def db_for_write(self, model: Any, **hints: Any) -> str | None:
-        return self.alias if threading.get_ident() == self.thread else None
-
-
-@contextmanager
-def scratch_only(scratch: Scratch) -> Iterator[None]:
-    """While the scratch database is in use, it *is* every database alias.
-
-    Migrations reach databases in more ways than the ORM's routing: a data
-    migration may use `django.db.connection`, pass `using="default"`, call
-    `create_permissions()` or `call_command()`, each of which asks for an
-    alias by name. Every alias in DATABASES is pointed at the scratch
-    connection for this thread (Django's connections are per thread), so none
-    of those can reach the user's databases; the originals come back after.
-    Per-alias caches (content types, sites) are emptied on the way in and out,
-    so no id read from one database is used in the other.
-    """
-    wrapper = connections[scratch.alias]
-    saved = {alias: connections[alias] for alias in connections.settings}
-    scratch_router = ScratchRouter(scratch.alias)
-    clear_alias_caches()
-    router.routers.insert(0, scratch_router)
-    for alias in saved:
-        connections[alias] = wrapper
-    try:
-        yield
-    finally:
-        for alias, connection in saved.items():
-            connections[alias] = connection
-        router.routers.remove(scratch_router)
-        clear_alias_caches()
-
-
-def clear_alias_caches() -> None:
-    from django.apps import apps
-
-    if apps.is_installed("django.contrib.contenttypes"):
-        from django.contrib.contenttypes.models import ContentType
-
-        ContentType.objects.clear_cache()
-    if apps.is_installed("django.contrib.sites"):
-        from django.contrib.sites.models import Site
-
-        Site.objects.clear_cache()
-
-
-@contextmanager
-def private_folder(prefix: str) -> Iterator[Path]:
-    """A folder only this user can read, named with this process's id so that
-    the next run can remove it if this one is killed (`remove_leftover_folders`)."""
-    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

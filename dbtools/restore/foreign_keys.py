@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .backends import pg_loads
-from .exceptions import RestoreError
+from ..backends import pg_loads
+from ..exceptions import RestoreError
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,8 @@ def checked_once(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> I
                 f"{' '.join(str(exc).split()).rstrip('.')}. Either a restored row refers to a row "
                 f"that is in neither the backup nor the database (the backup may be partial: "
                 f"restore the referenced tables too), or rows the backup does not hold refer "
-                f"to rows a --replace removed (restore those tables too). Nothing was changed: "
-                f"the restore was rolled back."
+                f"to rows a --replace removed (restore those tables too).",
+                rolled_back=True,
             ) from exc
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         for key in keys:
@@ -133,7 +133,8 @@ def checked_once(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> I
                     f"{key.table}, constraint {key.name}: "
                     f"{' '.join(str(exc).split()).rstrip('.')}. The backup may be partial (--only/--exclude "
                     f"when it was taken) or rows it refers to were removed; restore the referenced "
-                    f"tables too, or use --replace. Nothing was changed: the restore was rolled back."
+                    f"tables too, or use --replace.",
+                    rolled_back=True,
                 ) from exc
             if key.comment is not None:
                 # COMMENT takes no bind parameter, and a parameter would make

@@ -45,8 +45,8 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Col
 
-from .backends import backend_for
-from .graph import Table
+from ..backends import backend_for
+from ..graph import Table
 
 STORED_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{6})?", re.ASCII)
 HEX_UUID = re.compile(r"[0-9a-f]{32}", re.ASCII)

@@ -1,0 +1,125 @@
+"""The backup's rows whose primary key this database already holds: what a
+merge would skip, shown before it asks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from ..archive import ArchiveReader
+from ..archive.codec import AnyField, row_decoder
+from ..archive.row_parsing import row_parser
+from .mapping import NATURAL_KEYS, TableMapping
+
+if TYPE_CHECKING:
+    from .plan import RestorePlan
+
+PREVIEW_MOST_ROWS = 100_000
+PREVIEW_KEYS_SHOWN = 5
+
+
+@dataclass
+class TableOverlap:
+    label: str
+    rows: int  # rows of the backup whose primary key is already there
+    keys: list[Any]  # the first few of those keys, in file order
+
+
+@dataclass
+class Overlap:
+    tables: list[TableOverlap]
+    unchecked: list[str]  # tables with more rows than the preview reads
+
+
+@dataclass
+class HeldKeys:
+    """A table's primary keys as this database holds them, and where the backup has them."""
+
+    mapping: TableMapping
+    keys: set[Any]
+    pk_fields: list[AnyField]
+    key_columns: list[str]
+
+
+def rows_already_there(plan: RestorePlan, most: int) -> Overlap:
+    present, unchecked = keys_held(plan, most)
+    found: list[TableOverlap] = []
+    if not present:
+        return Overlap(found, unchecked)
+
+    def parser_for(meta: dict[str, Any]) -> Any:
+        return row_parser(meta["columns"]) if meta["label"] in present else None
+
+    with ArchiveReader(plan.path, plan.source) as reader:
+        for section in reader.tables(parser_for):
+            if section.meta["label"] not in present:
+                continue
+            overlap = overlap_of(present[section.meta["label"]], section.rows)
+            if overlap.rows:
+                found.append(overlap)
+    return Overlap(found, unchecked)
+
+
+def keys_held(plan: RestorePlan, most: int) -> tuple[dict[str, HeldKeys], list[str]]:
+    """The keys of each table that holds rows (at most `most` of them; bigger
+    ones are named as unchecked)."""
+    present: dict[str, HeldKeys] = {}
+    unchecked = []
+    for mapping in plan.mappings:
+        key_columns = key_sources(mapping)
+        if mapping.table is None or key_columns is None:
+            continue
+        table = mapping.table
+        rows = table.model._base_manager.using(plan.using)
+        if not rows.exists():
+            continue
+        if rows.order_by()[most : most + 1].exists():  # bounded: no count of a big table
+            unchecked.append(table.label)
+            continue
+        pk_fields = list(table.pk_fields)
+        present[mapping.backup_label] = HeldKeys(
+            mapping, primary_keys(rows, [f.attname for f in pk_fields]), pk_fields, key_columns
+        )
+    return present, unchecked
+
+
+def key_sources(mapping: TableMapping) -> list[str] | None:
+    """The backup columns of the table's primary key; None for a table not
+    restored, empty in the backup, matched by natural key, or whose key the
+    backup lacks (every row is new)."""
+    table = mapping.table
+    if table is None or not mapping.rows or table.label.lower() in NATURAL_KEYS:
+        return None
+    columns = dict((f.attname, c) for f, c in mapping.sources)
+    sources = [columns.get(f.attname) for f in table.pk_fields]
+    return None if None in sources else [str(c) for c in sources]
+
+
+def primary_keys(rows: QuerySet[Any], names: list[str]) -> set[Any]:
+    return set(
+        rows.values_list(*names) if len(names) > 1 else rows.values_list(names[0], flat=True)
+    )
+
+
+def overlap_of(held: HeldKeys, rows: Iterator[Any]) -> TableOverlap:
+    assert held.mapping.table is not None
+    decode = row_decoder(held.mapping.columns)
+    overlap = TableOverlap(held.mapping.table.label, 0, [])
+    for row in rows:
+        try:
+            values = decode(row)
+            key = tuple(
+                f.to_python(values.get(c))
+                for f, c in zip(held.pk_fields, held.key_columns, strict=True)
+            )
+        except (ValueError, ValidationError):
+            continue  # a damaged value: the load names it
+        if (key if len(key) > 1 else key[0]) in held.keys:
+            overlap.rows += 1
+            if len(overlap.keys) < PREVIEW_KEYS_SHOWN:
+                overlap.keys.append(key if len(key) > 1 else key[0])
+    return overlap

@@ -1,0 +1,229 @@
+"""How one table's rows go in, chosen once per table (Loader.load_table):
+
+- CopyStream: PostgreSQL, every row in one COPY, into an empty table, or
+  into one holding rows, leaving out the keys it holds;
+- StagedMerge: PostgreSQL, a merge whose table's keys are too many to hold:
+  COPY into a staging table, then insert the rows whose key is missing;
+- Batches: everywhere, and whenever a COPY fails (to name the row): batches
+  through insert_batch(), skipping the keys already there (a merge), or
+  matching rows by natural key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet
+
+from ..archive.codec import AnyField, BadValue, row_decoder
+from ..backends import pg_loads
+from ..graph import Table
+from .failures import bad_value_error, row_pk
+from .inserts import holds_expression, insert_batch
+from .natural_keys import NaturalKeys
+from .plan import TableMapping
+from .rows import Converters, RowPipeline
+
+BATCH_BYTES = 4 * 1024 * 1024  # well under MariaDB's default 16 MB max_allowed_packet
+PROGRESS_ROWS = 5_000  # a table loaded in one COPY reports progress this often
+
+Progress = Callable[[str, int, int], None]
+Rows = Iterator[tuple[int, Any]]
+
+
+class CompiledValue(Exception):
+    """A row holds an expression for the insert compiler, which a COPY cannot
+    send: the table is loaded again in batches, which compile it."""
+
+
+@dataclass
+class TableReceipt:
+    label: str
+    in_backup: int
+    inserted: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class TableLoad:
+    """What every strategy needs to load one table."""
+
+    mapping: TableMapping
+    table: Table
+    receipt: TableReceipt
+    pipeline: RowPipeline
+    connection: BaseDatabaseWrapper
+    progress: Progress | None
+    fields: list[AnyField]
+    decode: Callable[[dict[str, Any]], dict[str, Any]]
+    build: Callable[[dict[str, Any]], dict[str, Any]]
+    converters: Converters
+
+    def prepared(self, rows: Rows) -> Iterator[tuple[int, dict[str, Any]]]:
+        return self.pipeline.prepared(self.mapping, rows, self.decode, self.build, self.converters)
+
+    def report(self, done: int) -> None:
+        if self.progress:
+            self.progress(self.table.label, done, self.receipt.in_backup)
+
+
+@dataclass
+class CopyStream:
+    """PostgreSQL, into an empty table (or the staging table `into`): every row
+    in one COPY, written as it is decoded, so the server's work overlaps
+    this process's. With `skip` (a merge into a table holding rows), the
+    rows whose primary key it holds are left out."""
+
+    into: str | None = None
+    skip: Callable[[object], bool] | None = None
+
+    def stream(self, load: TableLoad, rows: Rows) -> None:
+        sources = load.pipeline.copied_as_they_are(load.mapping, load.fields, load.converters)
+        with pg_loads.copy_stream(
+            self.into or load.table.db_table, load.fields, load.connection
+        ) as write:
+            if sources is None:
+                number, skipped = self.prepared_rows(load, rows, write)
+            else:
+                number, skipped = self.rows_as_they_are(load, rows, write, sources)
+        load.receipt.inserted = number - skipped
+        load.receipt.skipped = skipped
+        load.report(number)
+
+    def key_index(self, load: TableLoad) -> int:
+        pk_column = load.table.pk_fields[0].column
+        return next(i for i, f in enumerate(load.fields) if f.column == pk_column)
+
+    def prepared_rows(
+        self, load: TableLoad, rows: Rows, write: Callable[[list[Any]], None]
+    ) -> tuple[int, int]:
+        number = skipped = 0
+        attnames = [f.attname for f in load.fields]
+        made_here = [a for a in attnames if a in load.pipeline.made_here(load.mapping)]
+        pk_attname = attnames[self.key_index(load) if self.skip else 0]
+        for number, (_, values) in enumerate(load.prepared(rows), 1):
+            if self.skip and self.skip(values[pk_attname]):
+                skipped += 1
+            else:
+                if made_here and holds_expression([values], made_here):
+                    raise CompiledValue
+                write([values[a] for a in attnames])
+            if load.progress and number % PROGRESS_ROWS == 0:
+                load.report(number)
+        return number, skipped
+
+    def rows_as_they_are(
+        self,
+        load: TableLoad,
+        rows: Rows,
+        write: Callable[[list[Any]], None],
+        sources: list[str],
+    ) -> tuple[int, int]:
+        """The values straight from the decoded rows: no dict per row."""
+        number = skipped = 0
+        decode = row_decoder(load.mapping.columns, kept_as_text=pg_loads.parsed_by_copy())
+        pk_source = sources[self.key_index(load) if self.skip else 0]
+        for number, (_, row) in enumerate(rows, 1):
+            try:
+                decode(row)
+            except BadValue as exc:
+                raise bad_value_error(load.pipeline.plan, load.mapping, number, row, exc) from exc
+            if self.skip and self.skip(row.get(pk_source)):
+                skipped += 1
+            else:
+                write([row.get(source) for source in sources])
+            if load.progress and number % PROGRESS_ROWS == 0:
+                load.report(number)
+        return number, skipped
+
+
+class StagedMerge:
+    """PostgreSQL, a merge into a table whose keys are too many to hold: the
+    rows COPY into a staging table, then those whose key is missing go in."""
+
+    def stream(self, load: TableLoad, rows: Rows) -> None:
+        pk_columns = [str(f.column) for f in load.table.pk_fields]
+        with pg_loads.staging_table(load.table.db_table, load.fields, load.connection) as (
+            staging,
+            insert_missing,
+        ):
+            CopyStream(into=staging).stream(load, rows)
+            streamed = load.receipt.inserted
+            load.receipt.inserted = insert_missing(pk_columns)
+            load.receipt.skipped = streamed - load.receipt.inserted
+
+
+def copy_strategy(load: TableLoad, empty: bool) -> CopyStream | StagedMerge:
+    """Into an empty table, a plain COPY; else one that leaves out the keys
+    the table holds, read once, or, where they are too many, a staged merge."""
+    if empty:
+        return CopyStream()
+    if present := pg_loads.existing_keys(load.table, load.connection):
+        return CopyStream(skip=present)
+    return StagedMerge()
+
+
+@dataclass
+class Batches:
+    """Rows in batches through insert_batch(): into an empty table as they
+    are; a merge leaves out the keys already there; natural-key tables are
+    matched by natural key."""
+
+    natural_keys: NaturalKeys | None
+    empty: bool
+
+    def load(self, load: TableLoad, rows: Rows) -> None:
+        batch: list[dict[str, Any]] = []
+        size = 0
+        limit = load.pipeline.batch_limit(load.mapping)
+        for line_size, values in load.prepared(rows):
+            batch.append(values)
+            size += line_size
+            if len(batch) >= limit or size >= BATCH_BYTES:
+                self.flush(load, batch)
+                batch, size = [], 0
+        self.flush(load, batch)
+
+    def flush(self, load: TableLoad, batch: list[dict[str, Any]]) -> None:
+        if not batch:
+            return
+        if self.natural_keys:
+            to_insert, skipped = self.natural_keys.match(load.mapping, batch, insert_missing=True)
+        elif not self.empty:
+            to_insert, skipped = without_existing(load.table, batch, load.connection.alias)
+        else:
+            to_insert, skipped = batch, 0
+        if to_insert:
+            made_here = load.pipeline.made_here(load.mapping)
+            insert_batch(
+                load.table,
+                load.fields,
+                to_insert,
+                load.connection,
+                [f.attname for f in load.fields if f.attname in made_here],
+            )
+        load.receipt.skipped += skipped
+        load.receipt.inserted += len(batch) - skipped
+        load.report(load.receipt.inserted + load.receipt.skipped)
+
+
+def without_existing(
+    table: Table, batch: list[dict[str, Any]], using: str
+) -> tuple[list[dict[str, Any]], int]:
+    """Drop the rows whose primary key is already in the table (merge mode); count them."""
+    pk_names = [f.attname for f in table.pk_fields]
+    keys = [row_pk(row, pk_names) for row in batch]
+    existing = set(
+        QuerySet(model=table.model, using=using)
+        .filter(pk__in=keys)
+        .values_list(*pk_names, flat=len(pk_names) == 1)
+    )
+    if not existing:
+        return batch, 0
+    kept = [row for row, key in zip(batch, keys, strict=True) if key not in existing]
+    return kept, len(batch) - len(kept)
