@@ -11,9 +11,8 @@ bounded, disk holds the rows for as long as the table takes.
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 
 from ..archive.codec import JSON_NULL_KEY
+from ..restore.scratch import DIFF_FOLDER_PREFIX, private_folder
 from .report import HIDDEN, DiffError, RowExample, TableDiff, cut
 
 Row = dict[str, Any]
@@ -114,10 +114,10 @@ def parsed(lines: Iterable[Line]) -> Iterator[Row]:
         yield loads(line)
 
 
-@contextmanager
-def spill_folder() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="dbtools-diff-") as folder:
-        yield Path(folder)
+def spill_folder() -> AbstractContextManager[Path]:
+    """Spilled rows may be an encrypted backup's plaintext: a folder only this
+    user reads, which the next run removes if this one is killed."""
+    return private_folder(DIFF_FOLDER_PREFIX)
 
 
 def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row]:

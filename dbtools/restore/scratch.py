@@ -119,7 +119,13 @@ def drop_leftovers(target: BaseDatabaseWrapper) -> None:
                 continue
 
 
-PRIVATE_FOLDER_PREFIXES = (SCRATCH_FOLDER_PREFIX, "dbtools-replay-", "dbtools-drill-")
+DIFF_FOLDER_PREFIX = "dbtools-diff-"  # diffdb spills rows whose key order it cannot trust
+PRIVATE_FOLDER_PREFIXES = (
+    SCRATCH_FOLDER_PREFIX,
+    "dbtools-replay-",
+    "dbtools-drill-",
+    DIFF_FOLDER_PREFIX,
+)
 
 
 def remove_leftover_folders() -> list[str]:

@@ -39,6 +39,8 @@ class DbtoolsCommand(BaseCommand):
 
     # What is true when the command is interrupted and the core told nothing more.
     interrupted = UNCHANGED
+    # The exit status of an expected failure; diffdb, like diff(1), keeps 1 for "they differ".
+    error_status = 1
 
     def get_version(self) -> str:
         return dbtools.__version__
@@ -62,9 +64,9 @@ class DbtoolsCommand(BaseCommand):
                     err.write(f"WARNING: {exposure}")
                 return super().execute(*args, **options)
         except DbtoolsError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(str(exc), returncode=self.error_status) from exc
         except DatabaseError as exc:
-            raise CommandError(database_error(exc)) from exc
+            raise CommandError(database_error(exc), returncode=self.error_status) from exc
         except KeyboardInterrupt as exc:
             if not from_shell:
                 raise

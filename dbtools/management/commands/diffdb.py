@@ -1,28 +1,29 @@
+from __future__ import annotations
+
 import sys
+from typing import Any
 
 import orjson
-from django.core.management.base import CommandError
-from django.db import DEFAULT_DB_ALIAS, DatabaseError
+from django.core.management.base import CommandParser
+from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.diff import DiffResult, diff_database
 from dbtools.diff.report import example_lines, summary_lines
-from dbtools.exceptions import DbtoolsError
 
-from ._common import DbtoolsCommand, add_identity_argument, database_error
-
-# As diff(1): 0 the same, 1 a difference, 2 the diff could not be made.
-ERROR_STATUS = 2
+from ._common import DbtoolsCommand, add_identity_argument
 
 
 class Command(DbtoolsCommand):
     interrupted = "Nothing was changed: diffdb only reads."
+    # As diff(1): 0 the same, 1 a difference, 2 the diff could not be made.
+    error_status = 2
     help = (
         "Show what changed between a backup and the database (or, with --against, another "
         "backup): per table the rows deleted, added and changed, and which columns changed. "
         "Exit 0 when nothing differs, 1 when something does."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--file",
             help="Backup to compare: a name in the backups folder (or DBTOOLS['STORAGE']) or a "
@@ -61,18 +62,26 @@ class Command(DbtoolsCommand):
         )
         add_identity_argument(parser)
 
-    def handle(self, *args, **options):
-        asked = {name: options[name] for name in ("against", "only", "exclude", "rows")}
-        try:
-            result = diff_database(options["file"], using=options["database"], **asked)
-        except DbtoolsError as exc:
-            raise CommandError(str(exc), returncode=ERROR_STATUS) from exc
-        except DatabaseError as exc:
-            raise CommandError(database_error(exc), returncode=ERROR_STATUS) from exc
-        if options["format"] == "json":
+    def handle(
+        self,
+        *args: Any,
+        file: str | None,
+        against: str | None,
+        database: str,
+        only: list[str],
+        exclude: list[str],
+        rows: int,
+        format: str,
+        verbosity: int,
+        **options: Any,
+    ) -> None:
+        result = diff_database(
+            file, using=database, against=against, only=only, exclude=exclude, rows=rows
+        )
+        if format == "json":
             self.stdout.write(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
         else:
-            self.write_text(result, options["verbosity"])
+            self.write_text(result, verbosity)
         if result.differs:
             self.stdout.flush()
             sys.exit(1)
