@@ -17,7 +17,8 @@ class DbtoolsError(Exception):
 
     `problem` says what failed, `fix` what to do, `changed` whether anything
     was changed (None: not this error's to say); `rolled_back` says that
-    nothing was changed because the restore's transaction was rolled back.
+    nothing was changed because the restore's transaction was rolled back;
+    `details`, lines listed below the message (each problem of several).
     """
 
     def __init__(
@@ -27,9 +28,11 @@ class DbtoolsError(Exception):
         fix: str = "",
         changed: bool | None = None,
         rolled_back: bool = False,
+        details: tuple[str, ...] = (),
     ) -> None:
         self.problem = problem
         self.fix = fix
+        self.details = details
         self.changed = False if rolled_back else changed
         self.rolled_back = rolled_back
         super().__init__(problem)
@@ -42,7 +45,7 @@ class DbtoolsError(Exception):
         return UNCHANGED if self.changed is False else ""
 
     def __str__(self) -> str:
-        return render(self.problem, self.state, self.fix)
+        return "\n".join([render(self.problem, self.state, self.fix), *self.details])
 
 
 def render(problem: str, state: str, fix: str) -> str:

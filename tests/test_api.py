@@ -190,6 +190,29 @@ def test_an_error_carries_its_parts_and_renders_them_in_one_line():
     assert RestoreError("Only a problem.").changed is None
 
 
+def test_a_rollback_says_from_the_fields_that_a_failed_restore_wrote_nothing():
+    from dbtools.exceptions import DatabaseUnavailable, RestoreError
+    from dbtools.migrate.rollback import restore_cause
+    from dbtools.restore.plan import cannot_go_on
+
+    several = cannot_go_on(["A warning."], ["shop.X.y is required now."], replayable=False)
+    assert str(several).split("\n") == [
+        "A warning.",
+        "The restore cannot go on (1 problem(s)); nothing was changed.",
+        "  - shop.X.y is required now.",
+    ]
+    assert restore_cause(several) == (
+        "A warning. The restore cannot go on (1 problem(s)); the restore wrote nothing "
+        "(it was rolled back). - shop.X.y is required now."
+    )
+    edited = RestoreError("shop.X changed meanwhile.", rolled_back=True, fix="Run it again.")
+    assert restore_cause(edited) == (
+        "shop.X changed meanwhile. The restore wrote nothing (it was rolled back). Run it again."
+    )
+    # An error that does not say whether anything changed is told as it is.
+    assert restore_cause(DatabaseUnavailable("The server went away")) == "The server went away."
+
+
 @backends("sqlite")
 def test_restore_route_refuses_what_restoredb_refuses(alias):
     from dbtools.exceptions import ConfigurationError

@@ -710,8 +710,8 @@ def test_a_row_edited_after_the_comparison_is_not_taken_for_the_migrations(
         replay_restore(newer, using=alias, mode="merge")
 
     assert str(raised.value) == (
-        "rawlab.Label changed while this restore compared it with what the migrations make; "
-        "the restore was rolled back and nothing was changed. Run it again."
+        "rawlab.Label changed while this restore compared it with what the migrations make. "
+        "Nothing was changed: the restore was rolled back. Run it again."
     )
     assert labels(alias) == [(1, "welcome, edited")]
 

@@ -308,7 +308,7 @@ def test_a_required_field_missing_from_the_backup_stops_before_writing(alias, ba
     )  # fmt: skip
     with pytest.raises(
         RestoreError,
-        match=r"^The restore cannot go on \(1 problem\(s\)\); nothing was changed:\n"
+        match=r"^The restore cannot go on \(1 problem\(s\)\); nothing was changed\.\n"
         r"  - shop.Product.slug is required now and has no default, but the backup",
     ):
         prepare_restore(old, using=alias)

@@ -760,7 +760,7 @@ def test_every_blocker_is_listed_at_once_and_set_supplies_values(alias, lab, bac
     with pytest.raises(RestoreError) as raised:
         prepare_restore(older, using=alias)
     assert str(raised.value).split("\n") == [
-        "The restore cannot go on (2 problem(s)); nothing was changed:",
+        "The restore cannot go on (2 problem(s)); nothing was changed.",
         "  - lab.Gadget.code is required now and has no default, but the backup has no values for it (it "
         "was added after the backup was taken). Pass --set lab.Gadget.code=VALUE to give every restored "
         "row that value, or give the field a default (or null=True) in a migration.",
@@ -874,7 +874,7 @@ def test_the_first_value_that_will_not_convert_is_a_blocker_before_writing(alias
     with pytest.raises(RestoreError) as raised:
         prepare_restore(backup, using=alias)
     assert str(raised.value).split("\n")[-2:] == [
-        "The restore cannot go on (1 problem(s)); nothing was changed:",
+        "The restore cannot go on (1 problem(s)); nothing was changed.",
         f"  - lab.Gadget.dimension was str in the backup and is int now; the value 'twelve' (row with "
         f"primary key {b_pk}) does not convert (“twelve” value must be an integer.). Restore with "
         f"--replay (the migration's own conversion), or convert the values before restoring.",

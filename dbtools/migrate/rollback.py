@@ -4,7 +4,6 @@ migration left, restore the data with --replace, then compare the schema."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,8 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
 from ..archive import ArchiveReader
-from ..exceptions import ArchiveError, DbtoolsError, MigrationError
+from ..display import sentence
+from ..exceptions import ArchiveError, DbtoolsError, MigrationError, render
 from ..interrupts import retell
 from ..restore import RestoreResult, prepare_restore, restore_database
 from ..storage import BackupFile
@@ -282,12 +282,13 @@ def unapplied_so_far(before: set[tuple[str, str]], connection: BaseDatabaseWrapp
 
 
 def restore_cause(exc: BaseException) -> str:
-    """The restore's own message says 'nothing was changed' of its own
-    transaction; within a rollback that has already migrated, say what it means."""
-    text = one_line(exc)
-    text = re.sub(r"[Nn]othing was changed(: the restore was rolled back)?",
-                  "the restore wrote nothing (it was rolled back)", text)  # fmt: skip
-    return text if text.endswith(".") else text + "."
+    """The restore's error says 'nothing was changed' of its own transaction;
+    within a rollback that has already migrated, it says that the restore
+    wrote nothing, from the error's fields."""
+    if isinstance(exc, DbtoolsError) and exc.changed is False:
+        said = render(exc.problem, "The restore wrote nothing (it was rolled back).", exc.fix)
+        return " ".join([*said.split(), *" ".join(exc.details).split()])
+    return sentence(one_line(exc))
 
 
 def one_line(exc: BaseException) -> str:

@@ -38,6 +38,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, QuerySet
 
 from ..backends import backend_for, database_name, vendor_name
+from ..display import sentence
 from ..exceptions import RestoreError
 from ..interrupts import tell
 from ..signals import announce, restore_finished
@@ -131,7 +132,7 @@ def restore_database(
         pass
     except DatabaseError as exc:
         raise RestoreError(
-            f"The restore failed and was rolled back; nothing was changed: {' '.join(str(exc).split())}"
+            f"The restore failed: {sentence(' '.join(str(exc).split()))}", rolled_back=True
         ) from exc
     except KeyboardInterrupt as exc:
         if announce_result:  # else a scratch database's load: the caller knows what that leaves

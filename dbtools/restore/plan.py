@@ -294,17 +294,14 @@ def map_tables(
 def cannot_go_on(warnings: list[str], blockers: list[str], replayable: bool) -> RestoreError:
     # Migrations since the backup may fill what cannot be mapped (an
     # AddField with a one-off default): a replay can restore it.
-    lines = [
-        *warnings,
-        f"The restore cannot go on ({len(blockers)} problem(s)); nothing was changed:",
-        *[f"  - {blocker}" for blocker in blockers],
-    ]
+    details = [f"  - {blocker}" for blocker in blockers]
     if replayable:
-        lines.append(
+        details.append(
             "Or pass --replay to carry the rows forward through the migrations since the backup."
         )
-    # The list follows the state, so the text says it: no field renders it again.
-    return (NeedsReplay if replayable else RestoreError)("\n".join(lines))
+    problem = "\n".join([*warnings, f"The restore cannot go on ({len(blockers)} problem(s));"])
+    error = NeedsReplay if replayable else RestoreError
+    return error(problem, changed=False, details=tuple(details))
 
 
 def blocked(

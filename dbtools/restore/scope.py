@@ -25,8 +25,9 @@ def empty_unchanged(
         if rows_fingerprint(connection, table, lock=True) != fingerprints[table.label.lower()]:
             raise RestoreError(
                 f"{table.label} changed while this restore compared it with what the "
-                f"migrations make; the restore was rolled back and nothing was changed. "
-                f"Run it again."
+                f"migrations make.",
+                rolled_back=True,
+                fix="Run it again.",
             )
     empty(connection, tables)
 

@@ -19,6 +19,7 @@ from dbtools.restore.scratch import remove_leftover_folders
 __all__ = [
     "DbtoolsCommand",
     "add_compress_argument",
+    "add_file_argument",
     "add_identity_argument",
     "database_error",
     "progress_bar",
@@ -80,6 +81,14 @@ def add_identity_argument(parser: Any) -> None:
         "--identity",
         metavar="FILE",
         help="age identity file that opens encrypted backups (default: DBTOOLS['IDENTITY']).",
+    )
+
+
+def add_file_argument(parser: Any, verb: str) -> None:
+    parser.add_argument(
+        "--file",
+        help=f"Backup to {verb}: a name in the backups folder (or DBTOOLS['STORAGE']) or a "
+        "local path (default: db-backup-latest.json).",
     )
 
 

@@ -10,7 +10,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbtools.diff import DiffResult, diff_database
 from dbtools.diff.report import example_lines, summary_lines
 
-from ._common import DbtoolsCommand, add_identity_argument
+from ._common import DbtoolsCommand, add_file_argument, add_identity_argument
 
 
 class Command(DbtoolsCommand):
@@ -24,11 +24,7 @@ class Command(DbtoolsCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--file",
-            help="Backup to compare: a name in the backups folder (or DBTOOLS['STORAGE']) or a "
-            "local path (default: db-backup-latest.json).",
-        )
+        add_file_argument(parser, "compare")
         parser.add_argument(
             "--against",
             metavar="FILE",

@@ -22,7 +22,7 @@ from dbtools.restore.replay import replay_restore, restore_route
 from dbtools.storage import BackupRef
 from dbtools.storage.catalog import resolve_backup
 
-from ._common import DbtoolsCommand, add_identity_argument, progress_bar, shown
+from ._common import DbtoolsCommand, add_file_argument, add_identity_argument, progress_bar, shown
 
 MODES = {
     "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
@@ -54,11 +54,7 @@ class Command(DbtoolsCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--file",
-            help="Backup to restore: a name in the backups folder (or DBTOOLS['STORAGE']) or a "
-            "local path (default: db-backup-latest.json).",
-        )
+        add_file_argument(parser, "restore")
         add_identity_argument(parser)
         parser.add_argument(
             "--replace",
