@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .._compat import mysql_sql_mode_seen
 from .base import DatabaseBackend
 
 
@@ -67,18 +68,9 @@ class MySQLBackend(DatabaseBackend):
             modes = [m for m in previous.split(",") if m]
             modes += [m for m in ("STRICT_TRANS_TABLES", "NO_AUTO_VALUE_ON_ZERO") if m not in modes]
             cursor.execute("SET SESSION sql_mode = %s", [",".join(modes)])
-        # Django caches the server's sql_mode (read on another connection) and
-        # refuses id 0 unless it sees NO_AUTO_VALUE_ON_ZERO there.
-        cached = connection.__dict__.get("sql_mode")
-        connection.__dict__["sql_mode"] = set(modes)
-        connection.features.__dict__.pop("allows_auto_pk_0", None)
         try:
-            yield
+            with mysql_sql_mode_seen(connection, set(modes)):
+                yield
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("SET SESSION sql_mode = %s", [previous])
-            if cached is None:
-                connection.__dict__.pop("sql_mode", None)
-            else:
-                connection.__dict__["sql_mode"] = cached
-            connection.features.__dict__.pop("allows_auto_pk_0", None)

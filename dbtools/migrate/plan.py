@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from io import StringIO
 from typing import Any
 
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -25,6 +23,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
+from .._compat import migrate_plan_keys, state_before_migrating
 from ..backends import backend_for
 from ..conf import deploy_problem, get_settings
 from ..exceptions import MigrationError
@@ -112,7 +111,7 @@ def plan_migrations(
         executor = MigrationExecutor(connection)
         acknowledged = acknowledgements(steps)
         facts = TableFacts(connection)
-        state = executor._create_project_state(with_applied_migrations=True)  # type: ignore[attr-defined]
+        state = state_before_migrating(executor)
         for migration, backwards in steps:
             key = f"{migration.app_label}.{migration.name}"
             if backwards:
@@ -143,19 +142,14 @@ def plan_migrations(
 def django_plan(using: str, app_label: str | None, migration_name: str | None) -> list[Step]:
     """The plan `migrate [app_label] [migration_name]` would run, from Django's own
     `migrate --plan`: its output names each migration on a line of its own."""
-    out = StringIO()
     args = [a for a in (app_label, migration_name) if a]
     try:
-        call_command("migrate", *args, database=using, plan=True, no_color=True, stdout=out)
+        keys = migrate_plan_keys(using, args)
     except CommandError as exc:
         raise MigrationError(" ".join(str(exc).split()).rstrip(".") + ".") from exc
     loader = MigrationLoader(connections[using])
     steps: list[Step] = []
-    for line in out.getvalue().splitlines()[1:]:
-        if not line or line.startswith(" "):
-            continue  # an operation, or "  No planned migration operations."
-        app, _dot, name = line.partition(".")
-        key = (app, name)
+    for key in keys:
         if key not in loader.graph.nodes:
             continue  # the rest of an operation whose description has a line break
         # A plan goes forwards over unapplied migrations and backwards over applied ones.

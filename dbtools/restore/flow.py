@@ -37,6 +37,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, QuerySet
 
+from .._compat import queries_not_logged
 from ..backends import backend_for, database_name, vendor_name
 from ..display import sentence
 from ..exceptions import RestoreError
@@ -90,20 +91,6 @@ def describe_target(using: str) -> str:
     connection = connections[using]
     host = connection.settings_dict.get("HOST") or backend_for(connection).default_host
     return f"{vendor_name(connection)} database {database_name(connection)!r} on {host} (alias {using!r})"
-
-
-@contextmanager
-def queries_not_logged(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """With DEBUG = True (a development settings file's default) Django keeps
-    the SQL of the last 9,000 queries, parameters written out: a restore's
-    batches made SQLite's and MariaDB's memory grow with the rows, and
-    writing each batch's SQL out cost time too. The load's
-    queries go through plain cursors on this connection only, for the body."""
-    connection.make_debug_cursor = connection.make_cursor  # type: ignore[method-assign, assignment]
-    try:
-        yield
-    finally:
-        del connection.make_debug_cursor
 
 
 def restore_database(

@@ -14,8 +14,8 @@ from typing import Any
 from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
-from django.db.models import QuerySet
 
+from .._compat import insert_raw
 from ..archive.codec import AnyField, JSONText
 from ..backends import backend_for, pg_loads
 from ..exceptions import RestoreError
@@ -42,8 +42,8 @@ def insert_batch(
                 plain_insert(table.db_table, fields, batch, connection)
             else:
                 # batch_limit() sized the batch for every field, so it fits one INSERT.
-                QuerySet(model=table.model, using=using)._insert(  # type: ignore[attr-defined]
-                    [types.SimpleNamespace(**row) for row in batch], fields=fields, raw=True
+                insert_raw(
+                    table.model, using, [types.SimpleNamespace(**row) for row in batch], fields
                 )
     except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
         raise diagnose(table, fields, batch, exc, using) from exc
@@ -61,9 +61,7 @@ def diagnose(
     for row in batch:
         try:
             with transaction.atomic(using=using):
-                QuerySet(model=table.model, using=using)._insert(  # type: ignore[attr-defined]
-                    [types.SimpleNamespace(**row)], fields=fields, raw=True
-                )
+                insert_raw(table.model, using, [types.SimpleNamespace(**row)], fields)
         except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
             return row_error(table, row_pk(row, pk_names), exc)
     return row_error(table, None, batch_error)

@@ -22,6 +22,7 @@ from django.db import DatabaseError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 
+from .._compat import router_first
 from ..backends import backend_for
 from ..exceptions import RestoreError
 
@@ -192,16 +193,15 @@ def scratch_only(scratch: Scratch) -> Iterator[None]:
     saved = {alias: connections[alias] for alias in connections.settings}
     scratch_router = ScratchRouter(scratch.alias)
     clear_alias_caches()
-    router.routers.insert(0, scratch_router)
-    for alias in saved:
-        connections[alias] = wrapper
-    try:
-        yield
-    finally:
-        for alias, connection in saved.items():
-            connections[alias] = connection
-        router.routers.remove(scratch_router)
-        clear_alias_caches()
+    with router_first(router, scratch_router):
+        for alias in saved:
+            connections[alias] = wrapper
+        try:
+            yield
+        finally:
+            for alias, connection in saved.items():
+                connections[alias] = connection
+            clear_alias_caches()
 
 
 def clear_alias_caches() -> None:

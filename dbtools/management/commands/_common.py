@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError
 
 import dbtools
+from dbtools._compat import underlying_stream
 from dbtools.archive.envelope import identity_exposure, identity_file
 from dbtools.display import sentence, shown
 from dbtools.exceptions import UNCHANGED, DbtoolsError
@@ -117,7 +118,7 @@ def database_error(exc: DatabaseError) -> str:
 
 def progress_bar(command: BaseCommand, verbosity: int) -> ProgressBar | None:
     """A progress bar on the command's stderr, if that is a terminal."""
-    return ProgressBar.for_stream(command.stderr._out, verbosity)  # type: ignore[arg-type]
+    return ProgressBar.for_stream(underlying_stream(command.stderr), verbosity)
 
 
 def size(n: int) -> str:

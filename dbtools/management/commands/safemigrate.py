@@ -7,6 +7,7 @@ import orjson
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from dbtools._compat import underlying_stream
 from dbtools.conf import DEPLOY_ORDERS, lock_timeout_problem
 from dbtools.migrate.checks.findings import Finding
 from dbtools.migrate.flow import RESTORE_CHOICES, Exit, Options, Outcome, check_plan, safe_migrate
@@ -154,7 +155,15 @@ class Command(DbtoolsCommand):
             verbosity=verbosity,
         )
         # The raw streams: migrate wraps them itself.
-        self.finish(safe_migrate(planned, flow_options, self, self.stdout._out, self.stderr._out))
+        self.finish(
+            safe_migrate(
+                planned,
+                flow_options,
+                self,
+                underlying_stream(self.stdout),
+                underlying_stream(self.stderr),
+            )
+        )
 
     def finish(self, outcome: Outcome) -> None:
         if outcome.exit != Exit.OK:
