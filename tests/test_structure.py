@@ -88,3 +88,18 @@ def test_commands_hold_no_database_logic():
         if reaching_in.search(line)
     ]
     assert found == []
+
+
+def test_django_internals_are_reached_only_through_compat():
+    internals = re.compile(
+        r"\._insert\(|make_debug_cursor|router\.routers|_create_project_state|\._out\b"
+        r"|__dict__\[\"sql_mode\"\]|allows_auto_pk_0"
+    )
+    found = [
+        f"{name(path)}:{number}"
+        for path in modules()
+        if path.name != "_compat.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if internals.search(line)
+    ]
+    assert found == []
