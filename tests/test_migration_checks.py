@@ -405,6 +405,15 @@ def test_every_code_is_documented_with_its_peers():
         ("integer", "varchar(20)", True),
         ("integer", "integer", False),
         ("numeric(10,2)", "numeric(10, 2)", False),
+        # PostgreSQL's internal names are the same types, not a change:
+        ("integer", "int4", False),
+        ("bigint", "int8", False),
+        ("smallint", "int2", False),
+        ("boolean", "bool", False),
+        ("double precision", "float8", False),
+        ("timestamp with time zone", "timestamptz", False),
+        ("timestamp without time zone", "timestamp", False),
+        ("integer", "int8", True),
     ],
 )
 def test_which_postgresql_type_changes_rewrite(old, new, rewrite):
@@ -886,3 +895,97 @@ def test_a_generated_column_is_no_required_column_for_the_running_code(alias, li
         deploy=deploy,
     )
     assert "DBT401" not in [code for _index, code, _message in raised]
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TABLE IF NOT EXISTS lintlab_box (id bigint)",
+        "CREATE TABLE elsewhere.lintlab_box (id bigint)",
+        "CREATE TEMP TABLE lintlab_box (id bigint)",
+    ],
+    ids=["if-not-exists", "other-schema", "temp"],
+)
+def test_sql_that_creates_no_new_table_here_leaves_the_table_checked(alias, lintlab, sql):
+    """The existing lintlab_box keeps its rows: IF NOT EXISTS skips it, and a table
+    in another schema or a TEMP one is another table. The checks after it, in the
+    migration and in the plan, still see the rows."""
+    from django.db import migrations, models
+
+    from dbtools.migrate.checks.sql import tables_created
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    assert tables_created([sql], connections[alias]) == set()
+    raised, _migration = probe(
+        alias,
+        migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop),
+        migrations.AddField("box", "extra", models.IntegerField()),
+    )
+    assert raised == [
+        (1, "DBT101", "box.extra is required and has no default, and the table has 1 rows: the migration "
+                      "will fail."),
+    ]  # fmt: skip
+
+
+@backends("postgresql")
+def test_sql_that_creates_a_new_table_in_the_connection_schema_is_read_as_created(alias, lintlab):
+    from dbtools.migrate.checks.sql import tables_created
+
+    lintlab.migrate(LAST)
+    connection = connections[alias]
+    assert tables_created(["CREATE TABLE IF NOT EXISTS lintlab_new (id bigint)"], connection) == {
+        "lintlab_new"
+    }
+    assert tables_created(["CREATE TABLE public.lintlab_new (id bigint)"], connection) == {
+        "lintlab_new"
+    }
+
+
+@backends("postgresql")
+@pytest.mark.parametrize("kind", ["run-sql", "operation"])
+def test_concurrently_in_an_atomic_migration_is_found_to_fail(alias, lintlab, kind):
+    """PostgreSQL refuses CREATE INDEX CONCURRENTLY in a transaction, and Django
+    refuses AddIndexConcurrently in an atomic migration: both fail as they migrate."""
+    from django.contrib.postgres.operations import AddIndexConcurrently
+    from django.db import DatabaseError, migrations, models
+
+    lintlab.migrate(LAST)
+    sql = 'CREATE INDEX CONCURRENTLY "lintlab_title_idx" ON "lintlab_box" ("title")'
+    operation = (
+        migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop)
+        if kind == "run-sql"
+        else AddIndexConcurrently("box", models.Index(fields=["title"], name="lintlab_title_idx"))
+    )
+    what = "CONCURRENTLY" if kind == "run-sql" else "AddIndexConcurrently"
+    raised, migration = probe(alias, operation)
+    assert raised == [
+        (0, "DBT207", f"{what} cannot run inside a transaction block, and this migration is atomic (one "
+                      f"transaction): the migration will fail."),
+    ]  # fmt: skip
+    assert CHECKS["DBT207"].level == "high"
+    with pytest.raises(DatabaseError):
+        apply(alias, migration)
+    assert lintlab.applied() == LAST
+
+    raised, _migration = probe(alias, operation, atomic=False)
+    assert raised == []
+
+
+def test_nulls_filled_by_earlier_sql_of_the_migration_are_no_failure(alias, lintlab):
+    """The UPDATE runs before the AlterField makes the column required: no NULL is left."""
+    from django.db import migrations, models
+
+    lintlab.migrate("0005")
+    lintlab.add(name="a", note=None, flag=None, size=1, count=1, weight=1)
+    quote = connections[alias].ops.quote_name
+    fill = migrations.RunSQL(
+        f"UPDATE {quote('lintlab_box')} SET {quote('note')} = '' WHERE {quote('note')} IS NULL",
+        reverse_sql=migrations.RunSQL.noop,
+    )
+    required = migrations.AlterField("box", "note", models.CharField(max_length=20))
+    raised, _migration = probe(alias, required)
+    assert "DBT106" in [code for _index, code, _message in raised]
+    raised, _migration = probe(alias, fill, required)
+    assert "DBT106" not in [code for _index, code, _message in raised]

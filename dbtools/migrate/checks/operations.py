@@ -148,7 +148,8 @@ def nulls_left(
     context: OperationContext, table: str, old: Any, new_column: str, label: str
 ) -> Iterator[Raised]:
     """A field made required over rows that hold NULL, which the migration does not fill."""
-    if fills_column(context.sql, table, new_column, context.connection):
+    # An UPDATE earlier in the migration or the plan fills them as well as Django's own.
+    if fills_column(context.facts.earlier_sql + context.sql, table, new_column, context.connection):
         return
     added = context.facts.added.get((table, str(old.column)))
     if added is not None:  # not in the database yet: every row holds its default

@@ -85,7 +85,29 @@ class PostgreSQLReader:
 
     def tables_created(self, text: str) -> set[str]:
         parsed = parsed_postgresql(text) or []
-        return {relation_name(s) for s in parsed if isinstance(s, pg.CreateStmt)}
+        return {
+            relation_name(s) for s in parsed if isinstance(s, pg.CreateStmt) and self.creates_new(s)
+        }
+
+    def creates_new(self, statement: Any) -> bool:
+        """Does this CREATE TABLE make a new, empty table where the checks look
+        (the connection's schema)? Not a TEMP table, which hides the real one only
+        for its own session; not one in another schema; not IF NOT EXISTS of a
+        table that is already there."""
+        relation = statement.relation
+        if relation.relpersistence == "t":
+            return False
+        if relation.schemaname and relation.schemaname != self.query("SELECT current_schema()"):
+            return False
+        if statement.if_not_exists:
+            quote = self.connection.ops.quote_name
+            return self.query("SELECT to_regclass(%s) IS NULL", [quote(relation.relname)]) is True
+        return True
+
+    def query(self, sql: str, params: list[Any] | None = None) -> Any:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
 
     def fills_column(self, text: str, table: str, column: str) -> bool:
         return any(fills_nulls_update(s, table, column) for s in parsed_postgresql(text) or [])
