@@ -808,7 +808,9 @@ def test_sql_the_parser_cannot_read_is_judged_by_its_words(alias, lintlab):
          [("DBT402", "The SQL renames a table or column: the old code still queries the name it had (or "
                      "will have), and every query it makes on it fails until the release is complete.")]),
         ("DROP TABLE lintlab_box FROBNICATE",
-         [("DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup.")]),
+         [("DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup."),
+          ("DBT305", 'PostgreSQL\'s parser rejects it: syntax error at or near "FROBNICATE": the migration '
+                     'will fail.')]),
     ],
     ids=[
         "only-and-schema",
@@ -989,3 +991,99 @@ def test_nulls_filled_by_earlier_sql_of_the_migration_are_no_failure(alias, lint
     assert "DBT106" in [code for _index, code, _message in raised]
     raised, _migration = probe(alias, fill, required)
     assert "DBT106" not in [code for _index, code, _message in raised]
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("ALTER TABLE lintlab_box ALTER COLUMN note SET NOT NULL",
+         [("DBT106", "lintlab_box.note becomes required, but 1 rows hold NULL and the migration fills "
+                     "nothing in: it will fail."),
+          ("DBT203", "SET NOT NULL on note scans lintlab_box (2 rows) under an ACCESS EXCLUSIVE lock "
+                     "(reads and writes wait).")]),
+        ("UPDATE lintlab_box SET note = '' WHERE note IS NULL; "
+         "ALTER TABLE lintlab_box ALTER COLUMN note SET NOT NULL",
+         [("DBT203", "SET NOT NULL on note scans lintlab_box (2 rows) under an ACCESS EXCLUSIVE lock "
+                     "(reads and writes wait).")]),
+        ("ALTER TABLE lintlab_box ALTER COLUMN size SET NOT NULL",
+         [("DBT203", "SET NOT NULL on size scans lintlab_box (2 rows) under an ACCESS EXCLUSIVE lock "
+                     "(reads and writes wait).")]),
+        ("ALTER TABLE lintlab_box ADD COLUMN z int NOT NULL",
+         [("DBT101", "lintlab_box.z is required and has no default, and the table has 2 rows: the "
+                     "migration will fail.")]),
+        ("ALTER TABLE lintlab_box ADD COLUMN z int NOT NULL DEFAULT NULL",
+         [("DBT101", "lintlab_box.z is required and has no default, and the table has 2 rows: the "
+                     "migration will fail.")]),
+        ("ALTER TABLE lintlab_box ADD COLUMN z int NOT NULL DEFAULT 0", []),
+        ("ALTER TABLE lintlab_box ADD COLUMN z bigserial NOT NULL", []),
+        ("ALTER TABLE lintlab_box ADD COLUMN z int", []),
+        ("ALTR TABLE lintlab_box ADD COLUMN z int",
+         [("DBT305", 'PostgreSQL\'s parser rejects it: syntax error at or near "ALTR": the migration will '
+                     'fail.')]),
+    ],
+    ids=["set-not-null-over-nulls", "filled-first", "no-nulls", "add-not-null", "default-null",
+         "default", "serial", "nullable", "syntax-error"],
+)  # fmt: skip
+def test_run_sql_is_judged_for_the_data_as_the_operations_are(alias, lintlab, sql, expected):
+    """A NOT NULL made by hand fails over the same rows as one Django makes, and SQL
+    the server's grammar rejects fails as it migrates."""
+    from django.db import DatabaseError, migrations
+
+    lintlab.migrate("0005")
+    lintlab.add(name="a", note=None, flag=None, size=1, count=1, weight=1)
+    lintlab.add(name="b", note="n", flag=None, size=1, count=1, weight=1)
+    raised, migration = probe(alias, migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop))
+    assert [(code, message) for _index, code, message in raised] == expected
+    if any(code in ("DBT101", "DBT106", "DBT305") for code, _message in expected):
+        with pytest.raises(DatabaseError):
+            apply(alias, migration)
+        assert lintlab.applied() == "0005_delete_crate"
+
+
+@backends("postgresql")
+def test_sql_with_parameters_is_not_judged_by_its_placeholders(alias, lintlab):
+    from django.db import migrations
+
+    lintlab.migrate(LAST)
+    operation = migrations.RunSQL(
+        [("UPDATE lintlab_box SET note = %s WHERE note IS NULL", ["x"])],
+        reverse_sql=migrations.RunSQL.noop,
+    )
+    raised, _migration = probe(alias, operation)
+    assert raised == []
+
+
+def test_nulls_filled_by_an_earlier_migration_of_the_plan_are_no_failure(alias, lintlab):
+    """plan_migrations carries one TableFacts through every step of the plan."""
+    from django.db import migrations, models
+
+    from dbtools.migrate.checks.context import TableFacts
+    from dbtools.migrate.checks.operations import check_operation
+    from dbtools.migrate.plan import forwards_contexts
+
+    lintlab.migrate("0005")
+    lintlab.add(name="a", note=None, flag=None, size=1, count=1, weight=1)
+    quote = connections[alias].ops.quote_name
+    connection = connections[alias]
+    node = ("lintlab", lintlab.applied())
+    state = MigrationLoader(connection).project_state(node)
+    steps = [
+        [migrations.RunSQL(
+            f"UPDATE {quote('lintlab_box')} SET {quote('note')} = '' WHERE {quote('note')} IS NULL",
+            reverse_sql=migrations.RunSQL.noop,
+        )],
+        [migrations.AlterField("box", "note", models.CharField(max_length=20))],
+    ]  # fmt: skip
+    facts = TableFacts(connection)
+    raised = []
+    for number, operations in enumerate(steps, start=98):
+        migration = type(
+            "Migration", (migrations.Migration,), {"dependencies": [node], "operations": operations}
+        )(f"00{number}_probe", "lintlab")
+        contexts = forwards_contexts(connection, facts, migration, state)
+        for context in contexts:
+            raised += [code for code, *_rest in check_operation(context)]
+            facts.follow(context)
+        state, node = contexts[-1].after, ("lintlab", migration.name)
+    assert "DBT106" not in raised

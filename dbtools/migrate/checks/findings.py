@@ -126,6 +126,10 @@ CHECKS: dict[str, Check] = {
               "Make sure the data is not needed, or move it first; afterwards it lives only in the backup "
               "safemigrate takes.",
               "", "ban-drop-table, ban-drop-column, ban-truncate-cascade"),
+        Check("DBT305", "high", "PostgreSQL: RunSQL that the server's own grammar rejects",
+              "Correct the SQL: the parser's message says where it stops; try it in psql on a copy of the "
+              "database.",
+              "", ""),
     ]
 }  # fmt: skip
 

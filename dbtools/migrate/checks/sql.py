@@ -17,7 +17,7 @@ import pglast
 import sqlglot
 from django.db.backends.base.base import BaseDatabaseWrapper
 from pglast import ast as pg
-from pglast.enums import AlterTableType, NullTestType, ObjectType
+from pglast.enums import AlterTableType, ConstrType, NullTestType, ObjectType
 
 from ...backends import backend_for
 
@@ -31,6 +31,9 @@ CREATE_TABLE = re.compile(
 )
 DESTROYED_OBJECTS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_SCHEMA, ObjectType.OBJECT_DATABASE}
 RENAMED_OBJECTS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_COLUMN}
+# What gives a column added NOT NULL a value in the rows already there.
+VALUE_GIVING = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED}
+SERIAL_TYPES = {"smallserial", "serial", "bigserial", "serial2", "serial4", "serial8"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,18 @@ class Statement:
     text: str
     destroys: bool  # drops a table, column, schema or database, or truncates
     renames: bool  # renames a table or column
+
+
+@dataclass(frozen=True)
+class RequiredColumn:
+    """A column an ALTER TABLE of SQL makes NOT NULL: added, with a value for the
+    rows already there or none, or set NOT NULL."""
+
+    table: str
+    column: str
+    added: bool
+    given_value: bool  # added with a default, identity, generated value or serial type
+    text: str  # the statement
 
 
 def statements(sql: Any, connection: BaseDatabaseWrapper) -> Iterator[Statement]:
@@ -112,6 +127,28 @@ class PostgreSQLReader:
     def fills_column(self, text: str, table: str, column: str) -> bool:
         return any(fills_nulls_update(s, table, column) for s in parsed_postgresql(text) or [])
 
+    def required_columns(self, text: str) -> list[RequiredColumn]:
+        found = []
+        for statement, part in postgresql_texts(text):
+            if not isinstance(statement, pg.AlterTableStmt):
+                continue
+            for cmd in statement.cmds or ():
+                if cmd.subtype == AlterTableType.AT_SetNotNull:
+                    found.append(RequiredColumn(relation_name(statement), str(cmd.name), False,
+                                                False, one_line(part)))  # fmt: skip
+                elif cmd.subtype == AlterTableType.AT_AddColumn and added_required(cmd.def_):
+                    found.append(RequiredColumn(relation_name(statement), str(cmd.def_.colname), True,
+                                                added_with_value(cmd.def_), one_line(part)))  # fmt: skip
+        return found
+
+    def syntax_error(self, text: str) -> str | None:
+        """Why the server's own grammar rejects the SQL, or None."""
+        try:
+            pglast.parse_sql(text)
+        except pglast.parser.ParseError as error:
+            return f"PostgreSQL's parser rejects it: {error.args[0]}"
+        return None
+
 
 class SqlglotReader:
     """sqlglot in the backend's dialect for RunSQL; Django's own DDL, whose
@@ -134,6 +171,14 @@ class SqlglotReader:
                             rf"\bWHERE\s+{col}\s+IS\s+NULL", re.I | re.S)  # fmt: skip
         coalesce = re.compile(rf"coalesce\({col},(?!\s*NULL\s*\))", re.I)
         return bool(update.search(text) or coalesce.search(text))
+
+    # sqlglot is not the server's grammar: what it reads or rejects proves nothing
+    # about what the server does, so neither judgement is made from it.
+    def required_columns(self, text: str) -> list[RequiredColumn]:
+        return []
+
+    def syntax_error(self, text: str) -> str | None:
+        return None
 
 
 READERS: dict[str, type[PostgreSQLReader | SqlglotReader]] = {
@@ -214,6 +259,28 @@ def fills_nulls_update(statement: Any, table: str, column: str) -> bool:
     )
 
 
+def added_required(column: Any) -> bool:
+    kinds = {constraint.contype for constraint in column.constraints or ()}
+    return bool(column.is_not_null) or bool(
+        kinds & {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY}
+    )
+
+
+def added_with_value(column: Any) -> bool:
+    """A DEFAULT that is not NULL, an identity, a generated column or a serial type."""
+    if str(column.typeName.names[-1].sval) in SERIAL_TYPES:
+        return True
+    return any(
+        c.contype in VALUE_GIVING
+        and not (
+            c.contype == ConstrType.CONSTR_DEFAULT
+            and isinstance(c.raw_expr, pg.A_Const)
+            and c.raw_expr.isnull
+        )
+        for c in column.constraints or ()
+    )
+
+
 def column_name(node: Any) -> str | None:
     last = node.fields[-1] if isinstance(node, pg.ColumnRef) and node.fields else None
     return str(last.sval) if isinstance(last, pg.String) else None
@@ -284,6 +351,17 @@ def unquote(name: str) -> str:
 
 def one_line(sql: str) -> str:
     return " ".join(sql.split())
+
+
+def unparameterised_texts(sql: Any) -> list[str]:
+    """The items of RunSQL's sql that run as written: a (sql, params) pair holds
+    placeholders that are no SQL until the driver fills them."""
+    if sql is None or sql == "":
+        return []
+    if isinstance(sql, str):
+        return [sql]
+    return [item if isinstance(item, str) else str(item[0]) for item in sql
+            if isinstance(item, str) or len(item) < 2 or not item[1]]  # fmt: skip
 
 
 def sql_texts(sql: Any) -> list[str]:
