@@ -1087,3 +1087,29 @@ def test_nulls_filled_by_an_earlier_migration_of_the_plan_are_no_failure(alias, 
             facts.follow(context)
         state, node = contexts[-1].after, ("lintlab", migration.name)
     assert "DBT106" not in raised
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("CREATE TEMP TABLE lintlab_tally AS SELECT count(*) FROM lintlab_box; DROP TABLE lintlab_tally", []),
+        ("CREATE TABLE lintlab_tally (id int); DROP TABLE lintlab_tally", []),
+        ("SELECT 1 AS one INTO TEMP lintlab_tally; DROP TABLE lintlab_tally", []),
+        ("DROP TABLE IF EXISTS lintlab_nowhere", []),
+        ("DROP TABLE IF EXISTS lintlab_nowhere, lintlab_box", ["DBT304"]),
+        ("DROP TABLE IF EXISTS public.lintlab_nowhere", ["DBT304"]),
+        ("CREATE TABLE IF NOT EXISTS lintlab_box (id int); DROP TABLE lintlab_box", ["DBT304"]),
+        ("CREATE TEMP TABLE lintlab_tally (id int); TRUNCATE lintlab_box", ["DBT304"]),
+    ],
+    ids=["temp-as", "created", "select-into", "if-exists-absent", "if-exists-present",
+         "schema", "if-not-exists", "truncate-other"],
+)  # fmt: skip
+def test_a_drop_of_a_table_that_holds_nothing_kept_is_no_finding(alias, lintlab, sql, expected):
+    """A table the same SQL creates, or one that IF EXISTS finds absent, loses
+    nothing when it is dropped."""
+    from django.db import migrations
+
+    lintlab.migrate(LAST)
+    raised, _migration = probe(alias, migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop))
+    assert [code for _index, code, _message in raised] == expected

@@ -17,6 +17,7 @@ from .python_code import function_name, imported_models
 from .running_code import check_running_code
 from .sql import (
     RequiredColumn,
+    Statement,
     fills_column,
     one_line,
     reader_for,
@@ -215,8 +216,10 @@ def check_run_python(context: OperationContext) -> Iterator[Raised]:
 
 def check_run_sql(context: OperationContext) -> Iterator[Raised]:
     operation: ops.RunSQL = context.operation
+    created: set[str] = set()
     for statement in statements(operation.sql, context.connection):
-        if statement.destroys:
+        created |= set(statement.creates)
+        if statement.destroys and not drops_nothing_kept(context, statement, created):
             yield Raised("DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup.",
                    statement.text)  # fmt: skip
         if statement.renames and context.deploy != "downtime":
@@ -261,6 +264,15 @@ def column_made_required(context: OperationContext, change: RequiredColumn) -> I
         table, change.column
     ):
         yield from nulls_left(context, table, change.column, change.column, label, change.text)
+
+
+def drops_nothing_kept(context: OperationContext, statement: Statement, created: set[str]) -> bool:
+    """A DROP TABLE only of tables the same SQL made (scratch), or, with IF EXISTS,
+    that are not there."""
+    return bool(statement.drops) and all(
+        table in created or (statement.drops_if_exists and not context.facts.exists(table))
+        for table in statement.drops
+    )
 
 
 def no_reverse(context: OperationContext, code: str, what: str) -> Iterator[Raised]:
@@ -309,8 +321,10 @@ def check_backwards(context: OperationContext) -> Iterator[Raised]:
             yield Raised("DBT110", f"Undoing it drops the column {operation.model_name}.{operation.name} and its "
                    f"data in {rows} rows.", None)  # fmt: skip
     elif isinstance(operation, ops.RunSQL):
+        created: set[str] = set()
         for statement in statements(operation.reverse_sql, context.connection):
-            if statement.destroys:
+            created |= set(statement.creates)
+            if statement.destroys and not drops_nothing_kept(context, statement, created):
                 yield Raised("DBT304", "The reverse SQL drops or truncates; what it removes is afterwards only "
                        "in the backup.", statement.text)  # fmt: skip
 

@@ -41,6 +41,12 @@ class Statement:
     text: str
     destroys: bool  # drops a table, column, schema or database, or truncates
     renames: bool  # renames a table or column
+    # Where the parser names them (PostgreSQL): the tables a DROP TABLE and nothing
+    # else removes, whether it has IF EXISTS, and the tables the statement makes
+    # new (CREATE [TEMP] TABLE [AS], SELECT INTO). Names without a schema only.
+    drops: tuple[str, ...] = ()
+    drops_if_exists: bool = False
+    creates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,9 +231,38 @@ def postgresql_statements(text: str) -> list[Statement] | None:
     if not read or any(isinstance(statement, pg.DoStmt) for statement, _text in read):
         return None
     return [
-        Statement(one_line(part), postgresql_destroys(statement), postgresql_renames(statement))
+        Statement(
+            one_line(part),
+            postgresql_destroys(statement),
+            postgresql_renames(statement),
+            dropped_tables(statement),
+            isinstance(statement, pg.DropStmt) and bool(statement.missing_ok),
+            created_tables(statement),
+        )
         for statement, part in read
     ]
+
+
+def dropped_tables(statement: Any) -> tuple[str, ...]:
+    """The tables of a DROP TABLE; () if one of them has a schema, which the checks
+    cannot tell from the connection's own table of that name."""
+    if not isinstance(statement, pg.DropStmt) or statement.removeType != ObjectType.OBJECT_TABLE:
+        return ()
+    names = [tuple(str(part.sval) for part in name) for name in statement.objects or ()]
+    return tuple(name[0] for name in names) if all(len(name) == 1 for name in names) else ()
+
+
+def created_tables(statement: Any) -> tuple[str, ...]:
+    """The table a CREATE TABLE (not IF NOT EXISTS), CREATE TABLE AS or SELECT INTO
+    makes new, without a schema."""
+    relation: Any = None
+    if isinstance(statement, pg.CreateStmt) and not statement.if_not_exists:
+        relation = statement.relation
+    elif isinstance(statement, pg.CreateTableAsStmt) and not statement.if_not_exists:
+        relation = statement.into.rel if statement.into else None
+    elif isinstance(statement, pg.SelectStmt) and statement.intoClause:
+        relation = statement.intoClause.rel
+    return (str(relation.relname),) if relation is not None and not relation.schemaname else ()
 
 
 def postgresql_destroys(statement: Any) -> bool:
