@@ -405,6 +405,15 @@ def test_every_code_is_documented_with_its_peers():
         ("integer", "varchar(20)", True),
         ("integer", "integer", False),
         ("numeric(10,2)", "numeric(10, 2)", False),
+        # PostgreSQL's internal names are the same types, not a change:
+        ("integer", "int4", False),
+        ("bigint", "int8", False),
+        ("smallint", "int2", False),
+        ("boolean", "bool", False),
+        ("double precision", "float8", False),
+        ("timestamp with time zone", "timestamptz", False),
+        ("timestamp without time zone", "timestamp", False),
+        ("integer", "int8", True),
     ],
 )
 def test_which_postgresql_type_changes_rewrite(old, new, rewrite):
@@ -799,7 +808,9 @@ def test_sql_the_parser_cannot_read_is_judged_by_its_words(alias, lintlab):
          [("DBT402", "The SQL renames a table or column: the old code still queries the name it had (or "
                      "will have), and every query it makes on it fails until the release is complete.")]),
         ("DROP TABLE lintlab_box FROBNICATE",
-         [("DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup.")]),
+         [("DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup."),
+          ("DBT305", 'PostgreSQL\'s parser rejects it: syntax error at or near "FROBNICATE": the migration '
+                     'will fail.')]),
     ],
     ids=[
         "only-and-schema",
@@ -886,3 +897,219 @@ def test_a_generated_column_is_no_required_column_for_the_running_code(alias, li
         deploy=deploy,
     )
     assert "DBT401" not in [code for _index, code, _message in raised]
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TABLE IF NOT EXISTS lintlab_box (id bigint)",
+        "CREATE TABLE elsewhere.lintlab_box (id bigint)",
+        "CREATE TEMP TABLE lintlab_box (id bigint)",
+    ],
+    ids=["if-not-exists", "other-schema", "temp"],
+)
+def test_sql_that_creates_no_new_table_here_leaves_the_table_checked(alias, lintlab, sql):
+    """The existing lintlab_box keeps its rows: IF NOT EXISTS skips it, and a table
+    in another schema or a TEMP one is another table. The checks after it, in the
+    migration and in the plan, still see the rows."""
+    from django.db import migrations, models
+
+    from dbtools.migrate.checks.sql import tables_created
+
+    lintlab.migrate(LAST)
+    lintlab.add(title="a", note="n", flag=False, size="1", count=1, weight=1)
+    assert tables_created([sql], connections[alias]) == set()
+    raised, _migration = probe(
+        alias,
+        migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop),
+        migrations.AddField("box", "extra", models.IntegerField()),
+    )
+    assert raised == [
+        (1, "DBT101", "box.extra is required and has no default, and the table has 1 rows: the migration "
+                      "will fail."),
+    ]  # fmt: skip
+
+
+@backends("postgresql")
+def test_sql_that_creates_a_new_table_in_the_connection_schema_is_read_as_created(alias, lintlab):
+    from dbtools.migrate.checks.sql import tables_created
+
+    lintlab.migrate(LAST)
+    connection = connections[alias]
+    assert tables_created(["CREATE TABLE IF NOT EXISTS lintlab_new (id bigint)"], connection) == {
+        "lintlab_new"
+    }
+    assert tables_created(["CREATE TABLE public.lintlab_new (id bigint)"], connection) == {
+        "lintlab_new"
+    }
+
+
+@backends("postgresql")
+@pytest.mark.parametrize("kind", ["run-sql", "operation"])
+def test_concurrently_in_an_atomic_migration_is_found_to_fail(alias, lintlab, kind):
+    """PostgreSQL refuses CREATE INDEX CONCURRENTLY in a transaction, and Django
+    refuses AddIndexConcurrently in an atomic migration: both fail as they migrate."""
+    from django.contrib.postgres.operations import AddIndexConcurrently
+    from django.db import DatabaseError, migrations, models
+
+    lintlab.migrate(LAST)
+    sql = 'CREATE INDEX CONCURRENTLY "lintlab_title_idx" ON "lintlab_box" ("title")'
+    operation = (
+        migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop)
+        if kind == "run-sql"
+        else AddIndexConcurrently("box", models.Index(fields=["title"], name="lintlab_title_idx"))
+    )
+    what = "CONCURRENTLY" if kind == "run-sql" else "AddIndexConcurrently"
+    raised, migration = probe(alias, operation)
+    assert raised == [
+        (0, "DBT207", f"{what} cannot run inside a transaction block, and this migration is atomic (one "
+                      f"transaction): the migration will fail."),
+    ]  # fmt: skip
+    assert CHECKS["DBT207"].level == "high"
+    with pytest.raises(DatabaseError):
+        apply(alias, migration)
+    assert lintlab.applied() == LAST
+
+    raised, _migration = probe(alias, operation, atomic=False)
+    assert raised == []
+
+
+def test_nulls_filled_by_earlier_sql_of_the_migration_are_no_failure(alias, lintlab):
+    """The UPDATE runs before the AlterField makes the column required: no NULL is left."""
+    from django.db import migrations, models
+
+    lintlab.migrate("0005")
+    lintlab.add(name="a", note=None, flag=None, size=1, count=1, weight=1)
+    quote = connections[alias].ops.quote_name
+    fill = migrations.RunSQL(
+        f"UPDATE {quote('lintlab_box')} SET {quote('note')} = '' WHERE {quote('note')} IS NULL",
+        reverse_sql=migrations.RunSQL.noop,
+    )
+    required = migrations.AlterField("box", "note", models.CharField(max_length=20))
+    raised, _migration = probe(alias, required)
+    assert "DBT106" in [code for _index, code, _message in raised]
+    raised, _migration = probe(alias, fill, required)
+    assert "DBT106" not in [code for _index, code, _message in raised]
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("ALTER TABLE lintlab_box ALTER COLUMN note SET NOT NULL",
+         [("DBT106", "lintlab_box.note becomes required, but 1 rows hold NULL and the migration fills "
+                     "nothing in: it will fail."),
+          ("DBT203", "SET NOT NULL on note scans lintlab_box (2 rows) under an ACCESS EXCLUSIVE lock "
+                     "(reads and writes wait).")]),
+        ("UPDATE lintlab_box SET note = '' WHERE note IS NULL; "
+         "ALTER TABLE lintlab_box ALTER COLUMN note SET NOT NULL",
+         [("DBT203", "SET NOT NULL on note scans lintlab_box (2 rows) under an ACCESS EXCLUSIVE lock "
+                     "(reads and writes wait).")]),
+        ("ALTER TABLE lintlab_box ALTER COLUMN size SET NOT NULL",
+         [("DBT203", "SET NOT NULL on size scans lintlab_box (2 rows) under an ACCESS EXCLUSIVE lock "
+                     "(reads and writes wait).")]),
+        ("ALTER TABLE lintlab_box ADD COLUMN z int NOT NULL",
+         [("DBT101", "lintlab_box.z is required and has no default, and the table has 2 rows: the "
+                     "migration will fail.")]),
+        ("ALTER TABLE lintlab_box ADD COLUMN z int NOT NULL DEFAULT NULL",
+         [("DBT101", "lintlab_box.z is required and has no default, and the table has 2 rows: the "
+                     "migration will fail.")]),
+        ("ALTER TABLE lintlab_box ADD COLUMN z int NOT NULL DEFAULT 0", []),
+        ("ALTER TABLE lintlab_box ADD COLUMN z bigserial NOT NULL", []),
+        ("ALTER TABLE lintlab_box ADD COLUMN z int", []),
+        ("ALTR TABLE lintlab_box ADD COLUMN z int",
+         [("DBT305", 'PostgreSQL\'s parser rejects it: syntax error at or near "ALTR": the migration will '
+                     'fail.')]),
+    ],
+    ids=["set-not-null-over-nulls", "filled-first", "no-nulls", "add-not-null", "default-null",
+         "default", "serial", "nullable", "syntax-error"],
+)  # fmt: skip
+def test_run_sql_is_judged_for_the_data_as_the_operations_are(alias, lintlab, sql, expected):
+    """A NOT NULL made by hand fails over the same rows as one Django makes, and SQL
+    the server's grammar rejects fails as it migrates."""
+    from django.db import DatabaseError, migrations
+
+    lintlab.migrate("0005")
+    lintlab.add(name="a", note=None, flag=None, size=1, count=1, weight=1)
+    lintlab.add(name="b", note="n", flag=None, size=1, count=1, weight=1)
+    raised, migration = probe(alias, migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop))
+    assert [(code, message) for _index, code, message in raised] == expected
+    if any(code in ("DBT101", "DBT106", "DBT305") for code, _message in expected):
+        with pytest.raises(DatabaseError):
+            apply(alias, migration)
+        assert lintlab.applied() == "0005_delete_crate"
+
+
+@backends("postgresql")
+def test_sql_with_parameters_is_not_judged_by_its_placeholders(alias, lintlab):
+    from django.db import migrations
+
+    lintlab.migrate(LAST)
+    operation = migrations.RunSQL(
+        [("UPDATE lintlab_box SET note = %s WHERE note IS NULL", ["x"])],
+        reverse_sql=migrations.RunSQL.noop,
+    )
+    raised, _migration = probe(alias, operation)
+    assert raised == []
+
+
+def test_nulls_filled_by_an_earlier_migration_of_the_plan_are_no_failure(alias, lintlab):
+    """plan_migrations carries one TableFacts through every step of the plan."""
+    from django.db import migrations, models
+
+    from dbtools.migrate.checks.context import TableFacts
+    from dbtools.migrate.checks.operations import check_operation
+    from dbtools.migrate.plan import forwards_contexts
+
+    lintlab.migrate("0005")
+    lintlab.add(name="a", note=None, flag=None, size=1, count=1, weight=1)
+    quote = connections[alias].ops.quote_name
+    connection = connections[alias]
+    node = ("lintlab", lintlab.applied())
+    state = MigrationLoader(connection).project_state(node)
+    steps = [
+        [migrations.RunSQL(
+            f"UPDATE {quote('lintlab_box')} SET {quote('note')} = '' WHERE {quote('note')} IS NULL",
+            reverse_sql=migrations.RunSQL.noop,
+        )],
+        [migrations.AlterField("box", "note", models.CharField(max_length=20))],
+    ]  # fmt: skip
+    facts = TableFacts(connection)
+    raised = []
+    for number, operations in enumerate(steps, start=98):
+        migration = type(
+            "Migration", (migrations.Migration,), {"dependencies": [node], "operations": operations}
+        )(f"00{number}_probe", "lintlab")
+        contexts = forwards_contexts(connection, facts, migration, state)
+        for context in contexts:
+            raised += [code for code, *_rest in check_operation(context)]
+            facts.follow(context)
+        state, node = contexts[-1].after, ("lintlab", migration.name)
+    assert "DBT106" not in raised
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("CREATE TEMP TABLE lintlab_tally AS SELECT count(*) FROM lintlab_box; DROP TABLE lintlab_tally", []),
+        ("CREATE TABLE lintlab_tally (id int); DROP TABLE lintlab_tally", []),
+        ("SELECT 1 AS one INTO TEMP lintlab_tally; DROP TABLE lintlab_tally", []),
+        ("DROP TABLE IF EXISTS lintlab_nowhere", []),
+        ("DROP TABLE IF EXISTS lintlab_nowhere, lintlab_box", ["DBT304"]),
+        ("DROP TABLE IF EXISTS public.lintlab_nowhere", ["DBT304"]),
+        ("CREATE TABLE IF NOT EXISTS lintlab_box (id int); DROP TABLE lintlab_box", ["DBT304"]),
+        ("CREATE TEMP TABLE lintlab_tally (id int); TRUNCATE lintlab_box", ["DBT304"]),
+    ],
+    ids=["temp-as", "created", "select-into", "if-exists-absent", "if-exists-present",
+         "schema", "if-not-exists", "truncate-other"],
+)  # fmt: skip
+def test_a_drop_of_a_table_that_holds_nothing_kept_is_no_finding(alias, lintlab, sql, expected):
+    """A table the same SQL creates, or one that IF EXISTS finds absent, loses
+    nothing when it is dropped."""
+    from django.db import migrations
+
+    lintlab.migrate(LAST)
+    raised, _migration = probe(alias, migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop))
+    assert [code for _index, code, _message in raised] == expected

@@ -29,10 +29,13 @@ class TableFacts:
         # has rows (each row holds the field's default).
         self.planned: set[str] = set()
         self.added: dict[tuple[str, str], Any] = {}
+        # Their SQL, which may fill a column's NULLs before a later operation makes it required.
+        self.earlier_sql: list[str] = []
 
     def follow(self, context: OperationContext) -> None:
         """Take in what a forwards operation leaves for the operations after it."""
         self.planned |= tables_created(context.sql, self.connection)
+        self.earlier_sql += context.sql
         operation = context.operation
         if isinstance(operation, ops.AddField) and not operation.field.many_to_many:
             model = context.model(context.after, operation.model_name)
@@ -108,6 +111,11 @@ class OperationContext:
     # The deploy order the running-code checks assume; plan_migrations() sets the
     # project's (DBTOOLS['DEPLOY'], --deploy). Without one, no code is running.
     deploy: str = "downtime"
+
+    @property
+    def atomic(self) -> bool:
+        """Does the migration run in one transaction?"""
+        return self.exclusive is not None
 
     def model(self, state: Any, name: str) -> type[models.Model] | None:
         try:

@@ -87,6 +87,10 @@ CHECKS: dict[str, Check] = {
               "CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE … ADD CONSTRAINT … UNIQUE USING INDEX "
               "(RunSQL with state_operations).",
               "ADD_UNIQUE", "disallowed-unique-constraint"),
+        Check("DBT207", "high", "PostgreSQL: CONCURRENTLY in an atomic migration, which PostgreSQL refuses",
+              "Set atomic = False on the migration, and keep in it only the concurrent operations (each "
+              "then commits on its own, so a failure leaves the others done).",
+              "", ""),
         Check("DBT401", "warning", "Running code: a required column the old code's INSERTs leave out or set to NULL",
               "Give the field a db_default (the database then fills it for the old code), or add it with "
               "null=True in this release and make it required in the next.",
@@ -122,6 +126,10 @@ CHECKS: dict[str, Check] = {
               "Make sure the data is not needed, or move it first; afterwards it lives only in the backup "
               "safemigrate takes.",
               "", "ban-drop-table, ban-drop-column, ban-truncate-cascade"),
+        Check("DBT305", "high", "PostgreSQL: RunSQL that the server's own grammar rejects",
+              "Correct the SQL: the parser's message says where it stops; try it in psql on a copy of the "
+              "database.",
+              "", ""),
     ]
 }  # fmt: skip
 

@@ -15,7 +15,15 @@ from .findings import Raised
 from .postgresql_locks import check_postgresql_sql
 from .python_code import function_name, imported_models
 from .running_code import check_running_code
-from .sql import fills_column, statements
+from .sql import (
+    RequiredColumn,
+    Statement,
+    fills_column,
+    one_line,
+    reader_for,
+    statements,
+    unparameterised_texts,
+)
 from .types import widens
 
 
@@ -135,7 +143,7 @@ def check_alter_field(context: OperationContext) -> Iterator[Raised]:
     if not context.facts.exists(table) or context.new_table(table):
         return
     if old.null and not new.null:
-        yield from nulls_left(context, table, old, str(new.column), label)
+        yield from nulls_left(context, table, str(old.column), str(new.column), label)
     old_type, new_type = old.db_type(context.connection), new.db_type(context.connection)
     if old_type != new_type and not widens(str(old_type), str(new_type)):
         yield Raised("DBT108", f"{label} changes type from {old_type} to {new_type}: values that do not "
@@ -145,22 +153,28 @@ def check_alter_field(context: OperationContext) -> Iterator[Raised]:
 
 
 def nulls_left(
-    context: OperationContext, table: str, old: Any, new_column: str, label: str
+    context: OperationContext,
+    table: str,
+    old_column: str,
+    new_column: str,
+    label: str,
+    shown: str | None = None,
 ) -> Iterator[Raised]:
-    """A field made required over rows that hold NULL, which the migration does not fill."""
-    if fills_column(context.sql, table, new_column, context.connection):
+    """A column made required over rows that hold NULL, which the migration does not fill."""
+    # An UPDATE earlier in the migration or the plan fills them as well as Django's own.
+    if fills_column(context.facts.earlier_sql + context.sql, table, new_column, context.connection):
         return
-    added = context.facts.added.get((table, str(old.column)))
+    added = context.facts.added.get((table, old_column))
     if added is not None:  # not in the database yet: every row holds its default
         nulls = context.facts.rows(table)[0] if holds_null(added) else 0
     else:
         quote = context.connection.ops.quote_name
         (nulls,) = context.facts.query(
-            f"SELECT COUNT(*) FROM {quote(table)} WHERE {quote(old.column)} IS NULL"
+            f"SELECT COUNT(*) FROM {quote(table)} WHERE {quote(old_column)} IS NULL"
         )[0]
     if nulls:
         yield Raised("DBT106", f"{label} becomes required, but {nulls:,} rows hold NULL and the migration "
-               f"fills nothing in: it will fail.", None)  # fmt: skip
+               f"fills nothing in: it will fail.", shown)  # fmt: skip
 
 
 def check_add_constraint(context: OperationContext) -> Iterator[Raised]:
@@ -202,8 +216,10 @@ def check_run_python(context: OperationContext) -> Iterator[Raised]:
 
 def check_run_sql(context: OperationContext) -> Iterator[Raised]:
     operation: ops.RunSQL = context.operation
+    created: set[str] = set()
     for statement in statements(operation.sql, context.connection):
-        if statement.destroys:
+        created |= set(statement.creates)
+        if statement.destroys and not drops_nothing_kept(context, statement, created):
             yield Raised("DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup.",
                    statement.text)  # fmt: skip
         if statement.renames and context.deploy != "downtime":
@@ -217,6 +233,46 @@ def check_run_sql(context: OperationContext) -> Iterator[Raised]:
                          statement.text)  # fmt: skip
     if not operation.reversible:
         yield from no_reverse(context, "DBT303", "The SQL")
+    yield from check_run_sql_data(context)
+
+
+def check_run_sql_data(context: OperationContext) -> Iterator[Raised]:
+    """What the SQL does to the rows, judged as the same change made by Django's
+    operations is; and SQL the server's own grammar rejects. Only where the
+    parser is the server's (PostgreSQL): the other readers find nothing here."""
+    reader = reader_for(context.connection)
+    for text in unparameterised_texts(context.operation.sql):
+        error = reader.syntax_error(text)
+        if error:
+            yield Raised("DBT305", f"{error}: the migration will fail.", one_line(text))
+            continue
+        for change in reader.required_columns(text):
+            yield from column_made_required(context, change)
+
+
+def column_made_required(context: OperationContext, change: RequiredColumn) -> Iterator[Raised]:
+    table, label = change.table, f"{change.table}.{change.column}"
+    if not context.facts.exists(table) or context.new_table(table):
+        return
+    if change.added:
+        count, rows = context.facts.rows(table)
+        if count and not change.given_value:
+            yield Raised("DBT101", f"{label} is required and has no default, and the table has {rows} rows: "
+                         f"the migration will fail.", change.text)  # fmt: skip
+    # A column the database does not have yet is no one's to count (the SQL then fails anyway).
+    elif (table, change.column) in context.facts.added or context.facts.column_type(
+        table, change.column
+    ):
+        yield from nulls_left(context, table, change.column, change.column, label, change.text)
+
+
+def drops_nothing_kept(context: OperationContext, statement: Statement, created: set[str]) -> bool:
+    """A DROP TABLE only of tables the same SQL made (scratch), or, with IF EXISTS,
+    that are not there."""
+    return bool(statement.drops) and all(
+        table in created or (statement.drops_if_exists and not context.facts.exists(table))
+        for table in statement.drops
+    )
 
 
 def no_reverse(context: OperationContext, code: str, what: str) -> Iterator[Raised]:
@@ -265,8 +321,10 @@ def check_backwards(context: OperationContext) -> Iterator[Raised]:
             yield Raised("DBT110", f"Undoing it drops the column {operation.model_name}.{operation.name} and its "
                    f"data in {rows} rows.", None)  # fmt: skip
     elif isinstance(operation, ops.RunSQL):
+        created: set[str] = set()
         for statement in statements(operation.reverse_sql, context.connection):
-            if statement.destroys:
+            created |= set(statement.creates)
+            if statement.destroys and not drops_nothing_kept(context, statement, created):
                 yield Raised("DBT304", "The reverse SQL drops or truncates; what it removes is afterwards only "
                        "in the backup.", statement.text)  # fmt: skip
 

@@ -24,7 +24,15 @@ from .types import rewrites
 WEAKER_SUBCOMMANDS = {AlterTableType.AT_AddConstraint, AlterTableType.AT_ValidateConstraint}
 
 
+# django.contrib.postgres's operations that refuse to run in a transaction; by
+# name, so that this module imports nothing of django.contrib.postgres.
+NOT_IN_TRANSACTION = {"AddIndexConcurrently", "RemoveIndexConcurrently"}
+
+
 def check_postgresql_sql(context: OperationContext) -> Iterator[Raised]:
+    operation = type(context.operation)
+    if context.atomic and any(c.__name__ in NOT_IN_TRANSACTION for c in operation.__mro__):
+        yield Raised("DBT207", fails_in_transaction(operation.__name__), None)
     for text in context.sql:
         for statement, part in postgresql_texts(text):
             yield from check_postgresql_statement(context, statement, part)
@@ -34,6 +42,9 @@ def check_postgresql_statement(
     context: OperationContext, statement: Any, text: str
 ) -> Iterator[Raised]:
     shown = one_line(text)
+    if context.atomic and concurrently(statement):
+        yield Raised("DBT207", fails_in_transaction("CONCURRENTLY"), shown)
+        return
     if isinstance(statement, pg.IndexStmt):
         table = relation_name(statement)
         if not statement.concurrent and locks_existing(context, table):
@@ -51,6 +62,16 @@ def check_postgresql_statement(
     yield from check_postgresql_alter_table(context, statement, table, shown)
     if context.exclusive is not None and not takes_weaker_lock(statement):
         context.exclusive.setdefault(table, shown.rstrip("; "))
+
+
+def concurrently(statement: Any) -> bool:
+    """CREATE INDEX or DROP INDEX CONCURRENTLY, which PostgreSQL refuses in a transaction."""
+    return isinstance(statement, (pg.IndexStmt, pg.DropStmt)) and bool(statement.concurrent)
+
+
+def fails_in_transaction(what: str) -> str:
+    return (f"{what} cannot run inside a transaction block, and this migration is atomic (one "
+            f"transaction): the migration will fail.")  # fmt: skip
 
 
 def takes_weaker_lock(statement: Any) -> bool:

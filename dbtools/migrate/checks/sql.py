@@ -17,7 +17,7 @@ import pglast
 import sqlglot
 from django.db.backends.base.base import BaseDatabaseWrapper
 from pglast import ast as pg
-from pglast.enums import AlterTableType, NullTestType, ObjectType
+from pglast.enums import AlterTableType, ConstrType, NullTestType, ObjectType
 
 from ...backends import backend_for
 
@@ -31,6 +31,9 @@ CREATE_TABLE = re.compile(
 )
 DESTROYED_OBJECTS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_SCHEMA, ObjectType.OBJECT_DATABASE}
 RENAMED_OBJECTS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_COLUMN}
+# What gives a column added NOT NULL a value in the rows already there.
+VALUE_GIVING = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED}
+SERIAL_TYPES = {"smallserial", "serial", "bigserial", "serial2", "serial4", "serial8"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,24 @@ class Statement:
     text: str
     destroys: bool  # drops a table, column, schema or database, or truncates
     renames: bool  # renames a table or column
+    # Where the parser names them (PostgreSQL): the tables a DROP TABLE and nothing
+    # else removes, whether it has IF EXISTS, and the tables the statement makes
+    # new (CREATE [TEMP] TABLE [AS], SELECT INTO). Names without a schema only.
+    drops: tuple[str, ...] = ()
+    drops_if_exists: bool = False
+    creates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequiredColumn:
+    """A column an ALTER TABLE of SQL makes NOT NULL: added, with a value for the
+    rows already there or none, or set NOT NULL."""
+
+    table: str
+    column: str
+    added: bool
+    given_value: bool  # added with a default, identity, generated value or serial type
+    text: str  # the statement
 
 
 def statements(sql: Any, connection: BaseDatabaseWrapper) -> Iterator[Statement]:
@@ -85,10 +106,54 @@ class PostgreSQLReader:
 
     def tables_created(self, text: str) -> set[str]:
         parsed = parsed_postgresql(text) or []
-        return {relation_name(s) for s in parsed if isinstance(s, pg.CreateStmt)}
+        return {
+            relation_name(s) for s in parsed if isinstance(s, pg.CreateStmt) and self.creates_new(s)
+        }
+
+    def creates_new(self, statement: Any) -> bool:
+        """Does this CREATE TABLE make a new, empty table where the checks look
+        (the connection's schema)? Not a TEMP table, which hides the real one only
+        for its own session; not one in another schema; not IF NOT EXISTS of a
+        table that is already there."""
+        relation = statement.relation
+        if relation.relpersistence == "t":
+            return False
+        if relation.schemaname and relation.schemaname != self.query("SELECT current_schema()"):
+            return False
+        if statement.if_not_exists:
+            quote = self.connection.ops.quote_name
+            return self.query("SELECT to_regclass(%s) IS NULL", [quote(relation.relname)]) is True
+        return True
+
+    def query(self, sql: str, params: list[Any] | None = None) -> Any:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
 
     def fills_column(self, text: str, table: str, column: str) -> bool:
         return any(fills_nulls_update(s, table, column) for s in parsed_postgresql(text) or [])
+
+    def required_columns(self, text: str) -> list[RequiredColumn]:
+        found = []
+        for statement, part in postgresql_texts(text):
+            if not isinstance(statement, pg.AlterTableStmt):
+                continue
+            for cmd in statement.cmds or ():
+                if cmd.subtype == AlterTableType.AT_SetNotNull:
+                    found.append(RequiredColumn(relation_name(statement), str(cmd.name), False,
+                                                False, one_line(part)))  # fmt: skip
+                elif cmd.subtype == AlterTableType.AT_AddColumn and added_required(cmd.def_):
+                    found.append(RequiredColumn(relation_name(statement), str(cmd.def_.colname), True,
+                                                added_with_value(cmd.def_), one_line(part)))  # fmt: skip
+        return found
+
+    def syntax_error(self, text: str) -> str | None:
+        """Why the server's own grammar rejects the SQL, or None."""
+        try:
+            pglast.parse_sql(text)
+        except pglast.parser.ParseError as error:
+            return f"PostgreSQL's parser rejects it: {error.args[0]}"
+        return None
 
 
 class SqlglotReader:
@@ -112,6 +177,14 @@ class SqlglotReader:
                             rf"\bWHERE\s+{col}\s+IS\s+NULL", re.I | re.S)  # fmt: skip
         coalesce = re.compile(rf"coalesce\({col},(?!\s*NULL\s*\))", re.I)
         return bool(update.search(text) or coalesce.search(text))
+
+    # sqlglot is not the server's grammar: what it reads or rejects proves nothing
+    # about what the server does, so neither judgement is made from it.
+    def required_columns(self, text: str) -> list[RequiredColumn]:
+        return []
+
+    def syntax_error(self, text: str) -> str | None:
+        return None
 
 
 READERS: dict[str, type[PostgreSQLReader | SqlglotReader]] = {
@@ -158,9 +231,38 @@ def postgresql_statements(text: str) -> list[Statement] | None:
     if not read or any(isinstance(statement, pg.DoStmt) for statement, _text in read):
         return None
     return [
-        Statement(one_line(part), postgresql_destroys(statement), postgresql_renames(statement))
+        Statement(
+            one_line(part),
+            postgresql_destroys(statement),
+            postgresql_renames(statement),
+            dropped_tables(statement),
+            isinstance(statement, pg.DropStmt) and bool(statement.missing_ok),
+            created_tables(statement),
+        )
         for statement, part in read
     ]
+
+
+def dropped_tables(statement: Any) -> tuple[str, ...]:
+    """The tables of a DROP TABLE; () if one of them has a schema, which the checks
+    cannot tell from the connection's own table of that name."""
+    if not isinstance(statement, pg.DropStmt) or statement.removeType != ObjectType.OBJECT_TABLE:
+        return ()
+    names = [tuple(str(part.sval) for part in name) for name in statement.objects or ()]
+    return tuple(name[0] for name in names) if all(len(name) == 1 for name in names) else ()
+
+
+def created_tables(statement: Any) -> tuple[str, ...]:
+    """The table a CREATE TABLE (not IF NOT EXISTS), CREATE TABLE AS or SELECT INTO
+    makes new, without a schema."""
+    relation: Any = None
+    if isinstance(statement, pg.CreateStmt) and not statement.if_not_exists:
+        relation = statement.relation
+    elif isinstance(statement, pg.CreateTableAsStmt) and not statement.if_not_exists:
+        relation = statement.into.rel if statement.into else None
+    elif isinstance(statement, pg.SelectStmt) and statement.intoClause:
+        relation = statement.intoClause.rel
+    return (str(relation.relname),) if relation is not None and not relation.schemaname else ()
 
 
 def postgresql_destroys(statement: Any) -> bool:
@@ -189,6 +291,28 @@ def fills_nulls_update(statement: Any, table: str, column: str) -> bool:
     return any(
         target.name == column and not (isinstance(target.val, pg.A_Const) and target.val.isnull)
         for target in statement.targetList or ()
+    )
+
+
+def added_required(column: Any) -> bool:
+    kinds = {constraint.contype for constraint in column.constraints or ()}
+    return bool(column.is_not_null) or bool(
+        kinds & {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY}
+    )
+
+
+def added_with_value(column: Any) -> bool:
+    """A DEFAULT that is not NULL, an identity, a generated column or a serial type."""
+    if str(column.typeName.names[-1].sval) in SERIAL_TYPES:
+        return True
+    return any(
+        c.contype in VALUE_GIVING
+        and not (
+            c.contype == ConstrType.CONSTR_DEFAULT
+            and isinstance(c.raw_expr, pg.A_Const)
+            and c.raw_expr.isnull
+        )
+        for c in column.constraints or ()
     )
 
 
@@ -262,6 +386,17 @@ def unquote(name: str) -> str:
 
 def one_line(sql: str) -> str:
     return " ".join(sql.split())
+
+
+def unparameterised_texts(sql: Any) -> list[str]:
+    """The items of RunSQL's sql that run as written: a (sql, params) pair holds
+    placeholders that are no SQL until the driver fills them."""
+    if sql is None or sql == "":
+        return []
+    if isinstance(sql, str):
+        return [sql]
+    return [item if isinstance(item, str) else str(item[0]) for item in sql
+            if isinstance(item, str) or len(item) < 2 or not item[1]]  # fmt: skip
 
 
 def sql_texts(sql: Any) -> list[str]:

@@ -9,13 +9,27 @@ VARCHAR = re.compile(r"(?:character varying|varchar)(?:\((\d+)\))?")
 NUMERIC = re.compile(r"(?:numeric|decimal)\((\d+),\s*(\d+)\)")
 TEXT = {"text", "longtext"}
 INTEGER_BITS = {"smallint": 16, "integer": 32, "int": 32, "bigint": 64}
+# PostgreSQL's internal names, which SQL may use, and the names format_type() gives.
+SYNONYMS = {
+    "int2": "smallint",
+    "int4": "integer",
+    "int8": "bigint",
+    "bool": "boolean",
+    "float4": "real",
+    "float8": "double precision",
+    "timestamp": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone",
+    "time": "time without time zone",
+    "timetz": "time with time zone",
+}
 
 
 def column_type(name: str) -> str:
     """A type in one spelling, whoever spelt it: 'integer AUTO_INCREMENT' (MySQL's
     AutoField) is an integer, 'character varying(20)' a varchar(20), 'numeric(12, 2)'
-    a numeric(12,2)."""
+    a numeric(12,2), 'int4' an integer."""
     name = " ".join(name.lower().split()).removesuffix(" auto_increment")
+    name = SYNONYMS.get(name, name)
     return re.sub(r",\s*", ",", name.replace("character varying", "varchar"))
 
 
