@@ -28,6 +28,7 @@ from .leftovers import (
     still_missing,
     without_leftovers,
 )
+from .run import one_line
 from .schema import Difference, Schema, compare, drop_index, read_schema
 
 
@@ -289,10 +290,6 @@ def restore_cause(exc: BaseException) -> str:
         said = render(exc.problem, "The restore wrote nothing (it was rolled back).", exc.fix)
         return " ".join([*said.split(), *" ".join(exc.details).split()])
     return sentence(one_line(exc))
-
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def undo_partial_migration(
