@@ -48,6 +48,8 @@ class DatabaseBackend:
     has_jsonb = False
     # JSON text compiles to a cast placeholder, not to a plain one.
     casts_json_text = False
+    # INSERT ... ON CONFLICT (primary key) DO UPDATE, for --overwrite (upsert_sql).
+    upserts_on_conflict = False
 
     # Migrations ----------------------------------------------------------------
     # sqlglot's name for the SQL dialect, to parse RunSQL (migrate/checks/sql.py).
@@ -147,6 +149,38 @@ class DatabaseBackend:
         """Empty these tables at once; False if nothing was done."""
         return False
 
+    def upsert_sql(
+        self, db_table: str, columns: list[str], pk_columns: list[str], update_columns: list[str]
+    ) -> str | None:
+        """One INSERT, for executemany with a row's values in `columns` order,
+        that gives a row whose primary key exists the values of
+        `update_columns`; None where the database has none (--overwrite then
+        updates row by row through Django's update compiler)."""
+        if not self.upserts_on_conflict:
+            return None
+        quote = self.connection.ops.quote_name
+        return values_insert_sql(quote, db_table, columns) + on_conflict_update(
+            quote, pk_columns, update_columns
+        )
+
     def raise_sequences(self, model_list: list[type[models.Model]]) -> None:
         """Move the id counters past the restored ids, never back. The default
         suits a database that moves its counters itself."""
+
+
+def on_conflict_update(
+    quote: Callable[[str], str], pk_columns: list[str], update_columns: list[str]
+) -> str:
+    """The ON CONFLICT clause of PostgreSQL and SQLite, arbitrated by the primary
+    key alone: a conflict on any other unique value still fails the statement."""
+    keys = ", ".join(quote(c) for c in pk_columns)
+    if not update_columns:
+        return f" ON CONFLICT ({keys}) DO NOTHING"
+    sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update_columns)
+    return f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+
+
+def values_insert_sql(quote: Callable[[str], str], db_table: str, columns: list[str]) -> str:
+    """INSERT INTO table (columns) VALUES (%s, ...)."""
+    names = ", ".join(quote(c) for c in columns)
+    return f"INSERT INTO {quote(db_table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._compat import mysql_sql_mode_seen
-from .base import DatabaseBackend
+from .base import DatabaseBackend, values_insert_sql
 
 
 class MySQLBackend(DatabaseBackend):
@@ -42,6 +42,19 @@ class MySQLBackend(DatabaseBackend):
 
     def drop_index_sql(self, table: str, name: str) -> str:
         return f"{super().drop_index_sql(table, name)} ON {self.connection.ops.quote_name(table)}"
+
+    def upsert_sql(
+        self, db_table: str, columns: list[str], pk_columns: list[str], update_columns: list[str]
+    ) -> str | None:
+        """ON DUPLICATE KEY UPDATE fires on any unique value, not only the primary
+        key: --overwrite sends through it only rows whose primary key is there
+        (the others go in by a plain INSERT, so that a clash on another unique
+        value fails instead of updating the row that holds it). The driver's
+        executemany sends one multi-row INSERT, where an UPDATE per row would
+        be a round trip each."""
+        quote = self.connection.ops.quote_name
+        sets = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in update_columns or pk_columns)
+        return f"{values_insert_sql(quote, db_table, columns)} ON DUPLICATE KEY UPDATE {sets}"
 
     def begin_snapshot(self) -> None:
         with self.connection.cursor() as cursor:

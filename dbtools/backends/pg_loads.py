@@ -21,6 +21,7 @@ from django.utils import timezone
 from ..archive.codec import AnyField, kind_of
 from ..conf import get_settings
 from ..graph import Table
+from .base import on_conflict_update
 
 # Kinds whose Python values psycopg writes into COPY exactly as Django's own
 # get_db_prep_save() would have sent them, so the per-value Django call (the
@@ -144,46 +145,82 @@ def copy_stream(
             yield write
 
 
-@contextlib.contextmanager
-def staging_table(
-    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
-) -> Iterator[tuple[str, Callable[[list[str]], int]]]:
-    """A merge into a table that holds rows, as one set operation: the backup's
-    rows are COPied into a temporary table with the same column types (no
-    constraints, no indexes), and one INSERT ... SELECT ... WHERE NOT EXISTS
-    adds those whose primary key is not there. It skips only primary keys:
-    any other conflict, a CHECK, a NOT NULL or a foreign key still fails
-    the INSERT. Asking the table which keys exist, one query per batch of
-    1,000, was a third of such a merge.
+class Staging:
+    """A temporary table with the columns of `db_table` (same types, no
+    constraints, no indexes) that the backup's rows are COPied into, and the
+    set operations that then move them into the table in one statement."""
 
-    Yields the staging table's name and `insert_missing(pk_columns)`, which
-    returns how many rows it inserted. The table is dropped afterwards (and
-    with the transaction, ON COMMIT DROP, if this is left by an error)."""
-    quote = connection.ops.quote_name
-    staging = "dbtools_staging_" + db_table[:40]
-    columns = ", ".join(quote(str(f.column)) for f in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {quote(staging)} ON COMMIT DROP AS "
-            f"SELECT {columns} FROM {quote(db_table)} WITH NO DATA"
-        )
+    def __init__(self, db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper):
+        self.connection = connection
+        quote = self.quote = connection.ops.quote_name
+        self.db_table = db_table
+        self.name = "dbtools_staging_" + db_table[:40]
+        self.columns = [str(f.column) for f in fields]
+        self.columns_sql = ", ".join(quote(c) for c in self.columns)
 
-    def insert_missing(pk_columns: list[str]) -> int:
-        same_key = " AND ".join(f"x.{quote(c)} = s.{quote(c)}" for c in pk_columns)
-        keys = ", ".join(quote(c) for c in pk_columns)
-        with connection.cursor() as cursor:
-            # The row count and the key's statistics, so the anti-join is planned
-            # as one; the other columns' (a jsonb payload's) are not needed.
-            cursor.execute(f"ANALYZE {quote(staging)} ({keys})")
+    def same_key(self, pk_columns: list[str]) -> str:
+        """The staged row and the table's row `x` have the same primary key; the
+        key's statistics gathered first, so the join is planned as one (the
+        other columns', a jsonb payload's, are not needed)."""
+        quote = self.quote
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {quote(self.name)} ({', '.join(map(quote, pk_columns))})")
+        return " AND ".join(f"x.{quote(c)} = s.{quote(c)}" for c in pk_columns)
+
+    def insert_missing(self, pk_columns: list[str]) -> int:
+        """A merge: the staged rows whose primary key the table lacks go in; how many."""
+        quote, table = self.quote, self.quote(self.db_table)
+        same_key = self.same_key(pk_columns)
+        with self.connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {quote(db_table)} ({columns}) SELECT {columns} FROM {quote(staging)} s "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {quote(db_table)} x WHERE {same_key})"
+                f"INSERT INTO {table} ({self.columns_sql}) SELECT {self.columns_sql} "
+                f"FROM {quote(self.name)} s WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {same_key})"
             )
             return int(cursor.rowcount)
 
-    yield staging, insert_missing
+    def overwrite(self, pk_columns: list[str], update_columns: list[str]) -> tuple[int, int]:
+        """--overwrite: every staged row goes in, a row whose primary key is there
+        taking the staged values of `update_columns`; (inserted, updated).
+        The ON CONFLICT is arbitrated by the primary key alone, so any other
+        unique clash, a CHECK or a NOT NULL fails the statement."""
+        quote, table = self.quote, self.quote(self.db_table)
+        same_key = self.same_key(pk_columns)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*) FROM {quote(self.name)} s "
+                f"WHERE EXISTS (SELECT 1 FROM {table} x WHERE {same_key})"
+            )
+            (present,) = cursor.fetchone()
+            cursor.execute(
+                f"INSERT INTO {table} ({self.columns_sql}) SELECT {self.columns_sql} "
+                f"FROM {quote(self.name)}" + on_conflict_update(quote, pk_columns, update_columns)
+            )
+            return int(cursor.rowcount) - int(present), int(present)
+
+
+@contextlib.contextmanager
+def staging_table(
+    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
+) -> Iterator[Staging]:
+    """A merge or an overwrite into a table that holds rows, as one set
+    operation: the backup's rows are COPied into a temporary table, then
+    moved into the table in one statement (Staging). It skips or updates
+    only by primary key: any other conflict, a CHECK, a NOT NULL or a
+    foreign key still fails it. Asking the table which keys exist, one query
+    per batch of 1,000, was a third of such a merge.
+
+    The table is dropped afterwards (and with the transaction, ON COMMIT
+    DROP, if this is left by an error)."""
+    staging = Staging(db_table, fields, connection)
+    quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE {quote(staging)}")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {quote(staging.name)} ON COMMIT DROP AS "
+            f"SELECT {staging.columns_sql} FROM {quote(db_table)} WITH NO DATA"
+        )
+    yield staging
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {quote(staging.name)}")
 
 
 # Integer primary keys that a merge can hold in memory, 8 bytes each: 24 MB, so

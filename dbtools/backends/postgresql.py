@@ -50,6 +50,7 @@ class PostgreSQLBackend(DatabaseBackend):
     shares_snapshots = True
     checks_foreign_keys_once = True
     has_jsonb = True
+    upserts_on_conflict = True
     casts_json_text = True  # JSONText compiles to %s::jsonb
     has_transaction_lock_timeout = True
     has_transaction_locks = True

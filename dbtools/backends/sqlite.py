@@ -17,6 +17,7 @@ class SQLiteBackend(DatabaseBackend):
     database_is_file = True
     default_host = "local file"
     reads_values_as_text = True
+    upserts_on_conflict = True
     stores_decimals_inexactly = True
 
     def database_name(self, name: str) -> str:

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .flow import Mode, Progress, RestoreResult, describe_target, restore_database
+    from .overwrite import choose_mode
     from .plan import RestorePlan, prepare_restore
 
 _NAMES = {
     "Mode": "flow",
     "Progress": "flow",
+    "choose_mode": "overwrite",
     "RestorePlan": "plan",
     "RestoreResult": "flow",
     "describe_target": "flow",
@@ -30,6 +32,7 @@ __all__ = [
     "Progress",
     "RestorePlan",
     "RestoreResult",
+    "choose_mode",
     "describe_target",
     "prepare_restore",
     "restore_database",

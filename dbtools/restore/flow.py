@@ -39,12 +39,15 @@ from django.db.models import Model, QuerySet
 
 from .._compat import queries_not_logged
 from ..backends import backend_for, database_name, vendor_name
+from ..diff import DiffResult
 from ..display import sentence
 from ..exceptions import RestoreError
 from ..interrupts import tell
 from ..signals import announce, restore_finished
 from ..storage import BackupRef
-from .loader import Loader, Mode
+from .loader import Loader
+from .overwrite import Mode, check_mode
+from .overwrite import preview as overwrite_preview
 from .plan import RestorePlan, prepare_restore
 from .strategies import Progress, TableReceipt
 
@@ -73,6 +76,8 @@ class RestoreResult:
     warnings: list[str]
     # What went wrong after the commit (a restore_finished receiver failing): the restore stands.
     after_warnings: list[str] = field(default_factory=list)
+    # A dry run of --overwrite: the backup compared with the tables, row by row.
+    preview: DiffResult | None = None
 
     @property
     def inserted(self) -> int:
@@ -81,6 +86,10 @@ class RestoreResult:
     @property
     def skipped(self) -> int:
         return sum(t.skipped for t in self.tables)
+
+    @property
+    def updated(self) -> int:
+        return sum(t.updated for t in self.tables)
 
     @property
     def in_backup(self) -> int:
@@ -108,10 +117,22 @@ def restore_database(
     tables holding only the rows the migrations make, with their
     rows_fingerprint; they are emptied before the load.
 
+    `mode`: "merge" inserts the rows whose primary key is missing; "replace"
+    empties the tables the backup covers first; "overwrite" also gives the
+    rows whose primary key is there the backup's values, and leaves the rows
+    not in the backup as they are. A dry run of "overwrite" first compares
+    the backup with the tables (result.preview).
+
     Once committed, `restore_finished` is sent (unless `announce_result` is
     false: a replay's scratch load is no restore of the user's database).
     """
     started = time.monotonic()
+    try:
+        check_mode(mode)
+        preview = overwrite_preview(plan) if dry_run and mode == "overwrite" else None
+    except BaseException:
+        plan.close()
+        raise
     restore = RestoreTransaction(plan, mode, dry_run, Loader(plan, mode, progress, migrations_own))
     try:
         restore.run()
@@ -132,8 +153,9 @@ def restore_database(
 
             ContentType.objects.clear_cache()  # ids may have changed under it
     result = RestoreResult(
-        plan.path, mode, dry_run, restore.receipts, time.monotonic() - started, plan.warnings
-    )
+        plan.path, mode, dry_run, restore.receipts, time.monotonic() - started, plan.warnings,
+        preview=preview,
+    )  # fmt: skip
     if announce_result and not dry_run:
         announce_restore(result, plan.using)
     return result

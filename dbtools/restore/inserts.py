@@ -18,6 +18,7 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 from .._compat import insert_raw
 from ..archive.codec import AnyField, JSONText
 from ..backends import backend_for, pg_loads
+from ..backends.base import values_insert_sql
 from ..exceptions import RestoreError
 from ..graph import Table
 from .failures import row_error, row_pk
@@ -110,21 +111,24 @@ def plain_insert(
     with raw=True (a JSONText as its text, as it compiles): the same values
     stored, without the compiler building an SQL statement with a
     placeholder per value, per batch, that the backend then parses again."""
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(f.column)) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
+    sql = values_insert_sql(connection.ops.quote_name, db_table, [str(f.column) for f in fields])
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, prepared_values(fields, batch, connection))
+
+
+def prepared_values(
+    fields: list[AnyField], batch: list[dict[str, Any]], connection: BaseDatabaseWrapper
+) -> list[tuple[Any, ...]]:
+    """Each row's values in the order of `fields`, for one statement with a
+    plain placeholder per column (see plain_insert)."""
     preparers = [(f.attname, value_preparer(f, connection)) for f in fields]
-    rows = [
+    return [
         tuple(
             value.text if type(value := row[attname]) is JSONText else prepare(value)
             for attname, prepare in preparers
         )
         for row in batch
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {quote(db_table)} ({columns}) VALUES ({placeholders})", rows
-        )
 
 
 def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:

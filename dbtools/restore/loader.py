@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
@@ -18,6 +18,7 @@ from ..backends import backend_for, pg_loads
 from . import foreign_keys, scope
 from .failures import changed_under_us
 from .natural_keys import NaturalKeys
+from .overwrite import Mode
 from .plan import NATURAL_KEYS, RestorePlan, TableMapping
 from .rows import RowPipeline
 from .strategies import (
@@ -28,8 +29,6 @@ from .strategies import (
     TableReceipt,
     copy_strategy,
 )
-
-Mode = Literal["merge", "replace"]
 
 # What makes a table's COPY give way to batches, which name the failing row.
 COPY_FAILURES = (
@@ -189,19 +188,21 @@ class Loader:
         if not natural and self.copies(load, empty):
             try:
                 with transaction.atomic(using=self.using):
-                    copy_strategy(load, empty).stream(load, rows)
+                    copy_strategy(load, empty, self.mode == "overwrite").stream(load, rows)
                 load.receipt.seconds = time.monotonic() - started
                 return load.receipt
             except COPY_FAILURES:
                 # One COPY for the whole table cannot say which row failed (or
                 # send an expression). Load the table again in batches, whose
                 # diagnosis names the row.
-                load.receipt.inserted = load.receipt.skipped = 0
+                load.receipt.inserted = load.receipt.skipped = load.receipt.updated = 0
                 # The file is read on: the rows the COPY did not take first, or
                 # the reader would take what follows the reread for this table's.
                 collections.deque(rows, maxlen=0)
                 rows = self.reread(mapping.backup_label)
-        Batches(self.natural_keys if natural else None, empty).load(load, rows)
+        Batches(
+            self.natural_keys if natural else None, empty, overwrite=self.mode == "overwrite"
+        ).load(load, rows)
         load.receipt.seconds = time.monotonic() - started
         if natural:
             self.note_moved_ids(load.receipt, table.label.lower())

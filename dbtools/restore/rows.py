@@ -142,6 +142,14 @@ class RowPipeline:
             if source is not None or f.attname in mapping.fixed or not f.has_db_default()
         ]
 
+    def overwritten_fields(self, mapping: TableMapping) -> list[AnyField]:
+        """--overwrite: the columns a row already there is given the backup's
+        values of: every column the backup maps onto, but the primary key.
+        Columns added since keep what the row holds."""
+        assert mapping.table is not None
+        key = {f.attname for f in mapping.table.pk_fields}
+        return [f for f, source in mapping.sources if source is not None and f.attname not in key]
+
     def batch_limit(self, mapping: TableMapping) -> int:
         assert mapping.table is not None
         fields = [f for f, _ in mapping.sources]

@@ -4,9 +4,10 @@
   into one holding rows, leaving out the keys it holds;
 - StagedMerge: PostgreSQL, a merge whose table's keys are too many to hold:
   COPY into a staging table, then insert the rows whose key is missing;
+  or (overwrite) insert them all, the rows whose key is there updated;
 - Batches: everywhere, and whenever a COPY fails (to name the row): batches
-  through insert_batch(), skipping the keys already there (a merge), or
-  matching rows by natural key.
+  through insert_batch(), skipping the keys already there (a merge) or
+  updating their rows (overwrite.py), or matching rows by natural key.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..graph import Table
 from .failures import bad_value_error, row_pk
 from .inserts import holds_expression, insert_batch
 from .natural_keys import NaturalKeys
+from .overwrite import overwrite_batch
 from .plan import TableMapping
 from .rows import Converters, RowPipeline
 
@@ -45,6 +47,7 @@ class TableReceipt:
     in_backup: int
     inserted: int = 0
     skipped: int = 0
+    updated: int = 0  # --overwrite: rows whose primary key was there, given the backup's values
     seconds: float = 0.0
     note: str = ""
 
@@ -142,27 +145,37 @@ class CopyStream:
         return number, skipped
 
 
+@dataclass
 class StagedMerge:
     """PostgreSQL, a merge into a table whose keys are too many to hold: the
-    rows COPY into a staging table, then those whose key is missing go in."""
+    rows COPY into a staging table, then those whose key is missing go in.
+    With `overwrite`, they all go in, and a row whose key is there takes the
+    backup's values of the columns the backup maps onto."""
+
+    overwrite: bool = False
 
     def stream(self, load: TableLoad, rows: Rows) -> None:
         pk_columns = [str(f.column) for f in load.table.pk_fields]
-        with pg_loads.staging_table(load.table.db_table, load.fields, load.connection) as (
-            staging,
-            insert_missing,
-        ):
-            CopyStream(into=staging).stream(load, rows)
+        with pg_loads.staging_table(load.table.db_table, load.fields, load.connection) as staging:
+            CopyStream(into=staging.name).stream(load, rows)
             streamed = load.receipt.inserted
-            load.receipt.inserted = insert_missing(pk_columns)
-            load.receipt.skipped = streamed - load.receipt.inserted
+            if self.overwrite:
+                updating = [str(f.column) for f in load.pipeline.overwritten_fields(load.mapping)]
+                inserted, updated = staging.overwrite(pk_columns, updating)
+                load.receipt.inserted, load.receipt.updated = inserted, updated
+            else:
+                load.receipt.inserted = staging.insert_missing(pk_columns)
+                load.receipt.skipped = streamed - load.receipt.inserted
 
 
-def copy_strategy(load: TableLoad, empty: bool) -> CopyStream | StagedMerge:
+def copy_strategy(load: TableLoad, empty: bool, overwrite: bool) -> CopyStream | StagedMerge:
     """Into an empty table, a plain COPY; else one that leaves out the keys
-    the table holds, read once, or, where they are too many, a staged merge."""
+    the table holds, read once, or, where they are too many, a staged merge;
+    an overwrite into a table holding rows, always staged."""
     if empty:
         return CopyStream()
+    if overwrite:
+        return StagedMerge(overwrite=True)
     if present := pg_loads.existing_keys(load.table, load.connection):
         return CopyStream(skip=present)
     return StagedMerge()
@@ -171,11 +184,12 @@ def copy_strategy(load: TableLoad, empty: bool) -> CopyStream | StagedMerge:
 @dataclass
 class Batches:
     """Rows in batches through insert_batch(): into an empty table as they
-    are; a merge leaves out the keys already there; natural-key tables are
-    matched by natural key."""
+    are; a merge leaves out the keys already there, an overwrite updates
+    their rows; natural-key tables are matched by natural key."""
 
     natural_keys: NaturalKeys | None
     empty: bool
+    overwrite: bool = False
 
     def load(self, load: TableLoad, rows: Rows) -> None:
         batch: list[dict[str, Any]] = []
@@ -192,12 +206,18 @@ class Batches:
     def flush(self, load: TableLoad, batch: list[dict[str, Any]]) -> None:
         if not batch:
             return
+        updated = 0
         if self.natural_keys:
             to_insert, skipped = self.natural_keys.match(load.mapping, batch, insert_missing=True)
-        elif not self.empty:
-            to_insert, skipped = without_existing(load.table, batch, load.connection.alias)
-        else:
+        elif self.empty:
             to_insert, skipped = batch, 0
+        elif self.overwrite:
+            to_insert, present = split_existing(load.table, batch, load.connection.alias)
+            overwrite_batch(load, present)
+            skipped, updated = 0, len(present)
+        else:
+            to_insert, present = split_existing(load.table, batch, load.connection.alias)
+            skipped = len(present)
         if to_insert:
             made_here = load.pipeline.made_here(load.mapping)
             insert_batch(
@@ -208,14 +228,16 @@ class Batches:
                 [f.attname for f in load.fields if f.attname in made_here],
             )
         load.receipt.skipped += skipped
-        load.receipt.inserted += len(batch) - skipped
-        load.report(load.receipt.inserted + load.receipt.skipped)
+        load.receipt.updated += updated
+        load.receipt.inserted += len(batch) - skipped - updated
+        load.report(load.receipt.inserted + load.receipt.skipped + load.receipt.updated)
 
 
-def without_existing(
+def split_existing(
     table: Table, batch: list[dict[str, Any]], using: str
-) -> tuple[list[dict[str, Any]], int]:
-    """Drop the rows whose primary key is already in the table (merge mode); count them."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows whose primary key the table lacks, and those it holds (which a
+    merge skips and an overwrite updates)."""
     pk_names = [f.attname for f in table.pk_fields]
     keys = [row_pk(row, pk_names) for row in batch]
     existing = set(
@@ -224,6 +246,9 @@ def without_existing(
         .values_list(*pk_names, flat=len(pk_names) == 1)
     )
     if not existing:
-        return batch, 0
-    kept = [row for row, key in zip(batch, keys, strict=True) if key not in existing]
-    return kept, len(batch) - len(kept)
+        return batch, []
+    missing: list[dict[str, Any]] = []
+    present: list[dict[str, Any]] = []
+    for row, key in zip(batch, keys, strict=True):
+        (present if key in existing else missing).append(row)
+    return missing, present

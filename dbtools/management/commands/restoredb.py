@@ -13,11 +13,13 @@ from dbtools.restore import (
     Mode,
     RestorePlan,
     RestoreResult,
+    choose_mode,
     describe_target,
     prepare_restore,
     restore_database,
 )
 from dbtools.restore.overlap import PREVIEW_MOST_ROWS, Overlap
+from dbtools.restore.overwrite import preview_lines
 from dbtools.restore.replay import replay_restore, restore_route
 from dbtools.storage import BackupRef
 from dbtools.storage.catalog import resolve_backup
@@ -27,6 +29,8 @@ from ._common import DbtoolsCommand, add_file_argument, add_identity_argument, p
 MODES = {
     "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
     "replace": "REPLACE: empty the tables the backup holds, then load exactly its rows",
+    "overwrite": "OVERWRITE: insert the rows whose primary key is missing, give the rows whose "
+    "primary key is there the backup's values, leave rows not in the backup as they are",
 }
 
 
@@ -50,6 +54,7 @@ class Command(DbtoolsCommand):
     interrupted = "Nothing was restored; the database is unchanged."
     help = (
         "Restore a backup made by backupdb in one transaction: merge (default) inserts missing rows, "
+        "--overwrite also puts back the backup's values of rows changed since, "
         "--replace makes the tables hold exactly the backup's rows."
     )
 
@@ -60,6 +65,12 @@ class Command(DbtoolsCommand):
             "--replace",
             action="store_true",
             help="Empty the tables in scope first, so they end up exactly as in the backup.",
+        )
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="Also give the rows whose primary key is there the backup's values; rows not in "
+            "the backup are left as they are. With --dry-run, says per table what would change.",
         )
         parser.add_argument(
             "--database",
@@ -120,6 +131,7 @@ class Command(DbtoolsCommand):
         file: str | None,
         database: str,
         replace: bool,
+        overwrite: bool,
         only: list[str],
         exclude: list[str],
         set_values: list[str],
@@ -131,7 +143,7 @@ class Command(DbtoolsCommand):
         **options: Any,
     ) -> None:
         request = Request(
-            file, database, "replace" if replace else "merge", only, exclude, set_values,
+            file, database, choose_mode(replace=replace, overwrite=overwrite), only, exclude, set_values,
             no_replay, dry_run, interactive, verbosity,
         )  # fmt: skip
         route = restore_route(database, replay=replay, no_replay=no_replay)
@@ -193,7 +205,7 @@ class Command(DbtoolsCommand):
             self.stdout.write("Changes since the backup, per table:")
             for label, change in changes:
                 self.stdout.write(f"  {label}: {change}")
-        if request.mode == "replace" and plan.not_in_backup:
+        if request.mode in ("replace", "overwrite") and plan.not_in_backup:
             self.stdout.write(
                 "        Not in the backup, so left as they are: " + ", ".join(plan.not_in_backup)
             )
@@ -296,45 +308,77 @@ class Command(DbtoolsCommand):
 
     def show_result(self, result: RestoreResult, request: Request) -> None:
         if request.verbosity >= 1:
-            width = max([len(t.label) for t in result.tables] + [5])
+            self.show_receipts(result)
+        if result.preview is not None:
             self.stdout.write(
-                f"  {'table':<{width}}  {'in backup':>10}  {'inserted':>10}  {'skipped':>10}  {'time':>7}"
+                "Compared row by row with the backup (rows only in the database are left as they are):"
             )
-            for t in result.tables:
-                note = f"  ({t.note})" if t.note else ""
-                self.stdout.write(
-                    f"  {t.label:<{width}}  {t.in_backup:>10,}  {t.inserted:>10,}  {t.skipped:>10,}  {t.seconds:6.2f}s{note}"
-                )
-            self.stdout.write(
-                f"  {'total':<{width}}  {result.in_backup:>10,}  {result.inserted:>10,}  {result.skipped:>10,}  {result.seconds:6.2f}s"
-            )
+            for line in preview_lines(result.preview) or ["  no table to compare"]:
+                self.stdout.write(line)
         if request.dry_run:
             self.stdout.write(
                 self.style.WARNING("Dry run: rolled back; the database is unchanged.")
             )
         elif request.verbosity >= 1:
-            skipped = (
-                f", {result.skipped:,} already present and left as they were"
-                if request.mode == "merge"
-                else ""
-            )
-            checked = (
-                f" The row counts of these {len(result.tables)} tables match the backup."
-                if request.mode == "replace"
-                else ""
-            )
-            # Only the tables that received rows: "20 rows into 12 tables" read as if each did.
-            received = sum(1 for t in result.tables if t.inserted)
-            into = (
-                f"{received} tables"
-                if received == len(result.tables)
-                else f"{received} of {len(result.tables)} tables"
-            )
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Restored {result.inserted:,} rows into {into}{skipped} "
-                    f"from {shown(result.path)} in {result.seconds:.1f}s.{checked}"
-                )
-            )
+            self.stdout.write(self.style.SUCCESS(done_line(result)))
         for warning in result.after_warnings:
             self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
+
+    def show_receipts(self, result: RestoreResult) -> None:
+        counts = [("in backup", "in_backup"), ("inserted", "inserted")]
+        if result.mode == "overwrite":
+            counts.append(("updated", "updated"))
+        counts.append(("skipped", "skipped"))
+        width = max([len(t.label) for t in result.tables] + [5])
+        self.stdout.write(
+            f"  {'table':<{width}}"
+            + "".join(f"  {name:>10}" for name, _ in counts)
+            + f"  {'time':>7}"
+        )
+        for t in result.tables:
+            note = f"  ({t.note})" if t.note else ""
+            self.stdout.write(
+                f"  {t.label:<{width}}"
+                + "".join(f"  {getattr(t, attr):>10,}" for _, attr in counts)
+                + f"  {t.seconds:6.2f}s{note}"
+            )
+        self.stdout.write(
+            f"  {'total':<{width}}"
+            + "".join(f"  {getattr(result, attr):>10,}" for _, attr in counts)
+            + f"  {result.seconds:6.2f}s"
+        )
+
+
+def done_line(result: RestoreResult) -> str:
+    """The last line of a restore that committed."""
+    # Only the tables that received rows: "20 rows into 12 tables" read as if each did.
+    received = sum(1 for t in result.tables if t.inserted or t.updated)
+    into = (
+        f"{received} tables"
+        if received == len(result.tables)
+        else f"{received} of {len(result.tables)} tables"
+    )
+    source = f"from {shown(result.path)} in {result.seconds:.1f}s."
+    if result.mode == "overwrite":
+        if received == len(result.tables) == 1:
+            into = "1 table"
+        kept = (
+            f" {result.skipped:,} matched by natural key were left as they were."
+            if result.skipped
+            else ""
+        )
+        return (
+            f"Restored {result.inserted:,} rows and gave {result.updated:,} rows already present "
+            f"the backup's values, in {into}, {source}{kept}"
+        )
+    skipped = (
+        f", {result.skipped:,} already present and left as they were"
+        if result.mode == "merge"
+        else ""
+    )
+    checked = (
+        f" The row counts of these {len(result.tables)} tables match the backup."
+        if result.mode == "replace"
+        else ""
+    )
+    return f"Restored {result.inserted:,} rows into {into}{skipped} {source}{checked}"

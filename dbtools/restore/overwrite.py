@@ -1,0 +1,158 @@
+"""--overwrite: the rows whose primary key is missing go in (as in a merge),
+the rows whose primary key is there take the backup's values, and the rows
+that are not in the backup stay as they are: the restore that undoes what a
+script changed and keeps what users added since.
+
+Here: choosing the mode, updating a batch's rows that are there (the
+database's upsert where it has one, backends' upsert_sql; else row by row
+through Django's update compiler), and the dry run's preview, which is a
+diff (dbtools.diff) of the backup against the tables in scope.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from django.db import DatabaseError, transaction
+from django.db.models import QuerySet
+
+from ..archive.codec import AnyField
+from ..backends import backend_for
+from ..diff import DiffResult, diff_database
+from ..diff.report import summary_lines
+from ..exceptions import ConfigurationError, RestoreError
+from ..graph import Table
+from .failures import row_error, row_pk
+from .inserts import plain_insert_fits, prepared_values
+
+if TYPE_CHECKING:
+    from .plan import RestorePlan
+    from .strategies import TableLoad
+
+Mode = Literal["merge", "replace", "overwrite"]
+MODES: tuple[Mode, ...] = ("merge", "replace", "overwrite")
+BATCH_ERRORS = (DatabaseError, ValueError, TypeError, OverflowError)
+
+
+def choose_mode(*, replace: bool = False, overwrite: bool = False) -> Mode:
+    """The mode restoredb's --replace and --overwrite ask for."""
+    if replace and overwrite:
+        raise ConfigurationError(
+            "--overwrite and --replace contradict each other: --replace empties the tables "
+            "first, --overwrite keeps the rows that are not in the backup; give one.",
+            changed=False,
+        )
+    return "replace" if replace else "overwrite" if overwrite else "merge"
+
+
+def check_mode(mode: object) -> None:
+    if mode not in MODES:
+        raise ConfigurationError(
+            f"mode must be one of {', '.join(MODES)}, not {mode!r}.", changed=False
+        )
+
+
+def overwrite_batch(load: TableLoad, rows: list[dict[str, Any]]) -> None:
+    """Give the rows of `rows`, whose primary keys the table holds, the backup's
+    values of the columns it maps onto, in a savepoint; on an error, the row
+    that fails is named."""
+    if not rows:
+        return
+    connection = load.connection
+    table = load.table
+    updating = load.pipeline.overwritten_fields(load.mapping)
+    made_here = load.pipeline.made_here(load.mapping)
+    upsert = backend_for(connection).upsert_sql(
+        table.db_table,
+        [str(f.column) for f in load.fields],
+        [str(f.column) for f in table.pk_fields],
+        [str(f.column) for f in updating],
+    )
+    try:
+        with transaction.atomic(using=connection.alias):
+            fits = plain_insert_fits(
+                load.fields,
+                rows,
+                connection,
+                [f.attname for f in load.fields if f.attname in made_here],
+            )
+            if upsert is not None and fits:
+                with connection.cursor() as cursor:
+                    cursor.executemany(upsert, prepared_values(load.fields, rows, connection))
+            else:
+                update_rows(table, updating, rows, connection.alias)
+    except BATCH_ERRORS as exc:
+        raise diagnose(table, updating, rows, exc, connection.alias) from exc
+
+
+def update_rows(
+    table: Table, updating: list[AnyField], rows: list[dict[str, Any]], using: str
+) -> None:
+    """The portable path: one UPDATE per row through Django's update compiler,
+    which prepares each value as it would for save() (expressions included)."""
+    if not updating:
+        return
+    pk_names = [f.attname for f in table.pk_fields]
+    queryset: QuerySet[Any] = QuerySet(model=table.model, using=using)
+    for row in rows:
+        queryset.filter(pk=row_pk(row, pk_names)).update(
+            **{f.attname: row[f.attname] for f in updating}
+        )
+
+
+def diagnose(
+    table: Table,
+    updating: list[AnyField],
+    rows: list[dict[str, Any]],
+    batch_error: Exception,
+    using: str,
+) -> RestoreError:
+    """Update the failed batch row by row (each in a savepoint) to name the row that fails."""
+    pk_names = [f.attname for f in table.pk_fields]
+    for row in rows:
+        try:
+            with transaction.atomic(using=using):
+                update_rows(table, updating, [row], using)
+        except BATCH_ERRORS as exc:
+            return row_error(table, row_pk(row, pk_names), exc)
+    return row_error(table, None, batch_error)
+
+
+# The dry run's preview ------------------------------------------------------------
+
+
+def preview(plan: RestorePlan) -> DiffResult:
+    """What an overwrite would change, compared row by row: a diff of the
+    backup against the tables in scope that it covers (reads only)."""
+    labels = [t.label for t in plan.covered]
+    if not labels:
+        return DiffResult(plan.path.name, f"database {plan.using!r}", [])
+    return diff_database(plan.path, using=plan.using, only=labels)
+
+
+def preview_lines(diff: DiffResult) -> list[str]:
+    """Per table: the rows an overwrite would insert (deleted since the
+    backup) and update (changed since), with the count per column, and the
+    rows it leaves as they are; a table not compared says why."""
+    lines: list[str] = []
+    for table in diff.tables:
+        if not table.compared:
+            lines.extend(f"  {line}" for line in summary_lines(table))
+            continue
+        columns = ", ".join(f"{name} {n:,}" for name, n in table.columns.items())
+        counts = [
+            f"{n:,} {what}"
+            for n, what in (
+                (table.only_in_backup, "to insert"),
+                (table.changed, f"to update ({columns})" if columns else "to update"),
+                (table.same, "identical"),
+                (table.only_in_database, "not in the backup, left as they are"),
+            )
+            if n
+        ]
+        lines.append(f"  {table.label}: {', '.join(counts) or 'no rows'}")
+        lines.extend(f"    schema: {change}" for change in table.schema_changes)
+    return lines
+
+
+__all__ = ["MODES", "Mode", "choose_mode", "overwrite_batch", "preview", "preview_lines"]

@@ -1,0 +1,211 @@
+"""restoredb --overwrite: rows changed or deleted since the backup get the
+backup's values back, rows added since stay, on every backend, through the
+database's upsert and through the portable path alike."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+
+from dbtools import diff_database
+from dbtools.backends import backend_for
+from dbtools.backup import backup_database
+from dbtools.exceptions import ConfigurationError, RestoreError
+from dbtools.restore import choose_mode, prepare_restore, restore_database
+from dbtools.restore.loader import Loader
+from shop import models as m
+from shop.seed import seed_shop
+from tests.helpers import comparable_tables, database_contents
+from tests.test_diffdb import run_script
+
+SCRIPTED = ["shop.Product", "shop.Category", "shop.UserActivity", "shop.VerificationToken"]
+
+
+@pytest.fixture(params=["fast", "portable"])
+def path(request, monkeypatch, alias):  # type: ignore[no-untyped-def]
+    """fast: each database's own (PostgreSQL's staged COPY and ON CONFLICT,
+    SQLite's ON CONFLICT, MariaDB's ON DUPLICATE KEY UPDATE); portable: no
+    COPY, no upsert: an UPDATE per row through Django's update compiler."""
+    if request.param == "portable":
+        backend = type(backend_for(connections[alias]))
+        monkeypatch.setattr(backend, "upsert_sql", lambda self, *args: None)
+        monkeypatch.setattr(Loader, "copies", lambda self, load, empty: False)
+    return request.param
+
+
+def script(alias: str) -> dict[str, object]:
+    """test_diffdb's script, and a composite-key row changed."""
+    done = run_script(alias)
+    token = m.VerificationToken.objects.using(alias).order_by("identifier", "token")[0]
+    m.VerificationToken.objects.using(alias).filter(pk=token.pk).update(
+        expires=token.expires.replace(year=2001)
+    )
+    return done
+
+
+def contents(alias: str) -> dict[str, list[dict[str, object]]]:
+    return comparable_tables(database_contents(alias, SCRIPTED))
+
+
+def overwrite(alias: str, path: object, **options: object):  # type: ignore[no-untyped-def]
+    plan = prepare_restore(path, using=alias, **options)  # type: ignore[arg-type]
+    return restore_database(plan, mode="overwrite")
+
+
+def test_overwrite_puts_back_what_the_script_changed_and_keeps_what_it_added(
+    alias, backup_dir, path
+):
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias)
+    at_backup = contents(alias)
+    script(alias)
+    added = [r for r in contents(alias)["shop.Category"] if r["slug"].startswith("extra")]
+
+    result = overwrite(alias, backup.path)
+
+    after = contents(alias)
+    assert [r for r in after["shop.Category"] if r["slug"].startswith("extra")] == added
+    after["shop.Category"] = [r for r in after["shop.Category"] if r not in added]
+    assert after == at_backup and len(added) == 2
+    receipts = {t.label: t for t in result.tables}
+    assert (receipts["shop.UserActivity"].inserted, receipts["shop.UserActivity"].updated) == (
+        4,
+        len(at_backup["shop.UserActivity"]) - 4,
+    )
+    assert (receipts["shop.Product"].inserted, receipts["shop.Product"].updated) == (
+        0,
+        len(at_backup["shop.Product"]),
+    )
+    assert result.inserted == 4
+    connections[alias].check_constraints()  # every foreign key resolves
+    remaining = {t.label: t for t in diff_database(backup.path, using=alias).differing}
+    assert list(remaining) == ["shop.Category"]
+    category = remaining["shop.Category"]
+    assert (category.only_in_backup, category.only_in_database, category.changed) == (0, 2, 0)
+
+
+def test_a_table_out_of_scope_is_never_touched(alias, backup_dir, path):
+    seed_shop(200, using=alias)
+    backup = backup_database(using=alias)
+    done = script(alias)
+    category = contents(alias)["shop.Category"]
+
+    result = overwrite(alias, backup.path, only=["shop.Product"])
+
+    assert [t.label for t in result.tables] == ["shop.Product"]
+    assert contents(alias)["shop.Category"] == category
+    assert m.Category.objects.using(alias).get(pk=done["category"]).position == 99
+    assert not m.Product.objects.using(alias).filter(name__endswith=" (renamed)").exists()
+
+
+def test_a_row_that_clashes_rolls_everything_back(alias, backup_dir, path):
+    seed_shop(200, using=alias)
+    backup = backup_database(using=alias)
+    script(alias)
+    # The backup gives this category its slug back, which a row added since now holds.
+    first = m.Category.objects.using(alias).order_by("pk")[0]
+    slug = first.slug
+    m.Category.objects.using(alias).filter(pk=first.pk).update(slug="moved")
+    m.Category.objects.using(alias).create(name="Took the slug", slug=slug)
+    before = contents(alias)
+
+    with pytest.raises(RestoreError, match=r"^Restoring shop\.Category .* failed at "):
+        overwrite(alias, backup.path)
+
+    assert contents(alias) == before
+
+
+def test_a_foreign_key_pointing_nowhere_rolls_everything_back(alias, backup_dir, path):
+    seed_shop(200, using=alias)
+    backup = backup_database(using=alias)
+    account = m.Account.objects.using(alias).order_by("pk")[0]
+    m.Account.objects.using(alias).filter(pk=account.pk).update(provider="changed")
+    # Its user goes (and with it the account): the backup's account would point nowhere.
+    m.User.objects.using(alias).filter(pk=account.user_id).delete()
+    m.Product.objects.using(alias).update(name="script")
+    before = comparable_tables(database_contents(alias, ["shop.Account", "shop.Product"]))
+
+    with pytest.raises(RestoreError, match=r"^After loading, a foreign key points at a row"):
+        overwrite(alias, backup.path, only=["shop.Account", "shop.Product"])
+
+    assert comparable_tables(database_contents(alias, ["shop.Account", "shop.Product"])) == before
+
+
+def test_dry_run_says_what_would_change_exactly_and_writes_nothing(alias, backup_dir, path):
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias)
+    script(alias)
+    before = contents(alias)
+    plan = prepare_restore(backup.path, using=alias)
+
+    result = restore_database(plan, mode="overwrite", dry_run=True)
+
+    assert contents(alias) == before
+    assert result.preview is not None
+    preview = {t.label: t for t in result.preview.differing}
+    counts = {
+        label: (t.only_in_backup, t.changed, t.only_in_database, t.columns)
+        for label, t in preview.items()
+    }
+    assert counts == {
+        "shop.Product": (0, 3, 0, {"name": 3}),
+        "shop.Category": (0, 1, 2, {"name": 1, "position": 1}),
+        "shop.UserActivity": (4, 0, 0, {}),
+        "shop.VerificationToken": (0, 1, 0, {"expires": 1}),
+    }
+    out = StringIO()
+    call_command(
+        "restoredb", "--database", alias, "--no-input", "--overwrite", "--dry-run", stdout=out
+    )
+    text = out.getvalue()
+    same = len(before["shop.Category"]) - 3
+    assert (
+        f"  shop.Category: 1 to update (name 1, position 1), {same:,} identical, 2 not in " in text
+    )
+    assert "  shop.UserActivity: 4 to insert, " in text
+    assert "Dry run: rolled back; the database is unchanged." in text
+    assert contents(alias) == before
+
+
+def test_the_command_prints_inserted_and_updated(alias, backup_dir):
+    seed_shop(200, using=alias)
+    backup_database(using=alias)
+    script(alias)
+    products = m.Product.objects.using(alias).count()
+
+    out = StringIO()
+    call_command(
+        "restoredb", "--database", alias, "--no-input", "--overwrite", "--only", "shop", stdout=out
+    )
+
+    text = out.getvalue()
+    assert "Mode:   OVERWRITE: insert the rows whose primary key is missing" in text
+    assert "  table  " in text and "   updated  " in text
+    product_line = next(line for line in text.splitlines() if line.startswith("  shop.Product "))
+    assert product_line.split()[1:5] == [f"{products:,}", "0", f"{products:,}", "0"]
+    assert "Restored 4 rows and gave " in text
+    assert " rows already present the backup's values, in " in text
+
+
+def test_error_for_overwrite_with_replace(alias, backup_dir):
+    seed_shop(50, using=alias)
+    backup_database(using=alias)
+    message = (
+        "--overwrite and --replace contradict each other: --replace empties the tables first, "
+        "--overwrite keeps the rows that are not in the backup; give one. Nothing was changed."
+    )
+    with pytest.raises(CommandError) as caught:
+        call_command("restoredb", "--database", alias, "--no-input", "--overwrite", "--replace")
+    assert str(caught.value) == message
+    with pytest.raises(ConfigurationError):
+        choose_mode(replace=True, overwrite=True)
+
+
+def test_error_for_an_unknown_mode(alias, backup_dir):
+    seed_shop(50, using=alias)
+    plan = prepare_restore(backup_database(using=alias).path, using=alias)
+    with pytest.raises(ConfigurationError, match=r"^mode must be one of merge, replace, overwrite"):
+        restore_database(plan, mode="upsert")  # type: ignore[arg-type]
