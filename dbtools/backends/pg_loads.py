@@ -167,35 +167,36 @@ class Staging:
             cursor.execute(f"ANALYZE {quote(self.name)} ({', '.join(map(quote, pk_columns))})")
         return " AND ".join(f"x.{quote(c)} = s.{quote(c)}" for c in pk_columns)
 
-    def insert_missing(self, pk_columns: list[str]) -> int:
-        """A merge: the staged rows whose primary key the table lacks go in; how many."""
-        quote, table = self.quote, self.quote(self.db_table)
-        same_key = self.same_key(pk_columns)
+    def move(self, tail: str) -> int:
+        """INSERT the staged rows into the table, `tail` ending the statement
+        (a WHERE over the staged rows `s`, or an ON CONFLICT); how many went in."""
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} ({self.columns_sql}) SELECT {self.columns_sql} "
-                f"FROM {quote(self.name)} s WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {same_key})"
+                f"INSERT INTO {self.quote(self.db_table)} ({self.columns_sql}) "
+                f"SELECT {self.columns_sql} FROM {self.quote(self.name)} s {tail}"
             )
             return int(cursor.rowcount)
+
+    def insert_missing(self, pk_columns: list[str]) -> int:
+        """A merge: the staged rows whose primary key the table lacks go in; how many."""
+        same_key = self.same_key(pk_columns)
+        table = self.quote(self.db_table)
+        return self.move(f"WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE {same_key})")
 
     def overwrite(self, pk_columns: list[str], update_columns: list[str]) -> tuple[int, int]:
         """--overwrite: every staged row goes in, a row whose primary key is there
         taking the staged values of `update_columns`; (inserted, updated).
         The ON CONFLICT is arbitrated by the primary key alone, so any other
         unique clash, a CHECK or a NOT NULL fails the statement."""
-        quote, table = self.quote, self.quote(self.db_table)
         same_key = self.same_key(pk_columns)
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT count(*) FROM {quote(self.name)} s "
-                f"WHERE EXISTS (SELECT 1 FROM {table} x WHERE {same_key})"
+                f"SELECT count(*) FROM {self.quote(self.name)} s "
+                f"WHERE EXISTS (SELECT 1 FROM {self.quote(self.db_table)} x WHERE {same_key})"
             )
             (present,) = cursor.fetchone()
-            cursor.execute(
-                f"INSERT INTO {table} ({self.columns_sql}) SELECT {self.columns_sql} "
-                f"FROM {quote(self.name)}" + on_conflict_update(quote, pk_columns, update_columns)
-            )
-            return int(cursor.rowcount) - int(present), int(present)
+        moved = self.move(on_conflict_update(self.quote, pk_columns, update_columns))
+        return moved - int(present), int(present)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,10 @@ from ..graph import Table
 from .failures import row_error, row_pk
 from .text_reads import own_field, reads_as_utc
 
+# What a batch that cannot be written raises: the batch is then written row by
+# row to name the row.
+BATCH_ERRORS = (DatabaseError, ValueError, TypeError, OverflowError)
+
 
 def insert_batch(
     table: Table,
@@ -46,24 +50,29 @@ def insert_batch(
                 insert_raw(
                     table.model, using, [types.SimpleNamespace(**row) for row in batch], fields
                 )
-    except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
-        raise diagnose(table, fields, batch, exc, using) from exc
+    except BATCH_ERRORS as exc:
+
+        def insert_one(row: dict[str, Any]) -> None:
+            insert_raw(table.model, using, [types.SimpleNamespace(**row)], fields)
+
+        raise diagnose(table, batch, exc, using, insert_one) from exc
 
 
 def diagnose(
     table: Table,
-    fields: list[AnyField],
     batch: list[dict[str, Any]],
     batch_error: Exception,
     using: str,
+    write: Callable[[dict[str, Any]], None],
 ) -> RestoreError:
-    """Insert the failed batch row by row (each in a savepoint) to name the row that fails."""
+    """Write the failed batch row by row with `write` (each in a savepoint) to
+    name the row that fails."""
     pk_names = [f.attname for f in table.pk_fields]
     for row in batch:
         try:
             with transaction.atomic(using=using):
-                insert_raw(table.model, using, [types.SimpleNamespace(**row)], fields)
-        except (DatabaseError, ValueError, TypeError, OverflowError) as exc:
+                write(row)
+        except BATCH_ERRORS as exc:
             return row_error(table, row_pk(row, pk_names), exc)
     return row_error(table, None, batch_error)
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 
 from ..archive.codec import AnyField
 from ..backends import backend_for
 from ..diff import DiffResult, diff_database
 from ..diff.report import summary_lines
-from ..exceptions import ConfigurationError, RestoreError
+from ..exceptions import ConfigurationError
 from ..graph import Table
-from .failures import row_error, row_pk
-from .inserts import plain_insert_fits, prepared_values
+from .failures import row_pk
+from .inserts import BATCH_ERRORS, diagnose, plain_insert_fits, prepared_values
 
 if TYPE_CHECKING:
     from .plan import RestorePlan
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 Mode = Literal["merge", "replace", "overwrite"]
 MODES: tuple[Mode, ...] = ("merge", "replace", "overwrite")
-BATCH_ERRORS = (DatabaseError, ValueError, TypeError, OverflowError)
 
 
 def choose_mode(*, replace: bool = False, overwrite: bool = False) -> Mode:
@@ -82,7 +81,11 @@ def overwrite_batch(load: TableLoad, rows: list[dict[str, Any]]) -> None:
             else:
                 update_rows(table, updating, rows, connection.alias)
     except BATCH_ERRORS as exc:
-        raise diagnose(table, updating, rows, exc, connection.alias) from exc
+
+        def update_one(row: dict[str, Any]) -> None:
+            update_rows(table, updating, [row], connection.alias)
+
+        raise diagnose(table, rows, exc, connection.alias, update_one) from exc
 
 
 def update_rows(
@@ -98,24 +101,6 @@ def update_rows(
         queryset.filter(pk=row_pk(row, pk_names)).update(
             **{f.attname: row[f.attname] for f in updating}
         )
-
-
-def diagnose(
-    table: Table,
-    updating: list[AnyField],
-    rows: list[dict[str, Any]],
-    batch_error: Exception,
-    using: str,
-) -> RestoreError:
-    """Update the failed batch row by row (each in a savepoint) to name the row that fails."""
-    pk_names = [f.attname for f in table.pk_fields]
-    for row in rows:
-        try:
-            with transaction.atomic(using=using):
-                update_rows(table, updating, [row], using)
-        except BATCH_ERRORS as exc:
-            return row_error(table, row_pk(row, pk_names), exc)
-    return row_error(table, None, batch_error)
 
 
 # The dry run's preview ------------------------------------------------------------
