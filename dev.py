@@ -143,9 +143,14 @@ def demo() -> None:
         run(python, "manage.py", *step, env=env)
 
 
+def ci_report() -> list[str]:
+    """Under CI, the slowest tests are listed: CI time is a budget to watch."""
+    return ["--durations=25"] if os.environ.get("CI") == "true" else []
+
+
 def test(extra: list[str]) -> None:
     python = venv()
-    sys.exit(run(python, "-m", "pytest", *extra, check=False))
+    sys.exit(run(python, "-m", "pytest", *ci_report(), *extra, check=False))
 
 
 # Test files the Django 5.2 leg leaves out, with why: each tests a layer that
@@ -178,7 +183,7 @@ def test_django52(extra: list[str]) -> None:
             "tests/test_properties.py::test_mutated_files_fail_cleanly_and_change_nothing",
         ]
     print(f"Django 5.2 leg: leaving out {', '.join(left_out)} (CONTRIBUTING.md).", flush=True)
-    sys.exit(run(python, "-m", "pytest", "tests/", *ignore, *extra, check=False))
+    sys.exit(run(python, "-m", "pytest", "tests/", *ignore, *ci_report(), *extra, check=False))
 
 
 def lint() -> None:

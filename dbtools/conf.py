@@ -31,6 +31,7 @@ KNOWN_KEYS = {
     "ACCEPT",
     "LOCK_TIMEOUT",
     "DEPLOY",
+    "MIGRATE_DIFF_MAX_ROWS",
     # Read by dbtools.masking, which reports their problems itself.
     "MASK",
     "MASK_KEY",
@@ -47,6 +48,10 @@ DEFAULT_LOCK_TIMEOUT = "5s"
 # the new code against the old schema (code-first), or none (downtime).
 DEPLOY_ORDERS = ("migrate-first", "code-first", "downtime")
 DEFAULT_DEPLOY = "migrate-first"
+# Above this many rows in the pre-migration backup, safemigrate does not diff
+# it against the migrated database before asking to restore: the diff reads
+# every row of both sides, about as long as the backup took.
+DEFAULT_MIGRATE_DIFF_MAX_ROWS = 1_000_000
 # PostgreSQL's lock_timeout syntax: a number, optionally with a unit; 0 turns it off.
 LOCK_TIMEOUT = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
 
@@ -65,6 +70,7 @@ class DbtoolsSettings:
     accept: dict[str, dict[str, str]] = field(default_factory=dict)  # migration -> code -> reason
     lock_timeout: str = DEFAULT_LOCK_TIMEOUT
     deploy: str = DEFAULT_DEPLOY
+    migrate_diff_max_rows: int = DEFAULT_MIGRATE_DIFF_MAX_ROWS
     sensitive_fields: tuple[str, ...] = ()  # "field" or "app_label.Model.field": never shown
 
 
@@ -165,6 +171,12 @@ def _migrating(raw: dict[str, Any]) -> Iterator[str]:
         yield f"DBTOOLS['LOCK_TIMEOUT'] {problem}"
     if problem := deploy_problem(raw.get("DEPLOY", DEFAULT_DEPLOY)):
         yield f"DBTOOLS['DEPLOY'] {problem}"
+    max_rows = raw.get("MIGRATE_DIFF_MAX_ROWS", DEFAULT_MIGRATE_DIFF_MAX_ROWS)
+    if type(max_rows) is not int or max_rows < 0:
+        yield (
+            f"DBTOOLS['MIGRATE_DIFF_MAX_ROWS'] must be a whole number of rows, 0 or more, "
+            f"not {max_rows!r}."
+        )
 
 
 def _sensitive_fields(raw: dict[str, Any]) -> Iterator[str]:
@@ -231,5 +243,6 @@ def get_settings() -> DbtoolsSettings:
         accept={k: dict(v) for k, v in raw.get("ACCEPT", {}).items()},
         lock_timeout=raw.get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT).strip(),
         deploy=raw.get("DEPLOY", DEFAULT_DEPLOY),
+        migrate_diff_max_rows=raw.get("MIGRATE_DIFF_MAX_ROWS", DEFAULT_MIGRATE_DIFF_MAX_ROWS),
         sensitive_fields=tuple(raw.get("SENSITIVE_FIELDS", ())),
     )

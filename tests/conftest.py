@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+
+from tests.leftover_runs import remove_dead_databases, remove_dead_folders
 
 BACKENDS = {"sqlite": "default", "postgresql": "postgresql", "mariadb": "mariadb"}
 URL_VARIABLES = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_URL"}
@@ -93,6 +96,12 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
         terminalreporter.write_line(
             f"backend {backend}: {count} tests not run: {missing_reason(backend)}", yellow=True
         )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """What killed runs left (tests/leftover_runs.py) goes before this run starts."""
+    remove_dead_folders()
+    remove_dead_databases(settings.DATABASES)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -173,6 +182,15 @@ class Pooler:
         return self.log.read_text().count("login attempt")
 
 
+def dies_with_the_run() -> None:
+    """In a child before exec: the kernel ends it when the test run ends, even
+    by SIGKILL, so a killed run leaves no pooler holding its test database."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @pytest.fixture(scope="session")
 def pgbouncer(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
     """A real PgBouncer in transaction mode in front of the PostgreSQL test database,
@@ -213,12 +231,20 @@ logfile = {folder / "pgbouncer.log"}
 pidfile = {folder / "pgbouncer.pid"}
 """
     )
-    command = [exe, str(folder / "pgbouncer.ini")]
+    as_user = {}
     if os.geteuid() == 0:
-        command.insert(1, "-u")
-        command.insert(2, "postgres")
+        # Dropped by Popen before dies_with_the_run(): pgbouncer's own -u
+        # would change user after it, and the kernel forgets the death
+        # signal when the user changes.
+        as_user = {"user": "postgres", "group": "postgres", "extra_groups": []}
         shutil.chown(folder, "postgres")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [exe, str(folder / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=dies_with_the_run,
+        **as_user,  # type: ignore[arg-type]
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "tests.schemalab",
     "tests.lintlab",
     "tests.squashlab",
+    "tests.difflab",
 ]
 
 # A file, not :memory:, so that a second connection or a subprocess (the

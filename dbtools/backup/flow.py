@@ -32,6 +32,7 @@ from ..signals import announce, backup_finished
 from ..storage import BackupRef
 from ..storage.catalog import LATEST_STEM, older_latest, prune
 from .destination import Destination, choose_destination
+from .masked import header_fields, masked_tables
 from .options import BackupOptions
 from .tables import (
     DEFAULT_JOBS,
@@ -53,6 +54,7 @@ class BackupResult:
     size: int
     pruned: list[BackupRef] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    masked_with: str | None = None  # a masked backup's rules fingerprint
 
     @property
     def rows(self) -> int:
@@ -62,7 +64,7 @@ class BackupResult:
 def backup_database(*, progress: Progress | None = None, **options: Any) -> BackupResult:
     """Write a backup and return what was written; `options` are BackupOptions'
     keywords: using, output, only, exclude, compress, keep, include_unmanaged,
-    label, encrypt_to, announce_result, jobs.
+    label, encrypt_to, announce_result, jobs, mask.
 
     `label` adds a word to the file name (safemigrate uses "pre-migrate").
     Nothing is left behind on failure: the file appears only when complete.
@@ -71,6 +73,8 @@ def backup_database(*, progress: Progress | None = None, **options: Any) -> Back
     replay's intermediate file is no backup of the user's). `jobs` is how
     many connections read on PostgreSQL, sharing one snapshot (None: 2).
     `progress(label, rows done, rows expected)` is called as tables are read.
+    `mask` applies DBTOOLS['MASK'] to the rows before anything is written
+    (masked.py); a masked backup is never made `latest`.
     """
     started = time.monotonic()
     return run_backup(BackupOptions(**options), progress, started)
@@ -98,6 +102,7 @@ def run_backup(options: BackupOptions, progress: Progress | None, started: float
         seconds=0.0,
         size=written.size,
         warnings=warnings,
+        masked_with=options.masker.fingerprint if options.masker else None,
     )
     publish(options, target, result, started)
     return result
@@ -156,14 +161,17 @@ def write_archive(
         with snapshot(connection) as owned:
             writer.write_header(describe_backup(connection, plan, now, options))
             spool_in = store.folder  # a spool is plaintext on local disk
-            alone = single_connection_reason(connection, plan, spool_in, owned, options.encrypted)
+            # Masked tables are read on this connection only: never spooled unmasked.
+            masked, served = masked_tables(options.masker, plan)
+            alone = single_connection_reason(connection, served, spool_in, owned, options.encrypted)
             jobs = options.jobs
             if alone and jobs is not None and jobs > 1:
                 warnings.append(f"--jobs {jobs} was not used: {alone}; one connection read it all.")
             extra = 0 if alone else (DEFAULT_JOBS if jobs is None else jobs) - 1
-            with helper_readers(connection, plan, spool_in, extra) as helpers:
+            with helper_readers(connection, served, spool_in, extra) as helpers:
                 reports = [
-                    write_table(writer, t, connection, progress, helpers) for t in plan.tables
+                    write_table(writer, t, connection, progress, helpers, masked)
+                    for t in plan.tables
                 ]
         written: BackupRef = writer.commit()
     except OSError as exc:
@@ -195,15 +203,14 @@ def publish(
     """Make the complete backup `latest`, apply retention and send backup_finished,
     filling in `result`; an interrupt is told what each step left."""
     written, store = result.path, target.store
+    # A masked copy is never `latest`: restoredb's default, and what a disaster
+    # recovery reaches for, stays a backup of the real data.
+    in_folder = target.in_folder and options.masker is None
     # What an interrupt from here on leaves: the backup is complete, and the
     # steps after it are each done or not.
-    left = (
-        "db-backup-latest was not updated and no old backup was deleted."
-        if target.in_folder
-        else ""
-    )
+    left = "db-backup-latest was not updated and no old backup was deleted." if in_folder else ""
     try:
-        if target.in_folder:
+        if in_folder:
             latest_name = LATEST_STEM + file_suffix(target.compression, options.encrypted)
             result.latest = store.publish_copy(written, latest_name)
             others = older_latest(store, latest_name)
@@ -212,7 +219,7 @@ def publish(
                 other.delete()
             if options.keep or options.keep_pre_migrate:
                 result.pruned = prune(store, options.keep, options.keep_pre_migrate)
-        left = ("it is the latest backup; " if target.in_folder else "") + (
+        left = ("it is the latest backup; " if in_folder else "") + (
             "a backup_finished receiver was cut short."
         )
         result.seconds = time.monotonic() - started
@@ -254,4 +261,5 @@ def describe_backup(
         "migrations": applied_migrations(connection),
         "order": plan.labels(),
         "cycles": [list(c) for c in plan.cycles],
+        **header_fields(options.masker),
     }

@@ -12,6 +12,8 @@ from typing import Any
 from ..archive.envelope import recipients
 from ..conf import COMPRESSIONS, compression_named, get_settings
 from ..exceptions import ConfigurationError
+from ..masking import Masker
+from .masked import MASKED, masker_for
 
 # A label goes into the file name: catalog.TIMESTAMPED reads it back.
 LABEL = re.compile(r"[a-z][a-z0-9-]*")
@@ -39,6 +41,7 @@ class BackupOptions:
     `compress` stays as given (a --output file name is checked against it);
     `compression` is what it resolves to. `sealed_to` holds the age
     recipients read from `encrypt_to` (None: DBTOOLS['ENCRYPT_TO']; empty: plain).
+    `masker` is DBTOOLS['MASK'] read when `mask` is asked for (masked.py).
     """
 
     using: str = "default"
@@ -52,9 +55,11 @@ class BackupOptions:
     encrypt_to: Sequence[str] | None = None
     announce_result: bool = True
     jobs: int | None = None
+    mask: bool = False
     compression: str | None = field(init=False)
     sealed_to: list[Any] = field(init=False)
     keep_pre_migrate: int | None = field(init=False)
+    masker: Masker | None = field(init=False)
 
     def __post_init__(self) -> None:
         """A one-line ConfigurationError for the first option that is wrong."""
@@ -65,6 +70,11 @@ class BackupOptions:
                 f"A backup's label goes into its file name: lower-case letters, digits and "
                 f"dashes, starting with a letter, not {self.label!r}."
             )
+        if self.mask and self.keep is not None:
+            raise ConfigurationError(
+                "--keep deletes old full backups, and a masked backup is not one of them "
+                "(it never becomes latest); run --keep without --mask."
+            )
         conf = get_settings()
         self.exclude = conf.exclude if self.exclude is None else self.exclude
         self.keep = conf.keep if self.keep is None else self.keep
@@ -72,6 +82,9 @@ class BackupOptions:
         keys = conf.encrypt_to if self.encrypt_to is None else self.encrypt_to
         self.sealed_to = recipients(keys) if keys else []
         self.compression = wanted_compression(self.compress)
+        self.masker = masker_for(self.mask)
+        if self.mask:  # in the file name: retention never counts it
+            self.label = f"{self.label}-{MASKED}" if self.label else MASKED
 
     @property
     def encrypted(self) -> bool:

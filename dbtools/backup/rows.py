@@ -4,7 +4,7 @@ order, in one snapshot, and encoded as row lines by archive/codec.py."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -134,15 +134,29 @@ def row_encoder(
     return encode
 
 
+class RowChange(Protocol):
+    """Changes each row before it is encoded (backup/masked.py); the fields at
+    `positions` are read as Django's Python values, never as the database's text."""
+
+    positions: frozenset[int]
+
+    def __call__(self, row: tuple[Any, ...]) -> tuple[Any, ...]: ...
+
+
 def python_batches(
-    table: Table, connection: BaseDatabaseWrapper
+    table: Table, connection: BaseDatabaseWrapper, change: RowChange | None = None
 ) -> Generator[list[bytes], None, None]:
     """The portable path: values from the ORM, encoded by codec.py."""
     as_text = text_readers(table, connection)
     as_raw = raw_readers(table, connection)
+    if change is not None:
+        as_text = {i: r for i, r in as_text.items() if i not in change.positions}
+        as_raw = {i: r for i, r in as_raw.items() if i not in change.positions}
     encode = row_encoder(table, {**as_text, **as_raw})
     batch: list[bytes] = []
     for row in read_rows(table, connection, as_text=as_text.keys(), as_raw=as_raw.keys()):
+        if change is not None:
+            row = change(row)
         try:
             batch.append(encode(row))
         except (TypeError, ValueError) as exc:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -19,6 +19,9 @@ from ..archive.codec import kind_of
 from ..backends import backend_for, pg_reads, vendor_name
 from ..graph import Plan, Table
 from . import rows
+
+if TYPE_CHECKING:
+    from .masked import MaskedTables
 
 Progress = Callable[[str, int, int], None]  # table label, rows done, rows expected
 DEFAULT_JOBS = 2
@@ -66,6 +69,7 @@ def write_table(
     connection: BaseDatabaseWrapper,
     progress: Progress | None,
     helpers: pg_reads.HelperReaders | None = None,
+    masked: MaskedTables | None = None,
 ) -> TableReport:
     started = time.monotonic()
     expected = count_rows(table, connection) if progress else 0
@@ -80,7 +84,9 @@ def write_table(
         return TableReport(table.label, table.db_table, count, time.monotonic() - started)
     backend = backend_for(connection)
     batches: Generator[list[str] | list[bytes], None, None] = (
-        backend.write_row_batches(table, rows.BATCH_ROWS)
+        masked.batches(table, connection)  # never the server's: it would read them unmasked
+        if masked is not None and masked.covers(table)
+        else backend.write_row_batches(table, rows.BATCH_ROWS)
         if backend.can_write_rows(table)
         else rows.python_batches(table, connection)
     )

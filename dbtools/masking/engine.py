@@ -161,6 +161,10 @@ class Masker:
         """True when the table's rows are left out of a masked backup."""
         return model._meta.label in self._dropped
 
+    def masks(self, model: type[models.Model]) -> bool:
+        """True when a masked backup changes the table: its rows are dropped or a column masked."""
+        return model._meta.label in self._fields or self.drops(model)
+
     def for_table(self, model: type[models.Model]) -> RowMasker | None:
         """The masker of one table's rows, or None when none of its columns is masked."""
         fields = self._fields.get(model._meta.label)

@@ -22,6 +22,7 @@ from ..display import shown
 from ..exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
 from ..interrupts import tell, told
 from ..restore import RestoreResult, prepare_restore, restore_database
+from .changes import changes_since_backup
 from .leftovers import Leftover, find_leftovers
 from .lock import migration_lock
 from .plan import MigrationPlan
@@ -210,9 +211,13 @@ def after_success(outcome: Outcome, options: Options, console: Console) -> Outco
     done = outcome.migrate.applied + [f"unapplied {name}" for name in outcome.migrate.unapplied]
     console.say(f"Migrated: {', '.join(done) or 'nothing new'}.", "success")
     choice = options.restore or ("ask" if options.interactive else "never")
-    if choice == "never" or (
-        choice == "ask"
-        and not ask(console, f"{RESTORE_HELP}\nRestore data from the backup? [y/N] ")
+    if choice == "never":
+        return outcome
+    # What a restore would compare against, so the answer (or --restore always) is informed.
+    for text, style in changes_since_backup(outcome.backup, options.using):
+        console.say(text, style)
+    if choice == "ask" and not ask(
+        console, f"{RESTORE_HELP}\nRestore data from the backup? [y/N] "
     ):
         return outcome
     try:

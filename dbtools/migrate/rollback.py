@@ -15,6 +15,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
 from ..archive import ArchiveReader
+from ..backup.masked import is_masked
 from ..display import sentence
 from ..exceptions import ArchiveError, DbtoolsError, MigrationError, render
 from ..interrupts import retell
@@ -148,14 +149,22 @@ def rollback(
 
 
 def backup_migrations(backup: BackupFile) -> dict[str, list[str]]:
-    """The migrations the backup recorded as applied, per app."""
+    """The migrations the backup recorded as applied, per app; a masked backup is refused."""
     try:
         with ArchiveReader(backup) as reader:
-            return dict(reader.meta.get("migrations", {}))
+            meta = reader.meta
     except ArchiveError as exc:  # e.g. encrypted, and no identity given
         raise MigrationError(
             f"The backup cannot be read, so nothing was rolled back: {exc}"
         ) from exc
+    if is_masked(meta):
+        # Its personal fields hold fake values: restoring it would overwrite the real ones.
+        raise MigrationError(
+            f"{backup.name} is a masked backup (backupdb --mask), so nothing was rolled back: "
+            f"restoring it would replace the real data with fake values. Roll back from the "
+            f"pre-migrate backup safemigrate took, or from an unmasked one."
+        )
+    return dict(meta.get("migrations", {}))
 
 
 def refuse_irreversible(steps: list[tuple[Any, bool]]) -> None:

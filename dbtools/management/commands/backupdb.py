@@ -63,6 +63,12 @@ class Command(DbtoolsCommand):
             "does (default: 2; 1 reads on one connection).",
         )
         parser.add_argument(
+            "--mask",
+            action="store_true",
+            help="Write a masked copy for development: DBTOOLS['MASK'] replaces personal fields "
+            "with fake values before anything is written (see docs/masking.md); never made latest.",
+        )
+        parser.add_argument(
             "--include-unmanaged",
             action="store_true",
             help="Also back up unmanaged models whose tables exist.",
@@ -79,6 +85,7 @@ class Command(DbtoolsCommand):
         keep: int | None,
         jobs: int | None,
         include_unmanaged: bool,
+        mask: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -94,6 +101,7 @@ class Command(DbtoolsCommand):
                 include_unmanaged=include_unmanaged,
                 progress=bar,
                 jobs=jobs,
+                mask=mask,
             )
         finally:
             if bar:
@@ -119,5 +127,10 @@ class Command(DbtoolsCommand):
         )
         if result.latest:
             self.stdout.write(f"Latest backup: {shown(result.latest)}")
+        if result.masked_with:
+            self.stdout.write(
+                f"Masked by DBTOOLS['MASK'] (rules {result.masked_with[:12]}): its personal "
+                f"fields hold fake values."
+            )
         for path in result.pruned:
             self.stdout.write(f"Deleted old backup {shown(path)}")

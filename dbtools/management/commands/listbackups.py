@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from dbtools.backup.masked import is_masked
 from dbtools.restore.drill import DrillResult
 from dbtools.restore.drill import drill as drill_backup
 from dbtools.storage import BackupStore, LocalFolder, backup_location
@@ -116,9 +117,10 @@ class Command(DbtoolsCommand):
             "%Y-%m-%d %H:%M:%S UTC"
         )
         status = "  verified" if verify else ""
+        masked = "  masked" if is_masked(meta) else ""
         self.stdout.write(
             f"  {info.path.name}  {taken}  {size(info.size):>9}  "
-            f"{info.tables} tables  {info.rows:,} rows  {meta.get('vendor')}:{meta.get('database')}{status}{mark}"
+            f"{info.tables} tables  {info.rows:,} rows  {meta.get('vendor')}:{meta.get('database')}{masked}{status}{mark}"
         )
         if verbosity >= 1 and info.newest_migrations:
             migrations = ", ".join(f"{app} {name}" for app, name in info.newest_migrations.items())

@@ -8,6 +8,7 @@ from django.core.management.base import CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.archive import ArchiveReader, verify
+from dbtools.backup.masked import masked_notice
 from dbtools.exceptions import ConfigurationError, NeedsReplay, RestoreError
 from dbtools.restore import (
     Mode,
@@ -181,6 +182,7 @@ class Command(DbtoolsCommand):
     def restore(self, plan: RestorePlan, request: Request) -> None:
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
+        self.tell_if_masked(plan.meta)
         if request.verbosity >= 1 or request.interactive:
             self.show_plan(plan, request)
         if request.interactive and not self.confirm(plan.close):
@@ -237,6 +239,7 @@ class Command(DbtoolsCommand):
         summary = verify(path)
         with ArchiveReader(path) as reader:
             meta = reader.meta
+        self.tell_if_masked(meta)
         if request.verbosity >= 1 or request.interactive:
             self.header(
                 path, meta, f"{summary['tables']} tables, {summary['rows']:,} rows", request
@@ -263,6 +266,12 @@ class Command(DbtoolsCommand):
             if bar:
                 bar.clear()
         self.show_result(result, request)
+
+    def tell_if_masked(self, meta: dict[str, Any]) -> None:
+        """Before anything is written, at every verbosity: a masked copy is no copy of production."""
+        notice = masked_notice(meta)
+        if notice:
+            self.stderr.write(self.style.NOTICE(f"NOTICE: {notice}"))
 
     def header(self, path: BackupRef, meta: dict[str, Any], size: str, request: Request) -> None:
         taken = datetime.datetime.fromisoformat(meta["created_at"]).strftime(

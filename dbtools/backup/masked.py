@@ -1,0 +1,116 @@
+"""backupdb --mask: DBTOOLS['MASK'] applied to the rows as they are read, before
+anything is encoded, compressed, encrypted or written.
+
+A table with a masked column is read only through the portable path
+(rows.py), with its row masker applied to each row; the server's own row
+lines (backends/pg_reads.py) and the helper connections' spools never see
+it, so no unmasked value of it reaches a spool, a temporary file, the file
+or an upload. A "drop" table is written with no rows: it is still listed,
+so a restore --replace empties it like any other table in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import replace
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ..exceptions import ConfigurationError
+from ..graph import Plan, Table
+from ..masking import Masker, RowMasker
+from . import rows
+
+# The file name's label, so a masked backup is never counted by retention
+# (catalog.retention_group) and is told apart at a glance.
+MASKED = "masked"
+
+
+def masker_for(mask: bool) -> Masker | None:
+    """The project's Masker when --mask is asked for, or a one-line error."""
+    if not mask:
+        return None
+    masker = Masker.from_settings()  # ConfigurationError on bad rules or a missing key
+    if masker is None:
+        raise ConfigurationError(
+            "--mask needs masking rules, and DBTOOLS['MASK'] is not set.",
+            changed=False,
+            fix="add them, with DBTOOLS['MASK_KEY'], as docs/masking.md shows.",
+        )
+    return masker
+
+
+def header_fields(masker: Masker | None) -> dict[str, Any]:
+    """What the backup's metadata says of its masking: the rules' fingerprint, never the key."""
+    if masker is None:
+        return {}
+    return {"masked": True, "mask_fingerprint": masker.fingerprint}
+
+
+def is_masked(meta: dict[str, Any]) -> bool:
+    return bool(meta.get("masked"))
+
+
+def masked_notice(meta: dict[str, Any]) -> str | None:
+    """What restoredb says before it writes a masked backup; None for any other."""
+    if not is_masked(meta):
+        return None
+    fingerprint = str(meta.get("mask_fingerprint") or "")[:12]
+    return (
+        f"This backup is masked (rules {fingerprint or 'unknown'}): its personal fields hold "
+        f"fake values made by DBTOOLS['MASK'], not the data of the database it was taken from."
+    )
+
+
+class MaskedTables:
+    """Which tables of one backup are masked, and their rows masked."""
+
+    def __init__(self, masker: Masker) -> None:
+        self.masker = masker
+
+    def covers(self, table: Table) -> bool:
+        """True for a table the masking changes: it must not be read by the server."""
+        return self.masker.masks(table.model)
+
+    def unmasked(self, plan: Plan) -> Plan:
+        """The tables the server may write and helper connections may spool."""
+        return replace(plan, tables=tuple(t for t in plan.tables if not self.covers(t)))
+
+    def batches(
+        self, table: Table, connection: BaseDatabaseWrapper
+    ) -> Generator[list[bytes], None, None]:
+        if self.masker.drops(table.model):
+            return empty()
+        row_masker = self.masker.for_table(table.model)
+        assert row_masker is not None  # covers() said so
+        return rows.python_batches(table, connection, TupleMasker(table, row_masker))
+
+
+def masked_tables(masker: Masker | None, plan: Plan) -> tuple[MaskedTables | None, Plan]:
+    """The masking of one backup (None: not masked), and the tables the server may read."""
+    if masker is None:
+        return None, plan
+    masked = MaskedTables(masker)
+    return masked, masked.unmasked(plan)
+
+
+def empty() -> Generator[list[bytes], None, None]:
+    yield from ()
+
+
+class TupleMasker:
+    """A RowMasker over the tuples rows.py reads, in the table's field order."""
+
+    def __init__(self, table: Table, row_masker: RowMasker) -> None:
+        masked = set(row_masker.masked_columns)
+        self.row_masker = row_masker
+        self.columns = [(i, f.attname) for i, f in enumerate(table.fields) if f.attname in masked]
+        self.positions = frozenset(i for i, _ in self.columns)
+
+    def __call__(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = self.row_masker({name: row[i] for i, name in self.columns})
+        changed = list(row)
+        for i, name in self.columns:
+            changed[i] = values[name]
+        return tuple(changed)
