@@ -33,6 +33,8 @@ from ..storage import BackupRef
 from ..storage.catalog import LATEST_STEM, older_latest, prune
 from .destination import Destination, choose_destination
 from .options import BackupOptions
+from .subset import Selection, resolve
+from .subset_rows import subset_reads
 from .tables import (
     DEFAULT_JOBS,
     Progress,
@@ -62,7 +64,7 @@ class BackupResult:
 def backup_database(*, progress: Progress | None = None, **options: Any) -> BackupResult:
     """Write a backup and return what was written; `options` are BackupOptions'
     keywords: using, output, only, exclude, compress, keep, include_unmanaged,
-    label, encrypt_to, announce_result, jobs.
+    label, encrypt_to, announce_result, jobs, subset, limit, with_children.
 
     `label` adds a word to the file name (safemigrate uses "pre-migrate").
     Nothing is left behind on failure: the file appears only when complete.
@@ -71,6 +73,9 @@ def backup_database(*, progress: Progress | None = None, **options: Any) -> Back
     replay's intermediate file is no backup of the user's). `jobs` is how
     many connections read on PostgreSQL, sharing one snapshot (None: 2).
     `progress(label, rows done, rows expected)` is called as tables are read.
+    `subset` (["shop.Order:created_at__gte=2025-06-01"]), `limit`
+    ({"shop.User": 1000}) and `with_children` make a subset backup
+    (docs/subset-backups.md).
     """
     started = time.monotonic()
     return run_backup(BackupOptions(**options), progress, started)
@@ -88,8 +93,12 @@ def run_backup(options: BackupOptions, progress: Progress | None, started: float
         exclude=exclude,
         include_unmanaged=options.include_unmanaged,
     )
+    spec = options.subset_spec
+    selection = resolve(spec, plan, options.using) if spec else None
     warnings = target.store.prepare()
-    written, reports = write_archive(options, target, connection, plan, now, progress, warnings)
+    written, reports = write_archive(
+        options, target, connection, plan, now, progress, warnings, selection
+    )
     result = BackupResult(
         path=written,
         latest=None,
@@ -140,9 +149,11 @@ def write_archive(
     now: datetime.datetime,
     progress: Progress | None,
     warnings: list[str],
+    selection: Selection | None = None,
 ) -> tuple[BackupRef, list[TableReport]]:
     """Every table of `plan` into the file, published only when complete; on any
-    failure the unfinished file is removed."""
+    failure the unfinished file is removed. With `selection` (a subset backup)
+    its rows are chosen in the snapshot; helpers read only the tables it leaves whole."""
     store, name = target.store, target.name
     try:
         writer = ArchiveWriter(
@@ -155,15 +166,17 @@ def write_archive(
     try:
         with snapshot(connection) as owned:
             writer.write_header(describe_backup(connection, plan, now, options))
+            chosen, whole = subset_reads(selection, connection, plan)
             spool_in = store.folder  # a spool is plaintext on local disk
-            alone = single_connection_reason(connection, plan, spool_in, owned, options.encrypted)
+            alone = single_connection_reason(connection, whole, spool_in, owned, options.encrypted)
             jobs = options.jobs
             if alone and jobs is not None and jobs > 1:
                 warnings.append(f"--jobs {jobs} was not used: {alone}; one connection read it all.")
             extra = 0 if alone else (DEFAULT_JOBS if jobs is None else jobs) - 1
-            with helper_readers(connection, plan, spool_in, extra) as helpers:
+            with helper_readers(connection, whole, spool_in, extra) as helpers:
                 reports = [
-                    write_table(writer, t, connection, progress, helpers) for t in plan.tables
+                    write_table(writer, t, connection, progress, helpers, chosen)
+                    for t in plan.tables
                 ]
         written: BackupRef = writer.commit()
     except OSError as exc:
@@ -195,15 +208,14 @@ def publish(
     """Make the complete backup `latest`, apply retention and send backup_finished,
     filling in `result`; an interrupt is told what each step left."""
     written, store = result.path, target.store
+    # A subset never becomes `latest`: a plain `restoredb --replace` would put
+    # its few rows in place of a whole database.
+    in_folder = target.in_folder and options.subset_spec is None
     # What an interrupt from here on leaves: the backup is complete, and the
     # steps after it are each done or not.
-    left = (
-        "db-backup-latest was not updated and no old backup was deleted."
-        if target.in_folder
-        else ""
-    )
+    left = "db-backup-latest was not updated and no old backup was deleted." if in_folder else ""
     try:
-        if target.in_folder:
+        if in_folder:
             latest_name = LATEST_STEM + file_suffix(target.compression, options.encrypted)
             result.latest = store.publish_copy(written, latest_name)
             others = older_latest(store, latest_name)
@@ -212,7 +224,7 @@ def publish(
                 other.delete()
             if options.keep or options.keep_pre_migrate:
                 result.pruned = prune(store, options.keep, options.keep_pre_migrate)
-        left = ("it is the latest backup; " if target.in_folder else "") + (
+        left = ("it is the latest backup; " if in_folder else "") + (
             "a backup_finished receiver was cut short."
         )
         result.seconds = time.monotonic() - started
@@ -239,7 +251,7 @@ def applied_migrations(connection: BaseDatabaseWrapper) -> dict[str, list[str]]:
 def describe_backup(
     connection: BaseDatabaseWrapper, plan: Plan, now: datetime.datetime, options: BackupOptions
 ) -> dict[str, Any]:
-    return {
+    meta: dict[str, Any] = {
         "backup_id": uuid.uuid4().hex,
         "created_at": now.isoformat(),
         "dbtools_version": __version__,
@@ -255,3 +267,6 @@ def describe_backup(
         "order": plan.labels(),
         "cycles": [list(c) for c in plan.cycles],
     }
+    if options.subset_spec:
+        meta["subset"] = options.subset_spec.definition()
+    return meta

@@ -4,7 +4,7 @@ backupdb and the Python API both go through BackupOptions.build()."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 from ..archive.envelope import recipients
 from ..conf import COMPRESSIONS, compression_named, get_settings
 from ..exceptions import ConfigurationError
+from .subset import SUBSET_LABEL, SubsetSpec, parse_subset
 
 # A label goes into the file name: catalog.TIMESTAMPED reads it back.
 LABEL = re.compile(r"[a-z][a-z0-9-]*")
@@ -39,6 +40,8 @@ class BackupOptions:
     `compress` stays as given (a --output file name is checked against it);
     `compression` is what it resolves to. `sealed_to` holds the age
     recipients read from `encrypt_to` (None: DBTOOLS['ENCRYPT_TO']; empty: plain).
+    `subset_spec` is what `subset`, `limit` and `with_children` ask for
+    (subset.py), None for a full backup.
     """
 
     using: str = "default"
@@ -52,9 +55,13 @@ class BackupOptions:
     encrypt_to: Sequence[str] | None = None
     announce_result: bool = True
     jobs: int | None = None
+    subset: Sequence[str] = ()
+    limit: Mapping[str, int] | Sequence[str] | None = None
+    with_children: bool = False
     compression: str | None = field(init=False)
     sealed_to: list[Any] = field(init=False)
     keep_pre_migrate: int | None = field(init=False)
+    subset_spec: SubsetSpec | None = field(init=False)
 
     def __post_init__(self) -> None:
         """A one-line ConfigurationError for the first option that is wrong."""
@@ -72,6 +79,9 @@ class BackupOptions:
         keys = conf.encrypt_to if self.encrypt_to is None else self.encrypt_to
         self.sealed_to = recipients(keys) if keys else []
         self.compression = wanted_compression(self.compress)
+        self.subset_spec = parse_subset(self.subset, self.limit, self.with_children)
+        if self.subset_spec and self.label is None:  # never `latest`, never pruned
+            self.label = SUBSET_LABEL
 
     @property
     def encrypted(self) -> bool:

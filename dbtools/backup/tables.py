@@ -19,6 +19,7 @@ from ..archive.codec import kind_of
 from ..backends import backend_for, pg_reads, vendor_name
 from ..graph import Plan, Table
 from . import rows
+from .subset_rows import Chosen, key_chunks
 
 Progress = Callable[[str, int, int], None]  # table label, rows done, rows expected
 DEFAULT_JOBS = 2
@@ -66,9 +67,14 @@ def write_table(
     connection: BaseDatabaseWrapper,
     progress: Progress | None,
     helpers: pg_reads.HelperReaders | None = None,
+    chosen: Chosen | None = None,
 ) -> TableReport:
+    """One table into the file; with `chosen` (a subset backup) only the rows
+    it holds keys for, through the portable path, which filters by key on
+    every backend (helpers are never given such a table)."""
     started = time.monotonic()
-    expected = count_rows(table, connection) if progress else 0
+    keys = chosen.keys_for(table) if chosen else None
+    expected = (len(keys) if keys is not None else count_rows(table, connection)) if progress else 0
     writer.begin_table(describe_table(table))
     spooled = helpers.result(table) if helpers and not helpers.take(table) else None
     if spooled is not None:
@@ -80,7 +86,9 @@ def write_table(
         return TableReport(table.label, table.db_table, count, time.monotonic() - started)
     backend = backend_for(connection)
     batches: Generator[list[str] | list[bytes], None, None] = (
-        backend.write_row_batches(table, rows.BATCH_ROWS)
+        rows.python_batches(table, connection, key_chunks(table, connection, keys))
+        if keys is not None
+        else backend.write_row_batches(table, rows.BATCH_ROWS)
         if backend.can_write_rows(table)
         else rows.python_batches(table, connection)
     )

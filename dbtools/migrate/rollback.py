@@ -15,6 +15,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
 from ..archive import ArchiveReader
+from ..archive.format import unsafe_for_rollback
 from ..display import sentence
 from ..exceptions import ArchiveError, DbtoolsError, MigrationError, render
 from ..interrupts import retell
@@ -148,14 +149,22 @@ def rollback(
 
 
 def backup_migrations(backup: BackupFile) -> dict[str, list[str]]:
-    """The migrations the backup recorded as applied, per app."""
+    """The migrations the backup recorded as applied, per app; refused for a
+    backup that cannot put the data back as it was."""
     try:
         with ArchiveReader(backup) as reader:
-            return dict(reader.meta.get("migrations", {}))
+            meta = reader.meta
     except ArchiveError as exc:  # e.g. encrypted, and no identity given
         raise MigrationError(
             f"The backup cannot be read, so nothing was rolled back: {exc}"
         ) from exc
+    unsafe = unsafe_for_rollback(meta)
+    if unsafe:
+        raise MigrationError(
+            f"The backup {backup.name} cannot be used for a rollback: {unsafe}. Nothing was "
+            f"rolled back. Roll back from a full backup (`manage.py backupdb` without --subset)."
+        )
+    return dict(meta.get("migrations", {}))
 
 
 def refuse_irreversible(steps: list[tuple[Any, bool]]) -> None:

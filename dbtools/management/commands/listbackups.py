@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from dbtools.backup.subset import subset_line
 from dbtools.restore.drill import DrillResult
 from dbtools.restore.drill import drill as drill_backup
 from dbtools.storage import BackupStore, LocalFolder, backup_location
@@ -118,8 +119,11 @@ class Command(DbtoolsCommand):
         status = "  verified" if verify else ""
         self.stdout.write(
             f"  {info.path.name}  {taken}  {size(info.size):>9}  "
-            f"{info.tables} tables  {info.rows:,} rows  {meta.get('vendor')}:{meta.get('database')}{status}{mark}"
+            f"{info.tables} tables  {info.rows:,} rows  {meta.get('vendor')}:{meta.get('database')}"
+            f"{'  subset' if meta.get('subset') else ''}{status}{mark}"
         )
+        if verbosity >= 1 and meta.get("subset"):
+            self.stdout.write(f"      subset: {subset_line(meta['subset'])}")
         if verbosity >= 1 and info.newest_migrations:
             migrations = ", ".join(f"{app} {name}" for app, name in info.newest_migrations.items())
             self.stdout.write(f"      migrations: {migrations}")
