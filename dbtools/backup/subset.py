@@ -237,8 +237,9 @@ def checked_filter(table: Table, choice: Choice, alias: str) -> Q:
         QuerySet(model=table.model, using=alias).filter(where)
     except (FieldError, FieldDoesNotExist, ValidationError, ValueError, TypeError) as exc:
         reason = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        reason = " ".join(reason.split()).rstrip(".")
         raise ConfigurationError(
-            f"--subset {choice.text!r}: {' '.join(reason.split())} Write Django lookups on "
+            f"--subset {choice.text!r}: {reason}. Write Django lookups on "
             f"{table.label}'s fields, as QuerySet.filter() takes them."
         ) from exc
     return where
