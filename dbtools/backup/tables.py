@@ -70,8 +70,7 @@ def write_table(
     chosen: Chosen | None = None,
 ) -> TableReport:
     """One table into the file; with `chosen` (a subset backup) only the rows
-    it holds keys for, through the portable path, which filters by key on
-    every backend (helpers are never given such a table)."""
+    it holds keys for (helpers are never given such a table)."""
     started = time.monotonic()
     keys = chosen.keys_for(table) if chosen else None
     expected = (len(keys) if keys is not None else count_rows(table, connection)) if progress else 0
@@ -84,14 +83,7 @@ def write_table(
             progress(table.label, spooled.rows, expected)
         count, _ = writer.end_table()
         return TableReport(table.label, table.db_table, count, time.monotonic() - started)
-    backend = backend_for(connection)
-    batches: Generator[list[str] | list[bytes], None, None] = (
-        rows.python_batches(table, connection, key_chunks(table, connection, keys))
-        if keys is not None
-        else backend.write_row_batches(table, rows.BATCH_ROWS)
-        if backend.can_write_rows(table)
-        else rows.python_batches(table, connection)
-    )
+    batches = row_source(table, connection, keys)
     done = 0
     # Closed here, not whenever the generator is collected: a traceback keeps
     # it alive, and with it row_batches' reader thread and its cursor.
@@ -103,6 +95,24 @@ def write_table(
                 progress(table.label, done, expected)
     count, _ = writer.end_table()
     return TableReport(table.label, table.db_table, count, time.monotonic() - started)
+
+
+def row_source(
+    table: Table, connection: BaseDatabaseWrapper, keys: set[Any] | None
+) -> Generator[list[str] | list[bytes], None, None]:
+    """Where the table's row lines come from: the server (PostgreSQL), or the
+    portable path. A subset's table (`keys`) is read by the same path a full
+    backup would take, filtered by key, so its lines are byte for byte a full
+    backup's (a drill compares checksums); only a composite key, which the
+    server's path cannot filter by, goes through the portable path."""
+    backend = backend_for(connection)
+    if backend.can_write_rows(table) and (keys is None or len(table.pk_fields) == 1):
+        return backend.write_row_batches(
+            table, rows.BATCH_ROWS, None if keys is None else list(keys)
+        )
+    if keys is not None:
+        return rows.python_batches(table, connection, key_chunks(table, connection, keys))
+    return rows.python_batches(table, connection)
 
 
 def single_connection_reason(
