@@ -1,5 +1,6 @@
-"""The rows of a subset backup (subset.py says which tables): chosen inside the
-backup's snapshot, then read in primary-key order by the portable row path.
+"""The rows of a subset backup (subset.py says which tables): their keys chosen
+inside the backup's snapshot, then read in primary-key order by the row path
+a full backup takes, filtered by key (tables.row_source).
 
 The keys are held in Python sets, one per reached table: about 100 bytes a
 key, so a subset of a million rows in all costs about 100 MB. Each query
