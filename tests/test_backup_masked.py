@@ -348,9 +348,9 @@ def test_safemigrate_rollback_refuses_a_masked_backup(alias, masking):
     with pytest.raises(MigrationError) as raised:
         rollback(result.path, alias, None)
     assert str(raised.value) == (
-        f"{result.path.name} is a masked backup (backupdb --mask), so nothing was rolled back: "
-        f"restoring it would replace the real data with fake values. Roll back from the "
-        f"pre-migrate backup safemigrate took, or from an unmasked one."
+        f"The backup {result.path.name} cannot be used for a rollback: it is a masked backup "
+        f"(backupdb --mask), whose personal fields hold fake values. Nothing was rolled back. "
+        f"Roll back from a whole, unmasked backup, such as the pre-migrate backup safemigrate took."
     )
     assert m.User.objects.using(alias).count() == users
 

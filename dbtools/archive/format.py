@@ -19,6 +19,9 @@ format; writer.py writes it, reader.py reads and checks it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 FORMAT = "dbtools-backup"
 VERSION = 1
 
@@ -27,3 +30,13 @@ HEADER_SUFFIX = b',"tables":['
 TABLE_SUFFIX = b',"rows":['
 TABLE_END_PREFIX = b'],"count":'
 SUMMARY_PREFIX = b'],"summary":'
+
+
+def unsafe_for_rollback(meta: Mapping[str, Any]) -> str | None:
+    """Why a backup, by its header, must never put a database back as it was
+    (safemigrate's rollback), or None when it may."""
+    if meta.get("subset"):
+        return "it is a subset backup (backupdb --subset/--limit), which holds only some rows"
+    if meta.get("masked"):
+        return "it is a masked backup (backupdb --mask), whose personal fields hold fake values"
+    return None

@@ -117,8 +117,11 @@ class DatabaseBackend:
         """Whether the server itself writes `table`'s row lines (write_row_batches)."""
         return False
 
-    def write_row_batches(self, table: Table, size: int) -> Generator[list[str], None, None]:
-        """The table's row lines, as the server writes them, `size` at a time."""
+    def write_row_batches(
+        self, table: Table, size: int, keys: list[Any] | None = None
+    ) -> Generator[list[str], None, None]:
+        """The table's row lines, as the server writes them, `size` at a time;
+        with `keys`, only the rows with those primary keys (a single-column key)."""
         raise NotImplementedError
 
     def stored_datetime_parser(self) -> Callable[[str], Any]:

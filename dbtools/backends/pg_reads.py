@@ -78,9 +78,11 @@ def can_write(table: Table, connection: BaseDatabaseWrapper) -> bool:
     )
 
 
-def rows_sql(table: Table, connection: BaseDatabaseWrapper) -> str:
+def rows_sql(table: Table, connection: BaseDatabaseWrapper, keyed: bool = False) -> str:
     """One JSON object per row, keyed by field name; ordered by the real key
-    columns of the outer query, so the order is guaranteed, not incidental."""
+    columns of the outer query, so the order is guaranteed, not incidental.
+    `keyed`: only the rows whose (single-column) primary key is in the array
+    given as the query's one parameter (a subset backup's)."""
     quote = connection.ops.quote_name
     columns = ", ".join(f"{column_sql(f, connection)} AS {quote(f.name)}" for f in table.fields)
     order = ", ".join(f"t.{quote(str(f.column))}" for f in table.pk_fields)
@@ -103,16 +105,21 @@ def rows_sql(table: Table, connection: BaseDatabaseWrapper) -> str:
             f"array_to_json(array_remove(ARRAY[{names}]::text[], NULL))::text || '}}' "
             f"ELSE {line} END"
         )
+    where = ""
+    if keyed:
+        (pk,) = table.pk_fields
+        where = f"WHERE t.{quote(str(pk.column))} = ANY(%s::{pk.rel_db_type(connection)}[]) "
     return (
         f"SELECT {line} FROM {quote(table.db_table)} t, LATERAL (SELECT {columns}) r "
-        f"ORDER BY {order}"
+        f"{where}ORDER BY {order}"
     )
 
 
 def row_batches(
-    table: Table, connection: BaseDatabaseWrapper, size: int
+    table: Table, connection: BaseDatabaseWrapper, size: int, keys: list[Any] | None = None
 ) -> Generator[list[str], None, None]:
-    """The table's row lines, in primary-key order, `size` at a time.
+    """The table's row lines, in primary-key order, `size` at a time; with
+    `keys`, only the rows with those primary keys (a single-column key).
 
     A server-side cursor makes the server build rows only when asked, so a
     thread asks for the next batch while this one is being written: the
@@ -145,7 +152,10 @@ def row_batches(
             hand_over(exc)
 
     with connection.chunked_cursor() as cursor:
-        cursor.execute(rows_sql(table, connection))
+        if keys is None:
+            cursor.execute(rows_sql(table, connection))
+        else:
+            cursor.execute(rows_sql(table, connection, keyed=True), [keys])
         worker = threading.Thread(
             target=fetch, args=(cursor,), name=f"dbtools-fetch-{table.db_table}", daemon=True
         )

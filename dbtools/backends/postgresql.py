@@ -8,6 +8,7 @@ readers) and pg_loads.py (COPY, key reads, statements under a lock timeout).
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import Any
 
 from django.db import models
 
@@ -70,8 +71,10 @@ class PostgreSQLBackend(DatabaseBackend):
     def can_write_rows(self, table: Table) -> bool:
         return pg_reads.can_write(table, self.connection)
 
-    def write_row_batches(self, table: Table, size: int) -> Generator[list[str], None, None]:
-        return pg_reads.row_batches(table, self.connection, size)
+    def write_row_batches(
+        self, table: Table, size: int, keys: list[Any] | None = None
+    ) -> Generator[list[str], None, None]:
+        return pg_reads.row_batches(table, self.connection, size, keys)
 
     def can_copy(self, fields: list[AnyField]) -> bool:
         return pg_loads.can_copy(fields, self.connection)

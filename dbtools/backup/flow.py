@@ -34,6 +34,8 @@ from ..storage.catalog import LATEST_STEM, older_latest, prune
 from .destination import Destination, choose_destination
 from .masked import header_fields, masked_tables
 from .options import BackupOptions
+from .subset import Selection, resolve
+from .subset_rows import subset_reads
 from .tables import (
     DEFAULT_JOBS,
     Progress,
@@ -64,7 +66,7 @@ class BackupResult:
 def backup_database(*, progress: Progress | None = None, **options: Any) -> BackupResult:
     """Write a backup and return what was written; `options` are BackupOptions'
     keywords: using, output, only, exclude, compress, keep, include_unmanaged,
-    label, encrypt_to, announce_result, jobs, mask.
+    label, encrypt_to, announce_result, jobs, mask, subset, limit, with_children.
 
     `label` adds a word to the file name (safemigrate uses "pre-migrate").
     Nothing is left behind on failure: the file appears only when complete.
@@ -75,6 +77,9 @@ def backup_database(*, progress: Progress | None = None, **options: Any) -> Back
     `progress(label, rows done, rows expected)` is called as tables are read.
     `mask` applies DBTOOLS['MASK'] to the rows before anything is written
     (masked.py); a masked backup is never made `latest`.
+    `subset` (["shop.Order:created_at__gte=2025-06-01"]), `limit`
+    ({"shop.User": 1000}) and `with_children` make a subset backup
+    (docs/subset-backups.md).
     """
     started = time.monotonic()
     return run_backup(BackupOptions(**options), progress, started)
@@ -92,8 +97,12 @@ def run_backup(options: BackupOptions, progress: Progress | None, started: float
         exclude=exclude,
         include_unmanaged=options.include_unmanaged,
     )
+    spec = options.subset_spec
+    selection = resolve(spec, plan, options.using) if spec else None
     warnings = target.store.prepare()
-    written, reports = write_archive(options, target, connection, plan, now, progress, warnings)
+    written, reports = write_archive(
+        options, target, connection, plan, now, progress, warnings, selection
+    )
     result = BackupResult(
         path=written,
         latest=None,
@@ -145,9 +154,11 @@ def write_archive(
     now: datetime.datetime,
     progress: Progress | None,
     warnings: list[str],
+    selection: Selection | None = None,
 ) -> tuple[BackupRef, list[TableReport]]:
     """Every table of `plan` into the file, published only when complete; on any
-    failure the unfinished file is removed."""
+    failure the unfinished file is removed. With `selection` (a subset backup)
+    its rows are chosen in the snapshot; helpers read only the tables it leaves whole."""
     store, name = target.store, target.name
     try:
         writer = ArchiveWriter(
@@ -160,9 +171,10 @@ def write_archive(
     try:
         with snapshot(connection) as owned:
             writer.write_header(describe_backup(connection, plan, now, options))
+            chosen, whole = subset_reads(selection, connection, plan)
             spool_in = store.folder  # a spool is plaintext on local disk
             # Masked tables are read on this connection only: never spooled unmasked.
-            masked, served = masked_tables(options.masker, plan)
+            masked, served = masked_tables(options.masker, whole)
             alone = single_connection_reason(connection, served, spool_in, owned, options.encrypted)
             jobs = options.jobs
             if alone and jobs is not None and jobs > 1:
@@ -170,7 +182,7 @@ def write_archive(
             extra = 0 if alone else (DEFAULT_JOBS if jobs is None else jobs) - 1
             with helper_readers(connection, served, spool_in, extra) as helpers:
                 reports = [
-                    write_table(writer, t, connection, progress, helpers, masked)
+                    write_table(writer, t, connection, progress, helpers, masked, chosen)
                     for t in plan.tables
                 ]
         written: BackupRef = writer.commit()
@@ -203,9 +215,11 @@ def publish(
     """Make the complete backup `latest`, apply retention and send backup_finished,
     filling in `result`; an interrupt is told what each step left."""
     written, store = result.path, target.store
-    # A masked copy is never `latest`: restoredb's default, and what a disaster
-    # recovery reaches for, stays a backup of the real data.
-    in_folder = target.in_folder and options.masker is None
+    # Neither a masked copy nor a subset is ever `latest`: restoredb's default,
+    # and what a disaster recovery reaches for, stays a whole backup of the
+    # real data (a plain `restoredb --replace` of a subset would put its few
+    # rows in place of a whole database).
+    in_folder = target.in_folder and options.masker is None and options.subset_spec is None
     # What an interrupt from here on leaves: the backup is complete, and the
     # steps after it are each done or not.
     left = "db-backup-latest was not updated and no old backup was deleted." if in_folder else ""
@@ -246,7 +260,7 @@ def applied_migrations(connection: BaseDatabaseWrapper) -> dict[str, list[str]]:
 def describe_backup(
     connection: BaseDatabaseWrapper, plan: Plan, now: datetime.datetime, options: BackupOptions
 ) -> dict[str, Any]:
-    return {
+    meta: dict[str, Any] = {
         "backup_id": uuid.uuid4().hex,
         "created_at": now.isoformat(),
         "dbtools_version": __version__,
@@ -263,3 +277,6 @@ def describe_backup(
         "cycles": [list(c) for c in plan.cycles],
         **header_fields(options.masker),
     }
+    if options.subset_spec:
+        meta["subset"] = options.subset_spec.definition()
+    return meta

@@ -21,6 +21,7 @@ from ..exceptions import ConfigurationError
 from ..graph import Plan, Table
 from ..masking import Masker, RowMasker
 from . import rows
+from .subset_rows import key_chunks
 
 # The file name's label, so a masked backup is never counted by retention
 # (catalog.retention_group) and is told apart at a glance.
@@ -78,13 +79,15 @@ class MaskedTables:
         return replace(plan, tables=tuple(t for t in plan.tables if not self.covers(t)))
 
     def batches(
-        self, table: Table, connection: BaseDatabaseWrapper
+        self, table: Table, connection: BaseDatabaseWrapper, keys: set[Any] | None = None
     ) -> Generator[list[bytes], None, None]:
+        """The table's rows masked; with `keys` (a subset backup) only those rows."""
         if self.masker.drops(table.model):
             return empty()
         row_masker = self.masker.for_table(table.model)
         assert row_masker is not None  # covers() said so
-        return rows.python_batches(table, connection, TupleMasker(table, row_masker))
+        chunks = None if keys is None else key_chunks(table, connection, keys)
+        return rows.python_batches(table, connection, chunks, change=TupleMasker(table, row_masker))
 
 
 def masked_tables(masker: Masker | None, plan: Plan) -> tuple[MaskedTables | None, Plan]:

@@ -4,7 +4,7 @@ backupdb and the Python API both go through BackupOptions.build()."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from ..conf import COMPRESSIONS, compression_named, get_settings
 from ..exceptions import ConfigurationError
 from ..masking import Masker
 from .masked import MASKED, masker_for
+from .subset import SUBSET_LABEL, SubsetSpec, parse_subset
 
 # A label goes into the file name: catalog.TIMESTAMPED reads it back.
 LABEL = re.compile(r"[a-z][a-z0-9-]*")
@@ -42,6 +43,8 @@ class BackupOptions:
     `compression` is what it resolves to. `sealed_to` holds the age
     recipients read from `encrypt_to` (None: DBTOOLS['ENCRYPT_TO']; empty: plain).
     `masker` is DBTOOLS['MASK'] read when `mask` is asked for (masked.py).
+    `subset_spec` is what `subset`, `limit` and `with_children` ask for
+    (subset.py), None for a full backup.
     """
 
     using: str = "default"
@@ -56,10 +59,14 @@ class BackupOptions:
     announce_result: bool = True
     jobs: int | None = None
     mask: bool = False
+    subset: Sequence[str] = ()
+    limit: Mapping[str, int] | Sequence[str] | None = None
+    with_children: bool = False
     compression: str | None = field(init=False)
     sealed_to: list[Any] = field(init=False)
     keep_pre_migrate: int | None = field(init=False)
     masker: Masker | None = field(init=False)
+    subset_spec: SubsetSpec | None = field(init=False)
 
     def __post_init__(self) -> None:
         """A one-line ConfigurationError for the first option that is wrong."""
@@ -82,6 +89,9 @@ class BackupOptions:
         keys = conf.encrypt_to if self.encrypt_to is None else self.encrypt_to
         self.sealed_to = recipients(keys) if keys else []
         self.compression = wanted_compression(self.compress)
+        self.subset_spec = parse_subset(self.subset, self.limit, self.with_children)
+        if self.subset_spec and self.label is None:  # never `latest`, never pruned
+            self.label = SUBSET_LABEL
         self.masker = masker_for(self.mask)
         if self.mask:  # in the file name: retention never counts it
             self.label = f"{self.label}-{MASKED}" if self.label else MASKED

@@ -3,12 +3,12 @@ order, in one snapshot, and encoded as row lines by archive/codec.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import orjson
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Field, Func, QuerySet, TextField
+from django.db.models import F, Field, Func, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from ..archive.codec import JSON_NULL_KEY, encoder_for, is_json_null, kind_of
@@ -39,15 +39,24 @@ class Unconverted(Func):
     template = "%(expressions)s"
 
 
+def key_filter(table: Table, keys: Sequence[Any]) -> Q:
+    """The rows whose primary key is one of `keys` (tuples for a composite key)."""
+    if len(table.pk_fields) == 1:
+        return Q(**{f"{table.pk_fields[0].attname}__in": keys})
+    return Q(pk__in=keys)
+
+
 def read_rows(
     table: Table,
     connection: BaseDatabaseWrapper,
     as_text: Collection[int] = (),
     as_raw: Collection[int] = (),
+    keys: Sequence[Any] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """The table's rows as tuples of field values, in primary-key order; the
     fields at the positions `as_text` as the database's text, and those at
-    `as_raw` as the driver's value (see text_reads.py)."""
+    `as_raw` as the driver's value (see text_reads.py). With `keys`, only the
+    rows with those primary keys (a subset backup's)."""
     pk_names = [f.attname for f in table.pk_fields]
     # JSON columns come as the database's own JSON text, written to the file
     # as it is: parsing it only to serialise it again was a third of the time.
@@ -64,6 +73,8 @@ def read_rows(
         .order_by(*pk_names)
         .values_list(*columns)
     )
+    if keys is not None:
+        queryset = queryset.filter(key_filter(table, keys))
     if not needs_paging(connection):
         yield from queryset.iterator(chunk_size=BATCH_ROWS)
         return
@@ -144,9 +155,13 @@ class RowChange(Protocol):
 
 
 def python_batches(
-    table: Table, connection: BaseDatabaseWrapper, change: RowChange | None = None
+    table: Table,
+    connection: BaseDatabaseWrapper,
+    key_chunks: Iterable[Sequence[Any]] | None = None,
+    change: RowChange | None = None,
 ) -> Generator[list[bytes], None, None]:
-    """The portable path: values from the ORM, encoded by codec.py."""
+    """The portable path: values from the ORM, encoded by codec.py. With
+    `key_chunks`, only the rows with those primary keys, group by group."""
     as_text = text_readers(table, connection)
     as_raw = raw_readers(table, connection)
     if change is not None:
@@ -154,7 +169,13 @@ def python_batches(
         as_raw = {i: r for i, r in as_raw.items() if i not in change.positions}
     encode = row_encoder(table, {**as_text, **as_raw})
     batch: list[bytes] = []
-    for row in read_rows(table, connection, as_text=as_text.keys(), as_raw=as_raw.keys()):
+    groups: Iterable[Sequence[Any] | None] = [None] if key_chunks is None else key_chunks
+    found = (
+        row
+        for keys in groups
+        for row in read_rows(table, connection, as_text.keys(), as_raw.keys(), keys)
+    )
+    for row in found:
         if change is not None:
             row = change(row)
         try:

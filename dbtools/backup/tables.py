@@ -19,6 +19,7 @@ from ..archive.codec import kind_of
 from ..backends import backend_for, pg_reads, vendor_name
 from ..graph import Plan, Table
 from . import rows
+from .subset_rows import Chosen, key_chunks
 
 if TYPE_CHECKING:
     from .masked import MaskedTables
@@ -70,9 +71,13 @@ def write_table(
     progress: Progress | None,
     helpers: pg_reads.HelperReaders | None = None,
     masked: MaskedTables | None = None,
+    chosen: Chosen | None = None,
 ) -> TableReport:
+    """One table into the file; with `chosen` (a subset backup) only the rows
+    it holds keys for (helpers are never given such a table)."""
     started = time.monotonic()
-    expected = count_rows(table, connection) if progress else 0
+    keys = chosen.keys_for(table) if chosen else None
+    expected = (len(keys) if keys is not None else count_rows(table, connection)) if progress else 0
     writer.begin_table(describe_table(table))
     spooled = helpers.result(table) if helpers and not helpers.take(table) else None
     if spooled is not None:
@@ -82,13 +87,10 @@ def write_table(
             progress(table.label, spooled.rows, expected)
         count, _ = writer.end_table()
         return TableReport(table.label, table.db_table, count, time.monotonic() - started)
-    backend = backend_for(connection)
-    batches: Generator[list[str] | list[bytes], None, None] = (
-        masked.batches(table, connection)  # never the server's: it would read them unmasked
+    batches = (
+        masked.batches(table, connection, keys)  # never the server's: it would read them unmasked
         if masked is not None and masked.covers(table)
-        else backend.write_row_batches(table, rows.BATCH_ROWS)
-        if backend.can_write_rows(table)
-        else rows.python_batches(table, connection)
+        else row_source(table, connection, keys)
     )
     done = 0
     # Closed here, not whenever the generator is collected: a traceback keeps
@@ -101,6 +103,24 @@ def write_table(
                 progress(table.label, done, expected)
     count, _ = writer.end_table()
     return TableReport(table.label, table.db_table, count, time.monotonic() - started)
+
+
+def row_source(
+    table: Table, connection: BaseDatabaseWrapper, keys: set[Any] | None
+) -> Generator[list[str] | list[bytes], None, None]:
+    """Where the table's row lines come from: the server (PostgreSQL), or the
+    portable path. A subset's table (`keys`) is read by the same path a full
+    backup would take, filtered by key, so its lines are byte for byte a full
+    backup's (a drill compares checksums); only a composite key, which the
+    server's path cannot filter by, goes through the portable path."""
+    backend = backend_for(connection)
+    if backend.can_write_rows(table) and (keys is None or len(table.pk_fields) == 1):
+        return backend.write_row_batches(
+            table, rows.BATCH_ROWS, None if keys is None else list(keys)
+        )
+    if keys is not None:
+        return rows.python_batches(table, connection, key_chunks(table, connection, keys))
+    return rows.python_batches(table, connection)
 
 
 def single_connection_reason(

@@ -15,7 +15,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
 from ..archive import ArchiveReader
-from ..backup.masked import is_masked
+from ..archive.format import unsafe_for_rollback
 from ..display import sentence
 from ..exceptions import ArchiveError, DbtoolsError, MigrationError, render
 from ..interrupts import retell
@@ -149,7 +149,8 @@ def rollback(
 
 
 def backup_migrations(backup: BackupFile) -> dict[str, list[str]]:
-    """The migrations the backup recorded as applied, per app; a masked backup is refused."""
+    """The migrations the backup recorded as applied, per app; refused for a
+    backup that cannot put the data back as it was."""
     try:
         with ArchiveReader(backup) as reader:
             meta = reader.meta
@@ -157,12 +158,12 @@ def backup_migrations(backup: BackupFile) -> dict[str, list[str]]:
         raise MigrationError(
             f"The backup cannot be read, so nothing was rolled back: {exc}"
         ) from exc
-    if is_masked(meta):
-        # Its personal fields hold fake values: restoring it would overwrite the real ones.
+    unsafe = unsafe_for_rollback(meta)
+    if unsafe:
         raise MigrationError(
-            f"{backup.name} is a masked backup (backupdb --mask), so nothing was rolled back: "
-            f"restoring it would replace the real data with fake values. Roll back from the "
-            f"pre-migrate backup safemigrate took, or from an unmasked one."
+            f"The backup {backup.name} cannot be used for a rollback: {unsafe}. Nothing was "
+            f"rolled back. Roll back from a whole, unmasked backup, such as the pre-migrate "
+            f"backup safemigrate took."
         )
     return dict(meta.get("migrations", {}))
 

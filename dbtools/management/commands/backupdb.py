@@ -73,6 +73,27 @@ class Command(DbtoolsCommand):
             action="store_true",
             help="Also back up unmanaged models whose tables exist.",
         )
+        parser.add_argument(
+            "--subset",
+            action="append",
+            default=[],
+            metavar="MODEL:LOOKUPS",
+            help="A subset backup: the rows of app.Model matching Django lookups "
+            "(field__lookup=value, joined by commas), plus every row they reference (repeatable).",
+        )
+        parser.add_argument(
+            "--limit",
+            action="append",
+            default=None,
+            metavar="MODEL=N",
+            help="A subset backup: the first N rows of app.Model by primary key (repeatable).",
+        )
+        parser.add_argument(
+            "--with-children",
+            action="store_true",
+            help="With --subset/--limit: also the rows that point at the chosen ones "
+            "(an order's items), downwards.",
+        )
 
     def handle(
         self,
@@ -86,6 +107,9 @@ class Command(DbtoolsCommand):
         jobs: int | None,
         include_unmanaged: bool,
         mask: bool,
+        subset: list[str],
+        limit: list[str] | None,
+        with_children: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -102,6 +126,9 @@ class Command(DbtoolsCommand):
                 progress=bar,
                 jobs=jobs,
                 mask=mask,
+                subset=subset,
+                limit=limit,
+                with_children=with_children,
             )
         finally:
             if bar:

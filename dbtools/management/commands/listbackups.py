@@ -7,6 +7,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.backup.masked import is_masked
+from dbtools.backup.subset import subset_line
 from dbtools.restore.drill import DrillResult
 from dbtools.restore.drill import drill as drill_backup
 from dbtools.storage import BackupStore, LocalFolder, backup_location
@@ -120,8 +121,11 @@ class Command(DbtoolsCommand):
         masked = "  masked" if is_masked(meta) else ""
         self.stdout.write(
             f"  {info.path.name}  {taken}  {size(info.size):>9}  "
-            f"{info.tables} tables  {info.rows:,} rows  {meta.get('vendor')}:{meta.get('database')}{masked}{status}{mark}"
+            f"{info.tables} tables  {info.rows:,} rows  {meta.get('vendor')}:{meta.get('database')}"
+            f"{'  subset' if meta.get('subset') else ''}{masked}{status}{mark}"
         )
+        if verbosity >= 1 and meta.get("subset"):
+            self.stdout.write(f"      subset: {subset_line(meta['subset'])}")
         if verbosity >= 1 and info.newest_migrations:
             migrations = ", ".join(f"{app} {name}" for app, name in info.newest_migrations.items())
             self.stdout.write(f"      migrations: {migrations}")

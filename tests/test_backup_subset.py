@@ -1,0 +1,273 @@
+"""Subset backups (backupdb --subset/--limit/--with-children): exactly the rows
+chosen and those they reference, every foreign key inside the file, and a
+file that restores into an empty database."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections, transaction
+
+from dbtools.archive import ArchiveReader
+from dbtools.backup import backup_database, subset_rows
+from dbtools.exceptions import ConfigurationError, MigrationError
+from dbtools.graph import plan_tables
+from dbtools.migrate.rollback import rollback
+from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore.drill import drill
+from shop import models as m
+from shop.seed import seed_shop
+from tests.helpers import comparable_tables, database_contents, read_backup
+
+
+def cutoff(alias: str) -> str:
+    """A placed_at that about a tenth of the orders are on or after."""
+    times = sorted(m.Order.objects.using(alias).values_list("placed_at", flat=True))
+    return times[len(times) * 9 // 10].isoformat()
+
+
+def counts(tables: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+    return {label: len(rows) for label, rows in tables.items()}
+
+
+def dangling(alias: str, tables: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Every foreign key in the file that points at a row the file does not hold."""
+    by_label = {t.label: t for t in plan_tables(alias).tables}
+    found = []
+    for label, rows in tables.items():
+        for field in by_label[label].fields:
+            if not field.is_relation or field.remote_field is None:
+                continue
+            target = field.related_model
+            target_label = (target._meta.concrete_model or target)._meta.label
+            held = {row[field.target_field.name] for row in tables[target_label]}
+            found += [
+                f"{label}.{field.name}={row[field.name]!r}"
+                for row in rows
+                if row[field.name] is not None and row[field.name] not in held
+            ]
+    return found
+
+
+def whole(alias: str, *models: Any) -> dict[str, int]:
+    return {model._meta.label: model._base_manager.using(alias).count() for model in models}
+
+
+def expected_for_orders(alias: str, orders: Any) -> dict[str, int]:
+    """What a subset of `orders` holds, from the ORM: the orders, their addresses,
+    the users of both; the tables pointing at those, nothing; the rest, whole."""
+    orders = list(orders)
+    addresses = {o.shipping_address_id for o in orders} - {None}
+    users = {o.user_id for o in orders} | set(
+        m.Address.objects.using(alias).filter(pk__in=addresses).values_list("user_id", flat=True)
+    )
+    return {
+        "shop.Order": len(orders),
+        "shop.Address": len(addresses),
+        "shop.User": len(users - {None}),
+        "shop.OrderItem": 0,
+        "shop.Account": 0,
+        "shop.Session": 0,
+        "shop.Subscription": 0,
+        "shop.SubscriptionItem": 0,
+        "shop.UserActivity": 0,
+        "shop.User_groups": 0,
+        "admin.LogEntry": 0,
+        **whole(alias, m.Product, m.ProductVariant, m.Category, m.CategoriesOnProducts),
+        **whole(alias, m.ProductImage, m.SiteSettings, m.NewsletterSubscriber, m.SocialLink),
+    }
+
+
+def test_a_subset_holds_the_chosen_rows_and_every_row_they_reference(alias, backup_dir):
+    seed_shop(600, using=alias)
+    since = cutoff(alias)
+    result = backup_database(using=alias, subset=[f"shop.Order:placed_at__gte={since}"])
+    tables = read_backup(result.path)
+
+    chosen = m.Order.objects.using(alias).filter(placed_at__gte=since)
+    expected = expected_for_orders(alias, chosen)
+    assert 0 < expected["shop.Order"] < m.Order.objects.using(alias).count()
+    assert {label: counts(tables)[label] for label in expected} == expected
+    assert {row["id"] for row in tables["shop.Order"]} == set(chosen.values_list("pk", flat=True))
+    assert dangling(alias, tables) == []
+    # The rows are the database's, value for value, in the database's order.
+    now = comparable_tables(database_contents(alias, ["shop.Order", "shop.User", "shop.Address"]))
+    for label, rows in now.items():
+        held = {row["id"] for row in tables[label]}
+        assert comparable_tables(tables)[label] == [row for row in rows if row["id"] in held]
+
+
+def test_with_children_brings_the_order_items_and_what_they_reference(alias, backup_dir):
+    seed_shop(600, using=alias)
+    since = cutoff(alias)
+    out = StringIO()
+    call_command(
+        "backupdb", database=alias, subset=[f"shop.Order:placed_at__gte={since}"],
+        with_children=True, stdout=out,
+    )  # fmt: skip
+    path = next(backup_dir.glob("db-backup-subset-*.json"))
+    tables = read_backup(path)
+
+    chosen = m.Order.objects.using(alias).filter(placed_at__gte=since)
+    items = m.OrderItem.objects.using(alias).filter(order__in=chosen)
+    variants = {i.variant_id for i in items} - {None}
+    products = set(
+        m.ProductVariant.objects.using(alias)
+        .filter(pk__in=variants)
+        .values_list("product_id", flat=True)
+    )
+    assert items.count() > 0
+    assert {row["id"] for row in tables["shop.OrderItem"]} == set(
+        items.values_list("pk", flat=True)
+    )
+    assert counts(tables)["shop.ProductVariant"] == len(variants)
+    assert counts(tables)["shop.Product"] == len(products)
+    # Products are now part of the subset: what points at them holds nothing.
+    assert counts(tables)["shop.ProductImage"] == 0
+    assert counts(tables)["shop.Category"] == m.Category.objects.using(alias).count()
+    assert dangling(alias, tables) == []
+
+
+def test_limit_takes_the_first_rows_by_primary_key(alias, backup_dir):
+    seed_shop(300, using=alias)
+    limit = ["shop.User=7", "shop.VerificationToken=5"]  # a composite key too
+    call_command("backupdb", database=alias, limit=limit, stdout=StringIO())
+    tables = read_backup(next(backup_dir.glob("db-backup-subset-*.json")))
+    first = list(m.User.objects.using(alias).order_by("pk").values_list("pk", flat=True)[:7])
+    assert [row["id"] for row in tables["shop.User"]] == first
+    tokens = m.VerificationToken.objects.using(alias).order_by("identifier", "token")
+    assert [(r["identifier"], r["token"]) for r in tables["shop.VerificationToken"]] == list(
+        tokens.values_list("identifier", "token")[:5]
+    )
+    assert counts(tables)["shop.Order"] == 0 and counts(tables)["shop.Address"] == 0
+    assert dangling(alias, tables) == []
+
+
+def test_a_subset_restores_into_an_empty_database(alias, backup_dir):
+    seed_shop(600, using=alias)
+    since = cutoff(alias)
+    result = backup_database(
+        using=alias, subset=[f"shop.Order:placed_at__gte={since}"], with_children=True
+    )
+    expected = comparable_tables(read_backup(result.path))
+    call_command("flush", database=alias, interactive=False, verbosity=0)
+
+    restore_database(prepare_restore(result.path, using=alias))
+
+    connection = connections[alias]
+    with transaction.atomic(using=alias):
+        connection.check_constraints()
+    shop = [label for label in expected if label.startswith("shop.")]
+    assert comparable_tables(database_contents(alias, shop)) == {
+        label: expected[label] for label in shop
+    }
+    order = m.Order.objects.using(alias).order_by("pk").first()
+    assert order is not None and order.items.using(alias).exists()
+    m.Category.objects.using(alias).create(name="After", slug="after-restore")
+
+
+def test_rows_come_in_the_databases_key_order_when_read_in_groups(alias, backup_dir, monkeypatch):
+    """Past one query's worth of keys the rows are read group by group, in the
+    order a scan of the key finds them: the file's order is a full backup's."""
+    seed_shop(300, using=alias)
+    full = read_backup(backup_database(using=alias).path)
+    monkeypatch.setattr(subset_rows, "MAX_KEYS_PER_QUERY", 13)  # 3 keys a query
+    result = backup_database(using=alias, subset=["shop.Product"], with_children=True)
+    tables = read_backup(result.path)
+    for label in ("shop.Product", "shop.ProductVariant", "shop.CategoriesOnProducts"):
+        assert len(tables[label]) > 3
+        assert tables[label] == full[label]
+    assert tables["shop.Order"] == [
+        row
+        for row in full["shop.Order"]
+        if row["id"] in {i["order"] for i in full["shop.OrderItem"]}
+    ]
+
+
+def test_the_header_records_the_subset_and_listbackups_shows_it(alias, backup_dir):
+    seed_shop(100, using=alias)
+    backup_database(using=alias)
+    subset = ["shop.Order:status=paid,total__gte=10", "shop.Order:status=refunded"]
+    result = backup_database(using=alias, subset=subset, limit={"shop.Order": 5})
+    with ArchiveReader(result.path) as reader:
+        assert reader.meta["subset"] == {
+            "subset": subset, "limit": {"shop.Order": 5}, "with_children": False,
+        }  # fmt: skip
+    tables = read_backup(result.path)
+    either = (
+        m.Order.objects.using(alias)
+        .filter(status__in=["refunded", "paid"])
+        .exclude(status="paid", total__lt=10)
+    )
+    first = list(either.order_by("pk").values_list("pk", flat=True)[:5])
+    assert [row["id"] for row in tables["shop.Order"]] == first
+    # Never `latest`: a plain restoredb --replace must not put a subset in place of everything.
+    latest = read_backup(backup_dir / "db-backup-latest.json")
+    assert len(latest["shop.Order"]) == m.Order.objects.using(alias).count()
+    out = StringIO()
+    call_command("listbackups", stdout=out)
+    line = next(x for x in out.getvalue().splitlines() if result.path.name in x)
+    assert line.rstrip().endswith("subset")
+    assert "--subset 'shop.Order:status=refunded' --limit shop.Order=5" in out.getvalue()
+
+
+def test_safemigrates_rollback_never_restores_a_subset(alias, backup_dir):
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, limit={"shop.User": 3})
+    before = comparable_tables(database_contents(alias, ["shop.User", "shop.Order"]))
+    with pytest.raises(MigrationError) as caught:
+        rollback(result.path, alias, None)
+    assert str(caught.value) == (
+        f"The backup {result.path.name} cannot be used for a rollback: it is a subset backup "
+        f"(backupdb --subset/--limit), which holds only some rows. Nothing was rolled back. "
+        f"Roll back from a whole, unmasked backup, such as the pre-migrate backup safemigrate took."
+    )
+    assert comparable_tables(database_contents(alias, ["shop.User", "shop.Order"])) == before
+
+
+BAD = [
+    (["shop.Order:placed_on__gte=2025-06-01"], None, r"Cannot resolve keyword 'placed_on'"),
+    (["shop.Order:placed_at__after=2025-06-01"], None, r"Unsupported lookup 'after'"),
+    (["shop.Order:placed_at__gte=June"], None, r"must be in YYYY-MM-DD HH:MM"),
+    (["shop.Order:id=many"], None, r"expected a number but got 'many'"),
+    (["shop.Order:placed_at"], None, r"'placed_at' is not a lookup; write field__lookup=value"),
+    (["shop.Ordr:id=1"], None, r"Unknown model 'shop.Ordr'; the models of shop are"),
+    (["Order:id=1"], None, r"'Order' is not app_label.Model"),
+    (["sessions.Session:expire_date__gte=2025-01-01"], None, r"not among the tables this backup holds"),
+    ([], ["shop.User=none"], r"--limit 'shop.User=none': write app_label.Model=N"),
+    ([], ["shop.User=0"], r"a whole number of 1 or more, not 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("subset", "limit", "message"), BAD)
+def test_a_bad_subset_is_a_one_line_error_before_anything_is_written(
+    alias, backup_dir, subset, limit, message
+):
+    options = {"subset": subset, "limit": limit, "exclude": ["sessions"]}
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        backup_database(using=alias, **options)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(CommandError, match=message) as command_error:
+        call_command("backupdb", database=alias, **options, stdout=StringIO())
+    assert "\n" not in str(command_error.value)
+    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+
+
+def test_with_children_needs_a_subset(alias, backup_dir):
+    with pytest.raises(ConfigurationError, match=r"--with-children follows foreign keys back"):
+        backup_database(using=alias, with_children=True)
+
+
+def test_a_subset_passes_the_restore_drill(alias, backup_dir):
+    """Restored into a scratch database and read back in primary-key order, every
+    table matches the file's checksum: the rows were written in the database's order."""
+    seed_shop(300, using=alias)
+    path = backup_database(using=alias, limit={"shop.User": 20}, with_children=True).path
+    result = drill(path, using=alias)
+    assert [t for t in result.tables if not t.ok] == []
+    assert result.ok and not result.unproven
+    assert all(t.checksum == "match" for t in result.tables)
+    assert next(t for t in result.tables if t.label == "shop.Order").in_backup > 0
