@@ -181,9 +181,9 @@ def test_postgresql_masked_tables_never_take_the_server_path_nor_a_spool(
     spooled: list[bytes] = []
     row_batches, spool = pg_reads.row_batches, pg_reads.HelperReaders.spool
 
-    def watched_batches(table, connection, size):  # type: ignore[no-untyped-def]
+    def watched_batches(table, connection, size, keys=None):  # type: ignore[no-untyped-def]
         served.append(table.label)
-        return row_batches(table, connection, size)
+        return row_batches(table, connection, size, keys)
 
     def watched_spool(self, table, connection):  # type: ignore[no-untyped-def]
         result = spool(self, table, connection)
@@ -385,3 +385,25 @@ def test_a_masked_table_list_leaves_the_others_to_the_server(alias):
     assert "shop.Product" in unmasked and "shop.Session" not in unmasked
     assert "shop.User" not in unmasked and "shop.User_groups" in unmasked
     assert DjangoSession._meta.label in unmasked  # only shop.Session is dropped
+
+
+def test_a_masked_subset_holds_no_original_value_and_restores(alias, masking):
+    originals = seed_customers(alias)
+    chosen = list(m.User.objects.using(alias).order_by("pk").values_list("pk", flat=True)[:20])
+    result = backup_database(
+        using=alias, mask=True, subset=[f"shop.User:pk__in={','.join(map(str, chosen))}"],
+        with_children=True,
+    )  # fmt: skip
+    assert "subset" in result.path.name and "masked" in result.path.name
+    assert leaked(decoded(result.path.read_bytes()), originals) == []
+    meta = masked_meta(result.path)
+    assert meta["masked"] is True and meta["subset"]
+    tables = read_backup(result.path)
+    assert sorted(row["id"] for row in tables["shop.User"]) == sorted(chosen)
+    call_command("flush", database=alias, interactive=False, verbosity=0)
+    restore_database(prepare_restore(result.path, using=alias))
+    connections[alias].check_constraints()
+    emails = dict(m.User.objects.using(alias).values_list("id", "email"))
+    assert sorted(emails) == sorted(chosen)
+    for order in m.Order.objects.using(alias).exclude(user_id=None):
+        assert order.email == emails[order.user_id]  # masked alike, and inside the subset
