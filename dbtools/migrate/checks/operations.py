@@ -29,6 +29,12 @@ from .types import widens
 
 def check_operation(context: OperationContext) -> Iterator[Raised]:
     operation = context.operation
+    if context.parts is not None:  # SeparateDatabaseAndState: what reaches the database
+        for part in context.parts:
+            part.deploy = context.deploy
+            yield from check_operation(part)
+            context.facts.follow(part)
+        return
     if context.backwards:
         yield from check_backwards(context)
     else:
