@@ -11,6 +11,7 @@ import pytest
 from django.db import connections
 
 from tests import test_migration_checks
+from tests.conftest import backends
 from tests.test_migration_checks import LAST, probe
 
 lintlab = test_migration_checks.lintlab  # the fixture, shared
@@ -73,3 +74,100 @@ def test_the_state_operations_of_separate_database_and_state_are_no_finding(
     )
     raised, _migration = probe(alias, state_only, deploy=deploy)
     assert raised == []
+
+
+def run_sql(sql: str):
+    from django.db import migrations
+
+    return migrations.RunSQL(sql, reverse_sql=migrations.RunSQL.noop)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("DELETE FROM lintlab_box", [(0, "DBT306")]),
+        ("DELETE FROM lintlab_box WHERE id = 0", []),
+        ("CREATE TABLE lintlab_tally (id int); DELETE FROM lintlab_tally", []),
+    ],
+    ids=["every-row", "where", "scratch"],
+)
+def test_a_delete_without_where_is_data_loss(alias, lintlab, sql, expected):
+    """SQLite has no TRUNCATE: DELETE without WHERE is how its SQL empties a table."""
+    with_rows(lintlab)
+    raised, _migration = probe(alias, run_sql(sql))
+    assert codes(raised) == expected
+    if expected:
+        assert raised[0][2] == (
+            "The SQL deletes every row of lintlab_box (DELETE without WHERE); they are afterwards "
+            "only in the backup."
+        )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["ALTER TABLE lintlab_box DROP COLUMN note", "ALTER TABLE lintlab_box DROP note"],
+    ids=["column", "without-column-keyword"],
+)
+def test_a_column_dropped_by_sql_is_one_the_old_code_still_selects(alias, lintlab, sql):
+    """As after a RemoveField (DBT403), unless the models no longer have it: removed
+    from the state a release earlier, which is DBT403's fix."""
+    from django.db import migrations
+
+    with_rows(lintlab)
+    raised, _migration = probe(alias, run_sql(sql), deploy="migrate-first")
+    assert raised == [
+        (0, "DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup."),
+        (0, "DBT403", "The old code selects box.note in every query on box: they all fail from this "
+                      "migration until the new code runs."),
+    ]  # fmt: skip
+    removed_first = migrations.SeparateDatabaseAndState(
+        state_operations=[migrations.RemoveField("box", "note")]
+    )
+    raised, _migration = probe(alias, removed_first, run_sql(sql), deploy="migrate-first")
+    assert codes(raised) == [(1, "DBT304")]
+
+
+@backends("mariadb")
+def test_mysql_change_is_a_rename_under_the_running_code(alias, lintlab):
+    with_rows(lintlab)
+    rename = run_sql("ALTER TABLE lintlab_box CHANGE note remark varchar(30) NOT NULL")
+    raised, _migration = probe(alias, rename, deploy="migrate-first")
+    assert codes(raised) == [(0, "DBT402")]
+    same_name = run_sql("ALTER TABLE lintlab_box CHANGE note note varchar(30) NOT NULL")
+    raised, _migration = probe(alias, same_name, deploy="migrate-first")
+    assert raised == []
+
+
+@backends("postgresql")
+def test_a_table_moved_to_another_schema_is_a_rename(alias, lintlab):
+    with_rows(lintlab)
+    moved = run_sql("ALTER TABLE lintlab_box SET SCHEMA elsewhere")
+    raised, _migration = probe(alias, moved, deploy="migrate-first")
+    assert codes(raised) == [(0, "DBT402")]
+    raised, _migration = probe(alias, moved, deploy="downtime")
+    assert raised == []
+
+
+@backends("postgresql")
+def test_drop_type_cascade_drops_the_columns_of_that_type(alias, lintlab):
+    with_rows(lintlab)
+    with connections[alias].cursor() as cursor:
+        cursor.execute("CREATE TYPE lintlab_mood AS ENUM ('calm', 'busy')")
+        cursor.execute("CREATE DOMAIN lintlab_moods AS lintlab_mood[]")
+        cursor.execute("CREATE TYPE lintlab_unused AS ENUM ('x')")
+        cursor.execute(
+            "ALTER TABLE lintlab_box ADD COLUMN mood lintlab_mood, ADD COLUMN moods lintlab_moods"
+        )
+    try:
+        raised, _migration = probe(alias, run_sql("DROP TYPE lintlab_mood CASCADE"))
+        assert raised == [
+            (0, "DBT307", "DROP TYPE lintlab_mood CASCADE drops the columns of that type with their data: "
+                          "lintlab_box.mood, lintlab_box.moods."),
+        ]  # fmt: skip
+        assert probe(alias, run_sql("DROP TYPE lintlab_mood"))[0] == []  # fails, losing nothing
+        assert probe(alias, run_sql("DROP TYPE lintlab_unused CASCADE"))[0] == []
+    finally:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("ALTER TABLE lintlab_box DROP COLUMN mood, DROP COLUMN moods")
+            cursor.execute("DROP DOMAIN lintlab_moods")
+            cursor.execute("DROP TYPE lintlab_mood, lintlab_unused")

@@ -46,7 +46,9 @@ class TableFacts:
                 field: Any = model._meta.get_field(operation.name)
                 self.added[(model._meta.db_table, str(field.column))] = field
 
-    def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, params: list[Any] | tuple[Any, ...] | dict[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return list(cursor.fetchall())

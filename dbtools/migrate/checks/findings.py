@@ -130,6 +130,15 @@ CHECKS: dict[str, Check] = {
               "Correct the SQL: the parser's message says where it stops; try it in psql on a copy of the "
               "database.",
               "", ""),
+        Check("DBT306", "high", "RunSQL deletes every row of a table (DELETE without WHERE)",
+              "Add the WHERE the deletion needs, or make sure the rows are not needed; afterwards they live "
+              "only in the backup safemigrate takes.",
+              "", ""),
+        Check("DBT307", "high", "PostgreSQL: RunSQL drops a type, domain or extension with CASCADE, and with it the "
+              "columns of that type",
+              "Drop or convert the columns that use it first, in their own migration, then drop the type "
+              "without CASCADE (it then fails rather than drop data).",
+              "", ""),
     ]
 }  # fmt: skip
 
