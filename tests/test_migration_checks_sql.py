@@ -171,3 +171,67 @@ def test_drop_type_cascade_drops_the_columns_of_that_type(alias, lintlab):
             cursor.execute("ALTER TABLE lintlab_box DROP COLUMN mood, DROP COLUMN moods")
             cursor.execute("DROP DOMAIN lintlab_moods")
             cursor.execute("DROP TYPE lintlab_mood, lintlab_unused")
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("ALTER TABLE lintlab_box ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+         "Adding token rewrites lintlab_box (2 rows) and its indexes under an ACCESS EXCLUSIVE lock (reads and "
+         "writes wait): its default calls gen_random_uuid(), which is volatile: each row gets its own value."),
+        ("ALTER TABLE lintlab_box ADD COLUMN luck float8 DEFAULT random()", "DBT208"),
+        ("ALTER TABLE lintlab_box ADD COLUMN at timestamptz DEFAULT clock_timestamp()", "DBT208"),
+        ("ALTER TABLE lintlab_box ADD COLUMN twice int GENERATED ALWAYS AS (count * 2) STORED",
+         "Adding twice rewrites lintlab_box (2 rows) and its indexes under an ACCESS EXCLUSIVE lock (reads and "
+         "writes wait): a stored generated column is computed and written for every row."),
+        ("ALTER TABLE lintlab_box ADD COLUMN seq bigserial", "DBT208"),
+        ("ALTER TABLE lintlab_box ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY", "DBT208"),
+        ("ALTER TABLE lintlab_box ALTER COLUMN count TYPE integer USING count + 1",
+         "count to integer USING count + 1 computes every value again: it rewrites lintlab_box (2 rows) and its "
+         "indexes under an ACCESS EXCLUSIVE lock (reads and writes wait)."),
+        ("ALTER TABLE lintlab_box ALTER COLUMN count TYPE bigint USING count::bigint", "DBT205"),
+        ("ALTER TABLE lintlab_box ADD COLUMN at timestamptz DEFAULT now()", None),
+        ("ALTER TABLE lintlab_box ADD COLUMN zero int NOT NULL DEFAULT 0", None),
+        ("ALTER TABLE lintlab_box ALTER COLUMN note TYPE varchar(40) USING note", None),
+        ("ALTER TABLE lintlab_box ALTER COLUMN note TYPE varchar(40) USING note::varchar(40)", None),
+    ],
+    ids=["gen-random-uuid", "random", "clock-timestamp", "stored-generated", "serial", "identity",
+         "using", "using-cast-rewrites", "now", "constant", "using-the-column", "using-a-widening-cast"],
+)  # fmt: skip
+def test_what_rewrites_a_postgresql_table_is_seen(alias, lintlab, sql, expected):
+    """A value computed per row rewrites the table; a constant or stable default
+    (PostgreSQL 11+) and a USING that only reads the column do not."""
+    with_rows(lintlab)
+    raised, _migration = probe(alias, run_sql(sql))
+    if expected is None:
+        assert raised == []
+    elif expected.startswith("DBT"):
+        assert codes(raised) == [(0, expected)]
+    else:
+        assert [message for _index, _code, message in raised] == [expected]
+        assert raised[0][1] == ("DBT205" if "USING" in expected else "DBT208")
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("ALTER TABLE lintlab_box ADD CONSTRAINT lintlab_pk PRIMARY KEY (count)",
+         ["The PRIMARY KEY constraint builds its index on lintlab_box (2 rows) under an ACCESS EXCLUSIVE lock "
+          "(reads and writes wait)."]),
+        ("ALTER TABLE lintlab_box ADD COLUMN code int UNIQUE",
+         ["The UNIQUE constraint builds its index on lintlab_box (2 rows) under an ACCESS EXCLUSIVE lock "
+          "(reads and writes wait)."]),
+        ("ALTER TABLE lintlab_box ADD CONSTRAINT lintlab_pk PRIMARY KEY USING INDEX lintlab_count_idx", []),
+        ("ALTER TABLE lintlab_box ADD CONSTRAINT lintlab_u UNIQUE USING INDEX lintlab_count_idx", []),
+    ],
+    ids=["primary-key", "inline-unique", "primary-key-using-index", "unique-using-index"],
+)  # fmt: skip
+def test_a_primary_key_or_inline_unique_builds_its_index_under_the_lock(
+    alias, lintlab, sql, expected
+):
+    with_rows(lintlab)
+    raised, _migration = probe(alias, run_sql(sql))
+    assert [message for _index, _code, message in raised] == expected
+    assert {code for _index, code, _message in raised} <= {"DBT206"}

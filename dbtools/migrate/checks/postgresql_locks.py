@@ -11,18 +11,11 @@ from typing import Any
 
 from pglast import ast as pg
 from pglast.enums import AlterTableType, ConstrType
-from pglast.stream import RawStream
 
 from .context import OperationContext
 from .findings import Raised
+from .postgresql_rewrites import check_index_builds, check_rewrites
 from .sql import one_line, postgresql_texts, relation_name
-from .types import rewrites
-
-# The subcommands that take less than ACCESS EXCLUSIVE when an ALTER TABLE holds
-# nothing else: a foreign key (SHARE ROW EXCLUSIVE), VALIDATE CONSTRAINT (SHARE
-# UPDATE EXCLUSIVE).
-WEAKER_SUBCOMMANDS = {AlterTableType.AT_AddConstraint, AlterTableType.AT_ValidateConstraint}
-
 
 # django.contrib.postgres's operations that refuse to run in a transaction; by
 # name, so that this module imports nothing of django.contrib.postgres.
@@ -130,24 +123,8 @@ def check_postgresql_alter_table(
     if any(not c.skip_validation for c in added_constraints(statement, ConstrType.CONSTR_CHECK)):
         yield Raised("DBT204", f"The CHECK constraint is validated against every row of {where} under an "
                f"ACCESS EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip
-    if any(not c.indexname for c in added_constraints(statement, ConstrType.CONSTR_UNIQUE)):
-        yield Raised("DBT206", f"The UNIQUE constraint builds its index on {where} under an ACCESS EXCLUSIVE "
-               f"lock (reads and writes wait).", shown)  # fmt: skip
-    for column, new_type in altered_types(statement):
-        old_type = context.facts.column_type(table, column)
-        if old_type and rewrites(old_type, new_type):
-            yield Raised("DBT205", f"{column} from {old_type} to {new_type} rewrites {where} and its indexes "
-                   f"under an ACCESS EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip
-
-
-def altered_types(statement: Any) -> list[tuple[str, str]]:
-    """(column, new type) for each ALTER COLUMN … TYPE, the type spelt from the
-    parsed name and its modifiers: numeric(12, 2), varchar(80)."""
-    return [
-        (cmd.name, RawStream()(cmd.def_.typeName))
-        for cmd in statement.cmds
-        if cmd.subtype == AlterTableType.AT_AlterColumnType
-    ]
+    yield from check_index_builds(statement, where, shown)
+    yield from check_rewrites(context, statement, table, where, shown)
 
 
 def locks_existing(context: OperationContext, table: str) -> bool:
