@@ -235,3 +235,101 @@ def test_a_primary_key_or_inline_unique_builds_its_index_under_the_lock(
     raised, _migration = probe(alias, run_sql(sql))
     assert [message for _index, _code, message in raised] == expected
     assert {code for _index, code, _message in raised} <= {"DBT206"}
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    ("add", "code", "lock"),
+    [
+        ("ADD CONSTRAINT lintlab_c CHECK (count >= 0) NOT VALID", "DBT204", "ACCESS EXCLUSIVE"),
+        ("ADD CONSTRAINT lintlab_c FOREIGN KEY (count) REFERENCES lintlab_shelf (id) NOT VALID", "DBT202",
+         "SHARE ROW EXCLUSIVE"),
+    ],
+    ids=["check", "foreign-key"],
+)  # fmt: skip
+def test_validating_in_the_transaction_that_added_not_valid_holds_its_lock(
+    alias, lintlab, add, code, lock
+):
+    with_rows(lintlab)
+    added = run_sql(f"ALTER TABLE lintlab_box {add}")
+    validated = run_sql("ALTER TABLE lintlab_box VALIDATE CONSTRAINT lintlab_c")
+    raised, _migration = probe(alias, added, validated)
+    assert codes(raised) == [(1, code)]
+    assert raised[0][2].startswith(
+        f"VALIDATE CONSTRAINT lintlab_c scans lintlab_box (2 rows) in the transaction that added it NOT "
+        f"VALID: the {lock} lock that ALTER TABLE lintlab_box {add[:40]}"
+    )
+    one_statement = run_sql(
+        f"ALTER TABLE lintlab_box {add}; ALTER TABLE lintlab_box VALIDATE CONSTRAINT lintlab_c"
+    )
+    assert codes(probe(alias, one_statement)[0]) == [(0, code)]
+    # Each statement commits on its own: the validation takes only its own weaker lock.
+    assert probe(alias, added, validated, atomic=False)[0] == []
+
+
+@backends("postgresql")
+@pytest.mark.parametrize(
+    ("sql", "held"),
+    [
+        ("LOCK TABLE lintlab_box", "LOCK TABLE lintlab_box"),
+        ("ALTER TABLE lintlab_box RENAME COLUMN note TO remark",
+         "ALTER TABLE lintlab_box RENAME COLUMN note TO remark"),
+        ("LOCK TABLE lintlab_box IN SHARE MODE", None),
+        ("ALTER TABLE lintlab_box SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)", None),
+        ("ALTER TABLE lintlab_box ALTER COLUMN note SET STATISTICS 500", None),
+    ],
+    ids=["lock-table", "rename", "lock-in-share-mode", "autovacuum-settings", "statistics"],
+)  # fmt: skip
+def test_the_locks_a_transaction_holds_after_rename_or_lock_table(alias, lintlab, sql, held):
+    """RENAME and LOCK TABLE take ACCESS EXCLUSIVE to the commit; SET of autovacuum
+    parameters or statistics takes SHARE UPDATE EXCLUSIVE, which reads pass."""
+    from django.db import models
+    from django.db.migrations import AddIndex
+
+    with_rows(lintlab)
+    index = AddIndex("box", models.Index(fields=["count"], name="lintlab_count_idx"))
+    raised, _migration = probe(alias, run_sql(sql), index)
+    assert [(i, c) for i, c in codes(raised) if c != "DBT201"] == []
+    (message,) = [message for _index, code, message in raised if code == "DBT201"]
+    if held:
+        assert message == (
+            f"The index build on lintlab_box (2 rows) runs under the ACCESS EXCLUSIVE lock that {held} took "
+            f"earlier in this migration: reads and writes wait until it commits."
+        )
+    else:
+        assert message == (
+            "The index build blocks writes to lintlab_box (2 rows) until it is done (SHARE lock)."
+        )
+
+
+@backends("postgresql")
+@pytest.mark.parametrize("where", ["plan", "same-sql", "database"])
+def test_set_not_null_over_a_validated_check_skips_its_scan(alias, lintlab, where):
+    """PostgreSQL 12+ uses a validated CHECK (column IS NOT NULL) and does not scan."""
+    lintlab.migrate(LAST)
+    add = "ALTER TABLE lintlab_box ADD CONSTRAINT lintlab_nn CHECK (shelf_id IS NOT NULL) NOT VALID"
+    validate = "ALTER TABLE lintlab_box VALIDATE CONSTRAINT lintlab_nn"
+    set_not_null = run_sql("ALTER TABLE lintlab_box ALTER COLUMN shelf_id SET NOT NULL")
+
+    def dbt203(*operations) -> bool:
+        raised, _migration = probe(alias, *operations, atomic=False)
+        return "DBT203" in [code for _index, code, _message in raised]
+
+    if where == "plan":
+        assert dbt203(run_sql(add), run_sql(validate), set_not_null) is False
+        assert dbt203(run_sql(add), set_not_null) is True  # NOT VALID proves nothing yet
+    elif where == "same-sql":
+        assert dbt203(run_sql(f"{add}; {validate}; {set_not_null.sql}")) is False
+        assert dbt203(run_sql(f"{add}; {validate}; ALTER TABLE lintlab_box DROP CONSTRAINT lintlab_nn; "
+                              f"{set_not_null.sql}")) is True  # fmt: skip
+    else:
+        with connections[alias].cursor() as cursor:
+            cursor.execute(add)
+        try:
+            assert dbt203(set_not_null) is True
+            with connections[alias].cursor() as cursor:
+                cursor.execute(validate)
+            assert dbt203(set_not_null) is False
+        finally:
+            with connections[alias].cursor() as cursor:
+                cursor.execute("ALTER TABLE lintlab_box DROP CONSTRAINT lintlab_nn")

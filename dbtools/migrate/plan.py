@@ -168,10 +168,11 @@ def forwards_contexts(
         state = after
     created = tables_created([s for c in contexts for s in c.sql], connection)
     exclusive: dict[str, str] | None = {} if migration.atomic else None
+    not_valid: dict[str, tuple[str, str]] | None = {} if migration.atomic else None
     for context in contexts:
         for each in context.with_parts():
             each.created_in_migration = created
-            each.exclusive = exclusive
+            each.exclusive, each.not_valid = exclusive, not_valid
     return contexts
 
 
@@ -221,8 +222,9 @@ def backwards_contexts(
         contexts.append(OperationContext(connection, facts, migration.app_label, operation,
                                          applied, undone, sql, True, set()))  # fmt: skip
     exclusive: dict[str, str] | None = {} if migration.atomic else None
+    not_valid: dict[str, tuple[str, str]] | None = {} if migration.atomic else None
     for context in contexts:
-        context.exclusive = exclusive
+        context.exclusive, context.not_valid = exclusive, not_valid
     return contexts
 
 

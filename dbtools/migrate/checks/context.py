@@ -113,6 +113,9 @@ class OperationContext:
     # ACCESS EXCLUSIVE until it commits, each with the statement that took the lock;
     # shared by the migration's operations. None: each statement commits on its own.
     exclusive: dict[str, str] | None = None
+    # Likewise, the constraints its statements so far added NOT VALID: name -> (kind,
+    # the statement). Validating one later in the same transaction scans under that lock.
+    not_valid: dict[str, tuple[str, str]] | None = None
     # The deploy order the running-code checks assume; plan_migrations() sets the
     # project's (DBTOOLS['DEPLOY'], --deploy). Without one, no code is running.
     deploy: str = "downtime"
