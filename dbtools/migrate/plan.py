@@ -162,18 +162,43 @@ def forwards_contexts(
 ) -> list[OperationContext]:
     contexts = []
     for operation in migration.operations:
-        before, after = state, state.clone()
+        after = state.clone()
         operation.state_forwards(migration.app_label, after)
-        sql = collect_sql(connection, migration, operation, before, after, backwards=False)
-        contexts.append(OperationContext(connection, facts, migration.app_label, operation,
-                                         before, after, sql, False, set()))  # fmt: skip
+        contexts.append(forwards_context(connection, facts, migration, operation, state, after))
         state = after
     created = tables_created([s for c in contexts for s in c.sql], connection)
     exclusive: dict[str, str] | None = {} if migration.atomic else None
+    not_valid: dict[str, tuple[str, str]] | None = {} if migration.atomic else None
     for context in contexts:
-        context.created_in_migration = created
-        context.exclusive = exclusive
+        for each in context.with_parts():
+            each.created_in_migration = created
+            each.exclusive, each.not_valid = exclusive, not_valid
     return contexts
+
+
+def forwards_context(
+    connection: BaseDatabaseWrapper,
+    facts: TableFacts,
+    migration: Migration,
+    operation: Any,
+    before: ProjectState,
+    after: ProjectState,
+) -> OperationContext:
+    sql = collect_sql(connection, migration, operation, before, after, backwards=False)
+    context = OperationContext(connection, facts, migration.app_label, operation,
+                               before, after, sql, False, set())  # fmt: skip
+    if isinstance(operation, ops.SeparateDatabaseAndState):
+        # Its database operations run as they are, each from the state the one
+        # before it leaves (as Django runs them); its state operations send nothing.
+        context.parts, state = [], before
+        for part in operation.database_operations:
+            part_after = state.clone()
+            part.state_forwards(migration.app_label, part_after)
+            context.parts.append(
+                forwards_context(connection, facts, migration, part, state, part_after)
+            )
+            state = part_after
+    return context
 
 
 def backwards_contexts(
@@ -197,8 +222,9 @@ def backwards_contexts(
         contexts.append(OperationContext(connection, facts, migration.app_label, operation,
                                          applied, undone, sql, True, set()))  # fmt: skip
     exclusive: dict[str, str] | None = {} if migration.atomic else None
+    not_valid: dict[str, tuple[str, str]] | None = {} if migration.atomic else None
     for context in contexts:
-        context.exclusive = exclusive
+        context.exclusive, context.not_valid = exclusive, not_valid
     return contexts
 
 

@@ -4,6 +4,7 @@ around it and its SQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,8 @@ class TableFacts:
 
     def follow(self, context: OperationContext) -> None:
         """Take in what a forwards operation leaves for the operations after it."""
+        if context.parts is not None:
+            return  # check_operation() takes in each part as it checks it, for the next part
         self.planned |= tables_created(context.sql, self.connection)
         self.earlier_sql += context.sql
         operation = context.operation
@@ -43,7 +46,9 @@ class TableFacts:
                 field: Any = model._meta.get_field(operation.name)
                 self.added[(model._meta.db_table, str(field.column))] = field
 
-    def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, params: list[Any] | tuple[Any, ...] | dict[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return list(cursor.fetchall())
@@ -108,14 +113,26 @@ class OperationContext:
     # ACCESS EXCLUSIVE until it commits, each with the statement that took the lock;
     # shared by the migration's operations. None: each statement commits on its own.
     exclusive: dict[str, str] | None = None
+    # Likewise, the constraints its statements so far added NOT VALID: name -> (kind,
+    # the statement). Validating one later in the same transaction scans under that lock.
+    not_valid: dict[str, tuple[str, str]] | None = None
     # The deploy order the running-code checks assume; plan_migrations() sets the
     # project's (DBTOOLS['DEPLOY'], --deploy). Without one, no code is running.
     deploy: str = "downtime"
+    # A SeparateDatabaseAndState's database operations, each checked as if on its
+    # own; None for any other operation.
+    parts: list[OperationContext] | None = None
 
     @property
     def atomic(self) -> bool:
         """Does the migration run in one transaction?"""
         return self.exclusive is not None
+
+    def with_parts(self) -> Iterator[OperationContext]:
+        """This context and those of the database operations it holds, at any depth."""
+        yield self
+        for part in self.parts or ():
+            yield from part.with_parts()
 
     def model(self, state: Any, name: str) -> type[models.Model] | None:
         try:

@@ -83,14 +83,19 @@ CHECKS: dict[str, Check] = {
               "Add a new column, fill it in batches, then switch over; or run it when the table may be "
               "unavailable for the rewrite.",
               "ALTER_COLUMN", "changing-column-type"),
-        Check("DBT206", "warning", "PostgreSQL: a UNIQUE constraint builds its index under an ACCESS EXCLUSIVE lock",
-              "CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE … ADD CONSTRAINT … UNIQUE USING INDEX "
-              "(RunSQL with state_operations).",
+        Check("DBT206", "warning", "PostgreSQL: a UNIQUE or PRIMARY KEY constraint builds its index under an "
+              "ACCESS EXCLUSIVE lock",
+              "CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE … ADD CONSTRAINT … UNIQUE (or PRIMARY KEY) "
+              "USING INDEX (RunSQL with state_operations).",
               "ADD_UNIQUE", "disallowed-unique-constraint"),
         Check("DBT207", "high", "PostgreSQL: CONCURRENTLY in an atomic migration, which PostgreSQL refuses",
               "Set atomic = False on the migration, and keep in it only the concurrent operations (each "
               "then commits on its own, so a failure leaves the others done).",
               "", ""),
+        Check("DBT208", "warning", "PostgreSQL: a column added with a value computed for each row rewrites the table",
+              "Add the column with no default (or a constant one), set the default for new rows, fill the "
+              "existing rows in batches; or run it when the table may be unavailable for the rewrite.",
+              "", "adding-field-with-default"),
         Check("DBT401", "warning", "Running code: a required column the old code's INSERTs leave out or set to NULL",
               "Give the field a db_default (the database then fills it for the old code), or add it with "
               "null=True in this release and make it required in the next.",
@@ -129,6 +134,15 @@ CHECKS: dict[str, Check] = {
         Check("DBT305", "high", "PostgreSQL: RunSQL that the server's own grammar rejects",
               "Correct the SQL: the parser's message says where it stops; try it in psql on a copy of the "
               "database.",
+              "", ""),
+        Check("DBT306", "high", "RunSQL deletes every row of a table (DELETE without WHERE)",
+              "Add the WHERE the deletion needs, or make sure the rows are not needed; afterwards they live "
+              "only in the backup safemigrate takes.",
+              "", ""),
+        Check("DBT307", "high", "PostgreSQL: RunSQL drops a type, domain or extension with CASCADE, and with it the "
+              "columns of that type",
+              "Drop or convert the columns that use it first, in their own migration, then drop the type "
+              "without CASCADE (it then fails rather than drop data).",
               "", ""),
     ]
 }  # fmt: skip

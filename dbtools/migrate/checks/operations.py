@@ -14,7 +14,7 @@ from .context import OperationContext, has_db_default, has_default, holds_null
 from .findings import Raised
 from .postgresql_locks import check_postgresql_sql
 from .python_code import function_name, imported_models
-from .running_code import check_running_code
+from .running_code import check_running_code, old_code_on_sql
 from .sql import (
     RequiredColumn,
     Statement,
@@ -24,11 +24,18 @@ from .sql import (
     statements,
     unparameterised_texts,
 )
+from .sql_findings import check_statement_rows
 from .types import widens
 
 
 def check_operation(context: OperationContext) -> Iterator[Raised]:
     operation = context.operation
+    if context.parts is not None:  # SeparateDatabaseAndState: what reaches the database
+        for part in context.parts:
+            part.deploy = context.deploy
+            yield from check_operation(part)
+            context.facts.follow(part)
+        return
     if context.backwards:
         yield from check_backwards(context)
     else:
@@ -222,6 +229,8 @@ def check_run_sql(context: OperationContext) -> Iterator[Raised]:
         if statement.destroys and not drops_nothing_kept(context, statement, created):
             yield Raised("DBT304", "The SQL drops or truncates; what it removes is afterwards only in the backup.",
                    statement.text)  # fmt: skip
+            yield from old_code_on_sql(context, statement)
+        yield from check_statement_rows(context, statement, created)
         if statement.renames and context.deploy != "downtime":
             code = (
                 "the old code still queries"

@@ -11,18 +11,18 @@ from typing import Any
 
 from pglast import ast as pg
 from pglast.enums import AlterTableType, ConstrType
-from pglast.stream import RawStream
 
 from .context import OperationContext
 from .findings import Raised
+from .postgresql_rewrites import check_index_builds, check_rewrites
+from .postgresql_transaction import (
+    exclusively_locked,
+    not_null_proven,
+    remember_not_valid,
+    takes_weaker_lock,
+    validated_in_same_transaction,
+)
 from .sql import one_line, postgresql_texts, relation_name
-from .types import rewrites
-
-# The subcommands that take less than ACCESS EXCLUSIVE when an ALTER TABLE holds
-# nothing else: a foreign key (SHARE ROW EXCLUSIVE), VALIDATE CONSTRAINT (SHARE
-# UPDATE EXCLUSIVE).
-WEAKER_SUBCOMMANDS = {AlterTableType.AT_AddConstraint, AlterTableType.AT_ValidateConstraint}
-
 
 # django.contrib.postgres's operations that refuse to run in a transaction; by
 # name, so that this module imports nothing of django.contrib.postgres.
@@ -33,13 +33,15 @@ def check_postgresql_sql(context: OperationContext) -> Iterator[Raised]:
     operation = type(context.operation)
     if context.atomic and any(c.__name__ in NOT_IN_TRANSACTION for c in operation.__mro__):
         yield Raised("DBT207", fails_in_transaction(operation.__name__), None)
+    earlier: list[Any] = []  # this operation's statements so far
     for text in context.sql:
         for statement, part in postgresql_texts(text):
-            yield from check_postgresql_statement(context, statement, part)
+            yield from check_postgresql_statement(context, statement, part, earlier)
+            earlier.append(statement)
 
 
 def check_postgresql_statement(
-    context: OperationContext, statement: Any, text: str
+    context: OperationContext, statement: Any, text: str, earlier: list[Any]
 ) -> Iterator[Raised]:
     shown = one_line(text)
     if context.atomic and concurrently(statement):
@@ -54,12 +56,16 @@ def check_postgresql_statement(
                        else f"The index build blocks writes to {where} until it is done (SHARE lock).")  # fmt: skip
             yield Raised("DBT201", message, shown)
         return
+    for table in exclusively_locked(statement):
+        if context.exclusive is not None and locks_existing(context, table):
+            context.exclusive.setdefault(table, shown.rstrip("; "))
     if not isinstance(statement, pg.AlterTableStmt):
         return
     table = relation_name(statement)
     if not locks_existing(context, table):
         return
-    yield from check_postgresql_alter_table(context, statement, table, shown)
+    yield from check_postgresql_alter_table(context, statement, table, shown, earlier)
+    remember_not_valid(context, statement, shown)
     if context.exclusive is not None and not takes_weaker_lock(statement):
         context.exclusive.setdefault(table, shown.rstrip("; "))
 
@@ -72,18 +78,6 @@ def concurrently(statement: Any) -> bool:
 def fails_in_transaction(what: str) -> str:
     return (f"{what} cannot run inside a transaction block, and this migration is atomic (one "
             f"transaction): the migration will fail.")  # fmt: skip
-
-
-def takes_weaker_lock(statement: Any) -> bool:
-    """An ALTER TABLE of only foreign keys added and constraints validated."""
-    return all(
-        cmd.subtype == AlterTableType.AT_ValidateConstraint
-        or (
-            cmd.subtype == AlterTableType.AT_AddConstraint
-            and cmd.def_.contype == ConstrType.CONSTR_FOREIGN
-        )
-        for cmd in statement.cmds
-    )
 
 
 def held_exclusive(context: OperationContext, *tables: str) -> str | None:
@@ -110,7 +104,7 @@ def added_constraints(statement: Any, kind: ConstrType) -> list[Any]:
 
 
 def check_postgresql_alter_table(
-    context: OperationContext, statement: Any, table: str, shown: str
+    context: OperationContext, statement: Any, table: str, shown: str, earlier: list[Any]
 ) -> Iterator[Raised]:
     where = f"{table} ({size(context, table)})"
     foreign_keys = [
@@ -124,30 +118,18 @@ def check_postgresql_alter_table(
                    f"on it and on {referenced} (writes to both wait).")  # fmt: skip
         yield Raised("DBT202", message, shown)
     for cmd in statement.cmds:
-        if cmd.subtype == AlterTableType.AT_SetNotNull:
+        # PostgreSQL 12+ skips the scan where a validated CHECK (column IS NOT NULL) proves it.
+        if cmd.subtype == AlterTableType.AT_SetNotNull and not not_null_proven(
+            context, table, str(cmd.name), earlier
+        ):
             yield Raised("DBT203", f"SET NOT NULL on {cmd.name} scans {where} under an ACCESS "
                    f"EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip
     if any(not c.skip_validation for c in added_constraints(statement, ConstrType.CONSTR_CHECK)):
         yield Raised("DBT204", f"The CHECK constraint is validated against every row of {where} under an "
                f"ACCESS EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip
-    if any(not c.indexname for c in added_constraints(statement, ConstrType.CONSTR_UNIQUE)):
-        yield Raised("DBT206", f"The UNIQUE constraint builds its index on {where} under an ACCESS EXCLUSIVE "
-               f"lock (reads and writes wait).", shown)  # fmt: skip
-    for column, new_type in altered_types(statement):
-        old_type = context.facts.column_type(table, column)
-        if old_type and rewrites(old_type, new_type):
-            yield Raised("DBT205", f"{column} from {old_type} to {new_type} rewrites {where} and its indexes "
-                   f"under an ACCESS EXCLUSIVE lock (reads and writes wait).", shown)  # fmt: skip
-
-
-def altered_types(statement: Any) -> list[tuple[str, str]]:
-    """(column, new type) for each ALTER COLUMN … TYPE, the type spelt from the
-    parsed name and its modifiers: numeric(12, 2), varchar(80)."""
-    return [
-        (cmd.name, RawStream()(cmd.def_.typeName))
-        for cmd in statement.cmds
-        if cmd.subtype == AlterTableType.AT_AlterColumnType
-    ]
+    yield from validated_in_same_transaction(context, statement, where, shown)
+    yield from check_index_builds(statement, where, shown)
+    yield from check_rewrites(context, statement, table, where, shown)
 
 
 def locks_existing(context: OperationContext, table: str) -> bool:

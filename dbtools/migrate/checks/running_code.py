@@ -11,6 +11,7 @@ from django.db.migrations import operations as ops
 
 from .context import OperationContext, has_db_default
 from .findings import Raised
+from .sql import Statement
 
 
 def check_running_code(context: OperationContext) -> Iterator[Raised]:
@@ -120,3 +121,32 @@ def renamed(operation: Any) -> str:
     if isinstance(operation, ops.RenameField):
         return f"Renames {operation.model_name}.{operation.old_name} to {operation.new_name}"
     return f"Renames {operation.old_name} to {operation.new_name}"
+
+
+def old_code_on_sql(context: OperationContext, statement: Statement) -> Iterator[Raised]:
+    """A column or table RunSQL drops that the models before this migration still
+    have: the old code selects it, as after a RemoveField or DeleteModel. One the
+    models no longer have (removed from the state a release earlier, DBT403's
+    fix) is no one's to select."""
+    if context.deploy != "migrate-first":
+        return
+    models_by_table = {
+        model._meta.db_table: model
+        for model in context.before.apps.get_models()
+        if not context.new_table(model._meta.db_table)
+    }
+    for table, column in statement.dropped_columns:
+        model = models_by_table.get(table)
+        field = (
+            next((f for f in model._meta.concrete_fields if f.column == column), None)
+            if model
+            else None
+        )
+        if model is not None and field is not None:
+            name = model._meta.model_name
+            yield Raised("DBT403", f"The old code selects {name}.{field.name} in every query on {name}: they "
+                         f"all fail from this migration until the new code runs.", statement.text)  # fmt: skip
+    for table in statement.drops:
+        if table in models_by_table:
+            yield Raised("DBT403", f"The old code still queries {models_by_table[table].__name__}: every such "
+                         f"query fails from this migration until the new code runs.", statement.text)  # fmt: skip

@@ -20,6 +20,16 @@ from pglast import ast as pg
 from pglast.enums import AlterTableType, ConstrType, NullTestType, ObjectType
 
 from ...backends import backend_for
+from .sql_reads import (
+    pg_cascaded,
+    pg_dropped_columns,
+    pg_emptied,
+    pg_moves_schema,
+    sqlglot_created,
+    sqlglot_dropped_columns,
+    sqlglot_emptied,
+    sqlglot_renames,
+)
 
 # Only for what the parser cannot read (see statements()).
 DESTRUCTIVE_SQL = re.compile(r"\b(DROP\s+(TABLE|COLUMN|SCHEMA|DATABASE)|TRUNCATE)\b", re.I)
@@ -47,6 +57,9 @@ class Statement:
     drops: tuple[str, ...] = ()
     drops_if_exists: bool = False
     creates: tuple[str, ...] = ()
+    dropped_columns: tuple[tuple[str, str], ...] = ()  # (table, column) of a DROP COLUMN
+    emptied: tuple[str, ...] = ()  # the table a DELETE without WHERE empties
+    cascaded: tuple[tuple[str, str], ...] = ()  # (kind, name) a DROP TYPE … CASCADE removes
 
 
 @dataclass(frozen=True)
@@ -238,6 +251,9 @@ def postgresql_statements(text: str) -> list[Statement] | None:
             dropped_tables(statement),
             isinstance(statement, pg.DropStmt) and bool(statement.missing_ok),
             created_tables(statement),
+            pg_dropped_columns(statement),
+            pg_emptied(statement),
+            pg_cascaded(statement),
         )
         for statement, part in read
     ]
@@ -276,7 +292,8 @@ def postgresql_destroys(statement: Any) -> bool:
 
 
 def postgresql_renames(statement: Any) -> bool:
-    return isinstance(statement, pg.RenameStmt) and statement.renameType in RENAMED_OBJECTS
+    renames = isinstance(statement, pg.RenameStmt) and statement.renameType in RENAMED_OBJECTS
+    return renames or pg_moves_schema(statement)
 
 
 def fills_nulls_update(statement: Any, table: str, column: str) -> bool:
@@ -338,7 +355,14 @@ def sqlglot_statements(text: str, dialect: str | None) -> list[Statement] | None
     if not parsed or any(isinstance(e, sqlglot.exp.Command) for e in parsed):
         return None
     return [
-        Statement(one_line(e.sql(dialect=dialect)), sqlglot_destroys(e), sqlglot_renames(e))
+        Statement(
+            one_line(e.sql(dialect=dialect)),
+            sqlglot_destroys(e),
+            sqlglot_renames(e),
+            creates=sqlglot_created(e),
+            dropped_columns=sqlglot_dropped_columns(e),
+            emptied=sqlglot_emptied(e),
+        )
         for e in parsed
     ]
 
@@ -361,20 +385,7 @@ def sqlglot_destroys(expression: Any) -> bool:
         return True
     if isinstance(expression, exp.Drop):
         return str(expression.args.get("kind") or "").upper() in {"TABLE", "SCHEMA", "DATABASE"}
-    if isinstance(expression, exp.Alter):
-        return any(
-            isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == "COLUMN"
-            for action in expression.args.get("actions") or []
-        )
-    return False
-
-
-def sqlglot_renames(expression: Any) -> bool:
-    exp = sqlglot.exp
-    return isinstance(expression, exp.Alter) and any(
-        isinstance(action, (exp.RenameColumn, exp.AlterRename))
-        for action in expression.args.get("actions") or []
-    )
+    return bool(sqlglot_dropped_columns(expression))
 
 
 # Text ----------------------------------------------------------------------------------
