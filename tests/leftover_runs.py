@@ -10,26 +10,17 @@ are left alone.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from dbtools.restore.scratch import process_alive
+
 RUN_NAME = re.compile(r"(?P<pid>\d+)_[0-9a-f]{6}")
 FOLDER_PREFIX = "dbtools-tests-"
 DATABASE_PREFIX = "test_dbtools_"
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def dead_run(name: str, prefix: str) -> bool:
@@ -37,7 +28,7 @@ def dead_run(name: str, prefix: str) -> bool:
     if not name.startswith(prefix):
         return False
     match = RUN_NAME.fullmatch(name[len(prefix) :])
-    return bool(match) and not is_alive(int(match["pid"]))
+    return bool(match) and not process_alive(int(match["pid"]))
 
 
 def remove_dead_folders(temp: str | None = None) -> list[Path]:

@@ -8,10 +8,9 @@ import subprocess
 import sys
 import time
 
-import pytest
 from django.conf import settings
 
-from tests.conftest import IN_CI
+from tests.conftest import backends
 from tests.leftover_runs import (
     DATABASE_PREFIX,
     FOLDER_PREFIX,
@@ -58,13 +57,9 @@ def database_names(backend: str) -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
-@pytest.mark.django_db(databases=["postgresql", "mariadb"], transaction=True)
-@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
-def test_only_the_databases_of_ended_runs_are_dropped(backend):
-    if backend not in settings.DATABASES:
-        if IN_CI:
-            pytest.fail(f"CI=true but {backend} is not configured")
-        pytest.skip(f"{backend} is not configured")
+@backends("postgresql", "mariadb")
+def test_only_the_databases_of_ended_runs_are_dropped(alias):
+    backend = alias
     dead = f"{DATABASE_PREFIX}{ended_pid()}_abc123"
     alive = f"{DATABASE_PREFIX}{os.getpid()}_def456"
     make_database(backend, dead)

@@ -162,11 +162,9 @@ def python_batches(
 ) -> Generator[list[bytes], None, None]:
     """The portable path: values from the ORM, encoded by codec.py. With
     `key_chunks`, only the rows with those primary keys, group by group."""
-    as_text = text_readers(table, connection)
-    as_raw = raw_readers(table, connection)
-    if change is not None:
-        as_text = {i: r for i, r in as_text.items() if i not in change.positions}
-        as_raw = {i: r for i, r in as_raw.items() if i not in change.positions}
+    skip = change.positions if change is not None else frozenset()
+    as_text = {i: r for i, r in text_readers(table, connection).items() if i not in skip}
+    as_raw = {i: r for i, r in raw_readers(table, connection).items() if i not in skip}
     encode = row_encoder(table, {**as_text, **as_raw})
     batch: list[bytes] = []
     groups: Iterable[Sequence[Any] | None] = [None] if key_chunks is None else key_chunks
@@ -181,19 +179,23 @@ def python_batches(
         try:
             batch.append(encode(row))
         except (TypeError, ValueError) as exc:
-            pk = [row[table.fields.index(f)] for f in table.pk_fields]
-            cause = (
-                str(exc)
-                if isinstance(exc, UnreadableValue)
-                else f"a value cannot be written as JSON ({exc})"
-            )
-            raise BackupError(
-                f"Table {table.label} ({table.db_table}), row with primary key "
-                f"{pk[0] if len(pk) == 1 else tuple(pk)!r}: {cause}. "
-                f"Fix the value or leave the table out with --exclude {table.label}."
-            ) from exc
+            raise unwritable_row(table, row, exc) from exc
         if len(batch) >= ENCODED_ROWS:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def unwritable_row(table: Table, row: tuple[Any, ...], exc: Exception) -> BackupError:
+    pk = [row[table.fields.index(f)] for f in table.pk_fields]
+    cause = (
+        str(exc)
+        if isinstance(exc, UnreadableValue)
+        else f"a value cannot be written as JSON ({exc})"
+    )
+    return BackupError(
+        f"Table {table.label} ({table.db_table}), row with primary key "
+        f"{pk[0] if len(pk) == 1 else tuple(pk)!r}: {cause}. "
+        f"Fix the value or leave the table out with --exclude {table.label}."
+    )
