@@ -31,7 +31,7 @@ CHECKS: dict[str, Check] = {
         Check("DBT102", "high", "A required field is added with a one-off default only",
               "Keep the default on the field (preserve_default=True) or give it a db_default: backups taken "
               "before this migration have no value for it.",
-              "NOT_NULL", "adding-required-field"),
+              "NOT_NULL", "ban-drop-default"),
         Check("DBT103", "warning", "A required field without a default is added to an empty table",
               "Give the field a default, or null=True: backups taken before this migration have no value for it.",
               "NOT_NULL", "adding-required-field"),
@@ -46,10 +46,10 @@ CHECKS: dict[str, Check] = {
         Check("DBT106", "high", "A field becomes required over rows that hold NULL, and nothing fills them",
               "Fill the NULLs in a data migration first, or give the field a default that is not None "
               "(Django then fills them as it migrates).",
-              "NOT_NULL", ""),
+              "NOT_NULL", "adding-not-nullable-field"),
         Check("DBT107", "high", "A unique constraint over data that has duplicates",
               "Remove or merge the duplicates in a data migration before this one.",
-              "ADD_UNIQUE", ""),
+              "ADD_UNIQUE", "disallowed-unique-constraint, constraint-missing-not-valid"),
         Check("DBT108", "warning", "A column changes type",
               "Check that every value converts; restoredb converts older backups value by value, or use "
               "restoredb --replay to run the migration's own conversion.",
@@ -63,7 +63,7 @@ CHECKS: dict[str, Check] = {
               "", "ban-drop-table, ban-drop-column"),
         Check("DBT111", "high", "Migrating backwards over an operation that cannot be undone",
               "Give the operation a reverse (RunPython.noop / RunSQL.noop if nothing needs undoing).",
-              "", ""),
+              "RUNPYTHON_REVERSIBLE, RUNSQL_REVERSIBLE", ""),
         Check("DBT201", "warning", "PostgreSQL: an index is built without CONCURRENTLY on an existing table",
               "Use AddIndexConcurrently (django.contrib.postgres.operations) in a migration with "
               "atomic = False: it builds the index without blocking writes.",
@@ -71,7 +71,7 @@ CHECKS: dict[str, Check] = {
         Check("DBT202", "warning", "PostgreSQL: a foreign key is added and validated in one step",
               "Add it NOT VALID (RunSQL with state_operations), then VALIDATE CONSTRAINT in a later "
               "migration: the validation then takes a lock that lets writes through.",
-              "", "adding-foreign-key-constraint"),
+              "", "adding-foreign-key-constraint, constraint-missing-not-valid"),
         Check("DBT203", "warning", "PostgreSQL: SET NOT NULL scans the table under an ACCESS EXCLUSIVE lock",
               "Add CHECK (column IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL (PostgreSQL "
               "12+ uses the check and skips the scan), then drop the check.",
@@ -87,11 +87,11 @@ CHECKS: dict[str, Check] = {
               "ACCESS EXCLUSIVE lock",
               "CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE … ADD CONSTRAINT … UNIQUE (or PRIMARY KEY) "
               "USING INDEX (RunSQL with state_operations).",
-              "ADD_UNIQUE", "disallowed-unique-constraint"),
+              "ADD_UNIQUE", "disallowed-unique-constraint, constraint-missing-not-valid"),
         Check("DBT207", "high", "PostgreSQL: CONCURRENTLY in an atomic migration, which PostgreSQL refuses",
               "Set atomic = False on the migration, and keep in it only the concurrent operations (each "
               "then commits on its own, so a failure leaves the others done).",
-              "", ""),
+              "", "ban-concurrent-index-creation-in-transaction"),
         Check("DBT208", "warning", "PostgreSQL: a column added with a value computed for each row rewrites the table",
               "Add the column with no default (or a constant one), set the default for new rows, fill the "
               "existing rows in batches; or run it when the table may be unavailable for the rewrite.",
@@ -99,7 +99,7 @@ CHECKS: dict[str, Check] = {
         Check("DBT401", "warning", "Running code: a required column the old code's INSERTs leave out or set to NULL",
               "Give the field a db_default (the database then fills it for the old code), or add it with "
               "null=True in this release and make it required in the next.",
-              "NOT_NULL", "adding-required-field"),
+              "NOT_NULL", "ban-drop-default"),
         Check("DBT402", "warning", "Running code: a rename under the code that still uses the old name",
               "Keep the database name (db_column= / db_table= on the renamed field or model), or expand and "
               "contract: add the new column, write both, switch the reads, drop the old one a release later.",
@@ -111,11 +111,11 @@ CHECKS: dict[str, Check] = {
         Check("DBT404", "warning", "Running code: a unique constraint the old code does not know of",
               "Make the code avoid duplicates (get_or_create, a check before saving) and deploy that first; the "
               "old code's duplicate inserts fail once the constraint exists.",
-              "ADD_UNIQUE", ""),
+              "ADD_UNIQUE", "disallowed-unique-constraint, constraint-missing-not-valid"),
         Check("DBT405", "warning", "Running code: the new code uses a column or table this migration adds",
               "Run the migration before the new code starts (migrate-first), or add the field in a release "
               "before the code that uses it.",
-              "", ""),
+              "NOT_NULL", "adding-required-field"),
         Check("DBT301", "warning", "RunPython uses a model imported from the app instead of apps.get_model",
               "Use apps.get_model('app_label', 'Model'): the imported class is today's model, not the one "
               "at this migration, and breaks once the model changes.",
@@ -130,11 +130,11 @@ CHECKS: dict[str, Check] = {
         Check("DBT304", "high", "RunSQL drops or truncates",
               "Make sure the data is not needed, or move it first; afterwards it lives only in the backup "
               "safemigrate takes.",
-              "", "ban-drop-table, ban-drop-column, ban-truncate-cascade"),
+              "DROP_TABLE", "ban-drop-table, ban-drop-column, ban-truncate-cascade"),
         Check("DBT305", "high", "PostgreSQL: RunSQL that the server's own grammar rejects",
               "Correct the SQL: the parser's message says where it stops; try it in psql on a copy of the "
               "database.",
-              "", ""),
+              "", "syntax-error"),
         Check("DBT306", "high", "RunSQL deletes every row of a table (DELETE without WHERE)",
               "Add the WHERE the deletion needs, or make sure the rows are not needed; afterwards they live "
               "only in the backup safemigrate takes.",
@@ -143,7 +143,7 @@ CHECKS: dict[str, Check] = {
               "columns of that type",
               "Drop or convert the columns that use it first, in their own migration, then drop the type "
               "without CASCADE (it then fails rather than drop data).",
-              "", ""),
+              "", "ban-drop-type"),
     ]
 }  # fmt: skip
 
