@@ -407,3 +407,20 @@ def test_a_masked_subset_holds_no_original_value_and_restores(alias, masking):
     assert sorted(emails) == sorted(chosen)
     for order in m.Order.objects.using(alias).exclude(user_id=None):
         assert order.email == emails[order.user_id]  # masked alike, and inside the subset
+
+
+def test_a_masked_subset_records_its_lookups_without_their_values(alias, masking):
+    seed_customers(alias)
+    email = m.User.objects.using(alias).order_by("pk").values_list("email", flat=True)[0]
+    call_command(
+        "backupdb", "--mask", "--subset", f"shop.User:email={email}", database=alias,
+        stdout=StringIO(),
+    )  # fmt: skip
+    path = next(masking.glob("db-backup-subset-masked-*"))
+    assert email.encode() not in decoded(path.read_bytes())
+    assert masked_meta(path)["subset"]["subset"] == ["shop.User:email=<redacted>"]
+    assert len(read_backup(path)["shop.User"]) == 1
+    listing = StringIO()
+    call_command("listbackups", stdout=listing)
+    assert "--subset 'shop.User:email=<redacted>'" in listing.getvalue()
+    assert email not in listing.getvalue()

@@ -278,5 +278,5 @@ def describe_backup(
         **header_fields(options.masker),
     }
     if options.subset_spec:
-        meta["subset"] = options.subset_spec.definition()
+        meta["subset"] = options.subset_spec.definition(redact=options.masker is not None)
     return meta

@@ -42,6 +42,7 @@ FILTER_SPLIT = re.compile(r",(?=[A-Za-z_][A-Za-z0-9_]*=)")
 LISTS = ("in", "range")  # lookups whose value is a comma-separated list
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 SUBSET_LABEL = "subset"  # the word in a subset backup's file name
+REDACTED = "<redacted>"  # a lookup's value, in a masked backup's header
 
 
 @dataclass(frozen=True)
@@ -59,20 +60,32 @@ class SubsetSpec:
     limits: tuple[tuple[str, int], ...]
     with_children: bool
 
-    def definition(self) -> dict[str, Any]:
-        """What the backup's header records (and listbackups shows)."""
+    def definition(self, redact: bool = False) -> dict[str, Any]:
+        """What the backup's header records (and listbackups shows); `redact` (a
+        masked backup) leaves out the lookups' values, which may be personal."""
         return {
-            "subset": [c.text for c in self.choices],
+            "subset": [redacted(c.text) if redact else c.text for c in self.choices],
             "limit": dict(self.limits),
             "with_children": self.with_children,
         }
 
 
-def subset_line(definition: Any) -> str:
-    """A header's subset definition as the options that made it (listbackups)."""
+def redacted(text: Any) -> str:
+    """A --subset with its values replaced: `shop.User:email=<redacted>`."""
+    label, colon, rest = str(text).partition(":")
+    if not rest.strip():
+        return str(text)
+    lookups = [part.partition("=")[0] for part in FILTER_SPLIT.split(rest)]
+    return label + colon + ",".join(f"{lookup}={REDACTED}" for lookup in lookups)
+
+
+def subset_line(definition: Any, redact: bool = False) -> str:
+    """A header's subset definition as the options that made it (listbackups);
+    `redact` (a masked backup) shows no value, even if an older file holds them."""
     if not isinstance(definition, Mapping):
         return "(not readable)"
-    parts = [f"--subset {text!r}" for text in definition.get("subset") or ()]
+    texts = definition.get("subset") or ()
+    parts = [f"--subset {redacted(t) if redact else t!r}" for t in texts]
     limits = definition.get("limit")
     if isinstance(limits, Mapping):
         parts += [f"--limit {label}={n}" for label, n in limits.items()]

@@ -125,7 +125,9 @@ class Command(DbtoolsCommand):
             f"{'  subset' if meta.get('subset') else ''}{masked}{status}{mark}"
         )
         if verbosity >= 1 and meta.get("subset"):
-            self.stdout.write(f"      subset: {subset_line(meta['subset'])}")
+            self.stdout.write(
+                f"      subset: {subset_line(meta['subset'], redact=is_masked(meta))}"
+            )
         if verbosity >= 1 and info.newest_migrations:
             migrations = ", ".join(f"{app} {name}" for app, name in info.newest_migrations.items())
             self.stdout.write(f"      migrations: {migrations}")
