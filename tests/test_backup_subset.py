@@ -271,3 +271,16 @@ def test_a_subset_passes_the_restore_drill(alias, backup_dir):
     assert result.ok and not result.unproven
     assert all(t.checksum == "match" for t in result.tables)
     assert next(t for t in result.tables if t.label == "shop.Order").in_backup > 0
+
+
+def test_limit_counts_rows_once_across_a_one_to_many_lookup(alias, backup_dir):
+    seed_shop(300, using=alias)
+    m.Order.objects.using(alias).update(status="delivered")
+    matching = m.User.objects.using(alias).filter(orders__status="delivered").distinct()
+    first = list(matching.order_by("pk").values_list("pk", flat=True)[:5])
+    assert len(first) == 5
+    # The first users by key have several delivered orders: the join repeats them.
+    assert m.Order.objects.using(alias).filter(user__in=first, status="delivered").count() > 5
+    subset = ["shop.User:orders__status=delivered"]
+    result = backup_database(using=alias, subset=subset, limit={"shop.User": 5})
+    assert [row["id"] for row in read_backup(result.path)["shop.User"]] == first

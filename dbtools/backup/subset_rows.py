@@ -71,7 +71,9 @@ def seed_keys(seed: Seed, connection: BaseDatabaseWrapper) -> list[Any]:
         *[f.attname for f in seed.table.pk_fields]
     )
     if seed.where is not None:
-        queryset = queryset.filter(seed.where)
+        # A lookup across a one-to-many relation (orders__status) joins a row
+        # once per match: without DISTINCT the limit would count the copies.
+        queryset = queryset.filter(seed.where).distinct()
     if seed.limit is not None:
         queryset = queryset[: seed.limit]
     return key_values(queryset, seed.table)
