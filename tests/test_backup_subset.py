@@ -284,3 +284,18 @@ def test_limit_counts_rows_once_across_a_one_to_many_lookup(alias, backup_dir):
     subset = ["shop.User:orders__status=delivered"]
     result = backup_database(using=alias, subset=subset, limit={"shop.User": 5})
     assert [row["id"] for row in read_backup(result.path)["shop.User"]] == first
+
+
+def test_a_labelled_subset_is_never_counted_nor_pruned_as_a_pre_migrate_backup(
+    alias, backup_dir, settings
+):
+    seed_shop(100, using=alias)
+    pre = backup_database(using=alias, label="pre-migrate").path
+    subset = backup_database(using=alias, subset=["shop.User:pk=1"], label="pre-migrate").path
+    assert subset.name.startswith("db-backup-pre-migrate-subset-")
+    # A subset named as a pre-migrate backup (as an older version named it):
+    # its header keeps retention from counting it.
+    renamed = subset.rename(subset.with_name(subset.name.replace("-subset-", "-")))
+    settings.DBTOOLS = {**settings.DBTOOLS, "KEEP_PRE_MIGRATE": 1}
+    assert backup_database(using=alias).pruned == []
+    assert pre.exists() and renamed.exists()

@@ -90,8 +90,8 @@ class BackupOptions:
         self.sealed_to = recipients(keys) if keys else []
         self.compression = wanted_compression(self.compress)
         self.subset_spec = parse_subset(self.subset, self.limit, self.with_children)
-        if self.subset_spec and self.label is None:  # never `latest`, never pruned
-            self.label = SUBSET_LABEL
+        if self.subset_spec:  # in the file name: never `latest`, never pruned
+            self.label = f"{self.label}-{SUBSET_LABEL}" if self.label else SUBSET_LABEL
         self.masker = masker_for(self.mask)
         if self.mask:  # in the file name: retention never counts it
             self.label = f"{self.label}-{MASKED}" if self.label else MASKED

@@ -108,8 +108,8 @@ def resolve_backup(
 
 def retention_group(path: BackupRef) -> str | None:
     """Which count a backup belongs to: "full", "pre-migrate", or None for one
-    that retention never deletes (a partial --only backup, one with another
-    label, one whose header cannot be read)."""
+    that retention never deletes (a partial --only, subset or masked backup,
+    one with another label, one whose header cannot be read)."""
     match = TIMESTAMPED.match(path.name)
     if match is None or match["label"] not in (None, PRE_MIGRATE):
         return None
@@ -117,7 +117,9 @@ def retention_group(path: BackupRef) -> str | None:
         return match["label"] or "full"  # an encrypted --only backup is named db-backup-partial-…
     try:
         with ArchiveReader(path) as reader:
-            partial = bool(reader.meta.get("only"))
+            # The header, not the name: a file named by an older version (or
+            # renamed) is still never counted as a whole backup.
+            partial = any(reader.meta.get(key) for key in ("only", "subset", "masked"))
     except (ArchiveError, OSError, ConfigurationError):
         return None
     if partial:
