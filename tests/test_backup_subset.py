@@ -238,7 +238,10 @@ BAD = [
     (["Order:id=1"], None, r"'Order' is not app_label.Model"),
     (["sessions.Session:expire_date__gte=2025-01-01"], None, r"not among the tables this backup holds"),
     ([], ["shop.User=none"], r"--limit 'shop.User=none': write app_label.Model=N"),
-    ([], ["shop.User=0"], r"a whole number of 1 or more, not 0"),
+    ([], ["shop.User=0"], r"a whole number from 1 to 9223372036854775807, not 0"),
+    ([], ["shop.User=99999999999999999999"], r"a whole number from 1 to 9223372036854775807, not"),
+    ([], {"shop.User": 2**63}, r"a whole number from 1 to 9223372036854775807, not"),
+    ([], ["shop.User=\u0663"], r"--limit 'shop.User=\u0663': write app_label.Model=N"),
 ]  # fmt: skip
 
 

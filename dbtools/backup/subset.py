@@ -41,6 +41,8 @@ LOOKUP = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 FILTER_SPLIT = re.compile(r",(?=[A-Za-z_][A-Za-z0-9_]*=)")
 LISTS = ("in", "range")  # lookups whose value is a comma-separated list
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also takes other scripts' digits
+MAX_LIMIT = 2**63 - 1  # the header is JSON with 64-bit integers, and so is SQL's LIMIT
 SUBSET_LABEL = "subset"  # the word in a subset backup's file name
 REDACTED = "<redacted>"  # a lookup's value, in a masked backup's header
 
@@ -151,17 +153,17 @@ def parse_limits(limit: Mapping[str, int] | Sequence[str] | None) -> tuple[tuple
     else:
         for text in [limit] if isinstance(limit, str) else limit:
             label, equals, number = str(text).partition("=")
-            if not equals or not number.strip().isdigit():
+            if not equals or not DIGITS.fullmatch(number.strip()):
                 raise ConfigurationError(
                     f"--limit {text!r}: write app_label.Model=N, e.g. shop.User=1000."
                 )
             pairs.append((label.strip(), int(number)))
     for label, number in pairs:
         check_model_label("--limit", label, f"{label}={number}")
-        if type(number) is not int or number < 1:
+        if type(number) is not int or not 1 <= number <= MAX_LIMIT:
             raise ConfigurationError(
-                f"--limit {label}: the number of rows must be a whole number of 1 or more, "
-                f"not {number!r}."
+                f"--limit {label}: the number of rows must be a whole number from 1 to "
+                f"{MAX_LIMIT}, not {number!r}."
             )
     labels = [label.lower() for label, _ in pairs]
     if len(set(labels)) < len(labels):
