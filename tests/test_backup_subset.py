@@ -302,3 +302,17 @@ def test_a_labelled_subset_is_never_counted_nor_pruned_as_a_pre_migrate_backup(
     settings.DBTOOLS = {**settings.DBTOOLS, "KEEP_PRE_MIGRATE": 1}
     assert backup_database(using=alias).pruned == []
     assert pre.exists() and renamed.exists()
+
+
+def test_keep_is_refused_with_a_subset(alias, backup_dir):
+    message = (
+        "--keep deletes old full backups, and a subset backup is not one of them "
+        "(it never becomes latest); run --keep without --subset/--limit."
+    )
+    for options in ({"subset": ["shop.User:pk=1"]}, {"limit": {"shop.User": 3}}):
+        with pytest.raises(ConfigurationError) as caught:
+            backup_database(using=alias, keep=1, **options)
+        assert str(caught.value) == message
+    with pytest.raises(CommandError, match=r"^--keep deletes old full backups, and a subset"):
+        call_command("backupdb", database=alias, keep=1, limit=["shop.User=3"], stdout=StringIO())
+    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []

@@ -34,6 +34,16 @@ def check_whole_number(option: str, value: object) -> None:
         raise ConfigurationError(f"{option} must be a whole number of 1 or more, not {value!r}.")
 
 
+def check_keep(keep: int | None, mask: bool, subset: bool) -> None:
+    """--keep prunes after a full backup; with --mask or a subset it would do nothing."""
+    for asked, kind, option in ((mask, "masked", "--mask"), (subset, "subset", "--subset/--limit")):
+        if asked and keep is not None:
+            raise ConfigurationError(
+                f"--keep deletes old full backups, and a {kind} backup is not one of them "
+                f"(it never becomes latest); run --keep without {option}."
+            )
+
+
 @dataclass
 class BackupOptions:
     """backup_database()'s keywords, checked when made, with DBTOOLS' defaults
@@ -77,11 +87,7 @@ class BackupOptions:
                 f"A backup's label goes into its file name: lower-case letters, digits and "
                 f"dashes, starting with a letter, not {self.label!r}."
             )
-        if self.mask and self.keep is not None:
-            raise ConfigurationError(
-                "--keep deletes old full backups, and a masked backup is not one of them "
-                "(it never becomes latest); run --keep without --mask."
-            )
+        check_keep(self.keep, self.mask, bool(self.subset or self.limit))
         conf = get_settings()
         self.exclude = conf.exclude if self.exclude is None else self.exclude
         self.keep = conf.keep if self.keep is None else self.keep
