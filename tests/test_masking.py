@@ -19,6 +19,7 @@ from dbtools.masking.engine import ColumnMasker, RowMasker, UniqueTracker
 from dbtools.masking.rules import MaskContext, keyed_signer
 from shop import models as m
 from shop.seed import seed_shop
+from tests.edgecases.models import Place
 
 KEY = "a-test-key-that-is-long-enough-0123456789"
 OTHER_KEY = "another-test-key-long-enough-9876543210"
@@ -511,6 +512,38 @@ def test_error_for_dropping_a_model_that_kept_rows_point_at(settings):
         "shop.SubscriptionItem": "drop",
     }
     assert check_mask() == []
+
+
+def test_error_for_a_rule_on_a_proxy_model_or_an_inherited_field(settings):
+    rules = {
+        "edgecases.ProxyPlace": "drop",
+        "edgecases.ProxyPlace.name": "text",
+        "edgecases.Restaurant.name": "text",
+        "edgecases.ItalianRestaurant.address": "street",
+    }
+    assert messages(settings, rules) == [
+        (
+            "dbtools.E016",
+            "DBTOOLS['MASK']['edgecases.ProxyPlace']: edgecases.ProxyPlace is a proxy model and has no table of its own; name 'edgecases.Place', whose table holds its rows, instead.",
+        ),
+        (
+            "dbtools.E016",
+            "DBTOOLS['MASK']['edgecases.ProxyPlace.name']: edgecases.ProxyPlace is a proxy model, and the column is in edgecases.Place's table; name 'edgecases.Place.name' instead (it masks the column for edgecases.ProxyPlace too).",
+        ),
+        (
+            "dbtools.E016",
+            "DBTOOLS['MASK']['edgecases.Restaurant.name']: edgecases.Restaurant inherits name from edgecases.Place, and the column is in edgecases.Place's table; name 'edgecases.Place.name' instead (it masks the column for edgecases.Restaurant too).",
+        ),
+        (
+            "dbtools.E016",
+            "DBTOOLS['MASK']['edgecases.ItalianRestaurant.address']: edgecases.ItalianRestaurant inherits address from edgecases.Place, and the column is in edgecases.Place's table; name 'edgecases.Place.address' instead (it masks the column for edgecases.ItalianRestaurant too).",
+        ),
+    ]
+    with pytest.raises(ConfigurationError, match=r"^DBTOOLS\['MASK'\]\['edgecases.ProxyPlace'\]"):
+        Masker.from_settings()  # so backupdb --mask never runs with them
+    settings.DBTOOLS["MASK"] = {"edgecases.Place.name": "text"}
+    assert check_mask() == []
+    assert Masker.from_settings().masks(Place)
 
 
 def test_error_for_missing_mask_key(settings):

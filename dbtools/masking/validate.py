@@ -12,13 +12,14 @@ from .rules import ANY_KIND, DROP, JSON
 from .spec import ChosenRule, SpecError, choose_rule, field_kind, parse_path, target, unique_scope
 
 SHORTEST_KEY = 32
-SHAPE, UNKNOWN_TARGET, DOES_NOT_FIT, NOT_UNIQUE, KEY, DANGLING = (
+SHAPE, UNKNOWN_TARGET, DOES_NOT_FIT, NOT_UNIQUE, KEY, DANGLING, NOT_ITS_TABLE = (
     "dbtools.E010",
     "dbtools.E011",
     "dbtools.E012",
     "dbtools.E013",
     "dbtools.E014",
     "dbtools.E015",
+    "dbtools.E016",
 )
 Problem = tuple[str, str]
 
@@ -104,6 +105,9 @@ def entry_problems(label: object, spec: object) -> list[Problem]:
             else UNKNOWN_TARGET
         )
         return [(code, f"{where}: {exc}.")]
+    elsewhere = table_problems(where, model, field)
+    if elsewhere:
+        return elsewhere
     if field is None:
         if spec != DROP:
             return [
@@ -136,6 +140,37 @@ def entry_problems(label: object, spec: object) -> list[Problem]:
     except SpecError as exc:
         return [(SHAPE, f"{where}: {exc}.")]
     return fit_problems(where, field, field_name, chosen)
+
+
+def table_problems(
+    where: str, model: type[models.Model], field: models.Field[Any, Any] | None
+) -> list[Problem]:
+    """A rule must name the model whose table holds the column: a masked backup
+    reads tables, so a rule on a proxy model or on a field a multi-table child
+    inherits would match no table and leave the column unmasked."""
+    label = model._meta.label
+    if field is None and model._meta.proxy:
+        holder = model._meta.concrete_model or model
+        return [
+            (
+                NOT_ITS_TABLE,
+                f"{where}: {label} is a proxy model and has no table of its own; name {holder._meta.label!r}, whose table holds its rows, instead.",
+            )
+        ]
+    if field is not None and field.model is not model:
+        named = f"{field.model._meta.label}.{field.name}"
+        why = (
+            "is a proxy model"
+            if model._meta.proxy
+            else f"inherits {field.name} from {field.model._meta.label}"
+        )
+        return [
+            (
+                NOT_ITS_TABLE,
+                f"{where}: {label} {why}, and the column is in {field.model._meta.label}'s table; name {named!r} instead (it masks the column for {label} too).",
+            )
+        ]
+    return []
 
 
 def json_problems(
