@@ -183,6 +183,9 @@ def test_the_command_prints_inserted_and_updated(alias, backup_dir):
 
     text = out.getvalue()
     assert "Mode:   OVERWRITE: insert the rows whose primary key is missing" in text
+    there = text.split(" rows already there will be given the backup's values:")[0]
+    assert int(there.splitlines()[-1].replace(",", "")) > products
+    assert f"\n  shop.Product: {products:,}\n" in text
     assert "  table  " in text and "   updated  " in text
     product_line = next(line for line in text.splitlines() if line.startswith("  shop.Product "))
     assert product_line.split()[1:5] == [f"{products:,}", "0", f"{products:,}", "0"]

@@ -213,6 +213,25 @@ class Command(DbtoolsCommand):
             )
         if request.mode == "merge":
             self.show_overlap(plan.rows_already_there())
+        elif request.mode == "overwrite":
+            self.show_overwritten(plan.rows_already_there())
+
+    def show_overwritten(self, overlap: Overlap) -> None:
+        rows = sum(t.rows for t in overlap.tables)
+        self.stdout.write(
+            f"{rows:,} rows already there will be given the backup's values"
+            + (":" if rows else ".")
+        )
+        for table in overlap.tables:
+            self.stdout.write(f"  {table.label}: {table.rows:,}")
+        self.show_unchecked(overlap)
+
+    def show_unchecked(self, overlap: Overlap) -> None:
+        if overlap.unchecked:
+            self.stdout.write(
+                f"Not checked for rows already there (over {PREVIEW_MOST_ROWS:,} rows): "
+                + ", ".join(overlap.unchecked)
+            )
 
     def show_overlap(self, overlap: Overlap) -> None:
         if overlap.tables:
@@ -228,11 +247,7 @@ class Command(DbtoolsCommand):
                 "  To take the backup's rows instead: --replay first empties the tables that hold only "
                 "what the migrations made; --replace takes exactly the backup's rows."
             )
-        if overlap.unchecked:
-            self.stdout.write(
-                f"Not checked for rows already there (over {PREVIEW_MOST_ROWS:,} rows): "
-                + ", ".join(overlap.unchecked)
-            )
+        self.show_unchecked(overlap)
 
     def replay(self, request: Request) -> None:
         path = resolve_backup(request.file)
