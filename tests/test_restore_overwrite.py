@@ -7,6 +7,7 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import connections
 
@@ -168,6 +169,25 @@ def test_dry_run_says_what_would_change_exactly_and_writes_nothing(alias, backup
     assert "  shop.UserActivity: 4 to insert, " in text
     assert "Dry run: rolled back; the database is unchanged." in text
     assert contents(alias) == before
+
+
+def test_dry_run_claims_no_update_of_a_table_matched_by_natural_key(alias, backup_dir):
+    seed_shop(50, using=alias)
+    backup_database(using=alias)
+    permission = Permission.objects.using(alias).order_by("pk")[0]
+    Permission.objects.using(alias).filter(pk=permission.pk).update(name="Renamed since")
+
+    out = StringIO()
+    call_command(
+        "restoredb", "--database", alias, "--no-input", "--overwrite", "--dry-run", stdout=out
+    )
+
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("  auth.Permission:")]
+    assert lines == [
+        "  auth.Permission: matched by natural key; rows already there are left as they are"
+    ]
+    call_command("restoredb", "--database", alias, "--no-input", "--overwrite", stdout=StringIO())
+    assert Permission.objects.using(alias).get(pk=permission.pk).name == "Renamed since"
 
 
 def test_the_command_prints_inserted_and_updated(alias, backup_dir):

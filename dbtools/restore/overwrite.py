@@ -153,9 +153,17 @@ def preview(plan: RestorePlan) -> DiffResult:
 def preview_lines(diff: DiffResult) -> list[str]:
     """Per table: the rows an overwrite would insert (deleted since the
     backup) and update (changed since), with the count per column, and the
-    rows it leaves as they are; a table not compared says why."""
+    rows it leaves as they are; a table not compared says why, and one
+    matched by natural key says so."""
     lines: list[str] = []
     for table in diff.tables:
+        if table.label.lower() in NATURAL_KEYS:
+            # The load matches these by natural key and never updates a row
+            # there, so the diff's by-id "to update" would be untrue.
+            lines.append(
+                f"  {table.label}: matched by natural key; rows already there are left as they are"
+            )
+            continue
         if not table.compared:
             lines.extend(f"  {line}" for line in summary_lines(table))
             continue
