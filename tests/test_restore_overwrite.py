@@ -5,20 +5,23 @@ database's upsert and through the portable path alike."""
 from __future__ import annotations
 
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
-from django.db import connections
+from django.db import connections, transaction
 
 from dbtools import diff_database
 from dbtools.backends import backend_for
+from dbtools.backends.pg_loads import staging_table
 from dbtools.backup import backup_database
 from dbtools.exceptions import ConfigurationError, RestoreError
 from dbtools.restore import choose_mode, prepare_restore, restore_database
 from dbtools.restore.loader import Loader
 from shop import models as m
 from shop.seed import seed_shop
+from tests.conftest import backends
 from tests.helpers import comparable_tables, database_contents
 from tests.test_diffdb import run_script
 
@@ -188,6 +191,21 @@ def test_dry_run_claims_no_update_of_a_table_matched_by_natural_key(alias, backu
     ]
     call_command("restoredb", "--database", alias, "--no-input", "--overwrite", stdout=StringIO())
     assert Permission.objects.using(alias).get(pk=permission.pk).name == "Renamed since"
+
+
+@backends("postgresql")
+def test_staging_with_no_column_to_update_counts_only_the_rows_inserted(alias):
+    connection = connections[alias]
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE dbtools_pk_only (id integer PRIMARY KEY, note text)")
+        cursor.execute("INSERT INTO dbtools_pk_only VALUES (1, 'kept'), (2, 'kept')")
+        fields = [SimpleNamespace(column="id")]
+        with staging_table("dbtools_pk_only", fields, connection) as staging:  # type: ignore[arg-type]
+            cursor.execute(f"INSERT INTO {staging.name} VALUES (1), (2), (3)")
+            assert staging.overwrite(["id"], []) == (1, 0)
+        cursor.execute("SELECT id, note FROM dbtools_pk_only ORDER BY id")
+        assert cursor.fetchall() == [(1, "kept"), (2, "kept"), (3, None)]
+        transaction.set_rollback(True, using=alias)
 
 
 def test_the_command_prints_inserted_and_updated(alias, backup_dir):
