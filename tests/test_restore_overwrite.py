@@ -11,14 +11,17 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from dbtools import diff_database
 from dbtools.backends import backend_for
 from dbtools.backends.pg_loads import staging_table
 from dbtools.backup import backup_database
 from dbtools.exceptions import ConfigurationError, RestoreError
-from dbtools.restore import choose_mode, prepare_restore, restore_database
+from dbtools.graph import plan_tables
+from dbtools.restore import choose_mode, prepare_restore, restore_database, strategies
 from dbtools.restore.loader import Loader
+from dbtools.restore.strategies import split_existing
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
@@ -206,6 +209,34 @@ def test_staging_with_no_column_to_update_counts_only_the_rows_inserted(alias):
         cursor.execute("SELECT id, note FROM dbtools_pk_only ORDER BY id")
         assert cursor.fetchall() == [(1, "kept"), (2, "kept"), (3, None)]
         transaction.set_rollback(True, using=alias)
+
+
+def test_an_overwrite_locks_the_keys_it_reads_where_the_upsert_fires_on_any_unique(
+    alias, backup_dir
+):
+    seed_shop(20, using=alias)
+    backup_database(using=alias)
+    connection = connections[alias]
+    lock = backend_for(connection).locks_keys_read
+    assert lock is (connection.vendor == "mysql")
+    table = next(t for t in plan_tables(alias).tables if t.label == "shop.Category")
+    batch = [{"id": pk} for pk in m.Category.objects.using(alias).values_list("pk", flat=True)]
+    with transaction.atomic(using=alias), CaptureQueriesContext(connection) as queries:
+        missing, present = split_existing(table, [*batch, {"id": 10**6}], alias, lock)
+    assert (missing, present) == ([{"id": 10**6}], batch)
+    assert [q["sql"].endswith(" FOR UPDATE") for q in queries.captured_queries] == [lock]
+
+    locked: list[object] = []
+
+    def overwrite_locks(*args: object) -> object:
+        locked.append(args[3])
+        return split(*args)
+
+    split = strategies.split_existing
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(strategies, "split_existing", overwrite_locks)
+        overwrite(alias, None, only=["shop.Category"])
+    assert set(locked) <= {lock} and (locked or not lock)
 
 
 def test_the_command_prints_inserted_and_updated(alias, backup_dir):
