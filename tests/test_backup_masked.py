@@ -22,7 +22,7 @@ from dbtools.archive.envelope import AGE_MAGIC, GZIP_MAGIC, ZSTD_MAGIC
 from dbtools.backends import pg_reads
 from dbtools.backup import backup_database
 from dbtools.backup.masked import MaskedTables
-from dbtools.exceptions import ConfigurationError, MigrationError
+from dbtools.exceptions import ConfigurationError, MigrationError, RestoreError
 from dbtools.graph import plan_tables
 from dbtools.management.commands import restoredb
 from dbtools.masking import Masker
@@ -31,7 +31,7 @@ from dbtools.restore import prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
-from tests.helpers import read_backup
+from tests.helpers import database_contents, read_backup
 from tests.test_masking import KEY, OTHER_KEY, SHOP_RULES
 
 # The engine's own shop rules, with a phone number and a dropped table.
@@ -322,6 +322,7 @@ def test_restoredb_says_the_backup_is_masked_before_it_writes(alias, masking, mo
         return restore(*args, **kwargs)
 
     monkeypatch.setattr(restoredb, "restore_database", watched)
+    call_command("flush", database=alias, interactive=False, verbosity=0)
     call_command(
         "restoredb", "--replace", "--no-input", "--file", str(result.path),
         database=alias, stdout=StringIO(), stderr=err, verbosity=0,
@@ -339,6 +340,30 @@ def test_restoredb_says_the_backup_is_masked_before_it_writes(alias, masking, mo
         database=alias, stdout=StringIO(), stderr=err, verbosity=0,
     )  # fmt: skip
     assert "masked" not in err.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["overwrite", "replace"])
+def test_a_masked_backup_never_overwrites_rows_a_database_holds(alias, masking, mode):
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, mask=True)
+    before = database_contents(alias, ["shop.User", "shop.Order"])
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(result.path, using=alias), mode=mode)
+    assert str(caught.value).startswith(
+        f"{result.path.name} is a masked backup (holds fake personal values): --{mode} would "
+    )
+    assert "manage.py flush" in str(caught.value) and caught.value.changed is False
+    assert database_contents(alias, ["shop.User", "shop.Order"]) == before
+    err = StringIO()
+    with pytest.raises(CommandError, match="is a masked backup"):
+        call_command(
+            "restoredb", f"--{mode}", "--no-input", "--file", str(result.path),
+            database=alias, stdout=StringIO(), stderr=err, verbosity=0,
+        )  # fmt: skip
+    assert database_contents(alias, ["shop.User", "shop.Order"]) == before
+    call_command("flush", database=alias, interactive=False, verbosity=0)
+    restore_database(prepare_restore(result.path, using=alias), mode=mode)
+    assert m.User.objects.using(alias).count() == len(read_backup(result.path)["shop.User"])
 
 
 def test_safemigrate_rollback_refuses_a_masked_backup(alias, masking):

@@ -13,7 +13,7 @@ from django.db import connections, transaction
 
 from dbtools.archive import ArchiveReader
 from dbtools.backup import backup_database, subset_rows
-from dbtools.exceptions import ConfigurationError, MigrationError
+from dbtools.exceptions import ConfigurationError, MigrationError, RestoreError
 from dbtools.graph import plan_tables
 from dbtools.migrate.rollback import rollback
 from dbtools.restore import prepare_restore, restore_database
@@ -167,6 +167,29 @@ def test_a_subset_restores_into_an_empty_database(alias, backup_dir):
     order = m.Order.objects.using(alias).order_by("pk").first()
     assert order is not None and order.items.using(alias).exists()
     m.Category.objects.using(alias).create(name="After", slug="after-restore")
+
+
+@pytest.mark.parametrize("mode", ["overwrite", "replace"])
+def test_a_subset_never_overwrites_or_replaces_rows_a_database_holds(alias, backup_dir, mode):
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, limit={"shop.Order": 3})
+    before = database_contents(alias, ["shop.Order", "shop.User"])
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(result.path, using=alias), mode=mode)
+    assert str(caught.value).startswith(
+        f"{result.path.name} is a subset backup (holds only some rows): --{mode} would "
+    )
+    assert database_contents(alias, ["shop.Order", "shop.User"]) == before
+    err = StringIO()
+    call_command(
+        "restoredb", "--no-input", "--file", str(result.path),
+        database=alias, stdout=StringIO(), stderr=err, verbosity=0,
+    )  # fmt: skip
+    assert "NOTICE: This backup is a subset" in err.getvalue()
+    assert database_contents(alias, ["shop.Order", "shop.User"]) == before
+    call_command("flush", database=alias, interactive=False, verbosity=0)
+    restore_database(prepare_restore(result.path, using=alias), mode=mode)
+    assert m.Order.objects.using(alias).count() == 3
 
 
 def test_rows_come_in_the_databases_key_order_when_read_in_groups(alias, backup_dir, monkeypatch):

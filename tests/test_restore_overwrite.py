@@ -5,19 +5,26 @@ database's upsert and through the portable path alike."""
 from __future__ import annotations
 
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
-from django.db import connections
+from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from dbtools import diff_database
 from dbtools.backends import backend_for
+from dbtools.backends.pg_loads import staging_table
 from dbtools.backup import backup_database
 from dbtools.exceptions import ConfigurationError, RestoreError
-from dbtools.restore import choose_mode, prepare_restore, restore_database
+from dbtools.graph import plan_tables
+from dbtools.restore import choose_mode, prepare_restore, restore_database, strategies
 from dbtools.restore.loader import Loader
+from dbtools.restore.strategies import split_existing
 from shop import models as m
 from shop.seed import seed_shop
+from tests.conftest import backends
 from tests.helpers import comparable_tables, database_contents
 from tests.test_diffdb import run_script
 
@@ -170,6 +177,68 @@ def test_dry_run_says_what_would_change_exactly_and_writes_nothing(alias, backup
     assert contents(alias) == before
 
 
+def test_dry_run_claims_no_update_of_a_table_matched_by_natural_key(alias, backup_dir):
+    seed_shop(50, using=alias)
+    backup_database(using=alias)
+    permission = Permission.objects.using(alias).order_by("pk")[0]
+    Permission.objects.using(alias).filter(pk=permission.pk).update(name="Renamed since")
+
+    out = StringIO()
+    call_command(
+        "restoredb", "--database", alias, "--no-input", "--overwrite", "--dry-run", stdout=out
+    )
+
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("  auth.Permission:")]
+    assert lines == [
+        "  auth.Permission: matched by natural key; rows already there are left as they are"
+    ]
+    call_command("restoredb", "--database", alias, "--no-input", "--overwrite", stdout=StringIO())
+    assert Permission.objects.using(alias).get(pk=permission.pk).name == "Renamed since"
+
+
+@backends("postgresql")
+def test_staging_with_no_column_to_update_counts_only_the_rows_inserted(alias):
+    connection = connections[alias]
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE dbtools_pk_only (id integer PRIMARY KEY, note text)")
+        cursor.execute("INSERT INTO dbtools_pk_only VALUES (1, 'kept'), (2, 'kept')")
+        fields = [SimpleNamespace(column="id")]
+        with staging_table("dbtools_pk_only", fields, connection) as staging:  # type: ignore[arg-type]
+            cursor.execute(f"INSERT INTO {staging.name} VALUES (1), (2), (3)")
+            assert staging.overwrite(["id"], []) == (1, 0)
+        cursor.execute("SELECT id, note FROM dbtools_pk_only ORDER BY id")
+        assert cursor.fetchall() == [(1, "kept"), (2, "kept"), (3, None)]
+        transaction.set_rollback(True, using=alias)
+
+
+def test_an_overwrite_locks_the_keys_it_reads_where_the_upsert_fires_on_any_unique(
+    alias, backup_dir
+):
+    seed_shop(20, using=alias)
+    backup_database(using=alias)
+    connection = connections[alias]
+    lock = backend_for(connection).locks_keys_read
+    assert lock is (connection.vendor == "mysql")
+    table = next(t for t in plan_tables(alias).tables if t.label == "shop.Category")
+    batch = [{"id": pk} for pk in m.Category.objects.using(alias).values_list("pk", flat=True)]
+    with transaction.atomic(using=alias), CaptureQueriesContext(connection) as queries:
+        missing, present = split_existing(table, [*batch, {"id": 10**6}], alias, lock)
+    assert (missing, present) == ([{"id": 10**6}], batch)
+    assert [q["sql"].endswith(" FOR UPDATE") for q in queries.captured_queries] == [lock]
+
+    locked: list[object] = []
+
+    def overwrite_locks(*args: object) -> object:
+        locked.append(args[3])
+        return split(*args)
+
+    split = strategies.split_existing
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(strategies, "split_existing", overwrite_locks)
+        overwrite(alias, None, only=["shop.Category"])
+    assert set(locked) <= {lock} and (locked or not lock)
+
+
 def test_the_command_prints_inserted_and_updated(alias, backup_dir):
     seed_shop(200, using=alias)
     backup_database(using=alias)
@@ -183,6 +252,9 @@ def test_the_command_prints_inserted_and_updated(alias, backup_dir):
 
     text = out.getvalue()
     assert "Mode:   OVERWRITE: insert the rows whose primary key is missing" in text
+    there = text.split(" rows already there will be given the backup's values:")[0]
+    assert int(there.splitlines()[-1].replace(",", "")) > products
+    assert f"\n  shop.Product: {products:,}\n" in text
     assert "  table  " in text and "   updated  " in text
     product_line = next(line for line in text.splitlines() if line.startswith("  shop.Product "))
     assert product_line.split()[1:5] == [f"{products:,}", "0", f"{products:,}", "0"]

@@ -32,11 +32,22 @@ TABLE_END_PREFIX = b'],"count":'
 SUMMARY_PREFIX = b'],"summary":'
 
 
+def partial_kind(meta: Mapping[str, Any]) -> str | None:
+    """ "subset" or "masked" for a backup whose header says it is no whole copy
+    of its database's rows, else None."""
+    if meta.get("subset"):
+        return "subset"
+    if meta.get("masked"):
+        return "masked"
+    return None
+
+
 def unsafe_for_rollback(meta: Mapping[str, Any]) -> str | None:
     """Why a backup, by its header, must never put a database back as it was
     (safemigrate's rollback), or None when it may."""
-    if meta.get("subset"):
+    kind = partial_kind(meta)
+    if kind == "subset":
         return "it is a subset backup (backupdb --subset/--limit), which holds only some rows"
-    if meta.get("masked"):
+    if kind == "masked":
         return "it is a masked backup (backupdb --mask), whose personal fields hold fake values"
     return None

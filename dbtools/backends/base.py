@@ -50,6 +50,11 @@ class DatabaseBackend:
     casts_json_text = False
     # INSERT ... ON CONFLICT (primary key) DO UPDATE, for --overwrite (upsert_sql).
     upserts_on_conflict = False
+    # --overwrite reads which of a batch's keys the table holds, then upserts
+    # those rows: where the upsert fires on any unique value, a row deleted
+    # between the two would turn its upsert into an insert that rewrites the
+    # row holding its other unique value, so the keys read are locked.
+    locks_keys_read = False
 
     # Migrations ----------------------------------------------------------------
     # sqlglot's name for the SQL dialect, to parse RunSQL (migrate/checks/sql.py).

@@ -37,6 +37,8 @@ class MySQLBackend(DatabaseBackend):
 
         return cancel
 
+    locks_keys_read = True
+
     def create_database_grant(self, user: str, prefix: str) -> str:
         return f"GRANT ALL ON `{prefix.replace('_', chr(92) + '_')}%`.* TO '{user}'@'%';"
 

@@ -188,6 +188,10 @@ class Staging:
         taking the staged values of `update_columns`; (inserted, updated).
         The ON CONFLICT is arbitrated by the primary key alone, so any other
         unique clash, a CHECK or a NOT NULL fails the statement."""
+        if not update_columns:
+            # ON CONFLICT DO NOTHING: the rows that are there are left, and the
+            # rowcount is the rows that went in.
+            return self.move(on_conflict_update(self.quote, pk_columns, [])), 0
         same_key = self.same_key(pk_columns)
         with self.connection.cursor() as cursor:
             cursor.execute(

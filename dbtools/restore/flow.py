@@ -46,7 +46,7 @@ from ..interrupts import tell
 from ..signals import announce, restore_finished
 from ..storage import BackupRef
 from .loader import Loader
-from .overwrite import Mode, check_mode
+from .overwrite import Mode, check_mode, check_partial_backup
 from .overwrite import preview as overwrite_preview
 from .plan import RestorePlan, prepare_restore
 from .strategies import Progress, TableReceipt
@@ -110,6 +110,7 @@ def restore_database(
     progress: Progress | None = None,
     announce_result: bool = True,
     migrations_own: dict[str, str] | None = None,
+    fresh_target: bool = False,
 ) -> RestoreResult:
     """Load `plan` in one transaction; on any error nothing is changed.
 
@@ -123,12 +124,18 @@ def restore_database(
     not in the backup as they are. A dry run of "overwrite" first compares
     the backup with the tables (result.preview).
 
+    A masked or subset backup is refused for "replace" and "overwrite" when a
+    table it covers holds rows, unless `fresh_target` (the rows are only
+    what migrations just made) or not `announce_result`.
+
     Once committed, `restore_finished` is sent (unless `announce_result` is
     false: a replay's scratch load is no restore of the user's database).
     """
     started = time.monotonic()
     try:
         check_mode(mode)
+        if announce_result and not fresh_target:
+            check_partial_backup(plan, mode)
         preview = overwrite_preview(plan) if dry_run and mode == "overwrite" else None
     except BaseException:
         plan.close()

@@ -17,13 +17,15 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from ..archive.codec import AnyField
+from ..archive.format import partial_kind
 from ..backends import backend_for
 from ..diff import DiffResult, diff_database
 from ..diff.report import summary_lines
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, RestoreError
 from ..graph import Table
 from .failures import row_pk
 from .inserts import BATCH_ERRORS, diagnose, plain_insert_fits, prepared_values
+from .mapping import NATURAL_KEYS
 
 if TYPE_CHECKING:
     from .plan import RestorePlan
@@ -48,6 +50,39 @@ def check_mode(mode: object) -> None:
     if mode not in MODES:
         raise ConfigurationError(
             f"mode must be one of {', '.join(MODES)}, not {mode!r}.", changed=False
+        )
+
+
+PARTIAL_HARM = {
+    ("masked", "overwrite"): "--overwrite would give the rows this database holds its fake values",
+    ("masked", "replace"): "--replace would put its fake values in place of the rows this "
+    "database holds",
+    ("subset", "overwrite"): "--overwrite would mix its rows into the ones this database holds",
+    ("subset", "replace"): "--replace would leave only its rows in place of the ones this "
+    "database holds",
+}
+
+
+def check_partial_backup(plan: RestorePlan, mode: Mode) -> None:
+    """A masked or subset backup is a development copy: it may fill empty
+    tables and merge, never overwrite or replace rows a database holds."""
+    kind = partial_kind(plan.meta)
+    if kind is None or mode == "merge":
+        return
+    holding = [
+        t.label
+        for t in plan.covered
+        # flush and migrate fill these again themselves, from the models
+        if t.label.lower() not in NATURAL_KEYS
+        and QuerySet(model=t.model, using=plan.using).exists()
+    ]
+    if holding:
+        what = "holds only some rows" if kind == "subset" else "holds fake personal values"
+        raise RestoreError(
+            f"{plan.path.name} is a {kind} backup ({what}): {PARTIAL_HARM[kind, mode]} "
+            f"({', '.join(holding[:5])}{', …' if len(holding) > 5 else ''}). Restore it into an "
+            f"empty database (`manage.py flush` first), or merge it;",
+            changed=False,
         )
 
 
@@ -118,9 +153,17 @@ def preview(plan: RestorePlan) -> DiffResult:
 def preview_lines(diff: DiffResult) -> list[str]:
     """Per table: the rows an overwrite would insert (deleted since the
     backup) and update (changed since), with the count per column, and the
-    rows it leaves as they are; a table not compared says why."""
+    rows it leaves as they are; a table not compared says why, and one
+    matched by natural key says so."""
     lines: list[str] = []
     for table in diff.tables:
+        if table.label.lower() in NATURAL_KEYS:
+            # The load matches these by natural key and never updates a row
+            # there, so the diff's by-id "to update" would be untrue.
+            lines.append(
+                f"  {table.label}: matched by natural key; rows already there are left as they are"
+            )
+            continue
         if not table.compared:
             lines.extend(f"  {line}" for line in summary_lines(table))
             continue
@@ -140,4 +183,12 @@ def preview_lines(diff: DiffResult) -> list[str]:
     return lines
 
 
-__all__ = ["MODES", "Mode", "choose_mode", "overwrite_batch", "preview", "preview_lines"]
+__all__ = [
+    "MODES",
+    "Mode",
+    "check_partial_backup",
+    "choose_mode",
+    "overwrite_batch",
+    "preview",
+    "preview_lines",
+]

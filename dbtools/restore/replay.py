@@ -96,6 +96,7 @@ def replay_restore(
                 dry_run=dry_run,
                 progress=progress,
                 migrations_own=migrations_own,
+                fresh_target=into_empty,
             )
         except KeyboardInterrupt as exc:
             if into_empty:

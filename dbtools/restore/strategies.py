@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
 from ..archive.codec import AnyField, BadValue, row_decoder
-from ..backends import pg_loads
+from ..backends import backend_for, pg_loads
 from ..graph import Table
 from .failures import bad_value_error, row_pk
 from .inserts import holds_expression, insert_batch
@@ -212,7 +212,8 @@ class Batches:
         elif self.empty:
             to_insert, skipped = batch, 0
         elif self.overwrite:
-            to_insert, present = split_existing(load.table, batch, load.connection.alias)
+            lock = backend_for(load.connection).locks_keys_read
+            to_insert, present = split_existing(load.table, batch, load.connection.alias, lock)
             overwrite_batch(load, present)
             skipped, updated = 0, len(present)
         else:
@@ -234,17 +235,17 @@ class Batches:
 
 
 def split_existing(
-    table: Table, batch: list[dict[str, Any]], using: str
+    table: Table, batch: list[dict[str, Any]], using: str, lock: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The rows whose primary key the table lacks, and those it holds (which a
-    merge skips and an overwrite updates)."""
+    merge skips and an overwrite updates); `lock` holds the rows read until
+    the transaction ends (SELECT … FOR UPDATE)."""
     pk_names = [f.attname for f in table.pk_fields]
     keys = [row_pk(row, pk_names) for row in batch]
-    existing = set(
-        QuerySet(model=table.model, using=using)
-        .filter(pk__in=keys)
-        .values_list(*pk_names, flat=len(pk_names) == 1)
-    )
+    rows: QuerySet[Any] = QuerySet(model=table.model, using=using).filter(pk__in=keys)
+    if lock:
+        rows = rows.select_for_update()
+    existing = set(rows.values_list(*pk_names, flat=len(pk_names) == 1))
     if not existing:
         return batch, []
     missing: list[dict[str, Any]] = []

@@ -182,7 +182,7 @@ class Command(DbtoolsCommand):
     def restore(self, plan: RestorePlan, request: Request) -> None:
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
-        self.tell_if_masked(plan.meta)
+        self.tell_if_partial(plan.meta)
         if request.verbosity >= 1 or request.interactive:
             self.show_plan(plan, request)
         if request.interactive and not self.confirm(plan.close):
@@ -213,6 +213,25 @@ class Command(DbtoolsCommand):
             )
         if request.mode == "merge":
             self.show_overlap(plan.rows_already_there())
+        elif request.mode == "overwrite":
+            self.show_overwritten(plan.rows_already_there())
+
+    def show_overwritten(self, overlap: Overlap) -> None:
+        rows = sum(t.rows for t in overlap.tables)
+        self.stdout.write(
+            f"{rows:,} rows already there will be given the backup's values"
+            + (":" if rows else ".")
+        )
+        for table in overlap.tables:
+            self.stdout.write(f"  {table.label}: {table.rows:,}")
+        self.show_unchecked(overlap)
+
+    def show_unchecked(self, overlap: Overlap) -> None:
+        if overlap.unchecked:
+            self.stdout.write(
+                f"Not checked for rows already there (over {PREVIEW_MOST_ROWS:,} rows): "
+                + ", ".join(overlap.unchecked)
+            )
 
     def show_overlap(self, overlap: Overlap) -> None:
         if overlap.tables:
@@ -228,18 +247,14 @@ class Command(DbtoolsCommand):
                 "  To take the backup's rows instead: --replay first empties the tables that hold only "
                 "what the migrations made; --replace takes exactly the backup's rows."
             )
-        if overlap.unchecked:
-            self.stdout.write(
-                f"Not checked for rows already there (over {PREVIEW_MOST_ROWS:,} rows): "
-                + ", ".join(overlap.unchecked)
-            )
+        self.show_unchecked(overlap)
 
     def replay(self, request: Request) -> None:
         path = resolve_backup(request.file)
         summary = verify(path)
         with ArchiveReader(path) as reader:
             meta = reader.meta
-        self.tell_if_masked(meta)
+        self.tell_if_partial(meta)
         if request.verbosity >= 1 or request.interactive:
             self.header(
                 path, meta, f"{summary['tables']} tables, {summary['rows']:,} rows", request
@@ -267,10 +282,16 @@ class Command(DbtoolsCommand):
                 bar.clear()
         self.show_result(result, request)
 
-    def tell_if_masked(self, meta: dict[str, Any]) -> None:
-        """Before anything is written, at every verbosity: a masked copy is no copy of production."""
-        notice = masked_notice(meta)
-        if notice:
+    def tell_if_partial(self, meta: dict[str, Any]) -> None:
+        """Before anything is written, at every verbosity: a masked copy or a
+        subset is no copy of production."""
+        notices = [masked_notice(meta)]
+        if meta.get("subset"):
+            notices.append(
+                "This backup is a subset (backupdb --subset/--limit): it holds only some rows of "
+                "the database it was taken from."
+            )
+        for notice in filter(None, notices):
             self.stderr.write(self.style.NOTICE(f"NOTICE: {notice}"))
 
     def header(self, path: BackupRef, meta: dict[str, Any], size: str, request: Request) -> None:
