@@ -67,21 +67,38 @@ def run_flow(
     return console
 
 
+REFUSED = "Not restored: Migrations applied since the backup was taken can change rows: "
+
+
 def between_migrated_and_question(
     console: RecordingConsole, migrated: str
 ) -> list[tuple[str, str]]:
+    """The summary: what comes between "Migrated" and the question, or the
+    refusal that takes the question's place after a data migration."""
     start = console.lines.index(("success", f"Migrated: {migrated}."))
-    end = console.lines.index(("ask", QUESTION))
+    end = next(
+        i
+        for i, line in enumerate(console.lines)
+        if i > start and (line == ("ask", QUESTION) or line[1].startswith("Not restored: "))
+    )
     return console.lines[start + 1 : end]
 
 
-def test_a_data_migration_is_summed_up_exactly_before_the_question(alias, difflab, backup_dir):
+def refused_without_asking(console: RecordingConsole, migration: str) -> None:
+    assert ("ask", QUESTION) not in console.lines
+    assert console.lines[-1] == ("warning", console.lines[-1][1])
+    assert console.lines[-1][1].startswith(f"{REFUSED}{migration} (RunPython).")
+
+
+def test_a_data_migration_is_summed_up_exactly_and_the_refused_restore_is_not_asked(
+    alias, difflab, backup_dir
+):
     add_items(alias)
-    console = run_flow(alias, "0002", answers=[False])
+    console = run_flow(alias, "0002", answers=[True])
     header, *rest = between_migrated_and_question(console, "difflab.0002_clearance")
     assert header[0] == "" and HEADER.fullmatch(header[1]), header
     assert rest == [("", "  difflab.Item: 2 deleted, 3 changed (name 2, price 2, stock 1)")]
-    assert console.lines[-1] == ("ask", QUESTION)
+    refused_without_asking(console, "difflab.0002_clearance")
 
 
 def test_a_column_the_migration_adds_is_one_schema_change_and_the_answer_yes_restores(
@@ -142,11 +159,11 @@ def test_above_the_bound_the_diff_is_skipped_with_a_note_and_no_counts(
         note,
     ), note
     assert "difflab.Item" not in out and "deleted" not in out
-    # --restore always goes on to the restore, which refuses after a data migration.
-    assert err.startswith("Not restored: Migrations applied since the backup was taken can change")
+    # --restore always: the restore is refused after a data migration, and says so.
+    assert err.startswith(f"{REFUSED}difflab.0002_clearance (RunPython).")
 
 
-def test_a_diff_that_fails_is_one_line_and_the_question_still_comes(
+def test_a_diff_that_fails_is_one_line_and_the_refusal_still_comes(
     alias, difflab, backup_dir, monkeypatch
 ):
     def fail(*args, **kwargs):
@@ -159,6 +176,7 @@ def test_a_diff_that_fails_is_one_line_and_the_question_still_comes(
         ("warning", "Could not compare with the backup, so no summary: "
                     "The backup could not be read. Check the file."),
     ]  # fmt: skip
+    refused_without_asking(console, "difflab.0002_clearance")
 
 
 def test_no_summary_when_nothing_is_asked_and_nothing_restored(alias, difflab, backup_dir):
@@ -169,7 +187,7 @@ def test_no_summary_when_nothing_is_asked_and_nothing_restored(alias, difflab, b
     assert "ompared with the backup" not in out + err
 
 
-def test_the_command_prints_the_summary_before_the_prompt_and_takes_the_answer(
+def test_the_command_prints_the_summary_then_the_refusal_instead_of_a_prompt(
     alias, difflab, backup_dir
 ):
     add_items(alias)
@@ -181,11 +199,8 @@ def test_the_command_prints_the_summary_before_the_prompt_and_takes_the_answer(
     summary = done.stdout.index(
         "\n  difflab.Item: 2 deleted, 3 changed (name 2, price 2, stock 1)\n"
     )
-    assert migrated < summary < done.stdout.index(QUESTION)
-    assert done.stderr.startswith(
-        "Not restored: Migrations applied since the backup was taken can change rows: "
-        "difflab.0002_clearance (RunPython)."
-    )
+    assert migrated < summary and "Restore data from the backup?" not in done.stdout
+    assert done.stderr.startswith(f"{REFUSED}difflab.0002_clearance (RunPython).")
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, True, "1000"])

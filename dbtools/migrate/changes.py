@@ -6,7 +6,8 @@ The diff maps the backup onto today's schema as a restore does, so a column
 the migration added, removed or renamed is one schema change, not every row
 changed. It is a help to the answer, never a condition for it: a backup above
 DBTOOLS['MIGRATE_DIFF_MAX_ROWS'] is not compared, and a diff that fails says
-so in one line; either way the question comes next.
+so in one line; either way the question (or, when a restore would be
+refused, the refusal) comes next.
 """
 
 from __future__ import annotations
