@@ -12,11 +12,13 @@ from django.core.management import call_command
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
+from dbtools.backup import backup_database
 from dbtools.conf import settings_problems
 from dbtools.diff.report import DiffError
 from dbtools.migrate import changes
 from dbtools.migrate.flow import RESTORE_HELP, Exit, Options, safe_migrate
 from dbtools.migrate.plan import plan_migrations
+from dbtools.restore import prepare_restore, restore_database
 from tests.conftest import run_manage
 from tests.test_safemigrate import RecordingConsole, lab, safemigrate  # noqa: F401  (a fixture)
 
@@ -67,6 +69,10 @@ def run_flow(
     return console
 
 
+NOTHING_TO_PUT_BACK = (
+    "",
+    "A restore (merge) would put back no rows: none was deleted since the backup.",
+)
 REFUSED = "Not restored: Migrations applied since the backup was taken can change rows: "
 
 
@@ -110,6 +116,7 @@ def test_a_column_the_migration_adds_is_one_schema_change_and_the_answer_yes_res
     header, *rest = between_migrated_and_question(console, "difflab.0003_code")
     assert HEADER.fullmatch(header[1]), header
     assert rest == [
+        NOTHING_TO_PUT_BACK,
         ("", "  difflab.Item: no row differs"),
         ("", "    schema: code: not in the backup, takes ''"),
     ]
@@ -141,7 +148,35 @@ def test_a_renamed_or_removed_column_is_one_schema_change(
         lab.add(name=f"gadget {i}", code="A", legacy="notes", **fields)
     console = run_flow(alias, target, answers=[False], app="lab")
     _header, *rest = between_migrated_and_question(console, migrated)
-    assert rest == [("", "  lab.Gadget: no row differs"), ("", f"    schema: {change}")]
+    assert rest == [
+        NOTHING_TO_PUT_BACK,
+        ("", "  lab.Gadget: no row differs"),
+        ("", f"    schema: {change}"),
+    ]
+
+
+def test_the_summary_says_what_a_merge_would_do_and_a_merge_does_it(alias, difflab, backup_dir):
+    add_items(alias)
+    backup = backup_database(using=alias, label="pre-migrate")
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM difflab_item WHERE name LIKE 'retired%%'")
+        cursor.execute("UPDATE difflab_item SET price = 1 WHERE name = 'lamp'")
+    lines = changes.changes_since_backup(backup, alias)
+    assert lines[1:] == [
+        ("A restore (merge) would put back 2 rows deleted since the backup; 1 row changed "
+         "since would stay as it is (a merge never updates).", ""),
+        ("  difflab.Item: 2 deleted, 1 changed (price 1)", ""),
+    ]  # fmt: skip
+    # Refused restores say so themselves: no claim about what one would do.
+    assert [text for text, _ in changes.changes_since_backup(backup, alias, restorable=False)] == [
+        lines[0][0],
+        "  difflab.Item: 2 deleted, 1 changed (price 1)",
+    ]
+    restored = restore_database(prepare_restore(backup.path, using=alias), mode="merge")
+    assert restored.inserted == 2
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT name, price FROM difflab_item ORDER BY name")
+        assert cursor.fetchall()[:3] == [("chair", 50), ("desk", 300), ("lamp", 1)]
 
 
 def test_above_the_bound_the_diff_is_skipped_with_a_note_and_no_counts(

@@ -17,13 +17,17 @@ from django.db import DatabaseError
 from ..backup import BackupResult
 from ..conf import get_settings
 from ..diff import diff_database
-from ..diff.report import summary_lines
+from ..diff.report import DiffResult, summary_lines
 from ..exceptions import DbtoolsError
 from .run import one_line
 
 
-def changes_since_backup(backup: BackupResult, using: str) -> list[tuple[str, str]]:
-    """The lines to show, each with its console style ('' or 'warning')."""
+def changes_since_backup(
+    backup: BackupResult, using: str, restorable: bool = True
+) -> list[tuple[str, str]]:
+    """The lines to show, each with its console style ('' or 'warning').
+    `restorable`: the restore is possible, so what a merge would do is said
+    (when it would be refused, the refusal says so instead)."""
     limit = get_settings().migrate_diff_max_rows
     name = backup.path.name
     if backup.rows > limit:
@@ -46,6 +50,32 @@ def changes_since_backup(backup: BackupResult, using: str) -> list[tuple[str, st
         f"differ (deleted: only in the backup; added: only in the database):",
         "",
     )]  # fmt: skip
+    if restorable:
+        lines.append((what_a_merge_would_do(result), ""))
     for table in result.differing:
         lines += [(f"  {line}", "") for line in summary_lines(table)]
     return lines
+
+
+def what_a_merge_would_do(result: DiffResult) -> str:
+    """From the counts the diff made: a merge inserts the rows only in the
+    backup and never updates a row that is there."""
+    compared = [table for table in result.tables if table.compared]
+    deleted = sum(table.only_in_backup for table in compared)
+    changed = sum(table.changed for table in compared)
+    text = (
+        f"A restore (merge) would put back {rows(deleted)} deleted since the backup"
+        if deleted
+        else "A restore (merge) would put back no rows: none was deleted since the backup"
+    )
+    if changed:
+        stay = "it is" if changed == 1 else "they are"
+        text += f"; {rows(changed)} changed since would stay as {stay} (a merge never updates)"
+    text += "."
+    if skipped := [table.label for table in result.tables if not table.compared]:
+        text += f" Rows not compared in {', '.join(skipped)}."
+    return text
+
+
+def rows(n: int) -> str:
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"

@@ -219,12 +219,12 @@ def after_success(outcome: Outcome, options: Options, console: Console) -> Outco
     try:
         restore_plan = prepare_restore(outcome.backup.path, using=options.using)
     except (RestoreError, ArchiveError) as exc:
-        say_changes(outcome.backup, options.using, console)
+        say_changes(outcome.backup, options.using, console, restorable=False)
         # Refused before writing: the migration did its job and stands.
         console.say(f"Not restored: {exc}", "warning")
         return outcome
     try:
-        say_changes(outcome.backup, options.using, console)
+        say_changes(outcome.backup, options.using, console, restorable=True)
         wanted = choice == "always" or ask(
             console, f"{RESTORE_HELP}\nRestore data from the backup? [y/N] "
         )
@@ -252,9 +252,9 @@ def after_success(outcome: Outcome, options: Options, console: Console) -> Outco
     return outcome
 
 
-def say_changes(backup: BackupResult, using: str, console: Console) -> None:
+def say_changes(backup: BackupResult, using: str, console: Console, restorable: bool) -> None:
     """What a restore would compare against, so the answer (or --restore always) is informed."""
-    for text, style in changes_since_backup(backup, using):
+    for text, style in changes_since_backup(backup, using, restorable):
         console.say(text, style)
 
 
