@@ -176,7 +176,7 @@ def test_the_summary_says_what_a_merge_would_do_and_a_merge_does_it(alias, diffl
     assert restored.inserted == 2
     with connections[alias].cursor() as cursor:
         cursor.execute("SELECT name, price FROM difflab_item ORDER BY name")
-        assert cursor.fetchall()[:3] == [("chair", 50), ("desk", 300), ("lamp", 1)]
+        assert list(cursor.fetchall()[:3]) == [("chair", 50), ("desk", 300), ("lamp", 1)]
 
 
 def test_above_the_bound_the_diff_is_skipped_with_a_note_and_no_counts(
