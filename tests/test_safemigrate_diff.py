@@ -198,6 +198,21 @@ def test_above_the_bound_the_diff_is_skipped_with_a_note_and_no_counts(
     assert err.startswith(f"{REFUSED}difflab.0002_clearance (RunPython).")
 
 
+def test_the_bound_counts_the_database_rows_too(alias, difflab, backup_dir, settings):
+    add_items(alias)
+    backup = backup_database(using=alias, label="pre-migrate")
+    settings.DBTOOLS = {**settings.DBTOOLS, "MIGRATE_DIFF_MAX_ROWS": backup.rows}
+    assert changes.changes_since_backup(backup, alias)[0][0].startswith("Compared with the backup")
+    with connections[alias].cursor() as cursor:
+        cursor.execute("INSERT INTO difflab_item (name, price, stock) VALUES ('new', 1, 1)")
+    assert changes.changes_since_backup(backup, alias) == [(
+        f"Not compared with the backup: the database's tables it covers hold more than "
+        f"DBTOOLS['MIGRATE_DIFF_MAX_ROWS'] ({backup.rows:,}) rows. `manage.py diffdb --file "
+        f"{backup.path.name}` shows what changed since it.",
+        "",
+    )]  # fmt: skip
+
+
 def test_a_diff_that_fails_is_one_line_and_the_refusal_still_comes(
     alias, difflab, backup_dir, monkeypatch
 ):
