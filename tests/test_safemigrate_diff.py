@@ -12,11 +12,13 @@ from django.core.management import call_command
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
+from dbtools.backup import backup_database
 from dbtools.conf import settings_problems
 from dbtools.diff.report import DiffError
 from dbtools.migrate import changes
 from dbtools.migrate.flow import RESTORE_HELP, Exit, Options, safe_migrate
 from dbtools.migrate.plan import plan_migrations
+from dbtools.restore import prepare_restore, restore_database
 from tests.conftest import run_manage
 from tests.test_safemigrate import RecordingConsole, lab, safemigrate  # noqa: F401  (a fixture)
 
@@ -67,21 +69,42 @@ def run_flow(
     return console
 
 
+NOTHING_TO_PUT_BACK = (
+    "",
+    "A restore (merge) would put back no rows: none was deleted since the backup.",
+)
+REFUSED = "Not restored: Migrations applied since the backup was taken can change rows: "
+
+
 def between_migrated_and_question(
     console: RecordingConsole, migrated: str
 ) -> list[tuple[str, str]]:
+    """The summary: what comes between "Migrated" and the question, or the
+    refusal that takes the question's place after a data migration."""
     start = console.lines.index(("success", f"Migrated: {migrated}."))
-    end = console.lines.index(("ask", QUESTION))
+    end = next(
+        i
+        for i, line in enumerate(console.lines)
+        if i > start and (line == ("ask", QUESTION) or line[1].startswith("Not restored: "))
+    )
     return console.lines[start + 1 : end]
 
 
-def test_a_data_migration_is_summed_up_exactly_before_the_question(alias, difflab, backup_dir):
+def refused_without_asking(console: RecordingConsole, migration: str) -> None:
+    assert ("ask", QUESTION) not in console.lines
+    assert console.lines[-1] == ("warning", console.lines[-1][1])
+    assert console.lines[-1][1].startswith(f"{REFUSED}{migration} (RunPython).")
+
+
+def test_a_data_migration_is_summed_up_exactly_and_the_refused_restore_is_not_asked(
+    alias, difflab, backup_dir
+):
     add_items(alias)
-    console = run_flow(alias, "0002", answers=[False])
+    console = run_flow(alias, "0002", answers=[True])
     header, *rest = between_migrated_and_question(console, "difflab.0002_clearance")
     assert header[0] == "" and HEADER.fullmatch(header[1]), header
     assert rest == [("", "  difflab.Item: 2 deleted, 3 changed (name 2, price 2, stock 1)")]
-    assert console.lines[-1] == ("ask", QUESTION)
+    refused_without_asking(console, "difflab.0002_clearance")
 
 
 def test_a_column_the_migration_adds_is_one_schema_change_and_the_answer_yes_restores(
@@ -93,6 +116,7 @@ def test_a_column_the_migration_adds_is_one_schema_change_and_the_answer_yes_res
     header, *rest = between_migrated_and_question(console, "difflab.0003_code")
     assert HEADER.fullmatch(header[1]), header
     assert rest == [
+        NOTHING_TO_PUT_BACK,
         ("", "  difflab.Item: no row differs"),
         ("", "    schema: code: not in the backup, takes ''"),
     ]
@@ -124,7 +148,35 @@ def test_a_renamed_or_removed_column_is_one_schema_change(
         lab.add(name=f"gadget {i}", code="A", legacy="notes", **fields)
     console = run_flow(alias, target, answers=[False], app="lab")
     _header, *rest = between_migrated_and_question(console, migrated)
-    assert rest == [("", "  lab.Gadget: no row differs"), ("", f"    schema: {change}")]
+    assert rest == [
+        NOTHING_TO_PUT_BACK,
+        ("", "  lab.Gadget: no row differs"),
+        ("", f"    schema: {change}"),
+    ]
+
+
+def test_the_summary_says_what_a_merge_would_do_and_a_merge_does_it(alias, difflab, backup_dir):
+    add_items(alias)
+    backup = backup_database(using=alias, label="pre-migrate")
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM difflab_item WHERE name LIKE 'retired%%'")
+        cursor.execute("UPDATE difflab_item SET price = 1 WHERE name = 'lamp'")
+    lines = changes.changes_since_backup(backup, alias)
+    assert lines[1:] == [
+        ("A restore (merge) would put back 2 rows deleted since the backup; 1 row changed "
+         "since would stay as it is (a merge never updates).", ""),
+        ("  difflab.Item: 2 deleted, 1 changed (price 1)", ""),
+    ]  # fmt: skip
+    # Refused restores say so themselves: no claim about what one would do.
+    assert [text for text, _ in changes.changes_since_backup(backup, alias, restorable=False)] == [
+        lines[0][0],
+        "  difflab.Item: 2 deleted, 1 changed (price 1)",
+    ]
+    restored = restore_database(prepare_restore(backup.path, using=alias), mode="merge")
+    assert restored.inserted == 2
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT name, price FROM difflab_item ORDER BY name")
+        assert list(cursor.fetchall()[:3]) == [("chair", 50), ("desk", 300), ("lamp", 1)]
 
 
 def test_above_the_bound_the_diff_is_skipped_with_a_note_and_no_counts(
@@ -142,11 +194,26 @@ def test_above_the_bound_the_diff_is_skipped_with_a_note_and_no_counts(
         note,
     ), note
     assert "difflab.Item" not in out and "deleted" not in out
-    # --restore always goes on to the restore, which refuses after a data migration.
-    assert err.startswith("Not restored: Migrations applied since the backup was taken can change")
+    # --restore always: the restore is refused after a data migration, and says so.
+    assert err.startswith(f"{REFUSED}difflab.0002_clearance (RunPython).")
 
 
-def test_a_diff_that_fails_is_one_line_and_the_question_still_comes(
+def test_the_bound_counts_the_database_rows_too(alias, difflab, backup_dir, settings):
+    add_items(alias)
+    backup = backup_database(using=alias, label="pre-migrate")
+    settings.DBTOOLS = {**settings.DBTOOLS, "MIGRATE_DIFF_MAX_ROWS": backup.rows}
+    assert changes.changes_since_backup(backup, alias)[0][0].startswith("Compared with the backup")
+    with connections[alias].cursor() as cursor:
+        cursor.execute("INSERT INTO difflab_item (name, price, stock) VALUES ('new', 1, 1)")
+    assert changes.changes_since_backup(backup, alias) == [(
+        f"Not compared with the backup: the database's tables it covers hold more than "
+        f"DBTOOLS['MIGRATE_DIFF_MAX_ROWS'] ({backup.rows:,}) rows. `manage.py diffdb --file "
+        f"{backup.path.name}` shows what changed since it.",
+        "",
+    )]  # fmt: skip
+
+
+def test_a_diff_that_fails_is_one_line_and_the_refusal_still_comes(
     alias, difflab, backup_dir, monkeypatch
 ):
     def fail(*args, **kwargs):
@@ -159,6 +226,7 @@ def test_a_diff_that_fails_is_one_line_and_the_question_still_comes(
         ("warning", "Could not compare with the backup, so no summary: "
                     "The backup could not be read. Check the file."),
     ]  # fmt: skip
+    refused_without_asking(console, "difflab.0002_clearance")
 
 
 def test_no_summary_when_nothing_is_asked_and_nothing_restored(alias, difflab, backup_dir):
@@ -169,7 +237,7 @@ def test_no_summary_when_nothing_is_asked_and_nothing_restored(alias, difflab, b
     assert "ompared with the backup" not in out + err
 
 
-def test_the_command_prints_the_summary_before_the_prompt_and_takes_the_answer(
+def test_the_command_prints_the_summary_then_the_refusal_instead_of_a_prompt(
     alias, difflab, backup_dir
 ):
     add_items(alias)
@@ -181,11 +249,8 @@ def test_the_command_prints_the_summary_before_the_prompt_and_takes_the_answer(
     summary = done.stdout.index(
         "\n  difflab.Item: 2 deleted, 3 changed (name 2, price 2, stock 1)\n"
     )
-    assert migrated < summary < done.stdout.index(QUESTION)
-    assert done.stderr.startswith(
-        "Not restored: Migrations applied since the backup was taken can change rows: "
-        "difflab.0002_clearance (RunPython)."
-    )
+    assert migrated < summary and "Restore data from the backup?" not in done.stdout
+    assert done.stderr.startswith(f"{REFUSED}difflab.0002_clearance (RunPython).")
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, True, "1000"])

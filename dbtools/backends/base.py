@@ -171,6 +171,23 @@ class DatabaseBackend:
             quote, pk_columns, update_columns
         )
 
+    def rows_up_to(self, db_tables: Sequence[str], most: int) -> int:
+        """The rows of these tables, counted only as far as one past `most`:
+        enough to tell whether they hold more, without reading a big table
+        through."""
+        quote = self.connection.ops.quote_name
+        counted = 0
+        with self.connection.cursor() as cursor:
+            for db_table in db_tables:
+                if counted > most:
+                    break
+                cursor.execute(
+                    f"SELECT COUNT(*) FROM (SELECT 1 FROM {quote(db_table)} "
+                    f"LIMIT {most + 1 - counted}) AS bounded"
+                )
+                counted += int(cursor.fetchone()[0])
+        return counted
+
     def raise_sequences(self, model_list: list[type[models.Model]]) -> None:
         """Move the id counters past the restored ids, never back. The default
         suits a database that moves its counters itself."""

@@ -213,18 +213,26 @@ def after_success(outcome: Outcome, options: Options, console: Console) -> Outco
     choice = options.restore or ("ask" if options.interactive else "never")
     if choice == "never":
         return outcome
-    # What a restore would compare against, so the answer (or --restore always) is informed.
-    for text, style in changes_since_backup(outcome.backup, options.using):
-        console.say(text, style)
-    if choice == "ask" and not ask(
-        console, f"{RESTORE_HELP}\nRestore data from the backup? [y/N] "
-    ):
-        return outcome
+    # Decided before the summary and the question: a question whose yes would
+    # be refused (data migrations since the backup, an encrypted backup and no
+    # identity) is not asked.
     try:
         restore_plan = prepare_restore(outcome.backup.path, using=options.using)
-    except (RestoreError, ArchiveError) as exc:  # e.g. encrypted, and no --identity
+    except (RestoreError, ArchiveError) as exc:
+        say_changes(outcome.backup, options.using, console, restorable=False)
         # Refused before writing: the migration did its job and stands.
         console.say(f"Not restored: {exc}", "warning")
+        return outcome
+    try:
+        say_changes(outcome.backup, options.using, console, restorable=True)
+        wanted = choice == "always" or ask(
+            console, f"{RESTORE_HELP}\nRestore data from the backup? [y/N] "
+        )
+    except BaseException:
+        restore_plan.close()
+        raise
+    if not wanted:
+        restore_plan.close()
         return outcome
     try:
         outcome.restore = restore_database(restore_plan, mode="merge")
@@ -242,6 +250,12 @@ def after_success(outcome: Outcome, options: Options, console: Console) -> Outco
     for warning in outcome.restore.after_warnings:
         console.say(f"WARNING: {warning}", "warning")
     return outcome
+
+
+def say_changes(backup: BackupResult, using: str, console: Console, restorable: bool) -> None:
+    """What a restore would compare against, so the answer (or --restore always) is informed."""
+    for text, style in changes_since_backup(backup, using, restorable):
+        console.say(text, style)
 
 
 def after_failure(
