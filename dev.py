@@ -148,9 +148,24 @@ def ci_report() -> list[str]:
     return ["--durations=25"] if os.environ.get("CI") == "true" else []
 
 
+def workers(extra: list[str]) -> list[str]:
+    """pytest-xdist options: one worker per core, at most 4 (each worker holds
+    test databases of its own on every server). DBTOOLS_TEST_WORKERS sets the
+    number (1: one process); -n among the arguments overrides it."""
+    if any(arg.startswith(("-n", "--numprocesses")) for arg in extra):
+        return []
+    wanted = os.environ.get("DBTOOLS_TEST_WORKERS")
+    count = int(wanted) if wanted else min(4, os.cpu_count() or 1)
+    if count <= 1:
+        return []
+    # loadgroup: tests go to whichever worker is free, except a group marked
+    # xdist_group (the Wagtail lab) that one worker runs from start to end.
+    return ["-n", str(count), "--dist", "loadgroup"]
+
+
 def test(extra: list[str]) -> None:
     python = venv()
-    sys.exit(run(python, "-m", "pytest", *ci_report(), *extra, check=False))
+    sys.exit(run(python, "-m", "pytest", *workers(extra), *ci_report(), *extra, check=False))
 
 
 # Test files the Django 5.2 leg leaves out, with why: each tests a layer that
@@ -188,7 +203,19 @@ def test_django52(extra: list[str]) -> None:
             "tests/test_properties.py::test_mutated_files_fail_cleanly_and_change_nothing",
         ]
     print(f"Django 5.2 leg: leaving out {', '.join(left_out)} (CONTRIBUTING.md).", flush=True)
-    sys.exit(run(python, "-m", "pytest", "tests/", *ignore, *ci_report(), *extra, check=False))
+    sys.exit(
+        run(
+            python,
+            "-m",
+            "pytest",
+            "tests/",
+            *ignore,
+            *workers(extra),
+            *ci_report(),
+            *extra,
+            check=False,
+        )
+    )
 
 
 def lint() -> None:

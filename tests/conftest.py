@@ -104,6 +104,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     remove_dead_databases(settings.DATABASES)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings_xdist_suffix() -> None:
+    """pytest-django would add `_gwN` to the test databases' names in the worker
+    only; tests/settings.py names them per worker already, so that the manage.py
+    subprocesses a test starts find the same databases."""
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The run's own folder (SQLite files, default backups folder) goes with it."""
     shutil.rmtree(Path(settings.DATABASES["default"]["TEST"]["NAME"]).parent, ignore_errors=True)

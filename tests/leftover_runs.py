@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dbtools.restore.scratch import process_alive
 
-RUN_NAME = re.compile(r"(?P<pid>\d+)_[0-9a-f]{6}")
+RUN_NAME = re.compile(r"(?P<pid>\d+)_[0-9a-f]{6}(_gw\d+)?")  # _gwN: a pytest-xdist worker
 FOLDER_PREFIX = "dbtools-tests-"
 DATABASE_PREFIX = "test_dbtools_"
 

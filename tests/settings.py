@@ -23,6 +23,10 @@ from config.settings import INSTALLED_APPS
 env = environ.Env()
 
 RUN = os.environ.setdefault("DBTOOLS_TESTS_RUN", f"{os.getpid()}_{secrets.token_hex(3)}")
+# pytest-xdist's workers inherit the run's name from the process that started
+# them; each gets names of its own, which its subprocesses inherit in turn.
+if _worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    RUN = f"{RUN}_{_worker}"
 LOCAL_SERVERS = {
     "TEST_POSTGRES_URL": "postgres://postgres@127.0.0.1:5432/postgres",
     "TEST_MARIADB_URL": "mysql://root:@127.0.0.1:3306/mysql",
