@@ -51,9 +51,12 @@ def busy_cpu_seconds() -> float:
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def run(argv: list[str], env: dict[str, str], quiet: bool = True) -> Measure:
+def run(
+    argv: list[str], env: dict[str, str], quiet: bool = True, exits: tuple[int, ...] = (0,)
+) -> Measure:
     """Run one tool as its own process: wall seconds, its peak resident memory
-    and CPU (wait4's rusage), and the whole machine's busy CPU meanwhile."""
+    and CPU (wait4's rusage), and the whole machine's busy CPU meanwhile.
+    An exit code outside `exits` ends the benchmark with the tool's stderr."""
     busy = busy_cpu_seconds()
     started = time.monotonic()
     process = subprocess.Popen(
@@ -78,7 +81,7 @@ def run(argv: list[str], env: dict[str, str], quiet: bool = True) -> Measure:
     machine = busy_cpu_seconds() - busy
     for reader in readers:
         reader.join()
-    if process.returncode != 0:
+    if process.returncode not in exits:
         sys.exit(f"{' '.join(argv)} failed:\n{output.get('stderr', b'').decode()}")
     return Measure(
         seconds,

@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""The figures of issues 28 and 29: diffdb and restoredb --overwrite beside
+backupdb and restoredb, masked and subset backups beside a plain one.
+
+    .venv/bin/python bench/copies.py --rows 1000000 --rounds 3
+
+Per backend (--backends, default postgresql,sqlite,mariadb), on one database
+seeded with `seedshop --rows N`:
+
+copies   backupdb, backupdb --mask (bench/masked_settings.py: a rule on every
+         personal field of the demo shop) and backupdb --limit
+         shop.Order=<1% of the orders> (the orders and every row they
+         reference), alternating, --rounds times each.
+undo     A data script (DATA_SCRIPT: 1% of the orders changed, 1% of the
+         order items deleted) runs before each of: diffdb against the backup
+         taken before it; restoredb --overwrite (which undoes it); a merge
+         (which puts back only the deleted items); --replace. The script and
+         the database's way back to the backup between tools are not timed.
+
+Each tool is its own process: its wall time, peak resident memory and CPU,
+and the machine's busy CPU meanwhile, as in bench/peers.py (whose phase
+header, calibration and tables this reuses). Ratios are within one backend
+and one run. Needs the servers bench/peers.py needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from peers import MANAGE, Backends, alternate, backed_up_rows, median, phase, settled, table
+from run import Measure, psql, run  # bench/run.py
+
+# A data script gone wrong: what diffdb finds and --overwrite undoes.
+DATA_SCRIPT = """
+from django.db import transaction
+from shop.models import Order, OrderItem
+orders = list(Order.objects.order_by("pk").values_list("pk", flat=True))[::100]
+items = list(OrderItem.objects.order_by("pk").values_list("pk", flat=True))[::100]
+with transaction.atomic():
+    for start in range(0, len(orders), 500):
+        Order.objects.filter(pk__in=orders[start:start + 500]).update(status="cancelled", notes="bench")
+    for start in range(0, len(items), 500):
+        OrderItem.objects.filter(pk__in=items[start:start + 500]).delete()
+print(len(orders), len(items))
+"""
+COUNT_ORDERS = "from shop.models import Order; print(Order.objects.count())"
+SCRIPT_SIZE = (
+    "from shop.models import Order, OrderItem; "
+    "print(-(-Order.objects.count() // 100), -(-OrderItem.objects.count() // 100))"
+)
+
+
+def shell(code: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [*MANAGE, "shell", "-v", "0", "-c", code], env=env, check=True, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def copies_phase(dbs: Backends, backend: str, source: dict[str, str], rounds: int) -> float:
+    """Returns backupdb's median seconds, the yardstick of the undo phase."""
+    work = dbs.work
+    masked = {**source, "DJANGO_SETTINGS_MODULE": "bench.masked_settings"}
+    run([*MANAGE, "check"], masked)  # the rules are sound before they are timed
+    orders = int(shell(COUNT_ORDERS, source))
+    limit = f"shop.Order={max(1, orders // 100)}"
+    out = str(work / "out.json")
+    tools: dict[str, Callable[[], Measure]] = {
+        "backupdb": lambda: run([*MANAGE, "backupdb", "--output", out], source),
+        "backupdb --mask": lambda: run([*MANAGE, "backupdb", "--mask", "--output", out], masked),
+        f"backupdb --limit {limit}": lambda: run(
+            [*MANAGE, "backupdb", "--limit", limit, "--output", out], source
+        ),
+    }
+    if backend == "postgresql":
+        tools = {name: settled_first(dbs, tool) for name, tool in tools.items()}
+    phase(f"{backend}: masked and subset backups, {orders:,} orders, {rounds} rounds")
+    measures = alternate(tools, rounds)
+    table(measures)
+    m = {name: median(runs) for name, runs in measures.items()}
+    peak = max(r.peak_mb for r in measures["backupdb --mask"])
+    print(
+        f"- backupdb --mask: {m['backupdb --mask'] / m['backupdb']:.2f}x backupdb "
+        f"(target 1.5x), peak {peak:.0f} MB (target 100 MB)"
+    )
+    subset = f"backupdb --limit {limit}"
+    print(
+        f"- {subset}: {m[subset] / m['backupdb']:.2f}x backupdb (target 0.2x), "
+        f"{backed_up_rows(measures[subset][0]):,} rows of {backed_up_rows(measures['backupdb'][0]):,}\n",
+        flush=True,
+    )
+    return m["backupdb"]
+
+
+def settled_first(dbs: Backends, tool: Callable[[], Measure]) -> Callable[[], Measure]:
+    def measured() -> Measure:
+        settled(dbs.postgres)
+        return tool()
+
+    return measured
+
+
+def undo_phase(
+    dbs: Backends, backend: str, source: dict[str, str], rounds: int, backupdb_seconds: float
+) -> None:
+    before = dbs.work / "before.json"
+    run([*MANAGE, "backupdb", "--output", str(before)], source)
+    restoredb = [*MANAGE, "restoredb", "--file", str(before), "--no-input"]
+
+    def after_the_script(argv: list[str], exits: tuple[int, ...] = (0,)) -> Callable[[], Measure]:
+        def measured() -> Measure:
+            run([*restoredb, "--replace"], source)  # back to the backup, untimed
+            shell(DATA_SCRIPT, source)
+            if backend == "postgresql":
+                psql(source["DATABASE_URL"], "VACUUM ANALYZE")
+                settled(dbs.postgres)
+            return run(argv, source, exits=exits)
+
+        return measured
+
+    tools = {
+        "diffdb (after the script)": after_the_script(
+            [*MANAGE, "diffdb", "--file", str(before)], exits=(1,)
+        ),
+        "restoredb --overwrite (after the script)": after_the_script([*restoredb, "--overwrite"]),
+        "restoredb, a merge (after the script)": after_the_script(restoredb),
+        "restoredb --replace (after the script)": after_the_script([*restoredb, "--replace"]),
+    }
+    orders, items = shell(SCRIPT_SIZE, source).split()
+    phase(f"{backend}: undoing a data script ({orders} orders changed, {items} items deleted), "
+          f"{rounds} rounds")  # fmt: skip
+    measures = alternate(tools, rounds)
+    table(measures)
+    m = {name: median(runs) for name, runs in measures.items()}
+    diff = m["diffdb (after the script)"]
+    peak = max(r.peak_mb for r in measures["diffdb (after the script)"])
+    print(
+        f"- diffdb: {diff / backupdb_seconds:.2f}x backupdb of the copies phase "
+        f"(target 1.5x on PostgreSQL), peak {peak:.0f} MB (target 100 MB)"
+    )
+    overwrite = m["restoredb --overwrite (after the script)"]
+    print(
+        f"- restoredb --overwrite: {overwrite / m['restoredb, a merge (after the script)']:.2f}x "
+        f"the merge, {overwrite / m['restoredb --replace (after the script)']:.2f}x --replace\n",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backends", default="postgresql,sqlite,mariadb", help="comma-separated")
+    args = parser.parse_args()
+    backends = args.backends.split(",")
+    if unknown := set(backends) - {"postgresql", "sqlite", "mariadb"}:
+        parser.error(f"unknown backend {', '.join(sorted(unknown))}")
+
+    work = Path(tempfile.mkdtemp(prefix="dbtools-copies-"))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    env["DBTOOLS_BACKUP_DIR"] = str(work / "backups")
+    dbs = Backends(work, env)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    print(
+        f"# bench/copies.py {' '.join(sys.argv[1:])} at {commit.stdout.strip()}, "
+        f"{os.cpu_count()} cores"
+    )
+    try:
+        for backend in backends:
+            print(f"Seeding {args.rows:,} rows on {backend} ...", flush=True)
+            source = dbs.fresh(backend, "dbtools_copies_src")
+            run([*MANAGE, "seedshop", "--rows", str(args.rows)], source)
+            if backend == "postgresql":
+                psql(source["DATABASE_URL"], "VACUUM ANALYZE")
+            seconds = copies_phase(dbs, backend, source, args.rounds)
+            undo_phase(dbs, backend, source, args.rounds, seconds)
+            dbs.drop(backend, "dbtools_copies_src")
+    finally:
+        dbs.drop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
