@@ -16,10 +16,23 @@ postgresql  Seeds one PostgreSQL database with `seedshop`, then per round, in
             TRUNCATE ... CASCADE before each empty restore. Before each tool
             it waits for the server's autovacuum workers (the tool before may
             have left them a million rows to analyze).
-sqlite,     Per backend: seeds --rows rows, then backupdb against `dumpdata
-mariadb     shop` and restoredb against `loaddata`, each restore into a
-            freshly migrated database. Django's tools run once (loaddata
-            takes about 15 minutes at 1,000,000 rows); ours --rounds times.
+            Like for like: plain backupdb --jobs 1 against `pg_dump -Fc -Z0`,
+            the default (2 connections) against `pg_dump -Fd -j 2 -Z0`,
+            `backupdb --compress gzip` against `pg_dump -Fc`, restores against
+            pg_restore of the compressed dump and of the -Z0 one. Then the
+            server's own cost of backupdb's JSON lines against COPY's text
+            (both written by the server to /dev/null): the floor on one
+            connection.
+sqlite,     Per backend: seeds --rows rows, then, alternating --rounds times,
+mariadb     backupdb against the database's own dump of the shop tables
+            (`sqlite3` `.mode insert`; `mariadb-dump --single-transaction
+            --no-create-info`) and restoredb against that dump imported into
+            a freshly migrated database: by `sqlite3` in one transaction with
+            foreign keys on; by `mariadb` in one transaction with foreign-key
+            and unique checks on (the fair peer: atomic and checked, as
+            restoredb is), and as the dump comes (checks off, not atomic).
+            --django-peers adds dumpdata and loaddata, once (loaddata takes
+            about 15 minutes at 1,000,000 rows).
 scaling     backupdb and restoredb (into a freshly migrated database) at
             each of --scale-rows on each of --scale-backends: seconds,
             microseconds a row, peak memory.
@@ -136,6 +149,51 @@ def median(runs: list[Measure]) -> float:
     return statistics.median(m.seconds for m in runs)
 
 
+def against(measures: dict[str, list[Measure]], ours: str, theirs: str) -> str:
+    """The ratio of the medians, and the worst round's: a target is met
+    reproducibly only when every round meets it (alternate() runs the two
+    tools in the same round, a few seconds apart)."""
+    rounds = [a.seconds / b.seconds for a, b in zip(measures[ours], measures[theirs], strict=True)]
+    return (
+        f"{median(measures[ours]) / median(measures[theirs]):.2f}x "
+        f"(every round: {', '.join(f'{r:.2f}' for r in rounds)}) against"
+    )
+
+
+# What the server alone spends on the lines backupdb asks it for (backends/pg_reads.py's
+# query), against COPY's own text, each written by the server to /dev/null.
+JSON_FLOOR = """
+import time
+from django.db import connection
+from dbtools.backends.pg_reads import rows_sql
+from dbtools.graph import plan_tables
+spent = {"copy": 0.0, "json": 0.0}
+with connection.cursor() as cursor:
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.execute("SET jit = off")
+    for table in plan_tables("default", only=["shop"]).tables:
+        for kind, query in (("copy", connection.ops.quote_name(table.db_table)),
+                            ("json", "(" + rows_sql(table, connection) + ")")):
+            started = time.perf_counter()
+            cursor.execute(f"COPY {query} TO '/dev/null'")
+            spent[kind] += time.perf_counter() - started
+print(f"{spent['copy']:.2f} {spent['json']:.2f}")
+"""
+
+
+def json_floor(source: dict[str, str]) -> None:
+    done = subprocess.run(
+        [*MANAGE, "shell", "-v", "0", "-c", JSON_FLOOR], env=source, check=True,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    plain, as_json = (float(n) for n in done.stdout.split())
+    print(
+        f"- the server alone, every shop table to /dev/null: COPY's text {plain:.2f} s, "
+        f"backupdb's JSON lines {as_json:.2f} s ({as_json / plain:.2f}x): the floor of "
+        "backupdb against pg_dump -Z0 on one connection"
+    )
+
+
 def table(measures: dict[str, list[Measure]]) -> None:
     print("| tool | seconds (median) | runs | peak MB | client CPU s | machine CPU s |")
     print("|---|---:|---|---:|---:|---:|")
@@ -229,8 +287,10 @@ def postgresql_phase(dbs: Backends, rows: int, rounds: int) -> None:
     seeded = backed_up_rows(
         run([*MANAGE, "backupdb", "--only", "shop", "--output", str(backup)], source)
     )
-    run(["pg_dump", "--data-only", "-Fc", "-t", "shop_*", "-f", str(dump),
-         source["DATABASE_URL"]], dbs.env)  # fmt: skip
+    plain_dump = work / "shop-z0.pgc"
+    for dump_file, level in ((dump, []), (plain_dump, ["-Z0"])):
+        run(["pg_dump", "--data-only", "-Fc", *level, "-t", "shop_*", "-f", str(dump_file),
+             source["DATABASE_URL"]], dbs.env)  # fmt: skip
     target = fresh_database(dbs.postgres, "dbtools_peers_restore", dbs.env)
     tables = shop_tables(target["DATABASE_URL"])
     restoredb = [*MANAGE, "restoredb", "--file", str(backup), "--no-input"]
@@ -240,7 +300,8 @@ def postgresql_phase(dbs: Backends, rows: int, rounds: int) -> None:
         return target
 
     def backupdb(*extra: str) -> Callable[[], Measure]:
-        argv = [*MANAGE, "backupdb", "--only", "shop", "--output", str(work / "out.json"), *extra]
+        out = work / ("out.json.gz" if "gzip" in extra else "out.json")
+        argv = [*MANAGE, "backupdb", "--only", "shop", "--output", str(out), *extra]
         return lambda: run(argv, source)
 
     def prepared(
@@ -261,26 +322,30 @@ def postgresql_phase(dbs: Backends, rows: int, rounds: int) -> None:
     def nothing() -> None:
         return None
 
+    def pg_dump(*options: str) -> Callable[[], Measure]:
+        out = work / "out.pgdump"
+
+        def dumped() -> Measure:
+            shutil.rmtree(out, ignore_errors=True)  # -Fd wants a new directory
+            out.unlink(missing_ok=True)
+            argv = ["pg_dump", "--data-only", *options, "-t", "shop_*", "-f", str(out)]
+            return run([*argv, source["DATABASE_URL"]], dbs.env)
+
+        return dumped
+
+    def pg_restore(dump_file: Path) -> Callable[[], Measure]:
+        argv = ["pg_restore", "--data-only", "--single-transaction", "-d", target["DATABASE_URL"]]
+        return lambda: run([*argv, str(dump_file)], dbs.env)
+
     tools = {
         "backupdb": prepared(nothing, backupdb()),
         "backupdb --jobs 1": prepared(nothing, backupdb("--jobs", "1")),
         "backupdb --jobs 3": prepared(nothing, backupdb("--jobs", "3")),
-        "pg_dump --data-only -Fc": prepared(
-            nothing,
-            lambda: run(
-                [
-                    "pg_dump",
-                    "--data-only",
-                    "-Fc",
-                    "-t",
-                    "shop_*",
-                    "-f",
-                    str(work / "out.pgc"),
-                    source["DATABASE_URL"],
-                ],
-                dbs.env,
-            ),
-        ),
+        "backupdb --compress gzip": prepared(nothing, backupdb("--compress", "gzip")),
+        "pg_dump --data-only -Fc": prepared(nothing, pg_dump("-Fc")),
+        "pg_dump --data-only -Fc -Z0": prepared(nothing, pg_dump("-Fc", "-Z0")),
+        "pg_dump --data-only -Fd -j 2": prepared(nothing, pg_dump("-Fd", "-j", "2")),
+        "pg_dump --data-only -Fd -j 2 -Z0": prepared(nothing, pg_dump("-Fd", "-j", "2", "-Z0")),
         "restoredb (merge into empty tables)": prepared(emptied, lambda: run(restoredb, target)),
         "restoredb (merge into half-full tables)": prepared(
             half_full, lambda: run(restoredb, target)
@@ -288,37 +353,35 @@ def postgresql_phase(dbs: Backends, rows: int, rounds: int) -> None:
         "restoredb --replace (full tables)": prepared(
             lambda: run(restoredb, emptied()), lambda: run([*restoredb, "--replace"], target)
         ),
-        "pg_restore --data-only --single-transaction": prepared(
-            emptied,
-            lambda: run(
-                [
-                    "pg_restore",
-                    "--data-only",
-                    "--single-transaction",
-                    "-d",
-                    target["DATABASE_URL"],
-                    str(dump),
-                ],
-                dbs.env,
-            ),
+        "pg_restore --data-only --single-transaction": prepared(emptied, pg_restore(dump)),
+        "pg_restore --data-only --single-transaction (-Z0 dump)": prepared(
+            emptied, pg_restore(plain_dump)
         ),
     }
     phase(f"PostgreSQL against pg_dump and pg_restore: {seeded:,} rows, {rounds} rounds")
     measures = alternate(tools, rounds)
     table(measures)
     m = {name: median(runs) for name, runs in measures.items()}
-    peer = m["pg_restore --data-only --single-transaction"]
-    print(
-        f"- backupdb: {m['backupdb'] / m['pg_dump --data-only -Fc']:.2f}x pg_dump -Fc (target 0.8x)"
-    )
-    for name, target_ratio in (
-        ("restoredb (merge into empty tables)", 0.8),
-        ("restoredb --replace (full tables)", 0.8),
-        ("restoredb (merge into half-full tables)", 1.0),
+    for ours, theirs, target_ratio in (
+        ("backupdb --jobs 1", "pg_dump --data-only -Fc -Z0", 1.0),
+        ("backupdb", "pg_dump --data-only -Fd -j 2 -Z0", 1.0),
+        ("backupdb --compress gzip", "pg_dump --data-only -Fc", 0.8),
+        ("backupdb", "pg_dump --data-only -Fc", 0.8),
+        ("restoredb (merge into empty tables)", "pg_restore --data-only --single-transaction", 0.8),
+        (
+            "restoredb (merge into empty tables)",
+            "pg_restore --data-only --single-transaction (-Z0 dump)",
+            0.8,
+        ),
+        ("restoredb --replace (full tables)", "pg_restore --data-only --single-transaction", 0.8),
+        (
+            "restoredb (merge into half-full tables)",
+            "pg_restore --data-only --single-transaction",
+            1.0,
+        ),
     ):
-        print(
-            f"- {name}: {m[name] / peer:.2f}x pg_restore --single-transaction (target {target_ratio}x)"
-        )
+        print(f"- {ours}: {against(measures, ours, theirs)} {theirs} (target {target_ratio}x)")
+    json_floor(source)
     print(
         f"- backupdb --jobs 2 (the default): {m['backupdb --jobs 1'] / m['backupdb']:.2f}x as fast as "
         f"--jobs 1; --jobs 3: {m['backupdb --jobs 1'] / m['backupdb --jobs 3']:.2f}x"
@@ -337,7 +400,72 @@ def postgresql_phase(dbs: Backends, rows: int, rounds: int) -> None:
     print(flush=True)
 
 
-def django_phase(dbs: Backends, backend: str, rows: int, rounds: int) -> None:
+SHOP_TABLES = """
+from dbtools.graph import plan_tables
+print(" ".join(table.db_table for table in plan_tables("default", only=["shop"]).tables))
+"""
+
+
+def native_tools(
+    dbs: Backends, backend: str, source: dict[str, str], tables: list[str]
+) -> tuple[dict[str, Callable[[], Measure]], dict[str, Callable[[], Measure]]]:
+    """The backend's own dump and imports of the shop tables (in foreign-key
+    order, so that an import with its checks on can take them): the backup
+    tool, and the restores, each into a freshly migrated database."""
+    work = dbs.work
+    dump = work / f"{backend}-native.sql"
+    if backend == "sqlite":
+        src = str(dbs.work / "dbtools_peers_src.sqlite3")
+        selects = [c for t in tables for c in (f".mode insert {t}", f'SELECT * FROM "{t}";')]
+        dump_argv = ["sqlite3", "-batch", src, f".output {dump}", *selects]
+        run(dump_argv, dbs.env)
+
+        def imported() -> Measure:
+            dst = dbs.fresh(backend, "dbtools_peers_dst")["DATABASE_URL"].removeprefix("sqlite:///")
+            # Django's SQLite foreign keys are DEFERRABLE INITIALLY DEFERRED: checked at COMMIT.
+            argv = ["sqlite3", "-batch", "-bail", dst, "PRAGMA foreign_keys = ON;", "BEGIN;"]
+            return run([*argv, f".read {dump}", "COMMIT;"], dbs.env)
+
+        return (
+            {"sqlite3 .mode insert": lambda: run(dump_argv, dbs.env)},
+            {"sqlite3 .read, one transaction, foreign keys on": imported},
+        )
+    parts = urlsplit(dbs.mariadb)
+    login = ["-h", parts.hostname or "127.0.0.1", "-P", str(parts.port or 3306)]
+    login += ["-u", parts.username or "root"] + ([f"-p{parts.password}"] if parts.password else [])
+    base = ["mariadb-dump", *login, "--single-transaction", "--no-create-info"]
+    dump_argv = [*base, "--result-file", str(dump), "dbtools_peers_src", *tables]
+    run(dump_argv, dbs.env)
+    # The fair peer: one transaction, foreign-key and unique checks on. The
+    # dump turns both off and takes table locks (whose UNLOCK commits).
+    atomic = work / "mariadb-native-atomic.sql"
+    raw_argv = [*base, "--skip-add-locks", "--skip-disable-keys", "--result-file"]
+    run([*raw_argv, str(atomic) + ".raw", "dbtools_peers_src", *tables], dbs.env)
+    with open(str(atomic) + ".raw") as raw, open(atomic, "w") as out:
+        out.write("SET autocommit = 0;\nSET foreign_key_checks = 1;\nSET unique_checks = 1;\n")
+        out.writelines(
+            line for line in raw if "FOREIGN_KEY_CHECKS" not in line and "UNIQUE_CHECKS" not in line
+        )
+        out.write("COMMIT;\n")
+    Path(str(atomic) + ".raw").unlink()
+
+    def imported(script: Path) -> Callable[[], Measure]:
+        def measured() -> Measure:
+            dbs.fresh(backend, "dbtools_peers_dst")
+            return run(["mariadb", *login, "dbtools_peers_dst", "-e", f"source {script}"], dbs.env)
+
+        return measured
+
+    return (
+        {"mariadb-dump --single-transaction": lambda: run(dump_argv, dbs.env)},
+        {
+            "mariadb < dump, one transaction, checks on": imported(atomic),
+            "mariadb < dump (its defaults: checks off, not atomic)": imported(dump),
+        },
+    )
+
+
+def native_phase(dbs: Backends, backend: str, rows: int, rounds: int, django_peers: bool) -> None:
     work = dbs.work
     print(f"Seeding {rows:,} rows on {backend} ...", flush=True)
     source = dbs.fresh(backend, "dbtools_peers_src")
@@ -346,35 +474,52 @@ def django_phase(dbs: Backends, backend: str, rows: int, rounds: int) -> None:
     seeded = backed_up_rows(
         run([*MANAGE, "backupdb", "--only", "shop", "--output", str(backup)], source)
     )
+    tables = subprocess.run(
+        [*MANAGE, "shell", "-v", "0", "-c", SHOP_TABLES], env=source, check=True,
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    backup_peers, restore_peers = native_tools(dbs, backend, source, tables)
 
     def restored(argv: list[str]) -> Callable[[], Measure]:
         return lambda: run(argv, dbs.fresh(backend, "dbtools_peers_dst"))
 
-    ours = {
+    backups = {
         "backupdb": lambda: run(
             [*MANAGE, "backupdb", "--only", "shop", "--output", str(work / "out.json")], source
         ),
+        **backup_peers,
+    }
+    restores = {
         "restoredb (into an empty database)": restored(
             [*MANAGE, "restoredb", "--file", str(backup), "--no-input"]
         ),
+        **restore_peers,
     }
-    theirs = {
-        "dumpdata shop": lambda: run(
-            [*MANAGE, "dumpdata", "shop", "--output", str(fixture)], source
-        ),
-        "loaddata": restored([*MANAGE, "loaddata", str(fixture)]),
-    }
-    phase(f"{backend} against dumpdata and loaddata: {seeded:,} rows")
-    measures = alternate(ours, rounds)
-    measures |= alternate(theirs, 1)
+    phase(f"{backend} against its own tools: {seeded:,} rows, {rounds} rounds")
+    measures = alternate(backups, rounds) | alternate(restores, rounds)
+    if django_peers:
+        measures |= alternate(
+            {
+                "dumpdata shop": lambda: run(
+                    [*MANAGE, "dumpdata", "shop", "--output", str(fixture)], source
+                ),
+                "loaddata": restored([*MANAGE, "loaddata", str(fixture)]),
+            },
+            1,
+        )
     table(measures)
-    m = {name: median(runs) for name, runs in measures.items()}
-    print(f"- backupdb: {m['dumpdata shop'] / m['backupdb']:.1f}x as fast as dumpdata (target 10x)")
-    print(
-        f"- restoredb: {m['loaddata'] / m['restoredb (into an empty database)']:.1f}x as fast as "
-        f"loaddata (target 20x)\n",
-        flush=True,
-    )
+    (backup_peer,) = backup_peers
+    print(f"- backupdb: {against(measures, 'backupdb', backup_peer)} {backup_peer} (target 1.0x)")
+    for peer in restore_peers:
+        ours = "restoredb (into an empty database)"
+        print(f"- restoredb: {against(measures, ours, peer)} {peer}")
+    if django_peers:
+        m = {name: median(runs) for name, runs in measures.items()}
+        print(f"- backupdb: {m['dumpdata shop'] / m['backupdb']:.1f}x as fast as dumpdata")
+        print(
+            f"- restoredb: {m['loaddata'] / m['restoredb (into an empty database)']:.1f}x as fast as loaddata"
+        )
+    print(flush=True)
     dbs.drop(backend, "dbtools_peers_src")
     dbs.drop(backend, "dbtools_peers_dst")
 
@@ -416,6 +561,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated")
+    parser.add_argument(
+        "--django-peers",
+        action="store_true",
+        help="also time dumpdata and loaddata once on SQLite and MariaDB (loaddata: minutes)",
+    )
     parser.add_argument("--scale-rows", default="100000,1000000,5000000", help="comma-separated")
     parser.add_argument(
         "--scale-backends", default="postgresql,sqlite,mariadb", help="comma-separated"
@@ -439,7 +589,7 @@ def main() -> None:
             postgresql_phase(dbs, args.rows, args.rounds)
         for backend in ("sqlite", "mariadb"):
             if backend in phases:
-                django_phase(dbs, backend, args.rows, args.rounds)
+                native_phase(dbs, backend, args.rows, args.rounds, args.django_peers)
         if "scaling" in phases:
             scaling_phase(
                 dbs,
