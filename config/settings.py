@@ -89,6 +89,37 @@ DBTOOLS = {
     "IDENTITY": env.str("DBTOOLS_IDENTITY", default="") or None,
 }
 
+# Masking rules for `backupdb --mask` (docs/masking.md): every personal field of
+# the shop. They apply where the key is set, the server that makes the copies; a
+# laptop that only restores one needs neither.
+if mask_key := env.str("DBTOOLS_MASK_KEY", default=""):
+    DBTOOLS["MASK_KEY"] = mask_key
+    DBTOOLS["MASK"] = {
+        "shop.User.username": "hash",
+        "shop.User.email": "email",
+        "shop.User.first_name": "first_name",
+        "shop.User.last_name": "last_name",
+        "shop.User.password": "unusable_password",
+        "shop.User.image": "empty",
+        "shop.Account.provider_account_id": "hash",
+        "shop.Account.access_token": "empty",
+        "shop.Account.refresh_token": "empty",
+        "shop.Address.full_name": "name",
+        "shop.Address.line1": "street",
+        "shop.Address.line2": "text",
+        "shop.Address.city": "city",
+        "shop.Address.postal_code": "postcode",
+        "shop.Order.email": "email",
+        "shop.Order.notes": "text",
+        "shop.NewsletterSubscriber.email": "email",
+        "shop.UserActivity.ip_address": "ip",
+        "shop.Session": "drop",
+        "shop.VerificationToken": "drop",
+        "sessions.Session": "drop",
+        # The admin's history names the objects it changed ("Ada Lovelace").
+        "admin.LogEntry": "drop",
+    }
+
 # Backups in an S3 bucket instead of backups/ (README "Storing backups elsewhere"):
 # django-storages' S3Storage, under the alias DBTOOLS['STORAGE'] names. Credentials
 # come from boto3's usual places (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws).
