@@ -637,3 +637,21 @@ def test_masked_rows_satisfy_every_constraint_and_join_alike(settings, alias):
     )
     activity = m.UserActivity.objects.using(alias).exclude(ip_address=None).first()
     assert ipaddress.ip_address(activity.ip_address) in ipaddress.ip_network("10.0.0.0/8")
+
+
+def test_the_demo_sites_rules_pass_check(settings, monkeypatch):
+    """config/settings.py sets its rules only where DBTOOLS_MASK_KEY is set,
+    so no plain `check` sees them: they are checked here, against the shop."""
+    import importlib
+
+    import config.settings as demo
+
+    monkeypatch.setenv("DBTOOLS_MASK_KEY", KEY)
+    try:
+        rules = importlib.reload(demo).DBTOOLS["MASK"]
+    finally:
+        monkeypatch.delenv("DBTOOLS_MASK_KEY")
+        importlib.reload(demo)
+    assert "shop.User.email" in rules and "admin.LogEntry" in rules
+    settings.DBTOOLS = {"MASK": rules, "MASK_KEY": KEY}
+    assert check_mask(None) == []
