@@ -281,3 +281,11 @@ def test_error_for_an_unknown_mode(alias, backup_dir):
     plan = prepare_restore(backup_database(using=alias).path, using=alias)
     with pytest.raises(ConfigurationError, match=r"^mode must be one of merge, replace, overwrite"):
         restore_database(plan, mode="upsert")  # type: ignore[arg-type]
+
+
+def test_the_modes_have_one_home():
+    from dbtools.management.commands import restoredb
+    from dbtools.restore import overwrite as core
+
+    assert restoredb.MODES is core.MODES
+    assert list(core.MODES) == ["merge", "replace", "overwrite"]

@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from .strategies import TableLoad
 
 Mode = Literal["merge", "replace", "overwrite"]
-MODES: tuple[Mode, ...] = ("merge", "replace", "overwrite")
+# Each mode, as restoredb's plan shows it.
+MODES: dict[Mode, str] = {
+    "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
+    "replace": "REPLACE: empty the tables the backup holds, then load exactly its rows",
+    "overwrite": "OVERWRITE: insert the rows whose primary key is missing, give the rows whose "
+    "primary key is there the backup's values, leave rows not in the backup as they are",
+}
 
 
 def choose_mode(*, replace: bool = False, overwrite: bool = False) -> Mode:

@@ -20,19 +20,12 @@ from dbtools.restore import (
     restore_database,
 )
 from dbtools.restore.overlap import PREVIEW_MOST_ROWS, Overlap
-from dbtools.restore.overwrite import preview_lines
+from dbtools.restore.overwrite import MODES, preview_lines
 from dbtools.restore.replay import replay_restore, restore_route
 from dbtools.storage import BackupRef
 from dbtools.storage.catalog import resolve_backup
 
 from ._common import DbtoolsCommand, add_file_argument, add_identity_argument, progress_bar, shown
-
-MODES = {
-    "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
-    "replace": "REPLACE: empty the tables the backup holds, then load exactly its rows",
-    "overwrite": "OVERWRITE: insert the rows whose primary key is missing, give the rows whose "
-    "primary key is there the backup's values, leave rows not in the backup as they are",
-}
 
 
 @dataclass(frozen=True)
