@@ -838,7 +838,7 @@ def test_an_empty_database_is_migrated_then_replayed_into(alias, backup_dir):
             "a scratch database, then this database is migrated (`manage.py migrate`) and its "
             "tables that the backup covers are given the backup's rows.\n"
         )
-        assert "Restored 1 rows into 1 tables" in done.stdout
+        assert "Restored 1 row into 1 table" in done.stdout
         import sqlite3
 
         with sqlite3.connect(empty) as db:

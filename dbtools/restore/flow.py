@@ -40,7 +40,7 @@ from django.db.models import Model, QuerySet
 from .._compat import queries_not_logged
 from ..backends import backend_for, database_name, vendor_name
 from ..diff import DiffResult
-from ..display import sentence
+from ..display import counted, sentence
 from ..exceptions import RestoreError
 from ..interrupts import tell
 from ..signals import announce, restore_finished
@@ -281,7 +281,7 @@ def verify_counts(plan: RestorePlan, receipts: list[TableReceipt]) -> None:
         count = QuerySet(model=mapping.table.model, using=plan.using).count()
         if count != mapping.rows:
             raise RestoreError(
-                f"{mapping.table.label} holds {count:,} rows after the restore, but the backup has "
+                f"{mapping.table.label} holds {counted(count, 'row')} after the restore, but the backup has "
                 f"{mapping.rows:,} ({by_label[mapping.table.label].inserted:,} inserted).",
                 rolled_back=True,
             )
