@@ -179,7 +179,7 @@ def test_another_unique_value_is_an_error_not_a_skip(alias, backup_dir):
     assert message.startswith(
         "Restoring edgecases.UniqueEmail (table edgecases_uniqueemail) failed at the row with primary key 1:"
     )
-    assert "Use --replace to put the table back exactly as it was" in message
+    assert "`manage.py diffdb --only edgecases.UniqueEmail --rows 20`" in message
     assert message.endswith("Nothing was changed: the restore was rolled back.")
     assert list(e.UniqueEmail.objects.using(alias).values_list("id", "nickname")) == [(2, "b")]
 

@@ -289,3 +289,26 @@ def test_the_modes_have_one_home():
 
     assert restoredb.MODES is core.MODES
     assert list(core.MODES) == ["merge", "replace", "overwrite"]
+
+
+def test_error_for_values_swapped_between_rows_points_to_diffdb(alias, backup_dir, path):
+    seed_shop(50, using=alias)
+    backup = backup_database(using=alias)
+    first, second = m.Category.objects.using(alias).order_by("pk")[:2]
+    categories = m.Category.objects.using(alias)
+    categories.filter(pk=first.pk).update(slug="swapping")
+    categories.filter(pk=second.pk).update(slug=first.slug)
+    categories.filter(pk=first.pk).update(slug=second.slug)
+
+    with pytest.raises(RestoreError) as caught:
+        overwrite(alias, backup.path, only=["shop.Category"])
+
+    message = str(caught.value)
+    assert message.startswith("Restoring shop.Category (table shop_category) failed at the row ")
+    assert (
+        "Another row already holds that unique value under a different primary key (with "
+        "--overwrite, values that moved between rows since the backup clash this way). See the "
+        "rows involved with `manage.py diffdb --only shop.Category --rows 20`, then change or "
+        "remove the row that holds it; --replace is the blunt alternative: it empties the table "
+        "first, so the rows added since the backup go too. Nothing was changed"
+    ) in message

@@ -75,8 +75,11 @@ def row_error(table: Table, pk: Any, exc: Exception) -> RestoreError:
         )
     elif "duplicate" in lowered or "unique" in lowered:
         hint = (
-            "Another row already holds that unique value under a different primary key. "
-            "Use --replace to put the table back exactly as it was in the backup, or remove the conflicting row."
+            "Another row already holds that unique value under a different primary key (with "
+            "--overwrite, values that moved between rows since the backup clash this way). See "
+            f"the rows involved with `manage.py diffdb --only {table.label} --rows 20`, then change "
+            "or remove the row that holds it; --replace is the blunt alternative: it empties the "
+            "table first, so the rows added since the backup go too."
         )
     else:
         hint = "Check that the database is migrated to the state the backup was taken at (`manage.py showmigrations`)."
