@@ -45,6 +45,7 @@ from ..exceptions import RestoreError
 from ..interrupts import tell
 from ..signals import announce, restore_finished
 from ..storage import BackupRef
+from .failures import plan_cause
 from .loader import Loader
 from .overwrite import Mode, check_mode, check_partial_backup
 from .overwrite import preview as overwrite_preview
@@ -147,7 +148,7 @@ def restore_database(
         pass
     except DatabaseError as exc:
         raise RestoreError(
-            f"The restore failed: {sentence(' '.join(str(exc).split()))}", rolled_back=True
+            f"The restore failed: {sentence(plan_cause(plan, exc))}", rolled_back=True
         ) from exc
     except KeyboardInterrupt as exc:
         if announce_result:  # else a scratch database's load: the caller knows what that leaves
@@ -260,7 +261,7 @@ def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None
         connection.check_constraints(table_names=tables)
     except DatabaseError as exc:
         raise RestoreError(
-            f"After loading, a foreign key points at a row that does not exist: {' '.join(str(exc).split())}. "
+            f"After loading, a foreign key points at a row that does not exist: {plan_cause(plan, exc)}. "
             f"The backup may be partial (--only/--exclude when it was taken) or rows it refers to were removed; "
             f"restore the referenced tables too, or use --replace.",
             rolled_back=True,
