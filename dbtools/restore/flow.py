@@ -93,6 +93,10 @@ class RestoreResult:
         return sum(t.updated for t in self.tables)
 
     @property
+    def unchanged(self) -> int:
+        return sum(t.unchanged for t in self.tables)
+
+    @property
     def in_backup(self) -> int:
         return sum(t.in_backup for t in self.tables)
 

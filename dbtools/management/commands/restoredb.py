@@ -213,7 +213,7 @@ class Command(DbtoolsCommand):
     def show_overwritten(self, overlap: Overlap) -> None:
         rows = sum(t.rows for t in overlap.tables)
         self.stdout.write(
-            f"{counted(rows, 'row')} already there will be given the backup's values"
+            f"{counted(rows, 'row')} already there will be given the backup's values where they differ"
             + (":" if rows else ".")
         )
         for table in overlap.tables:
@@ -354,7 +354,7 @@ class Command(DbtoolsCommand):
     def show_receipts(self, result: RestoreResult) -> None:
         counts = [("in backup", "in_backup"), ("inserted", "inserted")]
         if result.mode == "overwrite":
-            counts.append(("updated", "updated"))
+            counts += [("updated", "updated"), ("unchanged", "unchanged")]
         counts.append(("skipped", "skipped"))
         width = max([len(t.label) for t in result.tables] + [5])
         self.stdout.write(
@@ -393,10 +393,16 @@ def done_line(result: RestoreResult) -> str:
             if result.skipped
             else ""
         )
+        same = (
+            f" Left as they were, holding the backup's values already: "
+            f"{counted(result.unchanged, 'row')}."
+            if result.unchanged
+            else ""
+        )
         return (
             f"Restored {counted(result.inserted, 'row')} and gave "
             f"{counted(result.updated, 'row')} already present "
-            f"the backup's values, in {into}, {source}{kept}"
+            f"the backup's values, in {into}, {source}{same}{kept}"
         )
     skipped = (
         f", {result.skipped:,} already present and left as they were"
