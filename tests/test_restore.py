@@ -535,7 +535,7 @@ def test_replace_never_empties_a_table_the_backup_does_not_cover(alias, backup_d
     assert list(e.Tag.objects.using(alias).values_list("name", flat=True)) == [
         "made after the backup"
     ]
-    assert "The row counts of these 1 tables match the backup." in out.getvalue()
+    assert "The row count of this table matches the backup." in out.getvalue()
 
 
 def test_replace_of_a_partial_backup_keeps_every_other_table(alias, backup_dir):

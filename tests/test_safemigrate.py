@@ -808,7 +808,7 @@ def test_a_database_with_tables_but_no_migrations_is_refused(alias, backup_dir, 
     first, second = done.stderr.strip().split("\n")
     assert first.startswith("CommandError: The backup was taken with migrations applied that this")
     assert second.startswith(
-        "This database has no migrations applied, so it has none of the backup's tables (1 rows in "
+        "This database has no migrations applied, so it has none of the backup's tables (1 row in "
     )
     assert "Run `manage.py migrate` first" in second
     with connections[alias].cursor() as cursor:
