@@ -340,3 +340,17 @@ def test_only_the_rows_that_differ_are_updated_and_counted(alias, backup_dir, pa
     product_line = next(line for line in text.splitlines() if line.startswith("  shop.Product "))
     assert product_line.split()[2:5] == ["0", "3", f"{products.count() - 3:,}"]
     assert not products.filter(name="changed since").exists()
+
+
+@backends("mariadb")
+def test_mariadb_reads_the_upserts_affected_rows_with_or_without_found_rows(alias, monkeypatch):
+    """ON DUPLICATE KEY UPDATE over 5 rows that are there, 2 of them changed:
+    7 affected rows with CLIENT.FOUND_ROWS (Django's default), 4 without."""
+    from MySQLdb.constants import CLIENT
+
+    connection = connections[alias]
+    backend = backend_for(connection)
+    assert connection.get_connection_params()["client_flag"] & CLIENT.FOUND_ROWS
+    assert backend.upserted_rows(7, 5) == 2
+    monkeypatch.setattr(connection, "get_connection_params", lambda: {"client_flag": 0})
+    assert backend.upserted_rows(4, 5) == 2
