@@ -18,6 +18,7 @@ def result(mode: str, *tables: TableReceipt) -> SimpleNamespace:
         inserted=sum(t.inserted for t in tables),
         updated=sum(t.updated for t in tables),
         skipped=sum(t.skipped for t in tables),
+        unchanged=sum(t.unchanged for t in tables),
     )
 
 
@@ -41,8 +42,9 @@ def test_a_restore_of_one_row_into_one_table_says_so_in_the_singular():
         "Restored 1 row into 1 table from b.json in 0.0s. "
         "The row count of this table matches the backup."
     )
-    updated = TableReceipt("shop.Category", 2, inserted=1, updated=1, skipped=1)
+    updated = TableReceipt("shop.Category", 4, inserted=1, updated=1, unchanged=1, skipped=1)
     assert done_line(result("overwrite", updated)) == (  # type: ignore[arg-type]
         "Restored 1 row and gave 1 row already present the backup's values, in 1 table, "
-        "from b.json in 0.0s. 1 row matched by natural key was left as it was."
+        "from b.json in 0.0s. Left as they were, holding the backup's values already: 1 row. "
+        "1 row matched by natural key was left as it was."
     )
