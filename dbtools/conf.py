@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,4 +245,12 @@ def get_settings() -> DbtoolsSettings:
         deploy=raw.get("DEPLOY", DEFAULT_DEPLOY),
         migrate_diff_max_rows=raw.get("MIGRATE_DIFF_MAX_ROWS", DEFAULT_MIGRATE_DIFF_MAX_ROWS),
         sensitive_fields=tuple(raw.get("SENSITIVE_FIELDS", ())),
+    )
+
+
+def sensitive(label: str, names: Iterable[str]) -> frozenset[str]:
+    """The names among `names` whose values DBTOOLS['SENSITIVE_FIELDS'] keeps from being shown."""
+    listed = {s.lower() for s in get_settings().sensitive_fields}
+    return frozenset(
+        name for name in names if name.lower() in listed or f"{label}.{name}".lower() in listed
     )

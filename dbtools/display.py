@@ -17,3 +17,8 @@ def shown(place: BackupRef | BackupStore) -> str:
 def sentence(text: str) -> str:
     """`text` ended as a sentence: a driver's message may already end with '?' or '.'."""
     return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """`n` and its noun, singular for exactly one: "1 row", "0 rows", "20,006 rows"."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

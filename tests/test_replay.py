@@ -116,7 +116,7 @@ def test_replay_from_the_command_says_what_it_does(alias, backup_before_the_data
     assert (
         text.rstrip()
         .splitlines()[-1]
-        .startswith(f"Restored 3 rows into 1 tables from {backup.name}"[:20])
+        .startswith(f"Restored 3 rows into 1 table from {backup.name}"[:20])
     )
     assert rows(alias) == migrated
 

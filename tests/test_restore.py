@@ -179,9 +179,37 @@ def test_another_unique_value_is_an_error_not_a_skip(alias, backup_dir):
     assert message.startswith(
         "Restoring edgecases.UniqueEmail (table edgecases_uniqueemail) failed at the row with primary key 1:"
     )
-    assert "Use --replace to put the table back exactly as it was" in message
+    assert "`manage.py diffdb --only edgecases.UniqueEmail --rows 20`" in message
     assert message.endswith("Nothing was changed: the restore was rolled back.")
     assert list(e.UniqueEmail.objects.using(alias).values_list("id", "nickname")) == [(2, "b")]
+
+
+@pytest.mark.parametrize("mode", ["merge", "overwrite"])
+def test_error_for_a_unique_clash_never_shows_a_sensitive_value(alias, backup_dir, settings, mode):
+    secret = "secret-4711@example.com"
+    settings.DBTOOLS = {**settings.DBTOOLS, "SENSITIVE_FIELDS": ["edgecases.UniqueEmail.email"]}
+    e.UniqueEmail.objects.using(alias).create(id=1, email=secret, nickname="a")
+    e.UniqueEmail.objects.using(alias).create(id=3, email="other@example.com", nickname="c")
+    backup_database(using=alias, only=["edgecases.UniqueEmail"])
+    e.UniqueEmail.objects.using(alias).filter(id=1).delete()
+    e.UniqueEmail.objects.using(alias).create(id=5, email=secret, nickname="e")
+    options = ["--overwrite"] if mode == "overwrite" else []
+
+    with pytest.raises(RestoreError) as caught:
+        restore(None, alias, mode, only=["edgecases.UniqueEmail"])
+    with pytest.raises(CommandError) as command:
+        call_command("restoredb", "--database", alias, "--no-input", *options, stdout=StringIO())
+
+    for message in (str(caught.value), str(command.value)):
+        assert message.startswith(
+            "Restoring edgecases.UniqueEmail (table edgecases_uniqueemail) failed at the row with "
+            "primary key 1: "
+        )
+        assert secret not in message and "secret-4711" not in message
+        assert (
+            " Its row values are not shown: DBTOOLS['SENSITIVE_FIELDS'] lists fields of the tables "
+            "restored. Another row already holds that unique value"
+        ) in message
 
 
 def broken_copy(backup: Path, label: str, change) -> Path:
@@ -507,7 +535,7 @@ def test_replace_never_empties_a_table_the_backup_does_not_cover(alias, backup_d
     assert list(e.Tag.objects.using(alias).values_list("name", flat=True)) == [
         "made after the backup"
     ]
-    assert "The row counts of these 1 tables match the backup." in out.getvalue()
+    assert "The row count of this table matches the backup." in out.getvalue()
 
 
 def test_replace_of_a_partial_backup_keeps_every_other_table(alias, backup_dir):
@@ -1108,3 +1136,53 @@ def test_a_merge_counts_only_the_tables_it_wrote_into(alias, backup_dir):
         rf"\S+db-backup-latest\.json in \d+\.\ds\.",
         last,
     ), last
+
+
+def test_database_errors_lose_the_row_values_they_quote_when_fields_are_sensitive():
+    from dbtools.restore.failures import database_cause
+
+    note = (
+        " Its row values are not shown: DBTOOLS['SENSITIVE_FIELDS'] lists fields of the tables "
+        "restored."
+    )
+    for raw, shown in (
+        (
+            'duplicate key value violates unique constraint "u"\nDETAIL:  Key (email)=(a@b.c) already exists.',
+            'duplicate key value violates unique constraint "u" DETAIL: Key (email)=(…) already exists.',
+        ),
+        (
+            'new row for relation "t" violates check constraint "c"\nDETAIL:  Failing row contains (1, a@b.c, x).',
+            'new row for relation "t" violates check constraint "c" DETAIL: Failing row contains (…).',
+        ),
+        (
+            "(1062, \"Duplicate entry 'a@b.c' for key 't.email'\")",
+            "(1062, \"Duplicate entry '…' for key 't.email'\").",
+        ),
+        (
+            "(1366, \"Incorrect integer value: 'a@b.c' for column 'n' at row 1\")",
+            "(1366, \"Incorrect integer value: '…' for column 'n' at row 1\").",
+        ),
+        ("some new error quoting a@b.c", "some new error quoting …."),
+    ):
+        assert database_cause(Exception(raw), True, ["a@b.c", None]) == shown + note
+        assert database_cause(Exception(raw), False) == " ".join(raw.split())
+
+
+def test_error_for_a_bad_value_of_a_sensitive_column_hides_it(settings):
+    from types import SimpleNamespace
+
+    from dbtools.archive.codec import BadValue
+    from dbtools.restore.failures import bad_value_error
+
+    settings.DBTOOLS = {**settings.DBTOOLS, "SENSITIVE_FIELDS": ["shop.User.password"]}
+    plan = SimpleNamespace(path=Path("b.json"))
+    mapping = SimpleNamespace(
+        columns=[{"name": "password", "kind": "int"}], table=None, backup_label="shop.User"
+    )
+    error = BadValue("password", "hunter2", ValueError("invalid literal: 'hunter2'"))
+    message = str(bad_value_error(plan, mapping, 1, {}, error))  # type: ignore[arg-type]
+    assert "hunter2" not in message
+    assert (
+        "column password holds a value (not shown: DBTOOLS['SENSITIVE_FIELDS'] lists the column)"
+        in message
+    )

@@ -78,13 +78,16 @@ def test_overwrite_puts_back_what_the_script_changed_and_keeps_what_it_added(
     after["shop.Category"] = [r for r in after["shop.Category"] if r not in added]
     assert after == at_backup and len(added) == 2
     receipts = {t.label: t for t in result.tables}
-    assert (receipts["shop.UserActivity"].inserted, receipts["shop.UserActivity"].updated) == (
+    activity, product = receipts["shop.UserActivity"], receipts["shop.Product"]
+    assert (activity.inserted, activity.updated, activity.unchanged) == (
         4,
+        0,
         len(at_backup["shop.UserActivity"]) - 4,
     )
-    assert (receipts["shop.Product"].inserted, receipts["shop.Product"].updated) == (
+    assert (product.inserted, product.updated, product.unchanged) == (
         0,
-        len(at_backup["shop.Product"]),
+        3,
+        len(at_backup["shop.Product"]) - 3,
     )
     assert result.inserted == 4
     connections[alias].check_constraints()  # every foreign key resolves
@@ -252,14 +255,17 @@ def test_the_command_prints_inserted_and_updated(alias, backup_dir):
 
     text = out.getvalue()
     assert "Mode:   OVERWRITE: insert the rows whose primary key is missing" in text
-    there = text.split(" rows already there will be given the backup's values:")[0]
+    there = text.split(" rows already there will be given the backup's values where they differ:")[
+        0
+    ]
     assert int(there.splitlines()[-1].replace(",", "")) > products
     assert f"\n  shop.Product: {products:,}\n" in text
-    assert "  table  " in text and "   updated  " in text
+    assert "  table  " in text and "   updated   unchanged  " in text
     product_line = next(line for line in text.splitlines() if line.startswith("  shop.Product "))
-    assert product_line.split()[1:5] == [f"{products:,}", "0", f"{products:,}", "0"]
+    assert product_line.split()[1:6] == [f"{products:,}", "0", "3", f"{products - 3:,}", "0"]
     assert "Restored 4 rows and gave " in text
     assert " rows already present the backup's values, in " in text
+    assert "Left as they were, holding the backup's values already: " in text
 
 
 def test_error_for_overwrite_with_replace(alias, backup_dir):
@@ -281,3 +287,70 @@ def test_error_for_an_unknown_mode(alias, backup_dir):
     plan = prepare_restore(backup_database(using=alias).path, using=alias)
     with pytest.raises(ConfigurationError, match=r"^mode must be one of merge, replace, overwrite"):
         restore_database(plan, mode="upsert")  # type: ignore[arg-type]
+
+
+def test_the_modes_have_one_home():
+    from dbtools.management.commands import restoredb
+    from dbtools.restore import overwrite as core
+
+    assert restoredb.MODES is core.MODES
+    assert list(core.MODES) == ["merge", "replace", "overwrite"]
+
+
+def test_error_for_values_swapped_between_rows_points_to_diffdb(alias, backup_dir, path):
+    seed_shop(50, using=alias)
+    backup = backup_database(using=alias)
+    first, second = m.Category.objects.using(alias).order_by("pk")[:2]
+    categories = m.Category.objects.using(alias)
+    categories.filter(pk=first.pk).update(slug="swapping")
+    categories.filter(pk=second.pk).update(slug=first.slug)
+    categories.filter(pk=first.pk).update(slug=second.slug)
+
+    with pytest.raises(RestoreError) as caught:
+        overwrite(alias, backup.path, only=["shop.Category"])
+
+    message = str(caught.value)
+    assert message.startswith("Restoring shop.Category (table shop_category) failed at the row ")
+    assert (
+        "Another row already holds that unique value under a different primary key (with "
+        "--overwrite, values that moved between rows since the backup clash this way). See the "
+        "rows involved with `manage.py diffdb --only shop.Category --rows 20`, then change or "
+        "remove the row that holds it; --replace is the blunt alternative: it empties the table "
+        "first, so the rows added since the backup go too. Nothing was changed"
+    ) in message
+
+
+def test_only_the_rows_that_differ_are_updated_and_counted(alias, backup_dir, path):
+    seed_shop(200, using=alias)
+    backup = backup_database(using=alias)
+    call_command("restoredb", "--database", alias, "--no-input", "--replace", stdout=StringIO())
+    products = m.Product.objects.using(alias)
+
+    result = overwrite(alias, backup.path)
+
+    assert (result.inserted, result.updated) == (0, 0)
+    # Content types and permissions are matched by natural key, and skipped.
+    assert result.unchanged + result.skipped == backup.rows and result.unchanged
+    changed = list(products.order_by("pk").values_list("pk", flat=True)[:3])
+    products.filter(pk__in=changed).update(name="changed since")
+    out = StringIO()
+    call_command("restoredb", "--database", alias, "--no-input", "--overwrite", stdout=out)
+    text = out.getvalue()
+    assert "Restored 0 rows and gave 3 rows already present the backup's values, in 1 of " in text
+    product_line = next(line for line in text.splitlines() if line.startswith("  shop.Product "))
+    assert product_line.split()[2:5] == ["0", "3", f"{products.count() - 3:,}"]
+    assert not products.filter(name="changed since").exists()
+
+
+@backends("mariadb")
+def test_mariadb_reads_the_upserts_affected_rows_with_or_without_found_rows(alias, monkeypatch):
+    """ON DUPLICATE KEY UPDATE over 5 rows that are there, 2 of them changed:
+    7 affected rows with CLIENT.FOUND_ROWS (Django's default), 4 without."""
+    from MySQLdb.constants import CLIENT
+
+    connection = connections[alias]
+    backend = backend_for(connection)
+    assert connection.get_connection_params()["client_flag"] & CLIENT.FOUND_ROWS
+    assert backend.upserted_rows(7, 5) == 2
+    monkeypatch.setattr(connection, "get_connection_params", lambda: {"client_flag": 0})
+    assert backend.upserted_rows(4, 5) == 2

@@ -808,7 +808,7 @@ def test_a_database_with_tables_but_no_migrations_is_refused(alias, backup_dir, 
     first, second = done.stderr.strip().split("\n")
     assert first.startswith("CommandError: The backup was taken with migrations applied that this")
     assert second.startswith(
-        "This database has no migrations applied, so it has none of the backup's tables (1 rows in "
+        "This database has no migrations applied, so it has none of the backup's tables (1 row in "
     )
     assert "Run `manage.py migrate` first" in second
     with connections[alias].cursor() as cursor:
@@ -838,7 +838,7 @@ def test_an_empty_database_is_migrated_then_replayed_into(alias, backup_dir):
             "a scratch database, then this database is migrated (`manage.py migrate`) and its "
             "tables that the backup covers are given the backup's rows.\n"
         )
-        assert "Restored 1 rows into 1 tables" in done.stdout
+        assert "Restored 1 row into 1 table" in done.stdout
         import sqlite3
 
         with sqlite3.connect(empty) as db:

@@ -167,9 +167,35 @@ class DatabaseBackend:
         if not self.upserts_on_conflict:
             return None
         quote = self.connection.ops.quote_name
-        return values_insert_sql(quote, db_table, columns) + on_conflict_update(
-            quote, pk_columns, update_columns
+        return values_insert_sql(quote, db_table, columns) + self.on_conflict_sql(
+            db_table, pk_columns, update_columns
         )
+
+    def on_conflict_sql(
+        self, db_table: str, pk_columns: list[str], update_columns: list[str]
+    ) -> str:
+        """The ON CONFLICT clause of PostgreSQL and SQLite, arbitrated by the primary
+        key alone (a conflict on any other unique value still fails the
+        statement), updating only a row whose values differ: the statement's
+        row count is then the rows inserted and the rows that changed."""
+        quote = self.connection.ops.quote_name
+        keys = ", ".join(quote(c) for c in pk_columns)
+        if not update_columns:
+            return f" ON CONFLICT ({keys}) DO NOTHING"
+        sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update_columns)
+        differs = " OR ".join(self.differs_sql(db_table, c) for c in update_columns)
+        return f" ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {differs}"
+
+    def differs_sql(self, db_table: str, column: str) -> str:
+        """The table's value of `column` is not the one the upsert brings, two NULLs
+        being the same."""
+        quote = self.connection.ops.quote_name
+        return f"{quote(db_table)}.{quote(column)} IS DISTINCT FROM EXCLUDED.{quote(column)}"
+
+    def upserted_rows(self, rowcount: int, rows: int) -> int:
+        """The rows that changed, of `rows` whose primary key the table holds, sent
+        through upsert_sql() by one executemany whose row count was `rowcount`."""
+        return rowcount
 
     def rows_up_to(self, db_tables: Sequence[str], most: int) -> int:
         """The rows of these tables, counted only as far as one past `most`:
@@ -191,18 +217,6 @@ class DatabaseBackend:
     def raise_sequences(self, model_list: list[type[models.Model]]) -> None:
         """Move the id counters past the restored ids, never back. The default
         suits a database that moves its counters itself."""
-
-
-def on_conflict_update(
-    quote: Callable[[str], str], pk_columns: list[str], update_columns: list[str]
-) -> str:
-    """The ON CONFLICT clause of PostgreSQL and SQLite, arbitrated by the primary
-    key alone: a conflict on any other unique value still fails the statement."""
-    keys = ", ".join(quote(c) for c in pk_columns)
-    if not update_columns:
-        return f" ON CONFLICT ({keys}) DO NOTHING"
-    sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update_columns)
-    return f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
 
 
 def values_insert_sql(quote: Callable[[str], str], db_table: str, columns: list[str]) -> str:

@@ -58,6 +58,14 @@ class MySQLBackend(DatabaseBackend):
         sets = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in update_columns or pk_columns)
         return f"{values_insert_sql(quote, db_table, columns)} ON DUPLICATE KEY UPDATE {sets}"
 
+    def upserted_rows(self, rowcount: int, rows: int) -> int:
+        """ON DUPLICATE KEY UPDATE counts a row it changes twice and one it leaves as
+        it was once with CLIENT.FOUND_ROWS (Django's default), else not at all."""
+        from MySQLdb.constants import CLIENT
+
+        flags = self.connection.get_connection_params().get("client_flag", 0)
+        return rowcount - rows if flags & CLIENT.FOUND_ROWS else rowcount // 2
+
     def begin_snapshot(self) -> None:
         with self.connection.cursor() as cursor:
             # Django runs MySQL sessions at READ COMMITTED, where rows

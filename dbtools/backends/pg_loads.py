@@ -21,7 +21,6 @@ from django.utils import timezone
 from ..archive.codec import AnyField, kind_of
 from ..conf import get_settings
 from ..graph import Table
-from .base import on_conflict_update
 
 # Kinds whose Python values psycopg writes into COPY exactly as Django's own
 # get_db_prep_save() would have sent them, so the per-value Django call (the
@@ -188,19 +187,25 @@ class Staging:
         taking the staged values of `update_columns`; (inserted, updated).
         The ON CONFLICT is arbitrated by the primary key alone, so any other
         unique clash, a CHECK or a NOT NULL fails the statement."""
+        from . import backend_for  # postgresql.py imports this module
+
+        on_conflict = backend_for(self.connection).on_conflict_sql(
+            self.db_table, pk_columns, update_columns
+        )
         if not update_columns:
             # ON CONFLICT DO NOTHING: the rows that are there are left, and the
             # rowcount is the rows that went in.
-            return self.move(on_conflict_update(self.quote, pk_columns, [])), 0
+            return self.move(on_conflict), 0
         same_key = self.same_key(pk_columns)
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT count(*) FROM {self.quote(self.name)} s "
-                f"WHERE EXISTS (SELECT 1 FROM {self.quote(self.db_table)} x WHERE {same_key})"
+                f"WHERE NOT EXISTS (SELECT 1 FROM {self.quote(self.db_table)} x WHERE {same_key})"
             )
-            (present,) = cursor.fetchone()
-        moved = self.move(on_conflict_update(self.quote, pk_columns, update_columns))
-        return moved - int(present), int(present)
+            (missing,) = cursor.fetchone()
+        # The row count is the rows inserted and the rows whose values differed.
+        moved = self.move(on_conflict)
+        return int(missing), moved - int(missing)
 
 
 @contextlib.contextmanager

@@ -63,6 +63,16 @@ class PostgreSQLBackend(DatabaseBackend):
     def create_database_grant(self, user: str, prefix: str) -> str:
         return f"ALTER ROLE {user} CREATEDB;"
 
+    def differs_sql(self, db_table: str, column: str) -> str:
+        """Compared as text: a column type without an equality operator (json,
+        xml, point) would fail the statement, and the text is what the table
+        stores either way."""
+        quote = self.connection.ops.quote_name
+        return (
+            f"{quote(db_table)}.{quote(column)}::text "
+            f"IS DISTINCT FROM EXCLUDED.{quote(column)}::text"
+        )
+
     def begin_snapshot(self) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -23,6 +23,10 @@ class SQLiteBackend(DatabaseBackend):
     def database_name(self, name: str) -> str:
         return Path(name).name
 
+    def differs_sql(self, db_table: str, column: str) -> str:
+        quote = self.connection.ops.quote_name
+        return f"{quote(db_table)}.{quote(column)} IS NOT excluded.{quote(column)}"
+
     def stored_datetime_parser(self) -> Callable[[str], Any]:
         from django.utils.dateparse import parse_datetime
 

@@ -4,7 +4,7 @@ against another backup, table by table, streaming."""
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..archive.codec import kind_of
 from ..backends import backend_for, connect
 from ..backup.flow import snapshot
 from ..backup.rows import BATCH_ROWS, python_batches
-from ..conf import get_settings
+from ..conf import sensitive
 from ..exceptions import ConfigurationError
 from ..graph import Table, plan_tables
 from ..restore.mapping import TableMapping, current_table_label, map_columns
@@ -50,14 +50,6 @@ def diff_database(
         result = diff_with_database(old_path, using, only, exclude, rows)
     result.seconds = time.monotonic() - started
     return result
-
-
-def sensitive(label: str, names: Iterable[str]) -> frozenset[str]:
-    """The names among `names` whose values DBTOOLS['SENSITIVE_FIELDS'] keeps from being shown."""
-    listed = {s.lower() for s in get_settings().sensitive_fields}
-    return frozenset(
-        name for name in names if name.lower() in listed or f"{label}.{name}".lower() in listed
-    )
 
 
 def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Generator[Line, None, None]:

@@ -18,7 +18,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ..archive.envelope import can_decrypt, is_encrypted
 from ..backup import BackupResult, backup_database
 from ..conf import get_settings, lock_timeout_problem
-from ..display import shown
+from ..display import counted, shown
 from ..exceptions import ArchiveError, DbtoolsError, MigrationError, RestoreError
 from ..interrupts import tell, told
 from ..restore import RestoreResult, prepare_restore, restore_database
@@ -244,7 +244,8 @@ def after_success(outcome: Outcome, options: Options, console: Console) -> Outco
         )
         return outcome
     console.say(
-        f"Restored {outcome.restore.inserted:,} rows ({outcome.restore.skipped:,} already present).",
+        f"Restored {counted(outcome.restore.inserted, 'row')} "
+        f"({outcome.restore.skipped:,} already present).",
         "success",
     )
     for warning in outcome.restore.after_warnings:

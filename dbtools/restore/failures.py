@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..archive.codec import BadValue
+from ..conf import sensitive
 from ..display import sentence
 from ..exceptions import RestoreError
 from ..graph import Table
@@ -21,10 +24,14 @@ def bad_value_error(
     pk = [row.get(name) for name in pk_names]
     shown = repr(exc.value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    cause = exc.cause
+    if sensitive(mapping.backup_label, [exc.column]):
+        shown = "a value (not shown: DBTOOLS['SENSITIVE_FIELDS'] lists the column)"
+        cause = cause.replace(str(exc.value), "…") if str(exc.value) else cause
     return RestoreError(
         f"{plan.path.name}: table {mapping.backup_label}, row {number:,}"
         + (f" (primary key {pk[0] if len(pk) == 1 else tuple(pk)!r})" if pk else "")
-        + f": column {exc.column} holds {shown}, which is not a {kind} value ({exc.cause}). "
+        + f": column {exc.column} holds {shown}, which is not a {kind} value ({cause}). "
         f"The file was edited or damaged;",
         rolled_back=True,
         fix="Use another backup, or correct the value in the file.",
@@ -57,8 +64,55 @@ def repeats_primary_key(table: Table, lowered: str) -> bool:
     )
 
 
-def row_error(table: Table, pk: Any, exc: Exception) -> RestoreError:
+# Where a database's error quotes row values: PostgreSQL's DETAIL (a key, a
+# failing row), MySQL's and MariaDB's duplicate entry and bad value.
+QUOTED_VALUES = (
+    (
+        re.compile(r"(Key \(.*?\))=\(.*\)( already exists| is not present| is still referenced)"),
+        r"\1=(…)\2",
+    ),
+    (re.compile(r"(Failing row contains )\(.*\)"), r"\1(…)"),
+    (re.compile(r"(Duplicate entry )'.*'( for key)"), r"\1'…'\2"),
+    (re.compile(r"(value: )'.*'( for column)"), r"\1'…'\2"),
+)
+
+
+def hidden_fields(table: Table) -> frozenset[str]:
+    """The attnames of `table`'s fields listed in DBTOOLS['SENSITIVE_FIELDS']."""
+    names = sensitive(table.label, (f.name for f in table.fields))
+    return frozenset(str(f.attname) for f in table.fields if f.name in names)
+
+
+def database_cause(exc: Exception, hide: bool, values: Iterable[Any] = ()) -> str:
+    """A database's error on one line; with `hide`, without the row values it
+    quotes (nor any of `values`), saying so: a table with sensitive fields
+    never has their values printed."""
     cause = " ".join(str(exc).split()) or type(exc).__name__
+    if not hide:
+        return cause
+    shown = cause
+    for pattern, replacement in QUOTED_VALUES:
+        shown = pattern.sub(replacement, shown)
+    for value in values:
+        if value is not None and str(value):
+            shown = shown.replace(str(value), "…")
+    return (
+        f"{sentence(shown)} Its row values are not shown: DBTOOLS['SENSITIVE_FIELDS'] lists "
+        f"fields of the tables restored."
+    )
+
+
+def plan_cause(plan: RestorePlan, exc: Exception) -> str:
+    """A database's error during `plan`'s restore, not tied to a row: without
+    the values it quotes when a table restored has sensitive fields."""
+    return database_cause(exc, any(hidden_fields(t) for t in plan.covered)).rstrip(".")
+
+
+def row_error(
+    table: Table, pk: Any, exc: Exception, row: dict[str, Any] | None = None
+) -> RestoreError:
+    hidden = hidden_fields(table)
+    cause = database_cause(exc, bool(hidden), [(row or {}).get(name) for name in hidden])
     lowered = cause.lower()
     if "nul (0x00)" in lowered:
         hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
@@ -75,8 +129,11 @@ def row_error(table: Table, pk: Any, exc: Exception) -> RestoreError:
         )
     elif "duplicate" in lowered or "unique" in lowered:
         hint = (
-            "Another row already holds that unique value under a different primary key. "
-            "Use --replace to put the table back exactly as it was in the backup, or remove the conflicting row."
+            "Another row already holds that unique value under a different primary key (with "
+            "--overwrite, values that moved between rows since the backup clash this way). See "
+            f"the rows involved with `manage.py diffdb --only {table.label} --rows 20`, then change "
+            "or remove the row that holds it; --replace is the blunt alternative: it empties the "
+            "table first, so the rows added since the backup go too."
         )
     else:
         hint = "Check that the database is migrated to the state the backup was taken at (`manage.py showmigrations`)."

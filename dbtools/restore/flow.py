@@ -40,11 +40,12 @@ from django.db.models import Model, QuerySet
 from .._compat import queries_not_logged
 from ..backends import backend_for, database_name, vendor_name
 from ..diff import DiffResult
-from ..display import sentence
+from ..display import counted, sentence
 from ..exceptions import RestoreError
 from ..interrupts import tell
 from ..signals import announce, restore_finished
 from ..storage import BackupRef
+from .failures import plan_cause
 from .loader import Loader
 from .overwrite import Mode, check_mode, check_partial_backup
 from .overwrite import preview as overwrite_preview
@@ -90,6 +91,10 @@ class RestoreResult:
     @property
     def updated(self) -> int:
         return sum(t.updated for t in self.tables)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(t.unchanged for t in self.tables)
 
     @property
     def in_backup(self) -> int:
@@ -147,7 +152,7 @@ def restore_database(
         pass
     except DatabaseError as exc:
         raise RestoreError(
-            f"The restore failed: {sentence(' '.join(str(exc).split()))}", rolled_back=True
+            f"The restore failed: {sentence(plan_cause(plan, exc))}", rolled_back=True
         ) from exc
     except KeyboardInterrupt as exc:
         if announce_result:  # else a scratch database's load: the caller knows what that leaves
@@ -260,7 +265,7 @@ def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None
         connection.check_constraints(table_names=tables)
     except DatabaseError as exc:
         raise RestoreError(
-            f"After loading, a foreign key points at a row that does not exist: {' '.join(str(exc).split())}. "
+            f"After loading, a foreign key points at a row that does not exist: {plan_cause(plan, exc)}. "
             f"The backup may be partial (--only/--exclude when it was taken) or rows it refers to were removed; "
             f"restore the referenced tables too, or use --replace.",
             rolled_back=True,
@@ -281,7 +286,7 @@ def verify_counts(plan: RestorePlan, receipts: list[TableReceipt]) -> None:
         count = QuerySet(model=mapping.table.model, using=plan.using).count()
         if count != mapping.rows:
             raise RestoreError(
-                f"{mapping.table.label} holds {count:,} rows after the restore, but the backup has "
+                f"{mapping.table.label} holds {counted(count, 'row')} after the restore, but the backup has "
                 f"{mapping.rows:,} ({by_label[mapping.table.label].inserted:,} inserted).",
                 rolled_back=True,
             )

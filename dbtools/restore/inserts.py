@@ -73,7 +73,7 @@ def diagnose(
             with transaction.atomic(using=using):
                 write(row)
         except BATCH_ERRORS as exc:
-            return row_error(table, row_pk(row, pk_names), exc)
+            return row_error(table, row_pk(row, pk_names), exc, row)
     return row_error(table, None, batch_error)
 
 

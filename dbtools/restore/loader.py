@@ -195,7 +195,8 @@ class Loader:
                 # One COPY for the whole table cannot say which row failed (or
                 # send an expression). Load the table again in batches, whose
                 # diagnosis names the row.
-                load.receipt.inserted = load.receipt.skipped = load.receipt.updated = 0
+                receipt = load.receipt
+                receipt.inserted = receipt.skipped = receipt.updated = receipt.unchanged = 0
                 # The file is read on: the rows the COPY did not take first, or
                 # the reader would take what follows the reread for this table's.
                 collections.deque(rows, maxlen=0)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from ..archive.codec import AnyField
+from ..archive.codec import AnyField, JSONText
 from ..archive.format import partial_kind
 from ..backends import backend_for
 from ..diff import DiffResult, diff_database
@@ -32,7 +33,13 @@ if TYPE_CHECKING:
     from .strategies import TableLoad
 
 Mode = Literal["merge", "replace", "overwrite"]
-MODES: tuple[Mode, ...] = ("merge", "replace", "overwrite")
+# Each mode, as restoredb's plan shows it.
+MODES: dict[Mode, str] = {
+    "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
+    "replace": "REPLACE: empty the tables the backup holds, then load exactly its rows",
+    "overwrite": "OVERWRITE: insert the rows whose primary key is missing, give the rows whose "
+    "primary key is there the backup's values, leave rows not in the backup as they are",
+}
 
 
 def choose_mode(*, replace: bool = False, overwrite: bool = False) -> Mode:
@@ -86,17 +93,18 @@ def check_partial_backup(plan: RestorePlan, mode: Mode) -> None:
         )
 
 
-def overwrite_batch(load: TableLoad, rows: list[dict[str, Any]]) -> None:
+def overwrite_batch(load: TableLoad, rows: list[dict[str, Any]]) -> int:
     """Give the rows of `rows`, whose primary keys the table holds, the backup's
-    values of the columns it maps onto, in a savepoint; on an error, the row
-    that fails is named."""
+    values of the columns it maps onto, in a savepoint; how many differed
+    (only those are written). On an error, the row that fails is named."""
     if not rows:
-        return
+        return 0
     connection = load.connection
     table = load.table
     updating = load.pipeline.overwritten_fields(load.mapping)
     made_here = load.pipeline.made_here(load.mapping)
-    upsert = backend_for(connection).upsert_sql(
+    backend = backend_for(connection)
+    upsert = backend.upsert_sql(
         table.db_table,
         [str(f.column) for f in load.fields],
         [str(f.column) for f in table.pk_fields],
@@ -113,8 +121,8 @@ def overwrite_batch(load: TableLoad, rows: list[dict[str, Any]]) -> None:
             if upsert is not None and fits:
                 with connection.cursor() as cursor:
                     cursor.executemany(upsert, prepared_values(load.fields, rows, connection))
-            else:
-                update_rows(table, updating, rows, connection.alias)
+                    return backend.upserted_rows(cursor.rowcount, len(rows))
+            return update_rows(table, updating, rows, connection.alias)
     except BATCH_ERRORS as exc:
 
         def update_one(row: dict[str, Any]) -> None:
@@ -125,17 +133,31 @@ def overwrite_batch(load: TableLoad, rows: list[dict[str, Any]]) -> None:
 
 def update_rows(
     table: Table, updating: list[AnyField], rows: list[dict[str, Any]], using: str
-) -> None:
+) -> int:
     """The portable path: one UPDATE per row through Django's update compiler,
-    which prepares each value as it would for save() (expressions included)."""
+    which prepares each value as it would for save() (expressions included),
+    of a row whose values differ; how many did."""
     if not updating:
-        return
+        return 0
     pk_names = [f.attname for f in table.pk_fields]
     queryset: QuerySet[Any] = QuerySet(model=table.model, using=using)
-    for row in rows:
-        queryset.filter(pk=row_pk(row, pk_names)).update(
-            **{f.attname: row[f.attname] for f in updating}
-        )
+    return sum(
+        queryset.filter(pk=row_pk(row, pk_names))
+        .exclude(same_values(updating, row))
+        .update(**{f.attname: row[f.attname] for f in updating})
+        for row in rows
+    )
+
+
+def same_values(fields: list[AnyField], row: dict[str, Any]) -> Q:
+    """The table's row holds `row`'s values of `fields` (a NULL matching None)."""
+    return Q(**{f.attname: filter_value(row[f.attname]) for f in fields})
+
+
+def filter_value(value: Any) -> Any:
+    """`value` as a filter compares it: a JSONText (which compiles to a
+    placeholder, not a lookup's right-hand side) as the value it holds."""
+    return orjson.loads(value.text) if type(value) is JSONText else value
 
 
 # The dry run's preview ------------------------------------------------------------

@@ -19,6 +19,7 @@ from django.db.migrations.loader import MigrationLoader
 from ..archive import ArchiveReader, open_backup
 from ..archive.codec import known_kind
 from ..backends import connect
+from ..display import counted
 from ..exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
 from ..graph import Table, plan_tables
 from ..storage import BackupFile, BackupRef
@@ -216,7 +217,7 @@ def map_backup(
         raise blocked(
             warnings,
             f"None of the backup's tables with rows maps onto a table of this database "
-            f"({backup.rows:,} rows in {backup_path.name}): it was taken from another project, or "
+            f"({counted(backup.rows, 'row')} in {backup_path.name}): it was taken from another project, or "
             f"this database is not migrated.",
         )
     return plan
@@ -236,7 +237,7 @@ def migrations_since(
         raise blocked(
             warnings,
             f"This database has no migrations applied, so it has none of the backup's tables "
-            f"({backup.rows:,} rows in {backup_path.name}). Run `manage.py migrate` first (to the "
+            f"({counted(backup.rows, 'row')} in {backup_path.name}). Run `manage.py migrate` first (to the "
             f"backup's migrations, which `manage.py listbackups` shows, if the code has moved on), "
             f"then restore.",
         )

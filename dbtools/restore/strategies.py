@@ -48,6 +48,7 @@ class TableReceipt:
     inserted: int = 0
     skipped: int = 0
     updated: int = 0  # --overwrite: rows whose primary key was there, given the backup's values
+    unchanged: int = 0  # --overwrite: rows whose primary key was there, holding its values already
     seconds: float = 0.0
     note: str = ""
 
@@ -163,6 +164,7 @@ class StagedMerge:
                 updating = [str(f.column) for f in load.pipeline.overwritten_fields(load.mapping)]
                 inserted, updated = staging.overwrite(pk_columns, updating)
                 load.receipt.inserted, load.receipt.updated = inserted, updated
+                load.receipt.unchanged = streamed - inserted - updated
             else:
                 load.receipt.inserted = staging.insert_missing(pk_columns)
                 load.receipt.skipped = streamed - load.receipt.inserted
@@ -206,7 +208,7 @@ class Batches:
     def flush(self, load: TableLoad, batch: list[dict[str, Any]]) -> None:
         if not batch:
             return
-        updated = 0
+        updated = unchanged = 0
         if self.natural_keys:
             to_insert, skipped = self.natural_keys.match(load.mapping, batch, insert_missing=True)
         elif self.empty:
@@ -214,8 +216,8 @@ class Batches:
         elif self.overwrite:
             lock = backend_for(load.connection).locks_keys_read
             to_insert, present = split_existing(load.table, batch, load.connection.alias, lock)
-            overwrite_batch(load, present)
-            skipped, updated = 0, len(present)
+            updated = overwrite_batch(load, present)
+            skipped, unchanged = 0, len(present) - updated
         else:
             to_insert, present = split_existing(load.table, batch, load.connection.alias)
             skipped = len(present)
@@ -230,8 +232,10 @@ class Batches:
             )
         load.receipt.skipped += skipped
         load.receipt.updated += updated
-        load.receipt.inserted += len(batch) - skipped - updated
-        load.report(load.receipt.inserted + load.receipt.skipped + load.receipt.updated)
+        load.receipt.unchanged += unchanged
+        load.receipt.inserted += len(batch) - skipped - updated - unchanged
+        receipt = load.receipt
+        load.report(receipt.inserted + receipt.skipped + receipt.updated + receipt.unchanged)
 
 
 def split_existing(

@@ -9,6 +9,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.diff import DiffResult, diff_database
 from dbtools.diff.report import example_lines, summary_lines
+from dbtools.display import counted
 
 from ._common import DbtoolsCommand, add_file_argument, add_identity_argument
 
@@ -85,7 +86,7 @@ class Command(DbtoolsCommand):
     def write_text(self, result: DiffResult, verbosity: int) -> None:
         header = f"{result.old} -> {result.new}"
         if not result.differs:
-            self.stdout.write(f"{header}: no difference in {len(result.tables)} tables.")
+            self.stdout.write(f"{header}: no difference in {counted(len(result.tables), 'table')}.")
             return
         self.stdout.write(
             f"{header}: {len(result.differing)} of {len(result.tables)} tables differ."

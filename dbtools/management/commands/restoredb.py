@@ -9,6 +9,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.archive import ArchiveReader, verify
 from dbtools.backup.masked import masked_notice
+from dbtools.display import counted
 from dbtools.exceptions import ConfigurationError, NeedsReplay, RestoreError
 from dbtools.restore import (
     Mode,
@@ -20,19 +21,12 @@ from dbtools.restore import (
     restore_database,
 )
 from dbtools.restore.overlap import PREVIEW_MOST_ROWS, Overlap
-from dbtools.restore.overwrite import preview_lines
+from dbtools.restore.overwrite import MODES, preview_lines
 from dbtools.restore.replay import replay_restore, restore_route
 from dbtools.storage import BackupRef
 from dbtools.storage.catalog import resolve_backup
 
 from ._common import DbtoolsCommand, add_file_argument, add_identity_argument, progress_bar, shown
-
-MODES = {
-    "merge": "merge: insert the rows whose primary key is missing, leave existing rows as they are",
-    "replace": "REPLACE: empty the tables the backup holds, then load exactly its rows",
-    "overwrite": "OVERWRITE: insert the rows whose primary key is missing, give the rows whose "
-    "primary key is there the backup's values, leave rows not in the backup as they are",
-}
 
 
 @dataclass(frozen=True)
@@ -198,7 +192,7 @@ class Command(DbtoolsCommand):
         self.show_result(result, request)
 
     def show_plan(self, plan: RestorePlan, request: Request) -> None:
-        size = f"{plan.tables} tables, {plan.rows:,} rows to restore"
+        size = f"{counted(plan.tables, 'table')}, {counted(plan.rows, 'row')} to restore"
         self.header(plan.path, plan.meta, size, request)
         changes = [
             (m.table.label, change) for m in plan.mappings if m.table for change in m.changes
@@ -219,7 +213,7 @@ class Command(DbtoolsCommand):
     def show_overwritten(self, overlap: Overlap) -> None:
         rows = sum(t.rows for t in overlap.tables)
         self.stdout.write(
-            f"{rows:,} rows already there will be given the backup's values"
+            f"{counted(rows, 'row')} already there will be given the backup's values where they differ"
             + (":" if rows else ".")
         )
         for table in overlap.tables:
@@ -257,7 +251,10 @@ class Command(DbtoolsCommand):
         self.tell_if_partial(meta)
         if request.verbosity >= 1 or request.interactive:
             self.header(
-                path, meta, f"{summary['tables']} tables, {summary['rows']:,} rows", request
+                path,
+                meta,
+                f"{counted(summary['tables'], 'table')}, {counted(summary['rows'], 'row')}",
+                request,
             )
             self.stdout.write(
                 "Replay: the rows are loaded at the backup's schema in a scratch database, carried "
@@ -357,7 +354,7 @@ class Command(DbtoolsCommand):
     def show_receipts(self, result: RestoreResult) -> None:
         counts = [("in backup", "in_backup"), ("inserted", "inserted")]
         if result.mode == "overwrite":
-            counts.append(("updated", "updated"))
+            counts += [("updated", "updated"), ("unchanged", "unchanged")]
         counts.append(("skipped", "skipped"))
         width = max([len(t.label) for t in result.tables] + [5])
         self.stdout.write(
@@ -384,22 +381,28 @@ def done_line(result: RestoreResult) -> str:
     # Only the tables that received rows: "20 rows into 12 tables" read as if each did.
     received = sum(1 for t in result.tables if t.inserted or t.updated)
     into = (
-        f"{received} tables"
+        counted(received, "table")
         if received == len(result.tables)
         else f"{received} of {len(result.tables)} tables"
     )
     source = f"from {shown(result.path)} in {result.seconds:.1f}s."
     if result.mode == "overwrite":
-        if received == len(result.tables) == 1:
-            into = "1 table"
         kept = (
-            f" {result.skipped:,} matched by natural key were left as they were."
+            f" {counted(result.skipped, 'row')} matched by natural key "
+            + ("was left as it was." if result.skipped == 1 else "were left as they were.")
             if result.skipped
             else ""
         )
+        same = (
+            f" Left as they were, holding the backup's values already: "
+            f"{counted(result.unchanged, 'row')}."
+            if result.unchanged
+            else ""
+        )
         return (
-            f"Restored {result.inserted:,} rows and gave {result.updated:,} rows already present "
-            f"the backup's values, in {into}, {source}{kept}"
+            f"Restored {counted(result.inserted, 'row')} and gave "
+            f"{counted(result.updated, 'row')} already present "
+            f"the backup's values, in {into}, {source}{same}{kept}"
         )
     skipped = (
         f", {result.skipped:,} already present and left as they were"
@@ -407,8 +410,12 @@ def done_line(result: RestoreResult) -> str:
         else ""
     )
     checked = (
-        f" The row counts of these {len(result.tables)} tables match the backup."
+        (
+            " The row count of this table matches the backup."
+            if len(result.tables) == 1
+            else f" The row counts of these {len(result.tables)} tables match the backup."
+        )
         if result.mode == "replace"
         else ""
     )
-    return f"Restored {result.inserted:,} rows into {into}{skipped} {source}{checked}"
+    return f"Restored {counted(result.inserted, 'row')} into {into}{skipped} {source}{checked}"
