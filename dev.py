@@ -158,9 +158,11 @@ def workers(extra: list[str]) -> list[str]:
     count = int(wanted) if wanted else min(4, os.cpu_count() or 1)
     if count <= 1:
         return []
-    # loadgroup: tests go to whichever worker is free, except a group marked
-    # xdist_group (the Wagtail lab) that one worker runs from start to end.
-    return ["-n", str(count), "--dist", "loadgroup"]
+    # loadfile: a file's tests run on one worker, so a module's or a session's
+    # costly fixture (the Wagtail lab's venv, in a folder of the checkout) is
+    # made once. (loadgroup would do it per group, but pytest-xdist 3.8 cannot
+    # rename pytest 9.2's test ids, so its groups are silently ignored.)
+    return ["-n", str(count), "--dist", "loadfile"]
 
 
 def test(extra: list[str]) -> None:

@@ -42,8 +42,7 @@ from django.conf import settings
 
 from tests.conftest import IN_CI, missing_reason
 
-# One worker runs the whole lab: its module fixtures build the Wagtail venv once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wagtail")]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB = ROOT / "tests" / "thirdparty"
