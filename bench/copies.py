@@ -12,10 +12,10 @@ copies   backupdb, backupdb --mask (the demo's rules, config/settings.py: one
          shop.Order=<1% of the orders> (the orders and every row they
          reference), alternating, --rounds times each.
 undo     A data script (DATA_SCRIPT: 1% of the orders changed, 1% of the
-         order items deleted) runs before each of: diffdb against the backup
-         taken before it; restoredb --overwrite (which undoes it); a merge
-         (which puts back only the deleted items); --replace. The script and
-         the database's way back to the backup between tools are not timed.
+         order items deleted), then per round: diffdb against the backup
+         taken before it; restoredb --overwrite (which undoes it); the script
+         again and a merge (which puts back only the deleted items); the
+         script again and --replace. The script is not timed.
 
 Each tool is its own process: its wall time, peak resident memory and CPU,
 and the machine's busy CPU meanwhile, as in bench/peers.py (whose phase
@@ -115,29 +115,36 @@ def undo_phase(
     run([*MANAGE, "backupdb", "--output", str(before)], source)
     restoredb = [*MANAGE, "restoredb", "--file", str(before), "--no-input"]
 
-    def after_the_script(argv: list[str], exits: tuple[int, ...] = (0,)) -> Callable[[], Measure]:
-        def measured() -> Measure:
-            run([*restoredb, "--replace"], source)  # back to the backup, untimed
-            shell(DATA_SCRIPT, source)
-            if backend == "postgresql":
-                psql(source["DATABASE_URL"], "VACUUM ANALYZE")
-                settled(dbs.postgres)
-            return run(argv, source, exits=exits)
+    def script_run() -> None:
+        shell(DATA_SCRIPT, source)
+        if backend == "postgresql":
+            psql(source["DATABASE_URL"], "VACUUM ANALYZE")
 
-        return measured
+    def timed(argv: list[str], exits: tuple[int, ...] = (0,)) -> Measure:
+        if backend == "postgresql":
+            settled(dbs.postgres)
+        return run(argv, source, exits=exits)
 
-    tools = {
-        "diffdb (after the script)": after_the_script(
-            [*MANAGE, "diffdb", "--file", str(before)], exits=(1,)
-        ),
-        "restoredb --overwrite (after the script)": after_the_script([*restoredb, "--overwrite"]),
-        "restoredb, a merge (after the script)": after_the_script(restoredb),
-        "restoredb --replace (after the script)": after_the_script([*restoredb, "--replace"]),
-    }
+    # Each step starts from the state the one before left, so that only the
+    # script runs in between: diffdb changes nothing, --overwrite and --replace
+    # bring back the backup, a merge the deleted items only (the script then
+    # changes the same orders and deletes the same items again).
+    steps: list[tuple[str, bool, list[str], tuple[int, ...]]] = [
+        ("diffdb (after the script)", True, [*MANAGE, "diffdb", "--file", str(before)], (1,)),
+        ("restoredb --overwrite (after the script)", False, [*restoredb, "--overwrite"], (0,)),
+        ("restoredb, a merge (after the script)", True, restoredb, (0,)),
+        ("restoredb --replace (after the script)", True, [*restoredb, "--replace"], (0,)),
+    ]
     orders, items = shell(SCRIPT_SIZE, source).split()
     phase(f"{backend}: undoing a data script ({orders} orders changed, {items} items deleted), "
           f"{rounds} rounds")  # fmt: skip
-    measures = alternate(tools, rounds)
+    measures: dict[str, list[Measure]] = {name: [] for name, *_ in steps}
+    for round_no in range(rounds):
+        for name, script_first, argv, exits in steps:
+            if script_first:
+                script_run()
+            measures[name].append(timed(argv, exits))
+        print(f"  round {round_no + 1} of {rounds} done", flush=True)
     table(measures)
     m = {name: median(runs) for name, runs in measures.items()}
     diff = m["diffdb (after the script)"]
