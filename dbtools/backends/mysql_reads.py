@@ -2,22 +2,24 @@
 
 Each row's line is built by the server with CONCAT, JSON_QUOTE and friends, in
 exactly the form archive/codec.py writes for the values Django would read, so
-Python only moves bytes. Nothing is left to chance:
+Python mostly moves bytes. Nothing is left to chance:
 
 - a table goes by the server only if every column is of a kind spelled out
   below, stored in the column type Django gives that kind (read from
   information_schema, so a legacy or hand-made schema is caught), in a UTF-8
   character set, through a field with no conversion of its own (from_db_value);
-  floats, TIMESTAMP columns and datetimes Django reads in a zone other than UTC
-  go by the portable path (backup/rows.py) instead;
-- within such a table, a value outside the forms whose rendering is proved
-  here (a zero date, a UUID that is not 32 hex digits, JSON text spanning
-  lines, a time outside one day) makes the server return no line for its row,
-  and so does a control character JSON_QUOTE escapes in upper case (\\u001F
-  where orjson writes \\u001f): those rows are read again by the portable path,
-  in the same snapshot, and put in their place.
+  TIMESTAMP columns and datetimes Django reads in a zone other than UTC leave
+  the table to the portable path (backup/rows.py);
+- floats are written by Python from Django's value, between the server's pieces
+  of the line: the driver's text of a double is not orjson's;
+- a value outside the forms whose rendering is proved here (a zero date, a
+  UUID that is not 32 hex digits, a time outside one day) makes the server
+  return no line for its row, and Python sets aside lines the portable path
+  writes otherwise (not_as_written); those rows are read again by the portable
+  path, in the same snapshot, and put in their place.
 
-tests/test_backup.py compares the lines of both paths byte for byte on generated rows.
+tests/test_backup_mariadb_lines.py compares the lines of both paths byte for
+byte, on generated and on hand-written rows.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ UPPER_CASE_ESCAPE = re.compile(rb"\\u00(?:0[BEF]|1[A-F])")
 # A valid date: MySQLdb reads a zero or impossible one as None.
 REAL_DATE = "(YEAR({c}) > 0 AND MONTH({c}) > 0 AND DAY({c}) BETWEEN 1 AND DAY(LAST_DAY({c})))"
 # Spelled by code, whatever NO_BACKSLASH_ESCAPES says.
-NEWLINE, RETURN, TAB = (f"CHAR({n} USING utf8mb4)" for n in (10, 13, 9))
+NEWLINE, TAB = (f"CHAR({n} USING utf8mb4)" for n in (10, 9))
 FRACTION = "IF(MICROSECOND({c}) = 0, '', CONCAT('.', LPAD(MICROSECOND({c}), 6, '0')))"
 
 
@@ -107,8 +109,6 @@ class Stored:
 
 
 def by_python(at: Stored) -> Column:
-    # The driver's text of a double is not the shortest that reads back as
-    # it, which orjson writes: Python writes these.
     return Column(at.c, "")
 
 
@@ -157,13 +157,8 @@ def json_column(at: Stored) -> Column:
         f"AND TRIM(REPLACE({c}, {TAB}, ' ')) = BINARY 'null')"
     )
     # Lines in JSON text are checked by Python's parser and turned into
-    # spaces on the portable path: such rows are left to it.
-    return Column(
-        c,
-        f"IF({is_null}, NULL, {c})",
-        f"(LOCATE({NEWLINE}, {c}) = 0 AND LOCATE({RETURN}, {c}) = 0)",
-        json_null=is_null,
-    )
+    # spaces on the portable path: such rows are left to it (not_as_written).
+    return Column(c, f"IF({is_null}, NULL, {c})", json_null=is_null)
 
 
 RENDERINGS: dict[str, Callable[[Stored], Column | None]] = {
@@ -371,6 +366,12 @@ def key_of(row: tuple[Any, ...], width: int) -> Any:
 
 
 def not_as_written(line: bytes) -> bool:
-    """A line holding an escape that JSON_QUOTE and orjson write differently
-    (or JSON text that holds one: it cannot be told apart, and is read again too)."""
-    return b"\\u00" in line and UPPER_CASE_ESCAPE.search(line) is not None
+    """A line the portable path writes otherwise: one holding a line break (JSON
+    text spanning lines: nothing else the server writes holds one raw), or an
+    escape JSON_QUOTE writes in upper case (or JSON text holding one: they
+    cannot be told apart, and it is read again too)."""
+    return (
+        b"\n" in line
+        or b"\r" in line
+        or (b"\\u00" in line and UPPER_CASE_ESCAPE.search(line) is not None)
+    )
