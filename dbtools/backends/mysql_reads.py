@@ -152,10 +152,10 @@ def time_column(at: Stored) -> Column:
 
 def json_column(at: Stored) -> Column:
     c = at.c
-    is_null = (
-        f"({c} IS NOT NULL AND CHAR_LENGTH({c}) < 32 "
-        f"AND TRIM(REPLACE({c}, {TAB}, ' ')) = BINARY 'null')"
-    )
+    # is_json_null(): under 32 characters, "null" between spaces and tabs
+    # (line breaks are set aside). Such text is ASCII, so its length in bytes
+    # says the same, without counting characters through long JSON.
+    is_null = f"(LENGTH({c}) < 32 AND TRIM(REPLACE({c}, {TAB}, ' ')) = BINARY 'null')"
     # Lines in JSON text are checked by Python's parser and turned into
     # spaces on the portable path: such rows are left to it (not_as_written).
     return Column(c, f"IF({is_null}, NULL, {c})", json_null=is_null)
@@ -260,11 +260,8 @@ def line_sql(table: Table, rendered: list[Column]) -> list[tuple[str, list[str]]
     parts, params = pieces[-1]
     nulls = [(f, c.json_null) for f, c in zip(table.fields, rendered, strict=True) if c.json_null]
     if nulls:
-        names = ", ".join(f"IF({test}, %s, NULL)" for _, test in nulls)
-        params.append("," + orjson.dumps(JSON_NULL_KEY).decode() + ":[")
-        params += [orjson.dumps(f.name).decode() for f, _ in nulls]
-        any_null = " OR ".join(test for _, test in nulls)
-        parts.append(f"IF({any_null}, CONCAT(%s, CONCAT_WS(',', {names}), ']'), '')")
+        parts.append(json_nulls_sql([test for _, test in nulls]))
+        params += json_nulls_params([f.name for f, _ in nulls])
     params.append("}")
     parts.append("%s")
     sql = [f"CONCAT({', '.join(parts)})" for parts, _ in pieces]
@@ -272,6 +269,22 @@ def line_sql(table: Table, rendered: list[Column]) -> list[tuple[str, list[str]]
     if tests:
         sql[0] = f"CASE WHEN {' AND '.join(tests)} THEN {sql[0]} END"
     return [(f"CAST({s} AS BINARY)", params) for s, (_, params) in zip(sql, pieces, strict=True)]
+
+
+def json_nulls_sql(tests: list[str]) -> str:
+    """The row's list of JSON nulls (codec.py), empty where it has none; one
+    column's test is not made twice."""
+    if len(tests) == 1:
+        return f"IF({tests[0]}, %s, '')"
+    names = ", ".join(f"IF({test}, %s, NULL)" for test in tests)
+    return f"IF({' OR '.join(tests)}, CONCAT(%s, CONCAT_WS(',', {names}), ']'), '')"
+
+
+def json_nulls_params(names: list[str]) -> list[str]:
+    key = "," + orjson.dumps(JSON_NULL_KEY).decode() + ":["
+    if len(names) == 1:
+        return [key + orjson.dumps(names[0]).decode() + "]"]
+    return [key, *(orjson.dumps(name).decode() for name in names)]
 
 
 def line_joiner(table: Table, rendered: list[Column]) -> Callable[[tuple[Any, ...]], bytes | None]:
