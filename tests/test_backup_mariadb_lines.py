@@ -5,6 +5,7 @@ generated and on hand-written rows."""
 from __future__ import annotations
 
 import datetime
+import re
 from decimal import Decimal
 
 from django.db import connections
@@ -205,3 +206,12 @@ def test_naive_datetimes_without_use_tz(alias, backup_dir, monkeypatch, settings
         connections[alias].__dict__.pop("timezone_name", None)
     assert fast == portable
     assert b'"date_time":"2025-01-02T03:04:05.000006"' in b"".join(fast["edgecases.AllTypes"])
+
+
+@backends("mariadb")
+def test_a_server_quoting_otherwise_leaves_every_table_to_python(alias, monkeypatch):
+    connection = connections[alias]
+    assert mysql_reads.quotes_as_orjson(connection)
+    # As if JSON_QUOTE's upper-case escapes were a difference nothing sets aside.
+    monkeypatch.setattr(mysql_reads, "UPPER_CASE_ESCAPE", re.compile(rb"(?!)"))
+    assert not mysql_reads.quotes_as_orjson(connection)

@@ -68,8 +68,13 @@ class MySQLBackend(DatabaseBackend):
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
 
+    # Asked of the server once (mysql_reads.quotes_as_orjson).
+    quotes_as_orjson: bool | None = None
+
     def can_write_rows(self, table: Table) -> bool:
-        return mysql_reads.can_write(table, self.connection)
+        if self.quotes_as_orjson is None:
+            self.quotes_as_orjson = mysql_reads.quotes_as_orjson(self.connection)
+        return self.quotes_as_orjson and mysql_reads.can_write(table, self.connection)
 
     def write_row_batches(
         self, table: Table, size: int, keys: list[Any] | None = None

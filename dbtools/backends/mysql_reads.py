@@ -244,6 +244,23 @@ def can_write(table: Table, connection: BaseDatabaseWrapper) -> bool:
     return columns(table, connection) is not None
 
 
+# Every ASCII character and a few beyond: what JSON_QUOTE is asked to escape.
+PROBE = "".join(map(chr, range(128))) + "\u00e9\u2028\u2029\ufeff\U0001f680"
+
+
+def quotes_as_orjson(connection: BaseDatabaseWrapper) -> bool:
+    """Whether this server's JSON_QUOTE writes text as orjson does, but for
+    the escapes it writes in upper case (whose rows are read again): MariaDB
+    only, asked of the server itself, since another version may escape otherwise."""
+    if not getattr(connection, "mysql_is_mariadb", False):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CAST(JSON_QUOTE(%s) AS BINARY)", [PROBE])
+        (quoted,) = cursor.fetchone()
+    lowered = UPPER_CASE_ESCAPE.sub(lambda found: found.group().lower(), bytes(quoted))
+    return lowered == orjson.dumps(PROBE)
+
+
 def line_sql(table: Table, rendered: list[Column]) -> list[tuple[str, list[str]]]:
     """The row's line as bytes, in pieces that go around the columns Python
     writes; the first is NULL where a value is not one the line renders
