@@ -1,8 +1,11 @@
-"""MariaDB/MySQL writes the backup's row lines itself (used through backends.mysql).
+"""MariaDB writes the backup's row lines itself (used through backends.mysql).
 
 Each row's line is built by the server with CONCAT, JSON_QUOTE and friends, in
 exactly the form archive/codec.py writes for the values Django would read, so
 Python mostly moves bytes. Nothing is left to chance:
+
+- the server's JSON_QUOTE is asked once whether it escapes text as orjson does
+  (quotes_as_orjson); MySQL, whose escaping was never compared, is not asked;
 
 - a table goes by the server only if every column is of a kind spelled out
   below, stored in the column type Django gives that kind (read from
