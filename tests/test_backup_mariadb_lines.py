@@ -8,6 +8,7 @@ import datetime
 import re
 from decimal import Decimal
 
+import orjson
 from django.db import connections
 from hypothesis import given
 
@@ -215,3 +216,21 @@ def test_a_server_quoting_otherwise_leaves_every_table_to_python(alias, monkeypa
     # As if JSON_QUOTE's upper-case escapes were a difference nothing sets aside.
     monkeypatch.setattr(mysql_reads, "UPPER_CASE_ESCAPE", re.compile(rb"(?!)"))
     assert not mysql_reads.quotes_as_orjson(connection)
+
+
+@backends("mariadb")
+def test_a_reader_stopped_early_leaves_the_connection_usable(alias):
+    """The next page is asked for before the last is handed on: stopping in
+    between must read it, or the connection would be out of sync."""
+    for n in range(5):
+        e.Tag.objects.using(alias).create(name=f"tag {n}")
+    table = next(t for t in plan_tables(alias).tables if t.label == "edgecases.Tag")
+    connection = connections[alias]
+    batches = backend_for(connection).write_row_batches(table, 2)
+    assert [orjson.loads(line)["name"] for line in next(batches)] == ["tag 0", "tag 1"]
+    batches.close()
+    assert e.Tag.objects.using(alias).count() == 5
+    lines = [
+        line for batch in backend_for(connection).write_row_batches(table, 2) for line in batch
+    ]
+    assert len(lines) == 5

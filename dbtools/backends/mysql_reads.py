@@ -365,33 +365,69 @@ def row_batches(
     join = line_joiner(table, rendered)
     for group in groups:
         chosen = queryset if group is None else queryset.filter(key_filter(table, group))
-        yield from pages(chosen, size, len(pk_names), join, again)
+        yield from pages(PageReader(chosen, size, connection), len(pk_names), join, again)
+
+
+class PageReader:
+    """Keyset pages of a query, the next one asked for before the page in hand
+    is written: the server builds its lines while Python hashes and writes
+    the last ones. Sent by the driver itself (send_query), as the ORM waits
+    for each result; values come through the driver's conversions only, which
+    is all the lines, keys and floats read here have (plain_field)."""
+
+    def __init__(
+        self, queryset: QuerySet[Any, tuple[Any, ...]], size: int, connection: BaseDatabaseWrapper
+    ) -> None:
+        self.queryset, self.size, self.connection = queryset, size, connection
+        self.raw: Any = connection.connection
+        self.pending = False
+
+    def send(self, after: Any) -> None:
+        page = (self.queryset if after is None else self.queryset.filter(pk__gt=after))[: self.size]
+        sql, params = page.query.get_compiler(connection=self.connection).as_sql()
+        with self.connection.wrap_database_errors:
+            query = self.raw.cursor().mogrify(sql, params)
+            self.raw.send_query(query.encode(self.raw.encoding))
+        self.pending = True
+
+    def receive(self) -> list[tuple[Any, ...]]:
+        with self.connection.wrap_database_errors:
+            self.raw.read_query_result()
+            self.pending = False
+            return list(self.raw.store_result().fetch_row(0))
+
+    def drain(self) -> None:
+        """Read a page asked for but not wanted, so the connection can go on."""
+        if self.pending:
+            self.receive()
 
 
 def pages(
-    queryset: QuerySet[Any, tuple[Any, ...]],
-    size: int,
+    reader: PageReader,
     key_width: int,
     join: Callable[[tuple[Any, ...]], bytes | None],
     again: Callable[[list[Any]], Iterable[bytes]],
 ) -> Generator[list[bytes], None, None]:
-    """Keyset pages of `queryset` (ordered by its primary key, which ends each
-    row) as lines; rows the server could not write are read again."""
-    after: Any = None
-    while True:
-        page = list((queryset if after is None else queryset.filter(pk__gt=after))[:size])
-        if not page:
-            return
-        lines = [join(row) for row in page]
-        redo = set_aside(lines)
-        if redo:
-            keys = [key_of(page[i], key_width) for i in redo]
-            for i, line in zip(redo, again(keys), strict=True):
-                lines[i] = line
-        yield lines  # type: ignore[misc]
-        if len(page) < size:
-            return
-        after = key_of(page[-1], key_width)
+    """The pages of `reader` (rows ending with their primary key) as lines;
+    rows the server could not write are read again first (nothing may be
+    pending on the connection then)."""
+    reader.send(None)
+    try:
+        while page := reader.receive():
+            lines = [join(row) for row in page]
+            redo = set_aside(lines)
+            if redo:
+                keys = [key_of(page[i], key_width) for i in redo]
+                for i, line in zip(redo, again(keys), strict=True):
+                    lines[i] = line
+            full = len(page) == reader.size
+            if full:
+                reader.send(key_of(page[-1], key_width))
+            yield lines  # type: ignore[misc]
+            if not full:
+                return
+    finally:
+        reader.drain()
 
 
 def key_of(row: tuple[Any, ...], width: int) -> Any:
