@@ -27,6 +27,7 @@ byte, on generated and on hand-written rows.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import models
+from django.db import DatabaseError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Field, QuerySet
 from django.db.models.expressions import RawSQL
@@ -397,9 +398,13 @@ class PageReader:
             return list(self.raw.store_result().fetch_row(0))
 
     def drain(self) -> None:
-        """Read a page asked for but not wanted, so the connection can go on."""
+        """Read a page asked for but not wanted, so the connection can go on.
+        Only a reader stopped early has one, and the reason it stopped (an
+        error, an interrupt whose cancel ended this query too) is what is
+        raised, not this page's failure."""
         if self.pending:
-            self.receive()
+            with contextlib.suppress(DatabaseError):
+                self.receive()
 
 
 def pages(
