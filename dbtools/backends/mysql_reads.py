@@ -45,7 +45,7 @@ from ..archive.codec import JSON_NULL_KEY, AnyField, encoder_for, kind_of, value
 from ..graph import Table
 
 COLUMNS_SQL = """
-SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME
+SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, IS_NULLABLE = 'YES'
 FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s
 """
@@ -94,6 +94,15 @@ class Column:
         self, c: str, value: str, exact: str | None = None, json_null: str | None = None
     ) -> None:
         self.c, self.value, self.exact, self.json_null = c, value, exact, json_null
+        self.nullable = True
+
+    @property
+    def text(self) -> str:
+        """The value's JSON text. A NULL where the column holds none (JSON null
+        aside) leaves the whole line NULL, and so the row to the portable path."""
+        if self.nullable or self.json_null:
+            return f"IFNULL({self.value}, 'null')"
+        return self.value
 
     @property
     def by_python(self) -> bool:
@@ -216,10 +225,13 @@ def plain_field(field: AnyField) -> bool:
 
 def column_types(
     table: Table, connection: BaseDatabaseWrapper
-) -> dict[str, tuple[str, str | None]]:
+) -> dict[str, tuple[str, str | None, bool]]:
+    """Column name -> its type, character set, and whether it can hold NULL."""
     with connection.cursor() as cursor:
         cursor.execute(COLUMNS_SQL, [table.db_table])
-        return {name: (data_type, charset) for name, data_type, charset in cursor.fetchall()}
+        return {
+            name: (kind, charset, bool(null)) for name, kind, charset, null in cursor.fetchall()
+        }
 
 
 def columns(table: Table, connection: BaseDatabaseWrapper) -> list[Column] | None:
@@ -230,7 +242,7 @@ def columns(table: Table, connection: BaseDatabaseWrapper) -> list[Column] | Non
     found = []
     for field in table.fields:
         kind = kind_of(field)
-        data_type, charset = types.get(str(field.column), ("", None))
+        data_type, charset, nullable = types.get(str(field.column), ("", None, True))
         if data_type not in COLUMN_TYPES.get(kind, ()) or not plain_field(field):
             return None
         if charset is not None and charset not in UTF8:
@@ -240,6 +252,7 @@ def columns(table: Table, connection: BaseDatabaseWrapper) -> list[Column] | Non
         column = RENDERINGS[kind](Stored(c, data_type, scale, utc))
         if column is None:
             return None
+        column.nullable = nullable
         found.append(column)
     return found
 
@@ -277,7 +290,7 @@ def line_sql(table: Table, rendered: list[Column]) -> list[tuple[str, list[str]]
         if column.by_python:
             pieces.append(([], []))
         else:
-            parts.append(f"IFNULL({column.value}, 'null')")
+            parts.append(column.text)
     parts, params = pieces[-1]
     nulls = [(f, c.json_null) for f, c in zip(table.fields, rendered, strict=True) if c.json_null]
     if nulls:
