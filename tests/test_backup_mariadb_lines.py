@@ -234,3 +234,24 @@ def test_a_reader_stopped_early_leaves_the_connection_usable(alias):
         line for batch in backend_for(connection).write_row_batches(table, 2) for line in batch
     ]
     assert len(lines) == 5
+
+
+@backends("mariadb")
+def test_pages_follow_each_other_on_single_and_composite_keys(alias):
+    from dbtools.backup.rows import python_batches
+    from shop import models as m
+
+    seed_shop(300, using=alias)
+    expires = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    m.VerificationToken.objects.using(alias).bulk_create(
+        m.VerificationToken(identifier=f"who{n % 3}", token=f"t{n:02}", expires=expires)
+        for n in range(30)
+    )
+    connection = connections[alias]
+    backend = backend_for(connection)
+    labels = ("shop.VerificationToken", "shop.Product", "shop.Order")
+    for table in (t for t in plan_tables(alias).tables if t.label in labels):
+        assert backend.can_write_rows(table)
+        paged = [line for batch in backend.write_row_batches(table, 2) for line in batch]
+        portable = [line for batch in python_batches(table, connection) for line in batch]
+        assert len(paged) > 4 and paged == portable, table.label
