@@ -255,3 +255,16 @@ def test_pages_follow_each_other_on_single_and_composite_keys(alias):
         paged = [line for batch in backend.write_row_batches(table, 2) for line in batch]
         portable = [line for batch in python_batches(table, connection) for line in batch]
         assert len(paged) > 4 and paged == portable, table.label
+
+
+@backends("mariadb")
+def test_decimals_follow_the_columns_places_not_the_fields(alias, backup_dir, monkeypatch):
+    for number in AWKWARD_DECIMALS[:3]:
+        e.AllTypes.objects.using(alias).create(decimal=Decimal(number))
+    by_hand(alias, "ALTER TABLE edgecases_alltypes MODIFY `decimal` numeric(30, 4) NULL")
+    try:
+        fast, portable = both_paths(alias, monkeypatch, ["edgecases.AllTypes"])
+    finally:
+        by_hand(alias, "ALTER TABLE edgecases_alltypes MODIFY `decimal` numeric(30, 10) NULL")
+    assert fast == portable
+    assert b'"decimal":"0.0000"' in b"".join(fast["edgecases.AllTypes"])

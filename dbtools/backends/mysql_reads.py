@@ -45,7 +45,7 @@ from ..archive.codec import JSON_NULL_KEY, AnyField, encoder_for, kind_of, value
 from ..graph import Table
 
 COLUMNS_SQL = """
-SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, IS_NULLABLE = 'YES'
+SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, IS_NULLABLE = 'YES', NUMERIC_SCALE
 FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s
 """
@@ -225,12 +225,14 @@ def plain_field(field: AnyField) -> bool:
 
 def column_types(
     table: Table, connection: BaseDatabaseWrapper
-) -> dict[str, tuple[str, str | None, bool]]:
-    """Column name -> its type, character set, and whether it can hold NULL."""
+) -> dict[str, tuple[str, str | None, bool, int]]:
+    """Column name -> its type, character set, whether it can hold NULL, and
+    its decimal places (the column's own: a schema may differ from the field)."""
     with connection.cursor() as cursor:
         cursor.execute(COLUMNS_SQL, [table.db_table])
         return {
-            name: (kind, charset, bool(null)) for name, kind, charset, null in cursor.fetchall()
+            name: (kind, charset, bool(null), int(scale or 0))
+            for name, kind, charset, null, scale in cursor.fetchall()
         }
 
 
@@ -242,12 +244,11 @@ def columns(table: Table, connection: BaseDatabaseWrapper) -> list[Column] | Non
     found = []
     for field in table.fields:
         kind = kind_of(field)
-        data_type, charset, nullable = types.get(str(field.column), ("", None, True))
+        data_type, charset, nullable, scale = types.get(str(field.column), ("", None, True, 0))
         if data_type not in COLUMN_TYPES.get(kind, ()) or not plain_field(field):
             return None
         if charset is not None and charset not in UTF8:
             return None
-        scale = getattr(value_field(field), "decimal_places", None) or 0
         c = f"{quote(table.db_table)}.{quote(str(field.column))}"
         column = RENDERINGS[kind](Stored(c, data_type, scale, utc))
         if column is None:
