@@ -124,7 +124,7 @@ class DatabaseBackend:
 
     def write_row_batches(
         self, table: Table, size: int, keys: list[Any] | None = None
-    ) -> Generator[list[str], None, None]:
+    ) -> Generator[list[str] | list[bytes], None, None]:
         """The table's row lines, as the server writes them, `size` at a time;
         with `keys`, only the rows with those primary keys (a single-column key)."""
         raise NotImplementedError

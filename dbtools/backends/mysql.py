@@ -1,13 +1,16 @@
-"""MySQL and MariaDB: a consistent-snapshot transaction, a strict session for
-loading, reads by pages, values read as the driver's text."""
+"""MySQL and MariaDB: a consistent-snapshot transaction, rows the server writes
+(mysql_reads.py), a strict session for loading, reads by pages, values read as
+the driver's text."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from .._compat import mysql_sql_mode_seen
+from ..graph import Table
+from . import mysql_reads
 from .base import DatabaseBackend, values_insert_sql
 
 
@@ -72,6 +75,19 @@ class MySQLBackend(DatabaseBackend):
             # committed mid-backup would show up in later tables.
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+    # Asked of the server once (mysql_reads.quotes_as_orjson).
+    quotes_as_orjson: bool | None = None
+
+    def can_write_rows(self, table: Table) -> bool:
+        if self.quotes_as_orjson is None:
+            self.quotes_as_orjson = mysql_reads.quotes_as_orjson(self.connection)
+        return self.quotes_as_orjson and mysql_reads.can_write(table, self.connection)
+
+    def write_row_batches(
+        self, table: Table, size: int, keys: list[Any] | None = None
+    ) -> Generator[list[bytes], None, None]:
+        return mysql_reads.row_batches(table, self.connection, size, keys)
 
     def stored_datetime_parser(self) -> Callable[[str], Any]:
         from django.db.backends.mysql.base import django_conversions
