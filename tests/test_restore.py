@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import subprocess
 import warnings
@@ -18,6 +19,8 @@ from django.core.management import CommandError, call_command
 from django.core.management.color import no_style
 from django.core.management.sql import emit_post_migrate_signal
 from django.db import connections
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dbtools.backup import backup_database
 from dbtools.exceptions import ArchiveError, RestoreError
@@ -1062,6 +1065,25 @@ def test_a_bare_null_stays_sql_null_and_the_json_null_key_is_checked():
             ValueError, match=r"^\$json_null must list JSONField columns whose value is null$"
         ):
             row_parser(columns, keep_json_text=True)(line.encode())
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats()
+    | st.text(),  # lone surrogates included, which json.dumps escapes
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=os.environ.get("CI") == "true")
+@given(value=JSON_VALUES)
+def test_json_values_are_written_again_exactly_as_json_dumps_writes_them(value):
+    from dbtools.archive.row_parsing import _dumps_as_django
+
+    assert _dumps_as_django(value) == json.dumps(value)
 
 
 def naive_backup(alias: str, backup: Path, meta: dict[str, object]) -> Path:

@@ -129,15 +129,28 @@ def prepared_values(
     fields: list[AnyField], batch: list[dict[str, Any]], connection: BaseDatabaseWrapper
 ) -> list[tuple[Any, ...]]:
     """Each row's values in the order of `fields`, for one statement with a
-    plain placeholder per column (see plain_insert)."""
-    preparers = [(f.attname, value_preparer(f, connection)) for f in fields]
-    return [
-        tuple(
-            value.text if type(value := row[attname]) is JSONText else prepare(value)
-            for attname, prepare in preparers
-        )
-        for row in batch
-    ]
+    plain placeholder per column (see plain_insert). Built a column at a
+    time, the values a preparer passes on as they are kept inline: a call
+    per value was a tenth of a SQLite restore."""
+    columns = []
+    for field in fields:
+        prepare = value_preparer(field, connection)
+        values = [row[field.attname] for row in batch]
+        kept = KEPT_AS_THEY_ARE.get(prepare.__name__)
+        if kept is None:
+            columns.append([v.text if type(v) is JSONText else prepare(v) for v in values])
+        else:
+            columns.append(
+                [
+                    v if type(v) is kept else v.text if type(v) is JSONText else prepare(v)
+                    for v in values
+                ]
+            )
+    return list(zip(*columns, strict=True))
+
+
+# value_preparer's functions that give a value of these types back as it is.
+KEPT_AS_THEY_ARE: dict[str, type] = {"text": str, "integer": int, "boolean": bool}
 
 
 def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
