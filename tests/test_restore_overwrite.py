@@ -25,6 +25,7 @@ from dbtools.restore.strategies import split_existing
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
+from tests.difflab.models import Link
 from tests.helpers import comparable_tables, database_contents
 from tests.test_diffdb import run_script
 
@@ -354,3 +355,42 @@ def test_mariadb_reads_the_upserts_affected_rows_with_or_without_found_rows(alia
     assert backend.upserted_rows(7, 5) == 2
     monkeypatch.setattr(connection, "get_connection_params", lambda: {"client_flag": 0})
     assert backend.upserted_rows(4, 5) == 2
+
+
+def links(alias: str) -> list[tuple[object, ...]]:
+    return list(Link.objects.using(alias).order_by("pk").values_list("pk", "url", "title"))
+
+
+def test_error_for_a_long_unique_value_that_moved_to_another_row(alias, backup_dir, path):
+    """The backup's row 1 takes back url A, which row 3 holds now: the restore
+    fails on the clash, never updates row 3."""
+    one = Link.objects.using(alias).create(url="A", title="one")
+    Link.objects.using(alias).create(url="B", title="two")
+    backup = backup_database(using=alias, only=["difflab.Link"])
+    Link.objects.using(alias).filter(pk=one.pk).update(url="C")
+    Link.objects.using(alias).create(url="A", title="three")
+    before = links(alias)
+
+    with pytest.raises(RestoreError) as caught:
+        overwrite(alias, backup.path)
+
+    assert str(caught.value).startswith(
+        f"Restoring difflab.Link (table difflab_link) failed at the row with primary key {one.pk}: "
+    )
+    assert "Another row already holds that unique value under a different primary key" in str(
+        caught.value
+    )
+    assert links(alias) == before
+
+
+@backends("mariadb")
+def test_mariadb_upsert_never_lands_on_the_row_holding_a_long_unique_value(alias, backup_dir, path):
+    """At REPEATABLE READ, MariaDB's ON DUPLICATE KEY UPDATE matches a long
+    unique value (kept as a hash) before the primary key."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    try:
+        test_error_for_a_long_unique_value_that_moved_to_another_row(alias, backup_dir, path)
+    finally:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")

@@ -53,9 +53,14 @@ class MySQLBackend(DatabaseBackend):
         (the others go in by a plain INSERT, so that a clash on another unique
         value fails instead of updating the row that holds it). The driver's
         executemany sends one multi-row INSERT, where an UPDATE per row would
-        be a round trip each."""
+        be a round trip each.
+
+        The primary key is set first, to the backup's: MariaDB may match a
+        long unique value (kept as a hash) before the primary key, and the
+        row it found then takes a key another row holds, which fails the
+        statement instead of writing the backup's values into it."""
         quote = self.connection.ops.quote_name
-        sets = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in update_columns or pk_columns)
+        sets = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in [*pk_columns, *update_columns])
         return f"{values_insert_sql(quote, db_table, columns)} ON DUPLICATE KEY UPDATE {sets}"
 
     def upserted_rows(self, rowcount: int, rows: int) -> int:
