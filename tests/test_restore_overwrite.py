@@ -394,3 +394,18 @@ def test_mariadb_upsert_never_lands_on_the_row_holding_a_long_unique_value(alias
     finally:
         with connections[alias].cursor() as cursor:
             cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
+def test_a_change_of_case_only_is_written_and_counted(alias, backup_dir, path):
+    """Link.title ignores case on every backend (SQLite NOCASE, an ICU collation
+    on PostgreSQL, utf8mb4_general_ci on MariaDB): the backup's 'alice' still differs from 'Alice'."""
+    link = Link.objects.using(alias).create(url="A", title="alice")
+    Link.objects.using(alias).create(url="B", title="bob")
+    backup = backup_database(using=alias, only=["difflab.Link"])
+    Link.objects.using(alias).filter(pk=link.pk).update(title="Alice")
+
+    result = overwrite(alias, backup.path)
+
+    assert Link.objects.using(alias).get(pk=link.pk).title == "alice"
+    (receipt,) = result.tables
+    assert (receipt.inserted, receipt.updated, receipt.unchanged) == (0, 1, 1)

@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from django.db.models import CharField, Func
+
 from .._compat import mysql_sql_mode_seen
 from .base import DatabaseBackend, values_insert_sql
 
@@ -62,6 +64,15 @@ class MySQLBackend(DatabaseBackend):
         quote = self.connection.ops.quote_name
         sets = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in [*pk_columns, *update_columns])
         return f"{values_insert_sql(quote, db_table, columns)} ON DUPLICATE KEY UPDATE {sets}"
+
+    def exact_text(self, expression: Any) -> Any:
+        """Converted first: a utf8mb4 collation does not apply to a column of
+        another character set."""
+        return Func(
+            expression,
+            template="CONVERT(%(expressions)s USING utf8mb4) COLLATE utf8mb4_bin",
+            output_field=CharField(),
+        )
 
     def upserted_rows(self, rowcount: int, rows: int) -> int:
         """ON DUPLICATE KEY UPDATE counts a row it changes twice and one it leaves as

@@ -13,5 +13,5 @@ class Link(models.Model):
     # long unique), which ON DUPLICATE KEY UPDATE may match before the key.
     url = models.CharField(max_length=1000, unique=True)
     # Compared without case on every backend (0004): SQLite NOCASE, a
-    # non-deterministic ICU collation on PostgreSQL, MariaDB's default _ci.
+    # non-deterministic ICU collation on PostgreSQL, utf8mb4_general_ci on MariaDB.
     title = models.CharField(max_length=50)

@@ -11,8 +11,9 @@ STATE = migrations.CreateModel(
         ("title", models.CharField(max_length=50)),
     ],
 )
-# MariaDB's default collation already ignores case.
 CASELESS = {
+    # the test database's collation is utf8mb4_bin
+    "mysql": ["ALTER TABLE difflab_link MODIFY title varchar(50) NOT NULL COLLATE utf8mb4_general_ci"],
     "postgresql": [
         "CREATE COLLATION IF NOT EXISTS difflab_caseless "
         "(provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
@@ -33,4 +34,4 @@ def caseless(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [("difflab", "0003_code")]
-    operations = [STATE, migrations.RunPython(caseless, migrations.RunPython.noop)]
+    operations = [STATE, migrations.RunPython(caseless, migrations.RunPython.noop, atomic=False)]
