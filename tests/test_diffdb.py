@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from io import StringIO
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from django.core.management import CommandError, call_command
 from dbtools import diff_database
 from dbtools.backup import backup_database
 from dbtools.conf import settings_problems
+from dbtools.diff import flow
 from dbtools.diff.compare import key_reader, merge_join
 from dbtools.diff.report import DiffError, cut
 from dbtools.restore import prepare_restore, restore_database
@@ -231,3 +233,20 @@ def test_error_for_sensitive_fields_that_are_not_a_list(settings):
         "DBTOOLS['SENSITIVE_FIELDS'] must be a list of field names or app_label.Model.field "
         "labels whose values are never shown, such as ['password'], not 'password'."
     ]
+
+
+def test_error_for_an_unexpected_failure_is_one_line_and_exits_2(alias, backup_dir, monkeypatch):
+    seed_shop(20, using=alias)
+    backup_database(using=alias)
+
+    def fail(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(flow, "compare_table", fail)
+    with pytest.raises(CommandError) as raised:
+        call_command("diffdb", "--database", alias)
+    assert raised.value.returncode == 2
+    assert str(raised.value) == (
+        "The diff could not be made (OperationalError: database or disk is full). Nothing was "
+        "changed: diffdb only reads."
+    )
