@@ -15,8 +15,8 @@ from dbtools import diff_database
 from dbtools.backup import backup_database
 from dbtools.conf import settings_problems
 from dbtools.diff import flow
-from dbtools.diff.compare import key_reader, merge_join
-from dbtools.diff.report import DiffError, cut
+from dbtools.diff.compare import Pairing, compare_table, key_reader, merge_join
+from dbtools.diff.report import DiffError, TableDiff, cut
 from dbtools.restore import prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
@@ -250,3 +250,37 @@ def test_error_for_an_unexpected_failure_is_one_line_and_exits_2(alias, backup_d
         "The diff could not be made (OperationalError: database or disk is full). Nothing was "
         "changed: diffdb only reads."
     )
+
+
+def test_json_values_differ_by_type_too(alias, backup_dir):
+    """true is not 1 and 1.0 is not 1 in JSON, though Python says they are equal."""
+    settings_rows = m.SiteSettings.objects.using(alias)
+    for key, value in [("flag", True), ("ratio", 1.0), ("same", 2)]:
+        settings_rows.create(key=key, value=value)
+    backup_database(using=alias, only=["shop.SiteSettings"])
+    settings_rows.filter(key__in=["flag", "ratio"]).update(value=1)
+
+    (table,) = diff_database(using=alias, only=["shop.SiteSettings"], rows=5).tables
+
+    assert (table.changed, table.same, table.columns) == (2, 1, {"value": 2})
+    assert [(e.key, e.changes) for e in table.examples] == [
+        (["flag"], {"value": (True, 1)}),
+        (["ratio"], {"value": (1.0, 1)}),
+    ]
+    out, status = diffdb("--database", alias, "--only", "shop.SiteSettings")
+    assert status == 1 and "shop.SiteSettings: 2 changed (value 2)" in out
+
+
+def test_floats_and_numbers_in_json_are_compared_as_the_codec_wrote_them():
+    key = [("id", "id")]
+    columns = [("f", "f"), ("j", "j"), ("n", "n")]
+    old = [b'{"id":1,"f":0.0,"j":{"a":[1,12345678901234567890123]},"n":"x"}']
+    new = [b'{"id":1,"f":-0.0,"j":{"a":[1,12345678901234567890124]},"n":"x"}']
+    diff = TableDiff("t.T")
+
+    compare_table(diff, old, new, Pairing(key, columns, exact=frozenset({"f", "j"})), 0)
+
+    assert (diff.changed, diff.columns) == (1, {"f": 1, "j": 1})
+    same = TableDiff("t.T")
+    compare_table(same, old, old, Pairing(key, columns, exact=frozenset({"f", "j"})), 0)
+    assert same.same == 1

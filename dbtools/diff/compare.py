@@ -10,6 +10,7 @@ bounded, disk holds the rows for as long as the table takes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -49,10 +50,35 @@ class Pairing:
     columns: list[tuple[str, str]]
     hidden: frozenset[str] = frozenset()  # new names whose values are never shown
     ordered: bool = True  # both sides come in an order Python's comparison agrees with
+    # New names whose values Python's == can take for equal when the text
+    # differs (exactly_compared): compared as the codec wrote them.
+    exact: frozenset[str] = frozenset()
 
     @property
     def same_names(self) -> bool:
         return all(new == old for new, old in self.columns)
+
+
+# Kinds whose values, parsed, compare equal though their text differs: JSON's
+# true and 1, 1.0 and 1, integers past a float's precision; a float's -0.0 and
+# 0.0; "raw" (an unknown type) may hold any of them.
+LOOSE_KINDS = {"json", "float", "raw"}
+LINE = "$line"
+
+
+def exactly_compared(kinds: dict[str, str]) -> frozenset[str]:
+    """Of {name: kind}, the columns to compare as the codec wrote them."""
+    return frozenset(n for n, kind in kinds.items() if kind.removeprefix("array:") in LOOSE_KINDS)
+
+
+def tagged(line: Line) -> Row:
+    """A row line parsed with each number kept as its text and its type, so
+    that true, 1 and 1.0 (and -0.0 and 0.0) are all different (a tuple is
+    never equal to a parsed array, a list)."""
+    row: Row = json.loads(
+        line, parse_int=lambda text: (int, text), parse_float=lambda text: (float, text)
+    )
+    return row
 
 
 def value_of(row: Row, name: str) -> Any:
@@ -108,10 +134,13 @@ def in_order(previous: Any, current: Any) -> None:
         )
 
 
-def parsed(lines: Iterable[Line]) -> Iterator[Row]:
+def parsed(lines: Iterable[Line], keep_line: bool = False) -> Iterator[Row]:
     loads = orjson.loads
     for line in lines:
-        yield loads(line)
+        row = loads(line)
+        if keep_line:
+            row[LINE] = line
+        yield row
 
 
 def spill_folder() -> AbstractContextManager[Path]:
@@ -145,6 +174,7 @@ def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row
         for text, raw in db.execute("SELECT k, line FROM r ORDER BY k"):
             row = orjson.loads(raw)
             row["$diff_key"] = text
+            row[LINE] = raw
             yield row
     finally:
         db.close()
@@ -161,8 +191,12 @@ def compare_table(
     old_names = [old for _new, old in pairing.key]
     new_names = [new for new, _old in pairing.key]
     if pairing.ordered:
+        keep = bool(pairing.exact)
         pairs = merge_join(
-            parsed(old_lines), parsed(new_lines), key_reader(old_names), key_reader(new_names)
+            parsed(old_lines, keep),
+            parsed(new_lines, keep),
+            key_reader(old_names),
+            key_reader(new_names),
         )
         count_pairs(diff, pairs, pairing, examples, old_names)
         return
@@ -192,6 +226,8 @@ def count_pairs(
             one_side(diff, old, new, old_names, new_names, examples)
             continue
         changed = [] if whole_rows and old == new else changed_columns(old, new, pairing)
+        if pairing.exact and old[LINE] != new[LINE]:
+            changed = exactly_changed(old, new, pairing, changed)
         if not changed:
             diff.same += 1
             continue
@@ -229,6 +265,24 @@ def changed_columns(old: Row, new: Row, pairing: Pairing) -> list[tuple[str, str
         (new_name, old_name)
         for new_name, old_name in pairing.columns
         if value_of(old, old_name) != value_of(new, new_name)
+    ]
+
+
+def exactly_changed(
+    old: Row, new: Row, pairing: Pairing, changed: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """`changed`, and the columns of pairing.exact whose text differs though
+    their parsed values are equal: the lines are parsed again (tagged), which
+    only rows whose lines differ pay for."""
+    old_exact, new_exact = tagged(old[LINE]), tagged(new[LINE])
+    return [
+        (new_name, old_name)
+        for new_name, old_name in pairing.columns
+        if (new_name, old_name) in changed
+        or (
+            new_name in pairing.exact
+            and value_of(old_exact, old_name) != value_of(new_exact, new_name)
+        )
     ]
 
 
