@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from dbtools import diff_database
 from dbtools.backup import backup_database
@@ -284,3 +285,35 @@ def test_floats_and_numbers_in_json_are_compared_as_the_codec_wrote_them():
     same = TableDiff("t.T")
     compare_table(same, old, old, Pairing(key, columns, exact=frozenset({"f", "j"})), 0)
     assert same.same == 1
+
+
+def test_a_sensitive_primary_key_is_hidden_in_the_rows_shown(alias, backup_dir, settings):
+    settings.DBTOOLS = {**settings.DBTOOLS, "SENSITIVE_FIELDS": ["shop.VerificationToken.token"]}
+    tokens = m.VerificationToken.objects.using(alias)
+    expires = timezone.now()
+    for i in range(3):
+        tokens.create(identifier=f"user{i}@example.com", token=f"secret-{i}", expires=expires)
+    backup_database(using=alias, only=["shop.VerificationToken"])
+    changed, deleted = tokens.order_by("identifier", "token")[:2]
+    tokens.filter(pk=changed.pk).update(expires=changed.expires.replace(year=2001))
+    tokens.filter(pk=deleted.pk).delete()
+    tokens.create(identifier="new@example.com", token="added-secret", expires=expires)
+
+    text, status = diffdb("--database", alias, "--only", "shop.VerificationToken", "--rows", "5")
+    document, _ = diffdb(
+        "--database", alias, "--only", "shop.VerificationToken", "--rows", "5", "--format", "json"
+    )
+
+    assert status == 1
+    for out in (text, document):
+        for secret in (changed.token, deleted.token, "added-secret"):
+            assert secret not in out
+    assert f'  ~ ("{changed.identifier}", (hidden)): expires: ' in text
+    assert f'  - deleted: ("{deleted.identifier}", (hidden))' in text
+    assert '  + added: ("new@example.com", (hidden))' in text
+    (table,) = json.loads(document)["tables"]
+    assert sorted(e["key"] for e in table["examples"]) == [
+        ["new@example.com", "(hidden)"],
+        [changed.identifier, "(hidden)"],
+        [deleted.identifier, "(hidden)"],
+    ]

@@ -20,6 +20,7 @@ from dbtools.backup import backup_database
 from dbtools.exceptions import ConfigurationError, RestoreError
 from dbtools.graph import plan_tables
 from dbtools.restore import choose_mode, prepare_restore, restore_database, strategies
+from dbtools.restore.failures import row_error
 from dbtools.restore.loader import Loader
 from dbtools.restore.strategies import split_existing
 from shop import models as m
@@ -409,3 +410,17 @@ def test_a_change_of_case_only_is_written_and_counted(alias, backup_dir, path):
     assert Link.objects.using(alias).get(pk=link.pk).title == "alice"
     (receipt,) = result.tables
     assert (receipt.inserted, receipt.updated, receipt.unchanged) == (0, 1, 1)
+
+
+def test_error_for_a_row_whose_primary_key_is_sensitive_hides_it(alias, settings):
+    settings.DBTOOLS = {**settings.DBTOOLS, "SENSITIVE_FIELDS": ["shop.VerificationToken.token"]}
+    table = next(t for t in plan_tables(alias).tables if t.label == "shop.VerificationToken")
+    row = {"identifier": "who@example.com", "token": "s3cret-token", "expires": None}
+
+    error = row_error(table, ("who@example.com", "s3cret-token"), ValueError("bad"), row)
+
+    assert "s3cret-token" not in str(error)
+    assert str(error).startswith(
+        "Restoring shop.VerificationToken (table shop_verificationtoken) failed at the row with "
+        "primary key ('who@example.com', (hidden)): bad."
+    )

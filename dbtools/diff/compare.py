@@ -55,6 +55,11 @@ class Pairing:
     exact: frozenset[str] = frozenset()
 
     @property
+    def hidden_key(self) -> list[bool]:
+        """Per part of the key, whether its values are never shown."""
+        return [new in self.hidden for new, _old in self.key]
+
+    @property
     def same_names(self) -> bool:
         return all(new == old for new, old in self.columns)
 
@@ -98,8 +103,10 @@ def merge_join(
     new: Iterator[Row],
     old_key: Callable[[Row], Any],
     new_key: Callable[[Row], Any],
+    hide_keys: bool = False,
 ) -> Iterator[tuple[Row | None, Row | None]]:
-    """(old row, new row) pairs in key order; None where a side has no such key."""
+    """(old row, new row) pairs in key order; None where a side has no such key.
+    `hide_keys`: an error does not quote them (a sensitive field is part of them)."""
     o, n = next(old, None), next(new, None)
     ok: Any
     nk: Any
@@ -110,25 +117,30 @@ def merge_join(
             yield o, None
             o, previous = next(old, None), ok
             ok = old_key(o) if o is not None else None
-            in_order(previous, ok)
+            in_order(previous, ok, hide_keys)
         elif o is None or nk < ok:
             yield None, n
             n, previous = next(new, None), nk
             nk = new_key(n) if n is not None else None
-            in_order(previous, nk)
+            in_order(previous, nk, hide_keys)
         else:
             yield o, n
             o, n, old_previous, new_previous = next(old, None), next(new, None), ok, nk
             ok = old_key(o) if o is not None else None
             nk = new_key(n) if n is not None else None
-            in_order(old_previous, ok)
-            in_order(new_previous, nk)
+            in_order(old_previous, ok, hide_keys)
+            in_order(new_previous, nk, hide_keys)
 
 
-def in_order(previous: Any, current: Any) -> None:
+def in_order(previous: Any, current: Any, hide_keys: bool = False) -> None:
     if current is not None and not previous < current:
+        keys = (
+            "the keys are not shown: DBTOOLS['SENSITIVE_FIELDS'] lists a part of them"
+            if hide_keys
+            else f"key {current!r} after {previous!r}"
+        )
         raise DiffError(
-            f"Rows are not in primary-key order (key {current!r} after {previous!r}), "
+            f"Rows are not in primary-key order ({keys}), "
             f"or a key appears twice: the backup was edited, or the table has no usable primary "
             f"key. Leave the table out with --exclude."
         )
@@ -197,6 +209,7 @@ def compare_table(
             parsed(new_lines, keep),
             key_reader(old_names),
             key_reader(new_names),
+            any(pairing.hidden_key),
         )
         count_pairs(diff, pairs, pairing, examples, old_names)
         return
@@ -223,7 +236,7 @@ def count_pairs(
     new_names = [new for new, _old in pairing.key]
     for old, new in pairs:
         if new is None or old is None:
-            one_side(diff, old, new, old_names, new_names, examples)
+            one_side(diff, old, new, (old_names, new_names, pairing.hidden_key), examples)
             continue
         changed = [] if whole_rows and old == new else changed_columns(old, new, pairing)
         if pairing.exact and old[LINE] != new[LINE]:
@@ -236,7 +249,8 @@ def count_pairs(
             counts[new_name] += 1
         if len(diff.examples) < examples:
             shown = example_changes(old, new, changed, pairing)
-            diff.examples.append(RowExample("changed", key_of(new, new_names), shown))
+            key = key_of(new, new_names, pairing.hidden_key)
+            diff.examples.append(RowExample("changed", key, shown))
     diff.columns = {name: n for name, n in counts.items() if n}
 
 
@@ -244,18 +258,19 @@ def one_side(
     diff: TableDiff,
     old: Row | None,
     new: Row | None,
-    old_names: list[str],
-    new_names: list[str],
+    keys: tuple[list[str], list[str], list[bool]],
     examples: int,
 ) -> None:
-    """A row only in the backup (deleted since) or only on the new side (added)."""
+    """A row only in the backup (deleted since) or only on the new side (added);
+    `keys`: the key's old names, new names and which parts are hidden."""
+    old_names, new_names, hidden = keys
     if new is None:
         assert old is not None
         diff.only_in_backup += 1
-        example = RowExample("only_in_backup", key_of(old, old_names))
+        example = RowExample("only_in_backup", key_of(old, old_names, hidden))
     else:
         diff.only_in_database += 1
-        example = RowExample("only_in_database", key_of(new, new_names))
+        example = RowExample("only_in_database", key_of(new, new_names, hidden))
     if len(diff.examples) < examples:
         diff.examples.append(example)
 
@@ -286,8 +301,9 @@ def exactly_changed(
     ]
 
 
-def key_of(row: Row, names: list[str]) -> list[Any]:
-    return [row.get(name) for name in names]
+def key_of(row: Row, names: list[str], hidden: Iterable[bool]) -> list[Any]:
+    """The row's key as shown: a part DBTOOLS['SENSITIVE_FIELDS'] lists as HIDDEN."""
+    return [HIDDEN if hide else row.get(name) for name, hide in zip(names, hidden, strict=True)]
 
 
 def example_changes(

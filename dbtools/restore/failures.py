@@ -21,7 +21,8 @@ def bad_value_error(
 ) -> RestoreError:
     kind = next((c["kind"] for c in mapping.columns if c["name"] == exc.column), "?")
     pk_names = [f.name for f in mapping.table.pk_fields] if mapping.table else []
-    pk = [row.get(name) for name in pk_names]
+    hidden = sensitive(mapping.backup_label, pk_names)
+    pk = [HIDDEN if name in hidden else row.get(name) for name in pk_names]
     shown = repr(exc.value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     cause = exc.cause
@@ -45,6 +46,24 @@ def changed_under_us(plan: RestorePlan) -> RestoreError:
         rolled_back=True,
         fix="Run the restore again.",
     )
+
+
+class _Hidden:
+    """A part of a primary key that DBTOOLS['SENSITIVE_FIELDS'] lists, as an error shows it."""
+
+    def __repr__(self) -> str:
+        return "(hidden)"
+
+
+HIDDEN = _Hidden()
+
+
+def shown_pk(pk: Any, pk_names: list[str], hidden: Iterable[str]) -> Any:
+    """`pk` (row_pk's value or tuple, for `pk_names`) with its parts in `hidden` as HIDDEN."""
+    hidden = set(hidden)
+    if len(pk_names) == 1:
+        return HIDDEN if pk_names[0] in hidden else pk
+    return tuple(HIDDEN if n in hidden else p for n, p in zip(pk_names, pk, strict=True))
 
 
 def row_pk(row: dict[str, Any], pk_names: list[str]) -> Any:
@@ -113,6 +132,8 @@ def row_error(
 ) -> RestoreError:
     hidden = hidden_fields(table)
     cause = database_cause(exc, bool(hidden), [(row or {}).get(name) for name in hidden])
+    if pk is not None:
+        pk = shown_pk(pk, [str(f.attname) for f in table.pk_fields], hidden)
     lowered = cause.lower()
     if "nul (0x00)" in lowered:
         hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
