@@ -59,8 +59,11 @@ HIDDEN = _Hidden()
 
 
 def shown_pk(pk: Any, pk_names: list[str], hidden: Iterable[str]) -> Any:
-    """`pk` (row_pk's value or tuple, for `pk_names`) with its parts in `hidden` as HIDDEN."""
+    """`pk` (row_pk's value or tuple, for `pk_names`; or None) with its parts in
+    `hidden` as HIDDEN."""
     hidden = set(hidden)
+    if pk is None:
+        return None
     if len(pk_names) == 1:
         return HIDDEN if pk_names[0] in hidden else pk
     return tuple(HIDDEN if n in hidden else p for n, p in zip(pk_names, pk, strict=True))
@@ -132,8 +135,7 @@ def row_error(
 ) -> RestoreError:
     hidden = hidden_fields(table)
     cause = database_cause(exc, bool(hidden), [(row or {}).get(name) for name in hidden])
-    if pk is not None:
-        pk = shown_pk(pk, [str(f.attname) for f in table.pk_fields], hidden)
+    pk = shown_pk(pk, [str(f.attname) for f in table.pk_fields], hidden)
     lowered = cause.lower()
     if "nul (0x00)" in lowered:
         hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
