@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import connections, transaction
+from django.db.models import JSONField, Value
 from django.test.utils import CaptureQueriesContext
 
 from dbtools import diff_database
@@ -27,6 +28,7 @@ from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
 from tests.difflab.models import Link
+from tests.edgecases.models import JSONDocument
 from tests.helpers import comparable_tables, database_contents
 from tests.test_diffdb import run_script
 
@@ -424,3 +426,24 @@ def test_error_for_a_row_whose_primary_key_is_sensitive_hides_it(alias, settings
         "Restoring shop.VerificationToken (table shop_verificationtoken) failed at the row with "
         "primary key ('who@example.com', (hidden)): bad."
     )
+
+
+def test_sql_null_and_json_null_are_told_apart(alias, backup_dir, path):
+    """A JSONField's SQL NULL and JSON null are different values: each swap is
+    written back and counted."""
+    documents = JSONDocument.objects.using(alias)
+    sql_null = documents.create(required={"a": 1}, optional=None)
+    json_null = documents.create(required={"a": 2}, optional=Value(None, JSONField()))
+    documents.create(required={"a": 3}, optional=[1])
+    backup = backup_database(using=alias, only=["edgecases.JSONDocument"])
+    documents.filter(pk=sql_null.pk).update(optional=Value(None, JSONField()))
+    documents.filter(pk=json_null.pk).update(optional=None)
+
+    (receipt,) = overwrite(alias, backup.path).tables
+
+    assert (receipt.inserted, receipt.updated, receipt.unchanged) == (0, 2, 1)
+    # JSON null reads as None too: only SQL NULL is IS NULL.
+    assert list(documents.filter(optional__isnull=True).values_list("pk", flat=True)) == [
+        sql_null.pk
+    ]
+    assert documents.get(pk=json_null.pk).optional is None

@@ -17,6 +17,7 @@ import orjson
 from django.db import connections, models, transaction
 from django.db.models import F, Q, QuerySet
 
+from .._compat import json_null
 from ..archive.codec import AnyField, JSONText
 from ..archive.format import partial_kind
 from ..backends import backend_for
@@ -176,7 +177,10 @@ def differing(
 def filter_value(value: Any) -> Any:
     """`value` as a filter compares it: a JSONText (which compiles to a
     placeholder, not a lookup's right-hand side) as the value it holds."""
-    return orjson.loads(value.text) if type(value) is JSONText else value
+    if type(value) is not JSONText:
+        return value
+    parsed = orjson.loads(value.text)
+    return json_null() if parsed is None else parsed
 
 
 # The dry run's preview ------------------------------------------------------------
