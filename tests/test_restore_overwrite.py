@@ -21,7 +21,7 @@ from dbtools.backup import backup_database
 from dbtools.exceptions import ConfigurationError, RestoreError
 from dbtools.graph import plan_tables
 from dbtools.restore import choose_mode, prepare_restore, restore_database, strategies
-from dbtools.restore.failures import row_error
+from dbtools.restore.failures import HIDDEN, NOT_SHOWN, row_error, shown_in_error
 from dbtools.restore.loader import Loader
 from dbtools.restore.strategies import split_existing
 from shop import models as m
@@ -447,3 +447,18 @@ def test_sql_null_and_json_null_are_told_apart(alias, backup_dir, path):
         sql_null.pk
     ]
     assert documents.get(pk=json_null.pk).optional is None
+
+
+def test_error_values_and_keys_of_sensitive_fields_are_not_shown(settings):
+    settings.DBTOOLS = {"SENSITIVE_FIELDS": ["shop.VerificationToken.token"]}
+    row = {"identifier": "who@example.com", "token": "t0k3n", "expires": "soon"}
+    pk_names = ["identifier", "token"]
+
+    hidden = shown_in_error(
+        "shop.VerificationToken", row, pk_names, "token", "t0k3n", "“t0k3n” bad"
+    )
+    shown = shown_in_error("shop.VerificationToken", row, pk_names, "expires", "soon", "“soon” bad")
+
+    assert hidden == (("who@example.com", HIDDEN), NOT_SHOWN, "“…” bad")
+    assert shown == (("who@example.com", HIDDEN), "'soon'", "“soon” bad")
+    assert repr(hidden[0]) == "('who@example.com', (hidden))"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..archive.codec import BadValue
@@ -27,7 +27,7 @@ def bad_value_error(
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     cause = exc.cause
     if sensitive(mapping.backup_label, [exc.column]):
-        shown = "a value (not shown: DBTOOLS['SENSITIVE_FIELDS'] lists the column)"
+        shown = NOT_SHOWN
         cause = cause.replace(str(exc.value), "…") if str(exc.value) else cause
     return RestoreError(
         f"{plan.path.name}: table {mapping.backup_label}, row {number:,}"
@@ -67,6 +67,27 @@ def shown_pk(pk: Any, pk_names: list[str], hidden: Iterable[str]) -> Any:
     if len(pk_names) == 1:
         return HIDDEN if pk_names[0] in hidden else pk
     return tuple(HIDDEN if n in hidden else p for n, p in zip(pk_names, pk, strict=True))
+
+
+NOT_SHOWN = "a value (not shown: DBTOOLS['SENSITIVE_FIELDS'] lists the column)"
+
+
+def shown_in_error(
+    label: str,
+    row: dict[str, Any],
+    pk_names: list[str],
+    name: str,
+    value: Any,
+    message: str = "",
+    show: Callable[[Any], str] = repr,
+) -> tuple[Any, str, str]:
+    """The row's primary key, `value` (of field `name`) and a `message` that may
+    quote it, as an error shows them: what DBTOOLS['SENSITIVE_FIELDS'] lists is not."""
+    hidden = sensitive(label, [*pk_names, name])
+    pk = shown_pk(row_pk({n: row.get(n) for n in pk_names}, pk_names), pk_names, hidden)
+    if name not in hidden:
+        return pk, show(value), message
+    return pk, NOT_SHOWN, message.replace(str(value), "…") if str(value) else message
 
 
 def row_pk(row: dict[str, Any], pk_names: list[str]) -> Any:
