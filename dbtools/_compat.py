@@ -107,3 +107,14 @@ def migrate_plan_keys(using: str, args: list[str]) -> list[tuple[str, str]]:
             app, _dot, name = line.partition(".")
             keys.append((app, name))
     return keys
+
+
+def json_null() -> Any:
+    """What a JSONField's exact lookup takes to match JSON null: JSONNull() from
+    Django 6.1, which deprecates None for it; None before. Pinned by
+    tests/test_restore_overwrite.py::test_sql_null_and_json_null_are_told_apart."""
+    try:
+        from django.db.models import JSONNull  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # Django 5.2
+        return None
+    return JSONNull()

@@ -125,7 +125,10 @@ DBTOOLS = {
 }
 if os.environ.get("DBTOOLS_S3_BUCKET"):  # a subprocess of the S3 tests (config/settings.py)
     DBTOOLS["STORAGE"] = "backups"
-SILENCED_SYSTEM_CHECKS = ["models.W038"]  # deferrable unique: PostgreSQL only
+SILENCED_SYSTEM_CHECKS = [
+    "models.W038",  # deferrable unique: PostgreSQL only
+    "mysql.W003",  # difflab.Link: MariaDB keeps a long unique value as a hash
+]
 
 # A manage.py subprocess of tests/test_interrupts.py, to be paused at a phase.
 if os.environ.get("DBTOOLS_TEST_PAUSE_AT"):

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from io import StringIO
 from pathlib import Path
 
 import jsonschema
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from dbtools import diff_database
 from dbtools.backup import backup_database
 from dbtools.conf import settings_problems
-from dbtools.diff.compare import key_reader, merge_join
-from dbtools.diff.report import DiffError, cut
+from dbtools.diff import flow
+from dbtools.diff.compare import Pairing, compare_table, key_reader, merge_join
+from dbtools.diff.report import DiffError, TableDiff, cut
 from dbtools.restore import prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
@@ -230,4 +233,87 @@ def test_error_for_sensitive_fields_that_are_not_a_list(settings):
     assert settings_problems() == [
         "DBTOOLS['SENSITIVE_FIELDS'] must be a list of field names or app_label.Model.field "
         "labels whose values are never shown, such as ['password'], not 'password'."
+    ]
+
+
+def test_error_for_an_unexpected_failure_is_one_line_and_exits_2(alias, backup_dir, monkeypatch):
+    seed_shop(20, using=alias)
+    backup_database(using=alias)
+
+    def fail(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(flow, "compare_table", fail)
+    with pytest.raises(CommandError) as raised:
+        call_command("diffdb", "--database", alias)
+    assert raised.value.returncode == 2
+    assert str(raised.value) == (
+        "The diff could not be made (OperationalError: database or disk is full). Nothing was "
+        "changed: diffdb only reads."
+    )
+
+
+def test_json_values_differ_by_type_too(alias, backup_dir):
+    """true is not 1 and 1.0 is not 1 in JSON, though Python says they are equal."""
+    settings_rows = m.SiteSettings.objects.using(alias)
+    for key, value in [("flag", True), ("ratio", 1.0), ("same", 2)]:
+        settings_rows.create(key=key, value=value)
+    backup_database(using=alias, only=["shop.SiteSettings"])
+    settings_rows.filter(key__in=["flag", "ratio"]).update(value=1)
+
+    (table,) = diff_database(using=alias, only=["shop.SiteSettings"], rows=5).tables
+
+    assert (table.changed, table.same, table.columns) == (2, 1, {"value": 2})
+    assert [(e.key, e.changes) for e in table.examples] == [
+        (["flag"], {"value": (True, 1)}),
+        (["ratio"], {"value": (1.0, 1)}),
+    ]
+    out, status = diffdb("--database", alias, "--only", "shop.SiteSettings")
+    assert status == 1 and "shop.SiteSettings: 2 changed (value 2)" in out
+
+
+def test_floats_and_numbers_in_json_are_compared_as_the_codec_wrote_them():
+    key = [("id", "id")]
+    columns = [("f", "f"), ("j", "j"), ("n", "n")]
+    old = [b'{"id":1,"f":0.0,"j":{"a":[1,12345678901234567890123]},"n":"x"}']
+    new = [b'{"id":1,"f":-0.0,"j":{"a":[1,12345678901234567890124]},"n":"x"}']
+    diff = TableDiff("t.T")
+
+    compare_table(diff, old, new, Pairing(key, columns, exact=frozenset({"f", "j"})), 0)
+
+    assert (diff.changed, diff.columns) == (1, {"f": 1, "j": 1})
+    same = TableDiff("t.T")
+    compare_table(same, old, old, Pairing(key, columns, exact=frozenset({"f", "j"})), 0)
+    assert same.same == 1
+
+
+def test_a_sensitive_primary_key_is_hidden_in_the_rows_shown(alias, backup_dir, settings):
+    settings.DBTOOLS = {**settings.DBTOOLS, "SENSITIVE_FIELDS": ["shop.VerificationToken.token"]}
+    tokens = m.VerificationToken.objects.using(alias)
+    expires = timezone.now()
+    for i in range(3):
+        tokens.create(identifier=f"user{i}@example.com", token=f"secret-{i}", expires=expires)
+    backup_database(using=alias, only=["shop.VerificationToken"])
+    changed, deleted = tokens.order_by("identifier", "token")[:2]
+    tokens.filter(pk=changed.pk).update(expires=changed.expires.replace(year=2001))
+    tokens.filter(pk=deleted.pk).delete()
+    tokens.create(identifier="new@example.com", token="added-secret", expires=expires)
+
+    text, status = diffdb("--database", alias, "--only", "shop.VerificationToken", "--rows", "5")
+    document, _ = diffdb(
+        "--database", alias, "--only", "shop.VerificationToken", "--rows", "5", "--format", "json"
+    )
+
+    assert status == 1
+    for out in (text, document):
+        for secret in (changed.token, deleted.token, "added-secret"):
+            assert secret not in out
+    assert f'  ~ ("{changed.identifier}", (hidden)): expires: ' in text
+    assert f'  - deleted: ("{deleted.identifier}", (hidden))' in text
+    assert '  + added: ("new@example.com", (hidden))' in text
+    (table,) = json.loads(document)["tables"]
+    assert sorted(e["key"] for e in table["examples"]) == [
+        ["new@example.com", "(hidden)"],
+        [changed.identifier, "(hidden)"],
+        [deleted.identifier, "(hidden)"],
     ]

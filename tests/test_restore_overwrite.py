@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import connections, transaction
+from django.db.models import JSONField, Value
 from django.test.utils import CaptureQueriesContext
 
 from dbtools import diff_database
@@ -20,11 +21,14 @@ from dbtools.backup import backup_database
 from dbtools.exceptions import ConfigurationError, RestoreError
 from dbtools.graph import plan_tables
 from dbtools.restore import choose_mode, prepare_restore, restore_database, strategies
+from dbtools.restore.failures import HIDDEN, NOT_SHOWN, row_error, shown_in_error
 from dbtools.restore.loader import Loader
 from dbtools.restore.strategies import split_existing
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
+from tests.difflab.models import Link
+from tests.edgecases.models import JSONDocument
 from tests.helpers import comparable_tables, database_contents
 from tests.test_diffdb import run_script
 
@@ -354,3 +358,107 @@ def test_mariadb_reads_the_upserts_affected_rows_with_or_without_found_rows(alia
     assert backend.upserted_rows(7, 5) == 2
     monkeypatch.setattr(connection, "get_connection_params", lambda: {"client_flag": 0})
     assert backend.upserted_rows(4, 5) == 2
+
+
+def links(alias: str) -> list[tuple[object, ...]]:
+    return list(Link.objects.using(alias).order_by("pk").values_list("pk", "url", "title"))
+
+
+def test_error_for_a_long_unique_value_that_moved_to_another_row(alias, backup_dir, path):
+    """The backup's row 1 takes back url A, which row 3 holds now: the restore
+    fails on the clash, never updates row 3."""
+    one = Link.objects.using(alias).create(url="A", title="one")
+    Link.objects.using(alias).create(url="B", title="two")
+    backup = backup_database(using=alias, only=["difflab.Link"])
+    Link.objects.using(alias).filter(pk=one.pk).update(url="C")
+    Link.objects.using(alias).create(url="A", title="three")
+    before = links(alias)
+
+    with pytest.raises(RestoreError) as caught:
+        overwrite(alias, backup.path)
+
+    assert str(caught.value).startswith(
+        f"Restoring difflab.Link (table difflab_link) failed at the row with primary key {one.pk}: "
+    )
+    assert "Another row already holds that unique value under a different primary key" in str(
+        caught.value
+    )
+    assert links(alias) == before
+
+
+@backends("mariadb")
+def test_mariadb_upsert_never_lands_on_the_row_holding_a_long_unique_value(alias, backup_dir, path):
+    """At REPEATABLE READ, MariaDB's ON DUPLICATE KEY UPDATE matches a long
+    unique value (kept as a hash) before the primary key."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    try:
+        test_error_for_a_long_unique_value_that_moved_to_another_row(alias, backup_dir, path)
+    finally:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
+def test_a_change_of_case_only_is_written_and_counted(alias, backup_dir, path):
+    """Link.title ignores case on every backend (SQLite NOCASE, an ICU collation
+    on PostgreSQL, utf8mb4_general_ci on MariaDB): the backup's 'alice' still differs from 'Alice'."""
+    link = Link.objects.using(alias).create(url="A", title="alice")
+    Link.objects.using(alias).create(url="B", title="bob")
+    backup = backup_database(using=alias, only=["difflab.Link"])
+    Link.objects.using(alias).filter(pk=link.pk).update(title="Alice")
+
+    result = overwrite(alias, backup.path)
+
+    assert Link.objects.using(alias).get(pk=link.pk).title == "alice"
+    (receipt,) = result.tables
+    assert (receipt.inserted, receipt.updated, receipt.unchanged) == (0, 1, 1)
+
+
+def test_error_for_a_row_whose_primary_key_is_sensitive_hides_it(alias, settings):
+    settings.DBTOOLS = {**settings.DBTOOLS, "SENSITIVE_FIELDS": ["shop.VerificationToken.token"]}
+    table = next(t for t in plan_tables(alias).tables if t.label == "shop.VerificationToken")
+    row = {"identifier": "who@example.com", "token": "s3cret-token", "expires": None}
+
+    error = row_error(table, ("who@example.com", "s3cret-token"), ValueError("bad"), row)
+
+    assert "s3cret-token" not in str(error)
+    assert str(error).startswith(
+        "Restoring shop.VerificationToken (table shop_verificationtoken) failed at the row with "
+        "primary key ('who@example.com', (hidden)): bad."
+    )
+
+
+def test_sql_null_and_json_null_are_told_apart(alias, backup_dir, path):
+    """A JSONField's SQL NULL and JSON null are different values: each swap is
+    written back and counted."""
+    documents = JSONDocument.objects.using(alias)
+    sql_null = documents.create(required={"a": 1}, optional=None)
+    json_null = documents.create(required={"a": 2}, optional=Value(None, JSONField()))
+    documents.create(required={"a": 3}, optional=[1])
+    backup = backup_database(using=alias, only=["edgecases.JSONDocument"])
+    documents.filter(pk=sql_null.pk).update(optional=Value(None, JSONField()))
+    documents.filter(pk=json_null.pk).update(optional=None)
+
+    (receipt,) = overwrite(alias, backup.path).tables
+
+    assert (receipt.inserted, receipt.updated, receipt.unchanged) == (0, 2, 1)
+    # JSON null reads as None too: only SQL NULL is IS NULL.
+    assert list(documents.filter(optional__isnull=True).values_list("pk", flat=True)) == [
+        sql_null.pk
+    ]
+    assert documents.get(pk=json_null.pk).optional is None
+
+
+def test_error_values_and_keys_of_sensitive_fields_are_not_shown(settings):
+    settings.DBTOOLS = {"SENSITIVE_FIELDS": ["shop.VerificationToken.token"]}
+    row = {"identifier": "who@example.com", "token": "t0k3n", "expires": "soon"}
+    pk_names = ["identifier", "token"]
+
+    hidden = shown_in_error(
+        "shop.VerificationToken", row, pk_names, "token", "t0k3n", "“t0k3n” bad"
+    )
+    shown = shown_in_error("shop.VerificationToken", row, pk_names, "expires", "soon", "“soon” bad")
+
+    assert hidden == (("who@example.com", HIDDEN), NOT_SHOWN, "“…” bad")
+    assert shown == (("who@example.com", HIDDEN), "'soon'", "“soon” bad")
+    assert repr(hidden[0]) == "('who@example.com', (hidden))"

@@ -260,3 +260,20 @@ def test_error_for_a_bound_that_is_not_a_whole_number(settings, value):
         f"DBTOOLS['MIGRATE_DIFF_MAX_ROWS'] must be a whole number of rows, 0 or more, "
         f"not {value!r}."
     ]
+
+
+def test_an_unexpected_error_in_the_diff_is_one_line_and_the_question_still_comes(
+    alias, difflab, backup_dir, monkeypatch
+):
+    def fail(*args, **kwargs):
+        raise ValueError("Number is too large:\n 1e400")
+
+    monkeypatch.setattr(changes, "diff_database", fail)
+    call_command("migrate", "difflab", "0002", database=alias, verbosity=0)
+    add_items(alias)
+    console = run_flow(alias, "0003", answers=[False])
+    assert between_migrated_and_question(console, "difflab.0003_code") == [
+        ("warning", "Could not compare with the backup, so no summary (ValueError: Number is too "
+                    "large: 1e400)."),
+    ]  # fmt: skip
+    assert ("ask", QUESTION) in console.lines

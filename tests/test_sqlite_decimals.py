@@ -186,3 +186,13 @@ def test_a_decimal_its_field_cannot_hold_names_its_row(alias, backup_dir, stored
         backup_database(using=alias)
     assert not list(backup_dir.glob("*.json"))
     assert not backup_dir.exists() or not any(backup_dir.iterdir())  # no hidden part or spool
+
+
+@backends("sqlite")
+def test_a_decimal_its_field_cannot_hold_is_not_quoted_when_sensitive(alias, backup_dir, settings):
+    settings.DBTOOLS = {**settings.DBTOOLS, "SENSITIVE_FIELDS": ["shop.Product.price"]}
+    set_price(alias, new_product(alias, "p"), "s3cret")
+    with pytest.raises(BackupError) as caught:
+        backup_database(using=alias)
+    assert "s3cret" not in str(caught.value)
+    assert ": price holds '…', which is not a number its DecimalField" in str(caught.value)

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import functions
 
 from ..archive.codec import AnyField
 from ..graph import Table
@@ -55,6 +56,8 @@ class DatabaseBackend:
     # between the two would turn its upsert into an insert that rewrites the
     # row holding its other unique value, so the keys read are locked.
     locks_keys_read = False
+    # The collation that compares text by code point (differs_sql, exact_text).
+    binary_collation = "C"
 
     # Migrations ----------------------------------------------------------------
     # sqlglot's name for the SQL dialect, to parse RunSQL (migrate/checks/sql.py).
@@ -188,9 +191,16 @@ class DatabaseBackend:
 
     def differs_sql(self, db_table: str, column: str) -> str:
         """The table's value of `column` is not the one the upsert brings, two NULLs
-        being the same."""
+        being the same. Where a column's collation can ignore case, a backend
+        compares under binary_collation: a change of case only is a change."""
         quote = self.connection.ops.quote_name
         return f"{quote(db_table)}.{quote(column)} IS DISTINCT FROM EXCLUDED.{quote(column)}"
+
+    def exact_text(self, expression: Any) -> Any:
+        """A text column's value as the portable --overwrite compares it: by
+        code point, whatever the column's collation, so that 'Alice' is not
+        taken for the backup's 'alice' (restore/overwrite.py)."""
+        return functions.Collate(expression, self.binary_collation)
 
     def upserted_rows(self, rowcount: int, rows: int) -> int:
         """The rows that changed, of `rows` whose primary key the table holds, sent

@@ -8,6 +8,8 @@ import contextlib
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
+from django.db.models import CharField, Func
+
 from .._compat import mysql_sql_mode_seen
 from ..graph import Table
 from . import mysql_reads
@@ -56,10 +58,24 @@ class MySQLBackend(DatabaseBackend):
         (the others go in by a plain INSERT, so that a clash on another unique
         value fails instead of updating the row that holds it). The driver's
         executemany sends one multi-row INSERT, where an UPDATE per row would
-        be a round trip each."""
+        be a round trip each.
+
+        The primary key is set first, to the backup's: MariaDB may match a
+        long unique value (kept as a hash) before the primary key, and the
+        row it found then takes a key another row holds, which fails the
+        statement instead of writing the backup's values into it."""
         quote = self.connection.ops.quote_name
-        sets = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in update_columns or pk_columns)
+        sets = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in [*pk_columns, *update_columns])
         return f"{values_insert_sql(quote, db_table, columns)} ON DUPLICATE KEY UPDATE {sets}"
+
+    def exact_text(self, expression: Any) -> Any:
+        """Converted first: a utf8mb4 collation does not apply to a column of
+        another character set."""
+        return Func(
+            expression,
+            template="CONVERT(%(expressions)s USING utf8mb4) COLLATE utf8mb4_bin",
+            output_field=CharField(),
+        )
 
     def upserted_rows(self, rowcount: int, rows: int) -> int:
         """ON DUPLICATE KEY UPDATE counts a row it changes twice and one it leaves as

@@ -11,6 +11,7 @@ from collections.abc import Generator
 from typing import Any
 
 from django.db import models
+from django.db.models import functions
 
 from ..archive.codec import AnyField
 from ..graph import Table
@@ -66,12 +67,18 @@ class PostgreSQLBackend(DatabaseBackend):
     def differs_sql(self, db_table: str, column: str) -> str:
         """Compared as text: a column type without an equality operator (json,
         xml, point) would fail the statement, and the text is what the table
-        stores either way."""
+        stores either way. The cast keeps a text column's collation, which may
+        ignore case (a non-deterministic ICU one): "C" compares code points."""
         quote = self.connection.ops.quote_name
         return (
-            f"{quote(db_table)}.{quote(column)}::text "
-            f"IS DISTINCT FROM EXCLUDED.{quote(column)}::text"
+            f"{quote(db_table)}.{quote(column)}::text IS DISTINCT FROM "
+            f"EXCLUDED.{quote(column)}::text COLLATE {quote(self.binary_collation)}"
         )
+
+    def exact_text(self, expression: Any) -> Any:
+        """Cast to text first, as in differs_sql: citext's own = ignores case
+        under any collation."""
+        return super().exact_text(functions.Cast(expression, models.TextField()))
 
     def begin_snapshot(self) -> None:
         with self.connection.cursor() as cursor:

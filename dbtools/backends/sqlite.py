@@ -19,13 +19,17 @@ class SQLiteBackend(DatabaseBackend):
     reads_values_as_text = True
     upserts_on_conflict = True
     stores_decimals_inexactly = True
+    binary_collation = "BINARY"
 
     def database_name(self, name: str) -> str:
         return Path(name).name
 
     def differs_sql(self, db_table: str, column: str) -> str:
         quote = self.connection.ops.quote_name
-        return f"{quote(db_table)}.{quote(column)} IS NOT excluded.{quote(column)}"
+        return (
+            f"{quote(db_table)}.{quote(column)} IS NOT "
+            f"excluded.{quote(column)} COLLATE {quote(self.binary_collation)}"
+        )
 
     def stored_datetime_parser(self) -> Callable[[str], Any]:
         from django.utils.dateparse import parse_datetime

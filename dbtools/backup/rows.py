@@ -13,8 +13,10 @@ from django.db.models.functions import Cast
 
 from ..archive.codec import JSON_NULL_KEY, encoder_for, is_json_null, kind_of
 from ..backends import backend_for
+from ..conf import sensitive
 from ..exceptions import BackupError
 from ..graph import Table
+from ..restore.failures import row_pk, shown_pk
 from ..restore.text_reads import UnreadableValue, raw_readers, text_readers
 
 BATCH_ROWS = 5_000
@@ -188,14 +190,19 @@ def python_batches(
 
 
 def unwritable_row(table: Table, row: tuple[Any, ...], exc: Exception) -> BackupError:
-    pk = [row[table.fields.index(f)] for f in table.pk_fields]
+    values = {f.name: value for f, value in zip(table.fields, row, strict=True)}
+    pk_names = [f.name for f in table.pk_fields]
+    hidden = sensitive(table.label, values)
+    pk = shown_pk(row_pk(values, pk_names), pk_names, hidden)
     cause = (
         str(exc)
         if isinstance(exc, UnreadableValue)
         else f"a value cannot be written as JSON ({exc})"
     )
+    for name in hidden:
+        if values[name] is not None and str(values[name]):
+            cause = cause.replace(str(values[name]), "…")
     return BackupError(
-        f"Table {table.label} ({table.db_table}), row with primary key "
-        f"{pk[0] if len(pk) == 1 else tuple(pk)!r}: {cause}. "
+        f"Table {table.label} ({table.db_table}), row with primary key {pk!r}: {cause}. "
         f"Fix the value or leave the table out with --exclude {table.label}."
     )

@@ -10,6 +10,7 @@ bounded, disk holds the rows for as long as the table takes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -49,10 +50,40 @@ class Pairing:
     columns: list[tuple[str, str]]
     hidden: frozenset[str] = frozenset()  # new names whose values are never shown
     ordered: bool = True  # both sides come in an order Python's comparison agrees with
+    # New names whose values Python's == can take for equal when the text
+    # differs (exactly_compared): compared as the codec wrote them.
+    exact: frozenset[str] = frozenset()
+
+    @property
+    def hidden_key(self) -> list[bool]:
+        """Per part of the key, whether its values are never shown."""
+        return [new in self.hidden for new, _old in self.key]
 
     @property
     def same_names(self) -> bool:
         return all(new == old for new, old in self.columns)
+
+
+# Kinds whose values, parsed, compare equal though their text differs: JSON's
+# true and 1, 1.0 and 1, integers past a float's precision; a float's -0.0 and
+# 0.0; "raw" (an unknown type) may hold any of them.
+LOOSE_KINDS = {"json", "float", "raw"}
+LINE = "$line"
+
+
+def exactly_compared(kinds: dict[str, str]) -> frozenset[str]:
+    """Of {name: kind}, the columns to compare as the codec wrote them."""
+    return frozenset(n for n, kind in kinds.items() if kind.removeprefix("array:") in LOOSE_KINDS)
+
+
+def tagged(line: Line) -> Row:
+    """A row line parsed with each number kept as its text and its type, so
+    that true, 1 and 1.0 (and -0.0 and 0.0) are all different (a tuple is
+    never equal to a parsed array, a list)."""
+    row: Row = json.loads(
+        line, parse_int=lambda text: (int, text), parse_float=lambda text: (float, text)
+    )
+    return row
 
 
 def value_of(row: Row, name: str) -> Any:
@@ -72,8 +103,10 @@ def merge_join(
     new: Iterator[Row],
     old_key: Callable[[Row], Any],
     new_key: Callable[[Row], Any],
+    hide_keys: bool = False,
 ) -> Iterator[tuple[Row | None, Row | None]]:
-    """(old row, new row) pairs in key order; None where a side has no such key."""
+    """(old row, new row) pairs in key order; None where a side has no such key.
+    `hide_keys`: an error does not quote them (a sensitive field is part of them)."""
     o, n = next(old, None), next(new, None)
     ok: Any
     nk: Any
@@ -84,34 +117,42 @@ def merge_join(
             yield o, None
             o, previous = next(old, None), ok
             ok = old_key(o) if o is not None else None
-            in_order(previous, ok)
+            in_order(previous, ok, hide_keys)
         elif o is None or nk < ok:
             yield None, n
             n, previous = next(new, None), nk
             nk = new_key(n) if n is not None else None
-            in_order(previous, nk)
+            in_order(previous, nk, hide_keys)
         else:
             yield o, n
             o, n, old_previous, new_previous = next(old, None), next(new, None), ok, nk
             ok = old_key(o) if o is not None else None
             nk = new_key(n) if n is not None else None
-            in_order(old_previous, ok)
-            in_order(new_previous, nk)
+            in_order(old_previous, ok, hide_keys)
+            in_order(new_previous, nk, hide_keys)
 
 
-def in_order(previous: Any, current: Any) -> None:
+def in_order(previous: Any, current: Any, hide_keys: bool = False) -> None:
     if current is not None and not previous < current:
+        keys = (
+            "the keys are not shown: DBTOOLS['SENSITIVE_FIELDS'] lists a part of them"
+            if hide_keys
+            else f"key {current!r} after {previous!r}"
+        )
         raise DiffError(
-            f"Rows are not in primary-key order (key {current!r} after {previous!r}), "
+            f"Rows are not in primary-key order ({keys}), "
             f"or a key appears twice: the backup was edited, or the table has no usable primary "
             f"key. Leave the table out with --exclude."
         )
 
 
-def parsed(lines: Iterable[Line]) -> Iterator[Row]:
+def parsed(lines: Iterable[Line], keep_line: bool = False) -> Iterator[Row]:
     loads = orjson.loads
     for line in lines:
-        yield loads(line)
+        row = loads(line)
+        if keep_line:
+            row[LINE] = line
+        yield row
 
 
 def spill_folder() -> AbstractContextManager[Path]:
@@ -145,6 +186,7 @@ def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row
         for text, raw in db.execute("SELECT k, line FROM r ORDER BY k"):
             row = orjson.loads(raw)
             row["$diff_key"] = text
+            row[LINE] = raw
             yield row
     finally:
         db.close()
@@ -161,8 +203,13 @@ def compare_table(
     old_names = [old for _new, old in pairing.key]
     new_names = [new for new, _old in pairing.key]
     if pairing.ordered:
+        keep = bool(pairing.exact)
         pairs = merge_join(
-            parsed(old_lines), parsed(new_lines), key_reader(old_names), key_reader(new_names)
+            parsed(old_lines, keep),
+            parsed(new_lines, keep),
+            key_reader(old_names),
+            key_reader(new_names),
+            any(pairing.hidden_key),
         )
         count_pairs(diff, pairs, pairing, examples, old_names)
         return
@@ -189,9 +236,11 @@ def count_pairs(
     new_names = [new for new, _old in pairing.key]
     for old, new in pairs:
         if new is None or old is None:
-            one_side(diff, old, new, old_names, new_names, examples)
+            one_side(diff, old, new, (old_names, new_names, pairing.hidden_key), examples)
             continue
         changed = [] if whole_rows and old == new else changed_columns(old, new, pairing)
+        if pairing.exact and old[LINE] != new[LINE]:
+            changed = exactly_changed(old, new, pairing, changed)
         if not changed:
             diff.same += 1
             continue
@@ -200,7 +249,8 @@ def count_pairs(
             counts[new_name] += 1
         if len(diff.examples) < examples:
             shown = example_changes(old, new, changed, pairing)
-            diff.examples.append(RowExample("changed", key_of(new, new_names), shown))
+            key = key_of(new, new_names, pairing.hidden_key)
+            diff.examples.append(RowExample("changed", key, shown))
     diff.columns = {name: n for name, n in counts.items() if n}
 
 
@@ -208,18 +258,19 @@ def one_side(
     diff: TableDiff,
     old: Row | None,
     new: Row | None,
-    old_names: list[str],
-    new_names: list[str],
+    keys: tuple[list[str], list[str], list[bool]],
     examples: int,
 ) -> None:
-    """A row only in the backup (deleted since) or only on the new side (added)."""
+    """A row only in the backup (deleted since) or only on the new side (added);
+    `keys`: the key's old names, new names and which parts are hidden."""
+    old_names, new_names, hidden = keys
     if new is None:
         assert old is not None
         diff.only_in_backup += 1
-        example = RowExample("only_in_backup", key_of(old, old_names))
+        example = RowExample("only_in_backup", key_of(old, old_names, hidden))
     else:
         diff.only_in_database += 1
-        example = RowExample("only_in_database", key_of(new, new_names))
+        example = RowExample("only_in_database", key_of(new, new_names, hidden))
     if len(diff.examples) < examples:
         diff.examples.append(example)
 
@@ -232,8 +283,27 @@ def changed_columns(old: Row, new: Row, pairing: Pairing) -> list[tuple[str, str
     ]
 
 
-def key_of(row: Row, names: list[str]) -> list[Any]:
-    return [row.get(name) for name in names]
+def exactly_changed(
+    old: Row, new: Row, pairing: Pairing, changed: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """`changed`, and the columns of pairing.exact whose text differs though
+    their parsed values are equal: the lines are parsed again (tagged), which
+    only rows whose lines differ pay for."""
+    old_exact, new_exact = tagged(old[LINE]), tagged(new[LINE])
+    return [
+        (new_name, old_name)
+        for new_name, old_name in pairing.columns
+        if (new_name, old_name) in changed
+        or (
+            new_name in pairing.exact
+            and value_of(old_exact, old_name) != value_of(new_exact, new_name)
+        )
+    ]
+
+
+def key_of(row: Row, names: list[str], hidden: Iterable[bool]) -> list[Any]:
+    """The row's key as shown: a part DBTOOLS['SENSITIVE_FIELDS'] lists as HIDDEN."""
+    return [HIDDEN if hide else row.get(name) for name, hide in zip(names, hidden, strict=True)]
 
 
 def example_changes(

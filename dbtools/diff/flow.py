@@ -23,7 +23,7 @@ from ..restore.mapping import TableMapping, current_table_label, map_columns
 from ..restore.since_backup import migration_renames
 from ..storage import BackupRef
 from ..storage.catalog import resolve_backup
-from .compare import Line, Pairing, compare_table
+from .compare import Line, Pairing, compare_table, exactly_compared
 from .report import DiffResult, TableDiff
 
 
@@ -92,6 +92,7 @@ def pair_with_table(
         columns=list(same_kind.items()),
         hidden=sensitive(table.label, (f.name for f in table.fields)),
         ordered=all(kind_of(f) == "int" for f in table.pk_fields),
+        exact=exactly_compared({new: kinds[old] for new, old in same_kind.items()}),
     )
 
 
@@ -211,6 +212,7 @@ def pair_by_name(old: dict[str, Any], new: dict[str, Any], diff: TableDiff) -> P
         columns=[(name, name) for name in same],
         hidden=sensitive(diff.label, new_kinds),
         ordered=all(new_kinds[name] == "int" for name in key),
+        exact=exactly_compared({name: new_kinds[name] for name in same}),
     )
 
 

@@ -6,9 +6,9 @@ The diff maps the backup onto today's schema as a restore does, so a column
 the migration added, removed or renamed is one schema change, not every row
 changed. It is a help to the answer, never a condition for it: a backup, or
 the database's rows of the tables it covers, above
-DBTOOLS['MIGRATE_DIFF_MAX_ROWS'] is not compared, and a diff that fails says
-so in one line; either way the question (or, when a restore would be
-refused, the refusal) comes next.
+DBTOOLS['MIGRATE_DIFF_MAX_ROWS'] is not compared, and a diff that fails, for
+whatever reason, says so in one line; either way the question (or, when a
+restore would be refused, the refusal) comes next.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ def changes_since_backup(
         result = diff_database(backup.path, using=using)
     except (DbtoolsError, DatabaseError, OSError) as exc:
         return [(f"Could not compare with the backup, so no summary: {one_line(exc)}", "warning")]
+    except Exception as exc:  # the summary is a help: an unforeseen failure must not end the run
+        return [(
+            f"Could not compare with the backup, so no summary ({type(exc).__name__}: "
+            f"{one_line(exc)}).",
+            "warning",
+        )]  # fmt: skip
     if not result.differs:
         return [
             (f"Compared with the backup {name}: no difference in {len(result.tables)} tables.", "")

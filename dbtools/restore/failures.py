@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..archive.codec import BadValue
@@ -21,12 +21,13 @@ def bad_value_error(
 ) -> RestoreError:
     kind = next((c["kind"] for c in mapping.columns if c["name"] == exc.column), "?")
     pk_names = [f.name for f in mapping.table.pk_fields] if mapping.table else []
-    pk = [row.get(name) for name in pk_names]
+    hidden = sensitive(mapping.backup_label, pk_names)
+    pk = [HIDDEN if name in hidden else row.get(name) for name in pk_names]
     shown = repr(exc.value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     cause = exc.cause
     if sensitive(mapping.backup_label, [exc.column]):
-        shown = "a value (not shown: DBTOOLS['SENSITIVE_FIELDS'] lists the column)"
+        shown = NOT_SHOWN
         cause = cause.replace(str(exc.value), "…") if str(exc.value) else cause
     return RestoreError(
         f"{plan.path.name}: table {mapping.backup_label}, row {number:,}"
@@ -45,6 +46,48 @@ def changed_under_us(plan: RestorePlan) -> RestoreError:
         rolled_back=True,
         fix="Run the restore again.",
     )
+
+
+class _Hidden:
+    """A part of a primary key that DBTOOLS['SENSITIVE_FIELDS'] lists, as an error shows it."""
+
+    def __repr__(self) -> str:
+        return "(hidden)"
+
+
+HIDDEN = _Hidden()
+
+
+def shown_pk(pk: Any, pk_names: list[str], hidden: Iterable[str]) -> Any:
+    """`pk` (row_pk's value or tuple, for `pk_names`; or None) with its parts in
+    `hidden` as HIDDEN."""
+    hidden = set(hidden)
+    if pk is None:
+        return None
+    if len(pk_names) == 1:
+        return HIDDEN if pk_names[0] in hidden else pk
+    return tuple(HIDDEN if n in hidden else p for n, p in zip(pk_names, pk, strict=True))
+
+
+NOT_SHOWN = "a value (not shown: DBTOOLS['SENSITIVE_FIELDS'] lists the column)"
+
+
+def shown_in_error(
+    label: str,
+    row: dict[str, Any],
+    pk_names: list[str],
+    name: str,
+    value: Any,
+    message: str = "",
+    show: Callable[[Any], str] = repr,
+) -> tuple[Any, str, str]:
+    """The row's primary key, `value` (of field `name`) and a `message` that may
+    quote it, as an error shows them: what DBTOOLS['SENSITIVE_FIELDS'] lists is not."""
+    hidden = sensitive(label, [*pk_names, name])
+    pk = shown_pk(row_pk({n: row.get(n) for n in pk_names}, pk_names), pk_names, hidden)
+    if name not in hidden:
+        return pk, show(value), message
+    return pk, NOT_SHOWN, message.replace(str(value), "…") if str(value) else message
 
 
 def row_pk(row: dict[str, Any], pk_names: list[str]) -> Any:
@@ -113,6 +156,7 @@ def row_error(
 ) -> RestoreError:
     hidden = hidden_fields(table)
     cause = database_cause(exc, bool(hidden), [(row or {}).get(name) for name in hidden])
+    pk = shown_pk(pk, [str(f.attname) for f in table.pk_fields], hidden)
     lowered = cause.lower()
     if "nul (0x00)" in lowered:
         hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."

@@ -14,6 +14,7 @@ from ..archive.codec import AnyField, kind_of, row_decoder
 from ..archive.row_parsing import row_parser
 from ..graph import Table
 from ..storage import BackupFile
+from .failures import shown_in_error
 
 
 @dataclass
@@ -231,11 +232,14 @@ def conversion_problem(
             model_field.to_python(value)
     except (ValidationError, TypeError, ValueError) as exc:
         message = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
-        pk = [row.get(f.name) for f in table.pk_fields]
+        pk_names = [f.name for f in table.pk_fields]
+        pk, shown, message = shown_in_error(
+            table.label, row, pk_names, model_field.name, value, message
+        )
         return (
             f"{table.label}.{model_field.name} was {conversion.kinds[column]} in the backup "
-            f"and is {kind_of(model_field)} now; the value {value!r} (row with primary "
-            f"key {pk[0] if len(pk) == 1 else tuple(pk)!r}) does not convert ({message}). "
+            f"and is {kind_of(model_field)} now; the value {shown} (row with primary "
+            f"key {pk!r}) does not convert ({message}). "
             f"Restore with --replay (the migration's own conversion), or convert the "
             f"values before restoring."
         )

@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db import connections, models, transaction
+from django.db.models import F, Q, QuerySet
 
+from .._compat import json_null
 from ..archive.codec import AnyField, JSONText
 from ..archive.format import partial_kind
 from ..backends import backend_for
@@ -141,23 +142,45 @@ def update_rows(
         return 0
     pk_names = [f.attname for f in table.pk_fields]
     queryset: QuerySet[Any] = QuerySet(model=table.model, using=using)
+    exact = backend_for(connections[using]).exact_text
     return sum(
-        queryset.filter(pk=row_pk(row, pk_names))
-        .exclude(same_values(updating, row))
-        .update(**{f.attname: row[f.attname] for f in updating})
+        differing(queryset.filter(pk=row_pk(row, pk_names)), updating, row, exact).update(
+            **{f.attname: row[f.attname] for f in updating}
+        )
         for row in rows
     )
 
 
-def same_values(fields: list[AnyField], row: dict[str, Any]) -> Q:
-    """The table's row holds `row`'s values of `fields` (a NULL matching None)."""
-    return Q(**{f.attname: filter_value(row[f.attname]) for f in fields})
+def differing(
+    queryset: QuerySet[Any], fields: list[AnyField], row: dict[str, Any], exact: Any
+) -> QuerySet[Any]:
+    """The rows of `queryset` whose values of `fields` are not `row`'s. SQL NULL
+    matches None only (a JSONField's None filter would match JSON null); text
+    is compared by code point, whatever the column's collation (`exact`, the
+    backend's exact_text), so that a change of case only is a change."""
+    same = Q()
+    compared: dict[str, Any] = {}
+    for field in fields:
+        name, value = field.attname, row[field.attname]
+        if value is None:
+            same &= Q(**{f"{name}__isnull": True})
+            continue
+        if isinstance(field, models.CharField | models.TextField):
+            compared[f"dbtools_exact_{name}"] = exact(F(name))
+            name = f"dbtools_exact_{name}"
+        # NOT (a = b) is NULL, not true, where the column is NULL.
+        same &= Q(**{name: filter_value(value), f"{field.attname}__isnull": False})
+    rows: QuerySet[Any] = queryset.alias(**compared).exclude(same)
+    return rows
 
 
 def filter_value(value: Any) -> Any:
     """`value` as a filter compares it: a JSONText (which compiles to a
     placeholder, not a lookup's right-hand side) as the value it holds."""
-    return orjson.loads(value.text) if type(value) is JSONText else value
+    if type(value) is not JSONText:
+        return value
+    parsed = orjson.loads(value.text)
+    return json_null() if parsed is None else parsed
 
 
 # The dry run's preview ------------------------------------------------------------

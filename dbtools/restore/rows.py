@@ -15,7 +15,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ..archive.codec import AnyField, BadValue, JSONText, kind_of
 from ..backends import backend_for
 from ..exceptions import RestoreError
-from .failures import bad_value_error, row_pk
+from .failures import bad_value_error, shown_in_error
 from .plan import RestorePlan, TableMapping
 
 BATCH_ROWS = 1_000
@@ -190,11 +190,13 @@ class RowPipeline:
                     value = value.parsed()
                 return model_field.to_python(value)
             except (ValidationError, TypeError, ValueError) as exc:
-                pk = row_pk(row, pk_names)
                 message = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
+                pk, shown, message = shown_in_error(
+                    label, row, pk_names, model_field.name, value, message
+                )
                 raise RestoreError(
                     f"{label}, row with primary key {pk!r}: column {model_field.name} was {was} in the backup "
-                    f"and is {kind_of(model_field)} now, and {value!r} does not convert ({message}). "
+                    f"and is {kind_of(model_field)} now, and {shown} does not convert ({message}). "
                     f"Restore into the schema the backup came from, or convert the column in a migration "
                     f"after restoring;",
                     changed=False,
@@ -212,8 +214,11 @@ class RowPipeline:
                 value.is_finite()
                 and len(value.normalize().as_tuple().digits) > SQLITE_DECIMAL_DIGITS
             ):
+                pk, shown, _ = shown_in_error(
+                    label, row, pk_names, model_field.name, value, show=str
+                )
                 raise RestoreError(
-                    f"{label}, row with primary key {row_pk(row, pk_names)!r}: {model_field.name} = {value} has "
+                    f"{label}, row with primary key {pk!r}: {model_field.name} = {shown} has "
                     f"more than {SQLITE_DECIMAL_DIGITS} significant digits, which SQLite cannot store exactly "
                     f"(it keeps decimals as floating point). Restore into PostgreSQL or MariaDB;",
                     changed=False,

@@ -6,3 +6,12 @@ class Item(models.Model):
     price = models.IntegerField()
     stock = models.IntegerField()
     code = models.CharField(max_length=10, default="")  # 0003
+
+
+class Link(models.Model):
+    # Past 768 utf8mb4 characters MariaDB keeps the unique value as a hash (a
+    # long unique), which ON DUPLICATE KEY UPDATE may match before the key.
+    url = models.CharField(max_length=1000, unique=True)
+    # Compared without case on every backend (0004): SQLite NOCASE, a
+    # non-deterministic ICU collation on PostgreSQL, utf8mb4_general_ci on MariaDB.
+    title = models.CharField(max_length=50)

@@ -43,6 +43,9 @@ class DbtoolsCommand(BaseCommand):
     interrupted = UNCHANGED
     # The exit status of an expected failure; diffdb, like diff(1), keeps 1 for "they differ".
     error_status = 1
+    # Set where an unexpected error, too, must end in one line and error_status,
+    # not a traceback and exit status 1 (diffdb): "… could not be made".
+    unexpected_failure = ""
 
     def get_version(self) -> str:
         return dbtools.__version__
@@ -69,6 +72,16 @@ class DbtoolsCommand(BaseCommand):
             raise CommandError(str(exc), returncode=self.error_status) from exc
         except DatabaseError as exc:
             raise CommandError(database_error(exc), returncode=self.error_status) from exc
+        except CommandError:
+            raise
+        except Exception as exc:
+            if not self.unexpected_failure:
+                raise
+            cause = " ".join(str(exc).split())
+            raise CommandError(
+                f"{self.unexpected_failure} ({type(exc).__name__}: {cause}). {self.interrupted}",
+                returncode=self.error_status,
+            ) from exc
         except KeyboardInterrupt as exc:
             if not from_shell:
                 raise

@@ -18,6 +18,7 @@ class Command(DbtoolsCommand):
     interrupted = "Nothing was changed: diffdb only reads."
     # As diff(1): 0 the same, 1 a difference, 2 the diff could not be made.
     error_status = 2
+    unexpected_failure = "The diff could not be made"
     help = (
         "Show what changed between a backup and the database (or, with --against, another "
         "backup): per table the rows deleted, added and changed, and which columns changed. "
