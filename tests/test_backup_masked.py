@@ -28,6 +28,7 @@ from dbtools.management.commands import restoredb
 from dbtools.masking import Masker
 from dbtools.migrate.rollback import rollback
 from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore.replay import replay_restore
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
@@ -364,6 +365,27 @@ def test_a_masked_backup_never_overwrites_rows_a_database_holds(alias, masking, 
     call_command("flush", database=alias, interactive=False, verbosity=0)
     restore_database(prepare_restore(result.path, using=alias), mode=mode)
     assert m.User.objects.using(alias).count() == len(read_backup(result.path)["shop.User"])
+
+
+@pytest.mark.parametrize("mode", ["overwrite", "replace"])
+def test_a_replay_never_overwrites_rows_with_a_masked_backup(alias, masking, mode):
+    """The replay restores from a file it carried forward itself: the refusal
+    goes by the file the user named, with the direct route's message."""
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, mask=True)
+    before = database_contents(alias, ["shop.User", "shop.Order"])
+    with pytest.raises(RestoreError) as caught:
+        replay_restore(result.path, using=alias, mode=mode)
+    assert str(caught.value).startswith(
+        f"{result.path.name} is a masked backup (holds fake personal values): --{mode} would "
+    )
+    assert "manage.py flush" in str(caught.value) and caught.value.changed is False
+    with pytest.raises(CommandError, match=f"{result.path.name} is a masked backup"):
+        call_command(
+            "restoredb", f"--{mode}", "--replay", "--no-input", "--file", str(result.path),
+            database=alias, stdout=StringIO(), stderr=StringIO(), verbosity=0,
+        )  # fmt: skip
+    assert database_contents(alias, ["shop.User", "shop.Order"]) == before
 
 
 def test_safemigrate_rollback_refuses_a_masked_backup(alias, masking):

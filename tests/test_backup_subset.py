@@ -18,6 +18,7 @@ from dbtools.graph import plan_tables
 from dbtools.migrate.rollback import rollback
 from dbtools.restore import prepare_restore, restore_database
 from dbtools.restore.drill import drill
+from dbtools.restore.replay import replay_restore
 from shop import models as m
 from shop.seed import seed_shop
 from tests.helpers import comparable_tables, database_contents, read_backup
@@ -190,6 +191,19 @@ def test_a_subset_never_overwrites_or_replaces_rows_a_database_holds(alias, back
     call_command("flush", database=alias, interactive=False, verbosity=0)
     restore_database(prepare_restore(result.path, using=alias), mode=mode)
     assert m.Order.objects.using(alias).count() == 3
+
+
+@pytest.mark.parametrize("mode", ["overwrite", "replace"])
+def test_a_replay_never_overwrites_or_replaces_rows_with_a_subset(alias, backup_dir, mode):
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, limit={"shop.Order": 3})
+    before = database_contents(alias, ["shop.Order", "shop.User"])
+    with pytest.raises(RestoreError) as caught:
+        replay_restore(result.path, using=alias, mode=mode)
+    assert str(caught.value).startswith(
+        f"{result.path.name} is a subset backup (holds only some rows): --{mode} would "
+    )
+    assert database_contents(alias, ["shop.Order", "shop.User"]) == before
 
 
 def test_rows_come_in_the_databases_key_order_when_read_in_groups(alias, backup_dir, monkeypatch):

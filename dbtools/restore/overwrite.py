@@ -11,6 +11,7 @@ diff (dbtools.diff) of the backup against the tables in scope.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -70,10 +71,16 @@ PARTIAL_HARM = {
 }
 
 
-def check_partial_backup(plan: RestorePlan, mode: Mode) -> None:
+def check_partial_backup(
+    plan: RestorePlan, mode: Mode, original: tuple[Mapping[str, Any], str] | None = None
+) -> None:
     """A masked or subset backup is a development copy: it may fill empty
-    tables and merge, never overwrite or replace rows a database holds."""
-    kind = partial_kind(plan.meta)
+    tables and merge, never overwrite or replace rows a database holds.
+
+    `original`: the header and file name of the backup the plan's file was
+    carried forward from (a replay), which is what the user named."""
+    meta, name = original or (plan.meta, plan.path.name)
+    kind = partial_kind(meta)
     if kind is None or mode == "merge":
         return
     holding = [
@@ -86,7 +93,7 @@ def check_partial_backup(plan: RestorePlan, mode: Mode) -> None:
     if holding:
         what = "holds only some rows" if kind == "subset" else "holds fake personal values"
         raise RestoreError(
-            f"{plan.path.name} is a {kind} backup ({what}): {PARTIAL_HARM[kind, mode]} "
+            f"{name} is a {kind} backup ({what}): {PARTIAL_HARM[kind, mode]} "
             f"({', '.join(holding[:5])}{', …' if len(holding) > 5 else ''}). Restore it into an "
             f"empty database (`manage.py flush` first), or merge it;",
             changed=False,

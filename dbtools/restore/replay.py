@@ -76,6 +76,8 @@ def replay_restore(
             "This database has no tables: a restore would migrate it first (`manage.py migrate`), "
             "then replay the backup into it. A dry run changes nothing, so it stops here."
         )
+    with ArchiveReader(backup_path) as reader:
+        original = (reader.meta, backup_path.name)
     with private_folder("dbtools-replay-") as private:
         carried = carry_forward(backup_path, using, private / "replayed.json", into_empty)
         try:
@@ -97,6 +99,9 @@ def replay_restore(
                 progress=progress,
                 migrations_own=migrations_own,
                 fresh_target=into_empty,
+                # The carried file is a whole backup of the scratch database:
+                # what it may overwrite is what the user's file may.
+                original=original,
             )
         except KeyboardInterrupt as exc:
             if into_empty:
