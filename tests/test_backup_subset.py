@@ -296,6 +296,24 @@ def test_a_bad_subset_is_a_one_line_error_before_anything_is_written(
     assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
 
 
+def test_a_subset_refuses_to_leave_out_a_table_its_rows_reference(alias, backup_dir):
+    """The file's promise: every foreign key in a subset points at a row in it."""
+    message = (
+        "The chosen rows reference shop.User, which this backup leaves out (--only, --exclude "
+        "or DBTOOLS['EXCLUDE']), so their foreign keys would point at rows the file does not "
+        "hold; back up those tables too, or choose rows that do not reach them."
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        backup_database(using=alias, limit={"shop.Order": 3}, exclude=["shop.User"])
+    assert str(caught.value) == message
+    with pytest.raises(CommandError, match=r"^The chosen rows reference shop.User, "):
+        call_command(
+            "backupdb", "--limit", "shop.Order=3", "--exclude", "shop.User",
+            database=alias, stdout=StringIO(),
+        )  # fmt: skip
+    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+
+
 def test_with_children_needs_a_subset(alias, backup_dir):
     with pytest.raises(ConfigurationError, match=r"--with-children follows foreign keys back"):
         backup_database(using=alias, with_children=True)
