@@ -27,7 +27,7 @@ from dbtools.graph import plan_tables
 from dbtools.management.commands import restoredb
 from dbtools.masking import Masker
 from dbtools.migrate.rollback import rollback
-from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore import prepare_restore, replay, restore_database
 from dbtools.restore.replay import replay_restore
 from shop import models as m
 from shop.seed import seed_shop
@@ -368,9 +368,15 @@ def test_a_masked_backup_never_overwrites_rows_a_database_holds(alias, masking, 
 
 
 @pytest.mark.parametrize("mode", ["overwrite", "replace"])
-def test_a_replay_never_overwrites_rows_with_a_masked_backup(alias, masking, mode):
+def test_a_replay_never_overwrites_rows_with_a_masked_backup(alias, masking, mode, monkeypatch):
     """The replay restores from a file it carried forward itself: the refusal
-    goes by the file the user named, with the direct route's message."""
+    goes by the file the user named, with the direct route's message, before
+    the scratch database is made."""
+
+    def carry_forward(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the refusal comes before the rows are carried forward")
+
+    monkeypatch.setattr(replay, "carry_forward", carry_forward)
     seed_shop(100, using=alias)
     result = backup_database(using=alias, mask=True)
     before = database_contents(alias, ["shop.User", "shop.Order"])

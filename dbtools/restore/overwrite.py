@@ -11,7 +11,7 @@ diff (dbtools.diff) of the backup against the tables in scope.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -80,15 +80,22 @@ def check_partial_backup(
     `original`: the header and file name of the backup the plan's file was
     carried forward from (a replay), which is what the user named."""
     meta, name = original or (plan.meta, plan.path.name)
+    refuse_partial(meta, name, plan.covered, plan.using, mode)
+
+
+def refuse_partial(
+    meta: Mapping[str, Any], name: str, tables: Sequence[Table], using: str, mode: Mode
+) -> None:
+    """check_partial_backup's refusal, for the backup `meta` and `name` describe,
+    restored with `mode` into `tables` of `using`."""
     kind = partial_kind(meta)
     if kind is None or mode == "merge":
         return
     holding = [
         t.label
-        for t in plan.covered
+        for t in tables
         # flush and migrate fill these again themselves, from the models
-        if t.label.lower() not in NATURAL_KEYS
-        and QuerySet(model=t.model, using=plan.using).exists()
+        if t.label.lower() not in NATURAL_KEYS and QuerySet(model=t.model, using=using).exists()
     ]
     if holding:
         what = "holds only some rows" if kind == "subset" else "holds fake personal values"
