@@ -27,7 +27,8 @@ from dbtools.graph import plan_tables
 from dbtools.management.commands import restoredb
 from dbtools.masking import Masker
 from dbtools.migrate.rollback import rollback
-from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore import prepare_restore, replay, restore_database
+from dbtools.restore.replay import replay_restore
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
@@ -364,6 +365,73 @@ def test_a_masked_backup_never_overwrites_rows_a_database_holds(alias, masking, 
     call_command("flush", database=alias, interactive=False, verbosity=0)
     restore_database(prepare_restore(result.path, using=alias), mode=mode)
     assert m.User.objects.using(alias).count() == len(read_backup(result.path)["shop.User"])
+
+
+@pytest.mark.parametrize("mode", ["overwrite", "replace"])
+def test_a_replay_never_overwrites_rows_with_a_masked_backup(alias, masking, mode, monkeypatch):
+    """The replay restores from a file it carried forward itself: the refusal
+    goes by the file the user named, with the direct route's message, before
+    the scratch database is made."""
+
+    def carry_forward(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the refusal comes before the rows are carried forward")
+
+    monkeypatch.setattr(replay, "carry_forward", carry_forward)
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, mask=True)
+    before = database_contents(alias, ["shop.User", "shop.Order"])
+    with pytest.raises(RestoreError) as caught:
+        replay_restore(result.path, using=alias, mode=mode)
+    assert str(caught.value).startswith(
+        f"{result.path.name} is a masked backup (holds fake personal values): --{mode} would "
+    )
+    assert "manage.py flush" in str(caught.value) and caught.value.changed is False
+    with pytest.raises(CommandError, match=f"{result.path.name} is a masked backup"):
+        call_command(
+            "restoredb", f"--{mode}", "--replay", "--no-input", "--file", str(result.path),
+            database=alias, stdout=StringIO(), stderr=StringIO(), verbosity=0,
+        )  # fmt: skip
+    assert database_contents(alias, ["shop.User", "shop.Order"]) == before
+
+
+@pytest.fixture
+def lab_behind(alias, backup_dir):  # type: ignore[no-untyped-def]
+    """lab at 0001: its gadget's `dimension` is still `size` in the database."""
+    from tests.test_safemigrate import LAST, Lab
+
+    lab = Lab(alias)
+    lab.migrate("0001")
+    lab.add(name="g1", size=424242)
+    yield lab
+    lab.migrate("0001")  # a test may have taken it to zero
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DELETE FROM lab_gadget")
+    lab.migrate(LAST)
+
+
+@pytest.mark.parametrize(
+    ("rules", "named"),
+    [({"lab.Gadget.dimension": "hash"}, "lab.Gadget.dimension"), ({"lab.Gadget": "drop"}, None)],
+)
+def test_mask_refuses_rules_the_database_behind_the_code_does_not_have(
+    alias, lab_behind, backup_dir, settings, rules, named
+):
+    """A pending RenameField: the backup reads `size`, the rule names `dimension`."""
+    if named is None:
+        lab_behind.migrate("zero")  # no table at all yet: a drop rule would keep nothing out
+        named = "lab.Gadget"
+    settings.DBTOOLS = {**settings.DBTOOLS, "MASK": rules, "MASK_KEY": KEY}
+    with pytest.raises(ConfigurationError) as raised:
+        backup_database(using=alias, mask=True)
+    assert str(raised.value) == (
+        f"DBTOOLS['MASK'] names {named}, which the database {alias!r} does not have as its "
+        f"applied migrations leave it (they are behind or ahead of the code), so the backup would "
+        f"hold their values in clear; nothing was changed; migrate the database (`manage.py "
+        f"migrate`) or back it up from the code that matches it."
+    )
+    with pytest.raises(CommandError, match=r"^DBTOOLS\['MASK'\] names "):
+        call_command("backupdb", "--mask", database=alias, stdout=StringIO(), stderr=StringIO())
+    assert list(backup_dir.glob("**/*")) == []
 
 
 def test_safemigrate_rollback_refuses_a_masked_backup(alias, masking):

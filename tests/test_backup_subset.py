@@ -16,8 +16,9 @@ from dbtools.backup import backup_database, subset_rows
 from dbtools.exceptions import ConfigurationError, MigrationError, RestoreError
 from dbtools.graph import plan_tables
 from dbtools.migrate.rollback import rollback
-from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore import prepare_restore, replay, restore_database
 from dbtools.restore.drill import drill
+from dbtools.restore.replay import replay_restore
 from shop import models as m
 from shop.seed import seed_shop
 from tests.helpers import comparable_tables, database_contents, read_backup
@@ -192,6 +193,29 @@ def test_a_subset_never_overwrites_or_replaces_rows_a_database_holds(alias, back
     assert m.Order.objects.using(alias).count() == 3
 
 
+@pytest.mark.parametrize("mode", ["overwrite", "replace"])
+def test_a_replay_never_overwrites_or_replaces_rows_with_a_subset(
+    alias, backup_dir, mode, monkeypatch
+):
+    """The restore of the carried rows refuses too, by the tables they cover
+    (the early refusal, by the tables the file names, left out here)."""
+
+    def header_only(path: Any, using: str, mode: str, into_empty: bool) -> tuple[Any, str]:
+        with ArchiveReader(path) as reader:
+            return reader.meta, path.name
+
+    monkeypatch.setattr(replay, "refuse_partial_early", header_only)
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, limit={"shop.Order": 3})
+    before = database_contents(alias, ["shop.Order", "shop.User"])
+    with pytest.raises(RestoreError) as caught:
+        replay_restore(result.path, using=alias, mode=mode)
+    assert str(caught.value).startswith(
+        f"{result.path.name} is a subset backup (holds only some rows): --{mode} would "
+    )
+    assert database_contents(alias, ["shop.Order", "shop.User"]) == before
+
+
 def test_rows_come_in_the_databases_key_order_when_read_in_groups(alias, backup_dir, monkeypatch):
     """Past one query's worth of keys the rows are read group by group, in the
     order a scan of the key finds them: the file's order is a full backup's."""
@@ -279,6 +303,24 @@ def test_a_bad_subset_is_a_one_line_error_before_anything_is_written(
     with pytest.raises(CommandError, match=message) as command_error:
         call_command("backupdb", database=alias, **options, stdout=StringIO())
     assert "\n" not in str(command_error.value)
+    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+
+
+def test_a_subset_refuses_to_leave_out_a_table_its_rows_reference(alias, backup_dir):
+    """The file's promise: every foreign key in a subset points at a row in it."""
+    message = (
+        "The chosen rows reference shop.User, which this backup leaves out (--only, --exclude "
+        "or DBTOOLS['EXCLUDE']), so their foreign keys would point at rows the file does not "
+        "hold; back up those tables too, or choose rows that do not reach them."
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        backup_database(using=alias, limit={"shop.Order": 3}, exclude=["shop.User"])
+    assert str(caught.value) == message
+    with pytest.raises(CommandError, match=r"^The chosen rows reference shop.User, "):
+        call_command(
+            "backupdb", "--limit", "shop.Order=3", "--exclude", "shop.User",
+            database=alias, stdout=StringIO(),
+        )  # fmt: skip
     assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
 
 

@@ -8,8 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.validators import validate_email
+from django.db import models
 from django.db.models import TextField
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Lower
+from django.test.utils import isolate_apps
 
 from dbtools.checks import check_mask
 from dbtools.conf import settings_problems
@@ -17,6 +19,8 @@ from dbtools.exceptions import ConfigurationError
 from dbtools.masking import BUILT_IN, Masker, MaskingError
 from dbtools.masking.engine import ColumnMasker, RowMasker, UniqueTracker
 from dbtools.masking.rules import MaskContext, keyed_signer
+from dbtools.masking.spec import choose_rule, unique_scope
+from dbtools.masking.validate import fit_problems
 from shop import models as m
 from shop.seed import seed_shop
 from tests.edgecases.models import Place
@@ -467,6 +471,64 @@ def test_error_for_masking_a_key(settings):
             "DBTOOLS['MASK']['shop.SiteSettings.key']: shop.SiteSettings.key is the primary key; masking it would break the rows that point at it, so leave it out of MASK.",
         ),
     ]
+
+
+def test_error_for_masking_a_column_another_model_points_at_by_to_field(settings):
+    assert messages(settings, {"edgecases.UniqueEmail.email": "hash"}) == [
+        (
+            "dbtools.E017",
+            "DBTOOLS['MASK']['edgecases.UniqueEmail.email']: edgecases.UniqueEmail.email is the target of edgecases.EmailReference.owner (to_field); masking it would break the rows that point at it, which keep its original values, so leave it out of MASK.",
+        )
+    ]
+    settings.DBTOOLS["MASK"] = {"edgecases.UniqueEmail.nickname": "text"}
+    assert check_mask() == []
+
+
+def test_error_for_masking_part_of_a_composite_primary_key(settings):
+    assert messages(settings, {"shop.VerificationToken.token": "hash"}) == [
+        (
+            "dbtools.E012",
+            "DBTOOLS['MASK']['shop.VerificationToken.token']: shop.VerificationToken.token is part of the composite primary key; masking it would break the rows that point at it, so leave it out of MASK.",
+        )
+    ]
+
+
+def test_error_for_a_rule_on_a_swapped_model(settings):
+    """AUTH_USER_MODEL is shop.User: auth.User has no table to mask."""
+    assert messages(settings, {"auth.User.email": "email", "auth.User": "drop"}) == [
+        (
+            "dbtools.E016",
+            "DBTOOLS['MASK']['auth.User.email']: auth.User is swapped for shop.User (settings.AUTH_USER_MODEL) and has no table; name 'shop.User' instead.",
+        ),
+        (
+            "dbtools.E016",
+            "DBTOOLS['MASK']['auth.User']: auth.User is swapped for shop.User (settings.AUTH_USER_MODEL) and has no table; name 'shop.User' instead.",
+        ),
+    ]
+
+
+@isolate_apps("tests.edgecases")
+def test_a_field_in_an_expression_unique_constraint_takes_only_unique_rules():
+    class Nick(models.Model):
+        nick = models.CharField(max_length=30)
+        other = models.CharField(max_length=30)
+
+        class Meta:
+            app_label = "edgecases"
+            constraints = [
+                models.UniqueConstraint(Lower("nick"), name="nick_lower_uniq"),
+                models.UniqueConstraint(Lower("other"), "nick", name="other_lower_uniq"),
+            ]
+
+    nick, other = Nick._meta.get_field("nick"), Nick._meta.get_field("other")
+    assert unique_scope(nick) == unique_scope(other) == "together"
+    assert fit_problems("MASK", other, "edgecases.Nick.other", choose_rule("name")) == [
+        (
+            "dbtools.E013",
+            "MASK: the rule 'name' can give two rows the same value, and edgecases.Nick.other is part of a unique constraint; use 'hash', 'email' or 'ip', which stay unique.",
+        )
+    ]
+    assert fit_problems("MASK", other, "edgecases.Nick.other", choose_rule("hash")) == []
 
 
 def test_error_for_json_paths_on_a_field_that_is_not_json(settings):

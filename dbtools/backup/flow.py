@@ -32,7 +32,7 @@ from ..signals import announce, backup_finished
 from ..storage import BackupRef
 from ..storage.catalog import LATEST_STEM, older_latest, prune
 from .destination import Destination, choose_destination
-from .masked import header_fields, masked_tables
+from .masked import check_rules_match, header_fields, masked_tables
 from .options import BackupOptions
 from .subset import Selection, resolve
 from .subset_rows import subset_reads
@@ -90,6 +90,7 @@ def run_backup(options: BackupOptions, progress: Progress | None, started: float
     target = choose_destination(options, now)
     connection = connect(options.using)
     refuse_if_no_tables(connection)
+    check_rules_match(options.masker, options.using)
     exclude = options.exclude or ()
     plan = plan_tables(
         options.using,

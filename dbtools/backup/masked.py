@@ -18,7 +18,7 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..exceptions import ConfigurationError
-from ..graph import Plan, Table
+from ..graph import Plan, Table, database_models
 from ..masking import Masker, RowMasker
 from . import rows
 from .subset_rows import key_chunks
@@ -40,6 +40,33 @@ def masker_for(mask: bool) -> Masker | None:
             fix="add them, with DBTOOLS['MASK_KEY'], as docs/masking.md shows.",
         )
     return masker
+
+
+def check_rules_match(masker: Masker | None, using: str) -> None:
+    """Refuse to mask when a rule names a table or column the database does
+    not have as its applied migrations leave it (migrations behind or ahead
+    of the code): the backup reads those tables and columns, so such a rule
+    would mask nothing and leave the values it was written for in clear."""
+    if masker is None:
+        return
+    columns = {
+        model._meta.label: {f.attname for f in model._meta.concrete_fields}
+        for model in database_models(using)
+    }
+    missing = [
+        f"{label}.{name}" if name else label
+        for label, name in masker.targets()
+        if label not in columns or (name is not None and name not in columns[label])
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"DBTOOLS['MASK'] names {', '.join(missing)}, which the database {using!r} does not "
+            f"have as its applied migrations leave it (they are behind or ahead of the code), so "
+            f"the backup would hold their values in clear;",
+            changed=False,
+            fix="migrate the database (`manage.py migrate`) or back it up from the code that "
+            "matches it.",
+        )
 
 
 def header_fields(masker: Masker | None) -> dict[str, Any]:

@@ -221,6 +221,7 @@ def resolve(spec: SubsetSpec, plan: Plan, alias: str) -> Selection:
         if table.label in wheres or table.label in limits
     )
     reached = reached_tables(plan, {s.table.label for s in seeds}, spec.with_children)
+    check_references_kept(plan, reached)
     return Selection(
         spec=spec,
         seeds=seeds,
@@ -228,6 +229,22 @@ def resolve(spec: SubsetSpec, plan: Plan, alias: str) -> Selection:
         pointing_in=frozenset(pointing_in(plan, reached)),
         tables={t.label: t for t in plan.tables},
     )
+
+
+def check_references_kept(plan: Plan, reached: set[str]) -> None:
+    """Refuse a subset whose rows reference a table this backup leaves out:
+    their foreign keys would point at rows the file does not hold."""
+    kept = {t.label for t in plan.tables}
+    left_out = sorted(
+        {target for t in plan.tables if t.label in reached for target in t.depends_on} - kept
+    )
+    if left_out:
+        raise ConfigurationError(
+            f"The chosen rows reference {', '.join(left_out)}, which this backup leaves out "
+            f"(--only, --exclude or DBTOOLS['EXCLUDE']), so their foreign keys would point at "
+            f"rows the file does not hold; back up those tables too, or choose rows that do not "
+            f"reach them."
+        )
 
 
 def table_named(

@@ -20,7 +20,7 @@ One Masker serves one backup run: its RowMaskers remember, for unique columns
 only, a hash of each value they gave, so a collision is found and resolved by
 asking the rule again with the next attempt number (deterministic for rows read
 in the same order). NULL stays NULL. `mask_problems()` lists what
-`manage.py check` reports (dbtools.E010 to E016).
+`manage.py check` reports (dbtools.E010 to E017).
 """
 
 from __future__ import annotations

@@ -157,6 +157,15 @@ class Masker:
             raise ConfigurationError(" ".join(message for _, message in problems))
         return cls(raw["MASK"], raw["MASK_KEY"])
 
+    def targets(self) -> list[tuple[str, str | None]]:
+        """Each rule's model label and the attribute of the column it masks
+        (None: a table it drops), as the code's models name them."""
+        return [(label, None) for label in sorted(self._dropped)] + [
+            (label, model_field.attname)
+            for label, fields in sorted(self._fields.items())
+            for model_field, _ in fields
+        ]
+
     def drops(self, model: type[models.Model]) -> bool:
         """True when the table's rows are left out of a masked backup."""
         return model._meta.label in self._dropped

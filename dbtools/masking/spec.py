@@ -141,9 +141,27 @@ def unique_scope(field: models.Field[Any, Any]) -> str | None:
     if field.unique:
         return "alone"
     meta = field.model._meta
-    groups = [tuple(c.fields) for c in meta.constraints if isinstance(c, models.UniqueConstraint)]
+    unique = [c for c in meta.constraints if isinstance(c, models.UniqueConstraint)]
+    groups = [tuple(c.fields) for c in unique if c.fields]
     groups += [tuple(group) for group in meta.unique_together]
     named = [group for group in groups if field.name in group or field.attname in group]
     if any(len(group) == 1 for group in named):
         return "alone"
-    return "together" if named else None
+    return "together" if named or in_expression(field, unique) else None
+
+
+def in_expression(field: models.Field[Any, Any], unique: list[models.UniqueConstraint]) -> bool:
+    """UniqueConstraint(Lower("nick")): what is unique is a function of the
+    column, which may differ where the values do not, so the column is taken
+    as unique together with others."""
+    return any(field.name in expression_fields(c) for c in unique if c.expressions)
+
+
+def expression_fields(constraint: models.UniqueConstraint) -> set[str]:
+    """The fields a unique constraint's expressions refer to by F()."""
+    names: set[str] = set()
+    for expression in constraint.expressions:
+        parts = expression.flatten() if hasattr(expression, "flatten") else [expression]
+        # F.name: django-stubs leave it out.
+        names.update(p.name for p in parts if isinstance(p, models.F))  # type: ignore[attr-defined]
+    return names

@@ -12,7 +12,7 @@ from .rules import ANY_KIND, DROP, JSON
 from .spec import ChosenRule, SpecError, choose_rule, field_kind, parse_path, target, unique_scope
 
 SHORTEST_KEY = 32
-SHAPE, UNKNOWN_TARGET, DOES_NOT_FIT, NOT_UNIQUE, KEY, DANGLING, NOT_ITS_TABLE = (
+SHAPE, UNKNOWN_TARGET, DOES_NOT_FIT, NOT_UNIQUE, KEY, DANGLING, NOT_ITS_TABLE, POINTED_AT = (
     "dbtools.E010",
     "dbtools.E011",
     "dbtools.E012",
@@ -20,6 +20,7 @@ SHAPE, UNKNOWN_TARGET, DOES_NOT_FIT, NOT_UNIQUE, KEY, DANGLING, NOT_ITS_TABLE = 
     "dbtools.E014",
     "dbtools.E015",
     "dbtools.E016",
+    "dbtools.E017",
 )
 Problem = tuple[str, str]
 
@@ -125,14 +126,9 @@ def entry_problems(label: object, spec: object) -> list[Problem]:
             )
         ]
     field_name = f"{model._meta.label}.{field.name}"
-    if field.primary_key or field.is_relation:
-        role = "the primary key" if field.primary_key else "a foreign key"
-        return [
-            (
-                DOES_NOT_FIT,
-                f"{where}: {field_name} is {role}; masking it would break the rows that point at it, so leave it out of MASK.",
-            )
-        ]
+    keys = key_role_problems(where, field, field_name)
+    if keys:
+        return keys
     if isinstance(spec, dict):
         return json_problems(where, field, field_name, spec)
     try:
@@ -142,6 +138,36 @@ def entry_problems(label: object, spec: object) -> list[Problem]:
     return fit_problems(where, field, field_name, chosen)
 
 
+def key_role_problems(where: str, field: models.Field[Any, Any], field_name: str) -> list[Problem]:
+    """A key, or a column other rows point at, keeps its value: masking it
+    would break the rows that point at it, and theirs would keep the original."""
+    role = None
+    if field.primary_key or field in field.model._meta.pk_fields:
+        role = "the primary key" if field.primary_key else "part of the composite primary key"
+    elif field.is_relation:
+        role = "a foreign key"
+    if role:
+        return [
+            (
+                DOES_NOT_FIT,
+                f"{where}: {field_name} is {role}; masking it would break the rows that point at it, so leave it out of MASK.",
+            )
+        ]
+    pointing = sorted(
+        f"{rel.field.model._meta.label}.{rel.field.name}"
+        for rel in field.model._meta.related_objects
+        if field in getattr(rel.field, "foreign_related_fields", ())
+    )
+    if pointing:
+        return [
+            (
+                POINTED_AT,
+                f"{where}: {field_name} is the target of {', '.join(pointing)} (to_field); masking it would break the rows that point at it, which keep its original values, so leave it out of MASK.",
+            )
+        ]
+    return []
+
+
 def table_problems(
     where: str, model: type[models.Model], field: models.Field[Any, Any] | None
 ) -> list[Problem]:
@@ -149,6 +175,13 @@ def table_problems(
     reads tables, so a rule on a proxy model or on a field a multi-table child
     inherits would match no table and leave the column unmasked."""
     label = model._meta.label
+    if model._meta.swapped:
+        return [
+            (
+                NOT_ITS_TABLE,
+                f"{where}: {label} is swapped for {model._meta.swapped} (settings.{model._meta.swappable}) and has no table; name {model._meta.swapped!r} instead.",
+            )
+        ]
     if field is None and model._meta.proxy:
         holder = model._meta.concrete_model or model
         return [

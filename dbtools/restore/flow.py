@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.apps import apps
 from django.db import DatabaseError, connections, transaction
@@ -116,6 +117,7 @@ def restore_database(
     announce_result: bool = True,
     migrations_own: dict[str, str] | None = None,
     fresh_target: bool = False,
+    original: tuple[Mapping[str, Any], str] | None = None,
 ) -> RestoreResult:
     """Load `plan` in one transaction; on any error nothing is changed.
 
@@ -131,7 +133,8 @@ def restore_database(
 
     A masked or subset backup is refused for "replace" and "overwrite" when a
     table it covers holds rows, unless `fresh_target` (the rows are only
-    what migrations just made) or not `announce_result`.
+    what migrations just made) or not `announce_result`; `original` (a
+    replay): the header and name of the file the plan's was carried from.
 
     Once committed, `restore_finished` is sent (unless `announce_result` is
     false: a replay's scratch load is no restore of the user's database).
@@ -140,7 +143,7 @@ def restore_database(
     try:
         check_mode(mode)
         if announce_result and not fresh_target:
-            check_partial_backup(plan, mode)
+            check_partial_backup(plan, mode, original)
         preview = overwrite_preview(plan) if dry_run and mode == "overwrite" else None
     except BaseException:
         plan.close()

@@ -11,6 +11,7 @@ diff (dbtools.diff) of the backup against the tables in scope.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -71,23 +72,36 @@ PARTIAL_HARM = {
 }
 
 
-def check_partial_backup(plan: RestorePlan, mode: Mode) -> None:
+def check_partial_backup(
+    plan: RestorePlan, mode: Mode, original: tuple[Mapping[str, Any], str] | None = None
+) -> None:
     """A masked or subset backup is a development copy: it may fill empty
-    tables and merge, never overwrite or replace rows a database holds."""
-    kind = partial_kind(plan.meta)
+    tables and merge, never overwrite or replace rows a database holds.
+
+    `original`: the header and file name of the backup the plan's file was
+    carried forward from (a replay), which is what the user named."""
+    meta, name = original or (plan.meta, plan.path.name)
+    refuse_partial(meta, name, plan.covered, plan.using, mode)
+
+
+def refuse_partial(
+    meta: Mapping[str, Any], name: str, tables: Sequence[Table], using: str, mode: Mode
+) -> None:
+    """check_partial_backup's refusal, for the backup `meta` and `name` describe,
+    restored with `mode` into `tables` of `using`."""
+    kind = partial_kind(meta)
     if kind is None or mode == "merge":
         return
     holding = [
         t.label
-        for t in plan.covered
+        for t in tables
         # flush and migrate fill these again themselves, from the models
-        if t.label.lower() not in NATURAL_KEYS
-        and QuerySet(model=t.model, using=plan.using).exists()
+        if t.label.lower() not in NATURAL_KEYS and QuerySet(model=t.model, using=using).exists()
     ]
     if holding:
         what = "holds only some rows" if kind == "subset" else "holds fake personal values"
         raise RestoreError(
-            f"{plan.path.name} is a {kind} backup ({what}): {PARTIAL_HARM[kind, mode]} "
+            f"{name} is a {kind} backup ({what}): {PARTIAL_HARM[kind, mode]} "
             f"({', '.join(holding[:5])}{', …' if len(holding) > 5 else ''}). Restore it into an "
             f"empty database (`manage.py flush` first), or merge it;",
             changed=False,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
@@ -30,6 +30,7 @@ from django.db.models import Model, QuerySet
 
 from .._compat import state_before_migrating
 from ..archive import ArchiveReader
+from ..archive.format import partial_kind
 from ..backends import connect
 from ..backup import backup_database
 from ..display import sentence
@@ -40,6 +41,7 @@ from ..storage import BackupFile
 from ..storage.catalog import resolve_backup
 from .flow import Mode, Progress, RestoreResult, restore_database
 from .mapping import current_table_label
+from .overwrite import refuse_partial
 from .plan import prepare_restore
 from .scratch import (
     Scratch,
@@ -76,6 +78,7 @@ def replay_restore(
             "This database has no tables: a restore would migrate it first (`manage.py migrate`), "
             "then replay the backup into it. A dry run changes nothing, so it stops here."
         )
+    original = refuse_partial_early(backup_path, using, mode, into_empty)
     with private_folder("dbtools-replay-") as private:
         carried = carry_forward(backup_path, using, private / "replayed.json", into_empty)
         try:
@@ -97,6 +100,9 @@ def replay_restore(
                 progress=progress,
                 migrations_own=migrations_own,
                 fresh_target=into_empty,
+                # The carried file is a whole backup of the scratch database:
+                # what it may overwrite is what the user's file may.
+                original=original,
             )
         except KeyboardInterrupt as exc:
             if into_empty:
@@ -110,6 +116,23 @@ def replay_restore(
             raise RestoreError(f"{sentence(str(exc))} {MIGRATED_FIRST}") from exc
     result.path = backup_path  # the file the user named, not the carried copy (gone now)
     return result
+
+
+def refuse_partial_early(
+    backup_path: BackupFile, using: str, mode: Mode, into_empty: bool
+) -> tuple[dict[str, Any], str]:
+    """The backup's header and name; a masked or subset one is refused before
+    the scratch database is made when a table it names, as named today, holds
+    rows (the restore checks again the tables the carried rows cover)."""
+    with ArchiveReader(backup_path) as reader:
+        meta = reader.meta
+        named = set()
+        if partial_kind(meta) and mode != "merge" and not into_empty:
+            named = {section.meta["label"].lower() for section in reader.tables()}
+    if named:
+        tables = [t for t in plan_tables(using).tables if t.label.lower() in named]
+        refuse_partial(meta, backup_path.name, tables, using, mode)
+    return meta, backup_path.name
 
 
 MIGRATED_FIRST = (

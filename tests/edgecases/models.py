@@ -138,6 +138,12 @@ class UniqueEmail(models.Model):
     nickname = models.CharField(max_length=5)
 
 
+class EmailReference(models.Model):
+    """Points at a UniqueEmail by its email (to_field), not by its primary key."""
+
+    owner = models.ForeignKey(UniqueEmail, to_field="email", on_delete=models.CASCADE)
+
+
 class DeferrableUnique(models.Model):
     code = models.CharField(max_length=10)
 
