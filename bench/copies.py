@@ -26,15 +26,21 @@ and one run. Needs the servers bench/peers.py needs.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
-from peers import MANAGE, Backends, alternate, backed_up_rows, median, phase, settled, table
+from peers import (
+    MANAGE,
+    Backends,
+    alternate,
+    backed_up_rows,
+    median,
+    phase,
+    settled,
+    started,
+    table,
+)
 from run import Measure, psql, run  # bench/run.py
 
 # A data script gone wrong: what diffdb finds and --overwrite undoes.
@@ -173,16 +179,7 @@ def main() -> None:
     if unknown := set(backends) - {"postgresql", "sqlite", "mariadb"}:
         parser.error(f"unknown backend {', '.join(sorted(unknown))}")
 
-    work = Path(tempfile.mkdtemp(prefix="dbtools-copies-"))
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    env["DBTOOLS_BACKUP_DIR"] = str(work / "backups")
-    dbs = Backends(work, env)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    print(
-        f"# bench/copies.py {' '.join(sys.argv[1:])} at {commit.stdout.strip()}, "
-        f"{os.cpu_count()} cores"
-    )
+    dbs = started("copies")
     try:
         for backend in backends:
             print(f"Seeding {args.rows:,} rows on {backend} ...", flush=True)
@@ -195,7 +192,7 @@ def main() -> None:
             dbs.drop(backend, "dbtools_copies_src")
     finally:
         dbs.drop_all()
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(dbs.work, ignore_errors=True)
 
 
 if __name__ == "__main__":

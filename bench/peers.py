@@ -274,6 +274,21 @@ class Backends:
             self.drop(backend, name)
 
 
+def started(script: str) -> Backends:
+    """A work folder and the environment the tools run in; the run's first line
+    names the script, its arguments and the commit measured."""
+    work = Path(tempfile.mkdtemp(prefix=f"dbtools-{script}-"))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    env["DBTOOLS_BACKUP_DIR"] = str(work / "backups")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    print(
+        f"# bench/{script}.py {' '.join(sys.argv[1:])} at {commit.stdout.strip()}, "
+        f"{os.cpu_count()} cores"
+    )
+    return Backends(work, env)
+
+
 # Phases -----------------------------------------------------------------------------
 
 
@@ -575,15 +590,8 @@ def main() -> None:
     if unknown := set(phases) - set(PHASES):
         parser.error(f"unknown phase {', '.join(sorted(unknown))}; choose from {', '.join(PHASES)}")
 
-    work = Path(tempfile.mkdtemp(prefix="dbtools-peers-"))
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    env["DBTOOLS_BACKUP_DIR"] = str(work / "backups")
-    dbs = Backends(work, env)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    print(
-        f"# bench/peers.py {' '.join(sys.argv[1:])} at {commit.stdout.strip()}, {os.cpu_count()} cores"
-    )
+    dbs = started("peers")
+    work = dbs.work
     try:
         if "postgresql" in phases:
             postgresql_phase(dbs, args.rows, args.rounds)
