@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -717,3 +719,43 @@ def test_the_demo_sites_rules_pass_check(settings, monkeypatch):
     assert "shop.User.email" in rules and "admin.LogEntry" in rules
     settings.DBTOOLS = {"MASK": rules, "MASK_KEY": KEY}
     assert check_mask(None) == []
+
+
+# Outputs pinned: a faster rule must give the same values, or bump RULES_VERSION
+
+
+@pytest.mark.parametrize(
+    ("key", "pinned"),
+    [
+        ("a-test-key-that-is-long-enough-0123456789", "6e5089c5bf8b2e80"),
+        ("k" * 100, "761b3b5196149fb5"),
+    ],
+)
+def test_the_keyed_signer_is_hmac_sha256_for_short_and_long_keys(key, pinned):
+    sign = keyed_signer(key)
+    for i in range(50):
+        assert sign(b"x%d" % i) == hmac.digest(key.encode(), b"x%d" % i, "sha256")
+    assert hashlib.sha256(b"".join(sign(b"x%d" % i) for i in range(50))).hexdigest()[:16] == pinned
+
+
+@pytest.mark.parametrize(
+    ("value", "either", "ipv6", "narrow"),
+    [
+        ("10.1.2.3", "10.184.106.208", "2001:db8:21a9:4561:d7b5:d114:e0b8:6ad0", "10.184.106.208"),
+        (
+            "::1",
+            "2001:db8:1658:b824:49c7:3aa6:e2d3:508c",
+            "2001:db8:1658:b824:49c7:3aa6:e2d3:508c",
+            "10.211.80.140",
+        ),
+        ("not an ip", "10.92.56.79", "2001:db8:ec48:46d1:2063:4cb2:b05c:384f", "10.92.56.79"),
+        ("1:2", "10.26.209.110", "2001:db8:319b:c8f0:3ff6:6937:701a:d16e", "10.26.209.110"),
+        ("192.168.0.1", "10.47.82.243", "2001:db8:4e5c:79bf:80ce:6dad:312f:52f3", "10.47.82.243"),
+    ],
+)
+def test_ip_outputs_are_pinned(value, either, ipv6, narrow):
+    sign = keyed_signer(KEY)
+    ip = BUILT_IN["ip"].apply
+    assert ip(value, MaskContext(sign)) == either
+    assert ip(value, MaskContext(sign, protocol="IPv6")) == ipv6
+    assert ip(value, MaskContext(sign, max_length=15)) == narrow
