@@ -85,20 +85,19 @@ class RowMasker:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         """The row with its masked columns replaced, changed in place and returned."""
-        for column, masker, tracker in self.columns:
+        for n, (column, _, _) in enumerate(self.columns):
             value = row.get(column)
-            if value is None:
-                continue  # NULL stays NULL: it holds nothing to hide, and NOT NULL never sees it
-            if tracker is None:
-                known = (
-                    self.remapped.get((masker.identity, canonical(value)))
-                    if self.remapped
-                    else None
-                )
-                row[column] = known if known is not None else masker.mask(value, 0)
-            else:
-                row[column] = self.unique_value(masker, tracker, value)
+            if value is not None:  # NULL stays NULL: nothing to hide, and NOT NULL never sees it
+                row[column] = self.mask_value(n, value)
         return row
+
+    def mask_value(self, n: int, value: Any) -> Any:
+        """`value` (not None) of the n-th masked column, masked."""
+        _, masker, tracker = self.columns[n]
+        if tracker is not None:
+            return self.unique_value(masker, tracker, value)
+        known = self.remapped.get((masker.identity, canonical(value))) if self.remapped else None
+        return known if known is not None else masker.mask(value, 0)
 
     def unique_value(self, masker: ColumnMasker, tracker: UniqueTracker, value: Any) -> Any:
         source = short_hash(value)
