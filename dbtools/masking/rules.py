@@ -57,14 +57,16 @@ class MaskContext:
     argument: str | None = None
 
     def digest(self, *parts: object) -> bytes:
-        """32 bytes that depend on the key, the parts and the attempt, and on nothing else."""
-        return self.sign(b"\x1f".join([*map(canonical, parts), b"%d" % self.attempt]))
+        """32 bytes that depend on the key, the parts and the attempt, and on nothing else:
+        the HMAC of the parts' canonical bytes and the attempt's digits, joined by 0x1f."""
+        message = b"\x1f".join([p.encode() if type(p) is str else canonical(p) for p in parts])
+        return self.sign(message + (b"\x1f%d" % self.attempt if self.attempt else b"\x1f0"))
 
     def number(self, *parts: object) -> int:
-        return int.from_bytes(self.digest(*parts), "big")
+        return int.from_bytes(self.digest(*parts))
 
     def pick(self, choices: Sequence[str], *parts: object) -> str:
-        return choices[self.number(*parts) % len(choices)]
+        return choices[int.from_bytes(self.digest(*parts)) % len(choices)]
 
 
 def canonical(value: object) -> bytes:
@@ -217,11 +219,15 @@ def mask_empty(value: Any, context: MaskContext) -> Any:
     return ""
 
 
+# Byte b -> the letter or digit at b % 62, as a translation table.
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LETTERS = bytes(ord(PASSWORD_ALPHABET[b % len(PASSWORD_ALPHABET)]) for b in range(256))
+
+
 def mask_unusable_password(value: Any, context: MaskContext) -> str:
     """What Django's set_unusable_password() stores ("!" then 40 characters), keyed instead of random."""
-    alphabet = string.ascii_letters + string.digits
     raw = context.digest("unusable_password", value) + context.digest("unusable_password+", value)
-    return "!" + "".join(alphabet[b % len(alphabet)] for b in raw[:40])
+    return "!" + raw[:40].translate(PASSWORD_LETTERS).decode()
 
 
 @dataclass(frozen=True)
