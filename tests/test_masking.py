@@ -15,9 +15,11 @@ from django.db.models import TextField
 from django.db.models.functions import Cast, Lower
 from django.test.utils import isolate_apps
 
+from dbtools.backup.masked import TupleMasker
 from dbtools.checks import check_mask
 from dbtools.conf import settings_problems
 from dbtools.exceptions import ConfigurationError
+from dbtools.graph import plan_tables
 from dbtools.masking import BUILT_IN, Masker, MaskingError
 from dbtools.masking.engine import ColumnMasker, RowMasker, UniqueTracker
 from dbtools.masking.rules import MaskContext, keyed_signer
@@ -25,6 +27,7 @@ from dbtools.masking.spec import choose_rule, unique_scope
 from dbtools.masking.validate import fit_problems
 from shop import models as m
 from shop.seed import seed_shop
+from tests.conftest import backends
 from tests.edgecases.models import Place
 
 KEY = "a-test-key-that-is-long-enough-0123456789"
@@ -779,3 +782,31 @@ def test_every_built_in_rules_outputs_are_pinned():
                 ]
     assert len(out) == 404
     assert hashlib.sha256("\n".join(out).encode()).hexdigest()[:16] == "f6ca724086238dbc"
+
+
+@backends("sqlite")
+@pytest.mark.parametrize(
+    "other",
+    [
+        "tests.test_masking.one_hex_digit",  # username's rule too: masked row by row
+        "hash",  # another rule: column by column, looking up what username remapped
+    ],
+)
+def test_masking_a_batch_column_by_column_gives_what_row_by_row_does(alias, other):
+    rules = {
+        "shop.User.username": "tests.test_masking.one_hex_digit",
+        "shop.User.first_name": other,
+    }
+    table = next(t for t in plan_tables(alias).tables if t.label == "shop.User")
+
+    def masker() -> TupleMasker:
+        return TupleMasker(table, Masker(rules, KEY).for_table(m.User))
+
+    assert [table.fields[i].attname for i in masker().columns] == ["username", "first_name"]
+    rows = [[f"user{i}", f"user{11 - i}"] for i in range(12)] + [[None, "user1"], ["user3", None]]
+    one, two = masker(), masker()
+    by_row = [one.values(list(row)) for row in rows]
+    assert two.row_masker.by_column == (other == "hash")
+    by_column = two.columns_of([[row[0] for row in rows], [row[1] for row in rows]])
+    assert [list(row) for row in zip(*by_column, strict=True)] == by_row
+    assert one.row_masker.remapped  # collisions were resolved, and looked up

@@ -178,35 +178,39 @@ def masked_row_batches(
     connection: BaseDatabaseWrapper,
     size: int,
     masked: Set[int],
-    mask: Callable[[list[Any]], list[Any]],
+    mask: Callable[[list[list[Any]]], list[list[Any]]],
     keys: list[Any] | None = None,
 ) -> Generator[list[str], None, None]:
-    """The lines row_batches would write had the columns at `masked` held
-    mask(their values): the server writes the other columns, Python the
-    masked ones (masked_rows_sql), so no original value of them is written
-    or spooled anywhere."""
+    """The lines row_batches would write had the columns at `masked` held their
+    values masked: mask() takes a batch's values of those columns, column by
+    column in field order, and gives them back masked. The server writes the
+    other columns, Python the masked ones (masked_rows_sql), so no original
+    value of them is written or spooled anywhere."""
     # Per selected column, in order: None for a run of the server's members,
-    # or the masked value's position in mask()'s list and its key's JSON.
-    layout: list[tuple[int, str] | None] = []
+    # or the JSON of the masked column's key.
+    layout: list[str | None] = []
     for position, f in enumerate(table.fields):
         if position in masked:
-            layout.append((len([i for i in masked if i < position]), json.dumps(f.name) + ":"))
+            layout.append(json.dumps(f.name) + ":")
         elif not layout or layout[-1] is not None:
             layout.append(None)
-    values_at = [i for i, item in enumerate(layout) if item is not None]
+    values_at = [i for i, key in enumerate(layout) if key is not None]
     dumps = orjson.dumps
 
-    def line(row: tuple[Any, ...]) -> str:
-        values = mask([row[i] for i in values_at])
+    def lines(batch: list[tuple[Any, ...]]) -> list[str]:
+        masked_values = iter(mask([[row[i] for row in batch] for i in values_at]))
         members = [
-            row[i][1:-1] if item is None else item[1] + dumps(values[item[0]]).decode()
-            for i, item in enumerate(layout)
+            [row[i][1:-1] for row in batch]
+            if key is None
+            else [key + dumps(value).decode() for value in next(masked_values)]
+            for i, key in enumerate(layout)
         ]
-        return "{" + ",".join(members) + str(row[-1]) + "}"
+        ends = [f"{row[-1]}}}" for row in batch]
+        return ["{" + ",".join(parts) + end for *parts, end in zip(*members, ends, strict=True)]
 
     sql = masked_rows_sql(table, connection, masked, keyed=keys is not None)
     for batch in fetched(table, connection, size, sql, keys, whole=True):
-        yield [line(row) for row in batch]
+        yield lines(batch)
 
 
 def row_batches(

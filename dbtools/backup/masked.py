@@ -126,7 +126,7 @@ class MaskedTables:
                 table,
                 rows.BATCH_ROWS,
                 change.positions,
-                change.values,
+                change.columns_of,
                 None if keys is None else list(keys),
             )
         chunks = None if keys is None else key_chunks(table, connection, keys)
@@ -159,12 +159,22 @@ class TupleMasker:
         self.order = [(by_name[name], n) for n, name in enumerate(names)]
 
     def values(self, values: list[Any]) -> list[Any]:
-        """The masked columns' values, in field order, masked (None stays None)."""
+        """One row's values of the masked columns, in field order, masked (None stays None)."""
         mask = self.row_masker.mask_value
         for place, n in self.order:
             if values[place] is not None:
                 values[place] = mask(n, values[place])
         return values
+
+    def columns_of(self, columns: list[list[Any]]) -> list[list[Any]]:
+        """Rows' values of the masked columns, column by column in field order,
+        masked: as values() would, row after row, mask them."""
+        if not self.row_masker.by_column:
+            rows = [self.values(list(row)) for row in zip(*columns, strict=True)]
+            return [list(column) for column in zip(*rows, strict=True)] if rows else columns
+        for place, n in self.order:
+            columns[place] = self.row_masker.mask_column(n, columns[place])
+        return columns
 
     def __call__(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         values = self.values([row[i] for i in self.columns])
