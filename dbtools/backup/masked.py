@@ -30,6 +30,9 @@ from .subset_rows import key_chunks
 # The file name's label, so a masked backup is never counted by retention
 # (catalog.retention_group) and is told apart at a glance.
 MASKED = "masked"
+# Rows per batch the server hands over for masking: a batch is held several
+# times over (its rows, the masked columns, their JSON, the lines) at once.
+MASKED_BATCH_ROWS = 1_000
 
 
 def masker_for(mask: bool) -> Masker | None:
@@ -124,7 +127,7 @@ class MaskedTables:
         ):
             return backend.write_masked_row_batches(
                 table,
-                rows.BATCH_ROWS,
+                MASKED_BATCH_ROWS,
                 change.positions,
                 change.columns_of,
                 None if keys is None else list(keys),
