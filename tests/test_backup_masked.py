@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+import threading
+import time
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -615,3 +617,28 @@ def test_postgresql_masked_tables_take_the_server_path_for_their_other_columns(
     assert comparable_tables(read_backup(result.path)) == comparable_tables(
         read_backup(portable.path)
     )
+
+
+@backends("postgresql")
+def test_an_interrupt_in_a_masked_table_stops_its_reader_thread(alias, masking, monkeypatch):
+    """As for a plain table (test_backup.py): the masked rows' generator closes
+    the server's, whose reader thread would otherwise wait in Queue.put."""
+    from dbtools.archive import ArchiveWriter
+    from dbtools.backup import masked
+
+    seed_shop(600, using=alias)
+    monkeypatch.setattr(masked, "MASKED_BATCH_ROWS", 10)
+    original, written = ArchiveWriter.write_rows, []
+
+    def write_rows(self, rows):  # type: ignore[no-untyped-def]
+        original(self, rows)
+        written.append(len(rows))
+        if len(written) == 3:
+            time.sleep(0.5)  # the reader fills the queue and waits to put the next batch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ArchiveWriter, "write_rows", write_rows)
+    with pytest.raises(KeyboardInterrupt):
+        backup_database(using=alias, mask=True, jobs=1, only=["shop.Order"])
+    assert [t.name for t in threading.enumerate() if t.name.startswith("dbtools-fetch-")] == []
+    assert list(masking.iterdir()) == []

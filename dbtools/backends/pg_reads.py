@@ -209,8 +209,10 @@ def masked_row_batches(
         return ["{" + ",".join(parts) + end for *parts, end in zip(*members, ends, strict=True)]
 
     sql = masked_rows_sql(table, connection, masked, keyed=keys is not None)
-    for batch in fetched(table, connection, size, sql, keys, whole=True):
-        yield lines(batch)
+    # Closed with this generator, so its reader thread stops with it (row_batches).
+    with contextlib.closing(fetched(table, connection, size, sql, keys, whole=True)) as batches:
+        for batch in batches:
+            yield lines(batch)
 
 
 def row_batches(
