@@ -9,7 +9,7 @@ features and operations.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence, Set
 from typing import Any
 
 from django.db import models
@@ -130,6 +130,24 @@ class DatabaseBackend:
     ) -> Generator[list[str] | list[bytes], None, None]:
         """The table's row lines, as the server writes them, `size` at a time;
         with `keys`, only the rows with those primary keys (a single-column key)."""
+        raise NotImplementedError
+
+    def can_write_masked_rows(self, table: Table, masked: Set[int]) -> bool:
+        """Whether the server writes `table`'s row lines around the columns at
+        `masked`, whose values Python masks (write_masked_row_batches)."""
+        return False
+
+    def write_masked_row_batches(
+        self,
+        table: Table,
+        size: int,
+        masked: Set[int],
+        mask: Callable[[list[Any]], list[Any]],
+        keys: list[Any] | None = None,
+    ) -> Generator[list[str] | list[bytes], None, None]:
+        """write_row_batches' lines with the values of the columns at `masked`
+        (in field order) replaced by mask(those values); no original value of
+        them is written anywhere."""
         raise NotImplementedError
 
     def stored_datetime_parser(self) -> Callable[[str], Any]:

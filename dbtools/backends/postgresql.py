@@ -7,7 +7,7 @@ readers) and pg_loads.py (COPY, key reads, statements under a lock timeout).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Set
 from typing import Any
 
 from django.db import models
@@ -92,6 +92,19 @@ class PostgreSQLBackend(DatabaseBackend):
         self, table: Table, size: int, keys: list[Any] | None = None
     ) -> Generator[list[str], None, None]:
         return pg_reads.row_batches(table, self.connection, size, keys)
+
+    def can_write_masked_rows(self, table: Table, masked: Set[int]) -> bool:
+        return pg_reads.can_write_masked(table, self.connection, masked)
+
+    def write_masked_row_batches(
+        self,
+        table: Table,
+        size: int,
+        masked: Set[int],
+        mask: Callable[[list[Any]], list[Any]],
+        keys: list[Any] | None = None,
+    ) -> Generator[list[str], None, None]:
+        return pg_reads.masked_row_batches(table, self.connection, size, masked, mask, keys)
 
     def can_copy(self, fields: list[AnyField]) -> bool:
         return pg_loads.can_copy(fields, self.connection)

@@ -159,7 +159,7 @@ def write_archive(
 ) -> tuple[BackupRef, list[TableReport]]:
     """Every table of `plan` into the file, published only when complete; on any
     failure the unfinished file is removed. With `selection` (a subset backup)
-    its rows are chosen in the snapshot; helpers read only the tables it leaves whole."""
+    its rows are chosen in the snapshot and read on this connection alone."""
     store, name = target.store, target.name
     try:
         writer = ArchiveWriter(
