@@ -27,7 +27,7 @@ from dbtools.restore.strategies import split_existing
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
-from tests.difflab.models import Link
+from tests.difflab.models import Link, Tag
 from tests.edgecases.models import JSONDocument
 from tests.helpers import comparable_tables, database_contents
 from tests.test_diffdb import run_script
@@ -231,7 +231,8 @@ def test_an_overwrite_locks_the_keys_it_reads_where_the_upsert_fires_on_any_uniq
     with transaction.atomic(using=alias), CaptureQueriesContext(connection) as queries:
         missing, present = split_existing(table, [*batch, {"id": 10**6}], alias, lock)
     assert (missing, present) == ([{"id": 10**6}], batch)
-    assert [q["sql"].endswith(" FOR UPDATE") for q in queries.captured_queries] == [lock]
+    # The second asks whether a missing key matches a row by collation only.
+    assert [q["sql"].endswith(" FOR UPDATE") for q in queries.captured_queries] == [lock, False]
 
     locked: list[object] = []
 
@@ -462,3 +463,32 @@ def test_error_values_and_keys_of_sensitive_fields_are_not_shown(settings):
     assert hidden == (("who@example.com", HIDDEN), NOT_SHOWN, "“…” bad")
     assert shown == (("who@example.com", HIDDEN), "'soon'", "“soon” bad")
     assert repr(hidden[0]) == "('who@example.com', (hidden))"
+
+
+def tags(alias: str) -> list[tuple[object, ...]]:
+    return list(Tag.objects.using(alias).order_by("note").values_list("code", "note"))
+
+
+@pytest.mark.parametrize("mode", ["merge", "overwrite"])
+def test_error_for_a_key_that_matches_another_only_by_collation(alias, backup_dir, path, mode):
+    """Tag.code ignores case on every backend (as MariaDB's *_ci collations
+    do): the backup's 'abc' is not this database's 'ABC', which a merge must
+    not skip as already there, nor an overwrite write into."""
+    Tag.objects.using(alias).create(code="abc", note="in the backup")
+    Tag.objects.using(alias).create(code="same", note="kept")
+    backup = backup_database(using=alias, only=["difflab.Tag"])
+    Tag.objects.using(alias).filter(code="abc").delete()
+    Tag.objects.using(alias).create(code="ABC", note="added since")
+    before = tags(alias)
+
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(backup.path, using=alias), mode=mode)
+
+    assert str(caught.value) == (
+        "Restoring difflab.Tag (table difflab_tag): the backup's row with primary key 'abc' "
+        "matches this database's row 'ABC' only by the column's collation, which ignores case "
+        "or accents, so it would be taken for that row. Nothing was changed: the restore was "
+        "rolled back. Change one of the two keys, or restore the table with --replace (it "
+        "empties the table first, so the rows added since the backup go too)."
+    )
+    assert tags(alias) == before
