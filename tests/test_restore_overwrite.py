@@ -27,9 +27,9 @@ from dbtools.restore.strategies import split_existing
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
-from tests.difflab.models import Link, Tag
+from tests.difflab.models import Item, Link, Tag
 from tests.edgecases.models import JSONDocument
-from tests.helpers import comparable_tables, database_contents
+from tests.helpers import comparable_tables, database_contents, rewrite_backup
 from tests.test_diffdb import run_script
 
 SCRIPTED = ["shop.Product", "shop.Category", "shop.UserActivity", "shop.VerificationToken"]
@@ -492,3 +492,78 @@ def test_error_for_a_key_that_matches_another_only_by_collation(alias, backup_di
         "empties the table first, so the rows added since the backup go too)."
     )
     assert tags(alias) == before
+
+
+def with_key_column(backup, name: str, kind: str | None, pk: str):  # type: ignore[no-untyped-def]
+    """A copy of `backup` whose difflab.Item id column is `name` (of `kind`) and
+    primary key `pk`, as a backup taken before the model's primary key changed
+    holds them."""
+
+    def change_table(meta):  # type: ignore[no-untyped-def]
+        if meta["label"] != "difflab.Item":
+            return meta
+        columns = [
+            {**c, "name": name, "kind": kind or c["kind"]} if c["name"] == "id" else c
+            for c in meta["columns"]
+        ]
+        return {**meta, "pk": [pk], "columns": columns}
+
+    def change_row(label, row):  # type: ignore[no-untyped-def]
+        if label == "difflab.Item":
+            key = row.pop("id")
+            row[name] = str(key) if kind == "str" else key
+        return row
+
+    return rewrite_backup(backup, backup.with_name("edited.json"), change_row, change_table)
+
+
+def item_rows(alias: str) -> list[tuple[object, ...]]:
+    return list(Item.objects.using(alias).order_by("pk").values_list("pk", "name", "price"))
+
+
+def backup_of_items(alias: str, column: str, kind: str | None, pk: str):  # type: ignore[no-untyped-def]
+    items = Item.objects.using(alias)
+    first = items.create(name="a", price=1, stock=1)
+    items.create(name="b", price=2, stock=2)
+    backup = backup_database(using=alias, only=["difflab.Item"]).path
+    backup = with_key_column(backup, column, kind, pk)
+    items.filter(pk=first.pk).update(price=5)
+    return backup
+
+
+@pytest.mark.parametrize(
+    ("kind", "pk", "change"),
+    [("str", "id", "id was str, and is int now"), (None, "name", "it was name, and is id now")],
+)
+def test_error_for_a_primary_key_changed_since_the_backup(alias, backup_dir, kind, pk, change):
+    """A primary key of another kind (converted, so the plan maps it), or
+    another column: an overwrite cannot match rows by it (nor can diffdb)."""
+    backup = backup_of_items(alias, "id", kind, pk)
+    before = item_rows(alias)
+
+    with pytest.raises(RestoreError) as caught:
+        overwrite(alias, backup)
+
+    assert str(caught.value) == (
+        f"difflab.Item: its primary key changed since the backup ({change}), so --overwrite "
+        f"cannot tell which of the table's rows each of the backup's rows is. Nothing was "
+        f"changed. Restore the table with --replace (it empties the table first), or pass "
+        f"--replay to carry the rows forward through the migrations since the backup."
+    )
+    assert item_rows(alias) == before
+
+
+def test_error_for_a_primary_key_the_backup_has_no_values_for(alias, backup_dir):
+    """Not 'pass --set', which would give every row the same key."""
+    backup = backup_of_items(alias, "number", None, "number")
+    before = item_rows(alias)
+
+    with pytest.raises(RestoreError) as caught:
+        overwrite(alias, backup)
+
+    assert str(caught.value).splitlines()[1] == (
+        "  - difflab.Item.id is the primary key now, but the backup has no values for it (its "
+        "primary key was number): the primary key changed since the backup, so the backup's "
+        "rows cannot be matched with the table's. Restore into the schema the backup came from."
+    )
+    assert item_rows(alias) == before
