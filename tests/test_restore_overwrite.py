@@ -302,6 +302,9 @@ def test_the_modes_have_one_home():
     assert list(core.MODES) == ["merge", "replace", "overwrite"]
 
 
+RESTORING_AT = "Restoring shop.Category (table shop_category) failed at the row with primary key "
+
+
 def test_error_for_values_swapped_between_rows_points_to_diffdb(alias, backup_dir, path):
     seed_shop(50, using=alias)
     backup = backup_database(using=alias)
@@ -316,6 +319,8 @@ def test_error_for_values_swapped_between_rows_points_to_diffdb(alias, backup_di
 
     message = str(caught.value)
     assert message.startswith("Restoring shop.Category (table shop_category) failed at the row ")
+    holder = second.pk if message.startswith(f"{RESTORING_AT}{first.pk}:") else first.pk
+    assert f"The row with primary key {holder} holds its slug now. " in message
     assert (
         "Another row already holds that unique value under a different primary key (with "
         "--overwrite, values that moved between rows since the backup clash this way). See the "

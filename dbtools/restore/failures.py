@@ -6,6 +6,9 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError, transaction
+from django.db.models import QuerySet
+
 from ..archive.codec import BadValue
 from ..conf import sensitive
 from ..display import sentence
@@ -152,11 +155,23 @@ def plan_cause(plan: RestorePlan, exc: Exception) -> str:
 
 
 def row_error(
-    table: Table, pk: Any, exc: Exception, row: dict[str, Any] | None = None
+    table: Table,
+    pk: Any,
+    exc: Exception,
+    row: dict[str, Any] | None = None,
+    holder: tuple[Any, list[str]] | None = None,
 ) -> RestoreError:
+    """`holder`: the primary key of the row that holds the unique value the
+    row failed on, and that value's fields (unique_holder)."""
     hidden = hidden_fields(table)
     cause = database_cause(exc, bool(hidden), [(row or {}).get(name) for name in hidden])
-    pk = shown_pk(pk, [str(f.attname) for f in table.pk_fields], hidden)
+    pk_names = [str(f.attname) for f in table.pk_fields]
+    pk = shown_pk(pk, pk_names, hidden)
+    if holder is not None:
+        cause = (
+            f"{sentence(cause)} The row with primary key {shown_pk(holder[0], pk_names, hidden)!r} "
+            f"holds its {' and '.join(holder[1])} now"
+        )
     lowered = cause.lower()
     if "nul (0x00)" in lowered:
         hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
@@ -206,3 +221,29 @@ def key_matched_by_collation(table: Table, backup_key: Any, database_key: Any) -
         fix="Change one of the two keys, or restore the table with --replace (it empties the "
         "table first, so the rows added since the backup go too).",
     )
+
+
+def unique_holder(table: Table, row: dict[str, Any], using: str) -> tuple[Any, list[str]] | None:
+    """The primary key of another row holding one of `row`'s unique values
+    (a field, unique_together, a UniqueConstraint on fields), and the names
+    of those fields; None if none is found. Only the key is shown, never the
+    value."""
+    meta = table.model._meta
+    sets = [[f.name] for f in table.fields if f.unique and not f.primary_key]
+    sets += [list(names) for names in meta.unique_together]
+    sets += [list(c.fields) for c in meta.total_unique_constraints if c.fields]
+    pk_names = [str(f.attname) for f in table.pk_fields]
+    rows = QuerySet(model=table.model, using=using).exclude(pk=row_pk(row, pk_names))
+    for names in sets:
+        attnames = [meta.get_field(name).attname for name in names]
+        if any(row.get(a) is None for a in attnames):
+            continue  # NULL clashes with nothing
+        try:
+            with transaction.atomic(using=using):
+                held = rows.filter(**{a: row[a] for a in attnames}).values_list(*pk_names)
+                found = held.first()
+        except (DatabaseError, ValueError, TypeError):
+            continue  # a value the lookup cannot take: the error stays as it is
+        if found is not None:
+            return (found[0] if len(found) == 1 else tuple(found)), names
+    return None
