@@ -233,9 +233,13 @@ def unique_holder(table: Table, row: dict[str, Any], using: str) -> tuple[Any, l
     sets += [list(names) for names in meta.unique_together]
     sets += [list(c.fields) for c in meta.total_unique_constraints if c.fields]
     pk_names = [str(f.attname) for f in table.pk_fields]
-    rows = QuerySet(model=table.model, using=using).exclude(pk=row_pk(row, pk_names))
+    rows: QuerySet[Any] = QuerySet(model=table.model, using=using)
+    rows = rows.exclude(pk=row_pk(row, pk_names))
+    attname = {f.name: str(f.attname) for f in table.fields}
     for names in sets:
-        attnames = [meta.get_field(name).attname for name in names]
+        if any(name not in attname for name in names):
+            continue
+        attnames = [attname[name] for name in names]
         if any(row.get(a) is None for a in attnames):
             continue  # NULL clashes with nothing
         try:
