@@ -105,14 +105,12 @@ def diff_with_database(
     everything = {t.label.lower(): t for t in whole.tables}
     tables: list[TableDiff] = []
     seen: set[str] = set()
-    warnings: list[str] = []
     with ArchiveReader(path) as reader:
         meta = reader.meta
         loader = MigrationLoader(connection, ignore_no_migrations=True)
         model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
         with snapshot(connection) as owned:
-            if not owned and (apart := read_apart(connection, "diff_database()")):
-                warnings.append(apart)
+            warnings = read_apart(connection, owned, "diff_database()")
             for section in reader.tables():
                 label = section.meta["label"]
                 current = current_table_label(label, model_renames)

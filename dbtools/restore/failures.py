@@ -167,11 +167,7 @@ def row_error(
     cause = database_cause(exc, bool(hidden), [(row or {}).get(name) for name in hidden])
     pk_names = [str(f.attname) for f in table.pk_fields]
     pk = shown_pk(pk, pk_names, hidden)
-    if holder is not None:
-        cause = (
-            f"{sentence(cause)} The row with primary key {shown_pk(holder[0], pk_names, hidden)!r} "
-            f"holds its {' and '.join(holder[1])} now"
-        )
+    cause = held_by(cause, holder, pk_names, hidden)
     lowered = cause.lower()
     if "nul (0x00)" in lowered:
         hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
@@ -223,31 +219,43 @@ def key_matched_by_collation(table: Table, backup_key: Any, database_key: Any) -
     )
 
 
-def unique_holder(table: Table, row: dict[str, Any], using: str) -> tuple[Any, list[str]] | None:
-    """The primary key of another row holding one of `row`'s unique values
-    (a field, unique_together, a UniqueConstraint on fields), and the names
-    of those fields; None if none is found. Only the key is shown, never the
-    value."""
+def held_by(
+    cause: str, holder: tuple[Any, list[str]] | None, pk_names: list[str], hidden: Iterable[str]
+) -> str:
+    """`cause`, and which row holds the unique value, if found (unique_holder)."""
+    if holder is None:
+        return cause
+    key = shown_pk(holder[0], pk_names, hidden)
+    return f"{sentence(cause)} The row with primary key {key!r} holds its {' and '.join(holder[1])} now"
+
+
+def unique_sets(table: Table) -> list[list[str]]:
+    """The attnames of each unique value of `table` but its primary key: a
+    field, unique_together, a UniqueConstraint on fields."""
     meta = table.model._meta
     sets = [[f.name] for f in table.fields if f.unique and not f.primary_key]
     sets += [list(names) for names in meta.unique_together]
     sets += [list(c.fields) for c in meta.total_unique_constraints if c.fields]
+    attname = {f.name: str(f.attname) for f in table.fields}
+    return [[attname[n] for n in names] for names in sets if all(n in attname for n in names)]
+
+
+def unique_holder(table: Table, row: dict[str, Any], using: str) -> tuple[Any, list[str]] | None:
+    """The primary key of another row holding one of `row`'s unique values,
+    and those values' fields; None if none is found. Only the key is shown,
+    never the value."""
     pk_names = [str(f.attname) for f in table.pk_fields]
     rows: QuerySet[Any] = QuerySet(model=table.model, using=using)
     rows = rows.exclude(pk=row_pk(row, pk_names))
-    attname = {f.name: str(f.attname) for f in table.fields}
-    for names in sets:
-        if any(name not in attname for name in names):
-            continue
-        attnames = [attname[name] for name in names]
+    names = {str(f.attname): f.name for f in table.fields}
+    for attnames in unique_sets(table):
         if any(row.get(a) is None for a in attnames):
             continue  # NULL clashes with nothing
         try:
             with transaction.atomic(using=using):
-                held = rows.filter(**{a: row[a] for a in attnames}).values_list(*pk_names)
-                found = held.first()
+                found = rows.filter(**{a: row[a] for a in attnames}).values_list(*pk_names).first()
         except (DatabaseError, ValueError, TypeError):
             continue  # a value the lookup cannot take: the error stays as it is
         if found is not None:
-            return (found[0] if len(found) == 1 else tuple(found)), names
+            return (found[0] if len(found) == 1 else tuple(found)), [names[a] for a in attnames]
     return None
