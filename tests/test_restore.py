@@ -211,7 +211,8 @@ def test_error_for_a_unique_clash_never_shows_a_sensitive_value(alias, backup_di
         assert secret not in message and "secret-4711" not in message
         assert (
             " Its row values are not shown: DBTOOLS['SENSITIVE_FIELDS'] lists fields of the tables "
-            "restored. Another row already holds that unique value"
+            "restored. The row with primary key 5 holds its email now. Another row already holds "
+            "that unique value"
         ) in message
 
 
