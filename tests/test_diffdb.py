@@ -317,3 +317,33 @@ def test_a_sensitive_primary_key_is_hidden_in_the_rows_shown(alias, backup_dir, 
         [changed.identifier, "(hidden)"],
         [deleted.identifier, "(hidden)"],
     ]
+
+
+READ_APART = (
+    "{what} ran inside your open transaction (transaction.atomic()), whose isolation level "
+    "(read committed) does not read every table at one moment: rows other sessions commit "
+    "meanwhile may show in some tables and not in others. Call it outside the transaction, or "
+    "in one begun at REPEATABLE READ, for one consistent view."
+)
+
+
+def test_inside_a_callers_transaction_it_says_whether_it_read_one_snapshot(alias, backup_dir):
+    """As backupdb does: it reads in the caller's transaction (seeing its own
+    writes), and says so where that transaction reads no one snapshot
+    (PostgreSQL's and MariaDB's READ COMMITTED, Django's default); SQLite's
+    transactions always read one."""
+    from django.db import connections, transaction
+
+    seed_shop(30, using=alias)
+    backup = backup_database(using=alias, only=["shop.Category"])
+    with transaction.atomic(using=alias):
+        m.Category.objects.using(alias).create(name="Mine", slug="mine")
+        result = diff_database(backup.path, using=alias)
+        again = backup_database(using=alias, only=["shop.Category"])
+
+    (category,) = result.differing
+    assert category.only_in_database == 1  # the caller's own row, seen
+    apart = connections[alias].vendor != "sqlite"
+    assert result.warnings == ([READ_APART.format(what="diff_database()")] if apart else [])
+    assert again.warnings == ([READ_APART.format(what="backup_database()")] if apart else [])
+    assert diff_database(backup.path, using=alias).warnings == []

@@ -117,6 +117,12 @@ class DatabaseBackend:
 
     # Backup --------------------------------------------------------------------
 
+    def isolation_read_apart(self) -> str | None:
+        """The isolation level of the open transaction where it does not read
+        every table at one moment (READ COMMITTED), else None. SQLite's
+        transactions read one snapshot from their first read on."""
+        return None
+
     def begin_snapshot(self) -> None:
         """Make the transaction just opened a read-only snapshot of every table.
         The default suits a database whose read transaction already is one."""

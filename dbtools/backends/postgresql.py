@@ -80,6 +80,12 @@ class PostgreSQLBackend(DatabaseBackend):
         under any collation."""
         return super().exact_text(functions.Cast(expression, models.TextField()))
 
+    def isolation_read_apart(self) -> str | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('transaction_isolation')")
+            (level,) = cursor.fetchone()
+        return None if level in ("repeatable read", "serializable") else str(level)
+
     def begin_snapshot(self) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

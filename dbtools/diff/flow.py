@@ -14,7 +14,7 @@ from django.db.migrations.loader import MigrationLoader
 from ..archive import ArchiveReader, TableSection
 from ..archive.codec import kind_of
 from ..backends import backend_for, connect
-from ..backup.flow import snapshot
+from ..backup.flow import read_apart, snapshot
 from ..backup.rows import BATCH_ROWS, python_batches
 from ..conf import sensitive
 from ..exceptions import ConfigurationError
@@ -109,7 +109,8 @@ def diff_with_database(
         meta = reader.meta
         loader = MigrationLoader(connection, ignore_no_migrations=True)
         model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
-        with snapshot(connection):
+        with snapshot(connection) as owned:
+            warnings = read_apart(connection, owned, "diff_database()")
             for section in reader.tables():
                 label = section.meta["label"]
                 current = current_table_label(label, model_renames)
@@ -133,7 +134,7 @@ def diff_with_database(
     for current, table in scope.items():
         if current not in seen and (expected is None or current in expected):
             tables.append(added(table.label))
-    return DiffResult(path.name, f"database {using!r}", tables)
+    return DiffResult(path.name, f"database {using!r}", tables, warnings=warnings)
 
 
 def gone(label: str, section: TableSection, where: str) -> TableDiff:
