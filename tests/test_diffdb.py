@@ -6,8 +6,10 @@ import json
 import sqlite3
 from io import StringIO
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
+import orjson
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -15,13 +17,14 @@ from django.utils import timezone
 from dbtools import diff_database
 from dbtools.backup import backup_database
 from dbtools.conf import settings_problems
-from dbtools.diff import flow
+from dbtools.diff import compare, flow
 from dbtools.diff.compare import Pairing, compare_table, key_reader, merge_join
 from dbtools.diff.report import DiffError, TableDiff, cut
 from dbtools.restore import prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
 from tests.data import fill_edge_cases
+from tests.helpers import resign
 from tests.test_replay import backup_before_the_data_migration  # noqa: F401  (a fixture)
 from tests.test_safemigrate import lab  # noqa: F401  (a fixture)
 
@@ -317,3 +320,92 @@ def test_a_sensitive_primary_key_is_hidden_in_the_rows_shown(alias, backup_dir, 
         [changed.identifier, "(hidden)"],
         [deleted.identifier, "(hidden)"],
     ]
+
+
+# Equal lines counted unparsed ---------------------------------------------------
+
+
+def categories(alias: str, count: int) -> list[int]:
+    made = [
+        m.Category.objects.using(alias).create(name=f"C{i}", slug=f"c-{i}") for i in range(count)
+    ]
+    return [c.pk for c in made]
+
+
+def edit_rows(path: Path, label: str, edit) -> None:  # type: ignore[no-untyped-def]
+    """Edit one table's row lines as written (no parse, no new encoding), checksums redone."""
+    lines = path.read_bytes().split(b"\n")
+    start = next(i for i, line in enumerate(lines) if f'"label":"{label}"'.encode() in line) + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith(b"],"))
+    rows = edit([line.removeprefix(b",") for line in lines[start:end]])
+    lines[start:end] = [(b"," if i else b"") + row for i, row in enumerate(rows)]
+    path.write_bytes(b"\n".join(lines))
+    resign(path)
+
+
+def counted_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    parses = [0]
+
+    def loads(line: bytes | str) -> object:
+        parses[0] += 1
+        return orjson.loads(line)
+
+    monkeypatch.setattr(compare, "orjson", SimpleNamespace(loads=loads, dumps=orjson.dumps))
+    return parses
+
+
+def test_only_the_rows_whose_lines_differ_are_parsed(alias, backup_dir, monkeypatch):
+    pks = categories(alias, 40)
+    backup_database(using=alias, only=["shop.Category"])
+    rows = m.Category.objects.using(alias)
+    rows.filter(pk=pks[4]).delete()  # a deleted row in the middle
+    rows.filter(pk=pks[7]).update(name="Changed")  # a changed row next to equal ones
+    rows.filter(pk__in=pks[9:11]).update(position=5)  # two changed rows in a row
+    added = rows.create(name="Last", slug="last").pk  # an added row at the end
+    parses = counted_parses(monkeypatch)
+
+    (table,) = diff_database(using=alias, only=["shop.Category"], rows=10).tables
+
+    assert (table.only_in_backup, table.only_in_database, table.changed) == (1, 1, 3)
+    assert (table.same, table.columns) == (36, {"name": 1, "position": 2})
+    assert [(e.kind, e.key) for e in table.examples] == [
+        ("only_in_backup", [pks[4]]),
+        ("changed", [pks[7]]),
+        ("changed", [pks[9]]),
+        ("changed", [pks[10]]),
+        ("only_in_database", [added]),
+    ]
+    # The rows around the differences (and the one before each), not all 79 lines.
+    assert parses[0] < 30
+
+
+@pytest.mark.parametrize(
+    ("edit", "keys"),
+    [
+        (lambda rows: rows[:5] + rows[4:], "{4} after {4}"),  # a key twice, after equal rows
+        (lambda rows: [*rows[:3], rows[4], rows[3], *rows[5:]], "{3} after {4}"),  # swapped
+        (lambda rows: [rows[1], rows[0], *rows[2:]], "{0} after {1}"),  # swapped at the start
+        (lambda rows: [*rows, rows[-1]], "{7} after {7}"),  # the last row twice
+        (lambda rows: [*rows, rows[2]], "{2} after {7}"),  # an old row again at the end
+    ],
+)
+def test_error_for_backup_rows_out_of_order_among_equal_lines(alias, backup_dir, edit, keys):
+    pks = categories(alias, 8)
+    path = backup_database(using=alias, only=["shop.Category"]).path
+    edit_rows(path, "shop.Category", edit)
+    expected = keys.format(*pks)
+
+    with pytest.raises(DiffError, match=rf"^Rows are not in primary-key order \(key {expected}\)"):
+        diff_database(path, using=alias, only=["shop.Category"])
+
+
+def test_equal_lines_against_a_changed_layout_are_compared_by_value():
+    key, columns = [("id", "id")], [("id", "id"), ("a", "a")]
+    old = [b'{"id":1,"a":1}', b'{"id":2,"a":2}', b'{"id":3,"a":3}', b'{"id":4,"a":4}']
+    new = ['{"id":1,"a":1}', '{"a":2,"id":2}', '{"id":3,"a":4}', b'{"id":4,"a":4}']
+    diff = TableDiff("t.T")
+
+    compare_table(diff, old, new, Pairing(key, columns), 5)
+
+    assert (diff.same, diff.changed, diff.columns) == (3, 1, {"a": 1})
+    assert diff.examples[0].key == [3]

@@ -1,5 +1,7 @@
 """The streaming comparison of one table: both sides' row lines, in the same
-primary-key order, merge-joined in constant memory.
+primary-key order, merge-joined in constant memory. The database's lines are
+encoded by the code that wrote the backup's, so an unchanged row's two lines
+are byte for byte equal: such lines are counted same without being parsed.
 
 Where the key order of the two sides cannot be trusted to agree with
 Python's (text or UUID keys sort by the database's collation, and MariaDB
@@ -146,6 +148,92 @@ def in_order(previous: Any, current: Any, hide_keys: bool = False) -> None:
         )
 
 
+FIRST = object()  # Side.before_key before any row was taken
+
+
+class Side:
+    """One side's row lines, read one at a time: the head is parsed only when
+    the two heads differ, and checked then against the row before it."""
+
+    def __init__(self, lines: Iterable[Line], key: Callable[[Row], Any], keep: bool, hide: bool):
+        self.lines = iter(lines)
+        self.key, self.keep, self.hide = key, keep, hide
+        self.line: Line | None = next(self.lines, None)
+        self.row: Row | None = None  # the head, once parsed
+        self.head_key: Any = None
+        self.before: Line | None = None  # the line taken last, while its key is not known
+        self.before_key: Any = FIRST
+
+    def parse(self) -> Row:
+        if self.row is None:
+            assert self.line is not None
+            row = orjson.loads(self.line)
+            if self.keep:
+                row[LINE] = self.line
+            self.row, self.head_key = row, self.key(row)
+            if self.before is not None:
+                self.before_key, self.before = self.key(orjson.loads(self.before)), None
+            if self.before_key is not FIRST:
+                in_order(self.before_key, self.head_key, self.hide)
+        return self.row
+
+    def take(self) -> Row:
+        """The head, and the next line parsed (as merge_join checks each row on
+        reaching it, which a run of equal lines then no longer has to)."""
+        row = self.parse()
+        self.before_key = self.head_key
+        self.line, self.row = next(self.lines, None), None
+        if self.line is not None:
+            self.parse()
+        return row
+
+    def skipped(self, line: Line | None, last: Line) -> None:
+        """A run of lines equal to the other side's was taken, `last` the last of them."""
+        self.line, self.row, self.before = line, None, last
+
+
+def equal_run(old: Side, new: Side) -> int:
+    """Take the lines the two sides have in common from their heads on; how many.
+
+    Two equal lines (bytes, or two str) are one row under one key, equal in
+    every paired column (line_join's pairing pairs each column with the one
+    of its own name), so they are counted same unparsed. Their order is not
+    checked: the first line after the run that differs is parsed and checked
+    against the run's last; within the run both sides hold the same keys in
+    the same order, and the database's come sorted by its primary key."""
+    o, n = old.line, new.line
+    if o is None or o != n:
+        return 0
+    old_lines, new_lines = old.lines, new.lines
+    count = 0
+    last = o
+    while o == n and o is not None:
+        count += 1
+        last = o
+        o, n = next(old_lines, None), next(new_lines, None)
+    old.skipped(o, last)
+    new.skipped(n, last)
+    return count
+
+
+def line_join(old: Side, new: Side, same: list[int]) -> Iterator[tuple[Row | None, Row | None]]:
+    """merge_join's pairs, for a pairing of each column with the one of its own
+    name: only the rows whose lines differ are parsed and paired; the rows
+    whose lines are equal (equal_run) are only counted, in same[0]."""
+    while True:
+        same[0] += equal_run(old, new)
+        if old.line is None and new.line is None:
+            return
+        o = None if old.line is None else old.parse()
+        n = None if new.line is None else new.parse()
+        if n is None or (o is not None and old.head_key < new.head_key):
+            yield old.take(), None
+        elif o is None or new.head_key < old.head_key:
+            yield None, new.take()
+        else:
+            yield old.take(), new.take()
+
+
 def parsed(lines: Iterable[Line], keep_line: bool = False) -> Iterator[Row]:
     loads = orjson.loads
     for line in lines:
@@ -203,13 +291,20 @@ def compare_table(
     old_names = [old for _new, old in pairing.key]
     new_names = [new for new, _old in pairing.key]
     if pairing.ordered:
-        keep = bool(pairing.exact)
+        keep, hide = bool(pairing.exact), any(pairing.hidden_key)
+        if pairing.same_names:
+            same = [0]
+            old_side = Side(old_lines, key_reader(old_names), keep, hide)
+            new_side = Side(new_lines, key_reader(new_names), keep, hide)
+            count_pairs(diff, line_join(old_side, new_side, same), pairing, examples, old_names)
+            diff.same += same[0]
+            return
         pairs = merge_join(
             parsed(old_lines, keep),
             parsed(new_lines, keep),
             key_reader(old_names),
             key_reader(new_names),
-            any(pairing.hidden_key),
+            hide,
         )
         count_pairs(diff, pairs, pairing, examples, old_names)
         return
