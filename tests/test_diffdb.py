@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dbtools import diff_database
+from dbtools.backends import pg_reads
 from dbtools.backup import backup_database
 from dbtools.conf import settings_problems
 from dbtools.diff import compare, flow
@@ -23,6 +25,7 @@ from dbtools.diff.report import DiffError, TableDiff, cut
 from dbtools.restore import prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
+from tests.conftest import backends
 from tests.data import fill_edge_cases
 from tests.helpers import resign
 from tests.test_replay import backup_before_the_data_migration  # noqa: F401  (a fixture)
@@ -409,3 +412,35 @@ def test_equal_lines_against_a_changed_layout_are_compared_by_value():
 
     assert (diff.same, diff.changed, diff.columns) == (3, 1, {"a": 1})
     assert diff.examples[0].key == [3]
+
+
+@backends("postgresql")
+def test_a_second_connection_reads_tables_ahead_in_the_same_snapshot(
+    alias, backup_dir, monkeypatch, tmp_path
+):
+    seed_shop(200, using=alias)
+    backup_database(using=alias)
+    done = run_script(alias)
+    spooled: list[str] = []
+    spool = pg_reads.HelperReaders.spool
+
+    def spy(self, table, connection):  # type: ignore[no-untyped-def]
+        spooled.append(table.label)
+        return spool(self, table, connection)
+
+    monkeypatch.setattr(pg_reads.HelperReaders, "spool", spy)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+
+    result = diff_database(using=alias)
+
+    assert spooled  # tables from the end of the backup's order
+    counts = {t.label: (t.only_in_backup, t.only_in_database, t.changed) for t in result.differing}
+    assert counts == {
+        "shop.Product": (0, 0, done["products"]),
+        "shop.Category": (0, 2, 1),
+        "shop.UserActivity": (4, 0, 0),
+    }
+    assert sum(t.same for t in result.tables) > 0
+    assert list(temp.iterdir()) == []  # no spool left behind

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -13,17 +13,20 @@ from django.db.migrations.loader import MigrationLoader
 
 from ..archive import ArchiveReader, TableSection
 from ..archive.codec import kind_of
+from ..archive.envelope import is_encrypted
 from ..backends import backend_for, connect
+from ..backends.pg_reads import HelperReaders
 from ..backup.flow import snapshot
 from ..backup.rows import BATCH_ROWS, python_batches
+from ..backup.tables import DEFAULT_JOBS, helper_readers, single_connection_reason
 from ..conf import sensitive
 from ..exceptions import ConfigurationError
-from ..graph import Table, plan_tables
+from ..graph import Plan, Table, plan_tables
 from ..restore.mapping import TableMapping, current_table_label, map_columns
 from ..restore.since_backup import migration_renames
 from ..storage import BackupRef
 from ..storage.catalog import resolve_backup
-from .compare import Line, Pairing, compare_table, exactly_compared
+from .compare import Line, Pairing, compare_table, exactly_compared, spill_folder
 from .report import DiffResult, TableDiff
 
 
@@ -64,6 +67,39 @@ def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Generator[L
         for batch in batches:
             # As bytes, like the backup's lines: an unchanged row's two lines are then equal.
             yield from (batch if not batch or isinstance(batch[0], bytes) else encoded(batch))
+
+
+def table_lines(
+    table: Table, connection: BaseDatabaseWrapper, ahead: HelperReaders | None
+) -> Generator[Line, None, None]:
+    """database_lines(), or the same lines from the spool of a helper that read
+    the table ahead (the main connection reads it if that helper failed)."""
+    spooled = ahead.result(table) if ahead is not None and not ahead.take(table) else None
+    if spooled is None:
+        yield from database_lines(table, connection)
+        return
+    try:
+        with spooled.path.open("rb") as spool:
+            for line in spool:
+                yield line[1:-1] if line.startswith(b",") else line[:-1]
+    finally:
+        spooled.path.unlink(missing_ok=True)
+
+
+@contextmanager
+def read_ahead(
+    connection: BaseDatabaseWrapper, tables: list[Table], path: BackupRef, owned: bool
+) -> Iterator[HelperReaders | None]:
+    """As backupdb does: on PostgreSQL another connection in the same snapshot
+    reads tables from the end of `tables` (in the order they will be asked
+    for) into a private folder while this one compares from the start, so two
+    server processes build rows at once; never for an encrypted backup."""
+    plan = Plan(tuple(tables), ())
+    with spill_folder() as folder:
+        encrypting = backend_for(connection).shares_snapshots and is_encrypted(path)
+        alone = single_connection_reason(connection, plan, folder, owned, encrypting)
+        with helper_readers(connection, plan, folder, 0 if alone else DEFAULT_JOBS - 1) as ahead:
+            yield ahead
 
 
 def encoded(batch: list[str] | list[bytes]) -> list[bytes]:
@@ -114,7 +150,14 @@ def diff_with_database(
         meta = reader.meta
         loader = MigrationLoader(connection, ignore_no_migrations=True)
         model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
-        with snapshot(connection):
+        in_order = [
+            scope[current]
+            for current in (
+                current_table_label(label, model_renames) for label in meta.get("order", [])
+            )
+            if current in scope
+        ]
+        with snapshot(connection) as owned, read_ahead(connection, in_order, path, owned) as ahead:
             for section in reader.tables():
                 label = section.meta["label"]
                 current = current_table_label(label, model_renames)
@@ -131,7 +174,7 @@ def diff_with_database(
                 pairing = pair_with_table(section.meta["columns"], table, renames, diff)
                 if pairing is not None:
                     # Closed here even on an error: the reader may hold a thread and a cursor.
-                    with closing(database_lines(table, connection)) as lines:
+                    with closing(table_lines(table, connection, ahead)) as lines:
                         compare_table(diff, section.rows, lines, pairing, rows)
                 tables.append(diff)
     expected = tables_expected(using, meta)
