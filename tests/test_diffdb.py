@@ -27,7 +27,7 @@ from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
 from tests.data import fill_edge_cases
-from tests.helpers import resign
+from tests.helpers import resign, rewrite_backup
 from tests.test_replay import backup_before_the_data_migration  # noqa: F401  (a fixture)
 from tests.test_safemigrate import lab  # noqa: F401  (a fixture)
 
@@ -444,3 +444,32 @@ def test_a_second_connection_reads_tables_ahead_in_the_same_snapshot(
     }
     assert sum(t.same for t in result.tables) > 0
     assert list(temp.iterdir()) == []  # no spool left behind
+
+
+def test_uuid_keys_are_merge_joined_where_both_databases_sort_them_as_text(
+    alias, backup_dir, monkeypatch
+):
+    seed_shop(100, using=alias)
+    path = backup_database(using=alias, only=["shop.Product"]).path
+    products = m.Product.objects.using(alias)
+    changed = products.order_by("pk")[1]
+    products.filter(pk=changed.pk).update(name="Changed")
+    products.create(name="New", slug="new-product", price=1)
+    spilled: list[str] = []
+    spill = compare.spilled
+
+    def spy(lines, names, where):  # type: ignore[no-untyped-def]
+        spilled.append(str(where))
+        return spill(lines, names, where)
+
+    monkeypatch.setattr(compare, "spilled", spy)
+
+    (table,) = diff_database(path, using=alias, only=["shop.Product"]).tables
+    from_mariadb = path.with_name("from-mariadb.json")
+    rewrite_backup(path, from_mariadb, change_meta=lambda meta: {**meta, "vendor": "mysql"})
+    (again,) = diff_database(from_mariadb, using=alias, only=["shop.Product"]).tables
+
+    for counted in (table, again):
+        assert (counted.only_in_database, counted.changed, counted.columns) == (1, 1, {"name": 1})
+    # PostgreSQL's uuid sorts as its text: only a backup from MariaDB is spilled to sort.
+    assert len(spilled) == (2 if alias == "postgresql" else 4)

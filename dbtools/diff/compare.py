@@ -4,8 +4,8 @@ encoded by the code that wrote the backup's, so an unchanged row's two lines
 are byte for byte equal: such lines are counted same without being parsed.
 
 Where the key order of the two sides cannot be trusted to agree with
-Python's (text or UUID keys sort by the database's collation, and MariaDB
-sorts UUIDs its own way), both sides are first spilled into a temporary
+Python's (text keys sort by the database's collation, and MariaDB sorts
+UUIDs its own way: see flow.in_python_order), both sides are first spilled into a temporary
 SQLite file and read back in the order of the key's JSON text: memory stays
 bounded, disk holds the rows for as long as the table takes.
 """

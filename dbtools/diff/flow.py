@@ -14,7 +14,7 @@ from django.db.migrations.loader import MigrationLoader
 from ..archive import ArchiveReader, TableSection
 from ..archive.codec import kind_of
 from ..archive.envelope import is_encrypted
-from ..backends import backend_for, connect
+from ..backends import backend_class, backend_for, connect
 from ..backends.pg_reads import HelperReaders
 from ..backup.flow import snapshot
 from ..backup.rows import BATCH_ROWS, python_batches
@@ -106,6 +106,17 @@ def encoded(batch: list[str] | list[bytes]) -> list[bytes]:
     return [line.encode() if isinstance(line, str) else line for line in batch]
 
 
+def in_python_order(kinds: list[str], uuids_as_text: bool) -> bool:
+    """Whether keys of these kinds come in the order Python sorts them in:
+    integers always, UUIDs where both sides' databases sort them as text."""
+    return all(kind == "int" or (kind == "uuid" and uuids_as_text) for kind in kinds)
+
+
+def sorts_uuids_as_text(*metas: dict[str, Any]) -> bool:
+    """Whether the databases these backups were taken from all sort UUIDs as text."""
+    return all(backend_class(str(meta.get("vendor", ""))).sorts_uuids_as_text for meta in metas)
+
+
 def selected(label: str, only: Sequence[str], exclude: Sequence[str]) -> bool:
     """--only/--exclude for a label that may name no model today."""
     names = {label.lower(), label.partition(".")[0].lower()}
@@ -114,7 +125,11 @@ def selected(label: str, only: Sequence[str], exclude: Sequence[str]) -> bool:
 
 
 def pair_with_table(
-    columns: list[dict[str, Any]], table: Table, renames: dict[str, str], diff: TableDiff
+    columns: list[dict[str, Any]],
+    table: Table,
+    renames: dict[str, str],
+    diff: TableDiff,
+    uuids_as_text: bool = False,
 ) -> Pairing | None:
     """The backup's columns paired with today's fields through the restore
     plan's mapping; what the mapping changes is noted once as a schema change."""
@@ -132,7 +147,7 @@ def pair_with_table(
         key=[(new, str(old)) for new, old in key],
         columns=list(same_kind.items()),
         hidden=sensitive(table.label, (f.name for f in table.fields)),
-        ordered=all(kind_of(f) == "int" for f in table.pk_fields),
+        ordered=in_python_order([kind_of(f) for f in table.pk_fields], uuids_as_text),
         exact=exactly_compared({new: kinds[old] for new, old in same_kind.items()}),
     )
 
@@ -150,13 +165,8 @@ def diff_with_database(
         meta = reader.meta
         loader = MigrationLoader(connection, ignore_no_migrations=True)
         model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
-        in_order = [
-            scope[current]
-            for current in (
-                current_table_label(label, model_renames) for label in meta.get("order", [])
-            )
-            if current in scope
-        ]
+        in_order = tables_in_order(meta, model_renames, scope)
+        uuids = backend_for(connection).sorts_uuids_as_text and sorts_uuids_as_text(meta)
         with snapshot(connection) as owned, read_ahead(connection, in_order, path, owned) as ahead:
             for section in reader.tables():
                 label = section.meta["label"]
@@ -171,7 +181,7 @@ def diff_with_database(
                 seen.add(current)
                 diff = TableDiff(table.label)
                 renames = field_renames.get(current, {})
-                pairing = pair_with_table(section.meta["columns"], table, renames, diff)
+                pairing = pair_with_table(section.meta["columns"], table, renames, diff, uuids)
                 if pairing is not None:
                     # Closed here even on an error: the reader may hold a thread and a cursor.
                     with closing(table_lines(table, connection, ahead)) as lines:
@@ -182,6 +192,14 @@ def diff_with_database(
         if current not in seen and (expected is None or current in expected):
             tables.append(added(table.label))
     return DiffResult(path.name, f"database {using!r}", tables)
+
+
+def tables_in_order(
+    meta: dict[str, Any], model_renames: dict[str, str], scope: dict[str, Table]
+) -> list[Table]:
+    """The tables of `scope` in the order the backup holds them, as they will be compared."""
+    currents = (current_table_label(label, model_renames) for label in meta.get("order", []))
+    return [scope[current] for current in currents if current in scope]
 
 
 def gone(label: str, section: TableSection, where: str) -> TableDiff:
@@ -243,7 +261,9 @@ class SectionCursor:
         return None
 
 
-def pair_by_name(old: dict[str, Any], new: dict[str, Any], diff: TableDiff) -> Pairing | None:
+def pair_by_name(
+    old: dict[str, Any], new: dict[str, Any], diff: TableDiff, uuids_as_text: bool = False
+) -> Pairing | None:
     """Two backups' columns paired by name; a column added, removed or of
     another kind is a schema change, not compared."""
     old_kinds = {c["name"]: c["kind"] for c in old["columns"]}
@@ -259,7 +279,7 @@ def pair_by_name(old: dict[str, Any], new: dict[str, Any], diff: TableDiff) -> P
         key=[(name, name) for name in key],
         columns=[(name, name) for name in same],
         hidden=sensitive(diff.label, new_kinds),
-        ordered=all(new_kinds[name] == "int" for name in key),
+        ordered=in_python_order([new_kinds[name] for name in key], uuids_as_text),
         exact=exactly_compared({name: new_kinds[name] for name in same}),
     )
 
@@ -296,6 +316,7 @@ def diff_backups(
         with ArchiveReader(old_path) as reader:
             labels = set(reader.meta.get("order", [])) | set(cursor.labels)
             check_backup_labels([*only, *exclude], labels)
+            uuids = sorts_uuids_as_text(reader.meta, cursor.reader.meta)
             for section in reader.tables():
                 label = section.meta["label"]
                 if not selected(label, only, exclude):
@@ -306,7 +327,7 @@ def diff_backups(
                     tables.append(gone(label, section, new_path.name))
                     continue
                 diff = TableDiff(label)
-                pairing = pair_by_name(section.meta, other.meta, diff)
+                pairing = pair_by_name(section.meta, other.meta, diff, uuids)
                 if pairing is not None:
                     compare_table(diff, section.rows, other.rows, pairing, rows)
                 tables.append(diff)
