@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
-from io import StringIO
+from io import BytesIO, StringIO
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -473,3 +473,13 @@ def test_uuid_keys_are_merge_joined_where_both_databases_sort_them_as_text(
         assert (counted.only_in_database, counted.changed, counted.columns) == (1, 1, {"name": 1})
     # PostgreSQL's uuid sorts as its text: only a backup from MariaDB is spilled to sort.
     assert len(spilled) == (2 if alias == "postgresql" else 4)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 1 << 20])
+def test_a_spool_is_read_back_line_for_line_whatever_the_block(monkeypatch, block):
+    monkeypatch.setattr(flow, "SPOOL_BLOCK", block)
+    lines = [b'{"id":1,"a":"x,y"}', b'{"id":2,"a":"\\n,"}', b"{}"]
+    spool = BytesIO(b"\n,".join(lines) + b"\n")
+
+    assert [line for block in flow.spool_lines(spool) for line in block] == lines
+    assert list(flow.spool_lines(BytesIO(b""))) == []

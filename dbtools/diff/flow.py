@@ -4,9 +4,10 @@ against another backup, table by table, streaming."""
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
-from typing import Any
+from itertools import chain
+from typing import IO, Any, cast
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
@@ -28,6 +29,8 @@ from ..storage import BackupRef
 from ..storage.catalog import resolve_backup
 from .compare import Line, Pairing, compare_table, exactly_compared, spill_folder
 from .report import DiffResult, TableDiff
+
+SPOOL_BLOCK = 1 << 20
 
 
 def diff_database(
@@ -55,8 +58,11 @@ def diff_database(
     return result
 
 
-def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Generator[Line, None, None]:
-    """The table's rows exactly as backupdb encodes them, in primary-key order."""
+@contextmanager
+def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Iterator[Iterator[Line]]:
+    """The table's rows exactly as backupdb encodes them, in primary-key order,
+    as bytes like the backup's lines: an unchanged row's two lines are then equal.
+    Closed on leaving, even on an error: the reader may hold a thread and a cursor."""
     backend = backend_for(connection)
     batches: Iterator[list[str] | list[bytes]] = (
         backend.write_row_batches(table, BATCH_ROWS)
@@ -64,26 +70,38 @@ def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Generator[L
         else python_batches(table, connection)
     )
     with closing(batches):  # type: ignore[type-var]
-        for batch in batches:
-            # As bytes, like the backup's lines: an unchanged row's two lines are then equal.
-            yield from (batch if not batch or isinstance(batch[0], bytes) else encoded(batch))
+        yield chain.from_iterable(map(encoded, batches))
 
 
+@contextmanager
 def table_lines(
     table: Table, connection: BaseDatabaseWrapper, ahead: HelperReaders | None
-) -> Generator[Line, None, None]:
+) -> Iterator[Iterator[Line]]:
     """database_lines(), or the same lines from the spool of a helper that read
     the table ahead (the main connection reads it if that helper failed)."""
     spooled = ahead.result(table) if ahead is not None and not ahead.take(table) else None
     if spooled is None:
-        yield from database_lines(table, connection)
+        with database_lines(table, connection) as lines:
+            yield lines
         return
     try:
         with spooled.path.open("rb") as spool:
-            for line in spool:
-                yield line[1:-1] if line.startswith(b",") else line[:-1]
+            yield chain.from_iterable(spool_lines(spool))
     finally:
         spooled.path.unlink(missing_ok=True)
+
+
+def spool_lines(spool: IO[bytes]) -> Iterator[list[bytes]]:
+    """A spool's row lines, a block at a time: they are written as in a backup,
+    one a line, each after the first led by a comma, which no line holds
+    after a line break (JSON text has none)."""
+    rest = b""
+    while block := spool.read(SPOOL_BLOCK):
+        lines = (rest + block).split(b"\n,")
+        rest = lines.pop()
+        yield lines
+    if rest:
+        yield [rest.removesuffix(b"\n")]
 
 
 @contextmanager
@@ -103,7 +121,9 @@ def read_ahead(
 
 
 def encoded(batch: list[str] | list[bytes]) -> list[bytes]:
-    return [line.encode() if isinstance(line, str) else line for line in batch]
+    if batch and isinstance(batch[0], str):
+        return [line.encode() for line in batch]
+    return cast(list[bytes], batch)
 
 
 def in_python_order(kinds: list[str], uuids_as_text: bool) -> bool:
@@ -183,8 +203,7 @@ def diff_with_database(
                 renames = field_renames.get(current, {})
                 pairing = pair_with_table(section.meta["columns"], table, renames, diff, uuids)
                 if pairing is not None:
-                    # Closed here even on an error: the reader may hold a thread and a cursor.
-                    with closing(table_lines(table, connection, ahead)) as lines:
+                    with table_lines(table, connection, ahead) as lines:
                         compare_table(diff, section.rows, lines, pairing, rows)
                 tables.append(diff)
     expected = tables_expected(using, meta)
