@@ -5,9 +5,9 @@ are byte for byte equal: such lines are counted same without being parsed.
 
 Where the key order of the two sides cannot be trusted to agree with
 Python's (text keys sort by the database's collation, and MariaDB sorts
-UUIDs its own way: see flow.in_python_order), both sides are first spilled into a temporary
-SQLite file and read back in the order of the key's JSON text: memory stays
-bounded, disk holds the rows for as long as the table takes.
+UUIDs its own way: flow.in_python_order), both sides are first spilled into
+a temporary SQLite file and read back in the order of the key's JSON text:
+memory stays bounded, disk holds the rows for as long as the table takes.
 """
 
 from __future__ import annotations
@@ -199,8 +199,10 @@ def equal_run(old: Side, new: Side) -> int:
     every paired column (line_join's pairing pairs each column with the one
     of its own name), so they are counted same unparsed. Their order is not
     checked: the first line after the run that differs is parsed and checked
-    against the run's last; within the run both sides hold the same keys in
-    the same order, and the database's come sorted by its primary key."""
+    against the run's last. Within the run both sides hold the same keys in
+    the same order, so a key out of order or repeated goes unseen only where
+    the other side has it just so, which the database's side, read in the
+    order of a primary key, never does."""
     o, n = old.line, new.line
     if o is None or o != n:
         return 0
