@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dbtools import diff_database
+from dbtools.archive.envelope import identity_file
 from dbtools.backends import pg_reads
 from dbtools.backup import backup_database
 from dbtools.conf import settings_problems
@@ -28,6 +29,7 @@ from shop.seed import seed_shop
 from tests.conftest import backends
 from tests.data import fill_edge_cases
 from tests.helpers import resign, rewrite_backup
+from tests.test_envelope import make_key
 from tests.test_replay import backup_before_the_data_migration  # noqa: F401  (a fixture)
 from tests.test_safemigrate import lab  # noqa: F401  (a fixture)
 
@@ -414,13 +416,7 @@ def test_equal_lines_against_a_changed_layout_are_compared_by_value():
     assert diff.examples[0].key == [3]
 
 
-@backends("postgresql")
-def test_a_second_connection_reads_tables_ahead_in_the_same_snapshot(
-    alias, backup_dir, monkeypatch, tmp_path
-):
-    seed_shop(200, using=alias)
-    backup_database(using=alias)
-    done = run_script(alias)
+def spooled_tables(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     spooled: list[str] = []
     spool = pg_reads.HelperReaders.spool
 
@@ -429,6 +425,17 @@ def test_a_second_connection_reads_tables_ahead_in_the_same_snapshot(
         return spool(self, table, connection)
 
     monkeypatch.setattr(pg_reads.HelperReaders, "spool", spy)
+    return spooled
+
+
+@backends("postgresql")
+def test_a_second_connection_reads_tables_ahead_in_the_same_snapshot(
+    alias, backup_dir, monkeypatch, tmp_path
+):
+    seed_shop(200, using=alias)
+    backup_database(using=alias)
+    done = run_script(alias)
+    spooled = spooled_tables(monkeypatch)
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
@@ -483,3 +490,25 @@ def test_a_spool_is_read_back_line_for_line_whatever_the_block(monkeypatch, bloc
 
     assert [line for block in flow.spool_lines(spool) for line in block] == lines
     assert list(flow.spool_lines(BytesIO(b""))) == []
+
+
+@backends("postgresql")
+def test_against_an_encrypted_backup_one_connection_reads_and_nothing_is_spooled(
+    alias, backup_dir, monkeypatch, settings, tmp_path
+):
+    key = make_key(tmp_path)
+    settings.DBTOOLS = {**settings.DBTOOLS, "ENCRYPT_TO": [key.public]}
+    seed_shop(100, using=alias)
+    path = backup_database(using=alias).path
+    run_script(alias)
+    spooled = spooled_tables(monkeypatch)
+
+    with identity_file(key.identity):
+        result = diff_database(path, using=alias)
+
+    assert spooled == []
+    assert {t.label for t in result.differing} == {
+        "shop.Product",
+        "shop.Category",
+        "shop.UserActivity",
+    }
