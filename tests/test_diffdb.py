@@ -463,13 +463,13 @@ def test_uuid_keys_are_merge_joined_where_both_databases_sort_them_as_text(
     products.filter(pk=changed.pk).update(name="Changed")
     products.create(name="New", slug="new-product", price=1)
     spilled: list[str] = []
-    spill = compare.spilled
+    spill = compare.spilled_lines
 
     def spy(lines, names, where):  # type: ignore[no-untyped-def]
         spilled.append(str(where))
         return spill(lines, names, where)
 
-    monkeypatch.setattr(compare, "spilled", spy)
+    monkeypatch.setattr(compare, "spilled_lines", spy)
 
     (table,) = diff_database(path, using=alias, only=["shop.Product"]).tables
     from_mariadb = path.with_name("from-mariadb.json")
@@ -512,3 +512,23 @@ def test_against_an_encrypted_backup_one_connection_reads_and_nothing_is_spooled
         "shop.Category",
         "shop.UserActivity",
     }
+
+
+def test_text_keys_are_spilled_and_only_their_differing_lines_compared():
+    key, columns = [("k", "k")], [("k", "k"), ("a", "a")]
+    old = [b'{"k":"b","a":1}', b'{"k":"a","a":1}', b'{"k":"d","a":1}', b'{"k":"c","a":1}']
+    new = [b'{"k":"c","a":2}', b'{"k":"a","a":1}', b'{"k":"e","a":1}', b'{"a":1,"k":"b"}']
+    diff = TableDiff("t.T")
+
+    compare_table(diff, old, new, Pairing(key, columns, ordered=False), 5)
+
+    assert (diff.same, diff.changed, diff.only_in_backup, diff.only_in_database) == (2, 1, 1, 1)
+    assert [(e.kind, e.key) for e in diff.examples] == [
+        ("changed", ["c"]),
+        ("only_in_backup", ["d"]),
+        ("only_in_database", ["e"]),
+    ]
+    with pytest.raises(DiffError, match=r"^A primary key appears twice"):
+        compare_table(
+            TableDiff("t.T"), [*old, old[1]], new, Pairing(key, columns, ordered=False), 0
+        )

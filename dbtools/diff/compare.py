@@ -251,10 +251,23 @@ def spill_folder() -> AbstractContextManager[Path]:
     return private_folder(DIFF_FOLDER_PREFIX)
 
 
-def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row]:
-    """The rows again, ordered by their key's JSON text, via a SQLite file."""
+def key_text(names: list[str]) -> Callable[[Row], str]:
+    """row -> its key as JSON text (a list), the order a spill sorts by."""
     key = key_reader(names)
     single = len(names) == 1
+
+    def text(row: Row) -> str:
+        value = key(row)
+        return orjson.dumps([value] if single else list(value)).decode()
+
+    return text
+
+
+def spilled_lines(
+    lines: Iterable[Line], names: list[str], path: Path
+) -> Iterator[tuple[str, bytes]]:
+    """(key text, line) again, ordered by their key's JSON text, via a SQLite file."""
+    key = key_text(names)
     db = sqlite3.connect(path)
     try:
         db.execute("CREATE TABLE r (k TEXT PRIMARY KEY, line BLOB) WITHOUT ROWID")
@@ -262,8 +275,7 @@ def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row
         try:
             for row_line in lines:
                 raw = row_line.encode() if isinstance(row_line, str) else row_line
-                value = key(orjson.loads(raw))
-                batch.append((orjson.dumps([value] if single else list(value)).decode(), raw))
+                batch.append((key(orjson.loads(raw)), raw))
                 if len(batch) >= SPILL_BATCH:
                     db.executemany("INSERT INTO r VALUES (?, ?)", batch)
                     batch = []
@@ -273,13 +285,18 @@ def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row
                 f"A primary key appears twice ({exc}): the backup was edited or damaged. "
                 f"Use another backup, or leave the table out with --exclude."
             ) from exc
-        for text, raw in db.execute("SELECT k, line FROM r ORDER BY k"):
-            row = orjson.loads(raw)
-            row["$diff_key"] = text
-            row[LINE] = raw
-            yield row
+        yield from db.execute("SELECT k, line FROM r ORDER BY k")
     finally:
         db.close()
+
+
+def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row]:
+    """The rows again, ordered by their key's JSON text (in "$diff_key")."""
+    for text, raw in spilled_lines(lines, names, path):
+        row = orjson.loads(raw)
+        row["$diff_key"] = text
+        row[LINE] = raw
+        yield row
 
 
 def compare_table(
@@ -292,25 +309,32 @@ def compare_table(
     """Count what differs between the two sides of one table into `diff`."""
     old_names = [old for _new, old in pairing.key]
     new_names = [new for new, _old in pairing.key]
+    if pairing.ordered and pairing.same_names:
+        keys = key_reader(old_names), key_reader(new_names)
+        count_lines(diff, (old_lines, new_lines), keys, pairing, examples)
+        return
     if pairing.ordered:
-        keep, hide = bool(pairing.exact), any(pairing.hidden_key)
-        if pairing.same_names:
-            same = [0]
-            old_side = Side(old_lines, key_reader(old_names), keep, hide)
-            new_side = Side(new_lines, key_reader(new_names), keep, hide)
-            count_pairs(diff, line_join(old_side, new_side, same), pairing, examples, old_names)
-            diff.same += same[0]
-            return
+        keep = bool(pairing.exact)
         pairs = merge_join(
             parsed(old_lines, keep),
             parsed(new_lines, keep),
             key_reader(old_names),
             key_reader(new_names),
-            hide,
+            any(pairing.hidden_key),
         )
         count_pairs(diff, pairs, pairing, examples, old_names)
         return
     with spill_folder() as folder:
+        if pairing.same_names:
+            old_sorted = (
+                raw for _key, raw in spilled_lines(old_lines, old_names, folder / "old.sqlite3")
+            )
+            new_sorted = (
+                raw for _key, raw in spilled_lines(new_lines, new_names, folder / "new.sqlite3")
+            )
+            keys = key_text(old_names), key_text(new_names)
+            count_lines(diff, (old_sorted, new_sorted), keys, pairing, examples)
+            return
         by_text = key_reader(["$diff_key"])
         pairs = merge_join(
             spilled(old_lines, old_names, folder / "old.sqlite3"),
@@ -319,6 +343,24 @@ def compare_table(
             by_text,
         )
         count_pairs(diff, pairs, pairing, examples, old_names)
+
+
+def count_lines(
+    diff: TableDiff,
+    lines: tuple[Iterable[Line], Iterable[Line]],
+    keys: tuple[Callable[[Row], Any], Callable[[Row], Any]],
+    pairing: Pairing,
+    examples: int,
+) -> None:
+    """count_pairs() over line_join(): the old and the new side's lines, in
+    the order of `keys`, the old and the new side's key."""
+    keep, hide = bool(pairing.exact), any(pairing.hidden_key)
+    same = [0]
+    old = Side(lines[0], keys[0], keep, hide)
+    new = Side(lines[1], keys[1], keep, hide)
+    old_names = [old_name for _new, old_name in pairing.key]
+    count_pairs(diff, line_join(old, new, same), pairing, examples, old_names)
+    diff.same += same[0]
 
 
 def count_pairs(
