@@ -37,6 +37,9 @@ class DatabaseBackend:
     # The driver hands over some stored values as text, which text_reads.py
     # turns into their JSON without Django's per-value converters.
     reads_values_as_text = False
+    # A UUID column sorts as its canonical text does (lowercase hex), so
+    # diffdb can merge-join a table keyed by one without spilling it to sort.
+    sorts_uuids_as_text = False
     # Decimals are stored as floating point, so they can hold fewer digits
     # than the field says; read raw and checked on restore.
     stores_decimals_inexactly = False

@@ -50,6 +50,7 @@ class PostgreSQLBackend(DatabaseBackend):
     sql_parser = "pglast"
     display_name = "PostgreSQL"
     shares_snapshots = True
+    sorts_uuids_as_text = True  # the uuid type compares its 16 bytes in order
     checks_foreign_keys_once = True
     has_jsonb = True
     upserts_on_conflict = True
