@@ -92,9 +92,11 @@ def test_streamed_tables_come_back_exactly(alias, backup_dir, seeded, monkeypatc
 
     result = restore_database(prepare_restore(backup, using=alias), mode=mode)
 
-    assert {"shop.Product", "shop.Order", "shop.OrderItem", "edgecases.AllTypes"} <= set(streamed)
+    assert {"shop.Product", "shop.Order", "shop.OrderItem"} <= set(streamed)
     if mode == "merge":  # tables that were not empty were merged in batches
         assert "auth.Permission" not in streamed
+    else:  # every kind of value
+        assert "edgecases.AllTypes" in streamed
     assert comparable_tables(database_contents(alias)) == before
     receipts = {t.label: t for t in result.tables}
     assert all(receipts[label].inserted == receipts[label].in_backup for label in streamed)
