@@ -36,14 +36,34 @@ SAMPLES: dict[str, list[object]] = {
     "int": [1, -5, 2**63 - 1, -(2**63)],
     "bool": [True, False],
     "str": ["", "N", "\\N", "NULL", "a\tb\nc\r\\", "é 😀", "\x00"],
-    "uuid": [uuid.UUID("12345678-1234-5678-1234-567812345678"), uuid.uuid4()],
+    "uuid": [
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        uuid.uuid4(),
+        str(uuid.uuid4()),  # the backup's text, kept as it is
+        "12345678-1234-5678-1234-56781234567A",
+        "12345678123456781234567812345678",
+    ],
     "date": [datetime.date(1000, 1, 1), datetime.date(9999, 12, 31)],
     "time": [datetime.time(0, 0), datetime.time(23, 59, 59, 999999)],
     "datetime": [
         datetime.datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
         datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "2025-01-02T03:04:05.123456+00:00",  # the backup's text, kept as it is
+        "2025-01-02T03:04:05+00:00",
+        "2025-01-02T03:04:05.123456+01:00",
+        "2025-01-02T03:04:05.12+00:00",
     ],
-    "decimal": [Decimal("12345678901234567890.1234567890"), Decimal("-0.0000000001"), Decimal(7)],
+    "decimal": [
+        Decimal("12345678901234567890.1234567890"),
+        Decimal("-0.0000000001"),
+        Decimal(7),
+        "12.50",  # the backup's text, kept as it is
+        "-0.0000000001",
+        "-0",
+        "0.5",
+        "1E+2",
+        "007",
+    ],
     "float": [0.1, -0.0, 1e300, 5e-324, 123456789.123456789],
     "duration": [datetime.timedelta(days=-1, microseconds=1), datetime.timedelta(0)],
     "binary": [b"", bytes(range(256))],
@@ -81,6 +101,8 @@ def written(field, value, connection) -> str | type[Exception]:
 @backends("mariadb")
 def test_every_value_is_written_as_the_insert_would_send_it(alias):
     connection = connections[alias]
+    # Every kind whose backup text can be kept is among the samples.
+    assert set(mysql_loads.kept_as_text(connection)) == {"decimal", "datetime", "uuid"}
     checked = 0
     with backend_for(connection).loading_session():
         for field in every_field():

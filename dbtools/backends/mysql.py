@@ -130,6 +130,9 @@ class MySQLBackend(DatabaseBackend):
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         return mysql_loads.load_stream(db_table, fields, self.connection)
 
+    def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
+        return mysql_loads.kept_as_text(self.connection)
+
     @contextlib.contextmanager
     def loading_session(self) -> Iterator[None]:
         """Strict mode makes too-long strings and bad values errors instead of

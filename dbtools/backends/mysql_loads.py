@@ -135,6 +135,13 @@ def shortcuts(
     name = prepare.__name__
     if name == "text" or kind in (models.EmailField, models.SlugField, models.URLField):
         quick[str] = escaped
+    elif text := KEPT_TEXT_WRITERS.get(name):
+        test, rewrite = text
+
+        def kept_text(value: str) -> str:
+            return rewrite(value) if test(value) else as_text(prepare(value))
+
+        quick[str] = kept_text
     elif name == "integer":
         quick[int] = str
     elif kind in (models.AutoField, models.BigAutoField, models.SmallAutoField):
@@ -144,7 +151,46 @@ def shortcuts(
         quick[bool] = lambda value: "1" if value else "0"
     elif kind is models.UUIDField and connection.features.has_native_uuid_field:
         quick[uuid.UUID] = str
+        quick[str] = lambda value: (
+            value if CANONICAL_UUID.fullmatch(value) else as_text(prepare(value))
+        )
     return quick
+
+
+# Text from the backup that is written as it is, or barely rewritten, by kind:
+# text whose get_db_prep_save() the driver would send as exactly this text (a
+# test compares them), so that it is neither decoded nor prepared.
+# - decimal: digits, an optional sign and point, no leading zero (Decimal's
+#   own spelling, which format(value, "f") gives back);
+# - datetime, where the connection reads in UTC: the ISO form backups write in
+#   UTC, hours 00-23, no or six fractional digits (str() of the naive UTC
+#   datetime Django would send is the same with a space for the T);
+# - uuid, for MariaDB's native column: the canonical lower-case spelling,
+#   which is str() of the UUID the driver is given.
+PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?", re.ASCII)
+UTC_TIMESTAMP = re.compile(
+    r"(?!0000)\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{6})?\+00:00", re.ASCII
+)
+CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII
+)
+# By value_preparer's name: the test of the text, and how it is written.
+KEPT_TEXT_WRITERS: dict[str, tuple[Callable[[str], object], Callable[[str], str]]] = {
+    "finite_decimal": (PLAIN_DECIMAL.fullmatch, str),
+    "utc_datetime": (UTC_TIMESTAMP.fullmatch, lambda text: f"{text[:10]} {text[11:-6]}"),
+}
+
+
+def kept_as_text(connection: BaseDatabaseWrapper) -> dict[str, Callable[[str], object]]:
+    """By kind, the backup's text that a load takes as it is (see KEPT_TEXT_WRITERS)."""
+    from ..restore.text_reads import reads_as_utc
+
+    kept: dict[str, Callable[[str], object]] = {"decimal": PLAIN_DECIMAL.fullmatch}
+    if reads_as_utc(connection):
+        kept["datetime"] = UTC_TIMESTAMP.fullmatch
+    if connection.features.has_native_uuid_field:
+        kept["uuid"] = CANONICAL_UUID.fullmatch
+    return kept
 
 
 def as_text(value: Any) -> str:
