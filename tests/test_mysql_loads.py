@@ -271,3 +271,50 @@ def test_a_killed_loads_folder_is_removed_by_the_next_command(backup_dir):
         if dead.exists():
             (dead / "rows").unlink()
             dead.rmdir()
+
+
+@backends("mariadb")
+@pytest.mark.parametrize(
+    ("clash", "expected"),
+    [
+        ({"id": 1}, r"primary key 1: .*Duplicate entry '1'"),  # the same primary key twice
+        ({"email": "a@example.com"}, r"primary key 2: .*Duplicate entry 'a@example.com'"),
+    ],
+    ids=["primary key", "unique email"],
+)
+def test_a_backup_clashing_with_itself_fails_and_changes_nothing(
+    alias, backup_dir, monkeypatch, clash, expected
+):
+    """Into an empty table a duplicate can only come from the backup itself."""
+    for number in (1, 2, 3):
+        e.UniqueEmail.objects.using(alias).create(
+            id=number, email=f"{'abc'[number - 1]}@example.com", nickname=str(number)
+        )
+    backup = backup_database(using=alias, only=["edgecases.UniqueEmail"]).path
+    broken = rewrite_backup(
+        backup,
+        backup.with_name("clash.json"),
+        change_row=lambda label, row: {**row, **clash} if row["id"] == 2 else row,
+    )
+    before = comparable_tables(database_contents(alias))
+    e.UniqueEmail.objects.using(alias).all().delete()
+    tried = []
+    original = mysql_loads.load_stream
+
+    def load_stream(db_table, *args):
+        tried.append(db_table)
+        return original(db_table, *args)
+
+    monkeypatch.setattr(mysql_loads, "load_stream", load_stream)
+
+    with pytest.raises(RestoreError, match=expected):
+        restore_database(
+            prepare_restore(broken, using=alias, only=["edgecases.UniqueEmail"]), mode="merge"
+        )
+    assert tried == ["edgecases_uniqueemail"]
+    assert not e.UniqueEmail.objects.using(alias).exists()
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.unique_checks, @@SESSION.foreign_key_checks")
+        assert cursor.fetchone() == (1, 1)
+    restore_database(prepare_restore(backup, using=alias), mode="replace")
+    assert comparable_tables(database_contents(alias)) == before

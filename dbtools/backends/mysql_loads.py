@@ -40,26 +40,16 @@ from django.db import DatabaseError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..archive.codec import AnyField, JSONText, kind_of
+from .pg_loads import COPY_KINDS
 
 # The private folders that hold a load's pipe: dbtools-load-<pid>-<random>.
 LOAD_FOLDER_PREFIX = "dbtools-load-"
 # Rows are written to the pipe in chunks of about this many characters.
 CHUNK_CHARS = 256 * 1024
 
-LOADED_KINDS = {
-    "int",
-    "bool",
-    "str",
-    "uuid",
-    "date",
-    "time",
-    "datetime",
-    "decimal",
-    "float",
-    "duration",
-    "binary",
-    "json",
-}
+# The kinds PostgreSQL's COPY takes, every scalar kind: each is written as the
+# plain INSERT's preparation gives it (text_writer).
+LOADED_KINDS = COPY_KINDS
 
 ESCAPED = re.compile("[\\\\\t\n\r\0]")
 ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
@@ -302,44 +292,98 @@ class Load:
             raise interrupted
 
 
+def loads_in_bulk(connection: BaseDatabaseWrapper) -> bool:
+    """Whether a load into an empty table may use InnoDB's bulk insert (rows
+    sorted into each index, one undo record for the table), which MariaDB
+    uses when unique_checks and foreign_key_checks are both off, as
+    mariadb-import turns them off: only at a version where it works under
+    LOAD DATA (MDEV-34703: mariadb-import checks the same versions), and only
+    with no change buffer, so that for a table that is not bulk loaded (it
+    held rows this transaction deleted) unique_checks = 0 changes nothing.
+    A duplicate still fails the load, as an error or a warning."""
+    mysql: Any = connection
+    if not mysql.mysql_is_mariadb:
+        return False  # MySQL's InnoDB may then skip unique checks altogether
+    version = mysql.mysql_version
+    if not (
+        version >= (11, 7, 2)
+        or (11, 4, 5) <= version < (11, 5)
+        or (10, 11, 11) <= version < (10, 12)
+    ):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL VARIABLES LIKE 'innodb_change_buffering'")
+        row = cursor.fetchone()
+    return row is None or row[1].lower() == "none"
+
+
+@contextlib.contextmanager
+def unique_checks_off(connection: BaseDatabaseWrapper, off: bool) -> Iterator[None]:
+    if not off:
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.unique_checks")
+        (previous,) = cursor.fetchone()
+        cursor.execute("SET SESSION unique_checks = 0")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION unique_checks = %s", [previous])
+
+
 @contextlib.contextmanager
 def load_stream(
-    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
+    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper, bulk: bool = False
 ) -> Iterator[Callable[[list[object]], None]]:
     """One LOAD DATA LOCAL INFILE into `db_table` that rows are written into as
     they come, by the function yielded (a row is its values, in the order of
     `fields`). Raises DatabaseError unless the table took every row sent,
-    exactly (no warning)."""
+    exactly (no warning). `bulk`: with unique_checks off for the statement
+    (loads_in_bulk)."""
     writers = [text_writer(f, connection) for f in fields]
     folder = tempfile.mkdtemp(prefix=f"{LOAD_FOLDER_PREFIX}{os.getpid()}-")
     path = os.path.join(folder, "rows")
     try:
         os.mkfifo(path, 0o600)
         connection.ensure_connection()
-        load = Load(load_sql(db_table, fields, path, connection), path, connection)
-        load.thread.start()
-        pipe = Pipe()
-        stopped = False
-        try:
-            pipe.fd = load.open_pipe()
-
-            def write(values: list[object]) -> None:
-                pipe.add("\t".join([w(v) for w, v in zip(writers, values, strict=True)]))
-
-            yield write
-            pipe.flush()
-        except PipeClosed:
-            stopped = True  # the statement's own error says why (check)
-        finally:
-            pipe.close(load)
-        load.check(db_table, pipe.sent, connection)
-        if stopped:
-            raise DatabaseError(f"LOAD DATA into {db_table} stopped reading its rows")
+        with unique_checks_off(connection, bulk):
+            yield from loaded(db_table, fields, connection, path, writers)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+def loaded(
+    db_table: str,
+    fields: list[AnyField],
+    connection: BaseDatabaseWrapper,
+    path: str,
+    writers: list[Callable[[Any], str]],
+) -> Iterator[Callable[[list[object]], None]]:
+    """load_stream's statement, reading the pipe at `path`."""
+    load = Load(load_sql(db_table, fields, path, connection), path, connection)
+    load.thread.start()
+    pipe = Pipe()
+    stopped = False
+    try:
+        pipe.fd = load.open_pipe()
+
+        def write(values: list[object]) -> None:
+            pipe.add("\t".join([w(v) for w, v in zip(writers, values, strict=True)]))
+
+        yield write
+        pipe.flush()
+    except PipeClosed:
+        stopped = True  # the statement's own error says why (check)
+    finally:
+        pipe.close(load)
+    load.check(db_table, pipe.sent, connection)
+    if stopped:
+        raise DatabaseError(f"LOAD DATA into {db_table} stopped reading its rows")
 
 
 class PipeClosed(Exception):
