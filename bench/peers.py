@@ -161,23 +161,53 @@ def against(measures: dict[str, list[Measure]], ours: str, theirs: str) -> str:
 
 
 # What the server alone spends on the lines backupdb asks it for (backends/pg_reads.py's
-# query), against COPY's own text, each written by the server to /dev/null.
+# query), against COPY's own text, each written by the server to /dev/null; then
+# whether the client could turn COPY's output into JSON lines for less than the
+# server's JSON costs, with the compiled code at hand (psycopg's C loaders, orjson):
+# "typed" builds each row's values from binary COPY; "untyped" only splits COPY's
+# text, every value left a string (not the codec's output: a lower bound).
 JSON_FLOOR = """
-import time
+import resource, time
+import orjson
 from django.db import connection
 from dbtools.backends.pg_reads import rows_sql
 from dbtools.graph import plan_tables
-spent = {"copy": 0.0, "json": 0.0}
+def cpu():
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+spent = {"copy": 0.0, "json": 0.0, "typed": 0.0, "untyped": 0.0}
+tables = plan_tables("default", only=["shop"]).tables
 with connection.cursor() as cursor:
     cursor.execute("SET TIME ZONE 'UTC'")
     cursor.execute("SET jit = off")
-    for table in plan_tables("default", only=["shop"]).tables:
+    for table in tables:
         for kind, query in (("copy", connection.ops.quote_name(table.db_table)),
                             ("json", "(" + rows_sql(table, connection) + ")")):
             started = time.perf_counter()
             cursor.execute(f"COPY {query} TO '/dev/null'")
             spent[kind] += time.perf_counter() - started
-print(f"{spent['copy']:.2f} {spent['json']:.2f}")
+raw = connection.connection
+for table in tables:
+    names = [f.name for f in table.fields]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in table.fields)
+    query = f"SELECT {columns} FROM {connection.ops.quote_name(table.db_table)}"
+    with raw.cursor() as cursor:
+        cursor.execute(query + " LIMIT 0")
+        types = [d.type_code for d in cursor.description]
+        started = cpu()
+        with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for row in copy.rows():
+                orjson.dumps(dict(zip(names, row)), default=str)
+        spent["typed"] += cpu() - started
+        started = cpu()
+        with cursor.copy(f"COPY ({query}) TO STDOUT") as copy:
+            for block in copy:
+                for line in bytes(block).split(b"\\n"):
+                    if line:
+                        orjson.dumps(dict(zip(names, line.decode().split("\\t"))))
+        spent["untyped"] += cpu() - started
+print(" ".join(f"{spent[k]:.2f}" for k in ("copy", "json", "typed", "untyped")))
 """
 
 
@@ -186,11 +216,17 @@ def json_floor(source: dict[str, str]) -> None:
         [*MANAGE, "shell", "-v", "0", "-c", JSON_FLOOR], env=source, check=True,
         capture_output=True, text=True,
     )  # fmt: skip
-    plain, as_json = (float(n) for n in done.stdout.split())
+    plain, as_json, typed, untyped = (float(n) for n in done.stdout.split())
     print(
         f"- the server alone, every shop table to /dev/null: COPY's text {plain:.2f} s, "
         f"backupdb's JSON lines {as_json:.2f} s ({as_json / plain:.2f}x): the floor of "
         "backupdb against pg_dump -Z0 on one connection"
+    )
+    print(
+        f"- COPY's output made into JSON lines by the client instead (client CPU): "
+        f"typed, psycopg's C loaders and orjson {typed:.2f} s; untyped, text split and "
+        f"orjson, every value a string {untyped:.2f} s; against the server's "
+        f"{as_json - plain:.2f} s of JSON work"
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+import threading
+import time
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from django.contrib.sessions.models import Session as DjangoSession
 from django.core.management import CommandError, call_command
 from django.core.validators import validate_email
 from django.db import connections
+from hypothesis import given
 from pyrage import decrypt, x25519
 
 from dbtools.archive import ArchiveReader
@@ -32,8 +35,12 @@ from dbtools.restore.replay import replay_restore
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
-from tests.helpers import database_contents, read_backup
+from tests.data import fill_edge_cases
+from tests.edgecases import models as e
+from tests.helpers import comparable_tables, database_contents, read_backup
+from tests.test_backup import row_lines
 from tests.test_masking import KEY, OTHER_KEY, SHOP_RULES
+from tests.test_properties import PROPERTY_SETTINGS, all_types_rows
 
 # The engine's own shop rules, with a phone number and a dropped table.
 RULES: dict[str, Any] = {**SHOP_RULES, "shop.Address.line2": "phone", "shop.Session": "drop"}
@@ -517,3 +524,121 @@ def test_a_masked_subset_records_its_lookups_without_their_values(alias, masking
     call_command("listbackups", stdout=listing)
     assert "--subset 'shop.User:email=<redacted>'" in listing.getvalue()
     assert email not in listing.getvalue()
+
+
+# The server writes the unmasked columns of a masked table (PostgreSQL)
+
+
+def unchanged(value: Any, context: Any) -> Any:
+    """A rule that masks nothing: the masked path's lines must be the plain backup's."""
+    return value
+
+
+UNCHANGED = "tests.test_backup_masked.unchanged"
+SHOP_TEXT_COLUMNS = [
+    ("shop.User", "email"),
+    ("shop.User", "first_name"),
+    ("shop.Order", "email"),
+    ("shop.Order", "notes"),
+    ("shop.Address", "line1"),
+    ("shop.Address", "postal_code"),
+    ("shop.NewsletterSubscriber", "email"),
+    ("shop.UserActivity", "ip_address"),  # inet on PostgreSQL
+]
+# Masked text columns alone, side by side, and last; around them every other kind.
+ALL_TYPES_UNCHANGED = {
+    f"edgecases.AllTypes.{name}": UNCHANGED
+    for name in ("char", "email", "file", "file_path", "slug", "text", "url")
+}
+
+
+def lines_masked_and_plain(alias: str, only: list[str]) -> tuple[dict, dict]:
+    masked = row_lines(backup_database(using=alias, mask=True, only=only).path)
+    return masked, row_lines(backup_database(using=alias, only=only).path)
+
+
+def test_a_rule_that_changes_nothing_gives_the_plain_backups_lines_byte_for_byte(
+    alias, masking, settings
+):
+    fill_edge_cases(alias)
+    seed_customers(alias)
+    awkward = "".join(chr(c) for c in range(1, 32)) + '"\\\x7f\u2028\u2029\ufeff🚀'
+    row = e.AllTypes.objects.using(alias).create(char=awkward, text="é", url="")
+    table = connections[alias].ops.quote_name(e.AllTypes._meta.db_table)
+    with connections[alias].cursor() as cursor:  # JSON null, a value: the row names it
+        cursor.execute(f"UPDATE {table} SET json = 'null' WHERE id = %s", [row.pk])
+    rules = {f"{label}.{column}": UNCHANGED for label, column in SHOP_TEXT_COLUMNS}
+    settings.DBTOOLS = {**settings.DBTOOLS, "MASK": {**rules, **ALL_TYPES_UNCHANGED}}
+    only = ["edgecases.AllTypes", *{label for label, _ in SHOP_TEXT_COLUMNS}]
+    masked, plain = lines_masked_and_plain(alias, only)
+    assert sum(len(lines) for lines in masked.values()) > 200
+    assert b'"$json_null":["json"]' in b"".join(plain["edgecases.AllTypes"])
+    assert masked == plain
+
+
+def test_generated_rows_masked_by_a_rule_that_changes_nothing_are_the_plain_lines(
+    alias, masking, settings
+):
+    settings.DBTOOLS = {**settings.DBTOOLS, "MASK": ALL_TYPES_UNCHANGED}
+
+    @PROPERTY_SETTINGS
+    @given(rows=all_types_rows(connections[alias].vendor))
+    def same_lines(rows: list[dict[str, Any]]) -> None:
+        e.AllTypes.objects.using(alias).all().delete()
+        for row in rows:
+            e.AllTypes.objects.using(alias).create(**row)
+        masked, plain = lines_masked_and_plain(alias, ["edgecases.AllTypes"])
+        assert masked == plain
+
+    same_lines()
+
+
+@backends("postgresql")
+def test_postgresql_masked_tables_take_the_server_path_for_their_other_columns(
+    alias, masking, monkeypatch
+):
+    """The server writes a masked table's other columns and Python the masked
+    ones: the rows are those the portable path writes, and no original value
+    reaches the file."""
+    originals = seed_customers(alias)
+    served: list[str] = []
+    masked_batches = pg_reads.masked_row_batches
+
+    def watched(table, *args, **kwargs):  # type: ignore[no-untyped-def]
+        served.append(table.label)
+        return masked_batches(table, *args, **kwargs)
+
+    monkeypatch.setattr(pg_reads, "masked_row_batches", watched)
+    result = backup_database(using=alias, mask=True)
+    assert set(served) == {"shop.User", "shop.Order", "shop.NewsletterSubscriber", "shop.Address"}
+    assert leaked(result.path.read_bytes(), originals) == []
+    monkeypatch.setattr(pg_reads, "can_write_masked", lambda *args: False)
+    portable = backup_database(using=alias, mask=True)
+    assert comparable_tables(read_backup(result.path)) == comparable_tables(
+        read_backup(portable.path)
+    )
+
+
+@backends("postgresql")
+def test_an_interrupt_in_a_masked_table_stops_its_reader_thread(alias, masking, monkeypatch):
+    """As for a plain table (test_backup.py): the masked rows' generator closes
+    the server's, whose reader thread would otherwise wait in Queue.put."""
+    from dbtools.archive import ArchiveWriter
+    from dbtools.backup import masked
+
+    seed_shop(600, using=alias)
+    monkeypatch.setattr(masked, "MASKED_BATCH_ROWS", 10)
+    original, written = ArchiveWriter.write_rows, []
+
+    def write_rows(self, rows):  # type: ignore[no-untyped-def]
+        original(self, rows)
+        written.append(len(rows))
+        if len(written) == 3:
+            time.sleep(0.5)  # the reader fills the queue and waits to put the next batch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ArchiveWriter, "write_rows", write_rows)
+    with pytest.raises(KeyboardInterrupt):
+        backup_database(using=alias, mask=True, jobs=1, only=["shop.Order"])
+    assert [t.name for t in threading.enumerate() if t.name.startswith("dbtools-fetch-")] == []
+    assert list(masking.iterdir()) == []

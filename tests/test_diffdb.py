@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from io import StringIO
+import tempfile
+from io import BytesIO, StringIO
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
+import orjson
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dbtools import diff_database
+from dbtools.archive.envelope import identity_file
+from dbtools.backends import pg_reads
 from dbtools.backup import backup_database
 from dbtools.conf import settings_problems
-from dbtools.diff import flow
+from dbtools.diff import compare, flow
 from dbtools.diff.compare import Pairing, compare_table, key_reader, merge_join
 from dbtools.diff.report import DiffError, TableDiff, cut
 from dbtools.restore import prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
+from tests.conftest import backends
 from tests.data import fill_edge_cases
+from tests.helpers import resign, rewrite_backup
+from tests.test_envelope import make_key
 from tests.test_replay import backup_before_the_data_migration  # noqa: F401  (a fixture)
 from tests.test_safemigrate import lab  # noqa: F401  (a fixture)
 
@@ -317,3 +325,240 @@ def test_a_sensitive_primary_key_is_hidden_in_the_rows_shown(alias, backup_dir, 
         [changed.identifier, "(hidden)"],
         [deleted.identifier, "(hidden)"],
     ]
+
+
+READ_APART = (
+    "{what} ran inside your open transaction (transaction.atomic()), whose isolation level "
+    "(read committed) does not read every table at one moment: rows other sessions commit "
+    "meanwhile may show in some tables and not in others. Call it outside the transaction, or "
+    "in one begun at REPEATABLE READ, for one consistent view."
+)
+
+
+def test_inside_a_callers_transaction_it_says_whether_it_read_one_snapshot(alias, backup_dir):
+    """As backupdb does: it reads in the caller's transaction (seeing its own
+    writes), and says so where that transaction reads no one snapshot
+    (PostgreSQL's and MariaDB's READ COMMITTED, Django's default); SQLite's
+    transactions always read one."""
+    from django.db import connections, transaction
+
+    seed_shop(30, using=alias)
+    backup = backup_database(using=alias, only=["shop.Category"])
+    with transaction.atomic(using=alias):
+        m.Category.objects.using(alias).create(name="Mine", slug="mine")
+        result = diff_database(backup.path, using=alias)
+        again = backup_database(using=alias, only=["shop.Category"])
+
+    (category,) = result.differing
+    assert category.only_in_database == 1  # the caller's own row, seen
+    apart = connections[alias].vendor != "sqlite"
+    assert result.warnings == ([READ_APART.format(what="diff_database()")] if apart else [])
+    assert again.warnings == ([READ_APART.format(what="backup_database()")] if apart else [])
+    assert diff_database(backup.path, using=alias).warnings == []
+
+
+# Equal lines counted unparsed ---------------------------------------------------
+
+
+def categories(alias: str, count: int) -> list[int]:
+    made = [
+        m.Category.objects.using(alias).create(name=f"C{i}", slug=f"c-{i}") for i in range(count)
+    ]
+    return [c.pk for c in made]
+
+
+def edit_rows(path: Path, label: str, edit) -> None:  # type: ignore[no-untyped-def]
+    """Edit one table's row lines as written (no parse, no new encoding), checksums redone."""
+    lines = path.read_bytes().split(b"\n")
+    start = next(i for i, line in enumerate(lines) if f'"label":"{label}"'.encode() in line) + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith(b"],"))
+    rows = edit([line.removeprefix(b",") for line in lines[start:end]])
+    lines[start:end] = [(b"," if i else b"") + row for i, row in enumerate(rows)]
+    path.write_bytes(b"\n".join(lines))
+    resign(path)
+
+
+def counted_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    parses = [0]
+
+    def loads(line: bytes | str) -> object:
+        parses[0] += 1
+        return orjson.loads(line)
+
+    monkeypatch.setattr(compare, "orjson", SimpleNamespace(loads=loads, dumps=orjson.dumps))
+    return parses
+
+
+def test_only_the_rows_whose_lines_differ_are_parsed(alias, backup_dir, monkeypatch):
+    pks = categories(alias, 40)
+    backup_database(using=alias, only=["shop.Category"])
+    rows = m.Category.objects.using(alias)
+    rows.filter(pk=pks[4]).delete()  # a deleted row in the middle
+    rows.filter(pk=pks[7]).update(name="Changed")  # a changed row next to equal ones
+    rows.filter(pk__in=pks[9:11]).update(position=5)  # two changed rows in a row
+    added = rows.create(name="Last", slug="last").pk  # an added row at the end
+    parses = counted_parses(monkeypatch)
+
+    (table,) = diff_database(using=alias, only=["shop.Category"], rows=10).tables
+
+    assert (table.only_in_backup, table.only_in_database, table.changed) == (1, 1, 3)
+    assert (table.same, table.columns) == (36, {"name": 1, "position": 2})
+    assert [(e.kind, e.key) for e in table.examples] == [
+        ("only_in_backup", [pks[4]]),
+        ("changed", [pks[7]]),
+        ("changed", [pks[9]]),
+        ("changed", [pks[10]]),
+        ("only_in_database", [added]),
+    ]
+    # The rows around the differences (and the one before each), not all 79 lines.
+    assert parses[0] < 30
+
+
+@pytest.mark.parametrize(
+    ("edit", "keys"),
+    [
+        (lambda rows: rows[:5] + rows[4:], "{4} after {4}"),  # a key twice, after equal rows
+        (lambda rows: [*rows[:3], rows[4], rows[3], *rows[5:]], "{3} after {4}"),  # swapped
+        (lambda rows: [rows[1], rows[0], *rows[2:]], "{0} after {1}"),  # swapped at the start
+        (lambda rows: [*rows, rows[-1]], "{7} after {7}"),  # the last row twice
+        (lambda rows: [*rows, rows[2]], "{2} after {7}"),  # an old row again at the end
+    ],
+)
+def test_error_for_backup_rows_out_of_order_among_equal_lines(alias, backup_dir, edit, keys):
+    pks = categories(alias, 8)
+    path = backup_database(using=alias, only=["shop.Category"]).path
+    edit_rows(path, "shop.Category", edit)
+    expected = keys.format(*pks)
+
+    with pytest.raises(DiffError, match=rf"^Rows are not in primary-key order \(key {expected}\)"):
+        diff_database(path, using=alias, only=["shop.Category"])
+
+
+def test_equal_lines_against_a_changed_layout_are_compared_by_value():
+    key, columns = [("id", "id")], [("id", "id"), ("a", "a")]
+    old = [b'{"id":1,"a":1}', b'{"id":2,"a":2}', b'{"id":3,"a":3}', b'{"id":4,"a":4}']
+    new = ['{"id":1,"a":1}', '{"a":2,"id":2}', '{"id":3,"a":4}', b'{"id":4,"a":4}']
+    diff = TableDiff("t.T")
+
+    compare_table(diff, old, new, Pairing(key, columns), 5)
+
+    assert (diff.same, diff.changed, diff.columns) == (3, 1, {"a": 1})
+    assert diff.examples[0].key == [3]
+
+
+def spooled_tables(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    spooled: list[str] = []
+    spool = pg_reads.HelperReaders.spool
+
+    def spy(self, table, connection):  # type: ignore[no-untyped-def]
+        spooled.append(table.label)
+        return spool(self, table, connection)
+
+    monkeypatch.setattr(pg_reads.HelperReaders, "spool", spy)
+    return spooled
+
+
+@backends("postgresql")
+def test_a_second_connection_reads_tables_ahead_in_the_same_snapshot(
+    alias, backup_dir, monkeypatch, tmp_path
+):
+    seed_shop(200, using=alias)
+    backup_database(using=alias)
+    done = run_script(alias)
+    spooled = spooled_tables(monkeypatch)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+
+    result = diff_database(using=alias)
+
+    assert spooled  # tables from the end of the backup's order
+    counts = {t.label: (t.only_in_backup, t.only_in_database, t.changed) for t in result.differing}
+    assert counts == {
+        "shop.Product": (0, 0, done["products"]),
+        "shop.Category": (0, 2, 1),
+        "shop.UserActivity": (4, 0, 0),
+    }
+    assert sum(t.same for t in result.tables) > 0
+    assert list(temp.iterdir()) == []  # no spool left behind
+
+
+def test_uuid_keys_are_merge_joined_where_both_databases_sort_them_as_text(
+    alias, backup_dir, monkeypatch
+):
+    seed_shop(100, using=alias)
+    path = backup_database(using=alias, only=["shop.Product"]).path
+    products = m.Product.objects.using(alias)
+    changed = products.order_by("pk")[1]
+    products.filter(pk=changed.pk).update(name="Changed")
+    products.create(name="New", slug="new-product", price=1)
+    spilled: list[str] = []
+    spill = compare.spilled_lines
+
+    def spy(lines, names, where):  # type: ignore[no-untyped-def]
+        spilled.append(str(where))
+        return spill(lines, names, where)
+
+    monkeypatch.setattr(compare, "spilled_lines", spy)
+
+    (table,) = diff_database(path, using=alias, only=["shop.Product"]).tables
+    from_mariadb = path.with_name("from-mariadb.json")
+    rewrite_backup(path, from_mariadb, change_meta=lambda meta: {**meta, "vendor": "mysql"})
+    (again,) = diff_database(from_mariadb, using=alias, only=["shop.Product"]).tables
+
+    for counted in (table, again):
+        assert (counted.only_in_database, counted.changed, counted.columns) == (1, 1, {"name": 1})
+    # PostgreSQL's uuid sorts as its text: only a backup from MariaDB is spilled to sort.
+    assert len(spilled) == (2 if alias == "postgresql" else 4)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 1 << 20])
+def test_a_spool_is_read_back_line_for_line_whatever_the_block(monkeypatch, block):
+    monkeypatch.setattr(flow, "SPOOL_BLOCK", block)
+    lines = [b'{"id":1,"a":"x,y"}', b'{"id":2,"a":"\\n,"}', b"{}"]
+    spool = BytesIO(b"\n,".join(lines) + b"\n")
+
+    assert [line for block in flow.spool_lines(spool) for line in block] == lines
+    assert list(flow.spool_lines(BytesIO(b""))) == []
+
+
+@backends("postgresql")
+def test_against_an_encrypted_backup_one_connection_reads_and_nothing_is_spooled(
+    alias, backup_dir, monkeypatch, settings, tmp_path
+):
+    key = make_key(tmp_path)
+    settings.DBTOOLS = {**settings.DBTOOLS, "ENCRYPT_TO": [key.public]}
+    seed_shop(100, using=alias)
+    path = backup_database(using=alias).path
+    run_script(alias)
+    spooled = spooled_tables(monkeypatch)
+
+    with identity_file(key.identity):
+        result = diff_database(path, using=alias)
+
+    assert spooled == []
+    assert {t.label for t in result.differing} == {
+        "shop.Product",
+        "shop.Category",
+        "shop.UserActivity",
+    }
+
+
+def test_text_keys_are_spilled_and_only_their_differing_lines_compared():
+    key, columns = [("k", "k")], [("k", "k"), ("a", "a")]
+    old = [b'{"k":"b","a":1}', b'{"k":"a","a":1}', b'{"k":"d","a":1}', b'{"k":"c","a":1}']
+    new = [b'{"k":"c","a":2}', b'{"k":"a","a":1}', b'{"k":"e","a":1}', b'{"a":1,"k":"b"}']
+    diff = TableDiff("t.T")
+
+    compare_table(diff, old, new, Pairing(key, columns, ordered=False), 5)
+
+    assert (diff.same, diff.changed, diff.only_in_backup, diff.only_in_database) == (2, 1, 1, 1)
+    assert [(e.kind, e.key) for e in diff.examples] == [
+        ("changed", ["c"]),
+        ("only_in_backup", ["d"]),
+        ("only_in_database", ["e"]),
+    ]
+    with pytest.raises(DiffError, match=r"^A primary key appears twice"):
+        compare_table(
+            TableDiff("t.T"), [*old, old[1]], new, Pairing(key, columns, ordered=False), 0
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -13,9 +15,11 @@ from django.db.models import TextField
 from django.db.models.functions import Cast, Lower
 from django.test.utils import isolate_apps
 
+from dbtools.backup.masked import TupleMasker
 from dbtools.checks import check_mask
 from dbtools.conf import settings_problems
 from dbtools.exceptions import ConfigurationError
+from dbtools.graph import plan_tables
 from dbtools.masking import BUILT_IN, Masker, MaskingError
 from dbtools.masking.engine import ColumnMasker, RowMasker, UniqueTracker
 from dbtools.masking.rules import MaskContext, keyed_signer
@@ -23,6 +27,7 @@ from dbtools.masking.spec import choose_rule, unique_scope
 from dbtools.masking.validate import fit_problems
 from shop import models as m
 from shop.seed import seed_shop
+from tests.conftest import backends
 from tests.edgecases.models import Place
 
 KEY = "a-test-key-that-is-long-enough-0123456789"
@@ -717,3 +722,91 @@ def test_the_demo_sites_rules_pass_check(settings, monkeypatch):
     assert "shop.User.email" in rules and "admin.LogEntry" in rules
     settings.DBTOOLS = {"MASK": rules, "MASK_KEY": KEY}
     assert check_mask(None) == []
+
+
+# Outputs pinned: a faster rule must give the same values, or bump RULES_VERSION
+
+
+@pytest.mark.parametrize(
+    ("key", "pinned"),
+    [
+        ("a-test-key-that-is-long-enough-0123456789", "6e5089c5bf8b2e80"),
+        ("k" * 100, "761b3b5196149fb5"),
+    ],
+)
+def test_the_keyed_signer_is_hmac_sha256_for_short_and_long_keys(key, pinned):
+    sign = keyed_signer(key)
+    for i in range(50):
+        assert sign(b"x%d" % i) == hmac.digest(key.encode(), b"x%d" % i, "sha256")
+    assert hashlib.sha256(b"".join(sign(b"x%d" % i) for i in range(50))).hexdigest()[:16] == pinned
+
+
+@pytest.mark.parametrize(
+    ("value", "either", "ipv6", "narrow"),
+    [
+        ("10.1.2.3", "10.184.106.208", "2001:db8:21a9:4561:d7b5:d114:e0b8:6ad0", "10.184.106.208"),
+        (
+            "::1",
+            "2001:db8:1658:b824:49c7:3aa6:e2d3:508c",
+            "2001:db8:1658:b824:49c7:3aa6:e2d3:508c",
+            "10.211.80.140",
+        ),
+        ("not an ip", "10.92.56.79", "2001:db8:ec48:46d1:2063:4cb2:b05c:384f", "10.92.56.79"),
+        ("1:2", "10.26.209.110", "2001:db8:319b:c8f0:3ff6:6937:701a:d16e", "10.26.209.110"),
+        ("192.168.0.1", "10.47.82.243", "2001:db8:4e5c:79bf:80ce:6dad:312f:52f3", "10.47.82.243"),
+    ],
+)
+def test_ip_outputs_are_pinned(value, either, ipv6, narrow):
+    sign = keyed_signer(KEY)
+    ip = BUILT_IN["ip"].apply
+    assert ip(value, MaskContext(sign)) == either
+    assert ip(value, MaskContext(sign, protocol="IPv6")) == ipv6
+    assert ip(value, MaskContext(sign, max_length=15)) == narrow
+
+
+def test_every_built_in_rules_outputs_are_pinned():
+    """Every rule, at two attempts and two column sizes: the same values as
+    RULES_VERSION 1 gave (a faster rule may not change one silently)."""
+    sign = keyed_signer(KEY)
+    values = ["ada@real.org", "Ada Lovelace", "+44 20 7946 0018", "SW1A 1AA", "12 High Street"]
+    values += ["", "é🚀 x"]
+    dates = [date(2024, 2, 29), datetime(2024, 1, 1, 12, tzinfo=UTC), "2024-05-01"]
+    out = []
+    for name, rule in sorted(BUILT_IN.items()):
+        for attempt in (0, 2):
+            for max_length in (None, 20):
+                context = MaskContext(sign, max_length=max_length, attempt=attempt)
+                out += [
+                    repr(rule.apply(v, context))
+                    for v in (dates if name == "date_shift" else values)
+                ]
+    assert len(out) == 404
+    assert hashlib.sha256("\n".join(out).encode()).hexdigest()[:16] == "f6ca724086238dbc"
+
+
+@backends("sqlite")
+@pytest.mark.parametrize(
+    "other",
+    [
+        "tests.test_masking.one_hex_digit",  # username's rule too: masked row by row
+        "hash",  # another rule: column by column, looking up what username remapped
+    ],
+)
+def test_masking_a_batch_column_by_column_gives_what_row_by_row_does(alias, other):
+    rules = {
+        "shop.User.username": "tests.test_masking.one_hex_digit",
+        "shop.User.first_name": other,
+    }
+    table = next(t for t in plan_tables(alias).tables if t.label == "shop.User")
+
+    def masker() -> TupleMasker:
+        return TupleMasker(table, Masker(rules, KEY).for_table(m.User))
+
+    assert [table.fields[i].attname for i in masker().columns] == ["username", "first_name"]
+    rows = [[f"user{i}", f"user{11 - i}"] for i in range(12)] + [[None, "user1"], ["user3", None]]
+    one, two = masker(), masker()
+    by_row = [one.values(list(row)) for row in rows]
+    assert two.row_masker.by_column == (other == "hash")
+    by_column = two.columns_of([[row[0] for row in rows], [row[1] for row in rows]])
+    assert [list(row) for row in zip(*by_column, strict=True)] == by_row
+    assert one.row_masker.remapped  # collisions were resolved, and looked up

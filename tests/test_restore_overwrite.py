@@ -27,9 +27,9 @@ from dbtools.restore.strategies import split_existing
 from shop import models as m
 from shop.seed import seed_shop
 from tests.conftest import backends
-from tests.difflab.models import Link
+from tests.difflab.models import Item, Link, Tag
 from tests.edgecases.models import JSONDocument
-from tests.helpers import comparable_tables, database_contents
+from tests.helpers import comparable_tables, database_contents, rewrite_backup
 from tests.test_diffdb import run_script
 
 SCRIPTED = ["shop.Product", "shop.Category", "shop.UserActivity", "shop.VerificationToken"]
@@ -231,7 +231,8 @@ def test_an_overwrite_locks_the_keys_it_reads_where_the_upsert_fires_on_any_uniq
     with transaction.atomic(using=alias), CaptureQueriesContext(connection) as queries:
         missing, present = split_existing(table, [*batch, {"id": 10**6}], alias, lock)
     assert (missing, present) == ([{"id": 10**6}], batch)
-    assert [q["sql"].endswith(" FOR UPDATE") for q in queries.captured_queries] == [lock]
+    # The second asks whether a missing key matches a row by collation only.
+    assert [q["sql"].endswith(" FOR UPDATE") for q in queries.captured_queries] == [lock, False]
 
     locked: list[object] = []
 
@@ -301,6 +302,9 @@ def test_the_modes_have_one_home():
     assert list(core.MODES) == ["merge", "replace", "overwrite"]
 
 
+RESTORING_AT = "Restoring shop.Category (table shop_category) failed at the row with primary key "
+
+
 def test_error_for_values_swapped_between_rows_points_to_diffdb(alias, backup_dir, path):
     seed_shop(50, using=alias)
     backup = backup_database(using=alias)
@@ -315,6 +319,8 @@ def test_error_for_values_swapped_between_rows_points_to_diffdb(alias, backup_di
 
     message = str(caught.value)
     assert message.startswith("Restoring shop.Category (table shop_category) failed at the row ")
+    holder = second.pk if message.startswith(f"{RESTORING_AT}{first.pk}:") else first.pk
+    assert f"The row with primary key {holder} holds its slug now. " in message
     assert (
         "Another row already holds that unique value under a different primary key (with "
         "--overwrite, values that moved between rows since the backup clash this way). See the "
@@ -462,3 +468,107 @@ def test_error_values_and_keys_of_sensitive_fields_are_not_shown(settings):
     assert hidden == (("who@example.com", HIDDEN), NOT_SHOWN, "“…” bad")
     assert shown == (("who@example.com", HIDDEN), "'soon'", "“soon” bad")
     assert repr(hidden[0]) == "('who@example.com', (hidden))"
+
+
+def tags(alias: str) -> list[tuple[object, ...]]:
+    return list(Tag.objects.using(alias).order_by("note").values_list("code", "note"))
+
+
+@pytest.mark.parametrize("mode", ["merge", "overwrite"])
+def test_error_for_a_key_that_matches_another_only_by_collation(alias, backup_dir, path, mode):
+    """Tag.code ignores case on every backend (as MariaDB's *_ci collations
+    do): the backup's 'abc' is not this database's 'ABC', which a merge must
+    not skip as already there, nor an overwrite write into."""
+    Tag.objects.using(alias).create(code="abc", note="in the backup")
+    Tag.objects.using(alias).create(code="same", note="kept")
+    backup = backup_database(using=alias, only=["difflab.Tag"])
+    Tag.objects.using(alias).filter(code="abc").delete()
+    Tag.objects.using(alias).create(code="ABC", note="added since")
+    before = tags(alias)
+
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(backup.path, using=alias), mode=mode)
+
+    assert str(caught.value) == (
+        "Restoring difflab.Tag (table difflab_tag): the backup's row with primary key 'abc' "
+        "matches this database's row 'ABC' only by the column's collation, which ignores case "
+        "or accents, so it would be taken for that row. Nothing was changed: the restore was "
+        "rolled back. Change one of the two keys, or restore the table with --replace (it "
+        "empties the table first, so the rows added since the backup go too)."
+    )
+    assert tags(alias) == before
+
+
+def with_key_column(backup, name: str, kind: str | None, pk: str):  # type: ignore[no-untyped-def]
+    """A copy of `backup` whose difflab.Item id column is `name` (of `kind`) and
+    primary key `pk`, as a backup taken before the model's primary key changed
+    holds them."""
+
+    def change_table(meta):  # type: ignore[no-untyped-def]
+        if meta["label"] != "difflab.Item":
+            return meta
+        columns = [
+            {**c, "name": name, "kind": kind or c["kind"]} if c["name"] == "id" else c
+            for c in meta["columns"]
+        ]
+        return {**meta, "pk": [pk], "columns": columns}
+
+    def change_row(label, row):  # type: ignore[no-untyped-def]
+        if label == "difflab.Item":
+            key = row.pop("id")
+            row[name] = str(key) if kind == "str" else key
+        return row
+
+    return rewrite_backup(backup, backup.with_name("edited.json"), change_row, change_table)
+
+
+def item_rows(alias: str) -> list[tuple[object, ...]]:
+    return list(Item.objects.using(alias).order_by("pk").values_list("pk", "name", "price"))
+
+
+def backup_of_items(alias: str, column: str, kind: str | None, pk: str):  # type: ignore[no-untyped-def]
+    items = Item.objects.using(alias)
+    first = items.create(name="a", price=1, stock=1)
+    items.create(name="b", price=2, stock=2)
+    backup = backup_database(using=alias, only=["difflab.Item"]).path
+    backup = with_key_column(backup, column, kind, pk)
+    items.filter(pk=first.pk).update(price=5)
+    return backup
+
+
+@pytest.mark.parametrize(
+    ("kind", "pk", "change"),
+    [("str", "id", "id was str, and is int now"), (None, "name", "it was name, and is id now")],
+)
+def test_error_for_a_primary_key_changed_since_the_backup(alias, backup_dir, kind, pk, change):
+    """A primary key of another kind (converted, so the plan maps it), or
+    another column: an overwrite cannot match rows by it (nor can diffdb)."""
+    backup = backup_of_items(alias, "id", kind, pk)
+    before = item_rows(alias)
+
+    with pytest.raises(RestoreError) as caught:
+        overwrite(alias, backup)
+
+    assert str(caught.value) == (
+        f"difflab.Item: its primary key changed since the backup ({change}), so --overwrite "
+        f"cannot tell which of the table's rows each of the backup's rows is. Nothing was "
+        f"changed. Restore the table with --replace (it empties the table first), or pass "
+        f"--replay to carry the rows forward through the migrations since the backup."
+    )
+    assert item_rows(alias) == before
+
+
+def test_error_for_a_primary_key_the_backup_has_no_values_for(alias, backup_dir):
+    """Not 'pass --set', which would give every row the same key."""
+    backup = backup_of_items(alias, "number", None, "number")
+    before = item_rows(alias)
+
+    with pytest.raises(RestoreError) as caught:
+        overwrite(alias, backup)
+
+    assert str(caught.value).splitlines()[1] == (
+        "  - difflab.Item.id is the primary key now, but the backup has no values for it (its "
+        "primary key was number): the primary key changed since the backup, so the backup's "
+        "rows cannot be matched with the table's. Restore into the schema the backup came from."
+    )
+    assert item_rows(alias) == before

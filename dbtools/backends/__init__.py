@@ -41,6 +41,11 @@ def backend_for(connection: BaseDatabaseWrapper) -> DatabaseBackend:
     return backend
 
 
+def backend_class(vendor: str) -> type[DatabaseBackend]:
+    """The class of a database named only by its vendor (a backup's "vendor")."""
+    return BACKENDS.get(vendor, DatabaseBackend)
+
+
 def vendor_name(connection: BaseDatabaseWrapper) -> str:
     return backend_for(connection).vendor_name()
 

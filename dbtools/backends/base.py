@@ -9,7 +9,7 @@ features and operations.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence, Set
 from typing import Any
 
 from django.db import models
@@ -37,6 +37,9 @@ class DatabaseBackend:
     # The driver hands over some stored values as text, which text_reads.py
     # turns into their JSON without Django's per-value converters.
     reads_values_as_text = False
+    # A UUID column sorts as its canonical text does (lowercase hex), so
+    # diffdb can merge-join a table keyed by one without spilling it to sort.
+    sorts_uuids_as_text = False
     # Decimals are stored as floating point, so they can hold fewer digits
     # than the field says; read raw and checked on restore.
     stores_decimals_inexactly = False
@@ -117,6 +120,12 @@ class DatabaseBackend:
 
     # Backup --------------------------------------------------------------------
 
+    def isolation_read_apart(self) -> str | None:
+        """The isolation level of the open transaction where it does not read
+        every table at one moment (READ COMMITTED), else None. SQLite's
+        transactions read one snapshot from their first read on."""
+        return None
+
     def begin_snapshot(self) -> None:
         """Make the transaction just opened a read-only snapshot of every table.
         The default suits a database whose read transaction already is one."""
@@ -130,6 +139,24 @@ class DatabaseBackend:
     ) -> Generator[list[str] | list[bytes], None, None]:
         """The table's row lines, as the server writes them, `size` at a time;
         with `keys`, only the rows with those primary keys (a single-column key)."""
+        raise NotImplementedError
+
+    def can_write_masked_rows(self, table: Table, masked: Set[int]) -> bool:
+        """Whether the server writes `table`'s row lines around the columns at
+        `masked`, whose values Python masks (write_masked_row_batches)."""
+        return False
+
+    def write_masked_row_batches(
+        self,
+        table: Table,
+        size: int,
+        masked: Set[int],
+        mask: Callable[[list[Any]], list[Any]],
+        keys: list[Any] | None = None,
+    ) -> Generator[list[str] | list[bytes], None, None]:
+        """write_row_batches' lines with the values of the columns at `masked`
+        (in field order) replaced by mask(those values); no original value of
+        them is written anywhere."""
         raise NotImplementedError
 
     def stored_datetime_parser(self) -> Callable[[str], Any]:

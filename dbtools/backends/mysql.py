@@ -86,6 +86,19 @@ class MySQLBackend(DatabaseBackend):
         flags = self.connection.get_connection_params().get("client_flag", 0)
         return rowcount - rows if flags & CLIENT.FOUND_ROWS else rowcount // 2
 
+    def isolation_read_apart(self) -> str | None:
+        """The session's level, which Django sets (a SET TRANSACTION for this
+        transaction alone cannot be read back). MariaDB before 11.1 and
+        MySQL name the variable differently."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SHOW SESSION VARIABLES WHERE Variable_name IN "
+                "('transaction_isolation', 'tx_isolation')"
+            )
+            (_name, level), *_ = cursor.fetchall()
+        level = str(level).replace("-", " ").lower()
+        return None if level in ("repeatable read", "serializable") else level
+
     def begin_snapshot(self) -> None:
         with self.connection.cursor() as cursor:
             # Django runs MySQL sessions at READ COMMITTED, where rows

@@ -166,6 +166,31 @@ class Staging:
             cursor.execute(f"ANALYZE {quote(self.name)} ({', '.join(map(quote, pk_columns))})")
         return " AND ".join(f"x.{quote(c)} = s.{quote(c)}" for c in pk_columns)
 
+    def inexact_key(
+        self, pk_columns: list[str], text_columns: list[str]
+    ) -> tuple[object, object] | None:
+        """A staged key and the table's key it matches only by its columns'
+        collation (a non-deterministic one, or citext's =), the text
+        columns of `text_columns` compared by code point: (staged, table's)
+        keys, or None where every match is exact."""
+        quote = self.quote
+        differs = " OR ".join(
+            f'x.{quote(c)}::text COLLATE "C" <> s.{quote(c)}::text COLLATE "C"'
+            for c in text_columns
+        )
+        keys = ", ".join(f"{side}.{quote(c)}" for side in "sx" for c in pk_columns)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {keys} FROM {quote(self.name)} s JOIN {quote(self.db_table)} x "
+                f"ON {self.same_key(pk_columns)} WHERE {differs} LIMIT 1"
+            )
+            found = cursor.fetchone()
+        if found is None:
+            return None
+        size = len(pk_columns)
+        staged, held = found[:size], found[size:]
+        return (staged[0], held[0]) if size == 1 else (tuple(staged), tuple(held))
+
     def move(self, tail: str) -> int:
         """INSERT the staged rows into the table, `tail` ending the statement
         (a WHERE over the staged rows `s`, or an ON CONFLICT); how many went in."""

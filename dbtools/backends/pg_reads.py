@@ -21,11 +21,12 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..archive.codec import JSON_NULL_KEY, AnyField, kind_of
@@ -78,48 +79,161 @@ def can_write(table: Table, connection: BaseDatabaseWrapper) -> bool:
     )
 
 
-def rows_sql(table: Table, connection: BaseDatabaseWrapper, keyed: bool = False) -> str:
-    """One JSON object per row, keyed by field name; ordered by the real key
-    columns of the outer query, so the order is guaranteed, not incidental.
-    `keyed`: only the rows whose (single-column) primary key is in the array
-    given as the query's one parameter (a subset backup's)."""
+def json_nulls_sql(table: Table, connection: BaseDatabaseWrapper) -> tuple[str, str] | None:
+    """(a test true when a JSON column of the row holds JSON null, the JSON text
+    of the list naming those columns), or None for a table without JSON columns.
+    JSON null is written null, like SQL NULL, and the row names it (codec.py)."""
     quote = connection.ops.quote_name
-    columns = ", ".join(f"{column_sql(f, connection)} AS {quote(f.name)}" for f in table.fields)
-    order = ", ".join(f"t.{quote(str(f.column))}" for f in table.pk_fields)
-    line = "row_to_json(r)::text"
-    # JSON null is written null, like SQL NULL, and the row names it (codec.py):
-    # the line's closing brace gives way to the key, for the rows that need it.
     is_null = {
         f.name: f"t.{quote(str(f.column))}::jsonb = 'null'::jsonb"
         for f in table.fields
         if f.get_internal_type() == "JSONField"
     }
-    if is_null:
-        names = ", ".join(
-            f"CASE WHEN {test} THEN {literal(name, connection)} END"
-            for name, test in is_null.items()
-        )
-        line = (
-            f"CASE WHEN {' OR '.join(is_null.values())} THEN left({line}, -1) || "
-            f"{literal(',' + json.dumps(JSON_NULL_KEY) + ':', connection)} || "
-            f"array_to_json(array_remove(ARRAY[{names}]::text[], NULL))::text || '}}' "
-            f"ELSE {line} END"
-        )
+    if not is_null:
+        return None
+    names = ", ".join(
+        f"CASE WHEN {test} THEN {literal(name, connection)} END" for name, test in is_null.items()
+    )
+    return (
+        " OR ".join(is_null.values()),
+        f"{literal(',' + json.dumps(JSON_NULL_KEY) + ':', connection)} || "
+        f"array_to_json(array_remove(ARRAY[{names}]::text[], NULL))::text",
+    )
+
+
+def where_and_order(table: Table, connection: BaseDatabaseWrapper, keyed: bool) -> str:
+    """The rows' filter (`keyed`: the single-column primary key in the array given
+    as the query's one parameter) and their order, by the real key columns."""
+    quote = connection.ops.quote_name
+    order = ", ".join(f"t.{quote(str(f.column))}" for f in table.pk_fields)
     where = ""
     if keyed:
         (pk,) = table.pk_fields
         where = f"WHERE t.{quote(str(pk.column))} = ANY(%s::{pk.rel_db_type(connection)}[]) "
+    return f"{where}ORDER BY {order}"
+
+
+def members_sql(fields: Sequence[AnyField], connection: BaseDatabaseWrapper) -> str:
+    quote = connection.ops.quote_name
+    return ", ".join(f"{column_sql(f, connection)} AS {quote(f.name)}" for f in fields)
+
+
+def rows_sql(table: Table, connection: BaseDatabaseWrapper, keyed: bool = False) -> str:
+    """One JSON object per row, keyed by field name; ordered by the real key
+    columns of the outer query, so the order is guaranteed, not incidental.
+    `keyed`: only the rows whose (single-column) primary key is in the array
+    given as the query's one parameter (a subset backup's)."""
+    line = "row_to_json(r)::text"
+    nulls = json_nulls_sql(table, connection)
+    if nulls is not None:
+        # The line's closing brace gives way to the key, for the rows that need it.
+        test, key = nulls
+        line = f"CASE WHEN {test} THEN left({line}, -1) || {key} || '}}' ELSE {line} END"
     return (
-        f"SELECT {line} FROM {quote(table.db_table)} t, LATERAL (SELECT {columns}) r "
-        f"{where}ORDER BY {order}"
+        f"SELECT {line} FROM {connection.ops.quote_name(table.db_table)} t, "
+        f"LATERAL (SELECT {members_sql(table.fields, connection)}) r "
+        f"{where_and_order(table, connection, keyed)}"
     )
+
+
+def can_write_masked(table: Table, connection: BaseDatabaseWrapper, masked: Set[int]) -> bool:
+    """Whether the server can write the line of `table` around the columns at
+    `masked`, given as they are for Python to mask: text columns only, whose
+    driver value is the ORM's and whose JSON is orjson's of the masked value."""
+    return can_write(table, connection) and all(
+        kind_of(table.fields[i]) == "str" and not table.fields[i].get_db_converters(connection)
+        for i in masked
+    )
+
+
+def masked_rows_sql(
+    table: Table, connection: BaseDatabaseWrapper, masked: Set[int], keyed: bool = False
+) -> str:
+    """rows_sql's rows with the columns at `masked` left out of the JSON: each
+    run of other columns as one JSON object's text, each masked column's value
+    as it is, in field order, then the JSON-null key's text ('' when none)."""
+    quote = connection.ops.quote_name
+    selected: list[str] = []
+    joins: list[str] = []
+    run: list[AnyField] = []
+    for position, f in enumerate([*table.fields, None]):
+        if (f is None or position in masked) and run:
+            joins.append(f"LATERAL (SELECT {members_sql(run, connection)}) r{len(joins)}")
+            selected.append(f"row_to_json(r{len(joins) - 1})::text")
+            run = []
+        if f is not None and position in masked:
+            selected.append(f"t.{quote(str(f.column))}")
+        elif f is not None:
+            run.append(f)
+    nulls = json_nulls_sql(table, connection)
+    selected.append("''" if nulls is None else f"CASE WHEN {nulls[0]} THEN {nulls[1]} ELSE '' END")
+    return (
+        f"SELECT {', '.join(selected)} FROM {quote(table.db_table)} t"
+        f"{''.join(', ' + join for join in joins)} {where_and_order(table, connection, keyed)}"
+    )
+
+
+def masked_row_batches(
+    table: Table,
+    connection: BaseDatabaseWrapper,
+    size: int,
+    masked: Set[int],
+    mask: Callable[[list[list[Any]]], list[list[Any]]],
+    keys: list[Any] | None = None,
+) -> Generator[list[str], None, None]:
+    """The lines row_batches would write had the columns at `masked` held their
+    values masked: mask() takes a batch's values of those columns, column by
+    column in field order, and gives them back masked. The server writes the
+    other columns, Python the masked ones (masked_rows_sql), so no original
+    value of them is written or spooled anywhere."""
+    # Per selected column, in order: None for a run of the server's members,
+    # or the JSON of the masked column's key.
+    layout: list[str | None] = []
+    for position, f in enumerate(table.fields):
+        if position in masked:
+            layout.append(json.dumps(f.name) + ":")
+        elif not layout or layout[-1] is not None:
+            layout.append(None)
+    values_at = [i for i, key in enumerate(layout) if key is not None]
+    dumps = orjson.dumps
+
+    def lines(batch: list[tuple[Any, ...]]) -> list[str]:
+        masked_values = iter(mask([[row[i] for row in batch] for i in values_at]))
+        members = [
+            [row[i][1:-1] for row in batch]
+            if key is None
+            else [key + dumps(value).decode() for value in next(masked_values)]
+            for i, key in enumerate(layout)
+        ]
+        ends = [f"{row[-1]}}}" for row in batch]
+        return ["{" + ",".join(parts) + end for *parts, end in zip(*members, ends, strict=True)]
+
+    sql = masked_rows_sql(table, connection, masked, keyed=keys is not None)
+    # Closed with this generator, so its reader thread stops with it (row_batches).
+    with contextlib.closing(fetched(table, connection, size, sql, keys, whole=True)) as batches:
+        for batch in batches:
+            yield lines(batch)
 
 
 def row_batches(
     table: Table, connection: BaseDatabaseWrapper, size: int, keys: list[Any] | None = None
 ) -> Generator[list[str], None, None]:
     """The table's row lines, in primary-key order, `size` at a time; with
-    `keys`, only the rows with those primary keys (a single-column key).
+    `keys`, only the rows with those primary keys (a single-column key)."""
+    sql = rows_sql(table, connection, keyed=keys is not None)
+    return fetched(table, connection, size, sql, keys, whole=False)
+
+
+def fetched(
+    table: Table,
+    connection: BaseDatabaseWrapper,
+    size: int,
+    sql: str,
+    keys: list[Any] | None,
+    whole: bool,
+) -> Generator[Any, None, None]:
+    """The rows of `sql` (with `keys` as its parameter, if given), `size` at a
+    time: each row whole, or (`whole` false) its one column.
 
     A server-side cursor makes the server build rows only when asked, so a
     thread asks for the next batch while this one is being written: the
@@ -131,10 +245,10 @@ def row_batches(
     paused; the thread never blocks for good meanwhile, and as a daemon it
     never keeps the process from exiting.
     """
-    batches: queue.Queue[list[str] | BaseException | None] = queue.Queue(maxsize=2)
+    batches: queue.Queue[list[Any] | BaseException | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
-    def hand_over(item: list[str] | BaseException | None) -> None:
+    def hand_over(item: list[Any] | BaseException | None) -> None:
         while not stop.is_set():
             with contextlib.suppress(queue.Full):
                 batches.put(item, timeout=0.1)
@@ -146,16 +260,13 @@ def row_batches(
                 rows = cursor.fetchmany(size)
                 if not rows:
                     break
-                hand_over([row[0] for row in rows])
+                hand_over(rows if whole else [row[0] for row in rows])
             hand_over(None)
         except BaseException as exc:  # handed to the reading thread, which raises it
             hand_over(exc)
 
     with connection.chunked_cursor() as cursor:
-        if keys is None:
-            cursor.execute(rows_sql(table, connection))
-        else:
-            cursor.execute(rows_sql(table, connection, keyed=True), [keys])
+        cursor.execute(sql, None if keys is None else [keys])
         worker = threading.Thread(
             target=fetch, args=(cursor,), name=f"dbtools-fetch-{table.db_table}", daemon=True
         )

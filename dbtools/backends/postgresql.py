@@ -8,7 +8,7 @@ readers) and pg_loads.py (COPY, key reads, statements under a lock timeout).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Set
 from typing import Any
 
 from django.db import models
@@ -51,6 +51,7 @@ class PostgreSQLBackend(DatabaseBackend):
     sql_parser = "pglast"
     display_name = "PostgreSQL"
     shares_snapshots = True
+    sorts_uuids_as_text = True  # the uuid type compares its 16 bytes in order
     checks_foreign_keys_once = True
     has_jsonb = True
     upserts_on_conflict = True
@@ -81,6 +82,12 @@ class PostgreSQLBackend(DatabaseBackend):
         under any collation."""
         return super().exact_text(functions.Cast(expression, models.TextField()))
 
+    def isolation_read_apart(self) -> str | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('transaction_isolation')")
+            (level,) = cursor.fetchone()
+        return None if level in ("repeatable read", "serializable") else str(level)
+
     def begin_snapshot(self) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -93,6 +100,19 @@ class PostgreSQLBackend(DatabaseBackend):
         self, table: Table, size: int, keys: list[Any] | None = None
     ) -> Generator[list[str], None, None]:
         return pg_reads.row_batches(table, self.connection, size, keys)
+
+    def can_write_masked_rows(self, table: Table, masked: Set[int]) -> bool:
+        return pg_reads.can_write_masked(table, self.connection, masked)
+
+    def write_masked_row_batches(
+        self,
+        table: Table,
+        size: int,
+        masked: Set[int],
+        mask: Callable[[list[Any]], list[Any]],
+        keys: list[Any] | None = None,
+    ) -> Generator[list[str], None, None]:
+        return pg_reads.masked_row_batches(table, self.connection, size, masked, mask, keys)
 
     def can_copy(self, fields: list[AnyField]) -> bool:
         return pg_loads.can_copy(fields, self.connection)

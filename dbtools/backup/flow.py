@@ -147,6 +147,22 @@ def snapshot(connection: BaseDatabaseWrapper) -> Iterator[bool]:
         yield not outer  # True: the snapshot is ours, with our isolation level
 
 
+def read_apart(connection: BaseDatabaseWrapper, owned: bool, what: str) -> list[str]:
+    """Inside a caller's transaction (not `owned`) snapshot() takes none of its
+    own (the isolation level is the caller's, and its own writes are to be
+    seen): the warning that says so, where that transaction does not read
+    one snapshot."""
+    level = None if owned else backend_for(connection).isolation_read_apart()
+    if level is None:
+        return []
+    return [
+        f"{what} ran inside your open transaction (transaction.atomic()), whose isolation level "
+        f"({level}) does not read every table at one moment: rows other sessions commit "
+        f"meanwhile may show in some tables and not in others. Call it outside the transaction, "
+        f"or in one begun at REPEATABLE READ, for one consistent view."
+    ]
+
+
 def write_archive(
     options: BackupOptions,
     target: Destination,
@@ -159,7 +175,7 @@ def write_archive(
 ) -> tuple[BackupRef, list[TableReport]]:
     """Every table of `plan` into the file, published only when complete; on any
     failure the unfinished file is removed. With `selection` (a subset backup)
-    its rows are chosen in the snapshot; helpers read only the tables it leaves whole."""
+    its rows are chosen in the snapshot and read on this connection alone."""
     store, name = target.store, target.name
     try:
         writer = ArchiveWriter(
@@ -171,6 +187,7 @@ def write_archive(
         ) from exc
     try:
         with snapshot(connection) as owned:
+            warnings += read_apart(connection, owned, "backup_database()")
             writer.write_header(describe_backup(connection, plan, now, options))
             chosen, whole = subset_reads(selection, connection, plan)
             spool_in = store.folder  # a spool is plaintext on local disk

@@ -1,11 +1,14 @@
 """backupdb --mask: DBTOOLS['MASK'] applied to the rows as they are read, before
 anything is encoded, compressed, encrypted or written.
 
-A table with a masked column is read only through the portable path
-(rows.py), with its row masker applied to each row; the server's own row
-lines (backends/pg_reads.py) and the helper connections' spools never see
-it, so no unmasked value of it reaches a spool, a temporary file, the file
-or an upload. A "drop" table is written with no rows: it is still listed,
+A table with a masked column is read on the backup's own connection, never
+by the helper connections, whose spools would hold its values. Where the
+backend can (PostgreSQL, text columns masked), the server writes the JSON
+of the other columns and hands over the masked columns' values, which are
+masked here and put in between (write_masked_row_batches): the line is the
+one the portable path writes. Elsewhere the portable path (rows.py) reads
+it, with its row masker applied to each row. Either way no unmasked value
+of a masked column reaches a spool, a temporary file, the file or an upload. A "drop" table is written with no rows: it is still listed,
 so a restore --replace empties it like any other table in the file.
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ..backends import backend_for
 from ..exceptions import ConfigurationError
 from ..graph import Plan, Table, database_models
 from ..masking import Masker, RowMasker
@@ -26,6 +30,9 @@ from .subset_rows import key_chunks
 # The file name's label, so a masked backup is never counted by retention
 # (catalog.retention_group) and is told apart at a glance.
 MASKED = "masked"
+# Rows per batch the server hands over for masking: a batch is held several
+# times over (its rows, the masked columns, their JSON, the lines) at once.
+MASKED_BATCH_ROWS = 1_000
 
 
 def masker_for(mask: bool) -> Masker | None:
@@ -107,14 +114,26 @@ class MaskedTables:
 
     def batches(
         self, table: Table, connection: BaseDatabaseWrapper, keys: set[Any] | None = None
-    ) -> Generator[list[bytes], None, None]:
+    ) -> Generator[list[str] | list[bytes], None, None]:
         """The table's rows masked; with `keys` (a subset backup) only those rows."""
         if self.masker.drops(table.model):
             return empty()
         row_masker = self.masker.for_table(table.model)
         assert row_masker is not None  # covers() said so
+        change = TupleMasker(table, row_masker)
+        backend = backend_for(connection)
+        if backend.can_write_masked_rows(table, change.positions) and (
+            keys is None or len(table.pk_fields) == 1
+        ):
+            return backend.write_masked_row_batches(
+                table,
+                MASKED_BATCH_ROWS,
+                change.positions,
+                change.columns_of,
+                None if keys is None else list(keys),
+            )
         chunks = None if keys is None else key_chunks(table, connection, keys)
-        return rows.python_batches(table, connection, chunks, change=TupleMasker(table, row_masker))
+        return rows.python_batches(table, connection, chunks, change=change)
 
 
 def masked_tables(masker: Masker | None, plan: Plan) -> tuple[MaskedTables | None, Plan]:
@@ -133,14 +152,36 @@ class TupleMasker:
     """A RowMasker over the tuples rows.py reads, in the table's field order."""
 
     def __init__(self, table: Table, row_masker: RowMasker) -> None:
-        masked = set(row_masker.masked_columns)
+        names = row_masker.masked_columns
         self.row_masker = row_masker
-        self.columns = [(i, f.attname) for i, f in enumerate(table.fields) if f.attname in masked]
-        self.positions = frozenset(i for i, _ in self.columns)
+        self.columns = [i for i, f in enumerate(table.fields) if f.attname in names]
+        self.positions = frozenset(self.columns)
+        # (place among the masked values, the RowMasker's column), in the
+        # RowMasker's order: a collision resolved on one column is seen by the next.
+        by_name = {table.fields[i].attname: place for place, i in enumerate(self.columns)}
+        self.order = [(by_name[name], n) for n, name in enumerate(names)]
+
+    def values(self, values: list[Any]) -> list[Any]:
+        """One row's values of the masked columns, in field order, masked (None stays None)."""
+        mask = self.row_masker.mask_value
+        for place, n in self.order:
+            if values[place] is not None:
+                values[place] = mask(n, values[place])
+        return values
+
+    def columns_of(self, columns: list[list[Any]]) -> list[list[Any]]:
+        """Rows' values of the masked columns, column by column in field order,
+        masked: as values() would, row after row, mask them."""
+        if not self.row_masker.by_column:
+            rows = [self.values(list(row)) for row in zip(*columns, strict=True)]
+            return [list(column) for column in zip(*rows, strict=True)] if rows else columns
+        for place, n in self.order:
+            columns[place] = self.row_masker.mask_column(n, columns[place])
+        return columns
 
     def __call__(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        values = self.row_masker({name: row[i] for i, name in self.columns})
+        values = self.values([row[i] for i in self.columns])
         changed = list(row)
-        for i, name in self.columns:
-            changed[i] = values[name]
+        for i, value in zip(self.columns, values, strict=True):
+            changed[i] = value
         return tuple(changed)

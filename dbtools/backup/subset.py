@@ -10,11 +10,10 @@ Which tables get which rows (docs/subset-backups.md):
 - *reached*: the chosen tables, every table they reference (transitively),
   and with --with-children the tables that point at them (transitively,
   downwards) and what those reference: only the rows the subset reaches;
-- *pointing in*: a table that references a reached table, directly or
-  through others, but is not reached itself: no rows, since its rows could
-  point at rows the file does not hold;
-- every other table (settings, a lookup table nothing chosen uses) is
-  backed up whole: it neither points into the subset nor is pointed at.
+- every other table: no rows. A table pointing at a reached one could point
+  at rows the file does not hold; one that nothing chosen reaches (settings,
+  a catalogue, a mailing list) is no part of what was asked for: choose it
+  whole with `--subset app.Model` to have it.
 """
 
 from __future__ import annotations
@@ -188,15 +187,8 @@ class Selection:
     spec: SubsetSpec
     seeds: tuple[Seed, ...]
     reached: frozenset[str]  # tables holding the rows the subset reaches
-    pointing_in: frozenset[str]  # tables left empty: their rows could point outside
+    empty: frozenset[str]  # every other table: no rows
     tables: Mapping[str, Table]  # every table of the plan, by label
-
-    def is_whole(self, table: Table) -> bool:
-        return table.label not in self.reached and table.label not in self.pointing_in
-
-    def whole_plan(self, plan: Plan) -> Plan:
-        """The tables backed up whole, which PostgreSQL's helper connections may read."""
-        return Plan(tables=tuple(t for t in plan.tables if self.is_whole(t)), cycles=())
 
 
 def resolve(spec: SubsetSpec, plan: Plan, alias: str) -> Selection:
@@ -226,7 +218,7 @@ def resolve(spec: SubsetSpec, plan: Plan, alias: str) -> Selection:
         spec=spec,
         seeds=seeds,
         reached=frozenset(reached),
-        pointing_in=frozenset(pointing_in(plan, reached)),
+        empty=frozenset(t.label for t in plan.tables if t.label not in reached),
         tables={t.label: t for t in plan.tables},
     )
 
@@ -347,12 +339,6 @@ def reached_tables(plan: Plan, chosen: set[str], with_children: bool) -> set[str
     if with_children:
         start |= closure(start, referenced_by(refs))
     return start | closure(start, refs)
-
-
-def pointing_in(plan: Plan, reached: set[str]) -> set[str]:
-    """Tables outside `reached` that reference a reached one, directly or through others."""
-    referrers = referenced_by(references(plan))
-    return closure(reached, referrers) - reached
 
 
 def referenced_by(refs: Mapping[str, set[str]]) -> dict[str, set[str]]:

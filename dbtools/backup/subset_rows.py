@@ -27,12 +27,13 @@ MAX_KEYS_PER_QUERY = 20_000
 
 @dataclass
 class Chosen:
-    """The keys of every table that holds part of its rows; the others are whole."""
+    """The keys of the rows of every table a subset backup holds (none: empty)."""
 
     keys: Mapping[str, set[Any]]
 
     def keys_for(self, table: Table) -> set[Any] | None:
-        """The keys of `table`'s rows to back up, or None for all of them."""
+        """The keys of `table`'s rows to back up, or None for all of them (a table
+        of the backup no subset names: not a subset backup's)."""
         return self.keys.get(table.label)
 
 
@@ -167,10 +168,10 @@ def choose_rows(selection: Selection, connection: BaseDatabaseWrapper) -> Chosen
 def subset_reads(
     selection: Selection | None, connection: BaseDatabaseWrapper, plan: Plan
 ) -> tuple[Chosen | None, Plan]:
-    """(the subset's keys, the tables read whole), or (None, plan) for a full backup."""
+    """(the subset's keys, the tables read whole: none), or (None, plan) for a full backup."""
     if selection is None:
         return None, plan
-    return choose_rows(selection, connection), selection.whole_plan(plan)
+    return choose_rows(selection, connection), Plan(tables=(), cycles=())
 
 
 class RowClosure:
@@ -179,7 +180,7 @@ class RowClosure:
     def __init__(self, selection: Selection, connection: BaseDatabaseWrapper) -> None:
         self.selection, self.connection = selection, connection
         self.keys: dict[str, set[Any]] = {label: set() for label in selection.reached}
-        self.keys.update({label: set() for label in selection.pointing_in})
+        self.keys.update({label: set() for label in selection.empty})
         # Rows reached downwards (chosen, or children): their children are followed too.
         self.down: dict[str, set[Any]] = {label: set() for label in selection.reached}
         all_links = links(selection)

@@ -1,11 +1,13 @@
 """The streaming comparison of one table: both sides' row lines, in the same
-primary-key order, merge-joined in constant memory.
+primary-key order, merge-joined in constant memory. The database's lines are
+encoded by the code that wrote the backup's, so an unchanged row's two lines
+are byte for byte equal: such lines are counted same without being parsed.
 
 Where the key order of the two sides cannot be trusted to agree with
-Python's (text or UUID keys sort by the database's collation, and MariaDB
-sorts UUIDs its own way), both sides are first spilled into a temporary
-SQLite file and read back in the order of the key's JSON text: memory stays
-bounded, disk holds the rows for as long as the table takes.
+Python's (text keys sort by the database's collation, and MariaDB sorts
+UUIDs its own way: flow.in_python_order), both sides are first spilled into
+a temporary SQLite file and read back in the order of the key's JSON text:
+memory stays bounded, disk holds the rows for as long as the table takes.
 """
 
 from __future__ import annotations
@@ -146,6 +148,94 @@ def in_order(previous: Any, current: Any, hide_keys: bool = False) -> None:
         )
 
 
+FIRST = object()  # Side.before_key before any row was taken
+
+
+class Side:
+    """One side's row lines, read one at a time: the head is parsed only when
+    the two heads differ, and checked then against the row before it."""
+
+    def __init__(self, lines: Iterable[Line], key: Callable[[Row], Any], keep: bool, hide: bool):
+        self.lines = iter(lines)
+        self.key, self.keep, self.hide = key, keep, hide
+        self.line: Line | None = next(self.lines, None)
+        self.row: Row | None = None  # the head, once parsed
+        self.head_key: Any = None
+        self.before: Line | None = None  # the line taken last, while its key is not known
+        self.before_key: Any = FIRST
+
+    def parse(self) -> Row:
+        if self.row is None:
+            assert self.line is not None
+            row = orjson.loads(self.line)
+            if self.keep:
+                row[LINE] = self.line
+            self.row, self.head_key = row, self.key(row)
+            if self.before is not None:
+                self.before_key, self.before = self.key(orjson.loads(self.before)), None
+            if self.before_key is not FIRST:
+                in_order(self.before_key, self.head_key, self.hide)
+        return self.row
+
+    def take(self) -> Row:
+        """The head, and the next line parsed (as merge_join checks each row on
+        reaching it, which a run of equal lines then no longer has to)."""
+        row = self.parse()
+        self.before_key = self.head_key
+        self.line, self.row = next(self.lines, None), None
+        if self.line is not None:
+            self.parse()
+        return row
+
+    def skipped(self, line: Line | None, last: Line) -> None:
+        """A run of lines equal to the other side's was taken, `last` the last of them."""
+        self.line, self.row, self.before = line, None, last
+
+
+def equal_run(old: Side, new: Side) -> int:
+    """Take the lines the two sides have in common from their heads on; how many.
+
+    Two equal lines (bytes, or two str) are one row under one key, equal in
+    every paired column (line_join's pairing pairs each column with the one
+    of its own name), so they are counted same unparsed. Their order is not
+    checked: the first line after the run that differs is parsed and checked
+    against the run's last. Within the run both sides hold the same keys in
+    the same order, so a key out of order or repeated goes unseen only where
+    the other side has it just so, which the database's side, read in the
+    order of a primary key, never does."""
+    o, n = old.line, new.line
+    if o is None or o != n:
+        return 0
+    old_lines, new_lines = old.lines, new.lines
+    count = 0
+    last = o
+    while o == n and o is not None:
+        count += 1
+        last = o
+        o, n = next(old_lines, None), next(new_lines, None)
+    old.skipped(o, last)
+    new.skipped(n, last)
+    return count
+
+
+def line_join(old: Side, new: Side, same: list[int]) -> Iterator[tuple[Row | None, Row | None]]:
+    """merge_join's pairs, for a pairing of each column with the one of its own
+    name: only the rows whose lines differ are parsed and paired; the rows
+    whose lines are equal (equal_run) are only counted, in same[0]."""
+    while True:
+        same[0] += equal_run(old, new)
+        if old.line is None and new.line is None:
+            return
+        o = None if old.line is None else old.parse()
+        n = None if new.line is None else new.parse()
+        if n is None or (o is not None and old.head_key < new.head_key):
+            yield old.take(), None
+        elif o is None or new.head_key < old.head_key:
+            yield None, new.take()
+        else:
+            yield old.take(), new.take()
+
+
 def parsed(lines: Iterable[Line], keep_line: bool = False) -> Iterator[Row]:
     loads = orjson.loads
     for line in lines:
@@ -161,10 +251,23 @@ def spill_folder() -> AbstractContextManager[Path]:
     return private_folder(DIFF_FOLDER_PREFIX)
 
 
-def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row]:
-    """The rows again, ordered by their key's JSON text, via a SQLite file."""
+def key_text(names: list[str]) -> Callable[[Row], str]:
+    """row -> its key as JSON text (a list), the order a spill sorts by."""
     key = key_reader(names)
     single = len(names) == 1
+
+    def text(row: Row) -> str:
+        value = key(row)
+        return orjson.dumps([value] if single else list(value)).decode()
+
+    return text
+
+
+def spilled_lines(
+    lines: Iterable[Line], names: list[str], path: Path
+) -> Iterator[tuple[str, bytes]]:
+    """(key text, line) again, ordered by their key's JSON text, via a SQLite file."""
+    key = key_text(names)
     db = sqlite3.connect(path)
     try:
         db.execute("CREATE TABLE r (k TEXT PRIMARY KEY, line BLOB) WITHOUT ROWID")
@@ -172,8 +275,7 @@ def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row
         try:
             for row_line in lines:
                 raw = row_line.encode() if isinstance(row_line, str) else row_line
-                value = key(orjson.loads(raw))
-                batch.append((orjson.dumps([value] if single else list(value)).decode(), raw))
+                batch.append((key(orjson.loads(raw)), raw))
                 if len(batch) >= SPILL_BATCH:
                     db.executemany("INSERT INTO r VALUES (?, ?)", batch)
                     batch = []
@@ -183,13 +285,18 @@ def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row
                 f"A primary key appears twice ({exc}): the backup was edited or damaged. "
                 f"Use another backup, or leave the table out with --exclude."
             ) from exc
-        for text, raw in db.execute("SELECT k, line FROM r ORDER BY k"):
-            row = orjson.loads(raw)
-            row["$diff_key"] = text
-            row[LINE] = raw
-            yield row
+        yield from db.execute("SELECT k, line FROM r ORDER BY k")
     finally:
         db.close()
+
+
+def spilled(lines: Iterable[Line], names: list[str], path: Path) -> Iterator[Row]:
+    """The rows again, ordered by their key's JSON text (in "$diff_key")."""
+    for text, raw in spilled_lines(lines, names, path):
+        row = orjson.loads(raw)
+        row["$diff_key"] = text
+        row[LINE] = raw
+        yield row
 
 
 def compare_table(
@@ -202,6 +309,10 @@ def compare_table(
     """Count what differs between the two sides of one table into `diff`."""
     old_names = [old for _new, old in pairing.key]
     new_names = [new for new, _old in pairing.key]
+    if pairing.ordered and pairing.same_names:
+        keys = key_reader(old_names), key_reader(new_names)
+        count_lines(diff, (old_lines, new_lines), keys, pairing, examples)
+        return
     if pairing.ordered:
         keep = bool(pairing.exact)
         pairs = merge_join(
@@ -214,6 +325,16 @@ def compare_table(
         count_pairs(diff, pairs, pairing, examples, old_names)
         return
     with spill_folder() as folder:
+        if pairing.same_names:
+            old_sorted = (
+                raw for _key, raw in spilled_lines(old_lines, old_names, folder / "old.sqlite3")
+            )
+            new_sorted = (
+                raw for _key, raw in spilled_lines(new_lines, new_names, folder / "new.sqlite3")
+            )
+            keys = key_text(old_names), key_text(new_names)
+            count_lines(diff, (old_sorted, new_sorted), keys, pairing, examples)
+            return
         by_text = key_reader(["$diff_key"])
         pairs = merge_join(
             spilled(old_lines, old_names, folder / "old.sqlite3"),
@@ -222,6 +343,24 @@ def compare_table(
             by_text,
         )
         count_pairs(diff, pairs, pairing, examples, old_names)
+
+
+def count_lines(
+    diff: TableDiff,
+    lines: tuple[Iterable[Line], Iterable[Line]],
+    keys: tuple[Callable[[Row], Any], Callable[[Row], Any]],
+    pairing: Pairing,
+    examples: int,
+) -> None:
+    """count_pairs() over line_join(): the old and the new side's lines, in
+    the order of `keys`, the old and the new side's key."""
+    keep, hide = bool(pairing.exact), any(pairing.hidden_key)
+    same = [0]
+    old = Side(lines[0], keys[0], keep, hide)
+    new = Side(lines[1], keys[1], keep, hide)
+    old_names = [old_name for _new, old_name in pairing.key]
+    count_pairs(diff, line_join(old, new, same), pairing, examples, old_names)
+    diff.same += same[0]
 
 
 def count_pairs(

@@ -4,27 +4,33 @@ against another backup, table by table, streaming."""
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator, Sequence
-from contextlib import closing
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from itertools import chain
+from typing import IO, Any, cast
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
 
 from ..archive import ArchiveReader, TableSection
 from ..archive.codec import kind_of
-from ..backends import backend_for, connect
-from ..backup.flow import snapshot
+from ..archive.envelope import is_encrypted
+from ..backends import backend_class, backend_for, connect
+from ..backends.pg_reads import HelperReaders
+from ..backup.flow import read_apart, snapshot
 from ..backup.rows import BATCH_ROWS, python_batches
+from ..backup.tables import DEFAULT_JOBS, helper_readers, single_connection_reason
 from ..conf import sensitive
 from ..exceptions import ConfigurationError
-from ..graph import Table, plan_tables
+from ..graph import Plan, Table, plan_tables
 from ..restore.mapping import TableMapping, current_table_label, map_columns
 from ..restore.since_backup import migration_renames
 from ..storage import BackupRef
 from ..storage.catalog import resolve_backup
-from .compare import Line, Pairing, compare_table, exactly_compared
+from .compare import Line, Pairing, compare_table, exactly_compared, spill_folder
 from .report import DiffResult, TableDiff
+
+SPOOL_BLOCK = 1 << 20
 
 
 def diff_database(
@@ -52,8 +58,11 @@ def diff_database(
     return result
 
 
-def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Generator[Line, None, None]:
-    """The table's rows exactly as backupdb encodes them, in primary-key order."""
+@contextmanager
+def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Iterator[Iterator[Line]]:
+    """The table's rows exactly as backupdb encodes them, in primary-key order,
+    as bytes like the backup's lines: an unchanged row's two lines are then equal.
+    Closed on leaving, even on an error: the reader may hold a thread and a cursor."""
     backend = backend_for(connection)
     batches: Iterator[list[str] | list[bytes]] = (
         backend.write_row_batches(table, BATCH_ROWS)
@@ -61,8 +70,71 @@ def database_lines(table: Table, connection: BaseDatabaseWrapper) -> Generator[L
         else python_batches(table, connection)
     )
     with closing(batches):  # type: ignore[type-var]
-        for batch in batches:
-            yield from batch
+        yield chain.from_iterable(map(encoded, batches))
+
+
+@contextmanager
+def table_lines(
+    table: Table, connection: BaseDatabaseWrapper, ahead: HelperReaders | None
+) -> Iterator[Iterator[Line]]:
+    """database_lines(), or the same lines from the spool of a helper that read
+    the table ahead (the main connection reads it if that helper failed)."""
+    spooled = ahead.result(table) if ahead is not None and not ahead.take(table) else None
+    if spooled is None:
+        with database_lines(table, connection) as lines:
+            yield lines
+        return
+    try:
+        with spooled.path.open("rb") as spool:
+            yield chain.from_iterable(spool_lines(spool))
+    finally:
+        spooled.path.unlink(missing_ok=True)
+
+
+def spool_lines(spool: IO[bytes]) -> Iterator[list[bytes]]:
+    """A spool's row lines, a block at a time: they are written as in a backup,
+    one a line, each after the first led by a comma, which no line holds
+    after a line break (JSON text has none)."""
+    rest = b""
+    while block := spool.read(SPOOL_BLOCK):
+        lines = (rest + block).split(b"\n,")
+        rest = lines.pop()
+        yield lines
+    if rest:
+        yield [rest.removesuffix(b"\n")]
+
+
+@contextmanager
+def read_ahead(
+    connection: BaseDatabaseWrapper, tables: list[Table], path: BackupRef, owned: bool
+) -> Iterator[HelperReaders | None]:
+    """As backupdb does: on PostgreSQL another connection in the same snapshot
+    reads tables from the end of `tables` (in the order they will be asked
+    for) into a private folder while this one compares from the start, so two
+    server processes build rows at once; never for an encrypted backup."""
+    plan = Plan(tuple(tables), ())
+    with spill_folder() as folder:
+        encrypting = backend_for(connection).shares_snapshots and is_encrypted(path)
+        alone = single_connection_reason(connection, plan, folder, owned, encrypting)
+        with helper_readers(connection, plan, folder, 0 if alone else DEFAULT_JOBS - 1) as ahead:
+            yield ahead
+
+
+def encoded(batch: list[str] | list[bytes]) -> list[bytes]:
+    if batch and isinstance(batch[0], str):
+        return [line.encode() for line in batch]
+    return cast(list[bytes], batch)
+
+
+def in_python_order(kinds: list[str], uuids_as_text: bool) -> bool:
+    """Whether keys of these kinds come in the order Python sorts them in:
+    integers always, UUIDs where both sides' databases sort them as text."""
+    return all(kind == "int" or (kind == "uuid" and uuids_as_text) for kind in kinds)
+
+
+def sorts_uuids_as_text(*metas: dict[str, Any]) -> bool:
+    """Whether the databases these backups were taken from all sort UUIDs as text."""
+    return all(backend_class(str(meta.get("vendor", ""))).sorts_uuids_as_text for meta in metas)
 
 
 def selected(label: str, only: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -73,7 +145,11 @@ def selected(label: str, only: Sequence[str], exclude: Sequence[str]) -> bool:
 
 
 def pair_with_table(
-    columns: list[dict[str, Any]], table: Table, renames: dict[str, str], diff: TableDiff
+    columns: list[dict[str, Any]],
+    table: Table,
+    renames: dict[str, str],
+    diff: TableDiff,
+    uuids_as_text: bool = False,
 ) -> Pairing | None:
     """The backup's columns paired with today's fields through the restore
     plan's mapping; what the mapping changes is noted once as a schema change."""
@@ -91,7 +167,7 @@ def pair_with_table(
         key=[(new, str(old)) for new, old in key],
         columns=list(same_kind.items()),
         hidden=sensitive(table.label, (f.name for f in table.fields)),
-        ordered=all(kind_of(f) == "int" for f in table.pk_fields),
+        ordered=in_python_order([kind_of(f) for f in table.pk_fields], uuids_as_text),
         exact=exactly_compared({new: kinds[old] for new, old in same_kind.items()}),
     )
 
@@ -109,7 +185,10 @@ def diff_with_database(
         meta = reader.meta
         loader = MigrationLoader(connection, ignore_no_migrations=True)
         model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
-        with snapshot(connection):
+        in_order = tables_in_order(meta, model_renames, scope)
+        uuids = backend_for(connection).sorts_uuids_as_text and sorts_uuids_as_text(meta)
+        with snapshot(connection) as owned, read_ahead(connection, in_order, path, owned) as ahead:
+            warnings = read_apart(connection, owned, "diff_database()")
             for section in reader.tables():
                 label = section.meta["label"]
                 current = current_table_label(label, model_renames)
@@ -123,17 +202,24 @@ def diff_with_database(
                 seen.add(current)
                 diff = TableDiff(table.label)
                 renames = field_renames.get(current, {})
-                pairing = pair_with_table(section.meta["columns"], table, renames, diff)
+                pairing = pair_with_table(section.meta["columns"], table, renames, diff, uuids)
                 if pairing is not None:
-                    # Closed here even on an error: the reader may hold a thread and a cursor.
-                    with closing(database_lines(table, connection)) as lines:
+                    with table_lines(table, connection, ahead) as lines:
                         compare_table(diff, section.rows, lines, pairing, rows)
                 tables.append(diff)
     expected = tables_expected(using, meta)
     for current, table in scope.items():
         if current not in seen and (expected is None or current in expected):
             tables.append(added(table.label))
-    return DiffResult(path.name, f"database {using!r}", tables)
+    return DiffResult(path.name, f"database {using!r}", tables, warnings=warnings)
+
+
+def tables_in_order(
+    meta: dict[str, Any], model_renames: dict[str, str], scope: dict[str, Table]
+) -> list[Table]:
+    """The tables of `scope` in the order the backup holds them, as they will be compared."""
+    currents = (current_table_label(label, model_renames) for label in meta.get("order", []))
+    return [scope[current] for current in currents if current in scope]
 
 
 def gone(label: str, section: TableSection, where: str) -> TableDiff:
@@ -195,7 +281,9 @@ class SectionCursor:
         return None
 
 
-def pair_by_name(old: dict[str, Any], new: dict[str, Any], diff: TableDiff) -> Pairing | None:
+def pair_by_name(
+    old: dict[str, Any], new: dict[str, Any], diff: TableDiff, uuids_as_text: bool = False
+) -> Pairing | None:
     """Two backups' columns paired by name; a column added, removed or of
     another kind is a schema change, not compared."""
     old_kinds = {c["name"]: c["kind"] for c in old["columns"]}
@@ -211,7 +299,7 @@ def pair_by_name(old: dict[str, Any], new: dict[str, Any], diff: TableDiff) -> P
         key=[(name, name) for name in key],
         columns=[(name, name) for name in same],
         hidden=sensitive(diff.label, new_kinds),
-        ordered=all(new_kinds[name] == "int" for name in key),
+        ordered=in_python_order([new_kinds[name] for name in key], uuids_as_text),
         exact=exactly_compared({name: new_kinds[name] for name in same}),
     )
 
@@ -248,6 +336,7 @@ def diff_backups(
         with ArchiveReader(old_path) as reader:
             labels = set(reader.meta.get("order", [])) | set(cursor.labels)
             check_backup_labels([*only, *exclude], labels)
+            uuids = sorts_uuids_as_text(reader.meta, cursor.reader.meta)
             for section in reader.tables():
                 label = section.meta["label"]
                 if not selected(label, only, exclude):
@@ -258,7 +347,7 @@ def diff_backups(
                     tables.append(gone(label, section, new_path.name))
                     continue
                 diff = TableDiff(label)
-                pairing = pair_by_name(section.meta, other.meta, diff)
+                pairing = pair_by_name(section.meta, other.meta, diff, uuids)
                 if pairing is not None:
                     compare_table(diff, section.rows, other.rows, pairing, rows)
                 tables.append(diff)

@@ -56,6 +56,7 @@ class DiffResult:
     new: str  # "database <alias>", or the other backup's name
     tables: list[TableDiff]
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # how the database side was read
 
     @property
     def differs(self) -> bool:

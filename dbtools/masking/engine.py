@@ -85,20 +85,36 @@ class RowMasker:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         """The row with its masked columns replaced, changed in place and returned."""
-        for column, masker, tracker in self.columns:
+        for n, (column, _, _) in enumerate(self.columns):
             value = row.get(column)
-            if value is None:
-                continue  # NULL stays NULL: it holds nothing to hide, and NOT NULL never sees it
-            if tracker is None:
-                known = (
-                    self.remapped.get((masker.identity, canonical(value)))
-                    if self.remapped
-                    else None
-                )
-                row[column] = known if known is not None else masker.mask(value, 0)
-            else:
-                row[column] = self.unique_value(masker, tracker, value)
+            if value is not None:  # NULL stays NULL: nothing to hide, and NOT NULL never sees it
+                row[column] = self.mask_value(n, value)
         return row
+
+    @property
+    def by_column(self) -> bool:
+        """Whether masking rows column by column gives what row by row does. It
+        does unless a unique column's collision can remap a value for another
+        column of the table: only then does the order across columns count."""
+        identities = [masker.identity for _, masker, _ in self.columns]
+        has_unique = any(tracker is not None for _, _, tracker in self.columns)
+        return not has_unique or len(set(identities)) == len(identities)
+
+    def mask_column(self, n: int, values: list[Any]) -> list[Any]:
+        """The n-th masked column's values, row after row, masked (None stays None)."""
+        _, masker, tracker = self.columns[n]
+        if tracker is not None or self.remapped:
+            return [None if v is None else self.mask_value(n, v) for v in values]
+        mask = masker.mask  # nothing remapped: each value's mask is its rule's alone
+        return [None if v is None else mask(v, 0) for v in values]
+
+    def mask_value(self, n: int, value: Any) -> Any:
+        """`value` (not None) of the n-th masked column, masked."""
+        _, masker, tracker = self.columns[n]
+        if tracker is not None:
+            return self.unique_value(masker, tracker, value)
+        known = self.remapped.get((masker.identity, canonical(value))) if self.remapped else None
+        return known if known is not None else masker.mask(value, 0)
 
     def unique_value(self, masker: ColumnMasker, tracker: UniqueTracker, value: Any) -> Any:
         source = short_hash(value)

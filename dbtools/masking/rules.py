@@ -9,7 +9,6 @@ one input gives one output wherever it is masked.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import ipaddress
 import string
 from collections.abc import Callable, Sequence
@@ -58,14 +57,16 @@ class MaskContext:
     argument: str | None = None
 
     def digest(self, *parts: object) -> bytes:
-        """32 bytes that depend on the key, the parts and the attempt, and on nothing else."""
-        return self.sign(b"\x1f".join([*map(canonical, parts), b"%d" % self.attempt]))
+        """32 bytes that depend on the key, the parts and the attempt, and on nothing else:
+        the HMAC of the parts' canonical bytes and the attempt's digits, joined by 0x1f."""
+        message = b"\x1f".join([p.encode() if type(p) is str else canonical(p) for p in parts])
+        return self.sign(message + (b"\x1f%d" % self.attempt if self.attempt else b"\x1f0"))
 
     def number(self, *parts: object) -> int:
-        return int.from_bytes(self.digest(*parts), "big")
+        return int.from_bytes(self.digest(*parts))
 
     def pick(self, choices: Sequence[str], *parts: object) -> str:
-        return choices[self.number(*parts) % len(choices)]
+        return choices[int.from_bytes(self.digest(*parts)) % len(choices)]
 
 
 def canonical(value: object) -> bytes:
@@ -80,14 +81,23 @@ def canonical(value: object) -> bytes:
 
 
 def keyed_signer(key: str | bytes) -> Callable[[bytes], bytes]:
-    """HMAC-SHA256 of a message under the key. Copying a keyed HMAC was faster
-    than hmac.digest, which prepares the key again for every value."""
-    keyed = hmac.new(key.encode() if isinstance(key, str) else key, digestmod=hashlib.sha256)
+    """HMAC-SHA256 of a message under the key (RFC 2104), from SHA-256 states
+    already fed the padded key: two copies and a digest each, the same bytes
+    hmac.digest() gives, without its per-call set-up."""
+    raw = key.encode() if isinstance(key, str) else key
+    block = hashlib.sha256().block_size
+    if len(raw) > block:
+        raw = hashlib.sha256(raw).digest()
+    raw = raw.ljust(block, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in raw))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in raw))
 
     def sign(message: bytes) -> bytes:
-        signer = keyed.copy()
+        signer = inner.copy()
         signer.update(message)
-        return signer.digest()
+        result = outer.copy()
+        result.update(signer.digest())
+        return result.digest()
 
     return sign
 
@@ -161,6 +171,8 @@ def mask_ip(value: Any, context: MaskContext) -> str:
     protocol = context.protocol.lower()
     if protocol in ("ipv4", "ipv6"):
         version = 4 if protocol == "ipv4" else 6
+    elif ":" not in str(value):
+        version = 4  # a valid IPv4 address or no address at all: 4 either way
     else:
         try:
             version = ipaddress.ip_address(str(value)).version
@@ -169,8 +181,8 @@ def mask_ip(value: Any, context: MaskContext) -> str:
     if context.max_length is not None and context.max_length < 39:
         version = 4  # an IPv6 address would not fit the column
     number = context.number("ip", value)
-    if version == 4:
-        return str(ipaddress.IPv4Address((10 << 24) | number % (1 << 24)))
+    if version == 4:  # 10.0.0.0/8, written as str(IPv4Address) would, without building one
+        return f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
     return str(ipaddress.IPv6Address((0x20010DB8 << 96) | number % (1 << 96)))
 
 
@@ -207,11 +219,15 @@ def mask_empty(value: Any, context: MaskContext) -> Any:
     return ""
 
 
+# Byte b -> the letter or digit at b % 62, as a translation table.
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LETTERS = bytes(ord(PASSWORD_ALPHABET[b % len(PASSWORD_ALPHABET)]) for b in range(256))
+
+
 def mask_unusable_password(value: Any, context: MaskContext) -> str:
     """What Django's set_unusable_password() stores ("!" then 40 characters), keyed instead of random."""
-    alphabet = string.ascii_letters + string.digits
     raw = context.digest("unusable_password", value) + context.digest("unusable_password+", value)
-    return "!" + "".join(alphabet[b % len(alphabet)] for b in raw[:40])
+    return "!" + raw[:40].translate(PASSWORD_LETTERS).decode()
 
 
 @dataclass(frozen=True)

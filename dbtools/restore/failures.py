@@ -6,6 +6,9 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError, transaction
+from django.db.models import QuerySet
+
 from ..archive.codec import BadValue
 from ..conf import sensitive
 from ..display import sentence
@@ -152,11 +155,19 @@ def plan_cause(plan: RestorePlan, exc: Exception) -> str:
 
 
 def row_error(
-    table: Table, pk: Any, exc: Exception, row: dict[str, Any] | None = None
+    table: Table,
+    pk: Any,
+    exc: Exception,
+    row: dict[str, Any] | None = None,
+    holder: tuple[Any, list[str]] | None = None,
 ) -> RestoreError:
+    """`holder`: the primary key of the row that holds the unique value the
+    row failed on, and that value's fields (unique_holder)."""
     hidden = hidden_fields(table)
     cause = database_cause(exc, bool(hidden), [(row or {}).get(name) for name in hidden])
-    pk = shown_pk(pk, [str(f.attname) for f in table.pk_fields], hidden)
+    pk_names = [str(f.attname) for f in table.pk_fields]
+    pk = shown_pk(pk, pk_names, hidden)
+    cause = held_by(cause, holder, pk_names, hidden)
     lowered = cause.lower()
     if "nul (0x00)" in lowered:
         hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
@@ -186,3 +197,65 @@ def row_error(
         f"Restoring {table.label} (table {table.db_table}) failed at {where}: {sentence(cause)} {hint}",
         rolled_back=True,
     )
+
+
+def key_matched_by_collation(table: Table, backup_key: Any, database_key: Any) -> RestoreError:
+    """The backup's primary key `backup_key` is not a key this database holds,
+    but its column's collation (MariaDB's *_ci, SQLite's NOCASE, a
+    non-deterministic PostgreSQL collation, citext) takes it for
+    `database_key`: a merge would skip the backup's row as already there,
+    an overwrite write it into a row the backup does not hold."""
+    pk_names = [str(f.attname) for f in table.pk_fields]
+    hidden = hidden_fields(table)
+    backup_key = shown_pk(backup_key, pk_names, hidden)
+    database_key = shown_pk(database_key, pk_names, hidden)
+    return RestoreError(
+        f"Restoring {table.label} (table {table.db_table}): the backup's row with primary key "
+        f"{backup_key!r} matches this database's row {database_key!r} only by the column's "
+        f"collation, which ignores case or accents, so it would be taken for that row.",
+        rolled_back=True,
+        fix="Change one of the two keys, or restore the table with --replace (it empties the "
+        "table first, so the rows added since the backup go too).",
+    )
+
+
+def held_by(
+    cause: str, holder: tuple[Any, list[str]] | None, pk_names: list[str], hidden: Iterable[str]
+) -> str:
+    """`cause`, and which row holds the unique value, if found (unique_holder)."""
+    if holder is None:
+        return cause
+    key = shown_pk(holder[0], pk_names, hidden)
+    return f"{sentence(cause)} The row with primary key {key!r} holds its {' and '.join(holder[1])} now"
+
+
+def unique_sets(table: Table) -> list[list[str]]:
+    """The attnames of each unique value of `table` but its primary key: a
+    field, unique_together, a UniqueConstraint on fields."""
+    meta = table.model._meta
+    sets = [[f.name] for f in table.fields if f.unique and not f.primary_key]
+    sets += [list(names) for names in meta.unique_together]
+    sets += [list(c.fields) for c in meta.total_unique_constraints if c.fields]
+    attname = {f.name: str(f.attname) for f in table.fields}
+    return [[attname[n] for n in names] for names in sets if all(n in attname for n in names)]
+
+
+def unique_holder(table: Table, row: dict[str, Any], using: str) -> tuple[Any, list[str]] | None:
+    """The primary key of another row holding one of `row`'s unique values,
+    and those values' fields; None if none is found. Only the key is shown,
+    never the value."""
+    pk_names = [str(f.attname) for f in table.pk_fields]
+    rows: QuerySet[Any] = QuerySet(model=table.model, using=using)
+    rows = rows.exclude(pk=row_pk(row, pk_names))
+    names = {str(f.attname): f.name for f in table.fields}
+    for attnames in unique_sets(table):
+        if any(row.get(a) is None for a in attnames):
+            continue  # NULL clashes with nothing
+        try:
+            with transaction.atomic(using=using):
+                found = rows.filter(**{a: row[a] for a in attnames}).values_list(*pk_names).first()
+        except (DatabaseError, ValueError, TypeError):
+            continue  # a value the lookup cannot take: the error stays as it is
+        if found is not None:
+            return (found[0] if len(found) == 1 else tuple(found)), [names[a] for a in attnames]
+    return None

@@ -48,7 +48,7 @@ from ..signals import announce, restore_finished
 from ..storage import BackupRef
 from .failures import plan_cause
 from .loader import Loader
-from .overwrite import Mode, check_mode, check_partial_backup
+from .overwrite import Mode, check_keys, check_mode, check_partial_backup
 from .overwrite import preview as overwrite_preview
 from .plan import RestorePlan, prepare_restore
 from .strategies import Progress, TableReceipt
@@ -144,6 +144,7 @@ def restore_database(
         check_mode(mode)
         if announce_result and not fresh_target:
             check_partial_backup(plan, mode, original)
+        check_keys(plan, mode)
         preview = overwrite_preview(plan) if dry_run and mode == "overwrite" else None
     except BaseException:
         plan.close()

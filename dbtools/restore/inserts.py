@@ -21,7 +21,7 @@ from ..backends import backend_for, pg_loads
 from ..backends.base import values_insert_sql
 from ..exceptions import RestoreError
 from ..graph import Table
-from .failures import row_error, row_pk
+from .failures import repeats_primary_key, row_error, row_pk, unique_holder
 from .text_reads import own_field, reads_as_utc
 
 # What a batch that cannot be written raises: the batch is then written row by
@@ -73,8 +73,19 @@ def diagnose(
             with transaction.atomic(using=using):
                 write(row)
         except BATCH_ERRORS as exc:
-            return row_error(table, row_pk(row, pk_names), exc, row)
+            holder = unique_holder(table, row, using) if clashes(table, exc) else None
+            return row_error(table, row_pk(row, pk_names), exc, row, holder)
     return row_error(table, None, batch_error)
+
+
+def clashes(table: Table, exc: Exception) -> bool:
+    """Whether a row's error is a unique value (not its primary key) another row holds."""
+    lowered = str(exc).lower()
+    return (
+        isinstance(exc, DatabaseError)
+        and ("duplicate" in lowered or "unique" in lowered)
+        and not repeats_primary_key(table, lowered)
+    )
 
 
 def holds_expression(batch: list[dict[str, Any]], attnames: list[str]) -> bool:

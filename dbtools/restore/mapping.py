@@ -33,6 +33,7 @@ class TableMapping:
     fixed: dict[str, Any] = field(default_factory=dict)  # attname -> value given with --set
     null_defaults: list[AnyField] = field(default_factory=list)  # NULL in the backup -> default
     changes: list[str] = field(default_factory=list)  # what the pre-flight report shows
+    backup_pk: list[str] = field(default_factory=list)  # the backup's primary key (field names)
 
 
 # Rows whose ids differ between databases that were migrated separately: a
@@ -82,6 +83,13 @@ def map_columns(
                 used.add(column["name"])
         elif takes_default(model_field):
             map_default(mapping, model_field)
+        elif model_field.primary_key:
+            blockers.append(
+                f"{label}.{model_field.name} is the primary key now, but the backup has no "
+                f"values for it{was_key(mapping)}: the primary key changed since the backup, so "
+                f"the backup's rows cannot be matched with the table's. Restore into the schema "
+                f"the backup came from."
+            )
         else:
             blockers.append(
                 f"{label}.{model_field.name} is required now and has no default, but the backup has no "
@@ -91,6 +99,30 @@ def map_columns(
             )
     note_ignored(mapping, used)
     return blockers
+
+
+def was_key(mapping: TableMapping) -> str:
+    return f" (its primary key was {', '.join(mapping.backup_pk)})" if mapping.backup_pk else ""
+
+
+def key_change(mapping: TableMapping) -> str | None:
+    """How the table's primary key differs from the backup's (not one of its
+    columns, of another kind, or another column), or None: what rows matched
+    by primary key (an overwrite, a diff) cannot get past."""
+    assert mapping.table is not None
+    sources = {f.attname: column for f, column in mapping.sources}
+    kinds = {c["name"]: c["kind"] for c in mapping.columns}
+    for key in mapping.table.pk_fields:
+        column = sources.get(key.attname)
+        if column is None:
+            was = f"it was {', '.join(mapping.backup_pk)}, and " if mapping.backup_pk else ""
+            return f"{was}{key.name} is not in the backup"
+        if kinds[column] != kind_of(key):
+            return f"{key.name} was {kinds[column]}, and is {kind_of(key)} now"
+    columns = [str(sources[key.attname]) for key in mapping.table.pk_fields]
+    if mapping.backup_pk and columns != mapping.backup_pk:
+        return f"it was {', '.join(mapping.backup_pk)}, and is {', '.join(columns)} now"
+    return None
 
 
 def takes_default(model_field: AnyField) -> bool:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 PREVIEW_MOST_ROWS = 100_000
 PREVIEW_KEYS_SHOWN = 5
+KEYS_PER_CHUNK = 10_000
 
 
 @dataclass
@@ -46,45 +47,56 @@ class HeldKeys:
 
 
 def rows_already_there(plan: RestorePlan, most: int) -> Overlap:
-    present, unchecked = keys_held(plan, most)
+    """One read of the file; a table's keys are read from the database when
+    the file reaches its rows, and let go after them: one table's keys held
+    at a time, not every table's at once."""
+    candidates = {m.backup_label: m for m in plan.mappings if key_sources(m) is not None}
     found: list[TableOverlap] = []
-    if not present:
+    unchecked: list[str] = []
+    if not candidates:
         return Overlap(found, unchecked)
+    held: dict[str, HeldKeys] = {}
 
     def parser_for(meta: dict[str, Any]) -> Any:
-        return row_parser(meta["columns"]) if meta["label"] in present else None
+        held.clear()  # the table before's keys
+        mapping = candidates.get(meta["label"])
+        keys = keys_held(mapping, plan.using, most, unchecked) if mapping else None
+        if keys is None:
+            return None
+        held[meta["label"]] = keys
+        return row_parser(meta["columns"])
 
     with ArchiveReader(plan.path, plan.source) as reader:
         for section in reader.tables(parser_for):
-            if section.meta["label"] not in present:
+            keys = held.get(section.meta["label"])
+            if keys is None:
                 continue
-            overlap = overlap_of(present[section.meta["label"]], section.rows)
+            overlap = overlap_of(keys, section.rows)
             if overlap.rows:
                 found.append(overlap)
+    held.clear()
     return Overlap(found, unchecked)
 
 
-def keys_held(plan: RestorePlan, most: int) -> tuple[dict[str, HeldKeys], list[str]]:
-    """The keys of each table that holds rows (at most `most` of them; bigger
-    ones are named as unchecked)."""
-    present: dict[str, HeldKeys] = {}
-    unchecked = []
-    for mapping in plan.mappings:
-        key_columns = key_sources(mapping)
-        if mapping.table is None or key_columns is None:
-            continue
-        table = mapping.table
-        rows = table.model._base_manager.using(plan.using)
-        if not rows.exists():
-            continue
-        if rows.order_by()[most : most + 1].exists():  # bounded: no count of a big table
-            unchecked.append(table.label)
-            continue
-        pk_fields = list(table.pk_fields)
-        present[mapping.backup_label] = HeldKeys(
-            mapping, primary_keys(rows, [f.attname for f in pk_fields]), pk_fields, key_columns
-        )
-    return present, unchecked
+def keys_held(
+    mapping: TableMapping, using: str, most: int, unchecked: list[str]
+) -> HeldKeys | None:
+    """The keys the table holds, if it holds rows, and at most `most` of them
+    (a bigger one is added to `unchecked`)."""
+    key_columns = key_sources(mapping)
+    if mapping.table is None or key_columns is None:
+        return None
+    table = mapping.table
+    rows = table.model._base_manager.using(using)
+    if not rows.exists():
+        return None
+    if rows.order_by()[most : most + 1].exists():  # bounded: no count of a big table
+        unchecked.append(table.label)
+        return None
+    pk_fields = list(table.pk_fields)
+    return HeldKeys(
+        mapping, primary_keys(rows, [f.attname for f in pk_fields]), pk_fields, key_columns
+    )
 
 
 def key_sources(mapping: TableMapping) -> list[str] | None:
@@ -100,9 +112,9 @@ def key_sources(mapping: TableMapping) -> list[str] | None:
 
 
 def primary_keys(rows: QuerySet[Any], names: list[str]) -> set[Any]:
-    return set(
-        rows.values_list(*names) if len(names) > 1 else rows.values_list(names[0], flat=True)
-    )
+    """In chunks: no list of every key beside the set."""
+    keys = rows.values_list(*names) if len(names) > 1 else rows.values_list(names[0], flat=True)
+    return set(keys.iterator(chunk_size=KEYS_PER_CHUNK))
 
 
 def overlap_of(held: HeldKeys, rows: Iterator[Any]) -> TableOverlap:

@@ -28,7 +28,7 @@ from ..exceptions import ConfigurationError, RestoreError
 from ..graph import Table
 from .failures import row_pk
 from .inserts import BATCH_ERRORS, diagnose, plain_insert_fits, prepared_values
-from .mapping import NATURAL_KEYS
+from .mapping import NATURAL_KEYS, key_change
 
 if TYPE_CHECKING:
     from .plan import RestorePlan
@@ -106,6 +106,26 @@ def refuse_partial(
             f"empty database (`manage.py flush` first), or merge it;",
             changed=False,
         )
+
+
+def check_keys(plan: RestorePlan, mode: Mode) -> None:
+    """--overwrite matches the backup's rows with the table's by primary key: a
+    table whose primary key changed since the backup is refused."""
+    if mode != "overwrite":
+        return
+    for mapping in plan.mappings:
+        if mapping.table is None or not mapping.rows:  # a table is mapped only in scope
+            continue
+        if mapping.table.label.lower() in NATURAL_KEYS:
+            continue  # matched by natural key
+        if change := key_change(mapping):
+            raise RestoreError(
+                f"{mapping.table.label}: its primary key changed since the backup ({change}), so "
+                f"--overwrite cannot tell which of the table's rows each of the backup's rows is.",
+                changed=False,
+                fix="Restore the table with --replace (it empties the table first), or pass "
+                "--replay to carry the rows forward through the migrations since the backup.",
+            )
 
 
 def overwrite_batch(load: TableLoad, rows: list[dict[str, Any]]) -> int:

@@ -10,7 +10,7 @@ fields added since, and stopping on what cannot be mapped. It writes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from django.db import connections
@@ -148,6 +148,7 @@ class BackupTables:
     order: list[str]
     columns: dict[str, list[dict[str, Any]]]
     counts: dict[str, int]
+    pks: dict[str, list[str]] = field(default_factory=dict)  # the primary key's field names
 
     @property
     def rows(self) -> int:
@@ -163,6 +164,7 @@ def read_through(backup_path: BackupRef, source: IO[bytes]) -> BackupTables:
             label = section.meta["label"]
             tables.order.append(label)
             tables.columns[label] = section.meta["columns"]
+            tables.pks[label] = list(section.meta.get("pk", []))
             tables.counts[label] = sum(1 for _ in section.rows)  # reading checks the checksum
     unknown = sorted(
         {
@@ -279,6 +281,7 @@ def map_tables(
         current_label = current_table_label(label, model_renames)
         table = by_label.get(current_label)
         mapping = TableMapping(label, None, backup.counts[label], backup.columns[label])
+        mapping.backup_pk = backup.pks.get(label, [])
         if table is None:
             if backup.counts[label]:
                 warnings.append(

@@ -20,10 +20,10 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
-from ..archive.codec import AnyField, BadValue, row_decoder
+from ..archive.codec import AnyField, BadValue, kind_of, row_decoder
 from ..backends import backend_for, pg_loads
 from ..graph import Table
-from .failures import bad_value_error, row_pk
+from .failures import bad_value_error, key_matched_by_collation, row_pk
 from .inserts import holds_expression, insert_batch
 from .natural_keys import NaturalKeys
 from .overwrite import overwrite_batch
@@ -80,8 +80,8 @@ class TableLoad:
 @dataclass
 class CopyStream:
     """Into an empty table (or PostgreSQL's staging table `into`): every row
-    in one bulk load (backend.load_stream), written as it is decoded, so the server's work overlaps
-    this process's. With `skip` (a merge into a table holding rows), the
+    in one bulk load (backend.load_stream), written as it is decoded, so the
+    server's work overlaps this process's. With `skip` (a merge into a table holding rows), the
     rows whose primary key it holds are left out."""
 
     into: str | None = None
@@ -162,6 +162,9 @@ class StagedMerge:
         with pg_loads.staging_table(load.table.db_table, load.fields, load.connection) as staging:
             CopyStream(into=staging.name).stream(load, rows)
             streamed = load.receipt.inserted
+            text_keys = [str(f.column) for f in load.table.pk_fields if kind_of(f) == "str"]
+            if text_keys and (pair := staging.inexact_key(pk_columns, text_keys)):
+                raise key_matched_by_collation(load.table, *pair)
             if self.overwrite:
                 updating = [str(f.column) for f in load.pipeline.overwritten_fields(load.mapping)]
                 inserted, updated = staging.overwrite(pk_columns, updating)
@@ -258,4 +261,22 @@ def split_existing(
     present: list[dict[str, Any]] = []
     for row, key in zip(batch, keys, strict=True):
         (present if key in existing else missing).append(row)
+    if missing:
+        refuse_inexact_keys(table, [row_pk(row, pk_names) for row in missing], using)
     return missing, present
+
+
+def refuse_inexact_keys(table: Table, missing: list[Any], using: str) -> None:
+    """The keys of `missing` are none of the keys the table holds, compared
+    exactly; the database compares them by the column's collation, which may
+    ignore case or accents ('abc' finding 'ABC'): then the row it finds is
+    not the backup's, and the restore stops (key_matched_by_collation)."""
+    pk_names = [f.attname for f in table.pk_fields]
+    rows: QuerySet[Any] = QuerySet(model=table.model, using=using)
+    if not rows.filter(pk__in=missing).exists():
+        return
+    for key in missing:  # only on the way to the error: which pair
+        held = rows.filter(pk=key).values_list(*pk_names, flat=len(pk_names) == 1).first()
+        # The same key: another session wrote it since; the insert says so.
+        if held is not None and held != key:
+            raise key_matched_by_collation(table, key, held)

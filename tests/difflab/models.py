@@ -15,3 +15,10 @@ class Link(models.Model):
     # Compared without case on every backend (0004): SQLite NOCASE, a
     # non-deterministic ICU collation on PostgreSQL, utf8mb4_general_ci on MariaDB.
     title = models.CharField(max_length=50)
+
+
+class Tag(models.Model):
+    # A text primary key compared without case on every backend (0005), as
+    # MariaDB's default *_ci collations compare one.
+    code = models.CharField(max_length=20, primary_key=True)
+    note = models.CharField(max_length=50)

@@ -76,6 +76,8 @@ class Command(DbtoolsCommand):
         result = diff_database(
             file, using=database, against=against, only=only, exclude=exclude, rows=rows
         )
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
         if format == "json":
             self.stdout.write(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2).decode())
         else:
