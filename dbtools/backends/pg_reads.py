@@ -186,27 +186,32 @@ def masked_row_batches(
     column in field order, and gives them back masked. The server writes the
     other columns, Python the masked ones (masked_rows_sql), so no original
     value of them is written or spooled anywhere."""
-    # Per selected column, in order: None for a run of the server's members,
-    # or the JSON of the masked column's key.
-    layout: list[str | None] = []
+    # Per selected column, in order: True for a masked column's value, False
+    # for a run of the server's members (a JSON object, its braces cut off).
+    layout: list[bool] = []
+    pieces: list[str] = []
     for position, f in enumerate(table.fields):
         if position in masked:
-            layout.append(json.dumps(f.name) + ":")
-        elif not layout or layout[-1] is not None:
-            layout.append(None)
-    values_at = [i for i, key in enumerate(layout) if key is not None]
+            layout.append(True)
+            pieces.append(json.dumps(f.name).replace("%", "%%") + ":%s")
+        elif not layout or layout[-1]:
+            layout.append(False)
+            pieces.append("%s")
+    # The line, with the JSON-null key's text (or '') before its closing brace.
+    template = "{" + ",".join(pieces) + "%s}"
+    values_at = [i for i, is_masked in enumerate(layout) if is_masked]
     dumps = orjson.dumps
 
     def lines(batch: list[tuple[Any, ...]]) -> list[str]:
         masked_values = iter(mask([[row[i] for row in batch] for i in values_at]))
-        members = [
-            [row[i][1:-1] for row in batch]
-            if key is None
-            else [key + dumps(value).decode() for value in next(masked_values)]
-            for i, key in enumerate(layout)
+        columns = [
+            [dumps(value).decode() for value in next(masked_values)]
+            if is_masked
+            else [row[i][1:-1] for row in batch]
+            for i, is_masked in enumerate(layout)
         ]
-        ends = [f"{row[-1]}}}" for row in batch]
-        return ["{" + ",".join(parts) + end for *parts, end in zip(*members, ends, strict=True)]
+        columns.append([row[-1] for row in batch])
+        return [template % parts for parts in zip(*columns, strict=True)]
 
     sql = masked_rows_sql(table, connection, masked, keyed=keys is not None)
     # Closed with this generator, so its reader thread stops with it (row_batches).
