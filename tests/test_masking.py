@@ -22,7 +22,7 @@ from dbtools.conf import settings_problems
 from dbtools.exceptions import ConfigurationError
 from dbtools.graph import plan_tables
 from dbtools.masking import BUILT_IN, Masker, MaskingError
-from dbtools.masking.engine import ColumnMasker, RowMasker, UniqueTracker
+from dbtools.masking.engine import ColumnMasker, Remembering, RowMasker, UniqueTracker
 from dbtools.masking.rules import MaskContext, keyed_signer
 from dbtools.masking.spec import choose_rule, unique_scope
 from dbtools.masking.validate import fit_problems
@@ -864,3 +864,29 @@ def test_a_batch_masked_column_by_column_follows_every_collision_resolved_before
     assert remapped  # collisions were resolved, and are looked up below
     assert plain.mask_column(0, list(column)) == by_value_plain_out
     assert len(set(by_value)) == len(values)
+
+
+def test_a_remembering_rule_gives_what_the_rule_gives_and_stops_when_values_rarely_repeat(
+    monkeypatch,
+):
+    monkeypatch.setattr(Remembering, "REMEMBERED", 50)
+    context = MaskContext(keyed_signer(KEY))
+    rule = BUILT_IN["first_name"].apply_all
+    calls: list[list] = []
+
+    def counted(values: list) -> list:
+        calls.append(list(values))
+        return rule(values, context)
+
+    repeating = Remembering(counted)
+    batches = [[f"name{i % 7}" for i in range(40)], [f"name{i % 60}" for i in range(90)]]
+    batches += [["name1", 1, True, 1.0, date(2024, 1, 1)], ["", "", "name1"]]
+    for batch in batches:
+        assert repeating(list(batch)) == rule(batch, context)
+    assert [len(call) for call in calls] == [7, 60, 5, 2]  # past 50 known: forgotten, then afresh
+    fresh = Remembering(counted)
+    distinct = [f"x{i}" for i in range(Remembering.JUDGED_AFTER)]
+    assert fresh(distinct) == rule(distinct, context)
+    assert fresh.known is None  # no repeats: no longer remembered
+    assert fresh(["x1", "x1"]) == rule(["x1", "x1"], context)
+    assert calls[-1] == ["x1", "x1"]

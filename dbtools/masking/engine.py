@@ -269,7 +269,43 @@ def batch_masker(rule: Rule, context: MaskContext) -> BatchMasking | None:
     def mask_all(values: list[Any]) -> list[Any]:
         return apply_all(values, context)
 
-    return mask_all
+    return Remembering(mask_all)
+
+
+class Remembering:
+    """A built-in rule over batches that masks each distinct text once while
+    values repeat (a first name, a city, an empty string): a built-in rule's
+    output depends on the value alone, so a remembered one is the one it would
+    give again. Past REMEMBERED values it forgets them all, so memory stays
+    bounded; once a column shows few repeats it stops remembering, for good.
+    Other values than text (whose equality is not their canonical bytes':
+    1 == 1.0 == True) are always masked afresh."""
+
+    REMEMBERED = 10_000
+    # Remembering pays when at least this share of the values seen are repeats,
+    # judged once this many have been seen.
+    MIN_REPEATS, JUDGED_AFTER = 0.125, 2_000
+
+    def __init__(self, mask_all: BatchMasking) -> None:
+        self.mask_all = mask_all
+        self.known: dict[str, Any] | None = {}
+        self.seen = self.repeats = 0
+
+    def __call__(self, values: list[Any]) -> list[Any]:
+        known = self.known
+        if known is None or any(type(value) is not str for value in values):
+            return self.mask_all(values)
+        distinct = dict.fromkeys(values)
+        if len(known) + len(distinct) > self.REMEMBERED:
+            known.clear()
+        unseen = [value for value in distinct if value not in known]
+        known.update(zip(unseen, self.mask_all(unseen), strict=True))
+        self.seen += len(values)
+        self.repeats += len(values) - len(unseen)
+        masked = [known[value] for value in values]
+        if self.seen >= self.JUDGED_AFTER and self.repeats < self.seen * self.MIN_REPEATS:
+            self.known = None
+        return masked
 
 
 def checked_custom(
