@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import string
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -111,9 +111,11 @@ class Signer:
         result.update(signer.digest())
         return result.digest()
 
-    def each(self, head: bytes, values: Iterable[Any], tail: bytes) -> list[bytes]:
+    def each(self, head: bytes, values: Sequence[Any], tail: bytes) -> list[bytes]:
         """[self(head + canonical(value) + tail) for value in values]: the head
         fed once, the loop's lookups bound once."""
+        if len(values) == 1:  # a rule asked for one value: no state to share
+            return [self(head + canonical(values[0]) + tail)]
         started = self._inner.copy()
         started.update(head)
         inner, outer = started.copy, self._outer.copy
