@@ -142,6 +142,13 @@ def read_ahead(
             yield ahead, alone
 
 
+def unused_jobs(jobs: int | None, alone: str | None) -> list[str]:
+    """As backupdb says it: more connections asked for that could not read."""
+    if alone and jobs is not None and jobs > 1:
+        return [f"--jobs {jobs} was not used: {alone}; one connection read it all."]
+    return []
+
+
 def encoded(batch: list[str] | list[bytes]) -> list[bytes]:
     if batch and isinstance(batch[0], str):
         return [line.encode() for line in batch]
@@ -218,9 +225,7 @@ def diff_with_database(
             snapshot(connection) as owned,
             read_ahead(connection, in_order, reader, owned, jobs) as (ahead, alone),
         ):
-            warnings = read_apart(connection, owned, "diff_database()")
-            if alone and jobs is not None and jobs > 1:
-                warnings.append(f"--jobs {jobs} was not used: {alone}; one connection read it all.")
+            warnings = read_apart(connection, owned, "diff_database()") + unused_jobs(jobs, alone)
             for section in reader.tables():
                 label = section.meta["label"]
                 current = current_table_label(label, model_renames)
