@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dbtools import diff_database
+from dbtools.archive import ArchiveReader
 from dbtools.archive.envelope import identity_file
 from dbtools.backends import pg_reads
 from dbtools.backup import backup_database
@@ -23,6 +24,7 @@ from dbtools.conf import settings_problems
 from dbtools.diff import compare, flow
 from dbtools.diff.compare import Pairing, compare_table, key_reader, merge_join
 from dbtools.diff.report import DiffError, TableDiff, cut
+from dbtools.exceptions import ConfigurationError
 from dbtools.restore import prepare_restore, restore_database
 from shop import models as m
 from shop.seed import seed_shop
@@ -495,26 +497,35 @@ def test_equal_lines_against_a_changed_layout_are_compared_by_value():
     assert diff.examples[0].key == [3]
 
 
-def spooled_tables(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def spooled_tables(monkeypatch: pytest.MonkeyPatch, held: list[int] | None = None) -> list[str]:
+    """The tables helpers spool; into `held`, the bytes their spools hold after each."""
     spooled: list[str] = []
     spool = pg_reads.HelperReaders.spool
 
     def spy(self, table, connection):  # type: ignore[no-untyped-def]
         spooled.append(table.label)
-        return spool(self, table, connection)
+        try:
+            return spool(self, table, connection)
+        finally:
+            if held is not None:
+                held.append(self.held)
 
     monkeypatch.setattr(pg_reads.HelperReaders, "spool", spy)
     return spooled
 
 
 @backends("postgresql")
+@pytest.mark.parametrize("limit", [flow.SPOOL_AHEAD_BYTES, 3000])
 def test_a_second_connection_reads_tables_ahead_in_the_same_snapshot(
-    alias, backup_dir, monkeypatch, tmp_path
+    alias, backup_dir, monkeypatch, tmp_path, limit
 ):
+    """At most `limit` bytes ahead: past it, the main connection reads."""
     seed_shop(200, using=alias)
     backup_database(using=alias)
     done = run_script(alias)
-    spooled = spooled_tables(monkeypatch)
+    held: list[int] = []
+    spooled = spooled_tables(monkeypatch, held)
+    monkeypatch.setattr(flow, "SPOOL_AHEAD_BYTES", limit)
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
@@ -522,6 +533,7 @@ def test_a_second_connection_reads_tables_ahead_in_the_same_snapshot(
     result = diff_database(using=alias)
 
     assert spooled  # tables from the end of the backup's order
+    assert 0 < max(held) <= limit
     counts = {t.label: (t.only_in_backup, t.only_in_database, t.changed) for t in result.differing}
     assert counts == {
         "shop.Product": (0, 0, done["products"]),
@@ -581,8 +593,13 @@ def test_against_an_encrypted_backup_one_connection_reads_and_nothing_is_spooled
     path = backup_database(using=alias).path
     run_script(alias)
     spooled = spooled_tables(monkeypatch)
+    # Told by the reader already open, not by opening the file again: that
+    # answered "not encrypted" when it failed (OSError).
+    monkeypatch.setattr(flow, "is_encrypted", lambda path: False, raising=False)
 
     with identity_file(key.identity):
+        with ArchiveReader(path) as reader:
+            assert reader.encrypted
         result = diff_database(path, using=alias)
 
     assert spooled == []
@@ -611,3 +628,48 @@ def test_text_keys_are_spilled_and_only_their_differing_lines_compared():
         compare_table(
             TableDiff("t.T"), [*old, old[1]], new, Pairing(key, columns, ordered=False), 0
         )
+
+
+def test_error_for_jobs_below_1():
+    with pytest.raises(
+        ConfigurationError, match=r"^--jobs must be a whole number of 1 or more, not 0\.$"
+    ):
+        diff_database(jobs=0)
+    with pytest.raises(CommandError, match=r"^--jobs must be a whole number") as error:
+        call_command("diffdb", "--jobs", "0")
+    assert error.value.returncode == 2
+
+
+@backends("postgresql")
+def test_with_jobs_1_one_connection_reads_and_nothing_is_spooled(alias, backup_dir, monkeypatch):
+    seed_shop(100, using=alias)
+    backup_database(using=alias)
+    run_script(alias)
+    spooled = spooled_tables(monkeypatch)
+
+    result = diff_database(using=alias, jobs=1)
+    output, status = diffdb("--database", alias, "--jobs", "1")
+
+    assert spooled == []
+    assert len(result.differing) == 3
+    assert status == 1 and "3 of" in output
+
+
+@backends("postgresql")
+def test_against_a_masked_backup_nothing_is_spooled(alias, backup_dir, monkeypatch):
+    seed_shop(100, using=alias)
+    path = backup_database(using=alias).path
+    masked = rewrite_backup(
+        path, path.with_name("masked.json"), change_meta=lambda meta: {**meta, "masked": True}
+    )
+    spooled = spooled_tables(monkeypatch)
+
+    result = diff_database(masked, using=alias)
+    asked = diff_database(masked, using=alias, jobs=2)
+
+    assert spooled == []  # the spool would hold the real values the masked backup hides
+    assert not result.differs and result.warnings == []
+    assert asked.warnings == [
+        "--jobs 2 was not used: a masked backup's diff does not spool the real values it "
+        "hides to local disk; one connection read it all."
+    ]

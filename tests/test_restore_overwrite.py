@@ -231,8 +231,8 @@ def test_an_overwrite_locks_the_keys_it_reads_where_the_upsert_fires_on_any_uniq
     with transaction.atomic(using=alias), CaptureQueriesContext(connection) as queries:
         missing, present = split_existing(table, [*batch, {"id": 10**6}], alias, lock)
     assert (missing, present) == ([{"id": 10**6}], batch)
-    # The second asks whether a missing key matches a row by collation only.
-    assert [q["sql"].endswith(" FOR UPDATE") for q in queries.captured_queries] == [lock, False]
+    # No second query: an integer key cannot match another only by collation.
+    assert [q["sql"].endswith(" FOR UPDATE") for q in queries.captured_queries] == [lock]
 
     locked: list[object] = []
 
@@ -491,12 +491,33 @@ def test_error_for_a_key_that_matches_another_only_by_collation(alias, backup_di
 
     assert str(caught.value) == (
         "Restoring difflab.Tag (table difflab_tag): the backup's row with primary key 'abc' "
-        "matches this database's row 'ABC' only by the column's collation, which ignores case "
-        "or accents, so it would be taken for that row. Nothing was changed: the restore was "
-        "rolled back. Change one of the two keys, or restore the table with --replace (it "
+        "matches this database's row 'ABC' only by the column's collation, which takes them for "
+        "the same key (case, accents or trailing spaces), so it would be taken for that row. "
+        "Nothing was changed: the restore was rolled back. Change one of the two keys, or restore the table with --replace (it "
         "empties the table first, so the rows added since the backup go too)."
     )
     assert tags(alias) == before
+
+
+@backends("mariadb")
+@pytest.mark.parametrize("mode", ["merge", "overwrite"])
+def test_error_for_a_key_that_matches_another_only_by_trailing_spaces(alias, backup_dir, mode):
+    """MariaDB's collations pad with spaces, utf8mb4_bin too: the backup's 'a '
+    is not this database's 'a', though the column takes them for one key."""
+    Tag.objects.using(alias).create(code="a ", note="in the backup")
+    backup = backup_database(using=alias, only=["difflab.Tag"])
+    Tag.objects.using(alias).filter(note="in the backup").delete()
+    Tag.objects.using(alias).create(code="a", note="added since")
+
+    with pytest.raises(RestoreError, match=r"^Restoring difflab\.Tag") as caught:
+        restore_database(prepare_restore(backup.path, using=alias), mode=mode)
+
+    assert (
+        "the backup's row with primary key 'a ' matches this database's row 'a' only by the "
+        "column's collation, which takes them for the same key (case, accents or trailing "
+        "spaces)"
+    ) in str(caught.value)
+    assert tags(alias) == [("a", "added since")]
 
 
 def with_key_column(backup, name: str, kind: str | None, pk: str):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import orjson
 from ..conf import get_settings
 from ..exceptions import ArchiveError
 from ..storage.base import BackupFile, open_file
-from .envelope import READ_ERRORS, open_plaintext
+from .envelope import AGE_ARMOR_MAGIC, READ_ERRORS, is_age, open_plaintext
 from .format import (
     FORMAT,
     HEADER_PREFIX,
@@ -101,10 +101,13 @@ class ArchiveReader:
     max_line_bytes: int = field(default_factory=lambda: get_settings().max_line_bytes)
     header: dict[str, Any] = field(init=False)
     summary: dict[str, Any] | None = field(init=False, default=None)
+    encrypted: bool = field(init=False)  # an age file: its plaintext must not reach disk
 
     def __post_init__(self) -> None:
         self._raw = self.source or open_backup(self.path)
         try:
+            self._raw.seek(0)
+            self.encrypted = is_age(self._raw.read(len(AGE_ARMOR_MAGIC)))
             self._stream = open_plaintext(self._raw, self.path.name)
         except BaseException as exc:
             if self.source is None:

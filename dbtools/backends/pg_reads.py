@@ -308,6 +308,10 @@ class Stopped(Exception):
     """The main reader stopped before a helper finished its table."""
 
 
+class OverLimit(Exception):
+    """A table would take the spools past their limit: the main reader reads it."""
+
+
 @dataclass
 class Spooled:
     path: Path
@@ -322,7 +326,10 @@ class HelperReaders:
     `pg_dump -j` does); each helper's transaction adopts it, so every
     connection sees the database at the same moment. Helpers spool their
     tables to hidden `.partial` files beside the backup, which the main
-    connection copies into it in order, so memory stays flat. Anything going
+    connection copies into it in order, so memory stays flat. With `limit`,
+    the spools together never hold more than so many bytes: the table that
+    would go past it, and every table after it, is left to the main
+    connection, so the disk they take is bounded. Anything going
     wrong in a helper (a pooler or server refusing the snapshot, no free
     connection, a lost connection) only means the main connection reads the
     tables that helper did not finish itself.
@@ -335,6 +342,7 @@ class HelperReaders:
         folder: Path,
         size: int,
         helpers: int = 1,
+        limit: int | None = None,
     ) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_export_snapshot()")
@@ -343,6 +351,8 @@ class HelperReaders:
         self.folder = folder
         self.max_line_bytes = get_settings().max_line_bytes
         self.size = size
+        self.limit = limit
+        self.held = 0  # bytes in the spools, counted before they are written
         self.lock = threading.Lock()
         self.queue = [
             t for t in tables if can_write(t, connection)
@@ -394,6 +404,9 @@ class HelperReaders:
                 mine.append(table.label)
                 self.spooled[table.label] = self.spool(table, connection)
                 self.claimed[table.label].set()  # on failure, set below with the rest of mine
+        except OverLimit:
+            with self.lock:  # the tables before the one over the limit are the main's
+                self.queue.clear()
         except Exception:
             pass  # the main connection reads what this helper did not spool
         finally:
@@ -413,7 +426,7 @@ class HelperReaders:
             dir=self.folder, prefix=".dbtools-", suffix=f".spool{PARTIAL_SUFFIX}"
         )
         path = Path(name)
-        rows = 0
+        rows = written = 0
         try:
             with os.fdopen(fd, "wb") as out, connection.chunked_cursor() as cursor:
                 cursor.execute(rows_sql(table, connection))
@@ -423,12 +436,23 @@ class HelperReaders:
                     lines = [row[0] for row in batch]
                     if longest_line(lines) > self.max_line_bytes:
                         raise too_long_error(table.label, longest_line(lines), self.max_line_bytes)
-                    out.write((("," if rows else "") + "\n,".join(lines) + "\n").encode())
+                    data = (("," if rows else "") + "\n,".join(lines) + "\n").encode()
+                    self.hold(len(data))
+                    written += len(data)
+                    out.write(data)
                     rows += len(lines)
         except BaseException:
             path.unlink(missing_ok=True)
+            self.hold(-written)
             raise
         return Spooled(path, rows)
+
+    def hold(self, size: int) -> None:
+        """Count `size` more bytes into the spools, unless that goes past the limit."""
+        with self.lock:
+            if size > 0 and self.limit is not None and self.held + size > self.limit:
+                raise OverLimit
+            self.held += size
 
     def close(self) -> None:
         """Called when every table has been read, or the backup stopped early (an

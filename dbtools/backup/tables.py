@@ -150,17 +150,22 @@ def single_connection_reason(
 
 @contextmanager
 def helper_readers(
-    connection: BaseDatabaseWrapper, plan: Plan, folder: Path | None, helpers: int
+    connection: BaseDatabaseWrapper,
+    plan: Plan,
+    folder: Path | None,
+    helpers: int,
+    limit: int | None = None,
 ) -> Iterator[pg_reads.HelperReaders | None]:
     """On PostgreSQL, `helpers` more connections in the same snapshot read
     tables from the end of the plan, so several server processes build rows
     at once. Call with helpers > 0 only where single_connection_reason() found
-    no reason against it (and so `folder` is the backup's)."""
+    no reason against it (and so `folder` is the backup's). `limit`: the most
+    bytes their spools may hold together (HelperReaders)."""
     readers = None
     if helpers > 0:
         assert folder is not None
         readers = pg_reads.HelperReaders(
-            connection, list(plan.tables), folder, rows.BATCH_ROWS, helpers
+            connection, list(plan.tables), folder, rows.BATCH_ROWS, helpers, limit
         )
     try:
         yield readers

@@ -14,10 +14,11 @@ from django.db.migrations.loader import MigrationLoader
 
 from ..archive import ArchiveReader, TableSection
 from ..archive.codec import kind_of
-from ..archive.envelope import is_encrypted
 from ..backends import backend_class, backend_for, connect
 from ..backends.pg_reads import HelperReaders
 from ..backup.flow import read_apart, snapshot
+from ..backup.masked import is_masked
+from ..backup.options import check_whole_number
 from ..backup.rows import BATCH_ROWS, python_batches
 from ..backup.tables import DEFAULT_JOBS, helper_readers, single_connection_reason
 from ..conf import sensitive
@@ -31,6 +32,9 @@ from .compare import Line, Pairing, compare_table, exactly_compared, numeric_col
 from .report import DiffResult, TableDiff
 
 SPOOL_BLOCK = 1 << 20
+# What the read-ahead spools may hold together: the tables past it are read
+# by the main connection, so a diff never needs the database's size on disk.
+SPOOL_AHEAD_BYTES = 64 << 20
 
 
 def diff_database(
@@ -41,19 +45,23 @@ def diff_database(
     only: Sequence[str] = (),
     exclude: Sequence[str] = (),
     rows: int = 0,
+    jobs: int | None = None,
 ) -> DiffResult:
     """Compare backup `file` (default: the latest) with database `using`, or,
     given `against`, with that backup. `rows`: up to so many example rows per
-    table. Reads only; the database side is read inside one snapshot."""
+    table. `jobs`: as backupdb's, the connections that read the database
+    (PostgreSQL; 1 keeps nothing on disk). Reads only; the database side is
+    read inside one snapshot."""
     if type(rows) is not int or rows < 0:
         raise ConfigurationError(f"--rows must be a whole number of 0 or more, not {rows!r}.")
+    check_whole_number("--jobs", jobs)
     started = time.monotonic()
     old_path = resolve_backup(file)
     if against is not None:
         new_path = resolve_backup(against, option="--against")
         result = diff_backups(old_path, new_path, only, exclude, rows)
     else:
-        result = diff_with_database(old_path, using, only, exclude, rows)
+        result = diff_with_database(old_path, using, only, exclude, rows, jobs)
     result.seconds = time.monotonic() - started
     return result
 
@@ -106,18 +114,39 @@ def spool_lines(spool: IO[bytes]) -> Iterator[list[bytes]]:
 
 @contextmanager
 def read_ahead(
-    connection: BaseDatabaseWrapper, tables: list[Table], path: BackupRef, owned: bool
-) -> Iterator[HelperReaders | None]:
-    """As backupdb does: on PostgreSQL another connection in the same snapshot
-    reads tables from the end of `tables` (in the order they will be asked
-    for) into a private folder while this one compares from the start, so two
-    server processes build rows at once; never for an encrypted backup."""
+    connection: BaseDatabaseWrapper,
+    tables: list[Table],
+    reader: ArchiveReader,
+    owned: bool,
+    jobs: int | None,
+) -> Iterator[tuple[HelperReaders | None, str | None]]:
+    """(the helpers, or why none reads). As backupdb does: on PostgreSQL `jobs` - 1 more connections in the same
+    snapshot read tables from the end of `tables` (in the order they will be
+    asked for) into a private folder, at most SPOOL_AHEAD_BYTES of them, while
+    this one compares from the start, so server processes build rows at once.
+    Never for an encrypted or a masked backup: the spool would hold in the
+    clear what the backup keeps sealed or hides."""
     plan = Plan(tuple(tables), ())
+    helpers = (DEFAULT_JOBS if jobs is None else jobs) - 1
+    if helpers < 1:
+        yield None, None
+        return
+    if is_masked(reader.meta):
+        yield None, "a masked backup's diff does not spool the real values it hides to local disk"
+        return
     with spill_folder() as folder:
-        encrypting = backend_for(connection).shares_snapshots and is_encrypted(path)
-        alone = single_connection_reason(connection, plan, folder, owned, encrypting)
-        with helper_readers(connection, plan, folder, 0 if alone else DEFAULT_JOBS - 1) as ahead:
-            yield ahead
+        alone = single_connection_reason(connection, plan, folder, owned, reader.encrypted)
+        with helper_readers(
+            connection, plan, folder, 0 if alone else helpers, SPOOL_AHEAD_BYTES
+        ) as ahead:
+            yield ahead, alone
+
+
+def unused_jobs(jobs: int | None, alone: str | None) -> list[str]:
+    """As backupdb says it: more connections asked for that could not read."""
+    if alone and jobs is not None and jobs > 1:
+        return [f"--jobs {jobs} was not used: {alone}; one connection read it all."]
+    return []
 
 
 def encoded(batch: list[str] | list[bytes]) -> list[bytes]:
@@ -174,7 +203,12 @@ def pair_with_table(
 
 
 def diff_with_database(
-    path: BackupRef, using: str, only: Sequence[str], exclude: Sequence[str], rows: int
+    path: BackupRef,
+    using: str,
+    only: Sequence[str],
+    exclude: Sequence[str],
+    rows: int,
+    jobs: int | None = None,
 ) -> DiffResult:
     connection = connect(using)
     whole = plan_tables(using, include_unmanaged=True)
@@ -188,8 +222,11 @@ def diff_with_database(
         model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
         in_order = tables_in_order(meta, model_renames, scope)
         uuids = backend_for(connection).sorts_uuids_as_text and sorts_uuids_as_text(meta)
-        with snapshot(connection) as owned, read_ahead(connection, in_order, path, owned) as ahead:
-            warnings = read_apart(connection, owned, "diff_database()")
+        with (
+            snapshot(connection) as owned,
+            read_ahead(connection, in_order, reader, owned, jobs) as (ahead, alone),
+        ):
+            warnings = read_apart(connection, owned, "diff_database()") + unused_jobs(jobs, alone)
             for section in reader.tables():
                 label = section.meta["label"]
                 current = current_table_label(label, model_renames)

@@ -201,8 +201,9 @@ def row_error(
 
 def key_matched_by_collation(table: Table, backup_key: Any, database_key: Any) -> RestoreError:
     """The backup's primary key `backup_key` is not a key this database holds,
-    but its column's collation (MariaDB's *_ci, SQLite's NOCASE, a
-    non-deterministic PostgreSQL collation, citext) takes it for
+    but its column's collation (MariaDB's *_ci, and every MariaDB collation
+    for trailing spaces, SQLite's NOCASE, a non-deterministic PostgreSQL
+    collation, citext) takes it for
     `database_key`: a merge would skip the backup's row as already there,
     an overwrite write it into a row the backup does not hold."""
     pk_names = [str(f.attname) for f in table.pk_fields]
@@ -212,7 +213,8 @@ def key_matched_by_collation(table: Table, backup_key: Any, database_key: Any) -
     return RestoreError(
         f"Restoring {table.label} (table {table.db_table}): the backup's row with primary key "
         f"{backup_key!r} matches this database's row {database_key!r} only by the column's "
-        f"collation, which ignores case or accents, so it would be taken for that row.",
+        f"collation, which takes them for the same key (case, accents or trailing spaces), "
+        f"so it would be taken for that row.",
         rolled_back=True,
         fix="Change one of the two keys, or restore the table with --replace (it empties the "
         "table first, so the rows added since the backup go too).",

@@ -269,8 +269,12 @@ def split_existing(
 def refuse_inexact_keys(table: Table, missing: list[Any], using: str) -> None:
     """The keys of `missing` are none of the keys the table holds, compared
     exactly; the database compares them by the column's collation, which may
-    ignore case or accents ('abc' finding 'ABC'): then the row it finds is
-    not the backup's, and the restore stops (key_matched_by_collation)."""
+    ignore case, accents or trailing spaces ('abc' finding 'ABC', MariaDB's
+    'a ' finding 'a'): then the row it finds is
+    not the backup's, and the restore stops (key_matched_by_collation).
+    Only a key with a text part can: no query for integer or UUID keys."""
+    if not any(kind_of(f) == "str" for f in table.pk_fields):
+        return
     pk_names = [f.attname for f in table.pk_fields]
     rows: QuerySet[Any] = QuerySet(model=table.model, using=using)
     if not rows.filter(pk__in=missing).exists():

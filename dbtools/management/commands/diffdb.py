@@ -53,6 +53,13 @@ class Command(DbtoolsCommand):
             help="Show up to N example rows per table: the changed columns, old -> new.",
         )
         parser.add_argument(
+            "--jobs",
+            type=int,
+            metavar="N",
+            help="PostgreSQL: read with N connections that share one snapshot, as backupdb "
+            "does (default: 2; 1 reads on one connection and keeps nothing on disk).",
+        )
+        parser.add_argument(
             "--format",
             choices=["text", "json"],
             default="text",
@@ -69,12 +76,19 @@ class Command(DbtoolsCommand):
         only: list[str],
         exclude: list[str],
         rows: int,
+        jobs: int | None,
         format: str,
         verbosity: int,
         **options: Any,
     ) -> None:
         result = diff_database(
-            file, using=database, against=against, only=only, exclude=exclude, rows=rows
+            file,
+            using=database,
+            against=against,
+            only=only,
+            exclude=exclude,
+            rows=rows,
+            jobs=jobs,
         )
         for warning in result.warnings:
             self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
