@@ -13,12 +13,10 @@ memory stays bounded, disk holds the rows for as long as the table takes.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import orjson
 from ..archive.codec import JSON_NULL_KEY
 from ..restore.scratch import DIFF_FOLDER_PREFIX, private_folder
 from .report import HIDDEN, DiffError, RowExample, TableDiff, cut
+from .values import same_number
 
 Row = dict[str, Any]
 Line = bytes | str
@@ -71,41 +70,7 @@ class Pairing:
         return all(new == old for new, old in self.columns)
 
 
-# Kinds whose values, parsed, compare equal though their text differs: JSON's
-# true and 1, 1.0 and 1, integers past a float's precision; an array's -0.0
-# and 0.0; "raw" (an unknown type) may hold any of them.
-LOOSE_KINDS = {"json", "raw", "array:json", "array:raw", "array:float"}
-# One number has more than one right spelling: PostgreSQL's server writes a
-# whole float 3 and a small decimal 0.0000001000 where Python writes 3.0 and
-# 1.000E-7 (a backup through the portable path, or from another database).
-NUMBER_KINDS = {"float", "decimal"}
 LINE = "$line"
-
-
-def exactly_compared(kinds: dict[str, str]) -> frozenset[str]:
-    """Of {name: kind}, the columns to compare as the codec wrote them."""
-    return frozenset(n for n, kind in kinds.items() if kind in LOOSE_KINDS)
-
-
-def numeric_columns(kinds: dict[str, str]) -> dict[str, str]:
-    """Of {name: kind}, the columns to compare as numbers: {name: kind}."""
-    return {n: kind for n, kind in kinds.items() if kind in NUMBER_KINDS}
-
-
-def same_number(before: Any, after: Any, kind: str) -> bool:
-    """Whether two values of a float or decimal column are one number, as
-    the codec wrote them (floats as JSON numbers, their NaN and infinities
-    as strings; decimals as strings). A float's -0.0 is not 0.0."""
-    if before == after:
-        if kind == "float" and before == 0 and not isinstance(before, str):
-            return math.copysign(1.0, before) == math.copysign(1.0, after)
-        return True
-    if kind == "decimal" and isinstance(before, str) and isinstance(after, str):
-        try:
-            return Decimal(before) == Decimal(after)
-        except InvalidOperation:
-            return False
-    return False
 
 
 def tagged(line: Line) -> Row:
@@ -407,9 +372,9 @@ def count_pairs(
         if new is None or old is None:
             one_side(diff, old, new, (old_names, new_names, pairing.hidden_key), examples)
             continue
-        # == takes -0.0 for 0.0: rows with a float column are compared column by column.
-        alike = whole_rows and not pairing.numbers and old == new
-        changed = [] if alike else changed_columns(old, new, pairing)
+        changed = (
+            [] if whole_rows and alike(old, new, pairing) else changed_columns(old, new, pairing)
+        )
         if pairing.exact and old[LINE] != new[LINE]:
             changed = exactly_changed(old, new, pairing, changed)
         if not changed:
@@ -444,6 +409,13 @@ def one_side(
         example = RowExample("only_in_database", key_of(new, new_names, hidden))
     if len(diff.examples) < examples:
         diff.examples.append(example)
+
+
+def alike(old: Row, new: Row, pairing: Pairing) -> bool:
+    """Whether two rows whose columns have the same names are equal at once;
+    == takes -0.0 for 0.0, so rows with a float column are compared column
+    by column instead."""
+    return not pairing.numbers and old == new
 
 
 def changed_columns(old: Row, new: Row, pairing: Pairing) -> list[tuple[str, str]]:

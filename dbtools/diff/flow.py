@@ -28,8 +28,9 @@ from ..restore.mapping import TableMapping, current_table_label, map_columns
 from ..restore.since_backup import migration_renames
 from ..storage import BackupRef
 from ..storage.catalog import resolve_backup
-from .compare import Line, Pairing, compare_table, exactly_compared, numeric_columns, spill_folder
+from .compare import Line, Pairing, compare_table, spill_folder
 from .report import DiffResult, TableDiff
+from .values import exactly_compared, numeric_columns
 
 SPOOL_BLOCK = 1 << 20
 # What the read-ahead spools may hold together: the tables past it are read
