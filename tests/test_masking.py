@@ -810,3 +810,17 @@ def test_masking_a_batch_column_by_column_gives_what_row_by_row_does(alias, othe
     by_column = two.columns_of([[row[0] for row in rows], [row[1] for row in rows]])
     assert [list(row) for row in zip(*by_column, strict=True)] == by_row
     assert one.row_masker.remapped  # collisions were resolved, and looked up
+
+
+def test_a_digest_is_the_hmac_of_its_parts_and_attempt_as_it_always_was():
+    """A custom rule's outputs must not change between versions: digest() with
+    no parts hashes the attempt's digits alone (b"0", not b"\\x1f0")."""
+
+    def hmac_of(message: bytes) -> bytes:
+        return hmac.new(KEY.encode(), message, hashlib.sha256).digest()
+
+    context = MaskContext(keyed_signer(KEY))
+    assert context.digest() == hmac_of(b"0")
+    assert MaskContext(keyed_signer(KEY), attempt=2).digest() == hmac_of(b"2")
+    assert context.digest("a", 1) == hmac_of(b"a\x1f1\x1f0")
+    assert MaskContext(keyed_signer(KEY), attempt=3).digest("a") == hmac_of(b"a\x1f3")
