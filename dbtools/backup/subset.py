@@ -190,6 +190,13 @@ class Selection:
     empty: frozenset[str]  # every other table: no rows
     tables: Mapping[str, Table]  # every table of the plan, by label
 
+    def definition(self, plan: Plan, redact: bool = False) -> dict[str, Any]:
+        """The header's record: the options, and the tables no chosen row reaches
+        (`unreached`, in file order), which the backup does not cover: a restore
+        leaves them as they are, whatever its mode."""
+        unreached = [t.label for t in plan.tables if t.label in self.empty]
+        return {**self.spec.definition(redact), "unreached": unreached}
+
 
 def resolve(spec: SubsetSpec, plan: Plan, alias: str) -> Selection:
     """The subset against the tables being backed up; a one-line error for a
