@@ -481,3 +481,21 @@ def test_diffdb_does_not_compare_the_tables_outside_a_subset(alias, backup_dir):
         f"not compared: outside the subset {path.name}"
     ]
     assert between["shop.Order"].compared
+
+
+@pytest.mark.parametrize(
+    ("option", "given", "suggested"),
+    [
+        ("--subset", "edgecases.ProxyPlace:name=x", "--subset 'edgecases.Place:name=x'"),
+        ("--limit", "edgecases.ProxyPlace=5", "--limit 'edgecases.Place=5'"),
+    ],
+)
+def test_a_proxy_model_is_named_as_such_with_its_concrete_model(
+    alias, backup_dir, option, given, suggested
+):
+    with pytest.raises(CommandError) as caught:
+        call_command("backupdb", option, given, database=alias, stdout=StringIO())
+    assert str(caught.value) == (
+        f"{option} {given!r}: edgecases.ProxyPlace is a proxy model, which has no table of its "
+        f"own: its rows are those of edgecases.Place; choose them there: {suggested}."
+    )

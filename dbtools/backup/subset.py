@@ -252,8 +252,17 @@ def table_named(
     table = by_label.get(label.lower())
     if table is not None:
         return table
-    problem = label_problem(label, database_models(alias))
-    if problem is None:  # a real model, left out of this backup
+    models = database_models(alias)
+    problem = label_problem(label, models)
+    model = next((m for m in models if m._meta.label_lower == label.lower()), None)
+    if problem is None and model is not None and model._meta.proxy:
+        concrete = model._meta.concrete_model or model
+        problem = (
+            f"{model._meta.label} is a proxy model, which has no table of its own: its rows "
+            f"are those of {concrete._meta.label}; choose them there: "
+            f"{option} {concrete._meta.label + text.strip()[len(label) :]!r}."
+        )
+    elif problem is None:  # a real model, left out of this backup
         problem = (
             f"{label} is not among the tables this backup holds (left out by --only, "
             f"--exclude or DBTOOLS['EXCLUDE']), so no rows of it can be chosen."
