@@ -22,6 +22,7 @@ from dbtools.restore.drill import drill
 from dbtools.restore.replay import replay_restore
 from shop import models as m
 from shop.seed import seed_shop
+from tests.conftest import backends
 from tests.helpers import comparable_tables, database_contents, read_backup
 
 
@@ -499,3 +500,13 @@ def test_a_proxy_model_is_named_as_such_with_its_concrete_model(
         f"{option} {given!r}: edgecases.ProxyPlace is a proxy model, which has no table of its "
         f"own: its rows are those of edgecases.Place; choose them there: {suggested}."
     )
+
+
+@backends("postgresql")
+def test_jobs_with_a_subset_says_a_subset_reads_on_one_connection(alias, backup_dir):
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, limit={"shop.Order": 3}, jobs=4)
+    assert result.warnings == [
+        "--jobs 4 was not used: a subset backup reads its rows on the connection that chose "
+        "their keys; one connection read it all."
+    ]

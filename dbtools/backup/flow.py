@@ -193,7 +193,9 @@ def write_archive(
             spool_in = store.folder  # a spool is plaintext on local disk
             # Masked tables are read on this connection only: never spooled unmasked.
             masked, served = masked_tables(options.masker, whole)
-            alone = single_connection_reason(connection, served, spool_in, owned, options.encrypted)
+            alone = single_connection_reason(
+                connection, served, spool_in, owned, options.encrypted, subset=chosen is not None
+            )
             jobs = options.jobs
             if alone and jobs is not None and jobs > 1:
                 warnings.append(f"--jobs {jobs} was not used: {alone}; one connection read it all.")
