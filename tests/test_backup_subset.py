@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections, transaction
 
 from dbtools.archive import ArchiveReader
+from dbtools.archive.format import outside_subset
 from dbtools.backup import backup_database, subset_rows
 from dbtools.diff import diff_database
 from dbtools.exceptions import ConfigurationError, MigrationError, RestoreError
@@ -510,3 +511,15 @@ def test_jobs_with_a_subset_says_a_subset_reads_on_one_connection(alias, backup_
         "--jobs 4 was not used: a subset backup reads its rows on the connection that chose "
         "their keys; one connection read it all."
     ]
+
+
+def test_an_older_subset_file_is_read_as_covering_only_its_tables_with_rows():
+    """A subset file written before `unreached` was recorded: its tables with
+    no rows are taken as outside it (the version before wrote every table the
+    chosen rows do not reach empty); any other backup has no table outside."""
+    counts = {"shop.Order": 3, "shop.User": 2, "contenttypes.ContentType": 0}
+    older = {"subset": {"subset": [], "limit": {"shop.Order": 3}, "with_children": False}}
+    assert outside_subset(older, counts) == {"contenttypes.ContentType"}
+    recorded = {"subset": {**older["subset"], "unreached": ["shop.User"]}}
+    assert outside_subset(recorded, counts) == {"shop.User"}
+    assert outside_subset({"only": []}, counts) == set()
