@@ -286,13 +286,62 @@ def test_floats_and_numbers_in_json_are_compared_as_the_codec_wrote_them():
     old = [b'{"id":1,"f":0.0,"j":{"a":[1,12345678901234567890123]},"n":"x"}']
     new = [b'{"id":1,"f":-0.0,"j":{"a":[1,12345678901234567890124]},"n":"x"}']
     diff = TableDiff("t.T")
+    pairing = Pairing(key, columns, exact=frozenset({"j"}), numbers={"f": "float"})
 
-    compare_table(diff, old, new, Pairing(key, columns, exact=frozenset({"f", "j"})), 0)
+    compare_table(diff, old, new, pairing, 0)
 
     assert (diff.changed, diff.columns) == (1, {"f": 1, "j": 1})
     same = TableDiff("t.T")
-    compare_table(same, old, old, Pairing(key, columns, exact=frozenset({"f", "j"})), 0)
+    compare_table(same, old, old, pairing, 0)
     assert same.same == 1
+
+
+def test_two_spellings_of_one_number_are_the_same_value():
+    """PostgreSQL's server writes 3 and 0.0000001000 where Python writes 3.0
+    and 1.000E-7: a backup through one path diffed against a database read
+    through the other is not "changed"; -0.0 against 0 still is."""
+    key, columns = [("id", "id")], [("f", "f"), ("d", "d")]
+    pairing = Pairing(key, columns, numbers={"f": "float", "d": "decimal"})
+    old = [
+        b'{"id":1,"f":3.0,"d":"1.000E-7"}',
+        b'{"id":2,"f":1e-07,"d":"12.5000000000"}',
+        b'{"id":3,"f":"NaN","d":"NaN"}',
+        b'{"id":4,"f":0.0,"d":"1.5"}',
+        b'{"id":5,"f":9007199254740992.0,"d":null}',
+    ]
+    new = [
+        b'{"id":1,"f":3,"d":"0.0000001000"}',
+        b'{"id":2,"f":1e-7,"d":"12.5"}',
+        b'{"id":3,"f":"NaN","d":"NaN"}',
+        b'{"id":4,"f":-0.0,"d":"1.6"}',
+        b'{"id":5,"f":9.007199254740992e+15,"d":null}',
+    ]
+    diff = TableDiff("t.T")
+
+    compare_table(diff, old, new, pairing, 0)
+
+    assert (diff.same, diff.changed, diff.columns) == (4, 1, {"f": 1, "d": 1})
+
+
+@backends("postgresql")
+def test_a_backup_through_the_portable_path_diffs_empty_against_the_server_path(alias, backup_dir):
+    from django.db import connections
+
+    from tests.edgecases.models import AllTypes
+
+    AllTypes.objects.using(alias).create(float=3.0, decimal="0.0000001")
+    AllTypes.objects.using(alias).create(float=-0.0, decimal="1E+5")
+    settings_dict = connections[alias].settings_dict
+    settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = True
+    try:
+        backup = backup_database(using=alias, only=["edgecases.AllTypes"])
+    finally:
+        del settings_dict["DISABLE_SERVER_SIDE_CURSORS"]
+    assert b'"1.000E-7"' in Path(backup.path).read_bytes()  # Python's spelling, not the server's
+
+    (table,) = diff_database(backup.path, using=alias, only=["edgecases.AllTypes"]).tables
+
+    assert (table.same, table.changed, table.columns) == (2, 0, {})
 
 
 def test_a_sensitive_primary_key_is_hidden_in_the_rows_shown(alias, backup_dir, settings):

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from dbtools.conf import settings_problems
 from dbtools.exceptions import ConfigurationError
 from dbtools.graph import plan_tables
 from dbtools.masking import BUILT_IN, Masker, MaskingError
-from dbtools.masking.engine import ColumnMasker, RowMasker, UniqueTracker
+from dbtools.masking.engine import ColumnMasker, Remembering, RowMasker, UniqueTracker
 from dbtools.masking.rules import MaskContext, keyed_signer
 from dbtools.masking.spec import choose_rule, unique_scope
 from dbtools.masking.validate import fit_problems
@@ -810,6 +811,85 @@ def test_masking_a_batch_column_by_column_gives_what_row_by_row_does(alias, othe
     by_column = two.columns_of([[row[0] for row in rows], [row[1] for row in rows]])
     assert [list(row) for row in zip(*by_column, strict=True)] == by_row
     assert one.row_masker.remapped  # collisions were resolved, and looked up
+
+
+BATCH_VALUES = ["ada@real.org", "", "Ada Lovelace", "", "+44 20 7946 0018", "SW1A 1AA"]
+BATCH_VALUES += ["é🚀 x", "x" * 70 + "7", "192.168.0.1", "::1", "2a00:1450:4009:81f::200e", "1:2"]
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_a_rule_masks_a_batch_as_it_masks_each_value_alone(name):
+    rule = BUILT_IN[name]
+    values = [date(2024, 2, 29), "2024-05-01", "2024-05-01 10:00:00"] * 2
+    values = values if name == "date_shift" else [*BATCH_VALUES, 42, b"raw", date(2024, 1, 1)]
+    for attempt in (0, 3):
+        for max_length in (None, 20, 45):
+            for protocol in ("both", "IPv4", "IPv6"):
+                context = MaskContext(
+                    keyed_signer(KEY), max_length=max_length, attempt=attempt, protocol=protocol
+                )
+                assert rule.apply_all is not None
+                assert rule.apply_all(values, context) == [rule.apply(v, context) for v in values]
+                assert rule.apply_all(values[::-1], context) == [
+                    rule.apply(v, context) for v in values[::-1]
+                ]
+
+
+def narrow_columns(remapped: dict) -> list[RowMasker]:
+    """Two tables' columns masked alike by one_hex_digit (16 outputs): a unique
+    one, whose collisions are remapped, and a plain one that must follow them."""
+    context = MaskContext(keyed_signer(KEY))
+
+    def mask(value, attempt):
+        return one_hex_digit(value, replace(context, attempt=attempt))
+
+    def mask_all(values):
+        return [mask(v, 0) for v in values]
+
+    column = ColumnMasker("shop.NewsletterSubscriber.email", ("one-hex",), mask, mask_all)
+    unique = RowMasker(m.NewsletterSubscriber, [("email", column, UniqueTracker())], remapped)
+    plain = RowMasker(m.Order, [("email", column, None)], remapped)
+    return [unique, plain]
+
+
+def test_a_batch_masked_column_by_column_follows_every_collision_resolved_before():
+    values = [f"reader{i}@real.org" for i in range(12)]
+    column = [None, *values[::-1], None, values[3]]
+    by_value_unique, by_value_plain = narrow_columns({})
+    by_value = [by_value_unique.mask_value(0, v) for v in values]
+    by_value_plain_out = [None if v is None else by_value_plain.mask_value(0, v) for v in column]
+    remapped: dict = {}
+    unique, plain = narrow_columns(remapped)
+    assert unique.mask_column(0, list(values)) == by_value
+    assert remapped  # collisions were resolved, and are looked up below
+    assert plain.mask_column(0, list(column)) == by_value_plain_out
+    assert len(set(by_value)) == len(values)
+
+
+def test_a_remembering_rule_gives_what_the_rule_gives_and_stops_when_values_rarely_repeat(
+    monkeypatch,
+):
+    monkeypatch.setattr(Remembering, "REMEMBERED", 50)
+    context = MaskContext(keyed_signer(KEY))
+    rule = BUILT_IN["first_name"].apply_all
+    calls: list[list] = []
+
+    def counted(values: list) -> list:
+        calls.append(list(values))
+        return rule(values, context)
+
+    repeating = Remembering(counted)
+    batches = [[f"name{i % 7}" for i in range(40)], [f"name{i % 60}" for i in range(90)]]
+    batches += [["name1", 1, True, 1.0, date(2024, 1, 1)], ["", "", "name1"]]
+    for batch in batches:
+        assert repeating(list(batch)) == rule(batch, context)
+    assert [len(call) for call in calls] == [7, 60, 5, 2]  # past 50 known: forgotten, then afresh
+    fresh = Remembering(counted)
+    distinct = [f"x{i}" for i in range(Remembering.JUDGED_AFTER)]
+    assert fresh(distinct) == rule(distinct, context)
+    assert fresh.known is None  # no repeats: no longer remembered
+    assert fresh(["x1", "x1"]) == rule(["x1", "x1"], context)
+    assert calls[-1] == ["x1", "x1"]
 
 
 def test_a_digest_is_the_hmac_of_its_parts_and_attempt_as_it_always_was():

@@ -179,6 +179,23 @@ class DatabaseBackend:
         """Whether these fields' values can go in by the bulk path (COPY)."""
         return False
 
+    def can_load_stream(self, fields: list[AnyField]) -> bool:
+        """Whether these fields' values can go into an empty table by the bulk
+        path (load_stream)."""
+        return self.can_copy(fields)
+
+    def load_stream(
+        self, db_table: str, fields: list[AnyField]
+    ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
+        """One bulk load into `db_table` that rows are written into as they come,
+        by the function it yields (a row is its values, in the order of `fields`)."""
+        raise NotImplementedError
+
+    def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
+        """By kind, the backup's text that load_stream takes as it is, where the
+        text passes the test given; None: every value is decoded first."""
+        return None
+
     def truncatable(self, db_tables: list[str]) -> list[str]:
         """The tables that one transactional TRUNCATE can empty as DELETE would."""
         return []

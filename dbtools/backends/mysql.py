@@ -11,8 +11,9 @@ from typing import Any
 from django.db.models import CharField, Func
 
 from .._compat import mysql_sql_mode_seen
+from ..archive.codec import AnyField
 from ..graph import Table
-from . import mysql_reads
+from . import mysql_loads, mysql_reads
 from .base import DatabaseBackend, values_insert_sql
 
 
@@ -124,6 +125,31 @@ class MySQLBackend(DatabaseBackend):
 
         parse: Callable[[str], Any] = django_conversions[FIELD_TYPE.DATETIME]
         return parse
+
+    # Asked of the connection and the server once (mysql_loads.can_load).
+    loads_local_files: bool | None = None
+
+    def can_load_stream(self, fields: list[AnyField]) -> bool:
+        """LOAD DATA LOCAL INFILE, where both the client connection and the
+        server allow it; the fields' kinds are asked each time."""
+        if not mysql_loads.can_load(fields):
+            return False
+        if self.loads_local_files is None:
+            self.loads_local_files = mysql_loads.loads_local_files(self.connection)
+        return self.loads_local_files
+
+    # Asked of the server once (mysql_loads.loads_in_bulk).
+    loads_in_bulk: bool | None = None
+
+    def load_stream(
+        self, db_table: str, fields: list[AnyField]
+    ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
+        if self.loads_in_bulk is None:
+            self.loads_in_bulk = mysql_loads.loads_in_bulk(self.connection)
+        return mysql_loads.load_stream(db_table, fields, self.connection, self.loads_in_bulk)
+
+    def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
+        return mysql_loads.kept_as_text(self.connection)
 
     @contextlib.contextmanager
     def loading_session(self) -> Iterator[None]:

@@ -21,8 +21,9 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Callable, Generator, Sequence, Set
+from collections.abc import Callable, Generator, Iterable, Sequence, Set
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +187,8 @@ def masked_row_batches(
     column in field order, and gives them back masked. The server writes the
     other columns, Python the masked ones (masked_rows_sql), so no original
     value of them is written or spooled anywhere."""
-    # Per selected column, in order: None for a run of the server's members,
-    # or the JSON of the masked column's key.
+    # Per selected column, in order: the JSON of a masked column's key, or None
+    # for a run of the server's members (a JSON object's text).
     layout: list[str | None] = []
     for position, f in enumerate(table.fields):
         if position in masked:
@@ -195,18 +196,27 @@ def masked_row_batches(
         elif not layout or layout[-1] is not None:
             layout.append(None)
     values_at = [i for i, key in enumerate(layout) if key is not None]
+    last = len(layout) - 1
     dumps = orjson.dumps
 
     def lines(batch: list[tuple[Any, ...]]) -> list[str]:
         masked_values = iter(mask([[row[i] for row in batch] for i in values_at]))
-        members = [
-            [row[i][1:-1] for row in batch]
-            if key is None
-            else [key + dumps(value).decode() for value in next(masked_values)]
-            for i, key in enumerate(layout)
-        ]
-        ends = [f"{row[-1]}}}" for row in batch]
-        return ["{" + ",".join(parts) + end for *parts, end in zip(*members, ends, strict=True)]
+        # Without a JSON-null key to add, the last run's closing brace closes the line.
+        closed = layout[-1] is None and not any(row[-1] for row in batch)
+        # The line's pieces in order, each a column of the batch or the same text for all.
+        pieces: list[Iterable[str]] = []
+        for i, key in enumerate(layout):
+            if key is None:
+                if i:
+                    pieces.append(repeat(","))
+                end = None if i == last and closed else -1
+                pieces.append([row[i][(1 if i else 0) : end] for row in batch])
+            else:
+                pieces.append(repeat(("," if i else "{") + key))
+                pieces.append([dumps(value).decode() for value in next(masked_values)])
+        if not closed:
+            pieces += [[row[-1] for row in batch], repeat("}")]
+        return list(map("".join, zip(*pieces, strict=False)))
 
     sql = masked_rows_sql(table, connection, masked, keyed=keys is not None)
     # Closed with this generator, so its reader thread stops with it (row_batches).

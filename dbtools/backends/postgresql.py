@@ -7,6 +7,7 @@ readers) and pg_loads.py (COPY, key reads, statements under a lock timeout).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator, Set
 from typing import Any
 
@@ -115,6 +116,14 @@ class PostgreSQLBackend(DatabaseBackend):
 
     def can_copy(self, fields: list[AnyField]) -> bool:
         return pg_loads.can_copy(fields, self.connection)
+
+    def load_stream(
+        self, db_table: str, fields: list[AnyField]
+    ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
+        return pg_loads.copy_stream(db_table, fields, self.connection)
+
+    def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
+        return pg_loads.parsed_by_copy()
 
     def truncatable(self, db_tables: list[str]) -> list[str]:
         """The tables of `db_tables` that one TRUNCATE can empty inside the

@@ -181,9 +181,11 @@ class TupleMasker:
             columns[place] = self.row_masker.mask_column(n, columns[place])
         return columns
 
-    def __call__(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        values = self.values([row[i] for i in self.columns])
-        changed = list(row)
-        for i, value in zip(self.columns, values, strict=True):
-            changed[i] = value
-        return tuple(changed)
+    def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Rows read in field order, their masked columns masked (columns_of)."""
+        masked = self.columns_of([[row[i] for row in rows] for i in self.columns])
+        changed = [list(row) for row in rows]
+        for i, values in zip(self.columns, masked, strict=True):
+            for row, value in zip(changed, values, strict=True):
+                row[i] = value
+        return [tuple(row) for row in changed]

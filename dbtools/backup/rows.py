@@ -4,6 +4,7 @@ order, in one snapshot, and encoded as row lines by archive/codec.py."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
+from itertools import batched
 from typing import Any, Protocol
 
 import orjson
@@ -148,12 +149,13 @@ def row_encoder(
 
 
 class RowChange(Protocol):
-    """Changes each row before it is encoded (backup/masked.py); the fields at
-    `positions` are read as Django's Python values, never as the database's text."""
+    """Changes rows before they are encoded (backup/masked.py), a batch at a time;
+    the fields at `positions` are read as Django's Python values, never as the
+    database's text."""
 
     positions: frozenset[int]
 
-    def __call__(self, row: tuple[Any, ...]) -> tuple[Any, ...]: ...
+    def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]: ...
 
 
 def python_batches(
@@ -168,24 +170,19 @@ def python_batches(
     as_text = {i: r for i, r in text_readers(table, connection).items() if i not in skip}
     as_raw = {i: r for i, r in raw_readers(table, connection).items() if i not in skip}
     encode = row_encoder(table, {**as_text, **as_raw})
-    batch: list[bytes] = []
     groups: Iterable[Sequence[Any] | None] = [None] if key_chunks is None else key_chunks
     found = (
         row
         for keys in groups
         for row in read_rows(table, connection, as_text.keys(), as_raw.keys(), keys)
     )
-    for row in found:
-        if change is not None:
-            row = change(row)
-        try:
-            batch.append(encode(row))
-        except (TypeError, ValueError) as exc:
-            raise unwritable_row(table, row, exc) from exc
-        if len(batch) >= ENCODED_ROWS:
-            yield batch
-            batch = []
-    if batch:
+    for read in batched(found, ENCODED_ROWS):
+        batch = []
+        for row in read if change is None else change.rows(list(read)):
+            try:
+                batch.append(encode(row))
+            except (TypeError, ValueError) as exc:
+                raise unwritable_row(table, row, exc) from exc
         yield batch
 
 

@@ -13,10 +13,12 @@ memory stays bounded, disk holds the rows for as long as the table takes.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,9 @@ class Pairing:
     # New names whose values Python's == can take for equal when the text
     # differs (exactly_compared): compared as the codec wrote them.
     exact: frozenset[str] = frozenset()
+    # New names of float and decimal columns (numeric_columns): compared as
+    # numbers, since two right spellings of one number differ in text.
+    numbers: dict[str, str] = field(default_factory=dict)
 
     @property
     def hidden_key(self) -> list[bool]:
@@ -67,15 +72,40 @@ class Pairing:
 
 
 # Kinds whose values, parsed, compare equal though their text differs: JSON's
-# true and 1, 1.0 and 1, integers past a float's precision; a float's -0.0 and
-# 0.0; "raw" (an unknown type) may hold any of them.
-LOOSE_KINDS = {"json", "float", "raw"}
+# true and 1, 1.0 and 1, integers past a float's precision; an array's -0.0
+# and 0.0; "raw" (an unknown type) may hold any of them.
+LOOSE_KINDS = {"json", "raw", "array:json", "array:raw", "array:float"}
+# One number has more than one right spelling: PostgreSQL's server writes a
+# whole float 3 and a small decimal 0.0000001000 where Python writes 3.0 and
+# 1.000E-7 (a backup through the portable path, or from another database).
+NUMBER_KINDS = {"float", "decimal"}
 LINE = "$line"
 
 
 def exactly_compared(kinds: dict[str, str]) -> frozenset[str]:
     """Of {name: kind}, the columns to compare as the codec wrote them."""
-    return frozenset(n for n, kind in kinds.items() if kind.removeprefix("array:") in LOOSE_KINDS)
+    return frozenset(n for n, kind in kinds.items() if kind in LOOSE_KINDS)
+
+
+def numeric_columns(kinds: dict[str, str]) -> dict[str, str]:
+    """Of {name: kind}, the columns to compare as numbers: {name: kind}."""
+    return {n: kind for n, kind in kinds.items() if kind in NUMBER_KINDS}
+
+
+def same_number(before: Any, after: Any, kind: str) -> bool:
+    """Whether two values of a float or decimal column are one number, as
+    the codec wrote them (floats as JSON numbers, their NaN and infinities
+    as strings; decimals as strings). A float's -0.0 is not 0.0."""
+    if before == after:
+        if kind == "float" and before == 0 and not isinstance(before, str):
+            return math.copysign(1.0, before) == math.copysign(1.0, after)
+        return True
+    if kind == "decimal" and isinstance(before, str) and isinstance(after, str):
+        try:
+            return Decimal(before) == Decimal(after)
+        except InvalidOperation:
+            return False
+    return False
 
 
 def tagged(line: Line) -> Row:
@@ -377,7 +407,9 @@ def count_pairs(
         if new is None or old is None:
             one_side(diff, old, new, (old_names, new_names, pairing.hidden_key), examples)
             continue
-        changed = [] if whole_rows and old == new else changed_columns(old, new, pairing)
+        # == takes -0.0 for 0.0: rows with a float column are compared column by column.
+        alike = whole_rows and not pairing.numbers and old == new
+        changed = [] if alike else changed_columns(old, new, pairing)
         if pairing.exact and old[LINE] != new[LINE]:
             changed = exactly_changed(old, new, pairing, changed)
         if not changed:
@@ -415,11 +447,14 @@ def one_side(
 
 
 def changed_columns(old: Row, new: Row, pairing: Pairing) -> list[tuple[str, str]]:
-    return [
-        (new_name, old_name)
-        for new_name, old_name in pairing.columns
-        if value_of(old, old_name) != value_of(new, new_name)
-    ]
+    numbers = pairing.numbers
+    changed = []
+    for new_name, old_name in pairing.columns:
+        before, after = value_of(old, old_name), value_of(new, new_name)
+        kind = numbers.get(new_name)
+        if (before != after) if kind is None else not same_number(before, after, kind):
+            changed.append((new_name, old_name))
+    return changed
 
 
 def exactly_changed(

@@ -28,7 +28,7 @@ from ..restore.mapping import TableMapping, current_table_label, map_columns
 from ..restore.since_backup import migration_renames
 from ..storage import BackupRef
 from ..storage.catalog import resolve_backup
-from .compare import Line, Pairing, compare_table, exactly_compared, spill_folder
+from .compare import Line, Pairing, compare_table, exactly_compared, numeric_columns, spill_folder
 from .report import DiffResult, TableDiff
 
 SPOOL_BLOCK = 1 << 20
@@ -170,6 +170,7 @@ def pair_with_table(
         hidden=sensitive(table.label, (f.name for f in table.fields)),
         ordered=in_python_order([kind_of(f) for f in table.pk_fields], uuids_as_text),
         exact=exactly_compared({new: kinds[old] for new, old in same_kind.items()}),
+        numbers=numeric_columns({new: kinds[old] for new, old in same_kind.items()}),
     )
 
 
@@ -333,6 +334,7 @@ def pair_by_name(
         hidden=sensitive(diff.label, new_kinds),
         ordered=in_python_order([new_kinds[name] for name in key], uuids_as_text),
         exact=exactly_compared({name: new_kinds[name] for name in same}),
+        numbers=numeric_columns({name: new_kinds[name] for name in same}),
     )
 
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 
 from ..exceptions import ConfigurationError, DbtoolsError
-from .rules import BUILT_IN, JSON, MaskContext, canonical, keyed_signer
+from .rules import BUILT_IN, JSON, MaskContext, Rule, canonical, keyed_signer
 from .spec import ALL_ITEMS, choose_rule, field_kind, parse_path, target, unique_scope
 
 # Part of the fingerprint: a change in how rules compute their output changes it too.
@@ -24,6 +24,13 @@ MAX_ATTEMPTS = 50
 
 # (value, attempt) -> the masked value; attempt > 0 only to resolve a collision.
 Masking = Callable[[Any, int], Any]
+# Values (none None) -> each one's masked value at attempt 0, as Masking gives it.
+BatchMasking = Callable[[list[Any]], list[Any]]
+# Values a collision moved off their usual output: by the column masker's
+# identity, then by the value's canonical bytes.
+Remapped = dict[tuple[Any, ...], dict[bytes, Any]]
+# No output computed yet (None is one: the null rule's).
+UNKNOWN: Any = object()
 
 
 class MaskingError(DbtoolsError):
@@ -47,6 +54,7 @@ class ColumnMasker:
     label: str
     identity: tuple[Any, ...]
     mask: Masking
+    mask_all: BatchMasking | None = None  # a built-in rule's, over a batch at once
 
 
 @dataclass
@@ -73,7 +81,7 @@ class RowMasker:
         self,
         model: type[models.Model],
         columns: list[tuple[str, ColumnMasker, UniqueTracker | None]],
-        remapped: dict[tuple[Any, ...], Any],
+        remapped: Remapped,
     ) -> None:
         self.model = model
         self.columns = columns
@@ -103,32 +111,53 @@ class RowMasker:
     def mask_column(self, n: int, values: list[Any]) -> list[Any]:
         """The n-th masked column's values, row after row, masked (None stays None)."""
         _, masker, tracker = self.columns[n]
-        if tracker is not None or self.remapped:
+        if masker.mask_all is None:
             return [None if v is None else self.mask_value(n, v) for v in values]
-        mask = masker.mask  # nothing remapped: each value's mask is its rule's alone
-        return [None if v is None else mask(v, 0) for v in values]
+        present = [v for v in values if v is not None]
+        firsts = masker.mask_all(present)
+        remapped = self.remapped.get(masker.identity)
+        if tracker is not None:
+            firsts = [
+                self.unique_value(masker, tracker, v, first)
+                for v, first in zip(present, firsts, strict=True)
+            ]
+        elif remapped:
+            firsts = [
+                first if (known := remapped.get(canonical(v))) is None else known
+                for v, first in zip(present, firsts, strict=True)
+            ]
+        if len(present) == len(values):
+            return firsts
+        masked = iter(firsts)
+        return [None if v is None else next(masked) for v in values]
 
     def mask_value(self, n: int, value: Any) -> Any:
         """`value` (not None) of the n-th masked column, masked."""
         _, masker, tracker = self.columns[n]
         if tracker is not None:
             return self.unique_value(masker, tracker, value)
-        known = self.remapped.get((masker.identity, canonical(value))) if self.remapped else None
+        remapped = self.remapped.get(masker.identity)
+        known = remapped.get(canonical(value)) if remapped else None
         return known if known is not None else masker.mask(value, 0)
 
-    def unique_value(self, masker: ColumnMasker, tracker: UniqueTracker, value: Any) -> Any:
+    def unique_value(
+        self, masker: ColumnMasker, tracker: UniqueTracker, value: Any, first: Any = UNKNOWN
+    ) -> Any:
+        """`value` masked to an output no other input has had on this column; `first`,
+        when known, is its output at attempt 0."""
         source = short_hash(value)
+        remapped = self.remapped.get(masker.identity)
         for attempt in range(MAX_ATTEMPTS):
-            output = None
-            if attempt == 0 and self.remapped:
-                output = self.remapped.get((masker.identity, canonical(value)))
+            output = remapped.get(canonical(value)) if attempt == 0 and remapped else None
             if output is None:
-                output = masker.mask(value, attempt)
+                output = (
+                    first if attempt == 0 and first is not UNKNOWN else masker.mask(value, attempt)
+                )
             if output is None:
                 return None  # NULLs never clash in a unique index
             if tracker.claim(short_hash(output), source):
                 if attempt:
-                    self.remapped[(masker.identity, canonical(value))] = output
+                    self.remapped.setdefault(masker.identity, {})[canonical(value)] = output
                 return output
         raise MaskingError(
             f"Masking {masker.label} gave the same value to different rows {MAX_ATTEMPTS} times, "
@@ -157,7 +186,7 @@ class Masker:
         # Values a collision moved off their usual output, by rule and input, so
         # the same input masks alike in every other table that run. Only
         # collisions land here, so it stays small.
-        self.remapped: dict[tuple[Any, ...], Any] = {}
+        self.remapped: Remapped = {}
 
     @classmethod
     def from_settings(cls) -> Masker | None:
@@ -214,11 +243,12 @@ class Masker:
             mask = json_paths_masker(spec, MaskContext(self._sign))
         else:
             chosen = choose_rule(spec)
-            mask = plain_masker(chosen.rule.apply, replace(base, argument=chosen.argument))
-            if chosen.rule.name == "null":
-                return ColumnMasker(label, identity, mask)  # SQL NULL, not JSON null
+            context = replace(base, argument=chosen.argument)
+            mask = plain_masker(chosen.rule.apply, context)
             if chosen.rule.name not in BUILT_IN:
                 mask = checked_custom(mask, label, chosen.text, model_field)
+            elif chosen.rule.name == "null" or base.kind != JSON:  # null: SQL NULL, not JSON null
+                return ColumnMasker(label, identity, mask, batch_masker(chosen.rule, context))
         if base.kind == JSON:
             mask = through_json_text(mask)
         return ColumnMasker(label, identity, mask)
@@ -229,6 +259,53 @@ def plain_masker(apply: Callable[[Any, MaskContext], Any], context: MaskContext)
         return apply(value, replace(context, attempt=attempt) if attempt else context)
 
     return mask
+
+
+def batch_masker(rule: Rule, context: MaskContext) -> BatchMasking | None:
+    apply_all = rule.apply_all
+    if apply_all is None:
+        return None
+
+    def mask_all(values: list[Any]) -> list[Any]:
+        return apply_all(values, context)
+
+    return Remembering(mask_all)
+
+
+class Remembering:
+    """A built-in rule over batches that masks each distinct text once while
+    values repeat (a first name, a city, an empty string): a built-in rule's
+    output depends on the value alone, so a remembered one is the one it would
+    give again. Past REMEMBERED values it forgets them all, so memory stays
+    bounded; once a column shows few repeats it stops remembering, for good.
+    Other values than text (whose equality is not their canonical bytes':
+    1 == 1.0 == True) are always masked afresh."""
+
+    REMEMBERED = 10_000
+    # Remembering pays when at least this share of the values seen are repeats,
+    # judged once this many have been seen.
+    MIN_REPEATS, JUDGED_AFTER = 0.125, 2_000
+
+    def __init__(self, mask_all: BatchMasking) -> None:
+        self.mask_all = mask_all
+        self.known: dict[str, Any] | None = {}
+        self.seen = self.repeats = 0
+
+    def __call__(self, values: list[Any]) -> list[Any]:
+        known = self.known
+        if known is None or any(type(value) is not str for value in values):
+            return self.mask_all(values)
+        distinct = dict.fromkeys(values)
+        if len(known) + len(distinct) > self.REMEMBERED:
+            known.clear()
+        unseen = [value for value in distinct if value not in known]
+        known.update(zip(unseen, self.mask_all(unseen), strict=True))
+        self.seen += len(values)
+        self.repeats += len(values) - len(unseen)
+        masked = [known[value] for value in values]
+        if self.seen >= self.JUDGED_AFTER and self.repeats < self.seen * self.MIN_REPEATS:
+            self.known = None
+        return masked
 
 
 def checked_custom(

@@ -49,7 +49,7 @@ CITIES = (
 class MaskContext:
     """What a rule knows while it masks one value: the column's size and a keyed digest."""
 
-    sign: Callable[[bytes], bytes]  # HMAC-SHA256 keyed by MASK_KEY, which rules never see
+    sign: Signer  # HMAC-SHA256 keyed by MASK_KEY, which rules never see
     max_length: int | None = None
     kind: str = TEXT
     protocol: str = "both"  # a GenericIPAddressField's protocol
@@ -65,11 +65,21 @@ class MaskContext:
         message = b"\x1f".join([p.encode() if type(p) is str else canonical(p) for p in parts])
         return self.sign(message + b"\x1f" + attempt)
 
+    def digests(self, part: str, values: Sequence[Any], *after: object) -> list[bytes]:
+        """[digest(part, value, *after) for value in values], without the per-value set-up."""
+        tail = b"".join([b"\x1f" + canonical(p) for p in after])
+        return self.sign.each(part.encode() + b"\x1f", values, tail + b"\x1f%d" % self.attempt)
+
     def number(self, *parts: object) -> int:
         return int.from_bytes(self.digest(*parts))
 
     def pick(self, choices: Sequence[str], *parts: object) -> str:
         return choices[int.from_bytes(self.digest(*parts)) % len(choices)]
+
+    def picks(self, choices: Sequence[str], part: str, values: Sequence[Any]) -> list[str]:
+        """[pick(choices, part, value) for value in values]."""
+        count, number = len(choices), int.from_bytes
+        return [choices[number(digest) % count] for digest in self.digests(part, values)]
 
 
 def canonical(value: object) -> bytes:
@@ -83,113 +93,164 @@ def canonical(value: object) -> bytes:
     return str(value).encode()
 
 
-def keyed_signer(key: str | bytes) -> Callable[[bytes], bytes]:
+class Signer:
     """HMAC-SHA256 of a message under the key (RFC 2104), from SHA-256 states
     already fed the padded key: two copies and a digest each, the same bytes
     hmac.digest() gives, without its per-call set-up."""
-    raw = key.encode() if isinstance(key, str) else key
-    block = hashlib.sha256().block_size
-    if len(raw) > block:
-        raw = hashlib.sha256(raw).digest()
-    raw = raw.ljust(block, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in raw))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in raw))
 
-    def sign(message: bytes) -> bytes:
-        signer = inner.copy()
+    def __init__(self, key: str | bytes) -> None:
+        raw = key.encode() if isinstance(key, str) else key
+        block = hashlib.sha256().block_size
+        if len(raw) > block:
+            raw = hashlib.sha256(raw).digest()
+        raw = raw.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in raw))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in raw))
+
+    def __call__(self, message: bytes) -> bytes:
+        signer = self._inner.copy()
         signer.update(message)
-        result = outer.copy()
+        result = self._outer.copy()
         result.update(signer.digest())
         return result.digest()
 
-    return sign
+    def each(self, head: bytes, values: Sequence[Any], tail: bytes) -> list[bytes]:
+        """[self(head + canonical(value) + tail) for value in values]: the head
+        fed once, the loop's lookups bound once."""
+        if len(values) == 1:  # a rule asked for one value: no state to share
+            return [self(head + canonical(values[0]) + tail)]
+        started = self._inner.copy()
+        started.update(head)
+        inner, outer = started.copy, self._outer.copy
+        digests = []
+        for value in values:
+            signer = inner()
+            signer.update(value.encode() if type(value) is str else canonical(value))
+            signer.update(tail)
+            result = outer()
+            result.update(signer.digest())
+            digests.append(result.digest())
+        return digests
 
 
-def fit(text: str, context: MaskContext) -> str:
-    return text[: context.max_length] if context.max_length else text
+def keyed_signer(key: str | bytes) -> Signer:
+    return Signer(key)
 
 
-def same_shape(value: str, context: MaskContext, rule: str, keep_case: bool = True) -> str:
-    """Each letter and digit replaced, everything else kept: the length and format stay."""
-    stream = b""
-    block = 0
-    out = []
-    for i, char in enumerate(value):
-        if i >= len(stream):
-            stream += context.digest(rule, value, block)
-            block += 1
-        byte = stream[i]
-        if char.isdigit():
-            out.append(string.digits[byte % 10])
-        elif char.isalpha():
-            letter = string.ascii_lowercase[byte % 26]
-            out.append(letter.upper() if char.isupper() or not keep_case else letter)
-        else:
-            out.append(char)
-    return "".join(out)
+# A rule masks a batch of values, each as it would alone: the outputs are a
+# function of each value, the context and the key, never of the other values.
+Batch = Callable[[Sequence[Any], MaskContext], list[Any]]
 
 
-def mask_email(value: Any, context: MaskContext) -> str:
+def fit(texts: list[str], context: MaskContext) -> list[str]:
+    limit = context.max_length
+    return [text[:limit] for text in texts] if limit else texts
+
+
+DIGIT_OF = [string.digits[b % 10] for b in range(256)]
+LOWER_OF = [string.ascii_lowercase[b % 26] for b in range(256)]
+UPPER_OF = [letter.upper() for letter in LOWER_OF]
+
+
+def same_shape(
+    values: Sequence[Any], context: MaskContext, rule: str, keep_case: bool
+) -> list[str]:
+    """Each letter and digit replaced, everything else kept: the length and format
+    stay. Character i takes byte i of the digests of (rule, text, 0), (rule, text, 1)..."""
+    texts = [str(value) for value in values]
+    firsts = iter(context.digests(rule, [text for text in texts if text], 0))
+    out: list[str] = []
+    for text in texts:
+        if not text:
+            out.append(text)
+            continue
+        stream = next(firsts)
+        while len(stream) < len(text):
+            stream += context.digest(rule, text, len(stream) // 32)
+        shaped = []
+        for char, byte in zip(text, stream, strict=False):
+            if char.isdigit():
+                shaped.append(DIGIT_OF[byte])
+            elif char.isalpha():
+                shaped.append(UPPER_OF[byte] if char.isupper() or not keep_case else LOWER_OF[byte])
+            else:
+                shaped.append(char)
+        out.append("".join(shaped))
+    return out
+
+
+def mask_email(values: Sequence[Any], context: MaskContext) -> list[str]:
     width = min(16, (context.max_length or 254) - len(FAKE_DOMAIN) - 1)
-    return f"{context.digest('email', value).hex()[:width]}@{FAKE_DOMAIN}"
+    domain = "@" + FAKE_DOMAIN
+    return [digest.hex()[:width] + domain for digest in context.digests("email", values)]
 
 
-def mask_name(value: Any, context: MaskContext) -> str:
-    first = context.pick(FIRST_NAMES, "first_name", value)
-    return fit(f"{first} {context.pick(LAST_NAMES, 'last_name', value)}", context)
+def mask_name(values: Sequence[Any], context: MaskContext) -> list[str]:
+    firsts = context.picks(FIRST_NAMES, "first_name", values)
+    lasts = context.picks(LAST_NAMES, "last_name", values)
+    return fit([f"{first} {last}" for first, last in zip(firsts, lasts, strict=True)], context)
 
 
-def mask_first_name(value: Any, context: MaskContext) -> str:
-    return fit(context.pick(FIRST_NAMES, "first_name", value), context)
+def mask_first_name(values: Sequence[Any], context: MaskContext) -> list[str]:
+    return fit(context.picks(FIRST_NAMES, "first_name", values), context)
 
 
-def mask_last_name(value: Any, context: MaskContext) -> str:
-    return fit(context.pick(LAST_NAMES, "last_name", value), context)
+def mask_last_name(values: Sequence[Any], context: MaskContext) -> list[str]:
+    return fit(context.picks(LAST_NAMES, "last_name", values), context)
 
 
-def mask_street(value: Any, context: MaskContext) -> str:
-    number = context.number("street", value) % 199 + 1
-    name = context.pick(STREET_NAMES, "street-name", value)
-    return fit(f"{number} {name} {context.pick(STREET_KINDS, 'street-kind', value)}", context)
+def mask_street(values: Sequence[Any], context: MaskContext) -> list[str]:
+    numbers = [int.from_bytes(digest) % 199 + 1 for digest in context.digests("street", values)]
+    names = context.picks(STREET_NAMES, "street-name", values)
+    kinds = context.picks(STREET_KINDS, "street-kind", values)
+    streets = zip(numbers, names, kinds, strict=True)
+    return fit([f"{number} {name} {kind}" for number, name, kind in streets], context)
 
 
-def mask_city(value: Any, context: MaskContext) -> str:
-    return fit(context.pick(CITIES, "city", value), context)
+def mask_city(values: Sequence[Any], context: MaskContext) -> list[str]:
+    return fit(context.picks(CITIES, "city", values), context)
 
 
-def mask_postcode(value: Any, context: MaskContext) -> str:
-    return same_shape(str(value), context, "postcode", keep_case=False)
+def mask_postcode(values: Sequence[Any], context: MaskContext) -> list[str]:
+    return same_shape(values, context, "postcode", keep_case=False)
 
 
-def mask_phone(value: Any, context: MaskContext) -> str:
-    return same_shape(str(value), context, "phone")
+def mask_phone(values: Sequence[Any], context: MaskContext) -> list[str]:
+    return same_shape(values, context, "phone", keep_case=True)
 
 
-def mask_text(value: Any, context: MaskContext) -> str:
-    return same_shape(str(value), context, "text")
+def mask_text(values: Sequence[Any], context: MaskContext) -> list[str]:
+    return same_shape(values, context, "text", keep_case=True)
 
 
-def mask_ip(value: Any, context: MaskContext) -> str:
+def mask_ip(values: Sequence[Any], context: MaskContext) -> list[str]:
     """A private IPv4 address (10.0.0.0/8) or a documentation IPv6 one (2001:db8::/32)."""
     protocol = context.protocol.lower()
-    if protocol in ("ipv4", "ipv6"):
-        version = 4 if protocol == "ipv4" else 6
-    elif ":" not in str(value):
-        version = 4  # a valid IPv4 address or no address at all: 4 either way
-    else:
-        try:
-            version = ipaddress.ip_address(str(value)).version
-        except ValueError:
-            version = 4
     if context.max_length is not None and context.max_length < 39:
-        version = 4  # an IPv6 address would not fit the column
-    number = context.number("ip", value)
-    if version == 4:  # 10.0.0.0/8, written as str(IPv4Address) would, without building one
-        return f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
-    return str(ipaddress.IPv6Address((0x20010DB8 << 96) | number % (1 << 96)))
+        fixed: int | None = 4  # an IPv6 address would not fit the column
+    else:
+        fixed = {"ipv4": 4, "ipv6": 6}.get(protocol)
+    out: list[str] = []
+    for value, digest in zip(values, context.digests("ip", values), strict=True):
+        if (fixed or ip_version(str(value))) == 4:
+            # 10.0.0.0/8 from the number's low 24 bits, written as str(IPv4Address) would.
+            out.append(f"10.{digest[29]}.{digest[30]}.{digest[31]}")
+        else:
+            number = int.from_bytes(digest) % (1 << 96)
+            out.append(str(ipaddress.IPv6Address((0x20010DB8 << 96) | number)))
+    return out
 
 
-def mask_date_shift(value: Any, context: MaskContext) -> Any:
+def ip_version(text: str) -> int:
+    if ":" not in text:
+        return 4  # a valid IPv4 address or no address at all: 4 either way
+    try:
+        return ipaddress.ip_address(text).version
+    except ValueError:
+        return 4
+
+
+def shift_date(value: Any, context: MaskContext) -> Any:
     """Moved by a non-zero number of days (a date) or seconds (a datetime) within ±N days."""
     days = int(context.argument or DEFAULT_SHIFT_DAYS)
     as_text = isinstance(value, str)
@@ -208,18 +269,21 @@ def mask_date_shift(value: Any, context: MaskContext) -> Any:
     )
 
 
-def mask_hash(value: Any, context: MaskContext) -> str:
-    return context.digest("hash", value).hex()[: min(32, context.max_length or 32)]
+def mask_date_shift(values: Sequence[Any], context: MaskContext) -> list[Any]:
+    return [shift_date(value, context) for value in values]
 
 
-def mask_null(value: Any, context: MaskContext) -> None:
-    return None
+def mask_hash(values: Sequence[Any], context: MaskContext) -> list[str]:
+    width = min(32, context.max_length or 32)
+    return [digest.hex()[:width] for digest in context.digests("hash", values)]
 
 
-def mask_empty(value: Any, context: MaskContext) -> Any:
-    if isinstance(value, dict | list):
-        return type(value)()
-    return ""
+def mask_null(values: Sequence[Any], context: MaskContext) -> list[None]:
+    return [None] * len(values)
+
+
+def mask_empty(values: Sequence[Any], context: MaskContext) -> list[Any]:
+    return [type(value)() if isinstance(value, dict | list) else "" for value in values]
 
 
 # Byte b -> the letter or digit at b % 62, as a translation table.
@@ -227,26 +291,41 @@ PASSWORD_ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LETTERS = bytes(ord(PASSWORD_ALPHABET[b % len(PASSWORD_ALPHABET)]) for b in range(256))
 
 
-def mask_unusable_password(value: Any, context: MaskContext) -> str:
-    """What Django's set_unusable_password() stores ("!" then 40 characters), keyed instead of random."""
-    raw = context.digest("unusable_password", value) + context.digest("unusable_password+", value)
-    return "!" + raw[:40].translate(PASSWORD_LETTERS).decode()
+def mask_unusable_password(values: Sequence[Any], context: MaskContext) -> list[str]:
+    """What Django's set_unusable_password() stores ("!" then 40 characters), keyed
+    instead of random: the letters of the first 40 bytes of two digests."""
+    firsts = context.digests("unusable_password", values)
+    seconds = context.digests("unusable_password+", values)
+    return [
+        "!" + (first + second[:8]).translate(PASSWORD_LETTERS).decode()
+        for first, second in zip(firsts, seconds, strict=True)
+    ]
+
+
+def one_value(apply_all: Batch) -> Callable[[Any, MaskContext], Any]:
+    """The rule for one value: the batch of that value alone."""
+
+    def apply(value: Any, context: MaskContext) -> Any:
+        return apply_all([value], context)[0]
+
+    return apply
 
 
 @dataclass(frozen=True)
 class Rule:
     name: str
-    apply: Callable[[Any, MaskContext], Any]
+    apply: Callable[[Any, MaskContext], Any]  # one value, as a function of your own is called
     kinds: frozenset[str]
     # True when distinct inputs get distinct outputs often enough that a unique
     # column's rare collisions can be resolved by asking again.
     unique: bool = False
     min_length: int = 1
     takes_argument: bool = False
+    apply_all: Batch | None = None  # a batch of values, each as apply() masks it
 
 
-def _rule(name: str, apply: Callable[[Any, MaskContext], Any], kinds: set[str], **kw: Any) -> Rule:
-    return Rule(name, apply, frozenset(kinds), **kw)
+def _rule(name: str, apply_all: Batch, kinds: set[str], **kw: Any) -> Rule:
+    return Rule(name, one_value(apply_all), frozenset(kinds), apply_all=apply_all, **kw)
 
 
 BUILT_IN: dict[str, Rule] = {

@@ -214,11 +214,14 @@ class Loader:
         return load.receipt
 
     def copies(self, load: TableLoad, empty: bool) -> bool:
-        """Whether the table goes in by COPY: into an empty table, or a merge
-        whose written columns hold the primary key, where the database can."""
+        """Whether the table goes in by one bulk load: into an empty table
+        (load_stream), or a merge whose written columns hold the primary key
+        (PostgreSQL's COPY), where the database can."""
+        backend = backend_for(self.connection)
+        if empty:
+            return backend.can_load_stream(load.fields)
         pk_columns = {str(f.column) for f in load.table.pk_fields}
-        merge_through_copy = not empty and {f.column for f in load.fields} >= pk_columns
-        return (empty or merge_through_copy) and backend_for(self.connection).can_copy(load.fields)
+        return {f.column for f in load.fields} >= pk_columns and backend.can_copy(load.fields)
 
     def note_moved_ids(self, receipt: TableReceipt, label: str) -> None:
         moved = sum(1 for old, new in self.remapped.get(label, {}).items() if old != new)

@@ -24,6 +24,7 @@ from django.db.utils import load_backend
 
 from .._compat import router_first
 from ..backends import backend_for
+from ..backends.mysql_loads import LOAD_FOLDER_PREFIX
 from ..exceptions import RestoreError
 
 SCRATCH_PREFIX = "dbtools_scratch_"
@@ -126,6 +127,7 @@ PRIVATE_FOLDER_PREFIXES = (
     "dbtools-replay-",
     "dbtools-drill-",
     DIFF_FOLDER_PREFIX,
+    LOAD_FOLDER_PREFIX,  # MariaDB's LOAD DATA: a named pipe the rows pass through
 )
 
 

@@ -1,7 +1,8 @@
 """How one table's rows go in, chosen once per table (Loader.load_table):
 
-- CopyStream: PostgreSQL, every row in one COPY, into an empty table, or
-  into one holding rows, leaving out the keys it holds;
+- CopyStream: every row in one bulk load (PostgreSQL's COPY, MariaDB's
+  LOAD DATA LOCAL INFILE) into an empty table, or, on PostgreSQL, into one
+  holding rows, leaving out the keys it holds;
 - StagedMerge: PostgreSQL, a merge whose table's keys are too many to hold:
   COPY into a staging table, then insert the rows whose key is missing;
   or (overwrite) insert them all, the rows whose key is there updated;
@@ -81,23 +82,23 @@ class TableLoad:
 
 @dataclass
 class CopyStream:
-    """PostgreSQL, into an empty table (or the staging table `into`): every row
-    in one COPY, written as it is decoded, so the server's work overlaps
-    this process's. With `skip` (a merge into a table holding rows), the
+    """Into an empty table (or PostgreSQL's staging table `into`): every row
+    in one bulk load (backend.load_stream), written as it is decoded, so the
+    server's work overlaps this process's. With `skip` (a merge into a table holding rows), the
     rows whose primary key it holds are left out."""
 
     into: str | None = None
     skip: Callable[[object], bool] | None = None
 
     def stream(self, load: TableLoad, rows: Rows) -> None:
+        backend = backend_for(load.connection)
+        kept_as_text = backend.load_kept_as_text()
         sources = load.pipeline.copied_as_they_are(load.mapping, load.fields, load.converters)
-        with pg_loads.copy_stream(
-            self.into or load.table.db_table, load.fields, load.connection
-        ) as write:
-            if sources is None:
+        with backend.load_stream(self.into or load.table.db_table, load.fields) as write:
+            if sources is None or kept_as_text is None:
                 number, skipped = self.prepared_rows(load, rows, write)
             else:
-                number, skipped = self.rows_as_they_are(load, rows, write, sources)
+                number, skipped = self.rows_as_they_are(load, rows, write, sources, kept_as_text)
         load.receipt.inserted = number - skipped
         load.receipt.skipped = skipped
         load.report(number)
@@ -130,10 +131,11 @@ class CopyStream:
         rows: Rows,
         write: Callable[[list[Any]], None],
         sources: list[str],
+        kept_as_text: dict[str, Callable[[str], object]],
     ) -> tuple[int, int]:
         """The values straight from the decoded rows: no dict per row."""
         number = skipped = 0
-        decode = row_decoder(load.mapping.columns, kept_as_text=pg_loads.parsed_by_copy())
+        decode = row_decoder(load.mapping.columns, kept_as_text=kept_as_text)
         pk_source = sources[self.key_index(load) if self.skip else 0]
         for number, (_, row) in enumerate(rows, 1):
             try:
