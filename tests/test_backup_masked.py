@@ -620,6 +620,34 @@ def test_postgresql_masked_tables_take_the_server_path_for_their_other_columns(
 
 
 @backends("postgresql")
+def test_postgresql_masked_lines_spell_field_names_as_the_server_does(alias):
+    """A masked column's key is written as row_to_json writes the others: a
+    name such as `café` raw, not escaped to `caf\\u00e9`."""
+    import copy
+    import dataclasses
+
+    from django.db import transaction
+
+    m.NewsletterSubscriber.objects.using(alias).create(email="a@example.com")
+    table = next(t for t in plan_tables(alias).tables if t.label == "shop.NewsletterSubscriber")
+    renamed = []
+    for field in table.fields:
+        named = copy.copy(field)
+        named.name = f"{field.name}_café"
+        renamed.append(named)
+    table = dataclasses.replace(table, fields=tuple(renamed))
+    email = [f.column for f in table.fields].index("email")
+    with transaction.atomic(using=alias):
+        batches = pg_reads.masked_row_batches(
+            table, connections[alias], 10, {email}, lambda columns: columns
+        )
+        [line] = next(batches)
+        batches.close()
+    assert '"email_café":"a@example.com"' in line and '"is_active_café":true' in line
+    assert "\\u" not in line
+
+
+@backends("postgresql")
 def test_an_interrupt_in_a_masked_table_stops_its_reader_thread(alias, masking, monkeypatch):
     """As for a plain table (test_backup.py): the masked rows' generator closes
     the server's, whose reader thread would otherwise wait in Queue.put."""

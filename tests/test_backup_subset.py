@@ -12,7 +12,9 @@ from django.core.management import CommandError, call_command
 from django.db import connections, transaction
 
 from dbtools.archive import ArchiveReader
+from dbtools.archive.format import outside_subset
 from dbtools.backup import backup_database, subset_rows
+from dbtools.diff import diff_database
 from dbtools.exceptions import ConfigurationError, MigrationError, RestoreError
 from dbtools.graph import plan_tables
 from dbtools.migrate.rollback import rollback
@@ -21,6 +23,7 @@ from dbtools.restore.drill import drill
 from dbtools.restore.replay import replay_restore
 from shop import models as m
 from shop.seed import seed_shop
+from tests.conftest import backends
 from tests.helpers import comparable_tables, database_contents, read_backup
 
 
@@ -242,6 +245,10 @@ def test_the_header_records_the_subset_and_listbackups_shows_it(alias, backup_di
     with ArchiveReader(result.path) as reader:
         assert reader.meta["subset"] == {
             "subset": subset, "limit": {"shop.Order": 5}, "with_children": False,
+            "unreached": [
+                label for label in plan_tables(alias).labels()
+                if label not in {"shop.Order", "shop.User", "shop.Address"}
+            ],
         }  # fmt: skip
     tables = read_backup(result.path)
     either = (
@@ -337,8 +344,12 @@ def test_a_subset_passes_the_restore_drill(alias, backup_dir):
     result = drill(path, using=alias)
     assert [t for t in result.tables if not t.ok] == []
     assert result.ok and not result.unproven
-    assert all(t.checksum == "match" for t in result.tables)
-    assert next(t for t in result.tables if t.label == "shop.Order").in_backup > 0
+    # Tables holding rows match; those outside the subset, and the natural-key
+    # tables it holds none of, are not compared: there is nothing to compare.
+    assert all(t.checksum == "match" for t in result.tables if not t.vacuous)
+    by_label = {t.label: t for t in result.tables}
+    assert by_label["shop.SiteSettings"].checksum.startswith("not compared: outside the subset")
+    assert by_label["shop.Order"].in_backup > 0 and by_label["shop.Order"].checksum == "match"
 
 
 def test_limit_counts_rows_once_across_a_one_to_many_lookup(alias, backup_dir):
@@ -381,3 +392,134 @@ def test_keep_is_refused_with_a_subset(alias, backup_dir):
     with pytest.raises(CommandError, match=r"^--keep deletes old full backups, and a subset"):
         call_command("backupdb", database=alias, keep=1, limit=["shop.User=3"], stdout=StringIO())
     assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+
+
+OUTSIDE_THE_SUBSET = [
+    "contenttypes.ContentType",
+    "auth.Permission",
+    "shop.SiteSettings",
+    "shop.NewsletterSubscriber",
+    "shop.Product",
+]
+
+
+@pytest.mark.parametrize("mode", ["replace", "overwrite", "merge"])
+def test_a_subset_leaves_every_table_it_does_not_reach_as_it_is(alias, backup_dir, mode):
+    """After `flush`, which the refusal advises, a subset restored in any mode
+    writes only the tables its chosen rows reach: the content types and
+    permissions `flush` made, and rows in a table no chosen order reaches,
+    keep their rows; the summary speaks of the tables it restored."""
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, limit={"shop.Order": 3})
+    with ArchiveReader(result.path) as reader:
+        unreached = reader.meta["subset"]["unreached"]
+    assert set(OUTSIDE_THE_SUBSET) <= set(unreached)
+    assert not {"shop.Order", "shop.User", "shop.Address"} & set(unreached)
+    call_command("flush", database=alias, interactive=False, verbosity=0)
+    m.SiteSettings.objects.using(alias).create(key="theme", value={"dark": True})
+    m.NewsletterSubscriber.objects.using(alias).create(email="kept@example.com")
+    before = database_contents(alias, OUTSIDE_THE_SUBSET)
+    assert len(before["contenttypes.ContentType"]) > 20 and before["auth.Permission"]
+    out = StringIO()
+    options = {"replace": mode == "replace", "overwrite": mode == "overwrite"}
+    call_command(
+        "restoredb", "--no-input", "--file", str(result.path),
+        database=alias, stdout=out, stderr=StringIO(), **options,
+    )  # fmt: skip
+    assert database_contents(alias, OUTSIDE_THE_SUBSET) == before
+    assert m.Order.objects.using(alias).count() == 3
+    reached = len(plan_tables(alias).tables) - len(unreached)
+    done = out.getvalue().strip().splitlines()[-1]
+    assert f" {reached} tables" in done
+    if mode == "replace":
+        assert done.endswith(f"The row counts of these {reached} tables match the backup.")
+    if mode != "merge":
+        assert "left as they are: " in out.getvalue()
+        assert "contenttypes.ContentType" in out.getvalue().split("left as they are: ")[1]
+
+
+def test_a_subset_that_reaches_content_types_matches_them_by_natural_key(alias, backup_dir):
+    """A chosen comment reaches its content type by a real foreign key: the
+    subset holds that one, and --replace matches it with the one `migrate`
+    made instead of emptying the table."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from tests.edgecases.models import Comment, Tag
+
+    tag = Tag.objects.using(alias).create(name="red")
+    kind = ContentType.objects.db_manager(alias).get_for_model(Tag)
+    Comment.objects.using(alias).create(content_type=kind, object_id=tag.pk, body="nice")
+    result = backup_database(using=alias, subset=["edgecases.Comment"])
+    tables = read_backup(result.path)
+    assert [row["model"] for row in tables["contenttypes.ContentType"]] == ["tag"]
+    call_command("flush", database=alias, interactive=False, verbosity=0)
+    before = database_contents(alias, ["contenttypes.ContentType", "auth.Permission"])
+    restored = restore_database(prepare_restore(result.path, using=alias), mode="replace")
+    assert database_contents(alias, ["contenttypes.ContentType", "auth.Permission"]) == before
+    comment = Comment.objects.using(alias).get()
+    assert (comment.content_type.app_label, comment.content_type.model) == ("edgecases", "tag")
+    assert [t.label for t in restored.tables if t.matched] == ["contenttypes.ContentType"]
+    checks = {t.label: t for t in drill(result.path, using=alias).tables}
+    assert checks["contenttypes.ContentType"].checksum.startswith("not compared: matched")
+    assert checks["auth.Permission"].checksum.startswith("not compared: outside the subset")
+    assert checks["edgecases.Comment"].checksum == "match"
+
+
+def test_diffdb_does_not_compare_the_tables_outside_a_subset(alias, backup_dir):
+    """A table no chosen row reaches holds no rows in the file by choice: diffdb
+    says it is outside the subset, not that its rows were added since."""
+    seed_shop(100, using=alias)
+    path = backup_database(using=alias, limit={"shop.Order": 3}).path
+    result = diff_database(path, using=alias)
+    by_label = {t.label: t for t in result.tables}
+    for label in OUTSIDE_THE_SUBSET:
+        assert not by_label[label].compared
+        assert by_label[label].schema_changes == [f"not compared: outside the subset {path.name}"]
+        assert by_label[label].only_in_database == 0
+    assert by_label["shop.Order"].compared
+    full = backup_database(using=alias).path
+    between = {t.label: t for t in diff_database(full, against=path).tables}
+    assert between["shop.Product"].schema_changes == [
+        f"not compared: outside the subset {path.name}"
+    ]
+    assert between["shop.Order"].compared
+
+
+@pytest.mark.parametrize(
+    ("option", "given", "suggested"),
+    [
+        ("--subset", "edgecases.ProxyPlace:name=x", "--subset 'edgecases.Place:name=x'"),
+        ("--limit", "edgecases.ProxyPlace=5", "--limit 'edgecases.Place=5'"),
+    ],
+)
+def test_a_proxy_model_is_named_as_such_with_its_concrete_model(
+    alias, backup_dir, option, given, suggested
+):
+    with pytest.raises(CommandError) as caught:
+        call_command("backupdb", option, given, database=alias, stdout=StringIO())
+    assert str(caught.value) == (
+        f"{option} {given!r}: edgecases.ProxyPlace is a proxy model, which has no table of its "
+        f"own: its rows are those of edgecases.Place; choose them there: {suggested}."
+    )
+
+
+@backends("postgresql")
+def test_jobs_with_a_subset_says_a_subset_reads_on_one_connection(alias, backup_dir):
+    seed_shop(100, using=alias)
+    result = backup_database(using=alias, limit={"shop.Order": 3}, jobs=4)
+    assert result.warnings == [
+        "--jobs 4 was not used: a subset backup reads its rows on the connection that chose "
+        "their keys; one connection read it all."
+    ]
+
+
+def test_an_older_subset_file_is_read_as_covering_only_its_tables_with_rows():
+    """A subset file written before `unreached` was recorded: its tables with
+    no rows are taken as outside it (the version before wrote every table the
+    chosen rows do not reach empty); any other backup has no table outside."""
+    counts = {"shop.Order": 3, "shop.User": 2, "contenttypes.ContentType": 0}
+    older = {"subset": {"subset": [], "limit": {"shop.Order": 3}, "with_children": False}}
+    assert outside_subset(older, counts) == {"contenttypes.ContentType"}
+    recorded = {"subset": {**older["subset"], "unreached": ["shop.User"]}}
+    assert outside_subset(recorded, counts) == {"shop.User"}
+    assert outside_subset({"only": []}, counts) == set()

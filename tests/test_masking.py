@@ -890,3 +890,17 @@ def test_a_remembering_rule_gives_what_the_rule_gives_and_stops_when_values_rare
     assert fresh.known is None  # no repeats: no longer remembered
     assert fresh(["x1", "x1"]) == rule(["x1", "x1"], context)
     assert calls[-1] == ["x1", "x1"]
+
+
+def test_a_digest_is_the_hmac_of_its_parts_and_attempt_as_it_always_was():
+    """A custom rule's outputs must not change between versions: digest() with
+    no parts hashes the attempt's digits alone (b"0", not b"\\x1f0")."""
+
+    def hmac_of(message: bytes) -> bytes:
+        return hmac.new(KEY.encode(), message, hashlib.sha256).digest()
+
+    context = MaskContext(keyed_signer(KEY))
+    assert context.digest() == hmac_of(b"0")
+    assert MaskContext(keyed_signer(KEY), attempt=2).digest() == hmac_of(b"2")
+    assert context.digest("a", 1) == hmac_of(b"a\x1f1\x1f0")
+    assert MaskContext(keyed_signer(KEY), attempt=3).digest("a") == hmac_of(b"a\x1f3")

@@ -42,6 +42,22 @@ def partial_kind(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
+def outside_subset(meta: Mapping[str, Any], counts: Mapping[str, int] | None = None) -> set[str]:
+    """The labels of the tables a subset backup holds no rows of because no
+    chosen row reaches them (its `subset` definition's `unreached`): they are
+    outside what the backup covers, so nothing restores them, empties them or
+    compares them. Empty for any other backup. A subset file written before the
+    list was recorded names none: given the tables' `counts`, its tables with
+    no rows are taken as outside it."""
+    definition = meta.get("subset")
+    if not definition or not isinstance(definition, Mapping):
+        return set()
+    recorded = definition.get("unreached")
+    if isinstance(recorded, list):
+        return {label for label in recorded if isinstance(label, str)}
+    return {label for label, count in (counts or {}).items() if not count}
+
+
 def unsafe_for_rollback(meta: Mapping[str, Any]) -> str | None:
     """Why a backup, by its header, must never put a database back as it was
     (safemigrate's rollback), or None when it may."""

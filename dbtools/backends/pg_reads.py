@@ -192,7 +192,7 @@ def masked_row_batches(
     layout: list[str | None] = []
     for position, f in enumerate(table.fields):
         if position in masked:
-            layout.append(json.dumps(f.name) + ":")
+            layout.append(orjson.dumps(f.name).decode() + ":")  # raw, as row_to_json writes it
         elif not layout or layout[-1] is not None:
             layout.append(None)
     values_at = [i for i, key in enumerate(layout) if key is not None]

@@ -188,12 +188,14 @@ def write_archive(
     try:
         with snapshot(connection) as owned:
             warnings += read_apart(connection, owned, "backup_database()")
-            writer.write_header(describe_backup(connection, plan, now, options))
+            writer.write_header(describe_backup(connection, plan, now, options, selection))
             chosen, whole = subset_reads(selection, connection, plan)
             spool_in = store.folder  # a spool is plaintext on local disk
             # Masked tables are read on this connection only: never spooled unmasked.
             masked, served = masked_tables(options.masker, whole)
-            alone = single_connection_reason(connection, served, spool_in, owned, options.encrypted)
+            alone = single_connection_reason(
+                connection, served, spool_in, owned, options.encrypted, subset=chosen is not None
+            )
             jobs = options.jobs
             if alone and jobs is not None and jobs > 1:
                 warnings.append(f"--jobs {jobs} was not used: {alone}; one connection read it all.")
@@ -276,7 +278,11 @@ def applied_migrations(connection: BaseDatabaseWrapper) -> dict[str, list[str]]:
 
 
 def describe_backup(
-    connection: BaseDatabaseWrapper, plan: Plan, now: datetime.datetime, options: BackupOptions
+    connection: BaseDatabaseWrapper,
+    plan: Plan,
+    now: datetime.datetime,
+    options: BackupOptions,
+    selection: Selection | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "backup_id": uuid.uuid4().hex,
@@ -295,6 +301,6 @@ def describe_backup(
         "cycles": [list(c) for c in plan.cycles],
         **header_fields(options.masker),
     }
-    if options.subset_spec:
-        meta["subset"] = options.subset_spec.definition(redact=options.masker is not None)
+    if selection is not None:
+        meta["subset"] = selection.definition(plan, redact=options.masker is not None)
     return meta

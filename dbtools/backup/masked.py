@@ -6,7 +6,9 @@ by the helper connections, whose spools would hold its values. Where the
 backend can (PostgreSQL, text columns masked), the server writes the JSON
 of the other columns and hands over the masked columns' values, which are
 masked here and put in between (write_masked_row_batches): the line is the
-one the portable path writes. Elsewhere the portable path (rows.py) reads
+one the server would write had the column held the masked value (the
+portable path's holds the same values, though it may spell a float or a
+decimal differently). Elsewhere the portable path (rows.py) reads
 it, with its row masker applied to each row. Either way no unmasked value
 of a masked column reaches a spool, a temporary file, the file or an upload. A "drop" table is written with no rows: it is still listed,
 so a restore --replace empties it like any other table in the file.

@@ -190,6 +190,13 @@ class Selection:
     empty: frozenset[str]  # every other table: no rows
     tables: Mapping[str, Table]  # every table of the plan, by label
 
+    def definition(self, plan: Plan, redact: bool = False) -> dict[str, Any]:
+        """The header's record: the options, and the tables no chosen row reaches
+        (`unreached`, in file order), which the backup does not cover: a restore
+        leaves them as they are, whatever its mode."""
+        unreached = [t.label for t in plan.tables if t.label in self.empty]
+        return {**self.spec.definition(redact), "unreached": unreached}
+
 
 def resolve(spec: SubsetSpec, plan: Plan, alias: str) -> Selection:
     """The subset against the tables being backed up; a one-line error for a
@@ -245,8 +252,17 @@ def table_named(
     table = by_label.get(label.lower())
     if table is not None:
         return table
-    problem = label_problem(label, database_models(alias))
-    if problem is None:  # a real model, left out of this backup
+    models = database_models(alias)
+    problem = label_problem(label, models)
+    model = next((m for m in models if m._meta.label_lower == label.lower()), None)
+    if problem is None and model is not None and model._meta.proxy:
+        concrete = model._meta.concrete_model or model
+        problem = (
+            f"{model._meta.label} is a proxy model, which has no table of its own: its rows "
+            f"are those of {concrete._meta.label}; choose them there: "
+            f"{option} {concrete._meta.label + text.strip()[len(label) :]!r}."
+        )
+    elif problem is None:  # a real model, left out of this backup
         problem = (
             f"{label} is not among the tables this backup holds (left out by --only, "
             f"--exclude or DBTOOLS['EXCLUDE']), so no rows of it can be chosen."

@@ -129,10 +129,13 @@ def single_connection_reason(
     folder: Path | None,
     owned: bool,
     encrypting: bool,
+    subset: bool = False,
 ) -> str | None:
     """Why this backup must be read on one connection, or None if helpers may read."""
     if not backend_for(connection).shares_snapshots:
         return f"only PostgreSQL can share one snapshot between connections, not {vendor_name(connection)}"
+    if subset:
+        return "a subset backup reads its rows on the connection that chose their keys"
     if not owned:
         # In a caller's transaction the isolation level is the caller's, and
         # its snapshot may not be one to share.

@@ -14,6 +14,7 @@ from django.db.migrations.loader import MigrationLoader
 
 from ..archive import ArchiveReader, TableSection
 from ..archive.codec import kind_of
+from ..archive.format import outside_subset
 from ..backends import backend_class, backend_for, connect
 from ..backends.pg_reads import HelperReaders
 from ..backup.flow import read_apart, snapshot
@@ -221,7 +222,8 @@ def diff_with_database(
         meta = reader.meta
         loader = MigrationLoader(connection, ignore_no_migrations=True)
         model_renames, field_renames = migration_renames(loader, meta.get("migrations", {}))
-        in_order = tables_in_order(meta, model_renames, scope)
+        outside = {current_table_label(label, model_renames) for label in outside_subset(meta)}
+        in_order = tables_in_order(meta, model_renames, scope, outside)
         uuids = backend_for(connection).sorts_uuids_as_text and sorts_uuids_as_text(meta)
         with (
             snapshot(connection) as owned,
@@ -239,13 +241,13 @@ def diff_with_database(
                 if current not in scope:
                     continue
                 seen.add(current)
-                diff = TableDiff(table.label)
+                if current in outside:
+                    tables.append(outside_diff(table.label, path.name))
+                    continue
                 renames = field_renames.get(current, {})
-                pairing = pair_with_table(section.meta["columns"], table, renames, diff, uuids)
-                if pairing is not None:
-                    with table_lines(table, connection, ahead) as lines:
-                        compare_table(diff, section.rows, lines, pairing, rows)
-                tables.append(diff)
+                tables.append(
+                    compare_with_table(section, table, renames, uuids, connection, ahead, rows)
+                )
     expected = tables_expected(using, meta)
     for current, table in scope.items():
         if current not in seen and (expected is None or current in expected):
@@ -253,12 +255,34 @@ def diff_with_database(
     return DiffResult(path.name, f"database {using!r}", tables, warnings=warnings)
 
 
+def compare_with_table(
+    section: TableSection,
+    table: Table,
+    renames: dict[str, str],
+    uuids: bool,
+    connection: BaseDatabaseWrapper,
+    ahead: HelperReaders | None,
+    rows: int,
+) -> TableDiff:
+    """One table of the backup against the database's."""
+    diff = TableDiff(table.label)
+    pairing = pair_with_table(section.meta["columns"], table, renames, diff, uuids)
+    if pairing is not None:
+        with table_lines(table, connection, ahead) as lines:
+            compare_table(diff, section.rows, lines, pairing, rows)
+    return diff
+
+
 def tables_in_order(
-    meta: dict[str, Any], model_renames: dict[str, str], scope: dict[str, Table]
+    meta: dict[str, Any],
+    model_renames: dict[str, str],
+    scope: dict[str, Table],
+    outside: set[str],
 ) -> list[Table]:
-    """The tables of `scope` in the order the backup holds them, as they will be compared."""
+    """The tables of `scope` in the order the backup holds them, as they will be
+    compared (not those `outside` a subset)."""
     currents = (current_table_label(label, model_renames) for label in meta.get("order", []))
-    return [scope[current] for current in currents if current in scope]
+    return [scope[c] for c in currents if c in scope and c not in outside]
 
 
 def gone(label: str, section: TableSection, where: str) -> TableDiff:
@@ -267,6 +291,14 @@ def gone(label: str, section: TableSection, where: str) -> TableDiff:
         label,
         compared=False,
         schema_changes=[f"not in {where} ({count:,} rows in the backup)"],
+    )
+
+
+def outside_diff(label: str, name: str) -> TableDiff:
+    """A table no chosen row of subset `name` reaches: the backup holds none of
+    its rows by choice, not because they were added since."""
+    return TableDiff(
+        label, compared=False, schema_changes=[f"not compared: outside the subset {name}"]
     )
 
 
@@ -377,11 +409,18 @@ def diff_backups(
             labels = set(reader.meta.get("order", [])) | set(cursor.labels)
             check_backup_labels([*only, *exclude], labels)
             uuids = sorts_uuids_as_text(reader.meta, cursor.reader.meta)
+            outside = {
+                **dict.fromkeys(outside_subset(cursor.reader.meta), new_path.name),
+                **dict.fromkeys(outside_subset(reader.meta), old_path.name),
+            }
             for section in reader.tables():
                 label = section.meta["label"]
                 if not selected(label, only, exclude):
                     continue
                 seen.add(label)
+                if label in outside:
+                    tables.append(outside_diff(label, outside[label]))
+                    continue
                 other = cursor.find(label)
                 if other is None:
                     tables.append(gone(label, section, new_path.name))

@@ -59,8 +59,11 @@ class MaskContext:
     def digest(self, *parts: object) -> bytes:
         """32 bytes that depend on the key, the parts and the attempt, and on nothing else:
         the HMAC of the parts' canonical bytes and the attempt's digits, joined by 0x1f."""
+        attempt = b"%d" % self.attempt if self.attempt else b"0"
+        if not parts:  # a custom rule's digest(): the attempt's digits alone, as ever
+            return self.sign(attempt)
         message = b"\x1f".join([p.encode() if type(p) is str else canonical(p) for p in parts])
-        return self.sign(message + (b"\x1f%d" % self.attempt if self.attempt else b"\x1f0"))
+        return self.sign(message + b"\x1f" + attempt)
 
     def digests(self, part: str, values: Sequence[Any], *after: object) -> list[bytes]:
         """[digest(part, value, *after) for value in values], without the per-value set-up."""

@@ -63,14 +63,16 @@ class Loader:
         # backup id -> id in this database, for tables matched by natural key
         self.remapped: dict[str, dict[Any, Any]] = {}
         replaced = {t.label.lower() for t in plan.scope} if mode == "replace" else set()
+        replaced -= plan.matched_only
         self.match_by_natural_key = {label for label in NATURAL_KEYS if label not in replaced}
         self.loaded = {m.backup_label for m in plan.mappings if m.table}
         self.rows = RowPipeline(plan, self.connection, self.remapped)
         self.natural_keys = NaturalKeys(plan, self.rows)
 
     def empty_covered_tables(self) -> None:
-        """--replace: delete every row of each table the backup covers."""
-        scope.empty(self.connection, self.plan.covered)
+        """--replace: delete every row of each table the backup covers (never
+        the natural-key tables a subset names only some rows of)."""
+        scope.empty(self.connection, self.plan.emptied_by_replace)
 
     def empty_migrations_own_tables(self) -> None:
         tables = [t for t in self.plan.covered if t.label.lower() in self.migrations_own]
@@ -119,7 +121,7 @@ class Loader:
             for m in self.plan.mappings
             if m.table
             and (
-                self.mode == "replace"
+                (self.mode == "replace" and m.table.label.lower() not in self.plan.matched_only)
                 or not QuerySet(model=m.table.model, using=self.using).exists()
             )
         ]
@@ -172,7 +174,8 @@ class Loader:
         started = time.monotonic()
         natural = table.label.lower() in self.match_by_natural_key
         # Into an empty table nothing can be skipped: no need to ask per batch.
-        empty = self.mode == "replace" or not QuerySet(model=table.model, using=self.using).exists()
+        emptied = self.mode == "replace" and not natural
+        empty = emptied or not QuerySet(model=table.model, using=self.using).exists()
         load = TableLoad(
             mapping=mapping,
             table=table,
@@ -206,6 +209,7 @@ class Loader:
         ).load(load, rows)
         load.receipt.seconds = time.monotonic() - started
         if natural:
+            load.receipt.matched = True
             self.note_moved_ids(load.receipt, table.label.lower())
         return load.receipt
 

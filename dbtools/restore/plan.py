@@ -18,6 +18,7 @@ from django.db.migrations.loader import MigrationLoader
 
 from ..archive import ArchiveReader, open_backup
 from ..archive.codec import known_kind
+from ..archive.format import outside_subset, partial_kind
 from ..backends import connect
 from ..display import counted
 from ..exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
@@ -63,9 +64,27 @@ class RestorePlan:
     scope: list[Table]  # today's tables in scope (--only/--exclude of this restore)
     everything: tuple[Table, ...]  # every table of the database, in or out of scope
     warnings: list[str]
+    # Today's labels of the tables outside a subset (no chosen row reaches them):
+    # in the file with no rows, covered by no restore.
+    outside: list[str] = field(default_factory=list)
 
     def close(self) -> None:
         self.source.close()
+
+    @property
+    def matched_only(self) -> set[str]:
+        """Lower-case labels of the natural-key tables (content types,
+        permissions) this restore matches by natural key whatever its mode: a
+        subset holds only the ones its rows reference, so --replace leaves the
+        others, which `migrate` made, in place and empties none of them."""
+        if partial_kind(self.meta) != "subset":
+            return set()
+        return {m.table.label.lower() for m in self.mappings if m.table} & set(NATURAL_KEYS)
+
+    @property
+    def emptied_by_replace(self) -> list[Table]:
+        """The tables --replace empties: those it covers, less `matched_only`."""
+        return [t for t in self.covered if t.label.lower() not in self.matched_only]
 
     @property
     def rows(self) -> int:
@@ -92,8 +111,8 @@ class RestorePlan:
     @property
     def not_in_backup(self) -> list[str]:
         """Tables in scope the backup does not cover (left out when it was taken,
-        or made since): no restore touches them."""
-        restored = {m.table.label for m in self.mappings if m.table}
+        made since): no restore touches them. A subset's `outside` tables are not listed."""
+        restored = {m.table.label for m in self.mappings if m.table} | set(self.outside)
         return [t.label for t in self.scope if t.label not in restored]
 
 
@@ -201,7 +220,9 @@ def map_backup(
     # and only the tables a backup holds are ever written to.
     whole = plan_tables(using, include_unmanaged=True)
     scope = list(whole.select(only, exclude).tables)
-    mappings, blockers = map_tables(backup, loader, whole.tables, scope, set_values, warnings)
+    mappings, blockers, outside = map_tables(
+        backup, loader, whole.tables, scope, set_values, warnings
+    )
     blockers += conversion_blockers(backup_path, source, mappings)
     unused = sorted(
         set(set_values)
@@ -214,6 +235,7 @@ def map_backup(
     plan = RestorePlan(
         backup_path, source, using, backup.meta, mappings, scope, whole.tables, warnings
     )
+    plan.outside = outside
     if backup.rows and not any(m.rows for m in mappings if m.table) and not (only or exclude):
         plan.close()
         raise blocked(
@@ -270,10 +292,13 @@ def map_tables(
     scope: list[Table],
     set_values: dict[str, str],
     warnings: list[str],
-) -> tuple[list[TableMapping], list[str]]:
-    """Each backup table mapped onto today's (following renames), in file order; the blockers."""
+) -> tuple[list[TableMapping], list[str], list[str]]:
+    """Each backup table mapped onto today's (following renames), in file order;
+    the blockers; today's labels of the tables in scope outside a subset."""
     by_label = {t.label.lower(): t for t in everything}
     in_scope = {t.label.lower() for t in scope}
+    not_covered = outside_subset(backup.meta, backup.counts)
+    outside: list[str] = []
     model_renames, field_renames = migration_renames(loader, backup.meta.get("migrations", {}))
     mappings: list[TableMapping] = []
     blockers: list[str] = []
@@ -288,11 +313,13 @@ def map_tables(
                     f"{label}: {backup.counts[label]:,} rows in the backup, but the project has no such model now; "
                     f"they are not restored."
                 )
+        elif current_label in in_scope and label in not_covered:
+            outside.append(table.label)
         elif current_label in in_scope:
             mapping.table = table
             blockers += map_columns(mapping, field_renames.get(current_label, {}), set_values)
         mappings.append(mapping)
-    return mappings, blockers
+    return mappings, blockers, outside
 
 
 def cannot_go_on(warnings: list[str], blockers: list[str], replayable: bool) -> RestoreError:

@@ -30,7 +30,7 @@ from django.db.models import Model, QuerySet
 
 from .._compat import state_before_migrating
 from ..archive import ArchiveReader
-from ..archive.format import partial_kind
+from ..archive.format import outside_subset, partial_kind
 from ..backends import connect
 from ..backup import backup_database
 from ..display import sentence
@@ -128,11 +128,19 @@ def refuse_partial_early(
         meta = reader.meta
         named = set()
         if partial_kind(meta) and mode != "merge" and not into_empty:
-            named = {section.meta["label"].lower() for section in reader.tables()}
+            named = {label.lower() for label in covered_labels(reader)}
     if named:
         tables = [t for t in plan_tables(using).tables if t.label.lower() in named]
         refuse_partial(meta, backup_path.name, tables, using, mode)
     return meta, backup_path.name
+
+
+def covered_labels(reader: ArchiveReader) -> list[str]:
+    """The labels of the tables the backup covers, in file order: every table
+    it holds, less those outside a subset (archive.format.outside_subset)."""
+    counts = {section.meta["label"]: sum(1 for _ in section.rows) for section in reader.tables()}
+    outside = outside_subset(reader.meta, counts)
+    return [label for label in counts if label not in outside]
 
 
 MIGRATED_FIRST = (
@@ -256,7 +264,7 @@ def carry_forward(
     target = connect(using)
     with ArchiveReader(backup_path) as reader:
         recorded = reader.meta.get("migrations", {})
-        backed_up = [section.meta["label"] for section in reader.tables()]
+        backed_up = covered_labels(reader)
     loader = MigrationLoader(target, ignore_no_migrations=True)
     at_backup = migration_targets(loader, recorded)
     if into_empty:

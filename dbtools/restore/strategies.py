@@ -52,6 +52,9 @@ class TableReceipt:
     unchanged: int = 0  # --overwrite: rows whose primary key was there, holding its values already
     seconds: float = 0.0
     note: str = ""
+    # Matched by natural key: the rows already there were kept, so the table's
+    # row count is no check of the restore (--replace counts the others).
+    matched: bool = False
 
 
 @dataclass

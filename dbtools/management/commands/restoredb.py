@@ -205,6 +205,11 @@ class Command(DbtoolsCommand):
             self.stdout.write(
                 "        Not in the backup, so left as they are: " + ", ".join(plan.not_in_backup)
             )
+        if request.mode in ("replace", "overwrite") and plan.outside:
+            self.stdout.write(
+                "        Outside the subset (no chosen row reaches them), so left as they are: "
+                + ", ".join(plan.outside)
+            )
         if request.mode == "merge":
             self.show_overlap(plan.rows_already_there())
         elif request.mode == "overwrite":
@@ -406,16 +411,26 @@ def done_line(result: RestoreResult) -> str:
         )
     skipped = (
         f", {result.skipped:,} already present and left as they were"
-        if result.mode == "merge"
+        if result.mode == "merge" or result.skipped
         else ""
     )
-    checked = (
-        (
-            " The row count of this table matches the backup."
-            if len(result.tables) == 1
-            else f" The row counts of these {len(result.tables)} tables match the backup."
-        )
-        if result.mode == "replace"
-        else ""
-    )
+    checked = replace_checked(result) if result.mode == "replace" else ""
     return f"Restored {counted(result.inserted, 'row')} into {into}{skipped} {source}{checked}"
+
+
+def replace_checked(result: RestoreResult) -> str:
+    """What --replace checked: the row count of each table it emptied and
+    loaded; tables matched by natural key (a subset's content types) keep the
+    rows they held, so their counts are no check."""
+    counted_tables = [t for t in result.tables if not t.matched]
+    matched = [t.label for t in result.tables if t.matched]
+    line = (
+        " The row count of this table matches the backup."
+        if len(counted_tables) == 1
+        else f" The row counts of these {len(counted_tables)} tables match the backup."
+        if counted_tables
+        else ""
+    )
+    if matched:
+        line += f" Matched by natural key, keeping the rows they held: {', '.join(matched)}."
+    return line
