@@ -318,3 +318,32 @@ def test_a_backup_clashing_with_itself_fails_and_changes_nothing(
         assert cursor.fetchone() == (1, 1)
     restore_database(prepare_restore(backup, using=alias), mode="replace")
     assert comparable_tables(database_contents(alias)) == before
+
+
+@backends("mariadb")
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_duplicate_in_a_long_unique_fails_the_restore_and_changes_nothing(
+    alias, backup_dir, mode
+):
+    """MariaDB keeps a unique value past 768 characters as a hash (a long
+    unique); with unique_checks off, a bulk load into an empty table stored a
+    duplicate there without a warning."""
+    from tests.difflab.models import Link
+
+    Link.objects.using(alias).bulk_create(
+        Link(id=number, url=f"https://example.com/{number}", title=str(number))
+        for number in range(1, 3001)
+    )
+    backup = backup_database(using=alias, only=["difflab.Link"]).path
+    broken = rewrite_backup(
+        backup,
+        backup.with_name("clash.json"),
+        change_row=lambda label, row: (
+            {**row, "url": "https://example.com/1"} if row["id"] == 2000 else row
+        ),
+    )
+    Link.objects.using(alias).all().delete()
+
+    with pytest.raises(RestoreError, match=r"primary key 2000: .*Duplicate entry"):
+        restore_database(prepare_restore(broken, using=alias, only=["difflab.Link"]), mode=mode)
+    assert not Link.objects.using(alias).exists()

@@ -138,15 +138,10 @@ class MySQLBackend(DatabaseBackend):
             self.loads_local_files = mysql_loads.loads_local_files(self.connection)
         return self.loads_local_files
 
-    # Asked of the server once (mysql_loads.loads_in_bulk).
-    loads_in_bulk: bool | None = None
-
     def load_stream(
         self, db_table: str, fields: list[AnyField]
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
-        if self.loads_in_bulk is None:
-            self.loads_in_bulk = mysql_loads.loads_in_bulk(self.connection)
-        return mysql_loads.load_stream(db_table, fields, self.connection, self.loads_in_bulk)
+        return mysql_loads.load_stream(db_table, fields, self.connection)
 
     def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
         return mysql_loads.kept_as_text(self.connection)

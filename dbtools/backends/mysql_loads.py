@@ -292,64 +292,23 @@ class Load:
             raise interrupted
 
 
-def loads_in_bulk(connection: BaseDatabaseWrapper) -> bool:
-    """Whether a load into an empty table may use InnoDB's bulk insert (rows
-    sorted into each index, one undo record for the table), which MariaDB
-    uses when unique_checks and foreign_key_checks are both off, as
-    mariadb-import turns them off: only at a version where it works under
-    LOAD DATA (MDEV-34703: mariadb-import checks the same versions), and only
-    with no change buffer, so that for a table that is not bulk loaded (it
-    held rows this transaction deleted) unique_checks = 0 changes nothing.
-    A duplicate still fails the load, as an error or a warning."""
-    mysql: Any = connection
-    if not mysql.mysql_is_mariadb:
-        return False  # MySQL's InnoDB may then skip unique checks altogether
-    version = mysql.mysql_version
-    if not (
-        version >= (11, 7, 2)
-        or (11, 4, 5) <= version < (11, 5)
-        or (10, 11, 11) <= version < (10, 12)
-    ):
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW GLOBAL VARIABLES LIKE 'innodb_change_buffering'")
-        row = cursor.fetchone()
-    return row is None or row[1].lower() == "none"
-
-
-@contextlib.contextmanager
-def unique_checks_off(connection: BaseDatabaseWrapper, off: bool) -> Iterator[None]:
-    if not off:
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT @@SESSION.unique_checks")
-        (previous,) = cursor.fetchone()
-        cursor.execute("SET SESSION unique_checks = 0")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET SESSION unique_checks = %s", [previous])
-
-
 @contextlib.contextmanager
 def load_stream(
-    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper, bulk: bool = False
+    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
 ) -> Iterator[Callable[[list[object]], None]]:
     """One LOAD DATA LOCAL INFILE into `db_table` that rows are written into as
     they come, by the function yielded (a row is its values, in the order of
     `fields`). Raises DatabaseError unless the table took every row sent,
-    exactly (no warning). `bulk`: with unique_checks off for the statement
-    (loads_in_bulk)."""
+    exactly (no warning). Unique checks stay on: with them off, InnoDB's bulk
+    load of an empty table keeps a duplicate in a long (hash) unique index
+    without a word."""
     writers = [text_writer(f, connection) for f in fields]
     folder = tempfile.mkdtemp(prefix=f"{LOAD_FOLDER_PREFIX}{os.getpid()}-")
     path = os.path.join(folder, "rows")
     try:
         os.mkfifo(path, 0o600)
         connection.ensure_connection()
-        with unique_checks_off(connection, bulk):
-            yield from loaded(db_table, fields, connection, path, writers)
+        yield from loaded(db_table, fields, connection, path, writers)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
