@@ -235,8 +235,13 @@ class Load:
     connection, reading the pipe at `path`."""
 
     def __init__(self, sql: str, path: str, connection: BaseDatabaseWrapper) -> None:
+        from . import backend_for
+
         raw: Any = connection.connection
         self.raw = raw
+        # Read here, in the connection's own thread (statement_canceller).
+        self.canceller = backend_for(connection).statement_canceller()
+        self.cancelled_at: float | None = None
         self.cursor = raw.cursor()
         self.sql = sql
         self.path = path
@@ -263,6 +268,7 @@ class Load:
                     raise
                 if not self.thread.is_alive():
                     return None
+                self.cancel_again()
                 time.sleep(0.001)
                 continue
             os.set_blocking(fd, True)
@@ -280,14 +286,31 @@ class Load:
                 f"{db_table}, with {self.warnings:,} warnings"
             )
 
+    def cancel(self) -> None:
+        """End the statement, wherever it is (waiting for a lock, reading the
+        rows): the writer side failed or was interrupted, and the main thread,
+        which takes the signals, waits for it next."""
+        self.cancelled_at = time.monotonic()
+        if self.canceller is not None:
+            with contextlib.suppress(Exception):  # it then ends as the pipe closes
+                self.canceller()
+
+    def cancel_again(self) -> None:
+        """A cancel sent before the statement began is lost: sent again while
+        the statement runs on."""
+        if self.cancelled_at is not None and time.monotonic() - self.cancelled_at > 1:
+            self.cancel()
+
     def wait(self) -> None:
         """Until the statement has ended: the connection is the thread's till then."""
         interrupted: BaseException | None = None
         while self.thread.is_alive():
             try:
-                self.thread.join()
+                self.thread.join(timeout=0.2)
+                self.cancel_again()
             except KeyboardInterrupt as exc:
                 interrupted = exc
+                self.cancel()
         if interrupted is not None:
             raise interrupted
 
@@ -338,6 +361,9 @@ def loaded(
         pipe.flush()
     except PipeClosed:
         stopped = True  # the statement's own error says why (check)
+    except BaseException:
+        load.cancel()
+        raise
     finally:
         pipe.close(load)
     load.check(db_table, pipe.sent, connection)
