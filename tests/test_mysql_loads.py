@@ -347,3 +347,42 @@ def test_a_duplicate_in_a_long_unique_fails_the_restore_and_changes_nothing(
     with pytest.raises(RestoreError, match=r"primary key 2000: .*Duplicate entry"):
         restore_database(prepare_restore(broken, using=alias, only=["difflab.Link"]), mode=mode)
     assert not Link.objects.using(alias).exists()
+
+
+@backends("mariadb")
+def test_a_zero_month_or_day_fails_the_restore_and_changes_nothing(alias, backup_dir):
+    """The backup's UTC text is kept as it is; MariaDB's strict mode alone
+    stores 2025-00-00 (read back as None) where the batches refuse it."""
+    stamp = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    e.AllTypes.objects.using(alias).bulk_create(
+        e.AllTypes(id=number, date_time=stamp) for number in (1, 2, 3)
+    )
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    broken = rewrite_backup(
+        backup,
+        backup.with_name("zero.json"),
+        change_row=lambda label, row: (
+            {**row, "date_time": "2025-00-00T00:00:00+00:00"} if row["id"] == 2 else row
+        ),
+    )
+    e.AllTypes.objects.using(alias).all().delete()
+
+    with pytest.raises(RestoreError, match=r"primary key 2\b"):
+        restore_database(
+            prepare_restore(broken, using=alias, only=["edgecases.AllTypes"]), mode="merge"
+        )
+    assert not e.AllTypes.objects.using(alias).exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-00-01T00:00:00+00:00",
+        "2025-13-01T00:00:00+00:00",
+        "2025-01-00T00:00:00+00:00",
+        "2025-01-32T00:00:00+00:00",
+    ],
+)
+def test_a_month_or_day_out_of_range_is_not_kept_as_text(text):
+    assert not mysql_loads.UTC_TIMESTAMP.fullmatch(text)
+    assert mysql_loads.UTC_TIMESTAMP.fullmatch("2025-12-31T23:59:59+00:00")

@@ -153,13 +153,17 @@ def shortcuts(
 # - decimal: digits, an optional sign and point, no leading zero (Decimal's
 #   own spelling, which format(value, "f") gives back);
 # - datetime, where the connection reads in UTC: the ISO form backups write in
-#   UTC, hours 00-23, no or six fractional digits (str() of the naive UTC
-#   datetime Django would send is the same with a space for the T);
+#   UTC, months 01-12, days 01-31 (a day past the month's end the server
+#   refuses: a warning, so the load is not kept), hours 00-23, no or six
+#   fractional digits (str() of the naive UTC datetime Django would send is
+#   the same with a space for the T);
 # - uuid, for MariaDB's native column: the canonical lower-case spelling,
 #   which is str() of the UUID the driver is given.
 PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?", re.ASCII)
 UTC_TIMESTAMP = re.compile(
-    r"(?!0000)\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{6})?\+00:00", re.ASCII
+    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{6})?\+00:00",
+    re.ASCII,
 )
 CANONICAL_UUID = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII
