@@ -382,6 +382,36 @@ def lock_waits(alias: str) -> int:
     return int(waiting)
 
 
+def signalled_while_waiting(alias: str, faults: Faults, signame: str, *args: str) -> Run:
+    """restoredb --file ARGS, signalled once it waits for a lock: how it ended,
+    checked to be within seconds."""
+    process = subprocess.Popen(
+        manage_command("restoredb", "--file", *args, "--database", alias, "--no-input"),
+        cwd=ROOT,
+        env=manage_env(faults.env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not lock_waits(alias):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the restore never waited for the lock"
+            time.sleep(0.1)
+        process.send_signal(SIGNALS[signame])
+        started = time.monotonic()
+        out, err = process.communicate(timeout=45)
+        stopped = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert stopped < 10, f"the restore went on waiting for its lock for {stopped:.0f} s"
+    return Run(process.returncode, out, err)
+
+
 @backends("postgresql", "mariadb")  # SQLite's wait is its own busy timeout of a few seconds
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_an_interrupt_stops_a_restore_that_waits_for_a_lock(alias, faults, signame):
@@ -399,39 +429,36 @@ def test_an_interrupt_stops_a_restore_that_waits_for_a_lock(alias, faults, signa
             locker.execute("START TRANSACTION")
         table = connection.ops.quote_name(m.NewsletterSubscriber._meta.db_table)
         locker.execute(f"SELECT * FROM {table} FOR UPDATE")
-        process = subprocess.Popen(
-            manage_command(
-                "restoredb", "--file", str(backup), "--database", alias, "--replace", "--no-input"
-            ),
-            cwd=ROOT,
-            env=manage_env(faults.env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not lock_waits(alias):
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "the restore never waited for the lock"
-                time.sleep(0.1)
-            process.send_signal(SIGNALS[signame])
-            started = time.monotonic()
-            out, err = process.communicate(timeout=45)
-            stopped = time.monotonic() - started
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-        run = Run(process.returncode, out, err)
-        assert stopped < 10, f"the restore went on waiting for its lock for {stopped:.0f} s"
+        run = signalled_while_waiting(alias, faults, signame, str(backup), "--replace")
         assert the_line(run, signame) == "The restore was rolled back; the database is unchanged."
         locker.execute(f"SELECT COUNT(*) FROM {table}")
         assert locker.fetchone()[0] > 0  # the rows the lock holder sees are still there
     finally:
         holder.rollback()
         holder.close()
+    faults.assert_nothing_left(signame)
+
+
+@backends("mariadb")
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_stops_a_load_data_that_waits_for_a_lock(alias, faults, signame):
+    """An empty table goes in by LOAD DATA, run in a thread while the main
+    thread writes the rows: the interrupt, taken by the main thread, cancels
+    the thread's statement too."""
+    from tests.difflab.models import Link
+
+    Link.objects.using(alias).bulk_create(Link(url=f"u{n}", title="t") for n in range(100))
+    backup = backup_database(using=alias, only=["difflab.Link"]).path
+    Link.objects.using(alias).all().delete()
+    connection = connections[alias]
+    holder = connection.get_new_connection(connection.get_connection_params())
+    try:
+        holder.cursor().execute(f"LOCK TABLES {Link._meta.db_table} READ")
+        run = signalled_while_waiting(alias, faults, signame, str(backup), "--only", "difflab.Link")
+        assert the_line(run, signame) == "The restore was rolled back; the database is unchanged."
+    finally:
+        holder.close()
+    assert not Link.objects.using(alias).exists()
     faults.assert_nothing_left(signame)
 
 

@@ -318,3 +318,83 @@ def test_a_backup_clashing_with_itself_fails_and_changes_nothing(
         assert cursor.fetchone() == (1, 1)
     restore_database(prepare_restore(backup, using=alias), mode="replace")
     assert comparable_tables(database_contents(alias)) == before
+
+
+def emptied_after_backup(alias, model, pk, change):
+    """A backup of `model`'s table with the row `pk` edited by hand; the table
+    is then emptied, so that a restore loads it by LOAD DATA."""
+    label = model._meta.label
+    backup = backup_database(using=alias, only=[label]).path
+    broken = rewrite_backup(
+        backup,
+        backup.with_name("edited.json"),
+        change_row=lambda label, row: {**row, **change} if row["id"] == pk else row,
+    )
+    model.objects.using(alias).all().delete()
+    return broken
+
+
+@backends("mariadb")
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_duplicate_in_a_long_unique_fails_the_restore_and_changes_nothing(
+    alias, backup_dir, mode
+):
+    """MariaDB keeps a unique value past 768 characters as a hash (a long
+    unique); with unique_checks off, a bulk load into an empty table stored a
+    duplicate there without a warning."""
+    from tests.difflab.models import Link
+
+    Link.objects.using(alias).bulk_create(
+        Link(id=number, url=f"https://example.com/{number}", title=str(number))
+        for number in range(1, 3001)
+    )
+    broken = emptied_after_backup(alias, Link, 2000, {"url": "https://example.com/1"})
+
+    with pytest.raises(RestoreError, match=r"primary key 2000: .*Duplicate entry"):
+        restore_database(prepare_restore(broken, using=alias, only=["difflab.Link"]), mode=mode)
+    assert not Link.objects.using(alias).exists()
+
+
+@backends("mariadb")
+def test_a_zero_month_or_day_fails_the_restore_and_changes_nothing(alias, backup_dir):
+    """The backup's UTC text is kept as it is; MariaDB's strict mode alone
+    stores 2025-00-00 (read back as None) where the batches refuse it."""
+    stamp = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    e.AllTypes.objects.using(alias).bulk_create(
+        e.AllTypes(id=number, date_time=stamp) for number in (1, 2, 3)
+    )
+    broken = emptied_after_backup(alias, e.AllTypes, 2, {"date_time": "2025-00-00T00:00:00+00:00"})
+
+    with pytest.raises(RestoreError, match=r"primary key 2\b"):
+        restore_database(
+            prepare_restore(broken, using=alias, only=["edgecases.AllTypes"]), mode="merge"
+        )
+    assert not e.AllTypes.objects.using(alias).exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-00-01T00:00:00+00:00",
+        "2025-13-01T00:00:00+00:00",
+        "2025-01-00T00:00:00+00:00",
+        "2025-01-32T00:00:00+00:00",
+    ],
+)
+def test_a_month_or_day_out_of_range_is_not_kept_as_text(text):
+    assert not mysql_loads.UTC_TIMESTAMP.fullmatch(text)
+    assert mysql_loads.UTC_TIMESTAMP.fullmatch("2025-12-31T23:59:59+00:00")
+
+
+@backends("mariadb")
+@pytest.mark.parametrize("stamp", ["2025-00-00 00:00:00", "0000-00-00 00:00:00"])
+def test_the_loading_session_refuses_a_zero_month_day_or_date(alias, stamp):
+    """Should other text reach the server as it is, strict mode alone would store it."""
+    table = e.AllTypes._meta.db_table
+    with (
+        transaction.atomic(using=alias),
+        backend_for(connections[alias]).loading_session(),
+        connections[alias].cursor() as cursor,
+        pytest.raises(DatabaseError, match="Incorrect datetime value"),
+    ):
+        cursor.execute(f"INSERT INTO {table} (id, date_time) VALUES (1, %s)", [stamp])

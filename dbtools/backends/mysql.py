@@ -16,6 +16,13 @@ from ..graph import Table
 from . import mysql_loads, mysql_reads
 from .base import DatabaseBackend, values_insert_sql
 
+LOADING_SQL_MODES = (
+    "STRICT_TRANS_TABLES",
+    "NO_ZERO_IN_DATE",
+    "NO_ZERO_DATE",
+    "NO_AUTO_VALUE_ON_ZERO",
+)
+
 
 class MySQLBackend(DatabaseBackend):
     display_name = "MySQL/MariaDB"
@@ -138,15 +145,10 @@ class MySQLBackend(DatabaseBackend):
             self.loads_local_files = mysql_loads.loads_local_files(self.connection)
         return self.loads_local_files
 
-    # Asked of the server once (mysql_loads.loads_in_bulk).
-    loads_in_bulk: bool | None = None
-
     def load_stream(
         self, db_table: str, fields: list[AnyField]
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
-        if self.loads_in_bulk is None:
-            self.loads_in_bulk = mysql_loads.loads_in_bulk(self.connection)
-        return mysql_loads.load_stream(db_table, fields, self.connection, self.loads_in_bulk)
+        return mysql_loads.load_stream(db_table, fields, self.connection)
 
     def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
         return mysql_loads.kept_as_text(self.connection)
@@ -154,13 +156,16 @@ class MySQLBackend(DatabaseBackend):
     @contextlib.contextmanager
     def loading_session(self) -> Iterator[None]:
         """Strict mode makes too-long strings and bad values errors instead of
-        silent truncation; NO_AUTO_VALUE_ON_ZERO keeps an explicit id 0."""
+        silent truncation; NO_ZERO_IN_DATE and NO_ZERO_DATE refuse the zero
+        month, day or date that strict mode alone stores (LOAD DATA takes the
+        backup's datetime text as it is); NO_AUTO_VALUE_ON_ZERO keeps an
+        explicit id 0."""
         connection = self.connection
         with connection.cursor() as cursor:
             cursor.execute("SELECT @@SESSION.sql_mode")
             (previous,) = cursor.fetchone()
             modes = [m for m in previous.split(",") if m]
-            modes += [m for m in ("STRICT_TRANS_TABLES", "NO_AUTO_VALUE_ON_ZERO") if m not in modes]
+            modes += [m for m in LOADING_SQL_MODES if m not in modes]
             cursor.execute("SET SESSION sql_mode = %s", [",".join(modes)])
         try:
             with mysql_sql_mode_seen(connection, set(modes)):

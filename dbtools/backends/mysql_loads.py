@@ -153,13 +153,17 @@ def shortcuts(
 # - decimal: digits, an optional sign and point, no leading zero (Decimal's
 #   own spelling, which format(value, "f") gives back);
 # - datetime, where the connection reads in UTC: the ISO form backups write in
-#   UTC, hours 00-23, no or six fractional digits (str() of the naive UTC
-#   datetime Django would send is the same with a space for the T);
+#   UTC, months 01-12, days 01-31 (a day past the month's end the server
+#   refuses: a warning, so the load is not kept), hours 00-23, no or six
+#   fractional digits (str() of the naive UTC datetime Django would send is
+#   the same with a space for the T);
 # - uuid, for MariaDB's native column: the canonical lower-case spelling,
 #   which is str() of the UUID the driver is given.
 PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?", re.ASCII)
 UTC_TIMESTAMP = re.compile(
-    r"(?!0000)\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{6})?\+00:00", re.ASCII
+    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{6})?\+00:00",
+    re.ASCII,
 )
 CANONICAL_UUID = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII
@@ -235,8 +239,13 @@ class Load:
     connection, reading the pipe at `path`."""
 
     def __init__(self, sql: str, path: str, connection: BaseDatabaseWrapper) -> None:
+        from . import backend_for
+
         raw: Any = connection.connection
         self.raw = raw
+        # Read here, in the connection's own thread (statement_canceller).
+        self.canceller = backend_for(connection).statement_canceller()
+        self.cancelled_at: float | None = None
         self.cursor = raw.cursor()
         self.sql = sql
         self.path = path
@@ -263,6 +272,7 @@ class Load:
                     raise
                 if not self.thread.is_alive():
                     return None
+                self.cancel_again()
                 time.sleep(0.001)
                 continue
             os.set_blocking(fd, True)
@@ -280,76 +290,52 @@ class Load:
                 f"{db_table}, with {self.warnings:,} warnings"
             )
 
+    def cancel(self) -> None:
+        """End the statement, wherever it is (waiting for a lock, reading the
+        rows): the writer side failed or was interrupted, and the main thread,
+        which takes the signals, waits for it next."""
+        self.cancelled_at = time.monotonic()
+        if self.canceller is not None:
+            with contextlib.suppress(Exception):  # it then ends as the pipe closes
+                self.canceller()
+
+    def cancel_again(self) -> None:
+        """A cancel sent before the statement began is lost: sent again while
+        the statement runs on."""
+        if self.cancelled_at is not None and time.monotonic() - self.cancelled_at > 1:
+            self.cancel()
+
     def wait(self) -> None:
         """Until the statement has ended: the connection is the thread's till then."""
         interrupted: BaseException | None = None
         while self.thread.is_alive():
             try:
-                self.thread.join()
+                self.thread.join(timeout=0.2)
+                self.cancel_again()
             except KeyboardInterrupt as exc:
                 interrupted = exc
+                self.cancel()
         if interrupted is not None:
             raise interrupted
 
 
-def loads_in_bulk(connection: BaseDatabaseWrapper) -> bool:
-    """Whether a load into an empty table may use InnoDB's bulk insert (rows
-    sorted into each index, one undo record for the table), which MariaDB
-    uses when unique_checks and foreign_key_checks are both off, as
-    mariadb-import turns them off: only at a version where it works under
-    LOAD DATA (MDEV-34703: mariadb-import checks the same versions), and only
-    with no change buffer, so that for a table that is not bulk loaded (it
-    held rows this transaction deleted) unique_checks = 0 changes nothing.
-    A duplicate still fails the load, as an error or a warning."""
-    mysql: Any = connection
-    if not mysql.mysql_is_mariadb:
-        return False  # MySQL's InnoDB may then skip unique checks altogether
-    version = mysql.mysql_version
-    if not (
-        version >= (11, 7, 2)
-        or (11, 4, 5) <= version < (11, 5)
-        or (10, 11, 11) <= version < (10, 12)
-    ):
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW GLOBAL VARIABLES LIKE 'innodb_change_buffering'")
-        row = cursor.fetchone()
-    return row is None or row[1].lower() == "none"
-
-
-@contextlib.contextmanager
-def unique_checks_off(connection: BaseDatabaseWrapper, off: bool) -> Iterator[None]:
-    if not off:
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT @@SESSION.unique_checks")
-        (previous,) = cursor.fetchone()
-        cursor.execute("SET SESSION unique_checks = 0")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET SESSION unique_checks = %s", [previous])
-
-
 @contextlib.contextmanager
 def load_stream(
-    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper, bulk: bool = False
+    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
 ) -> Iterator[Callable[[list[object]], None]]:
     """One LOAD DATA LOCAL INFILE into `db_table` that rows are written into as
     they come, by the function yielded (a row is its values, in the order of
     `fields`). Raises DatabaseError unless the table took every row sent,
-    exactly (no warning). `bulk`: with unique_checks off for the statement
-    (loads_in_bulk)."""
+    exactly (no warning). Unique checks stay on: with them off, InnoDB's bulk
+    load of an empty table keeps a duplicate in a long (hash) unique index
+    without a word."""
     writers = [text_writer(f, connection) for f in fields]
     folder = tempfile.mkdtemp(prefix=f"{LOAD_FOLDER_PREFIX}{os.getpid()}-")
     path = os.path.join(folder, "rows")
     try:
         os.mkfifo(path, 0o600)
         connection.ensure_connection()
-        with unique_checks_off(connection, bulk):
-            yield from loaded(db_table, fields, connection, path, writers)
+        yield from loaded(db_table, fields, connection, path, writers)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
@@ -379,6 +365,9 @@ def loaded(
         pipe.flush()
     except PipeClosed:
         stopped = True  # the statement's own error says why (check)
+    except BaseException:
+        load.cancel()
+        raise
     finally:
         pipe.close(load)
     load.check(db_table, pipe.sent, connection)
