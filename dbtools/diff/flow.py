@@ -122,10 +122,11 @@ def read_ahead(
     owned: bool,
     jobs: int | None,
 ) -> Iterator[tuple[HelperReaders | None, str | None]]:
-    """(the helpers, or why none reads). As backupdb does: on PostgreSQL `jobs` - 1 more connections in the same
-    snapshot read tables from the end of `tables` (in the order they will be
-    asked for) into a private folder, at most SPOOL_AHEAD_BYTES of them, while
-    this one compares from the start, so server processes build rows at once.
+    """(the helpers, or why none reads). As backupdb does: on PostgreSQL,
+    `jobs` - 1 more connections in the same snapshot read tables from the end
+    of `tables` (in the order they will be asked for) into a private folder,
+    at most SPOOL_AHEAD_BYTES of them, while this one compares from the start,
+    so server processes build rows at once.
     Never for an encrypted or a masked backup: the spool would hold in the
     clear what the backup keeps sealed or hides."""
     plan = Plan(tuple(tables), ())
