@@ -87,11 +87,12 @@ def write_table(
             progress(table.label, spooled.rows, expected)
         count, _ = writer.end_table()
         return TableReport(table.label, table.db_table, count, time.monotonic() - started)
-    batches = (
-        masked.batches(table, connection, keys)  # never the server's: it would read them unmasked
-        if masked is not None and masked.covers(table)
-        else row_source(table, connection, keys)
-    )
+    if keys is not None and not keys:  # a subset reaches no row of it: nothing to ask
+        batches: Generator[list[str] | list[bytes], None, None] = no_batches()
+    elif masked is not None and masked.covers(table):  # never the server's: it reads unmasked
+        batches = masked.batches(table, connection, keys)
+    else:
+        batches = row_source(table, connection, keys)
     done = 0
     # Closed here, not whenever the generator is collected: a traceback keeps
     # it alive, and with it row_batches' reader thread and its cursor.
@@ -103,6 +104,10 @@ def write_table(
                 progress(table.label, done, expected)
     count, _ = writer.end_table()
     return TableReport(table.label, table.db_table, count, time.monotonic() - started)
+
+
+def no_batches() -> Generator[list[str] | list[bytes], None, None]:
+    yield from ()
 
 
 def row_source(
