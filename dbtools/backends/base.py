@@ -251,6 +251,14 @@ class DatabaseBackend:
         through upsert_sql() by one executemany whose row count was `rowcount`."""
         return rowcount
 
+    def check_foreign_keys(self, db_tables: Sequence[str]) -> None:
+        """Raise IntegrityError, naming the first row, if a row of these tables
+        points at a row that does not exist (Django's own check)."""
+        self.connection.check_constraints(table_names=list(db_tables))
+
+    def count_rows(self, model: type[models.Model]) -> int:
+        return models.QuerySet(model=model, using=self.connection.alias).count()
+
     def rows_up_to(self, db_tables: Sequence[str], most: int) -> int:
         """The rows of these tables, counted only as far as one past `most`:
         enough to tell whether they hold more, without reading a big table

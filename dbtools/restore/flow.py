@@ -36,7 +36,7 @@ from typing import Any
 from django.apps import apps
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model, QuerySet
+from django.db.models import Model
 
 from .._compat import queries_not_logged
 from ..backends import backend_for, database_name, vendor_name
@@ -266,7 +266,7 @@ def check_references(connection: BaseDatabaseWrapper, plan: RestorePlan) -> None
     restored = {m.table.label for m in plan.mappings if m.table} | {t.label for t in plan.scope}
     tables = [t.db_table for t in plan.everything if t.label in restored or t.depends_on & restored]
     try:
-        connection.check_constraints(table_names=tables)
+        backend_for(connection).check_foreign_keys(tables)
     except DatabaseError as exc:
         raise RestoreError(
             f"After loading, a foreign key points at a row that does not exist: {plan_cause(plan, exc)}. "
@@ -287,7 +287,7 @@ def verify_counts(plan: RestorePlan, receipts: list[TableReceipt]) -> None:
     for mapping in plan.mappings:
         if mapping.table is None or mapping.table.label.lower() in plan.matched_only:
             continue
-        count = QuerySet(model=mapping.table.model, using=plan.using).count()
+        count = backend_for(connections[plan.using]).count_rows(mapping.table.model)
         if count != mapping.rows:
             raise RestoreError(
                 f"{mapping.table.label} holds {counted(count, 'row')} after the restore, but the backup has "
