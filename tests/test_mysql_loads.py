@@ -115,6 +115,32 @@ def test_every_value_is_written_as_the_insert_would_send_it(alias):
     assert checked > 500
 
 
+def outcome(write, value) -> str | type[Exception]:
+    try:
+        return write(value)
+    except Exception as exc:
+        return type(exc)
+
+
+@backends("mariadb")
+def test_a_rows_line_is_each_value_as_its_column_writes_it(alias):
+    """The compiled line writes a value in line only where its column's own
+    writer would give the same text; values of another type than the
+    column's take the writer's way (and fail as it fails)."""
+    connection = connections[alias]
+    checked = 0
+    with backend_for(connection).loading_session():
+        for field in every_field():
+            write = mysql_loads.text_writer(field, connection)
+            line = mysql_loads.line_writer([field, field], connection)
+            for value in [None, *SAMPLES[kind_of(field)], 7, -3, "plain", "a\tb\\", True]:
+                one = outcome(write, value)
+                both = one if isinstance(one, type) else f"{one}\t{one}"
+                assert outcome(line, [value, value]) == both, (field, value)
+                checked += 1
+    assert checked > 500
+
+
 @backends("mariadb")
 def test_text_is_escaped_for_load_data():
     assert mysql_loads.as_text("a\tb\nc\rd\\e\x00") == "a\\tb\\nc\\rd\\\\e\\0"

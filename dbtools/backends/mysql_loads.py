@@ -105,6 +105,35 @@ def text_writer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable[[A
     return write
 
 
+def line_writer(
+    fields: list[AnyField], connection: BaseDatabaseWrapper
+) -> Callable[[list[object]], str]:
+    """A row's values (in the order of `fields`) -> its line of LOAD DATA text,
+    each value written by its column's text_writer, compiled into one
+    expression for the table: a function call per value was a third of a
+    restore's own time. The commonest values are written in line, exactly as
+    their shortcut writes them: an int by str(), text with nothing to escape
+    as it is. The source holds only indexes, never a name."""
+    from ..restore.inserts import value_preparer
+
+    scope: dict[str, Any] = {"search": ESCAPED.search, "str": str, "int": int, "type": type}
+    parts = []
+    for i, field in enumerate(fields):
+        scope[f"w{i}"] = text_writer(field, connection)
+        quick = shortcuts(field, connection, value_preparer(field, connection))
+        v = f"values[{i}]"
+        if quick.get(int) is str:
+            parts.append(f"(str({v}) if type({v}) is int else w{i}({v}))")
+        elif quick.get(str) is escaped:
+            parts.append(f"({v} if type({v}) is str and not search({v}) else w{i}({v}))")
+        else:
+            parts.append(f"w{i}({v})")
+    line: Callable[[list[object]], str] = eval(
+        f"lambda values: '\\t'.join(({', '.join(parts)},))", scope
+    )
+    return line
+
+
 def escaped(text: str) -> str:
     return text.translate(ESCAPES) if ESCAPED.search(text) else text
 
@@ -329,13 +358,13 @@ def load_stream(
     exactly (no warning). Unique checks stay on: with them off, InnoDB's bulk
     load of an empty table keeps a duplicate in a long (hash) unique index
     without a word."""
-    writers = [text_writer(f, connection) for f in fields]
+    line = line_writer(fields, connection)
     folder = tempfile.mkdtemp(prefix=f"{LOAD_FOLDER_PREFIX}{os.getpid()}-")
     path = os.path.join(folder, "rows")
     try:
         os.mkfifo(path, 0o600)
         connection.ensure_connection()
-        yield from loaded(db_table, fields, connection, path, writers)
+        yield from loaded(db_table, fields, connection, path, line)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
@@ -348,7 +377,7 @@ def loaded(
     fields: list[AnyField],
     connection: BaseDatabaseWrapper,
     path: str,
-    writers: list[Callable[[Any], str]],
+    line: Callable[[list[object]], str],
 ) -> Iterator[Callable[[list[object]], None]]:
     """load_stream's statement, reading the pipe at `path`."""
     load = Load(load_sql(db_table, fields, path, connection), path, connection)
@@ -359,7 +388,7 @@ def loaded(
         pipe.fd = load.open_pipe()
 
         def write(values: list[object]) -> None:
-            pipe.add("\t".join([w(v) for w, v in zip(writers, values, strict=True)]))
+            pipe.add(line(values))
 
         yield write
         pipe.flush()

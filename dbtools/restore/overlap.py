@@ -50,10 +50,14 @@ def rows_already_there(plan: RestorePlan, most: int) -> Overlap:
     """One read of the file; a table's keys are read from the database when
     the file reaches its rows, and let go after them: one table's keys held
     at a time, not every table's at once."""
-    candidates = {m.backup_label: m for m in plan.mappings if key_sources(m) is not None}
+    candidates = {
+        m.backup_label: m
+        for m in plan.mappings
+        if key_sources(m) is not None and holds_rows(m, plan.using)
+    }
     found: list[TableOverlap] = []
     unchecked: list[str] = []
-    if not candidates:
+    if not candidates:  # into empty tables: nothing to find, the file is not read again
         return Overlap(found, unchecked)
     held: dict[str, HeldKeys] = {}
 
@@ -78,18 +82,20 @@ def rows_already_there(plan: RestorePlan, most: int) -> Overlap:
     return Overlap(found, unchecked)
 
 
+def holds_rows(mapping: TableMapping, using: str) -> bool:
+    return mapping.table is not None and mapping.table.model._base_manager.using(using).exists()
+
+
 def keys_held(
     mapping: TableMapping, using: str, most: int, unchecked: list[str]
 ) -> HeldKeys | None:
-    """The keys the table holds, if it holds rows, and at most `most` of them
-    (a bigger one is added to `unchecked`)."""
+    """The keys the table holds (holds_rows found some), if they are at most
+    `most` (a bigger table is added to `unchecked`)."""
     key_columns = key_sources(mapping)
     if mapping.table is None or key_columns is None:
         return None
     table = mapping.table
     rows = table.model._base_manager.using(using)
-    if not rows.exists():
-        return None
     if rows.order_by()[most : most + 1].exists():  # bounded: no count of a big table
         unchecked.append(table.label)
         return None
