@@ -133,7 +133,7 @@ def test_a_rows_line_is_each_value_as_its_column_writes_it(alias):
         for field in every_field():
             write = mysql_loads.text_writer(field, connection)
             line = mysql_loads.line_writer([field, field], connection)
-            for value in [None, *SAMPLES[kind_of(field)], 7, -3, "plain", "a\tb\\", True]:
+            for value in [None, *SAMPLES[kind_of(field)], 0, 7, -3, "plain", "a\tb\\", True]:
                 one = outcome(write, value)
                 both = one if isinstance(one, type) else f"{one}\t{one}"
                 assert outcome(line, [value, value]) == both, (field, value)

@@ -113,7 +113,8 @@ def line_writer(
     expression for the table: a function call per value was a third of a
     restore's own time. The commonest values are written in line, exactly as
     their shortcut writes them: an int by str(), text with nothing to escape
-    as it is. The source holds only indexes, never a name."""
+    as it is, the forms a Kept shortcut takes. The source holds only indexes,
+    never a name."""
     from ..restore.inserts import value_preparer
 
     scope: dict[str, Any] = {"search": ESCAPED.search, "str": str, "int": int, "type": type}
@@ -121,13 +122,18 @@ def line_writer(
     for i, field in enumerate(fields):
         scope[f"w{i}"] = text_writer(field, connection)
         quick = shortcuts(field, connection, value_preparer(field, connection))
-        v = f"values[{i}]"
+        v, w = f"values[{i}]", f"w{i}(values[{i}])"
+        kept = next((k for k in (quick.get(int), quick.get(str)) if isinstance(k, Kept)), None)
         if quick.get(int) is str:
-            parts.append(f"(str({v}) if type({v}) is int else w{i}({v}))")
+            parts.append(f"(str({v}) if type({v}) is int else {w})")
         elif quick.get(str) is escaped:
-            parts.append(f"({v} if type({v}) is str and not search({v}) else w{i}({v}))")
+            parts.append(f"({v} if type({v}) is str and not search({v}) else {w})")
+        elif kept is not None:
+            scope[f"t{i}"], scope[f"r{i}"] = kept.test, kept.rewrite
+            kind = "int" if quick.get(int) is kept else "str"
+            parts.append(f"(r{i}({v}) if type({v}) is {kind} and t{i}({v}) else {w})")
         else:
-            parts.append(f"w{i}({v})")
+            parts.append(w)
     line: Callable[[list[object]], str] = eval(
         f"lambda values: '\\t'.join(({', '.join(parts)},))", scope
     )
@@ -155,25 +161,34 @@ def shortcuts(
     if name == "text" or kind in (models.EmailField, models.SlugField, models.URLField):
         quick[str] = escaped
     elif text := KEPT_TEXT_WRITERS.get(name):
-        test, rewrite = text
-
-        def kept_text(value: str) -> str:
-            return rewrite(value) if test(value) else as_text(prepare(value))
-
-        quick[str] = kept_text
+        quick[str] = Kept(*text, prepare)
     elif name == "integer":
         quick[int] = str
     elif kind in (models.AutoField, models.BigAutoField, models.SmallAutoField):
         # MySQL refuses 0 for an auto field, unless the session allows it.
-        quick[int] = lambda value: str(value) if value else as_text(prepare(value))
+        quick[int] = Kept(bool, str, prepare)
     elif name == "boolean":
         quick[bool] = lambda value: "1" if value else "0"
     elif kind is models.UUIDField and connection.features.has_native_uuid_field:
         quick[uuid.UUID] = str
-        quick[str] = lambda value: (
-            value if CANONICAL_UUID.fullmatch(value) else as_text(prepare(value))
-        )
+        quick[str] = Kept(CANONICAL_UUID.fullmatch, str, prepare)
     return quick
+
+
+class Kept:
+    """A value written as rewrite(value) where test(value) holds, else prepared
+    as the INSERT prepares it (line_writer writes the first case in line)."""
+
+    def __init__(
+        self,
+        test: Callable[[Any], object],
+        rewrite: Callable[[Any], str],
+        prepare: Callable[[Any], Any],
+    ) -> None:
+        self.test, self.rewrite, self.prepare = test, rewrite, prepare
+
+    def __call__(self, value: Any) -> str:
+        return self.rewrite(value) if self.test(value) else as_text(self.prepare(value))
 
 
 # Text from the backup that is written as it is, or barely rewritten, by kind:
