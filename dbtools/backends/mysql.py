@@ -8,13 +8,13 @@ import contextlib
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
-from django.db import IntegrityError, models
+from django.db import models
 from django.db.models import CharField, Func
 
 from .._compat import mysql_sql_mode_seen
 from ..archive.codec import AnyField
 from ..graph import Table
-from . import mysql_loads, mysql_reads
+from . import mysql_checks, mysql_loads, mysql_reads
 from .base import DatabaseBackend, values_insert_sql
 
 LOADING_SQL_MODES = (
@@ -114,48 +114,11 @@ class MySQLBackend(DatabaseBackend):
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
 
-    # Right after a bulk load InnoDB keeps most changes to a big table's
-    # secondary indexes in its change buffer and merges them into each page as
-    # the page is read: a query that reads a secondary index (COUNT(*) and
-    # Django's foreign-key check take the smallest one) pays for merging the
-    # whole index at once, minutes at 5M rows on the default buffer pool. The
-    # clustered index was written in key order and reads back at disk speed.
-
     def check_foreign_keys(self, db_tables: Sequence[str]) -> None:
-        """Django's check (and its message), reading each table by its primary key."""
-        quote = self.connection.ops.quote_name
-        introspection = self.connection.introspection
-        with self.connection.cursor() as cursor:
-            for db_table in db_tables:
-                pk = introspection.get_primary_key_column(cursor, db_table)
-                if not pk:
-                    continue
-                for column, relation in introspection.get_relations(cursor, db_table).items():
-                    target_column, target_table = relation[0], relation[1]
-                    cursor.execute(
-                        f"SELECT referring.{quote(pk)}, referring.{quote(column)} "
-                        f"FROM {quote(db_table)} AS referring FORCE INDEX (PRIMARY) "
-                        f"LEFT JOIN {quote(target_table)} AS referred "
-                        f"ON referring.{quote(column)} = referred.{quote(target_column)} "
-                        f"WHERE referring.{quote(column)} IS NOT NULL "
-                        f"AND referred.{quote(target_column)} IS NULL LIMIT 1"
-                    )
-                    bad = cursor.fetchone()
-                    if bad is not None:
-                        raise IntegrityError(
-                            f"The row in table '{db_table}' with primary key '{bad[0]}' has an "
-                            f"invalid foreign key: {db_table}.{column} contains a value "
-                            f"'{bad[1]}' that does not have a corresponding value in "
-                            f"{target_table}.{target_column}."
-                        )
+        mysql_checks.check_foreign_keys(self.connection, db_tables)
 
     def count_rows(self, model: type[models.Model]) -> int:
-        db_table = model._meta.db_table
-        with self.connection.cursor() as cursor:
-            keyed = self.connection.introspection.get_primary_key_column(cursor, db_table)
-            hint = " FORCE INDEX (PRIMARY)" if keyed else ""
-            cursor.execute(f"SELECT COUNT(*) FROM {self.connection.ops.quote_name(db_table)}{hint}")
-            return int(cursor.fetchone()[0])
+        return mysql_checks.count_rows(self.connection, model._meta.db_table)
 
     # Asked of the server once (mysql_reads.quotes_as_orjson).
     quotes_as_orjson: bool | None = None
