@@ -10,7 +10,8 @@ minutes at 5M rows on the default buffer pool. The clustered index was
 written in key order and reads back at disk speed, so both read it (FORCE
 INDEX (PRIMARY)), each table once: all of its foreign keys are checked in one
 pass. The keys themselves come from information_schema in one query, not in
-several per table as Django's introspection asks.
+several per table as Django's introspection asks: the same foreign keys
+Django checks (those into this database's own tables).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ KEYS_SQL = """
 SELECT TABLE_NAME, COLUMN_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME
 FROM information_schema.KEY_COLUMN_USAGE
 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({marks})
-AND (CONSTRAINT_NAME = 'PRIMARY' OR REFERENCED_TABLE_NAME IS NOT NULL)
+AND (CONSTRAINT_NAME = 'PRIMARY' OR (REFERENCED_TABLE_SCHEMA = DATABASE()
+     AND REFERENCED_TABLE_NAME IS NOT NULL AND REFERENCED_COLUMN_NAME IS NOT NULL))
 ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION
 """
 
