@@ -101,3 +101,86 @@ def test_rows_are_counted_by_the_primary_key(alias):
     assert keys["edgecases_emailreference"].references == [
         ("owner_id", "edgecases_uniqueemail", "email")
     ]
+
+
+def raw(alias, *statements):
+    with connections[alias].cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+@backends("mariadb")
+def test_tables_named_alike_are_outside_the_check(alias):
+    """information_schema matches names regardless of case and accents: a
+    table named like one in scope ("Chk_Foo", "chk_café") is not checked."""
+    fk = "CONSTRAINT chk_fk_{} FOREIGN KEY (pid) REFERENCES chk_parent (id)"
+    raw(
+        alias,
+        "CREATE TABLE chk_parent (id INT PRIMARY KEY)",
+        *(
+            f"CREATE TABLE `{name}` (id INT PRIMARY KEY, pid INT, {fk.format(i)})"
+            for i, name in enumerate(("chk_foo", "Chk_Foo", "chk_cafe", "chk_café"))
+        ),
+    )
+    try:
+        raw(
+            alias,
+            "SET foreign_key_checks = 0",
+            "INSERT INTO chk_parent VALUES (1)",
+            "INSERT INTO chk_foo VALUES (1, 1)",
+            "INSERT INTO chk_cafe VALUES (1, 1)",
+            "INSERT INTO `Chk_Foo` VALUES (7, 99)",
+            "INSERT INTO `chk_café` VALUES (8, 98)",
+            "SET foreign_key_checks = 1",
+        )
+        backend_for(connections[alias]).check_foreign_keys(["chk_foo", "chk_parent", "chk_cafe"])
+        with pytest.raises(IntegrityError, match="'chk_café' with primary key '8'"):
+            backend_for(connections[alias]).check_foreign_keys(["chk_café"])
+    finally:
+        raw(
+            alias,
+            *(
+                f"DROP TABLE IF EXISTS `{n}`"
+                for n in ("chk_foo", "Chk_Foo", "chk_cafe", "chk_café", "chk_parent")
+            ),
+        )
+
+
+@backends("mariadb")
+def test_only_references_to_a_primary_key_share_a_pass(alias, monkeypatch):
+    """A reference to a column that is not a one-column primary key can match
+    many rows: joined with another, the rows would multiply."""
+    raw(
+        alias,
+        "CREATE TABLE chk_target (id INT PRIMARY KEY, a INT, b INT, KEY (a), KEY (b))",
+        "CREATE TABLE chk_pointing (id INT PRIMARY KEY, t INT, a INT, b INT, "
+        "FOREIGN KEY (t) REFERENCES chk_target (id), FOREIGN KEY (a) REFERENCES chk_target (a), "
+        "FOREIGN KEY (b) REFERENCES chk_target (b))",
+    )
+    passes: list[list[str]] = []
+    original = mysql_checks.dangling
+
+    def watched(connection, db_table, pk, references):
+        passes.append(sorted(column for column, _, _ in references))
+        return original(connection, db_table, pk, references)
+
+    monkeypatch.setattr(mysql_checks, "dangling", watched)
+    try:
+        raw(alias, "INSERT INTO chk_target VALUES (1, 1, 1), (2, 1, 1)")
+        raw(alias, "INSERT INTO chk_pointing VALUES (1, 1, 1, 1)")
+        mysql_checks.check_foreign_keys(connections[alias], ["chk_pointing"])
+        assert sorted(passes) == [["a"], ["b"], ["t"]]
+        raw(alias, "SET foreign_key_checks = 0", "INSERT INTO chk_pointing VALUES (2, 1, 1, 5)")
+        raw(alias, "SET foreign_key_checks = 1")
+        with pytest.raises(IntegrityError, match=r"chk_pointing\.b contains a value '5'"):
+            mysql_checks.check_foreign_keys(connections[alias], ["chk_pointing"])
+    finally:
+        raw(alias, "DROP TABLE IF EXISTS chk_pointing", "DROP TABLE IF EXISTS chk_target")
+
+
+@backends("mariadb")
+def test_a_row_of_no_columns_is_an_empty_line(alias):
+    assert mysql_checks is not None
+    from dbtools.backends import mysql_loads
+
+    assert mysql_loads.line_writer([], connections[alias])([]) == ""

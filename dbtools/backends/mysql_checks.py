@@ -25,9 +25,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 KEYS_SQL = """
 SELECT TABLE_NAME, COLUMN_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME
 FROM information_schema.KEY_COLUMN_USAGE
-WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({marks})
-AND (CONSTRAINT_NAME = 'PRIMARY' OR (REFERENCED_TABLE_SCHEMA = DATABASE()
-     AND REFERENCED_TABLE_NAME IS NOT NULL AND REFERENCED_COLUMN_NAME IS NOT NULL))
+WHERE TABLE_SCHEMA = DATABASE() AND (CONSTRAINT_NAME = 'PRIMARY' OR (TABLE_NAME IN ({marks})
+     AND REFERENCED_TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL
+     AND REFERENCED_COLUMN_NAME IS NOT NULL))
 ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION
 """
 
@@ -42,59 +42,87 @@ class Keys:
 
 
 def table_keys(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> dict[str, Keys]:
-    found: dict[str, Keys] = {name: Keys() for name in db_tables}
-    if not db_tables:
-        return found
+    """The keys of `db_tables` (and the primary keys of every table, which the
+    references need), each table by its own name only: information_schema
+    compares names regardless of case and accents, and another table ("Foo",
+    "café") is outside the check. Where the server folds names to lower case
+    (lower_case_table_names), a name matches its folded form."""
     with connection.cursor() as cursor:
+        cursor.execute("SELECT @@lower_case_table_names")
+        (folded,) = cursor.fetchone()
+        named = {str(n).lower() if folded else str(n): str(n) for n in db_tables}
+        found: dict[str, Keys] = {}
+        if not db_tables:
+            return found
         cursor.execute(KEYS_SQL.format(marks=", ".join(["%s"] * len(db_tables))), list(db_tables))
         for table, column, constraint, target_table, target_column in cursor.fetchall():
-            keys = found.setdefault(table, Keys())
+            name = named.get(table.lower() if folded else table, table)
+            keys = found.setdefault(name, Keys())
             if constraint == "PRIMARY":
                 keys.primary.append(column)
-            else:
+            elif name in db_tables:
                 keys.references.append((column, target_table, target_column))
     return found
 
 
 def check_foreign_keys(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> None:
-    """Raise IntegrityError with Django's message for the first row of these
-    tables whose foreign key points at no row. A table without a primary key
-    is skipped, as Django's check skips it."""
+    """Raise IntegrityError with Django's message for a row of these tables
+    whose foreign key points at no row (where several do, the first row by
+    primary key of one pass, which may not be the one Django would name). A
+    table without a primary key is skipped, as Django's check skips it."""
+    keys = table_keys(connection, db_tables)
+    for db_table in db_tables:
+        own = keys.get(db_table)
+        if own is None or not own.primary or not own.references:
+            continue
+        # References to a one-column primary key match one row at most, so they
+        # are joined together; any other (a unique or non-unique column, part of
+        # a composite key) alone, so that no join multiplies the rows.
+        together = [r for r in own.references if keys.get(r[1], Keys()).primary == [r[2]]]
+        groups = [together] if together else []
+        groups += [[r] for r in own.references if r not in together]
+        for group in groups:
+            dangling(connection, db_table, own.primary[0], group)
+
+
+def dangling(
+    connection: BaseDatabaseWrapper,
+    db_table: str,
+    pk: str,
+    references: list[tuple[str, str, str]],
+) -> None:
+    """One pass over `db_table` by its primary key, checking `references`."""
     quote = connection.ops.quote_name
-    for db_table, keys in table_keys(connection, db_tables).items():
-        if not keys.primary or not keys.references:
-            continue
-        joins, missing, shown = [], [], [f"r.{quote(keys.primary[0])}"]
-        for i, (column, target_table, target_column) in enumerate(keys.references):
-            joins.append(
-                f"LEFT JOIN {quote(target_table)} AS t{i} "
-                f"ON r.{quote(column)} = t{i}.{quote(target_column)}"
+    joins, missing, shown = [], [], [f"r.{quote(pk)}"]
+    for i, (column, target_table, target_column) in enumerate(references):
+        joins.append(
+            f"LEFT JOIN {quote(target_table)} AS t{i} "
+            f"ON r.{quote(column)} = t{i}.{quote(target_column)}"
+        )
+        missing.append(f"(r.{quote(column)} IS NOT NULL AND t{i}.{quote(target_column)} IS NULL)")
+        shown += [f"r.{quote(column)}", missing[-1]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(shown)} FROM {quote(db_table)} AS r FORCE INDEX (PRIMARY) "
+            f"{' '.join(joins)} WHERE {' OR '.join(missing)} LIMIT 1"
+        )
+        bad = cursor.fetchone()
+    if bad is None:
+        return
+    for i, (column, target_table, target_column) in enumerate(references):
+        value, is_dangling = bad[1 + 2 * i], bad[2 + 2 * i]
+        if is_dangling:
+            raise IntegrityError(
+                f"The row in table '{db_table}' with primary key '{bad[0]}' has an "
+                f"invalid foreign key: {db_table}.{column} contains a value '{value}' "
+                f"that does not have a corresponding value in {target_table}.{target_column}."
             )
-            missing.append(
-                f"(r.{quote(column)} IS NOT NULL AND t{i}.{quote(target_column)} IS NULL)"
-            )
-            shown += [f"r.{quote(column)}", missing[-1]]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {', '.join(shown)} FROM {quote(db_table)} AS r FORCE INDEX (PRIMARY) "
-                f"{' '.join(joins)} WHERE {' OR '.join(missing)} LIMIT 1"
-            )
-            bad = cursor.fetchone()
-        if bad is None:
-            continue
-        for i, (column, target_table, target_column) in enumerate(keys.references):
-            value, dangling = bad[1 + 2 * i], bad[2 + 2 * i]
-            if dangling:
-                raise IntegrityError(
-                    f"The row in table '{db_table}' with primary key '{bad[0]}' has an "
-                    f"invalid foreign key: {db_table}.{column} contains a value '{value}' "
-                    f"that does not have a corresponding value in {target_table}.{target_column}."
-                )
 
 
 def count_rows(connection: BaseDatabaseWrapper, db_table: str) -> int:
-    keyed = bool(table_keys(connection, [db_table])[db_table].primary)
-    hint = " FORCE INDEX (PRIMARY)" if keyed else ""
+    quoted = connection.ops.quote_name(db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(db_table)}{hint}")
+        cursor.execute(f"SHOW INDEX FROM {quoted} WHERE Key_name = 'PRIMARY'")
+        hint = " FORCE INDEX (PRIMARY)" if cursor.fetchall() else ""
+        cursor.execute(f"SELECT COUNT(*) FROM {quoted}{hint}")
         return int(cursor.fetchone()[0])

@@ -134,6 +134,8 @@ def line_writer(
             parts.append(f"(r{i}({v}) if type({v}) is {kind} and t{i}({v}) else {w})")
         else:
             parts.append(w)
+    if not parts:
+        return lambda values: ""
     line: Callable[[list[object]], str] = eval(
         f"lambda values: '\\t'.join(({', '.join(parts)},))", scope
     )
