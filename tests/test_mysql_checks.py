@@ -176,11 +176,3 @@ def test_only_references_to_a_primary_key_share_a_pass(alias, monkeypatch):
             mysql_checks.check_foreign_keys(connections[alias], ["chk_pointing"])
     finally:
         raw(alias, "DROP TABLE IF EXISTS chk_pointing", "DROP TABLE IF EXISTS chk_target")
-
-
-@backends("mariadb")
-def test_a_row_of_no_columns_is_an_empty_line(alias):
-    assert mysql_checks is not None
-    from dbtools.backends import mysql_loads
-
-    assert mysql_loads.line_writer([], connections[alias])([]) == ""

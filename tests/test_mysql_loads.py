@@ -142,6 +142,11 @@ def test_a_rows_line_is_each_value_as_its_column_writes_it(alias):
 
 
 @backends("mariadb")
+def test_a_row_of_no_columns_is_an_empty_line(alias):
+    assert mysql_loads.line_writer([], connections[alias])([]) == ""
+
+
+@backends("mariadb")
 def test_text_is_escaped_for_load_data():
     assert mysql_loads.as_text("a\tb\nc\rd\\e\x00") == "a\\tb\\nc\\rd\\\\e\\0"
     assert mysql_loads.as_text("\\N") == "\\\\N"

@@ -47,13 +47,13 @@ def table_keys(connection: BaseDatabaseWrapper, db_tables: Sequence[str]) -> dic
     compares names regardless of case and accents, and another table ("Foo",
     "café") is outside the check. Where the server folds names to lower case
     (lower_case_table_names), a name matches its folded form."""
+    found: dict[str, Keys] = {}
+    if not db_tables:
+        return found
     with connection.cursor() as cursor:
         cursor.execute("SELECT @@lower_case_table_names")
         (folded,) = cursor.fetchone()
         named = {str(n).lower() if folded else str(n): str(n) for n in db_tables}
-        found: dict[str, Keys] = {}
-        if not db_tables:
-            return found
         cursor.execute(KEYS_SQL.format(marks=", ".join(["%s"] * len(db_tables))), list(db_tables))
         for table, column, constraint, target_table, target_column in cursor.fetchall():
             name = named.get(table.lower() if folded else table, table)

@@ -89,6 +89,13 @@ def text_writer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable[[A
     it (restore/inserts.value_preparer), then as the driver would have quoted
     it, in LOAD DATA's text; by a shortcut for the types whose preparation is
     known to end there (shortcuts)."""
+    return column_writer(field, connection)[0]
+
+
+def column_writer(
+    field: AnyField, connection: BaseDatabaseWrapper
+) -> tuple[Callable[[Any], str], dict[type, Callable[[Any], str]]]:
+    """text_writer's function, and the shortcuts it takes by type."""
     from ..restore.inserts import value_preparer
 
     prepare = value_preparer(field, connection)
@@ -102,7 +109,7 @@ def text_writer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable[[A
             return shortcut(value)
         return as_text(prepare(value))
 
-    return write
+    return write, quick
 
 
 def line_writer(
@@ -115,13 +122,10 @@ def line_writer(
     their shortcut writes them: an int by str(), text with nothing to escape
     as it is, the forms a Kept shortcut takes. The source holds only indexes,
     never a name."""
-    from ..restore.inserts import value_preparer
-
     scope: dict[str, Any] = {"search": ESCAPED.search, "str": str, "int": int, "type": type}
     parts = []
     for i, field in enumerate(fields):
-        scope[f"w{i}"] = text_writer(field, connection)
-        quick = shortcuts(field, connection, value_preparer(field, connection))
+        scope[f"w{i}"], quick = column_writer(field, connection)
         v, w = f"values[{i}]", f"w{i}(values[{i}])"
         kept = next((k for k in (quick.get(int), quick.get(str)) if isinstance(k, Kept)), None)
         if quick.get(int) is str:
