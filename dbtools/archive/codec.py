@@ -30,6 +30,7 @@ import datetime
 import decimal
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -374,6 +375,25 @@ class JSONText(Expression):
 
     def parsed(self) -> Any:
         return json.loads(self.text)
+
+
+# The backup's own spellings of some values, which a bulk load may send as
+# they are, or barely rewritten, instead of decoding them (each backend's
+# kept_as_text says where that holds):
+# - a decimal: digits, an optional sign and point, no leading zero;
+# - a UTC timestamp: the ISO form backups write in UTC, months 01-12, days
+#   01-31 (the day is not checked against its month here), hours 00-23, no
+#   or six fractional digits;
+# - a UUID: the canonical lower-case spelling.
+PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?", re.ASCII)
+UTC_TIMESTAMP = re.compile(
+    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{6})?\+00:00",
+    re.ASCII,
+)
+CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII
+)
 
 
 NATIVE_TYPES = {"int": int, "str": str, "bool": bool}

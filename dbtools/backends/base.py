@@ -188,7 +188,10 @@ class DatabaseBackend:
         self, db_table: str, fields: list[AnyField]
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         """One bulk load into `db_table` that rows are written into as they come,
-        by the function it yields (a row is its values, in the order of `fields`)."""
+        by the function it yields (a row is its values, in the order of `fields`).
+        It fails (a DatabaseError or ValueError) on any value the database
+        would not store exactly, a decimal with more digits than it keeps
+        included (RowPipeline.decimal_checks are left to it)."""
         raise NotImplementedError
 
     def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:

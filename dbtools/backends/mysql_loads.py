@@ -39,7 +39,14 @@ from typing import Any
 from django.db import DatabaseError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..archive.codec import AnyField, JSONText, kind_of
+from ..archive.codec import (
+    CANONICAL_UUID,
+    PLAIN_DECIMAL,
+    UTC_TIMESTAMP,
+    AnyField,
+    JSONText,
+    kind_of,
+)
 from .pg_loads import COPY_KINDS
 
 # The private folders that hold a load's pipe: dbtools-load-<pid>-<random>.
@@ -197,27 +204,13 @@ class Kept:
         return self.rewrite(value) if self.test(value) else as_text(self.prepare(value))
 
 
-# Text from the backup that is written as it is, or barely rewritten, by kind:
-# text whose get_db_prep_save() the driver would send as exactly this text (a
-# test compares them), so that it is neither decoded nor prepared.
-# - decimal: digits, an optional sign and point, no leading zero (Decimal's
-#   own spelling, which format(value, "f") gives back);
-# - datetime, where the connection reads in UTC: the ISO form backups write in
-#   UTC, months 01-12, days 01-31 (a day past the month's end the server
-#   refuses: a warning, so the load is not kept), hours 00-23, no or six
-#   fractional digits (str() of the naive UTC datetime Django would send is
-#   the same with a space for the T);
-# - uuid, for MariaDB's native column: the canonical lower-case spelling,
-#   which is str() of the UUID the driver is given.
-PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?", re.ASCII)
-UTC_TIMESTAMP = re.compile(
-    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
-    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{6})?\+00:00",
-    re.ASCII,
-)
-CANONICAL_UUID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII
-)
+# The backup's text that MariaDB takes as it is, or barely rewritten
+# (codec.py's spellings), so that it is neither decoded nor prepared: a
+# decimal as format(value, "f") writes it; a UTC timestamp where the
+# connection reads in UTC (str() of the naive datetime Django sends is the
+# same with a space for the T; a day past the month's end the server refuses:
+# a warning, so the load is not kept); for MariaDB's native uuid column, the
+# canonical spelling, which is str() of the UUID the driver is given.
 # By value_preparer's name: the test of the text, and how it is written.
 KEPT_TEXT_WRITERS: dict[str, tuple[Callable[[str], object], Callable[[str], str]]] = {
     "finite_decimal": (PLAIN_DECIMAL.fullmatch, str),

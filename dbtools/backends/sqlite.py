@@ -1,5 +1,5 @@
 """SQLite: a file, not a server; decimals stored as floating point; triggers
-dropped while a restore's rows go in."""
+dropped while a restore's rows go in; empty tables loaded by sqlite_loads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..archive.codec import AnyField
+from . import sqlite_loads
 from .base import DatabaseBackend
 
 
@@ -30,6 +32,17 @@ class SQLiteBackend(DatabaseBackend):
             f"{quote(db_table)}.{quote(column)} IS NOT "
             f"excluded.{quote(column)} COLLATE {quote(self.binary_collation)}"
         )
+
+    def can_load_stream(self, fields: list[AnyField]) -> bool:
+        return sqlite_loads.can_load(fields)
+
+    def load_stream(
+        self, db_table: str, fields: list[AnyField]
+    ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
+        return sqlite_loads.load_stream(db_table, fields, self.connection)
+
+    def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
+        return sqlite_loads.kept_as_text(self.connection)
 
     def stored_datetime_parser(self) -> Callable[[str], Any]:
         from django.utils.dateparse import parse_datetime

@@ -14,12 +14,12 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..archive.codec import AnyField, BadValue, JSONText, kind_of
 from ..backends import backend_for
+from ..backends.sqlite_loads import SQLITE_DECIMAL_DIGITS, too_many_digits
 from ..exceptions import RestoreError
 from .failures import bad_value_error, shown_in_error
 from .plan import RestorePlan, TableMapping
 
 BATCH_ROWS = 1_000
-SQLITE_DECIMAL_DIGITS = 15
 
 Converters = list[tuple[str, Callable[[Any, dict[str, Any]], Any]]]
 
@@ -160,24 +160,34 @@ class RowPipeline:
     def converters(self, mapping: TableMapping) -> Converters:
         """Per-column checks and conversions: a type changed since the backup,
         or a value this database cannot hold exactly."""
+        return self.type_changes(mapping) + self.decimal_checks(mapping)
+
+    def type_changes(self, mapping: TableMapping) -> Converters:
+        """The conversions of the columns whose type changed since the backup."""
         assert mapping.table is not None
         label = mapping.table.label
         backup_kinds = {c["name"]: c["kind"] for c in mapping.columns}
-        result = []
-        for model_field, source in mapping.sources:
-            if source is None:
-                continue
-            kind = kind_of(model_field)
-            if backup_kinds[source] != kind:
-                result.append(
-                    (
-                        model_field.attname,
-                        self.type_change(label, model_field, backup_kinds[source]),
-                    )
-                )
-            elif kind == "decimal" and backend_for(self.connection).stores_decimals_inexactly:
-                result.append((model_field.attname, self.sqlite_decimal(label, model_field)))
-        return result
+        return [
+            (
+                model_field.attname,
+                self.type_change(label, model_field, backup_kinds[source]),
+            )
+            for model_field, source in mapping.sources
+            if source is not None and backup_kinds[source] != kind_of(model_field)
+        ]
+
+    def decimal_checks(self, mapping: TableMapping) -> Converters:
+        """Where the database keeps decimals as floating point (SQLite), the
+        refusal of a decimal with more digits than it keeps exactly."""
+        assert mapping.table is not None
+        if not backend_for(self.connection).stores_decimals_inexactly:
+            return []
+        backup_kinds = {c["name"]: c["kind"] for c in mapping.columns}
+        return [
+            (model_field.attname, self.sqlite_decimal(mapping.table.label, model_field))
+            for model_field, source in mapping.sources
+            if source is not None and backup_kinds[source] == kind_of(model_field) == "decimal"
+        ]
 
     def type_change(
         self, label: str, model_field: AnyField, was: str
@@ -210,10 +220,7 @@ class RowPipeline:
         pk_names = [f.attname for f in model_field.model._meta.pk_fields]
 
         def check(value: Decimal, row: dict[str, Any]) -> Decimal:
-            if (
-                value.is_finite()
-                and len(value.normalize().as_tuple().digits) > SQLITE_DECIMAL_DIGITS
-            ):
+            if too_many_digits(value):
                 pk, shown, _ = shown_in_error(
                     label, row, pk_names, model_field.name, value, show=str
                 )

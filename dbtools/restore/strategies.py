@@ -93,7 +93,10 @@ class CopyStream:
     def stream(self, load: TableLoad, rows: Rows) -> None:
         backend = backend_for(load.connection)
         kept_as_text = backend.load_kept_as_text()
-        sources = load.pipeline.copied_as_they_are(load.mapping, load.fields, load.converters)
+        # A load stream refuses a decimal the database cannot store exactly itself.
+        sources = load.pipeline.copied_as_they_are(
+            load.mapping, load.fields, load.pipeline.type_changes(load.mapping)
+        )
         with backend.load_stream(self.into or load.table.db_table, load.fields) as write:
             if sources is None or kept_as_text is None:
                 number, skipped = self.prepared_rows(load, rows, write)

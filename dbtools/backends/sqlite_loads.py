@@ -1,0 +1,175 @@
+"""SQLite's bulk load into an empty table (used through backends.sqlite and the
+restore's CopyStream): the rows through one prepared INSERT, a few thousand
+at a time (executemany), as the batches' plain INSERT sends them, but without
+a dict per row: each row's values are prepared by one expression compiled
+for the table.
+
+Each value is what the batches' plain INSERT sends (the same
+get_db_prep_save() preparation, restore/inserts.value_preparer). Text the
+backup holds for a timestamp, a decimal or a UUID is sent as the text that
+preparation would have given, where a test proves it is (kept_as_text), and
+is not decoded. An error (a duplicate key, a NOT NULL, a decimal SQLite
+cannot hold exactly) fails the load; the restore rolls back its savepoint
+and loads the table again in batches, whose diagnosis names the row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ..archive.codec import (
+    CANONICAL_UUID,
+    PLAIN_DECIMAL,
+    UTC_TIMESTAMP,
+    AnyField,
+    JSONText,
+    kind_of,
+)
+from .base import values_insert_sql
+
+# Rows sent by one executemany(): memory stays flat, and each call is long
+# enough that its own cost does not count.
+STREAM_ROWS = 2_000
+# SQLite keeps a decimal as a float: more significant digits than this are
+# not kept exactly (restore/rows.py refuses them with the row's key).
+SQLITE_DECIMAL_DIGITS = 15
+
+
+def can_load(fields: list[AnyField]) -> bool:
+    """Whether the plain INSERT takes these fields' values: a field that sends
+    its value through a placeholder of its own is left to the insert compiler."""
+    return all(getattr(f, "get_placeholder_sql", None) is None for f in fields)
+
+
+def exact_decimal_text(text: str) -> bool:
+    """Whether `text` is what the Decimal read from it is sent as (str(), the
+    adapter Django registers) and has no more significant digits than SQLite
+    keeps: plain digits, and not a value str() writes with an exponent
+    (below 1E-6)."""
+    if not PLAIN_DECIMAL.fullmatch(text):
+        return False
+    whole, _, fraction = text.lstrip("-").partition(".")
+    if whole == "0" and fraction.startswith("000000"):
+        return False
+    return len((whole + fraction).strip("0")) <= SQLITE_DECIMAL_DIGITS
+
+
+def sent_timestamp_text(text: str) -> bool:
+    """Whether `text` is a backup's UTC timestamp whose naive str(), which
+    Django sends, is the same text with a space for the T and no offset: a
+    real date (SQLite would keep the 30th of February as it is) with no
+    fraction or a fraction str() keeps (not .000000)."""
+    if not UTC_TIMESTAMP.fullmatch(text) or text.endswith(".000000+00:00"):
+        return False
+    if text[8:10] <= "28":
+        return True
+    try:
+        datetime.date.fromisoformat(text[:10])
+    except ValueError:
+        return False
+    return True
+
+
+def kept_as_text(connection: BaseDatabaseWrapper) -> dict[str, Callable[[str], object]]:
+    """By kind, the backup's text a load sends as it is or barely rewritten
+    (row_preparer): a UUID's canonical spelling (its hex without the dashes,
+    as UUIDField sends it where the column is text), a decimal's exact text,
+    a UTC timestamp where the connection reads in UTC."""
+    from ..restore.text_reads import reads_as_utc
+
+    kept: dict[str, Callable[[str], object]] = {
+        "decimal": exact_decimal_text,
+        "uuid": CANONICAL_UUID.fullmatch,
+    }
+    if reads_as_utc(connection):
+        kept["datetime"] = sent_timestamp_text
+    return kept
+
+
+def too_many_digits(value: Decimal) -> bool:
+    """Whether SQLite, which keeps a decimal as a float, cannot keep `value` exactly."""
+    return value.is_finite() and len(value.normalize().as_tuple().digits) > SQLITE_DECIMAL_DIGITS
+
+
+def checked_decimal(prepare: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if type(value) is Decimal and too_many_digits(value):
+            raise ValueError(f"{value} has more significant digits than SQLite keeps")
+        return prepare(value)
+
+    return check
+
+
+# value_preparer's functions that give a value of this type back as it is.
+KEPT_TYPES = {"text": "str", "integer": "int", "boolean": "bool"}
+# value_preparer's functions whose text kept_as_text keeps, with its test and
+# the text sent for it.
+KEPT_TEXT = {
+    "utc_datetime": (sent_timestamp_text, "{v}[:10] + ' ' + {v}[11:-6]"),
+    "uuid_hex": (CANONICAL_UUID.fullmatch, "{v}.replace('-', '')"),
+    "finite_decimal": (exact_decimal_text, "{v}"),
+}
+
+
+def row_preparer(
+    fields: list[AnyField], connection: BaseDatabaseWrapper
+) -> Callable[[list[object]], tuple[Any, ...]]:
+    """A row's values (in the order of `fields`) -> the parameters the plain
+    INSERT sends for them (restore/inserts.prepared_values, value for value),
+    compiled into one expression for the table: the commonest values inline
+    (an int, text, a bool as they are; a kept text as KEPT_TEXT writes it; a
+    JSONText as its text), any other value through its column's preparer. A
+    decimal with more significant digits than SQLite keeps raises ValueError.
+    The source holds only indexes, never a name."""
+    from ..restore.inserts import value_preparer
+
+    scope: dict[str, Any] = {"type": type, "str": str, "int": int, "bool": bool, "J": JSONText}
+    parts = []
+    for i, field in enumerate(fields):
+        prepare = value_preparer(field, connection)
+        name = prepare.__name__
+        scope[f"p{i}"] = checked_decimal(prepare) if kind_of(field) == "decimal" else prepare
+        v = f"values[{i}]"
+        otherwise = f"{v}.text if type({v}) is J else p{i}({v})"
+        if name in KEPT_TYPES:
+            parts.append(f"({v} if type({v}) is {KEPT_TYPES[name]} else {otherwise})")
+        elif name in KEPT_TEXT:
+            test, sent = KEPT_TEXT[name]
+            scope[f"t{i}"] = test
+            parts.append(f"({sent.format(v=v)} if type({v}) is str and t{i}({v}) else {otherwise})")
+        else:
+            parts.append(f"({otherwise})")
+    if not parts:
+        return lambda values: ()
+    row: Callable[[list[object]], tuple[Any, ...]] = eval(
+        f"lambda values: ({', '.join(parts)},)", scope
+    )
+    return row
+
+
+@contextlib.contextmanager
+def load_stream(
+    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
+) -> Iterator[Callable[[list[object]], None]]:
+    """Rows written into `db_table` as they come, by the function yielded (a
+    row is its values, in the order of `fields`), STREAM_ROWS at a time."""
+    prepared = row_preparer(fields, connection)
+    sql = values_insert_sql(connection.ops.quote_name, db_table, [str(f.column) for f in fields])
+    waiting: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+
+        def write(values: list[object]) -> None:
+            waiting.append(prepared(values))
+            if len(waiting) >= STREAM_ROWS:
+                cursor.executemany(sql, waiting)
+                waiting.clear()
+
+        yield write
+        if waiting:
+            cursor.executemany(sql, waiting)

@@ -1,0 +1,210 @@
+"""SQLite: a table that starts empty is loaded through one prepared INSERT,
+each row's parameters built by one expression compiled for the table
+(dbtools/backends/sqlite_loads.py). Each parameter must be what the batches'
+plain INSERT sends (restore/inserts.prepared_values), and the backup's text
+kept as it is must be what its decoded value would have been sent as."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.apps import apps
+from django.db import connections
+
+from dbtools.archive.codec import JSONText, decoder_for, kind_of
+from dbtools.backends import backend_for, sqlite_loads
+from dbtools.backup import backup_database
+from dbtools.exceptions import RestoreError
+from dbtools.restore import prepare_restore, restore_database
+from dbtools.restore.inserts import prepared_values
+from tests.conftest import backends
+from tests.helpers import comparable_tables, database_contents, rewrite_backup
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+UTC = datetime.UTC
+TIMESTAMP_TEXTS = [
+    "2025-01-02T03:04:05.123456+00:00",
+    "2025-01-02T03:04:05+00:00",
+    "2025-01-02T03:04:05.000000+00:00",  # str() of the datetime drops the fraction
+    "2024-02-29T00:00:00+00:00",
+    "2023-02-29T00:00:00+00:00",  # no such day: refused when decoded
+    "2025-04-31T00:00:00+00:00",
+    "2025-12-31T23:59:59.999999+00:00",
+    "2025-01-02T03:04:05.123456+01:00",
+    "2025-01-02T03:04:05.12+00:00",
+    "2025-01-02 03:04:05+00:00",
+]
+DECIMAL_TEXTS = [
+    "12.50",
+    "-0.00",
+    "0",
+    "007",
+    "1E+2",
+    "0.000001",
+    "0.0000001",  # str() of its Decimal is 1E-7
+    "0.0000000",
+    "123456789012345",
+    "1234567890123456",  # more significant digits than SQLite keeps
+    "0.1000000000000000",
+    "-123456.7890123456",
+    "NaN",
+]
+UUID_TEXTS = [
+    "12345678-1234-5678-1234-567812345678",
+    "00000000-0000-0000-0000-000000000000",
+    "12345678-1234-5678-1234-56781234567A",
+    "12345678123456781234567812345678",
+    "{12345678-1234-5678-1234-567812345678}",
+]
+SAMPLES: dict[str, list[object]] = {
+    "int": [1, -5, 2**63 - 1, -(2**63), True, "7"],
+    "bool": [True, False, 1, 0],
+    "str": ["", "N", "a\tb\nc\r\\", "é 😀", "\x00", 7],
+    "uuid": [uuid.UUID("12345678-1234-5678-1234-567812345678"), *UUID_TEXTS],
+    "date": [datetime.date(1000, 1, 1), "2025-01-02"],
+    "time": [datetime.time(0, 0), datetime.time(23, 59, 59, 999999)],
+    "datetime": [
+        datetime.datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+        datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+        *TIMESTAMP_TEXTS,
+    ],
+    "decimal": [Decimal("12345678901234.5"), Decimal("-0.0000000001"), Decimal(7), "12.5"],
+    "float": [0.1, -0.0, 1e300, 5e-324],
+    "duration": [datetime.timedelta(days=-1, microseconds=1), datetime.timedelta(0)],
+    "binary": [b"", bytes(range(256))],
+    "json": [JSONText('{"a": [1, 2.5, null, "x\\n{"]}'), {"b": 1}, [1, "\t"], "text"],
+}
+
+
+def every_field():
+    for app in ("shop", "edgecases"):
+        for model in apps.get_app_config(app).get_models():
+            for field in model._meta.concrete_fields:
+                if kind_of(field) in SAMPLES:
+                    yield field
+
+
+def bound(value: object) -> object:
+    """A parameter as sqlite3 binds it: Django registers str() for Decimal."""
+    return str(value) if type(value) is Decimal else value
+
+
+def outcome(make, *args) -> object:
+    try:
+        return make(*args)
+    except Exception as exc:
+        return type(exc)
+
+
+def reference(field, value, connection) -> object:
+    """The parameter the batches' plain INSERT sends, or its error; a decimal
+    SQLite cannot hold exactly is refused (ValueError) by the load."""
+
+    def prepare() -> object:
+        if type(value) is Decimal and sqlite_loads.too_many_digits(value):
+            raise ValueError(value)
+        (row,) = prepared_values([field], [{field.attname: value}], connection)
+        return bound(row[0])
+
+    return outcome(prepare)
+
+
+def loaded(field, value, connection) -> object:
+    return outcome(lambda: bound(sqlite_loads.row_preparer([field], connection)([value])[0]))
+
+
+@backends("sqlite")
+def test_every_value_is_sent_as_the_insert_would_send_it(alias):
+    connection = connections[alias]
+    checked = 0
+    for field in every_field():
+        for value in [None, *SAMPLES[kind_of(field)]]:
+            assert loaded(field, value, connection) == reference(field, value, connection), (
+                field,
+                value,
+            )
+            checked += 1
+    assert checked > 400
+
+
+@backends("sqlite")
+@pytest.mark.parametrize(
+    "kind, texts", [("datetime", TIMESTAMP_TEXTS), ("decimal", DECIMAL_TEXTS), ("uuid", UUID_TEXTS)]
+)
+def test_text_kept_as_it_is_is_sent_as_its_decoded_value(alias, kind, texts):
+    """The decoder keeps a text where kept_as_text's test passes: the load
+    must then send what it would have sent for the decoded value. A text the
+    test refuses is decoded (and may be refused as a bad value)."""
+    connection = connections[alias]
+    keeps = backend_for(connection).load_kept_as_text()
+    assert keeps is not None and set(keeps) == {"decimal", "datetime", "uuid"}
+    decode = decoder_for(kind)
+    fields = [f for f in every_field() if kind_of(f) == kind]
+    assert fields
+    kept = 0
+    for text in texts:
+        if not keeps[kind](text):
+            continue
+        kept += 1
+        decoded = decode(text)  # a text kept is one the decoder reads
+        for field in fields:
+            assert loaded(field, text, connection) == reference(field, decoded, connection), (
+                field,
+                text,
+            )
+    assert 2 <= kept < len(texts)
+
+
+def test_what_the_kept_texts_tests_refuse():
+    assert not sqlite_loads.sent_timestamp_text("2025-01-02T03:04:05.000000+00:00")
+    assert not sqlite_loads.sent_timestamp_text("2023-02-29T00:00:00+00:00")
+    assert not sqlite_loads.sent_timestamp_text("2025-04-31T00:00:00+00:00")
+    assert sqlite_loads.sent_timestamp_text("2024-02-29T00:00:00+00:00")
+    assert not sqlite_loads.exact_decimal_text("0.0000001")
+    assert not sqlite_loads.exact_decimal_text("1234567890123456")
+    assert not sqlite_loads.exact_decimal_text("007")
+    assert sqlite_loads.exact_decimal_text("123456789012345")
+    assert sqlite_loads.exact_decimal_text("0.1000000000000000")
+
+
+@backends("sqlite")
+def test_a_row_of_no_columns_has_no_parameters(alias):
+    assert sqlite_loads.row_preparer([], connections[alias])([]) == ()
+
+
+@backends("sqlite")
+@pytest.mark.parametrize(
+    "column, text, refusal",
+    [
+        ("created_at", "2023-02-29T10:00:00+00:00", "column created_at holds"),
+        ("subtotal", "1234567890123456", "more than 15 significant digits"),
+    ],
+)
+def test_a_value_sqlite_would_keep_wrongly_fails_the_restore_naming_its_row(
+    alias, backup_dir, column, text, refusal
+):
+    from shop.seed import seed_shop
+
+    seed_shop(300, using=alias)
+    backup = backup_database(using=alias).path
+    first: list[object] = []
+
+    def change(label, row):
+        if label == "shop.Order" and not first:
+            first.append(row["id"])
+            return {**row, column: text}
+        return row
+
+    broken = rewrite_backup(backup, backup.with_name("broken.json"), change_row=change)
+    before = comparable_tables(database_contents(alias))
+
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(broken, using=alias), mode="replace")
+
+    assert "shop.Order" in str(caught.value) and refusal in str(caught.value), caught.value
+    assert str(first[0]) in str(caught.value)
+    assert comparable_tables(database_contents(alias)) == before
