@@ -1,7 +1,7 @@
 """SQLite: a table that starts empty is loaded through one prepared INSERT,
 each row's parameters built by one expression compiled for the table
 (dbtools/backends/sqlite_loads.py). Each parameter must be what the batches'
-plain INSERT sends (restore/inserts.prepared_values), and the backup's text
+plain INSERT sends (what Django's get_db_prep_save() gives), and the backup's text
 kept as it is must be what its decoded value would have been sent as."""
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from dbtools.backends import backend_for, sqlite_loads
 from dbtools.backup import backup_database
 from dbtools.exceptions import RestoreError
 from dbtools.restore import prepare_restore, restore_database
-from dbtools.restore.inserts import prepared_values
 from tests.conftest import backends
 from tests.helpers import comparable_tables, database_contents, rewrite_backup
 
@@ -63,7 +62,7 @@ UUID_TEXTS = [
 SAMPLES: dict[str, list[object]] = {
     "int": [1, -5, 2**63 - 1, -(2**63), True, "7"],
     "bool": [True, False, 1, 0],
-    "str": ["", "N", "a\tb\nc\r\\", "é 😀", "\x00", 7],
+    "str": ["", "N", "a\tb\nc\r\\", "é 😀", "\x00", 7, "127.0.0.1", "::1", "::ffff:1.2.3.4"],
     "uuid": [uuid.UUID("12345678-1234-5678-1234-567812345678"), *UUID_TEXTS],
     "date": [datetime.date(1000, 1, 1), "2025-01-02"],
     "time": [datetime.time(0, 0), datetime.time(23, 59, 59, 999999)],
@@ -101,20 +100,22 @@ def outcome(make, *args) -> object:
 
 
 def reference(field, value, connection) -> object:
-    """The parameter the batches' plain INSERT sends, or its error; a decimal
-    SQLite cannot hold exactly is refused (ValueError) by the load."""
+    """The parameter Django's insert compiler sends (with raw=True), or its
+    error; a decimal SQLite cannot hold exactly is refused (ValueError) by
+    the load."""
 
     def prepare() -> object:
         if type(value) is Decimal and sqlite_loads.too_many_digits(value):
             raise ValueError(value)
-        (row,) = prepared_values([field], [{field.attname: value}], connection)
-        return bound(row[0])
+        if type(value) is JSONText:  # the insert compiler's JSONText is its text
+            return value.text
+        return bound(field.get_db_prep_save(value, connection=connection))
 
     return outcome(prepare)
 
 
 def loaded(field, value, connection) -> object:
-    return outcome(lambda: bound(sqlite_loads.row_preparer([field], connection)([value])[0]))
+    return outcome(lambda: bound(sqlite_loads.row_preparer([field], connection)(value)[0]))
 
 
 @backends("sqlite")
@@ -172,8 +173,21 @@ def test_what_the_kept_texts_tests_refuse():
 
 
 @backends("sqlite")
+def test_a_rows_parameters_are_each_value_as_its_column_sends_it(alias):
+    connection = connections[alias]
+    fields = list(every_field())
+    values = [SAMPLES[kind_of(f)][0] for f in fields]
+    one_by_one = tuple(
+        sqlite_loads.row_preparer([f], connection)(v)[0]
+        for f, v in zip(fields, values, strict=True)
+    )
+    assert sqlite_loads.row_preparer(fields, connection)(*values) == one_by_one
+    assert len(one_by_one) > 100
+
+
+@backends("sqlite")
 def test_a_row_of_no_columns_has_no_parameters(alias):
-    assert sqlite_loads.row_preparer([], connections[alias])([]) == ()
+    assert sqlite_loads.row_preparer([], connections[alias])() == ()
 
 
 @backends("sqlite")

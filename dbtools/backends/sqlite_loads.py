@@ -52,12 +52,12 @@ def exact_decimal_text(text: str) -> bool:
     adapter Django registers) and has no more significant digits than SQLite
     keeps: plain digits, and not a value str() writes with an exponent
     (below 1E-6)."""
-    if not PLAIN_DECIMAL.fullmatch(text):
-        return False
-    whole, _, fraction = text.lstrip("-").partition(".")
-    if whole == "0" and fraction.startswith("000000"):
-        return False
-    return len((whole + fraction).strip("0")) <= SQLITE_DECIMAL_DIGITS
+    if not PLAIN_DECIMAL.fullmatch(text) or "0.000000" in text[:9]:
+        return False  # (and a few that str() writes plainly, which are decoded)
+    # Fifteen characters cannot hold more than fifteen digits.
+    return len(text) <= SQLITE_DECIMAL_DIGITS or (
+        len(text.lstrip("-").replace(".", "").strip("0")) <= SQLITE_DECIMAL_DIGITS
+    )
 
 
 def sent_timestamp_text(text: str) -> bool:
@@ -119,14 +119,16 @@ KEPT_TEXT = {
 
 def row_preparer(
     fields: list[AnyField], connection: BaseDatabaseWrapper
-) -> Callable[[list[object]], tuple[Any, ...]]:
-    """A row's values (in the order of `fields`) -> the parameters the plain
-    INSERT sends for them (restore/inserts.prepared_values, value for value),
-    compiled into one expression for the table: the commonest values inline
-    (an int, text, a bool as they are; a kept text as KEPT_TEXT writes it; a
-    JSONText as its text), any other value through its column's preparer. A
-    decimal with more significant digits than SQLite keeps raises ValueError.
-    The source holds only indexes, never a name."""
+) -> Callable[..., tuple[Any, ...]]:
+    """A function of a row's values (in the order of `fields`, one argument
+    each) giving the parameters the plain INSERT sends for them (Django's
+    get_db_prep_save() through restore/inserts.value_preparer, value for
+    value), compiled into one expression for the table: the commonest
+    values inline (an int, text, a bool as they are; a kept text as
+    KEPT_TEXT writes it; a JSONText as its text), any other value through
+    its column's preparer. A decimal with more significant digits than
+    SQLite keeps raises ValueError. The source holds only indexes, never a
+    name."""
     from ..restore.inserts import value_preparer
 
     scope: dict[str, Any] = {"type": type, "str": str, "int": int, "bool": bool, "J": JSONText}
@@ -135,7 +137,7 @@ def row_preparer(
         prepare = value_preparer(field, connection)
         name = prepare.__name__
         scope[f"p{i}"] = checked_decimal(prepare) if kind_of(field) == "decimal" else prepare
-        v = f"values[{i}]"
+        v = f"v{i}"
         otherwise = f"{v}.text if type({v}) is J else p{i}({v})"
         if name in KEPT_TYPES:
             parts.append(f"({v} if type({v}) is {KEPT_TYPES[name]} else {otherwise})")
@@ -145,10 +147,9 @@ def row_preparer(
             parts.append(f"({sent.format(v=v)} if type({v}) is str and t{i}({v}) else {otherwise})")
         else:
             parts.append(f"({otherwise})")
-    if not parts:
-        return lambda values: ()
-    row: Callable[[list[object]], tuple[Any, ...]] = eval(
-        f"lambda values: ({', '.join(parts)},)", scope
+    arguments = ", ".join(f"v{i}" for i in range(len(fields)))
+    row: Callable[..., tuple[Any, ...]] = eval(
+        f"lambda {arguments}: ({''.join(part + ', ' for part in parts)})", scope
     )
     return row
 
@@ -165,7 +166,7 @@ def load_stream(
     with connection.cursor() as cursor:
 
         def write(values: list[object]) -> None:
-            waiting.append(prepared(values))
+            waiting.append(prepared(*values))
             if len(waiting) >= STREAM_ROWS:
                 cursor.executemany(sql, waiting)
                 waiting.clear()

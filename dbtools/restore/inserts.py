@@ -167,7 +167,10 @@ KEPT_AS_THEY_ARE: dict[str, type] = {"text": str, "integer": int, "boolean": boo
 def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
     """`field.get_db_prep_save(value, connection)`, with its result written
     out directly for the values where Django's own steps are known to end
-    there: text for an exact CharField or TextField is sent as it is; a UTC
+    there: text for an exact CharField, TextField, EmailField, SlugField or
+    URLField is sent as it is, and an IPv4 address's text for a
+    GenericIPAddressField where the backend keeps the base class's
+    adapt_ipaddressfield_value (not PostgreSQL's inet); a UTC
     datetime for an exact DateTimeField, where Django makes it naive in the
     connection's time zone (UTC) and sends str() of it, becomes that str();
     a uuid.UUID for an exact UUIDField without a native column type becomes
@@ -184,12 +187,25 @@ def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable
     def django(value: Any) -> Any:
         return prepare(value, connection=connection)
 
-    if kind in (models.CharField, models.TextField):
+    if kind in TEXT_FIELDS:
 
         def text(value: Any) -> Any:
             return value if type(value) is str else prepare(value, connection=connection)
 
         return text
+    if (
+        kind is models.GenericIPAddressField
+        and type(connection.ops).adapt_ipaddressfield_value
+        is BaseDatabaseOperations.adapt_ipaddressfield_value
+    ):
+
+        def ip_text(value: Any) -> Any:
+            # Only an IPv6 address (a colon) is rewritten; empty text is NULL.
+            if type(value) is str and value and ":" not in value:
+                return value
+            return prepare(value, connection=connection)
+
+        return ip_text
     if kind is models.DateTimeField and reads_as_utc(connection):
 
         def utc_datetime(value: Any) -> Any:
@@ -238,6 +254,14 @@ def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable
     return django
 
 
+# Text fields whose preparation gives text back as it is (CharField.to_python).
+TEXT_FIELDS = (
+    models.CharField,
+    models.TextField,
+    models.EmailField,
+    models.SlugField,
+    models.URLField,
+)
 # int(value) is all Django does to an int for these, where the backend leaves
 # adapt_integerfield_value (or, for an auto field, validate_autopk_value, which
 # MySQL's refuses 0 with) as it is.
