@@ -102,7 +102,13 @@ def written(field, value, connection) -> str | type[Exception]:
 def test_every_value_is_written_as_the_insert_would_send_it(alias):
     connection = connections[alias]
     # Every kind whose backup text can be kept is among the samples.
-    assert set(mysql_loads.kept_as_text(connection)) == {"decimal", "datetime", "uuid"}
+    fields = list(every_field())
+    kept = mysql_loads.kept_as_text(fields, connection)
+    assert {kind_of(f) for f, test in zip(fields, kept, strict=True) if test} == {
+        "decimal",
+        "datetime",
+        "uuid",
+    }
     checked = 0
     with backend_for(connection).loading_session():
         for field in every_field():

@@ -412,9 +412,10 @@ def row_decoder(
     """Turn a parsed row (as written by the backup) back into Python values, in place.
 
     Integers, text and booleans are only checked, and inline: a call per
-    value was the larger part of decoding. `kept_as_text` maps a kind to a
-    test of its text: text that passes stays text, for a reader that parses
-    it itself to the same value (PostgreSQL's COPY); the rest is decoded."""
+    value was the larger part of decoding. `kept_as_text` maps a column's
+    name to a test of its text: text that passes stays text, for a load
+    that takes it as it is (the backends' load_kept_as_text); the rest is
+    decoded."""
     checks = [
         (c["name"], NATIVE_TYPES[c["kind"]], DECODERS[c["kind"]])
         for c in columns
@@ -423,7 +424,7 @@ def row_decoder(
     converters = [
         (
             c["name"],
-            _text_or_decoded(kept_as_text[c["kind"]], dec) if c["kind"] in kept_as_text else dec,
+            _text_or_decoded(kept_as_text[c["name"]], dec) if c["name"] in kept_as_text else dec,
         )
         for c in columns
         if c["kind"] not in NATIVE_TYPES and (dec := decoder_for(c["kind"])) is not None

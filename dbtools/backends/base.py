@@ -194,9 +194,12 @@ class DatabaseBackend:
         included (RowPipeline.decimal_checks are left to it)."""
         raise NotImplementedError
 
-    def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
-        """By kind, the backup's text that load_stream takes as it is, where the
-        text passes the test given; None: every value is decoded first."""
+    def load_kept_as_text(
+        self, fields: list[AnyField]
+    ) -> list[Callable[[str], object] | None] | None:
+        """Per field, the test under which the backup's text of its column goes
+        into load_stream as it is, not decoded (None: that column's values are
+        decoded); None: every value is decoded."""
         return None
 
     def truncatable(self, db_tables: list[str]) -> list[str]:

@@ -157,8 +157,10 @@ class MySQLBackend(DatabaseBackend):
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         return mysql_loads.load_stream(db_table, fields, self.connection)
 
-    def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
-        return mysql_loads.kept_as_text(self.connection)
+    def load_kept_as_text(
+        self, fields: list[AnyField]
+    ) -> list[Callable[[str], object] | None] | None:
+        return mysql_loads.kept_as_text(fields, self.connection)
 
     @contextlib.contextmanager
     def loading_session(self) -> Iterator[None]:

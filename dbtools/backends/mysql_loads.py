@@ -218,16 +218,20 @@ KEPT_TEXT_WRITERS: dict[str, tuple[Callable[[str], object], Callable[[str], str]
 }
 
 
-def kept_as_text(connection: BaseDatabaseWrapper) -> dict[str, Callable[[str], object]]:
-    """By kind, the backup's text that a load takes as it is (see KEPT_TEXT_WRITERS)."""
-    from ..restore.text_reads import reads_as_utc
+def kept_as_text(
+    fields: list[AnyField], connection: BaseDatabaseWrapper
+) -> list[Callable[[str], object] | None]:
+    """Per field, the test under which the backup's text goes into the load as
+    it is: where its column's writer has a Kept shortcut for text (the
+    field's own class among Django's, see KEPT_TEXT_WRITERS); a subclass's
+    values are decoded, as its own preparation may expect."""
+    from ..restore.inserts import value_preparer
 
-    kept: dict[str, Callable[[str], object]] = {"decimal": PLAIN_DECIMAL.fullmatch}
-    if reads_as_utc(connection):
-        kept["datetime"] = UTC_TIMESTAMP.fullmatch
-    if connection.features.has_native_uuid_field:
-        kept["uuid"] = CANONICAL_UUID.fullmatch
-    return kept
+    tests: list[Callable[[str], object] | None] = []
+    for field in fields:
+        kept = shortcuts(field, connection, value_preparer(field, connection)).get(str)
+        tests.append(kept.test if isinstance(kept, Kept) else None)
+    return tests
 
 
 def as_text(value: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import models
 from django.db.models import functions
 
-from ..archive.codec import AnyField
+from ..archive.codec import AnyField, kind_of
 from ..graph import Table
 from . import pg_loads, pg_reads
 from .base import DatabaseBackend
@@ -122,8 +122,11 @@ class PostgreSQLBackend(DatabaseBackend):
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         return pg_loads.copy_stream(db_table, fields, self.connection)
 
-    def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
-        return pg_loads.parsed_by_copy()
+    def load_kept_as_text(
+        self, fields: list[AnyField]
+    ) -> list[Callable[[str], object] | None] | None:
+        parsed = pg_loads.parsed_by_copy()
+        return [parsed.get(kind_of(f)) for f in fields]
 
     def truncatable(self, db_tables: list[str]) -> list[str]:
         """The tables of `db_tables` that one TRUNCATE can empty inside the

@@ -41,8 +41,10 @@ class SQLiteBackend(DatabaseBackend):
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         return sqlite_loads.load_stream(db_table, fields, self.connection)
 
-    def load_kept_as_text(self) -> dict[str, Callable[[str], object]] | None:
-        return sqlite_loads.kept_as_text(self.connection)
+    def load_kept_as_text(
+        self, fields: list[AnyField]
+    ) -> list[Callable[[str], object] | None] | None:
+        return sqlite_loads.kept_as_text(fields, self.connection)
 
     def stored_datetime_parser(self) -> Callable[[str], Any]:
         from django.utils.dateparse import parse_datetime

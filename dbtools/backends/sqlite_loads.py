@@ -54,10 +54,11 @@ def exact_decimal_text(text: str) -> bool:
     (below 1E-6)."""
     if not PLAIN_DECIMAL.fullmatch(text) or "0.000000" in text[:9]:
         return False  # (and a few that str() writes plainly, which are decoded)
-    # Fifteen characters cannot hold more than fifteen digits.
-    return len(text) <= SQLITE_DECIMAL_DIGITS or (
-        len(text.lstrip("-").replace(".", "").strip("0")) <= SQLITE_DECIMAL_DIGITS
-    )
+    if len(text) <= SQLITE_DECIMAL_DIGITS:  # it cannot hold more digits
+        return True
+    whole, _, fraction = text.lstrip("-").partition(".")
+    # Within a float's range, as inexact() asks (a few within it are decoded).
+    return len(whole) <= 307 and len((whole + fraction).strip("0")) <= SQLITE_DECIMAL_DIGITS
 
 
 def sent_timestamp_text(text: str) -> bool:
@@ -76,31 +77,42 @@ def sent_timestamp_text(text: str) -> bool:
     return True
 
 
-def kept_as_text(connection: BaseDatabaseWrapper) -> dict[str, Callable[[str], object]]:
-    """By kind, the backup's text a load sends as it is or barely rewritten
-    (row_preparer): a UUID's canonical spelling (its hex without the dashes,
-    as UUIDField sends it where the column is text), a decimal's exact text,
-    a UTC timestamp where the connection reads in UTC."""
-    from ..restore.text_reads import reads_as_utc
+def kept_as_text(
+    fields: list[AnyField], connection: BaseDatabaseWrapper
+) -> list[Callable[[str], object] | None]:
+    """Per field, the test under which the backup's text is sent as it is or
+    barely rewritten (row_preparer): where value_preparer takes the field's
+    class for one of Django's own (KEPT_TEXT): a UUID's canonical spelling
+    (its hex without the dashes, as UUIDField sends it where the column is
+    text), a decimal's exact text, a UTC timestamp where the connection
+    reads in UTC. A subclass's values are decoded, as its own preparation
+    may expect."""
+    from ..restore.inserts import value_preparer
 
-    kept: dict[str, Callable[[str], object]] = {
-        "decimal": exact_decimal_text,
-        "uuid": CANONICAL_UUID.fullmatch,
-    }
-    if reads_as_utc(connection):
-        kept["datetime"] = sent_timestamp_text
-    return kept
+    tests: list[Callable[[str], object] | None] = []
+    for field in fields:
+        kept = KEPT_TEXT.get(value_preparer(field, connection).__name__)
+        tests.append(kept[0] if kept else None)
+    return tests
 
 
-def too_many_digits(value: Decimal) -> bool:
-    """Whether SQLite, which keeps a decimal as a float, cannot keep `value` exactly."""
-    return value.is_finite() and len(value.normalize().as_tuple().digits) > SQLITE_DECIMAL_DIGITS
+def inexact(value: Decimal) -> str | None:
+    """Why SQLite, which keeps a decimal as a float, cannot keep `value`
+    exactly (None: it can). The digits are counted as they are: normalize()
+    would first round them to the context's 28."""
+    if not value.is_finite() or not value:
+        return None
+    if len("".join(map(str, value.as_tuple().digits)).strip("0")) > SQLITE_DECIMAL_DIGITS:
+        return f"has more than {SQLITE_DECIMAL_DIGITS} significant digits"
+    if not -307 <= value.adjusted() <= 307:
+        return "is outside the range of a float (1E-307 to 1E+307)"
+    return None
 
 
 def checked_decimal(prepare: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
-        if type(value) is Decimal and too_many_digits(value):
-            raise ValueError(f"{value} has more significant digits than SQLite keeps")
+        if type(value) is Decimal and (why := inexact(value)):
+            raise ValueError(f"{value} {why}, which SQLite cannot store exactly")
         return prepare(value)
 
     return check
@@ -110,7 +122,7 @@ def checked_decimal(prepare: Callable[[Any], Any]) -> Callable[[Any], Any]:
 KEPT_TYPES = {"text": "str", "integer": "int", "boolean": "bool"}
 # value_preparer's functions whose text kept_as_text keeps, with its test and
 # the text sent for it.
-KEPT_TEXT = {
+KEPT_TEXT: dict[str, tuple[Callable[[str], object], str]] = {
     "utc_datetime": (sent_timestamp_text, "{v}[:10] + ' ' + {v}[11:-6]"),
     "uuid_hex": (CANONICAL_UUID.fullmatch, "{v}.replace('-', '')"),
     "finite_decimal": (exact_decimal_text, "{v}"),

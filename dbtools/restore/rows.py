@@ -14,7 +14,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..archive.codec import AnyField, BadValue, JSONText, kind_of
 from ..backends import backend_for
-from ..backends.sqlite_loads import SQLITE_DECIMAL_DIGITS, too_many_digits
+from ..backends.sqlite_loads import inexact
 from ..exceptions import RestoreError
 from .failures import bad_value_error, shown_in_error
 from .plan import RestorePlan, TableMapping
@@ -220,14 +220,14 @@ class RowPipeline:
         pk_names = [f.attname for f in model_field.model._meta.pk_fields]
 
         def check(value: Decimal, row: dict[str, Any]) -> Decimal:
-            if too_many_digits(value):
+            if isinstance(value, Decimal) and (why := inexact(value)):
                 pk, shown, _ = shown_in_error(
                     label, row, pk_names, model_field.name, value, show=str
                 )
                 raise RestoreError(
-                    f"{label}, row with primary key {pk!r}: {model_field.name} = {shown} has "
-                    f"more than {SQLITE_DECIMAL_DIGITS} significant digits, which SQLite cannot store exactly "
-                    f"(it keeps decimals as floating point). Restore into PostgreSQL or MariaDB;",
+                    f"{label}, row with primary key {pk!r}: {model_field.name} = {shown} {why}, "
+                    f"which SQLite cannot store exactly (it keeps decimals as floating point). "
+                    f"Restore into PostgreSQL or MariaDB;",
                     changed=False,
                 )
             return value

@@ -92,7 +92,7 @@ class CopyStream:
 
     def stream(self, load: TableLoad, rows: Rows) -> None:
         backend = backend_for(load.connection)
-        kept_as_text = backend.load_kept_as_text()
+        kept_as_text = backend.load_kept_as_text(load.fields)
         # A load stream refuses a decimal the database cannot store exactly itself.
         sources = load.pipeline.copied_as_they_are(
             load.mapping, load.fields, load.pipeline.type_changes(load.mapping)
@@ -134,11 +134,12 @@ class CopyStream:
         rows: Rows,
         write: Callable[[list[Any]], None],
         sources: list[str],
-        kept_as_text: dict[str, Callable[[str], object]],
+        kept_as_text: list[Callable[[str], object] | None],
     ) -> tuple[int, int]:
         """The values straight from the decoded rows: no dict per row."""
         number = skipped = 0
-        decode = row_decoder(load.mapping.columns, kept_as_text=kept_as_text)
+        kept = {source: test for source, test in zip(sources, kept_as_text, strict=True) if test}
+        decode = row_decoder(load.mapping.columns, kept_as_text=kept)
         pk_source = sources[self.key_index(load) if self.skip else 0]
         for number, (_, row) in enumerate(rows, 1):
             try:
