@@ -220,6 +220,14 @@ def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable
             return value.hex if type(value) is uuid.UUID else prepare(value, connection=connection)
 
         return uuid_hex
+    return number_preparer(kind, connection, prepare) or django
+
+
+def number_preparer(
+    kind: type, connection: BaseDatabaseWrapper, prepare: Callable[..., Any]
+) -> Callable[[Any], Any] | None:
+    """value_preparer's shortcuts for an exact integer, decimal or boolean
+    field class `kind`; None where there is none."""
     ops = type(connection.ops)
     if (
         kind in INTEGER_FIELDS
@@ -251,7 +259,7 @@ def value_preparer(field: AnyField, connection: BaseDatabaseWrapper) -> Callable
             return value if type(value) is bool else prepare(value, connection=connection)
 
         return boolean
-    return django
+    return None
 
 
 # Text fields whose preparation gives text back as it is (CharField.to_python).
