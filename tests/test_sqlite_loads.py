@@ -255,7 +255,8 @@ def test_a_default_that_is_not_a_decimal_passes_sqlites_decimal_check(alias):
     from shop.models import Order
 
     field = Order._meta.get_field("subtotal")
-    check = RowPipeline.sqlite_decimal(None, "shop.Order", field)  # type: ignore[arg-type]
+    pipeline = RowPipeline(None, connections[alias], {})  # type: ignore[arg-type]
+    check = pipeline.decimal_check("shop.Order", field)
     assert check(0, {"id": 1}) == 0
     with pytest.raises(RestoreError, match="outside the range of a float"):
         check(Decimal("1E+400"), {"id": 1})

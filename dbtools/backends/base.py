@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Generator, Sequence, Set
+from decimal import Decimal
 from typing import Any
 
 from django.db import models
@@ -193,6 +194,11 @@ class DatabaseBackend:
         would not store exactly, a decimal with more digits than it keeps
         included (RowPipeline.decimal_checks are left to it)."""
         raise NotImplementedError
+
+    def inexact_decimal(self, value: Decimal) -> str | None:
+        """Why this database cannot store `value`, a DecimalField's, exactly
+        (None: it can); asked only where stores_decimals_inexactly."""
+        return None
 
     def load_kept_as_text(
         self, fields: list[AnyField]

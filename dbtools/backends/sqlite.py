@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ class SQLiteBackend(DatabaseBackend):
         self, db_table: str, fields: list[AnyField]
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         return sqlite_loads.load_stream(db_table, fields, self.connection)
+
+    def inexact_decimal(self, value: Decimal) -> str | None:
+        return sqlite_loads.inexact(value)
 
     def load_kept_as_text(
         self, fields: list[AnyField]

@@ -118,8 +118,6 @@ def checked_decimal(prepare: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return check
 
 
-# value_preparer's functions that give a value of this type back as it is.
-KEPT_TYPES = {"text": "str", "integer": "int", "boolean": "bool"}
 # value_preparer's functions whose text kept_as_text keeps, with its test and
 # the text sent for it.
 KEPT_TEXT: dict[str, tuple[Callable[[str], object], str]] = {
@@ -141,7 +139,7 @@ def row_preparer(
     its column's preparer. A decimal with more significant digits than
     SQLite keeps raises ValueError. The source holds only indexes, never a
     name."""
-    from ..restore.inserts import value_preparer
+    from ..restore.inserts import KEPT_AS_THEY_ARE, value_preparer
 
     scope: dict[str, Any] = {"type": type, "str": str, "int": int, "bool": bool, "J": JSONText}
     parts = []
@@ -151,8 +149,9 @@ def row_preparer(
         scope[f"p{i}"] = checked_decimal(prepare) if kind_of(field) == "decimal" else prepare
         v = f"v{i}"
         otherwise = f"{v}.text if type({v}) is J else p{i}({v})"
-        if name in KEPT_TYPES:
-            parts.append(f"({v} if type({v}) is {KEPT_TYPES[name]} else {otherwise})")
+        if name in KEPT_AS_THEY_ARE:
+            kept_type = KEPT_AS_THEY_ARE[name].__name__  # str, int or bool, in scope
+            parts.append(f"({v} if type({v}) is {kept_type} else {otherwise})")
         elif name in KEPT_TEXT:
             test, sent = KEPT_TEXT[name]
             scope[f"t{i}"] = test

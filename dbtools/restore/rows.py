@@ -14,7 +14,6 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..archive.codec import AnyField, BadValue, JSONText, kind_of
 from ..backends import backend_for
-from ..backends.sqlite_loads import inexact
 from ..exceptions import RestoreError
 from .failures import bad_value_error, shown_in_error
 from .plan import RestorePlan, TableMapping
@@ -181,10 +180,10 @@ class RowPipeline:
         refusal of a decimal with more digits than it keeps exactly."""
         assert mapping.table is not None
         if not backend_for(self.connection).stores_decimals_inexactly:
-            return []
+            return []  # asking inexact_decimal would always give None
         backup_kinds = {c["name"]: c["kind"] for c in mapping.columns}
         return [
-            (model_field.attname, self.sqlite_decimal(mapping.table.label, model_field))
+            (model_field.attname, self.decimal_check(mapping.table.label, model_field))
             for model_field, source in mapping.sources
             if source is not None and backup_kinds[source] == kind_of(model_field) == "decimal"
         ]
@@ -214,19 +213,21 @@ class RowPipeline:
 
         return convert
 
-    def sqlite_decimal(
+    def decimal_check(
         self, label: str, model_field: AnyField
     ) -> Callable[[Any, dict[str, Any]], Any]:
         pk_names = [f.attname for f in model_field.model._meta.pk_fields]
+        backend = backend_for(self.connection)
 
         def check(value: Decimal, row: dict[str, Any]) -> Decimal:
-            if isinstance(value, Decimal) and (why := inexact(value)):
+            if isinstance(value, Decimal) and (why := backend.inexact_decimal(value)):
                 pk, shown, _ = shown_in_error(
                     label, row, pk_names, model_field.name, value, show=str
                 )
                 raise RestoreError(
                     f"{label}, row with primary key {pk!r}: {model_field.name} = {shown} {why}, "
-                    f"which SQLite cannot store exactly (it keeps decimals as floating point). "
+                    f"which {backend.display_name} cannot store exactly (it keeps decimals as "
+                    f"floating point). "
                     f"Restore into PostgreSQL or MariaDB;",
                     changed=False,
                 )
