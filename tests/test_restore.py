@@ -457,6 +457,74 @@ def test_values_sqlite_cannot_hold_are_reported(alias, backup_dir):
     assert not e.AllTypes.objects.using("default").exists()
 
 
+@backends("postgresql")
+@pytest.mark.django_db(transaction=True, databases="__all__")
+@pytest.mark.parametrize("target", ["default", "mariadb"])
+def test_a_decimal_django_does_not_save_names_its_row(alias, backup_dir, target):
+    e.AllTypes.objects.using(alias).create(id=7, decimal="1.5")
+    with connections[alias].cursor() as cursor:
+        cursor.execute("UPDATE edgecases_alltypes SET decimal = 'NaN'")
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    with pytest.raises(
+        RestoreError,
+        match=r"failed at the row with primary key 7: “NaN” value must be a decimal number\. "
+        r"Django's field does not save that value",
+    ):
+        restore(backup, target)
+    assert not e.AllTypes.objects.using(target).exists()
+
+
+@backends("sqlite")
+@pytest.mark.django_db(transaction=True, databases="__all__")
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_column_now_decimal_is_checked_for_what_sqlite_keeps(alias, backup_dir, mode):
+    e.AllTypes.objects.using(alias).create(id=7, decimal="1.5")
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+
+    def was_text(meta):
+        for column in meta["columns"]:
+            if column["name"] == "decimal":
+                column.update(type="CharField", kind="str")
+        return meta
+
+    older = rewrite_backup(
+        backup, backup.with_name("older.json"), change_table=was_text,
+        change_row=lambda label, row: {**row, "decimal": "12345678901234567890.1234567890"},
+    )  # fmt: skip
+    e.AllTypes.objects.using(alias).all().delete()
+    with pytest.raises(
+        RestoreError, match=r"row with primary key 7: decimal = .* more than 15 significant digits"
+    ):
+        restore(older, alias, mode=mode)
+    assert not e.AllTypes.objects.using(alias).exists()
+
+
+@backends("sqlite")
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_set_decimal_sqlite_cannot_keep_is_refused_before_writing(alias, backup_dir):
+    e.AllTypes.objects.using(alias).create(id=7)
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+
+    def without_decimal(meta):
+        meta["columns"] = [c for c in meta["columns"] if c["name"] != "decimal"]
+        return meta
+
+    older = rewrite_backup(
+        backup, backup.with_name("older.json"), change_table=without_decimal,
+        change_row=lambda label, row: {k: v for k, v in row.items() if k != "decimal"},
+    )  # fmt: skip
+    with pytest.raises(
+        RestoreError,
+        match=r"  - --set edgecases.AllTypes.decimal=1234567890123456.5: has more than 15 significant digits, "
+        r"which SQLite cannot store exactly",
+    ):
+        prepare_restore(
+            older, using=alias, set_values=["edgecases.AllTypes.decimal=1234567890123456.5"]
+        )
+    plan = prepare_restore(older, using=alias, set_values=["edgecases.AllTypes.decimal=12.5"])
+    plan.close()
+
+
 @backends("sqlite")
 @pytest.mark.django_db(transaction=True, databases="__all__")
 def test_nul_characters_into_postgresql_are_reported(alias, backup_dir):

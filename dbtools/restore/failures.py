@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.db.models import QuerySet
 
@@ -133,7 +134,8 @@ def database_cause(exc: Exception, hide: bool, values: Iterable[Any] = ()) -> st
     """A database's error on one line; with `hide`, without the row values it
     quotes (nor any of `values`), saying so: a table with sensitive fields
     never has their values printed."""
-    cause = " ".join(str(exc).split()) or type(exc).__name__
+    said = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+    cause = " ".join(said.split()) or type(exc).__name__
     if not hide:
         return cause
     shown = cause
@@ -168,35 +170,44 @@ def row_error(
     pk_names = [str(f.attname) for f in table.pk_fields]
     pk = shown_pk(pk, pk_names, hidden)
     cause = held_by(cause, holder, pk_names, hidden)
+    hint = row_hint(table, pk, exc, cause)
+    where = f"the row with primary key {pk!r}" if pk is not None else "a batch of rows"
+    return RestoreError(
+        f"Restoring {table.label} (table {table.db_table}) failed at {where}: {sentence(cause)} {hint}",
+        rolled_back=True,
+    )
+
+
+def row_hint(table: Table, pk: Any, exc: Exception, cause: str) -> str:
+    """What to do about a row's error, by what the database said."""
     lowered = cause.lower()
     if "nul (0x00)" in lowered:
-        hint = "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
-    elif "not null" in lowered or "not-null" in lowered or "cannot be null" in lowered:
-        hint = "The column is required now; give it a default in a migration, or restore into the schema the backup came from."
-    elif isinstance(exc, OverflowError) or "out of range" in lowered:
-        hint = "The value is too large for this database's column; restore into a database whose column can hold it."
-    elif pk is not None and repeats_primary_key(table, lowered):
-        hint = (
+        return "PostgreSQL text cannot hold NUL characters; clean the value in the source database and back up again."
+    if "not null" in lowered or "not-null" in lowered or "cannot be null" in lowered:
+        return "The column is required now; give it a default in a migration, or restore into the schema the backup came from."
+    if isinstance(exc, OverflowError) or "out of range" in lowered:
+        return "The value is too large for this database's column; restore into a database whose column can hold it."
+    if isinstance(exc, ValidationError):
+        return (
+            "Django's field does not save that value (PostgreSQL's numeric holds NaN, which a "
+            "DecimalField refuses); correct it in the source database and back up again."
+        )
+    if pk is not None and repeats_primary_key(table, lowered):
+        return (
             f"Rows already there are skipped (merge) or emptied (--replace), so the backup holds "
             f"primary key {pk!r} more than once (backupdb writes each key once: the file was "
             f"edited or damaged; use another backup), or another session wrote that key during "
             f"the restore."
         )
-    elif "duplicate" in lowered or "unique" in lowered:
-        hint = (
+    if "duplicate" in lowered or "unique" in lowered:
+        return (
             "Another row already holds that unique value under a different primary key (with "
             "--overwrite, values that moved between rows since the backup clash this way). See "
             f"the rows involved with `manage.py diffdb --only {table.label} --rows 20`, then change "
             "or remove the row that holds it; --replace is the blunt alternative: it empties the "
             "table first, so the rows added since the backup go too."
         )
-    else:
-        hint = "Check that the database is migrated to the state the backup was taken at (`manage.py showmigrations`)."
-    where = f"the row with primary key {pk!r}" if pk is not None else "a batch of rows"
-    return RestoreError(
-        f"Restoring {table.label} (table {table.db_table}) failed at {where}: {sentence(cause)} {hint}",
-        rolled_back=True,
-    )
+    return "Check that the database is migrated to the state the backup was taken at (`manage.py showmigrations`)."
 
 
 def key_matched_by_collation(table: Table, backup_key: Any, database_key: Any) -> RestoreError:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
@@ -25,8 +26,9 @@ from .failures import repeats_primary_key, row_error, row_pk, unique_holder
 from .text_reads import own_field, reads_as_utc
 
 # What a batch that cannot be written raises: the batch is then written row by
-# row to name the row.
-BATCH_ERRORS = (DatabaseError, ValueError, TypeError, OverflowError)
+# row to name the row. ValidationError: a value Django's field will not save
+# (a decimal NaN, which PostgreSQL's numeric holds).
+BATCH_ERRORS = (DatabaseError, ValueError, TypeError, OverflowError, ValidationError)
 
 
 def insert_batch(

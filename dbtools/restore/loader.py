@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 
@@ -33,6 +34,7 @@ from .strategies import (
 # What makes a table's COPY give way to batches, which name the failing row.
 COPY_FAILURES = (
     DatabaseError,
+    ValidationError,
     ValueError,
     TypeError,
     OverflowError,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import IO, Any
 
 from django.db import connections
@@ -19,7 +20,7 @@ from django.db.migrations.loader import MigrationLoader
 from ..archive import ArchiveReader, open_backup
 from ..archive.codec import known_kind
 from ..archive.format import outside_subset, partial_kind
-from ..backends import connect
+from ..backends import backend_for, connect
 from ..display import counted
 from ..exceptions import ArchiveError, ConfigurationError, NeedsReplay, RestoreError
 from ..graph import Table, plan_tables
@@ -224,6 +225,7 @@ def map_backup(
         backup, loader, whole.tables, scope, set_values, warnings
     )
     blockers += conversion_blockers(backup_path, source, mappings)
+    blockers += inexact_set_values(mappings, using)
     unused = sorted(
         set(set_values)
         - {f"{m.table.label.lower()}.{f.name}" for m in mappings if m.table for f, _ in m.sources}
@@ -320,6 +322,26 @@ def map_tables(
             blockers += map_columns(mapping, field_renames.get(current_label, {}), set_values)
         mappings.append(mapping)
     return mappings, blockers, outside
+
+
+def inexact_set_values(mappings: list[TableMapping], using: str) -> list[str]:
+    """A --set decimal this database would not store exactly (SQLite keeps
+    decimals as floating point): refused before anything is written, as the
+    backup's own decimals are refused row by row."""
+    backend = backend_for(connections[using])
+    found = []
+    for mapping in mappings:
+        if mapping.table is None:
+            continue
+        for model_field in mapping.table.fields:
+            value = mapping.fixed.get(model_field.attname)
+            if isinstance(value, Decimal) and (why := backend.inexact_decimal(value)):
+                found.append(
+                    f"--set {mapping.table.label}.{model_field.name}={value}: {why}, which "
+                    f"{backend.display_name} cannot store exactly (it keeps decimals as "
+                    f"floating point)."
+                )
+    return found
 
 
 def cannot_go_on(warnings: list[str], blockers: list[str], replayable: bool) -> RestoreError:

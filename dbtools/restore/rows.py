@@ -177,15 +177,16 @@ class RowPipeline:
 
     def decimal_checks(self, mapping: TableMapping) -> Converters:
         """Where the database keeps decimals as floating point (SQLite), the
-        refusal of a decimal with more digits than it keeps exactly."""
+        refusal of a decimal with more digits than it keeps exactly: the
+        backup's decimals, and those a type change made (converters run in
+        order, so this sees type_changes' Decimal)."""
         assert mapping.table is not None
         if not backend_for(self.connection).stores_decimals_inexactly:
             return []  # asking inexact_decimal would always give None
-        backup_kinds = {c["name"]: c["kind"] for c in mapping.columns}
         return [
             (model_field.attname, self.decimal_check(mapping.table.label, model_field))
             for model_field, source in mapping.sources
-            if source is not None and backup_kinds[source] == kind_of(model_field) == "decimal"
+            if source is not None and kind_of(model_field) == "decimal"
         ]
 
     def type_change(
