@@ -347,6 +347,41 @@ def test_a_required_field_missing_from_the_backup_stops_before_writing(alias, ba
         prepare_restore(old, using=alias)
 
 
+def test_a_primary_key_with_a_default_the_backup_has_no_values_for_stops_before_writing(
+    alias, backup_dir
+):
+    """A key that was another column at the backup (Address.id a UUID with a
+    default now): taking the default would give every row a new key, so a merge
+    would write each row again beside the one already there."""
+    seed_shop(20, using=alias)
+    backup = backup_database(using=alias, only=["shop.Address"]).path
+
+    def keyed_by_number(meta):
+        for column in meta["columns"]:
+            if column["name"] == "id":
+                column.update(name="number", attname="number", column="number")
+        meta["pk"] = ["number"]
+        return meta
+
+    def numbered(label, row):
+        row = dict(row)
+        row["number"] = row.pop("id")
+        return row
+
+    old = rewrite_backup(
+        backup, backup.with_name("old.json"), change_row=numbered, change_table=keyed_by_number
+    )
+    before = m.Address.objects.using(alias).count()
+    with pytest.raises(RestoreError) as caught:
+        restore(old, alias)
+    assert str(caught.value).splitlines()[1] == (
+        "  - shop.Address.id is the primary key now, but the backup has no values for it (its "
+        "primary key was number): the primary key changed since the backup, so the backup's "
+        "rows cannot be matched with the table's. Restore into the schema the backup came from."
+    )
+    assert m.Address.objects.using(alias).count() == before
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

@@ -81,8 +81,6 @@ def map_columns(
                 blockers.append(problem)
             elif column is not None:
                 used.add(column["name"])
-        elif takes_default(model_field):
-            map_default(mapping, model_field)
         elif model_field.primary_key:
             blockers.append(
                 f"{label}.{model_field.name} is the primary key now, but the backup has no "
@@ -90,6 +88,8 @@ def map_columns(
                 f"the backup's rows cannot be matched with the table's. Restore into the schema "
                 f"the backup came from."
             )
+        elif takes_default(model_field):
+            map_default(mapping, model_field)
         else:
             blockers.append(
                 f"{label}.{model_field.name} is required now and has no default, but the backup has no "
