@@ -499,6 +499,33 @@ def test_error_for_a_key_that_matches_another_only_by_collation(alias, backup_di
     assert tags(alias) == before
 
 
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_error_for_two_backup_keys_the_column_takes_for_one(alias, backup_dir, mode):
+    """A backup from a database that tells 'abc' and 'ABC' apart, into one
+    whose column does not: not "the backup holds the key more than once"."""
+    Tag.objects.using(alias).create(code="abc", note="first")
+    backup = backup_database(using=alias, only=["difflab.Tag"]).path
+    twins = rewrite_backup(
+        backup,
+        backup.with_name("twins.json"),
+        order_rows=lambda label, rows: [*rows, {**rows[0], "code": "ABC", "note": "second"}],
+    )
+    Tag.objects.using(alias).all().delete()
+
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(twins, using=alias), mode=mode)
+
+    assert str(caught.value) == (
+        "Restoring difflab.Tag (table difflab_tag) failed at the row with primary key 'ABC': "
+        "this database's column takes it for 'abc', a row the table holds now, as the same key "
+        "(its collation ignores case, accents or trailing spaces), so it cannot hold both. "
+        "Nothing was changed: the restore was rolled back. Restore into a database whose column "
+        "tells the keys apart (a binary collation), or change one of the two keys in the source "
+        "database and back up again."
+    )
+    assert tags(alias) == []
+
+
 @backends("mariadb")
 @pytest.mark.parametrize("mode", ["merge", "overwrite"])
 def test_error_for_a_key_that_matches_another_only_by_trailing_spaces(alias, backup_dir, mode):

@@ -232,6 +232,38 @@ def key_matched_by_collation(table: Table, backup_key: Any, database_key: Any) -
     )
 
 
+def collation_twin(table: Table, key: Any, using: str) -> Any:
+    """The key of the row this database takes for `key` (a single-column
+    primary key) that is not `key` itself: equal only by the column's
+    collation; None if there is none."""
+    if len(table.pk_fields) != 1 or key is None:
+        return None
+    rows: QuerySet[Any] = QuerySet(model=table.model, using=using)
+    try:
+        with transaction.atomic(using=using):
+            found = rows.filter(pk=key).values_list("pk", flat=True).first()
+    except (DatabaseError, ValueError, TypeError):
+        return None
+    return found if found is not None and found != key else None
+
+
+def keys_one_by_collation(table: Table, key: Any, twin: Any) -> RestoreError:
+    """A backup's key that the table's column takes for another row's (two
+    keys of a backup from a database that tells them apart, or one written
+    by another session): "more than once" would blame the file."""
+    pk_names = [str(f.attname) for f in table.pk_fields]
+    hidden = hidden_fields(table)
+    return RestoreError(
+        f"Restoring {table.label} (table {table.db_table}) failed at the row with primary key "
+        f"{shown_pk(key, pk_names, hidden)!r}: this database's column takes it for "
+        f"{shown_pk(twin, pk_names, hidden)!r}, a row the table holds now, as the same key "
+        f"(its collation ignores case, accents or trailing spaces), so it cannot hold both.",
+        rolled_back=True,
+        fix="Restore into a database whose column tells the keys apart (a binary collation), "
+        "or change one of the two keys in the source database and back up again.",
+    )
+
+
 def held_by(
     cause: str, holder: tuple[Any, list[str]] | None, pk_names: list[str], hidden: Iterable[str]
 ) -> str:

@@ -22,7 +22,14 @@ from ..backends import backend_for, pg_loads
 from ..backends.base import values_insert_sql
 from ..exceptions import RestoreError
 from ..graph import Table
-from .failures import repeats_primary_key, row_error, row_pk, unique_holder
+from .failures import (
+    collation_twin,
+    keys_one_by_collation,
+    repeats_primary_key,
+    row_error,
+    row_pk,
+    unique_holder,
+)
 from .text_reads import own_field, reads_as_utc
 
 # What a batch that cannot be written raises: the batch is then written row by
@@ -75,8 +82,14 @@ def diagnose(
             with transaction.atomic(using=using):
                 write(row)
         except BATCH_ERRORS as exc:
+            key = row_pk(row, pk_names)
+            if (
+                repeats_primary_key(table, str(exc).lower())
+                and (twin := collation_twin(table, key, using)) is not None
+            ):
+                return keys_one_by_collation(table, key, twin)
             holder = unique_holder(table, row, using) if clashes(table, exc) else None
-            return row_error(table, row_pk(row, pk_names), exc, row, holder)
+            return row_error(table, key, exc, row, holder)
     return row_error(table, None, batch_error)
 
 
