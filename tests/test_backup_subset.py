@@ -15,6 +15,7 @@ from dbtools.archive import ArchiveReader
 from dbtools.archive.format import outside_subset
 from dbtools.backup import backup_database, subset_rows
 from dbtools.diff import diff_database
+from dbtools.diff.report import summary_lines
 from dbtools.exceptions import ConfigurationError, MigrationError, RestoreError
 from dbtools.graph import plan_tables
 from dbtools.migrate.rollback import rollback
@@ -483,6 +484,33 @@ def test_diffdb_does_not_compare_the_tables_outside_a_subset(alias, backup_dir):
         f"not compared: outside the subset {path.name}"
     ]
     assert between["shop.Order"].compared
+
+
+def test_diffdb_of_a_subset_does_not_call_the_rows_it_left_out_added(alias, backup_dir):
+    """Orders the subset did not choose are in the database and not in the
+    file by choice: not compared, never "added", and no difference on their
+    own; a chosen order changed or deleted since still is one."""
+    seed_shop(100, using=alias)
+    path = backup_database(using=alias, limit={"shop.Order": 3}).path
+    orders = m.Order.objects.using(alias)
+    chosen = list(orders.order_by("pk").values_list("pk", flat=True)[:3])
+    left_out = orders.count() - 3
+
+    untouched = {t.label: t for t in diff_database(path, using=alias).tables}
+    assert untouched["shop.Order"].outside_subset == left_out
+    assert untouched["shop.Order"].only_in_database == 0
+    assert not untouched["shop.Order"].differs
+    assert summary_lines(untouched["shop.Order"]) == [
+        f"shop.Order: {left_out:,} not in the subset (not compared)"
+    ]
+
+    orders.filter(pk=chosen[0]).update(status="cancelled")
+    full = backup_database(using=alias).path
+    changed = {t.label: t for t in diff_database(path, using=alias).tables}
+    assert (changed["shop.Order"].changed, changed["shop.Order"].only_in_database) == (1, 0)
+    between = {t.label: t for t in diff_database(full, against=path).tables}
+    assert between["shop.Order"].outside_subset == left_out
+    assert (between["shop.Order"].changed, between["shop.Order"].only_in_backup) == (1, 0)
 
 
 @pytest.mark.parametrize(

@@ -397,9 +397,13 @@ def one_side(
     keys: tuple[list[str], list[str], list[bool]],
     examples: int,
 ) -> None:
-    """A row only in the backup (deleted since) or only on the new side (added);
+    """A row only in the backup (deleted since) or only on the new side (added),
+    or only on the side that is not a subset (diff.partial: not compared);
     `keys`: the key's old names, new names and which parts are hidden."""
     old_names, new_names, hidden = keys
+    if diff.partial in ("both", "new" if new is None else "old"):
+        diff.outside_subset += 1
+        return
     if new is None:
         assert old is not None
         diff.only_in_backup += 1

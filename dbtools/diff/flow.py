@@ -14,7 +14,7 @@ from django.db.migrations.loader import MigrationLoader
 
 from ..archive import ArchiveReader, TableSection
 from ..archive.codec import kind_of
-from ..archive.format import outside_subset
+from ..archive.format import outside_subset, partial_kind
 from ..backends import backend_class, backend_for, connect
 from ..backends.pg_reads import HelperReaders
 from ..backup.flow import read_apart, snapshot
@@ -226,6 +226,7 @@ def diff_with_database(
         outside = {current_table_label(label, model_renames) for label in outside_subset(meta)}
         in_order = tables_in_order(meta, model_renames, scope, outside)
         uuids = backend_for(connection).sorts_uuids_as_text and sorts_uuids_as_text(meta)
+        partial = "old" if partial_kind(meta) == "subset" else None
         with (
             snapshot(connection) as owned,
             read_ahead(connection, in_order, reader, owned, jobs) as (ahead, alone),
@@ -246,9 +247,9 @@ def diff_with_database(
                     tables.append(outside_diff(table.label, path.name))
                     continue
                 renames = field_renames.get(current, {})
-                tables.append(
-                    compare_with_table(section, table, renames, uuids, connection, ahead, rows)
-                )
+                diff = TableDiff(table.label, partial=partial)
+                compare_with_table(diff, section, table, renames, uuids, connection, ahead, rows)
+                tables.append(diff)
     expected = tables_expected(using, meta)
     for current, table in scope.items():
         if current not in seen and (expected is None or current in expected):
@@ -257,6 +258,7 @@ def diff_with_database(
 
 
 def compare_with_table(
+    diff: TableDiff,
     section: TableSection,
     table: Table,
     renames: dict[str, str],
@@ -264,14 +266,12 @@ def compare_with_table(
     connection: BaseDatabaseWrapper,
     ahead: HelperReaders | None,
     rows: int,
-) -> TableDiff:
-    """One table of the backup against the database's."""
-    diff = TableDiff(table.label)
+) -> None:
+    """One table of the backup against the database's, into `diff`."""
     pairing = pair_with_table(section.meta["columns"], table, renames, diff, uuids)
     if pairing is not None:
         with table_lines(table, connection, ahead) as lines:
             compare_table(diff, section.rows, lines, pairing, rows)
-    return diff
 
 
 def tables_in_order(
@@ -293,6 +293,13 @@ def gone(label: str, section: TableSection, where: str) -> TableDiff:
         compared=False,
         schema_changes=[f"not in {where} ({count:,} rows in the backup)"],
     )
+
+
+def subset_side(old_meta: dict[str, Any], new_meta: dict[str, Any]) -> str | None:
+    """Which of two backups is a subset (when both are, rows either lacks
+    are not compared either way: "both")."""
+    old, new = (partial_kind(meta) == "subset" for meta in (old_meta, new_meta))
+    return "both" if old and new else "old" if old else "new" if new else None
 
 
 def outside_diff(label: str, name: str) -> TableDiff:
@@ -426,7 +433,7 @@ def diff_backups(
                 if other is None:
                     tables.append(gone(label, section, new_path.name))
                     continue
-                diff = TableDiff(label)
+                diff = TableDiff(label, partial=subset_side(reader.meta, cursor.reader.meta))
                 pairing = pair_by_name(section.meta, other.meta, diff, uuids)
                 if pairing is not None:
                     compare_table(diff, section.rows, other.rows, pairing, rows)

@@ -36,6 +36,10 @@ class TableDiff:
     label: str
     only_in_backup: int = 0  # deleted since the backup
     only_in_database: int = 0  # added since
+    # Rows one side lacks because it is a subset (partial), which holds only
+    # some rows by choice: not known to be added or deleted, not compared.
+    outside_subset: int = 0
+    partial: str | None = None  # "old" or "new": the side that is a subset
     changed: int = 0  # same primary key, other values
     same: int = 0
     columns: dict[str, int] = field(default_factory=dict)  # column -> rows where it changed
@@ -84,6 +88,7 @@ def table_json(table: TableDiff) -> dict[str, Any]:
         "compared": table.compared,
         "only_in_backup": table.only_in_backup,
         "only_in_database": table.only_in_database,
+        "outside_subset": table.outside_subset,
         "changed": table.changed,
         "same": table.same,
         "columns": dict(table.columns),
@@ -137,6 +142,7 @@ def summary_lines(table: TableDiff) -> list[str]:
             (table.only_in_backup, "deleted"),
             (table.only_in_database, "added"),
             (table.changed, "changed"),
+            (table.outside_subset, "not in the subset (not compared)"),
         )
         if n
     ]
