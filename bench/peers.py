@@ -22,7 +22,11 @@ postgresql  Seeds one PostgreSQL database with `seedshop`, then per round, in
             pg_restore of the compressed dump and of the -Z0 one. Then the
             server's own cost of backupdb's JSON lines against COPY's text
             (both written by the server to /dev/null): the floor on one
-            connection.
+            connection; and, as a peer in the rounds, those same JSON lines
+            delivered to psql (`COPY (…) TO STDOUT` of every shop table in
+            one repeatable-read transaction, psql writing them to
+            /dev/null): the floor as a client receives it, which plain
+            backupdb --jobs 1 is held to within 1.2x.
 sqlite,     Per backend: seeds --rows rows, then, alternating --rounds times,
 mariadb     backupdb against the database's own dump of the shop tables
             (`sqlite3` `.mode insert`; `mariadb-dump --single-transaction
@@ -211,6 +215,29 @@ print(" ".join(f"{spent[k]:.2f}" for k in ("copy", "json", "typed", "untyped")))
 """
 
 
+# The same query per shop table as backupdb's (backends/pg_reads.py), as one psql
+# script: one transaction, as backupdb's snapshot is.
+JSON_LINES_SCRIPT = """
+from django.db import connection
+from dbtools.backends.pg_reads import rows_sql
+from dbtools.graph import plan_tables
+print("SET TIME ZONE 'UTC';")
+print("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;")
+for table in plan_tables("default", only=["shop"]).tables:
+    print(f"COPY ({rows_sql(table, connection)}) TO STDOUT;")
+print("COMMIT;")
+"""
+
+
+def json_lines_script(source: dict[str, str], script: Path) -> Path:
+    done = subprocess.run(
+        [*MANAGE, "shell", "-v", "0", "-c", JSON_LINES_SCRIPT], env=source, check=True,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    script.write_text(done.stdout)
+    return script
+
+
 def json_floor(source: dict[str, str]) -> None:
     done = subprocess.run(
         [*MANAGE, "shell", "-v", "0", "-c", JSON_FLOOR], env=source, check=True,
@@ -395,7 +422,12 @@ def postgresql_phase(dbs: Backends, rows: int, rounds: int) -> None:
         argv = ["pg_restore", "--data-only", "--single-transaction", "-d", target["DATABASE_URL"]]
         return lambda: run([*argv, str(dump_file)], dbs.env)
 
+    script = json_lines_script(source, work / "json-lines.sql")
+    delivered = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", os.devnull, "-f", str(script)]
     tools = {
+        "psql: backupdb's JSON lines, COPY TO STDOUT": prepared(
+            nothing, lambda: run([*delivered, source["DATABASE_URL"]], dbs.env)
+        ),
         "backupdb": prepared(nothing, backupdb()),
         "backupdb --jobs 1": prepared(nothing, backupdb("--jobs", "1")),
         "backupdb --jobs 3": prepared(nothing, backupdb("--jobs", "3")),
@@ -421,6 +453,7 @@ def postgresql_phase(dbs: Backends, rows: int, rounds: int) -> None:
     table(measures)
     m = {name: median(runs) for name, runs in measures.items()}
     for ours, theirs, target_ratio in (
+        ("backupdb --jobs 1", "psql: backupdb's JSON lines, COPY TO STDOUT", 1.2),
         ("backupdb --jobs 1", "pg_dump --data-only -Fc -Z0", 1.0),
         ("backupdb", "pg_dump --data-only -Fd -j 2 -Z0", 1.0),
         ("backupdb --compress gzip", "pg_dump --data-only -Fc", 0.8),
