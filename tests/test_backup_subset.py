@@ -501,7 +501,7 @@ def test_diffdb_of_a_subset_does_not_call_the_rows_it_left_out_added(alias, back
     assert untouched["shop.Order"].only_in_database == 0
     assert not untouched["shop.Order"].differs
     assert summary_lines(untouched["shop.Order"]) == [
-        f"shop.Order: {left_out:,} not in the subset (not compared)"
+        f"shop.Order: no row differs; {left_out:,} not in the subset, not compared"
     ]
 
     orders.filter(pk=chosen[0]).update(status="cancelled")
@@ -511,6 +511,29 @@ def test_diffdb_of_a_subset_does_not_call_the_rows_it_left_out_added(alias, back
     between = {t.label: t for t in diff_database(full, against=path).tables}
     assert between["shop.Order"].outside_subset == left_out
     assert (between["shop.Order"].changed, between["shop.Order"].only_in_backup) == (1, 0)
+
+
+def test_diffdb_of_a_subset_counts_rows_added_to_a_table_it_took_whole(alias, backup_dir):
+    """--subset shop.Category takes every category: one missing from the file
+    was added since, and diffdb says so."""
+    seed_shop(20, using=alias)
+    path = backup_database(using=alias, subset=["shop.Category"]).path
+    m.Category.objects.using(alias).create(name="new", slug="a-new-category")
+    diff = {t.label: t for t in diff_database(path, using=alias).tables}["shop.Category"]
+    assert (diff.only_in_database, diff.outside_subset, diff.differs) == (1, 0, True)
+
+
+def test_diffdb_says_how_many_rows_of_a_subset_it_did_not_compare(alias, backup_dir):
+    seed_shop(100, using=alias)
+    path = backup_database(using=alias, limit={"shop.Order": 3}).path
+    left_out = m.Order.objects.using(alias).count() - 3
+    out = StringIO()
+    with pytest.raises(SystemExit):  # tables outside the subset are not compared: exit 1
+        call_command("diffdb", "--file", str(path), "-v", "2", database=alias, stdout=out)
+    text = out.getvalue()
+    first = text.splitlines()[0]
+    assert first.endswith(" not compared).")
+    assert f"shop.Order ({left_out:,} rows not compared)" in text
 
 
 @pytest.mark.parametrize(

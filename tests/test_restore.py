@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import warnings
+from decimal import Decimal
 from io import StringIO
 from pathlib import Path
 
@@ -503,7 +504,7 @@ def test_a_decimal_django_does_not_save_names_its_row(alias, backup_dir, target)
     with pytest.raises(
         RestoreError,
         match=r"failed at the row with primary key 7: “NaN” value must be a decimal number\. "
-        r"Django's field does not save that value",
+        r"Django's field refuses that value whatever the database",
     ):
         restore(backup, target)
     assert not e.AllTypes.objects.using(target).exists()
@@ -532,6 +533,30 @@ def test_a_column_now_decimal_is_checked_for_what_sqlite_keeps(alias, backup_dir
     ):
         restore(older, alias, mode=mode)
     assert not e.AllTypes.objects.using(alias).exists()
+
+
+@backends("sqlite")
+@pytest.mark.django_db(transaction=True, databases="__all__")
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_float_column_now_decimal_keeps_its_values_on_sqlite(alias, backup_dir, mode):
+    """19.99 as a float makes Decimal('19.98999…84') (30 digits); what SQLite
+    stores and Django reads back is 19.99, to the field's places: no refusal."""
+    e.AllTypes.objects.using(alias).create(id=7, decimal="1.5")
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+
+    def was_float(meta):
+        for column in meta["columns"]:
+            if column["name"] == "decimal":
+                column.update(type="FloatField", kind="float")
+        return meta
+
+    older = rewrite_backup(
+        backup, backup.with_name("older.json"), change_table=was_float,
+        change_row=lambda label, row: {**row, "decimal": 19.99},
+    )  # fmt: skip
+    e.AllTypes.objects.using(alias).all().delete()
+    restore(older, alias, mode=mode)
+    assert e.AllTypes.objects.using(alias).get().decimal == Decimal("19.99")
 
 
 @backends("sqlite")

@@ -4,6 +4,7 @@ database's upsert and through the portable path alike."""
 
 from __future__ import annotations
 
+import datetime
 from io import StringIO
 from types import SimpleNamespace
 
@@ -520,10 +521,39 @@ def test_error_for_two_backup_keys_the_column_takes_for_one(alias, backup_dir, m
         "this database's column takes it for 'abc', a row the table holds now, as the same key "
         "(its collation ignores case, accents or trailing spaces), so it cannot hold both. "
         "Nothing was changed: the restore was rolled back. Restore into a database whose column "
-        "tells the keys apart (a binary collation), or change one of the two keys in the source "
-        "database and back up again."
+        "tells the keys apart (a collation that minds case and accents; on MariaDB one with NO "
+        "PAD for trailing spaces), or change one of the two keys in the source database and "
+        "back up again."
     )
     assert tags(alias) == []
+
+
+@backends("mariadb")
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_error_for_two_composite_backup_keys_the_columns_take_for_one(alias, backup_dir, mode):
+    """MariaDB pads with spaces: ('a', 't') and ('a', 't ') are one key there."""
+    from shop.models import VerificationToken
+
+    tokens = VerificationToken.objects.using(alias)
+    tokens.create(
+        identifier="a", token="t", expires=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    )
+    backup = backup_database(using=alias, only=["shop.VerificationToken"]).path
+    twins = rewrite_backup(
+        backup,
+        backup.with_name("twins.json"),
+        order_rows=lambda label, rows: [*rows, {**rows[0], "token": "t "}],
+    )
+    tokens.all().delete()
+
+    with pytest.raises(RestoreError) as caught:
+        restore_database(prepare_restore(twins, using=alias), mode=mode)
+
+    assert (
+        "failed at the row with primary key ('a', 't '): this database's column takes it for ('a', 't')"
+        in str(caught.value)
+    )
+    assert not tokens.exists()
 
 
 @backends("mariadb")

@@ -58,6 +58,24 @@ def outside_subset(meta: Mapping[str, Any], counts: Mapping[str, int] | None = N
     return {label for label, count in (counts or {}).items() if not count}
 
 
+def holds_some_rows(meta: Mapping[str, Any], label: str) -> bool:
+    """Whether a backup holds only some of table `label`'s rows by choice: a
+    subset's tables, but one a --subset took whole (no lookups, no --limit)."""
+    definition = meta.get("subset")
+    if not definition or not isinstance(definition, Mapping):
+        return False
+    lowered = label.lower()
+    limits = definition.get("limit")
+    if isinstance(limits, Mapping) and any(str(name).lower() == lowered for name in limits):
+        return True
+    taken_whole = set()
+    for text in definition.get("subset") or ():
+        model, _, lookups = str(text).partition(":")
+        if not lookups.strip():
+            taken_whole.add(model.strip().lower())
+    return lowered not in taken_whole
+
+
 def unsafe_for_rollback(meta: Mapping[str, Any]) -> str | None:
     """Why a backup, by its header, must never put a database back as it was
     (safemigrate's rollback), or None when it may."""

@@ -14,7 +14,7 @@ from django.db.migrations.loader import MigrationLoader
 
 from ..archive import ArchiveReader, TableSection
 from ..archive.codec import kind_of
-from ..archive.format import outside_subset, partial_kind
+from ..archive.format import holds_some_rows, outside_subset
 from ..backends import backend_class, backend_for, connect
 from ..backends.pg_reads import HelperReaders
 from ..backup.flow import read_apart, snapshot
@@ -226,7 +226,6 @@ def diff_with_database(
         outside = {current_table_label(label, model_renames) for label in outside_subset(meta)}
         in_order = tables_in_order(meta, model_renames, scope, outside)
         uuids = backend_for(connection).sorts_uuids_as_text and sorts_uuids_as_text(meta)
-        partial = "old" if partial_kind(meta) == "subset" else None
         with (
             snapshot(connection) as owned,
             read_ahead(connection, in_order, reader, owned, jobs) as (ahead, alone),
@@ -247,7 +246,7 @@ def diff_with_database(
                     tables.append(outside_diff(table.label, path.name))
                     continue
                 renames = field_renames.get(current, {})
-                diff = TableDiff(table.label, partial=partial)
+                diff = TableDiff(table.label, partial=subset_side(meta, {}, label))
                 compare_with_table(diff, section, table, renames, uuids, connection, ahead, rows)
                 tables.append(diff)
     expected = tables_expected(using, meta)
@@ -295,10 +294,10 @@ def gone(label: str, section: TableSection, where: str) -> TableDiff:
     )
 
 
-def subset_side(old_meta: dict[str, Any], new_meta: dict[str, Any]) -> str | None:
-    """Which of two backups is a subset (when both are, rows either lacks
-    are not compared either way: "both")."""
-    old, new = (partial_kind(meta) == "subset" for meta in (old_meta, new_meta))
+def subset_side(old_meta: dict[str, Any], new_meta: dict[str, Any], label: str) -> str | None:
+    """Which side holds only some of table `label`'s rows by choice (a subset
+    that did not take it whole; "both": rows either lacks are not compared)."""
+    old, new = (holds_some_rows(meta, label) for meta in (old_meta, new_meta))
     return "both" if old and new else "old" if old else "new" if new else None
 
 
@@ -433,7 +432,7 @@ def diff_backups(
                 if other is None:
                     tables.append(gone(label, section, new_path.name))
                     continue
-                diff = TableDiff(label, partial=subset_side(reader.meta, cursor.reader.meta))
+                diff = TableDiff(label, partial=subset_side(reader.meta, cursor.reader.meta, label))
                 pairing = pair_by_name(section.meta, other.meta, diff, uuids)
                 if pairing is not None:
                     compare_table(diff, section.rows, other.rows, pairing, rows)

@@ -11,7 +11,7 @@ import orjson
 
 from ..exceptions import DbtoolsError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: outside_subset
 # Long values are cut in examples: an example shows where, not the whole document.
 LONGEST_VALUE = 60
 HIDDEN = "(hidden)"
@@ -36,16 +36,16 @@ class TableDiff:
     label: str
     only_in_backup: int = 0  # deleted since the backup
     only_in_database: int = 0  # added since
-    # Rows one side lacks because it is a subset (partial), which holds only
-    # some rows by choice: not known to be added or deleted, not compared.
-    outside_subset: int = 0
-    partial: str | None = None  # "old" or "new": the side that is a subset
     changed: int = 0  # same primary key, other values
     same: int = 0
     columns: dict[str, int] = field(default_factory=dict)  # column -> rows where it changed
     schema_changes: list[str] = field(default_factory=list)
     examples: list[RowExample] = field(default_factory=list)
     compared: bool = True  # False: rows not compared (see schema_changes)
+    # Rows one side lacks because that side is a subset that took only some
+    # of the table's rows: not known to be added or deleted, not compared.
+    outside_subset: int = 0
+    partial: str | None = None  # "old", "new" or "both": the side(s) holding only some rows
 
     @property
     def differs(self) -> bool:
@@ -142,13 +142,14 @@ def summary_lines(table: TableDiff) -> list[str]:
             (table.only_in_backup, "deleted"),
             (table.only_in_database, "added"),
             (table.changed, "changed"),
-            (table.outside_subset, "not in the subset (not compared)"),
         )
         if n
     ]
     line = f"{table.label}: {', '.join(counts) or 'no row differs'}"
     if table.columns:
         line += " (" + ", ".join(f"{name} {n:,}" for name, n in table.columns.items()) + ")"
+    if table.outside_subset:
+        line += f"; {table.outside_subset:,} not in the subset, not compared"
     return [line, *(f"  schema: {change}" for change in table.schema_changes)]
 
 

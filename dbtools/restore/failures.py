@@ -189,8 +189,9 @@ def row_hint(table: Table, pk: Any, exc: Exception, cause: str) -> str:
         return "The value is too large for this database's column; restore into a database whose column can hold it."
     if isinstance(exc, ValidationError):
         return (
-            "Django's field does not save that value (PostgreSQL's numeric holds NaN, which a "
-            "DecimalField refuses); correct it in the source database and back up again."
+            "Django's field refuses that value whatever the database (a DecimalField saves no "
+            "NaN, though PostgreSQL's numeric holds one); correct it in the source database "
+            "and back up again."
         )
     if pk is not None and repeats_primary_key(table, lowered):
         return (
@@ -232,19 +233,23 @@ def key_matched_by_collation(table: Table, backup_key: Any, database_key: Any) -
     )
 
 
-def collation_twin(table: Table, key: Any, using: str) -> Any:
-    """The key of the row this database takes for `key` (a single-column
-    primary key) that is not `key` itself: equal only by the column's
-    collation; None if there is none."""
-    if len(table.pk_fields) != 1 or key is None:
+def collation_twin(table: Table, row: dict[str, Any], using: str) -> Any:
+    """The primary key of the row this database takes for `row`'s that is not
+    `row`'s own: equal only by the columns' collations; None if there is none."""
+    pk_names = [str(f.attname) for f in table.pk_fields]
+    key = row_pk(row, pk_names)
+    if any(row.get(name) is None for name in pk_names):
         return None
     rows: QuerySet[Any] = QuerySet(model=table.model, using=using)
     try:
         with transaction.atomic(using=using):
-            found = rows.filter(pk=key).values_list("pk", flat=True).first()
+            found = rows.filter(**{n: row[n] for n in pk_names}).values_list(*pk_names).first()
     except (DatabaseError, ValueError, TypeError):
         return None
-    return found if found is not None and found != key else None
+    if found is None:
+        return None
+    held = found[0] if len(found) == 1 else tuple(found)
+    return held if held != key else None
 
 
 def keys_one_by_collation(table: Table, key: Any, twin: Any) -> RestoreError:
@@ -259,8 +264,9 @@ def keys_one_by_collation(table: Table, key: Any, twin: Any) -> RestoreError:
         f"{shown_pk(twin, pk_names, hidden)!r}, a row the table holds now, as the same key "
         f"(its collation ignores case, accents or trailing spaces), so it cannot hold both.",
         rolled_back=True,
-        fix="Restore into a database whose column tells the keys apart (a binary collation), "
-        "or change one of the two keys in the source database and back up again.",
+        fix="Restore into a database whose column tells the keys apart (a collation that "
+        "minds case and accents; on MariaDB one with NO PAD for trailing spaces), or change "
+        "one of the two keys in the source database and back up again.",
     )
 
 

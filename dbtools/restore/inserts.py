@@ -85,7 +85,7 @@ def diagnose(
             key = row_pk(row, pk_names)
             if (
                 repeats_primary_key(table, str(exc).lower())
-                and (twin := collation_twin(table, key, using)) is not None
+                and (twin := collation_twin(table, row, using)) is not None
             ):
                 return keys_one_by_collation(table, key, twin)
             holder = unique_holder(table, row, using) if clashes(table, exc) else None

@@ -225,7 +225,9 @@ def map_backup(
         backup, loader, whole.tables, scope, set_values, warnings
     )
     blockers += conversion_blockers(backup_path, source, mappings)
-    blockers += inexact_set_values(mappings, using)
+    if refused := inexact_set_values(mappings, using):
+        # A replay ends with the same --set: it cannot help.
+        raise cannot_go_on(warnings, blockers + refused, replayable=False)
     unused = sorted(
         set(set_values)
         - {f"{m.table.label.lower()}.{f.name}" for m in mappings if m.table for f, _ in m.sources}

@@ -102,15 +102,27 @@ class Command(DbtoolsCommand):
 
     def write_text(self, result: DiffResult, verbosity: int) -> None:
         header = f"{result.old} -> {result.new}"
+        uncompared = sum(t.outside_subset for t in result.tables)
+        apart = (
+            f" ({counted(uncompared, 'row')} a subset did not take, not compared)"
+            if uncompared
+            else ""
+        )
         if not result.differs:
-            self.stdout.write(f"{header}: no difference in {counted(len(result.tables), 'table')}.")
+            self.stdout.write(
+                f"{header}: no difference in {counted(len(result.tables), 'table')}{apart}."
+            )
             return
         self.stdout.write(
-            f"{header}: {len(result.differing)} of {len(result.tables)} tables differ."
+            f"{header}: {len(result.differing)} of {len(result.tables)} tables differ{apart}."
         )
         for table in result.differing:
             lines = summary_lines(table) + example_lines(table)
             self.stdout.write("\n".join(lines))
         if verbosity >= 2:
-            same = [t.label for t in result.tables if not t.differs]
+            same = [
+                t.label + (f" ({t.outside_subset:,} rows not compared)" if t.outside_subset else "")
+                for t in result.tables
+                if not t.differs
+            ]
             self.stdout.write(f"The same: {', '.join(same) or 'none'}.")
