@@ -22,11 +22,20 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests import fast_flush
 from tests.leftover_runs import remove_dead_databases, remove_dead_folders
+
+fast_flush.install()
 
 BACKENDS = {"sqlite": "default", "postgresql": "postgresql", "mariadb": "mariadb"}
 URL_VARIABLES = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_URL"}
 IN_CI = os.environ.get("CI") == "true"
+# A bounded run by choice (the Django 5.2 leg of CI): the tests parametrized for
+# the backends not named are left out at collection, said in the header.
+CHOSEN = [b for b in os.environ.get("DBTOOLS_TEST_BACKENDS", "").split(",") if b.strip()]
+# Under CI the few costliest matrices run on fewer backends (ci_backends);
+# DBTOOLS_FULL_MATRIX=1 runs them whole.
+BOUNDED = IN_CI and os.environ.get("DBTOOLS_FULL_MATRIX") != "1"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,7 +54,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = []
     for backend in BACKENDS:
         reason = missing_reason(backend)
-        if reason:
+        if CHOSEN and backend not in CHOSEN:
+            state = f"left out: DBTOOLS_TEST_BACKENDS={','.join(CHOSEN)}"
+        elif reason:
             state = f"NOT RUN: {reason}"
         elif found_locally(backend):
             state = f"on (found {os.environ[URL_VARIABLES[backend]]}; set {URL_VARIABLES[backend]} to choose)"
@@ -58,6 +69,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "alias" in metafunc.fixturenames:
         wanted = getattr(metafunc.function, "backends", list(BACKENDS))
+        if BOUNDED and hasattr(metafunc.function, "ci_backends"):
+            wanted = [b for b in wanted if b in metafunc.function.ci_backends]
         metafunc.parametrize(
             "alias", [pytest.param(BACKENDS[b], id=b) for b in wanted], indirect=True
         )
@@ -68,13 +81,21 @@ NOT_RUN: dict[str, int] = {}
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each backend's tests for its database; a backend that is not there
-    has its tests left out with one line in the summary (a failure under CI)."""
+    has its tests left out with one line in the summary (a failure under CI),
+    as has one DBTOOLS_TEST_BACKENDS does not name."""
+    if unknown := sorted(set(CHOSEN) - set(BACKENDS)):
+        raise pytest.UsageError(
+            f"DBTOOLS_TEST_BACKENDS names {', '.join(unknown)}: the backends are {', '.join(BACKENDS)}"
+        )
     left_out = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or "alias" not in callspec.params:
             continue
         alias = callspec.params["alias"]
+        if CHOSEN and next(b for b, a in BACKENDS.items() if a == alias) not in CHOSEN:
+            left_out.append(item)
+            continue
         if alias not in settings.DATABASES:
             if not IN_CI:
                 backend = next(b for b, a in BACKENDS.items() if a == alias)
@@ -133,6 +154,18 @@ def backends(*names: str):  # type: ignore[no-untyped-def]
 
     def mark(function):  # type: ignore[no-untyped-def]
         function.backends = list(names)
+        return function
+
+    return mark
+
+
+def ci_backends(*names: str):  # type: ignore[no-untyped-def]
+    """Under CI, run a costly test only on these backends (every backend with
+    DBTOOLS_FULL_MATRIX=1, and outside CI): for a test whose backend-specific
+    part the rest of the suite covers on every backend."""
+
+    def mark(function):  # type: ignore[no-untyped-def]
+        function.ci_backends = list(names)
         return function
 
     return mark
