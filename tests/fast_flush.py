@@ -58,11 +58,17 @@ def full_flush(alias: str) -> None:
     connection = connections[alias]
     tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
     filled = tables_holding_rows(alias, tables)
+    # Transitively: TRUNCATE ... CASCADE of a table empties those that refer to
+    # it, and those that refer to them.
     referenced: set[str] = set()
+    pending = list(filled)
     with connection.cursor() as cursor:
-        for table in filled:
-            relations = connection.introspection.get_relations(cursor, table)
-            referenced |= {relation[1] for relation in relations.values()}  # 6.1 adds on_delete
+        while pending:
+            relations = connection.introspection.get_relations(cursor, pending.pop())
+            for relation in relations.values():  # 6.1 adds on_delete to each
+                if relation[1] not in referenced:
+                    referenced.add(relation[1])
+                    pending.append(relation[1])
     BASELINE[alias] = ({table: table_rows(alias, table) for table in filled}, referenced)
 
 
