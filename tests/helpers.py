@@ -102,6 +102,22 @@ def rewrite_backup(
     return target
 
 
+def without_column(backup: Path, column: str) -> Path:
+    """A copy of `backup` (old.json beside it) whose tables have no `column`, as
+    one taken before the column was added."""
+
+    def change_table(meta):  # type: ignore[no-untyped-def]
+        meta["columns"] = [c for c in meta["columns"] if c["name"] != column]
+        return meta
+
+    return rewrite_backup(
+        backup,
+        backup.with_name("old.json"),
+        change_row=lambda label, row: {k: v for k, v in row.items() if k != column},
+        change_table=change_table,
+    )
+
+
 def resign(path: Path) -> None:
     """Redo every table's count and checksum over its row lines as they now are,
     without parsing them: how a test makes a hostile file pass the checksums."""

@@ -32,7 +32,13 @@ from shop.seed import seed_shop
 from tests.conftest import backends, run_manage
 from tests.data import fill_edge_cases
 from tests.edgecases import models as e
-from tests.helpers import comparable_tables, database_contents, read_backup, rewrite_backup
+from tests.helpers import (
+    comparable_tables,
+    database_contents,
+    read_backup,
+    rewrite_backup,
+    without_column,
+)
 
 
 def by_pk(tables):
@@ -332,14 +338,7 @@ def test_a_required_field_missing_from_the_backup_stops_before_writing(alias, ba
     seed_shop(300, using=alias)
     backup = backup_database(using=alias, only=["shop.Product"]).path
 
-    def without_slug(meta):
-        meta["columns"] = [c for c in meta["columns"] if c["name"] != "slug"]
-        return meta
-
-    old = rewrite_backup(
-        backup, backup.with_name("old.json"),
-        change_row=lambda label, row: {k: v for k, v in row.items() if k != "slug"}, change_table=without_slug,
-    )  # fmt: skip
+    old = without_column(backup, "slug")
     with pytest.raises(
         RestoreError,
         match=r"^The restore cannot go on \(1 problem\(s\)\); nothing was changed\.\n"
@@ -510,24 +509,32 @@ def test_a_decimal_django_does_not_save_names_its_row(alias, backup_dir, target)
     assert not e.AllTypes.objects.using(target).exists()
 
 
+def decimal_was(alias: str, field_type: str, kind: str, value: object) -> Path:
+    """A backup of one AllTypes row (id 7) whose decimal column was a `field_type`
+    (`kind`) holding `value`, as one taken before the column became a decimal;
+    the table is then emptied."""
+    e.AllTypes.objects.using(alias).create(id=7, decimal="1.5")
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+
+    def older_schema(meta):
+        for column in meta["columns"]:
+            if column["name"] == "decimal":
+                column.update(type=field_type, kind=kind)
+        return meta
+
+    older = rewrite_backup(
+        backup, backup.with_name("older.json"), change_table=older_schema,
+        change_row=lambda label, row: {**row, "decimal": value},
+    )  # fmt: skip
+    e.AllTypes.objects.using(alias).all().delete()
+    return older
+
+
 @backends("sqlite")
 @pytest.mark.django_db(transaction=True, databases="__all__")
 @pytest.mark.parametrize("mode", ["merge", "replace"])
 def test_a_column_now_decimal_is_checked_for_what_sqlite_keeps(alias, backup_dir, mode):
-    e.AllTypes.objects.using(alias).create(id=7, decimal="1.5")
-    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
-
-    def was_text(meta):
-        for column in meta["columns"]:
-            if column["name"] == "decimal":
-                column.update(type="CharField", kind="str")
-        return meta
-
-    older = rewrite_backup(
-        backup, backup.with_name("older.json"), change_table=was_text,
-        change_row=lambda label, row: {**row, "decimal": "12345678901234567890.1234567890"},
-    )  # fmt: skip
-    e.AllTypes.objects.using(alias).all().delete()
+    older = decimal_was(alias, "CharField", "str", "12345678901234567890.1234567890")
     with pytest.raises(
         RestoreError, match=r"row with primary key 7: decimal = .* more than 15 significant digits"
     ):
@@ -541,20 +548,7 @@ def test_a_column_now_decimal_is_checked_for_what_sqlite_keeps(alias, backup_dir
 def test_a_float_column_now_decimal_keeps_its_values_on_sqlite(alias, backup_dir, mode):
     """19.99 as a float makes Decimal('19.98999…84') (30 digits); what SQLite
     stores and Django reads back is 19.99, to the field's places: no refusal."""
-    e.AllTypes.objects.using(alias).create(id=7, decimal="1.5")
-    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
-
-    def was_float(meta):
-        for column in meta["columns"]:
-            if column["name"] == "decimal":
-                column.update(type="FloatField", kind="float")
-        return meta
-
-    older = rewrite_backup(
-        backup, backup.with_name("older.json"), change_table=was_float,
-        change_row=lambda label, row: {**row, "decimal": 19.99},
-    )  # fmt: skip
-    e.AllTypes.objects.using(alias).all().delete()
+    older = decimal_was(alias, "FloatField", "float", 19.99)
     restore(older, alias, mode=mode)
     assert e.AllTypes.objects.using(alias).get().decimal == Decimal("19.99")
 
@@ -565,14 +559,7 @@ def test_a_set_decimal_sqlite_cannot_keep_is_refused_before_writing(alias, backu
     e.AllTypes.objects.using(alias).create(id=7)
     backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
 
-    def without_decimal(meta):
-        meta["columns"] = [c for c in meta["columns"] if c["name"] != "decimal"]
-        return meta
-
-    older = rewrite_backup(
-        backup, backup.with_name("older.json"), change_table=without_decimal,
-        change_row=lambda label, row: {k: v for k, v in row.items() if k != "decimal"},
-    )  # fmt: skip
+    older = without_column(backup, "decimal")
     with pytest.raises(
         RestoreError,
         match=r"  - --set edgecases.AllTypes.decimal=1234567890123456.5: has more than 15 significant digits, "
@@ -1015,14 +1002,7 @@ def test_a_default_that_is_an_expression_is_compiled_not_sent_as_a_value(
     # stops Product's COPY part way, and the rest must still be read right.
     backup = backup_database(using=alias, only=["shop.Product", "shop.ProductImage"]).path
 
-    def without_description(meta):
-        meta["columns"] = [c for c in meta["columns"] if c["name"] != "description"]
-        return meta
-
-    old = rewrite_backup(
-        backup, backup.with_name("old.json"), change_table=without_description,
-        change_row=lambda label, row: {k: v for k, v in row.items() if k != "description"},
-    )  # fmt: skip
+    old = without_column(backup, "description")
     real_database_models = graph.database_models
 
     def with_an_expression_default(using):
