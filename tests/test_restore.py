@@ -574,6 +574,19 @@ def test_a_set_decimal_sqlite_cannot_keep_is_refused_before_writing(alias, backu
 
 @backends("sqlite")
 @pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_set_decimal_is_checked_at_its_fields_places(alias, backup_dir):
+    """18 digits, but 11 at the field's 10 places: what SQLite stores and Django
+    reads back, as for the backup's own decimals."""
+    e.AllTypes.objects.using(alias).create(id=7)
+    backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
+    e.AllTypes.objects.using(alias).all().delete()
+    older = without_column(backup, "decimal")
+    restore(older, alias, set_values=["edgecases.AllTypes.decimal=1.12345678901234567"])
+    assert e.AllTypes.objects.using(alias).get().decimal == Decimal("1.1234567890")
+
+
+@backends("sqlite")
+@pytest.mark.django_db(transaction=True, databases="__all__")
 def test_nul_characters_into_postgresql_are_reported(alias, backup_dir):
     from tests.conftest import missing_reason
 

@@ -195,9 +195,10 @@ class DatabaseBackend:
         included (RowPipeline.decimal_checks are left to it)."""
         raise NotImplementedError
 
-    def inexact_decimal(self, value: Decimal) -> str | None:
-        """Why this database cannot store `value`, a DecimalField's, exactly
-        (None: it can); asked only where stores_decimals_inexactly."""
+    def inexact_decimal(self, value: Decimal, decimal_places: int) -> str | None:
+        """Why this database cannot store `value`, the value of a DecimalField
+        with `decimal_places`, exactly as Django reads it back (None: it can);
+        asked only where stores_decimals_inexactly."""
         return None
 
     def load_kept_as_text(

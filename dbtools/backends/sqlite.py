@@ -42,8 +42,8 @@ class SQLiteBackend(DatabaseBackend):
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         return sqlite_loads.load_stream(db_table, fields, self.connection)
 
-    def inexact_decimal(self, value: Decimal) -> str | None:
-        return sqlite_loads.inexact(value)
+    def inexact_decimal(self, value: Decimal, decimal_places: int) -> str | None:
+        return sqlite_loads.inexact(sqlite_loads.at_places(value, decimal_places))
 
     def load_kept_as_text(
         self, fields: list[AnyField]

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 from collections.abc import Callable, Iterator
-from decimal import Decimal
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -94,6 +95,25 @@ def kept_as_text(
         kept = KEPT_TEXT.get(value_preparer(field, connection).__name__)
         tests.append(kept[0] if kept else None)
     return tests
+
+
+EXACT = Context(prec=1_000)
+
+
+@functools.cache
+def quantum(decimal_places: int) -> Decimal:
+    return Decimal(1).scaleb(-decimal_places)
+
+
+def at_places(value: Decimal, decimal_places: int) -> Decimal:
+    """`value` to its field's decimal places, as Django reads it back: a float
+    converted to a decimal (19.99 -> 19.98999…84) stores as the float it was,
+    and comes back as 19.99. Beyond a thousand digits (a hostile file) it is
+    left as it is, which inexact() refuses."""
+    try:
+        return value.quantize(quantum(decimal_places), context=EXACT)
+    except InvalidOperation:
+        return value
 
 
 def inexact(value: Decimal) -> str | None:

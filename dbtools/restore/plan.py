@@ -337,7 +337,8 @@ def inexact_set_values(mappings: list[TableMapping], using: str) -> list[str]:
             continue
         for model_field in mapping.table.fields:
             value = mapping.fixed.get(model_field.attname)
-            if isinstance(value, Decimal) and (why := backend.inexact_decimal(value)):
+            places = getattr(model_field, "decimal_places", None) or 0
+            if isinstance(value, Decimal) and (why := backend.inexact_decimal(value, places)):
                 found.append(
                     f"--set {mapping.table.label}.{model_field.name}={value}: {why}, which "
                     f"{backend.display_name} cannot store exactly (it keeps decimals as "

@@ -6,7 +6,7 @@ exactly)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -21,17 +21,6 @@ from .plan import RestorePlan, TableMapping
 BATCH_ROWS = 1_000
 
 Converters = list[tuple[str, Callable[[Any, dict[str, Any]], Any]]]
-
-
-def kept(value: Decimal, places: Decimal) -> Decimal:
-    """`value` to its field's decimal places, as Django reads it back: a float
-    converted to a decimal (19.99 -> 19.98999…84) stores as the float it was,
-    and comes back as 19.99. Beyond a thousand digits (a hostile file) it is
-    left as it is, which no inexact_decimal passes."""
-    try:
-        return value.quantize(places, context=Context(prec=1_000))
-    except InvalidOperation:
-        return value
 
 
 class RowPipeline:
@@ -230,10 +219,10 @@ class RowPipeline:
     ) -> Callable[[Any, dict[str, Any]], Any]:
         pk_names = [f.attname for f in model_field.model._meta.pk_fields]
         backend = backend_for(self.connection)
-        places = Decimal(1).scaleb(-(getattr(model_field, "decimal_places", None) or 0))
+        places = getattr(model_field, "decimal_places", None) or 0
 
         def check(value: Decimal, row: dict[str, Any]) -> Decimal:
-            if isinstance(value, Decimal) and (why := backend.inexact_decimal(kept(value, places))):
+            if isinstance(value, Decimal) and (why := backend.inexact_decimal(value, places)):
                 pk, shown, _ = shown_in_error(
                     label, row, pk_names, model_field.name, value, show=str
                 )
