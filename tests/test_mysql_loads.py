@@ -148,6 +148,28 @@ def test_a_rows_line_is_each_value_as_its_column_writes_it(alias):
 
 
 @backends("mariadb")
+def test_a_line_of_tested_text_is_the_line_of_the_same_text_untested(alias):
+    """With text_tested, a text the decoder kept (its column's kept test
+    passed) is not tested again: every value the decoder can hand over is
+    written as without it."""
+    connection = connections[alias]
+    fields = list(every_field())
+    tests = mysql_loads.kept_as_text(fields, connection)
+    trusted = 0
+    with backend_for(connection).loading_session():
+        for field, test in zip(fields, tests, strict=True):
+            untested = mysql_loads.line_writer([field], connection)
+            tested = mysql_loads.line_writer([field], connection, text_tested=True)
+            for value in [None, *SAMPLES[kind_of(field)], 0, 7, "plain", "a\tb"]:
+                if type(value) is str and test is not None:
+                    if not test(value):
+                        continue  # decoded, never handed over as text
+                    trusted += 1
+                assert outcome(tested, [value]) == outcome(untested, [value]), (field, value)
+    assert trusted >= 3
+
+
+@backends("mariadb")
 def test_a_row_of_no_columns_is_an_empty_line(alias):
     assert mysql_loads.line_writer([], connections[alias])([]) == ""
 
@@ -204,7 +226,7 @@ UNIQUE_EMAIL = ("id", "email", "nickname")
 
 def unique_email_load(alias):
     fields = [e.UniqueEmail._meta.get_field(name) for name in UNIQUE_EMAIL]
-    return mysql_loads.load_stream(e.UniqueEmail._meta.db_table, fields, connections[alias])
+    return mysql_loads.load_stream(e.UniqueEmail._meta.db_table, fields, connections[alias], False)
 
 
 @backends("mariadb")

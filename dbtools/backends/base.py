@@ -186,13 +186,16 @@ class DatabaseBackend:
         return self.can_copy(fields)
 
     def load_stream(
-        self, db_table: str, fields: list[AnyField]
+        self, db_table: str, fields: list[AnyField], text_tested: bool = False
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         """One bulk load into `db_table` that rows are written into as they come,
         by the function it yields (a row is its values, in the order of `fields`).
         It fails (a DatabaseError or ValueError) on any value the database
         would not store exactly, a decimal with more digits than it keeps
-        included (RowPipeline.decimal_checks are left to it)."""
+        included (RowPipeline.decimal_checks are left to it). With
+        `text_tested`, every text in a column load_kept_as_text names has
+        passed that column's test (the decoder kept it as text by it), so the
+        load does not test it again."""
         raise NotImplementedError
 
     def inexact_decimal(self, value: Decimal, decimal_places: int) -> str | None:

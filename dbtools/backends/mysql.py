@@ -153,9 +153,9 @@ class MySQLBackend(DatabaseBackend):
         return self.loads_local_files
 
     def load_stream(
-        self, db_table: str, fields: list[AnyField]
+        self, db_table: str, fields: list[AnyField], text_tested: bool = False
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
-        return mysql_loads.load_stream(db_table, fields, self.connection)
+        return mysql_loads.load_stream(db_table, fields, self.connection, text_tested)
 
     def load_kept_as_text(
         self, fields: list[AnyField]

@@ -120,15 +120,16 @@ def column_writer(
 
 
 def line_writer(
-    fields: list[AnyField], connection: BaseDatabaseWrapper
+    fields: list[AnyField], connection: BaseDatabaseWrapper, text_tested: bool = False
 ) -> Callable[[list[object]], str]:
     """A row's values (in the order of `fields`) -> its line of LOAD DATA text,
     each value written by its column's text_writer, compiled into one
     expression for the table: a function call per value was a third of a
     restore's own time. The commonest values are written in line, exactly as
     their shortcut writes them: an int by str(), text with nothing to escape
-    as it is, the forms a Kept shortcut takes. The source holds only indexes,
-    never a name."""
+    as it is, the forms a Kept shortcut takes. With `text_tested`, a text a
+    Kept shortcut for text takes has passed its test already
+    (BaseBackend.load_stream). The source holds only indexes, never a name."""
     scope: dict[str, Any] = {"search": ESCAPED.search, "str": str, "int": int, "type": type}
     parts = []
     for i, field in enumerate(fields):
@@ -142,7 +143,8 @@ def line_writer(
         elif kept is not None:
             scope[f"t{i}"], scope[f"r{i}"] = kept.test, kept.rewrite
             kind = "int" if quick.get(int) is kept else "str"
-            parts.append(f"(r{i}({v}) if type({v}) is {kind} and t{i}({v}) else {w})")
+            tested = "" if text_tested and kind == "str" else f" and t{i}({v})"
+            parts.append(f"(r{i}({v}) if type({v}) is {kind}{tested} else {w})")
         else:
             parts.append(w)
     if not parts:
@@ -368,7 +370,7 @@ class Load:
 
 @contextlib.contextmanager
 def load_stream(
-    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
+    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper, text_tested: bool
 ) -> Iterator[Callable[[list[object]], None]]:
     """One LOAD DATA LOCAL INFILE into `db_table` that rows are written into as
     they come, by the function yielded (a row is its values, in the order of
@@ -376,7 +378,7 @@ def load_stream(
     exactly (no warning). Unique checks stay on: with them off, InnoDB's bulk
     load of an empty table keeps a duplicate in a long (hash) unique index
     without a word."""
-    line = line_writer(fields, connection)
+    line = line_writer(fields, connection, text_tested)
     folder = tempfile.mkdtemp(prefix=f"{LOAD_FOLDER_PREFIX}{os.getpid()}-")
     path = os.path.join(folder, "rows")
     try:

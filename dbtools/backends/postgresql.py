@@ -118,7 +118,7 @@ class PostgreSQLBackend(DatabaseBackend):
         return pg_loads.can_copy(fields, self.connection)
 
     def load_stream(
-        self, db_table: str, fields: list[AnyField]
+        self, db_table: str, fields: list[AnyField], text_tested: bool = False
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         return pg_loads.copy_stream(db_table, fields, self.connection)
 

@@ -38,9 +38,9 @@ class SQLiteBackend(DatabaseBackend):
         return sqlite_loads.can_load(fields)
 
     def load_stream(
-        self, db_table: str, fields: list[AnyField]
+        self, db_table: str, fields: list[AnyField], text_tested: bool = False
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
-        return sqlite_loads.load_stream(db_table, fields, self.connection)
+        return sqlite_loads.load_stream(db_table, fields, self.connection, text_tested)
 
     def inexact_decimal(self, value: Decimal, decimal_places: int) -> str | None:
         return sqlite_loads.inexact(sqlite_loads.at_places(value, decimal_places))

@@ -148,7 +148,7 @@ KEPT_TEXT: dict[str, tuple[Callable[[str], object], str]] = {
 
 
 def row_preparer(
-    fields: list[AnyField], connection: BaseDatabaseWrapper
+    fields: list[AnyField], connection: BaseDatabaseWrapper, text_tested: bool = False
 ) -> Callable[..., tuple[Any, ...]]:
     """A function of a row's values (in the order of `fields`, one argument
     each) giving the parameters the plain INSERT sends for them (Django's
@@ -157,8 +157,9 @@ def row_preparer(
     values inline (an int, text, a bool as they are; a kept text as
     KEPT_TEXT writes it; a JSONText as its text), any other value through
     its column's preparer. A decimal with more significant digits than
-    SQLite keeps raises ValueError. The source holds only indexes, never a
-    name."""
+    SQLite keeps raises ValueError. With `text_tested`, a text in a KEPT_TEXT
+    column has passed its test already (BaseBackend.load_stream). The source
+    holds only indexes, never a name."""
     from ..restore.inserts import KEPT_AS_THEY_ARE, value_preparer
 
     scope: dict[str, Any] = {"type": type, "str": str, "int": int, "bool": bool, "J": JSONText}
@@ -175,7 +176,8 @@ def row_preparer(
         elif name in KEPT_TEXT:
             test, sent = KEPT_TEXT[name]
             scope[f"t{i}"] = test
-            parts.append(f"({sent.format(v=v)} if type({v}) is str and t{i}({v}) else {otherwise})")
+            tested = "" if text_tested else f" and t{i}({v})"
+            parts.append(f"({sent.format(v=v)} if type({v}) is str{tested} else {otherwise})")
         else:
             parts.append(f"({otherwise})")
     arguments = ", ".join(f"v{i}" for i in range(len(fields)))
@@ -187,11 +189,11 @@ def row_preparer(
 
 @contextlib.contextmanager
 def load_stream(
-    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper
+    db_table: str, fields: list[AnyField], connection: BaseDatabaseWrapper, text_tested: bool
 ) -> Iterator[Callable[[list[object]], None]]:
     """Rows written into `db_table` as they come, by the function yielded (a
     row is its values, in the order of `fields`), STREAM_ROWS at a time."""
-    prepared = row_preparer(fields, connection)
+    prepared = row_preparer(fields, connection, text_tested)
     sql = values_insert_sql(connection.ops.quote_name, db_table, [str(f.column) for f in fields])
     waiting: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:

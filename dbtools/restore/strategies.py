@@ -97,7 +97,13 @@ class CopyStream:
         sources = load.pipeline.copied_as_they_are(
             load.mapping, load.fields, load.pipeline.type_changes(load.mapping)
         )
-        with backend.load_stream(self.into or load.table.db_table, load.fields) as write:
+        # As they are, each kept text was tested by the decoder (row_decoder),
+        # by its one field's test.
+        tested = (
+            sources is not None and kept_as_text is not None and len(set(sources)) == len(sources)
+        )
+        db_table = self.into or load.table.db_table
+        with backend.load_stream(db_table, load.fields, text_tested=tested) as write:
             if sources is None or kept_as_text is None:
                 number, skipped = self.prepared_rows(load, rows, write)
             else:
