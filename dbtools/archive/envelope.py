@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import gzip
 import io
 import os
 import threading
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
-from isal import igzip
+from isal import igzip, isal_zlib
 
 from ..conf import COMPRESSIONS, get_settings
 from ..exceptions import ArchiveError, ConfigurationError
@@ -45,7 +43,9 @@ except ImportError:  # then no zstd file can be opened, and none raises it
 
 
 # What a damaged compressed file raises while it is read (BadGzipFile is an OSError).
-READ_ERRORS = (OSError, EOFError, zlib.error, ZstdError)
+# (isal's stubs call its error class an instance.)
+DEFLATE_ERROR = cast(type[Exception], isal_zlib.error)
+READ_ERRORS = (OSError, EOFError, DEFLATE_ERROR, ZstdError)
 SUFFIXES = {"gzip": ".gz", "zstd": ".zst"}
 AGE_SUFFIX = ".age"
 
@@ -317,7 +317,8 @@ def open_plaintext(raw: IO[bytes], name: str) -> IO[bytes]:
             raise ArchiveError(f"{name} is encrypted and holds nothing; it is not a backup.")
     compression = compression_of(head)
     if compression == "gzip":
-        return cast(IO[bytes], _Closing(gzip.GzipFile(fileobj=source, mode="rb"), source, raw))
+        unpacked = igzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[no-untyped-call]
+        return cast(IO[bytes], _Closing(unpacked, source, raw))
     if compression == "zstd":
         # zstandard's stream reader hands out at most what is asked for, so a
         # small file that unpacks to gigabytes (a zstd bomb) cannot fill memory;
