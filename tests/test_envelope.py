@@ -191,6 +191,25 @@ def test_a_gzip_bomb_is_refused_in_bounded_memory(alias, tmp_path):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 1_500_000  # KB: far from 2 GiB
 
 
+@backends("sqlite")
+def test_a_gzip_header_longer_than_the_readers_buffer_is_a_clean_error(alias, backup_dir):
+    """A comment of 600 KB before the NUL that ends it: valid gzip, which the
+    reader refuses (OverflowError) rather than buffering without end."""
+    packed = bytearray(gzip.compress(b'{"format":"dbtools"}\n', mtime=0))
+    packed[3] |= 16  # FCOMMENT: a NUL-terminated comment follows the 10-byte header
+    hostile = bytes(packed[:10]) + b"c" * 600_000 + b"\0" + bytes(packed[10:])
+    assert gzip.decompress(hostile).startswith(b'{"format"')
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    path = backup_dir / "db-backup-2020-01-01T00-00-00-000Z.json.gz"
+    path.write_bytes(hostile)
+    with pytest.raises(ArchiveError, match=r"^db-backup-2020-01-01T00-00-00-000Z\.json\.gz "):
+        verify(path)
+    out = StringIO()
+    with pytest.raises(CommandError, match=r"^1 backup\(s\) failed verification"):
+        call_command("listbackups", "--verify", stdout=out)
+    assert "DAMAGED" in out.getvalue()
+
+
 # Encryption ------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ import contextvars
 import io
 import os
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
@@ -42,10 +43,11 @@ except ImportError:  # then no zstd file can be opened, and none raises it
         pass
 
 
-# What a damaged compressed file raises while it is read (BadGzipFile is an OSError).
-# (isal's stubs call its error class an instance.)
+# What a damaged compressed file raises while it is read (BadGzipFile is an
+# OSError; isal raises OverflowError for a gzip header longer than its buffer,
+# and its stubs call its error class an instance).
 DEFLATE_ERROR = cast(type[Exception], isal_zlib.error)
-READ_ERRORS = (OSError, EOFError, DEFLATE_ERROR, ZstdError)
+READ_ERRORS = (OSError, EOFError, OverflowError, DEFLATE_ERROR, zlib.error, ZstdError)
 SUFFIXES = {"gzip": ".gz", "zstd": ".zst"}
 AGE_SUFFIX = ".age"
 
