@@ -574,15 +574,47 @@ def test_a_set_decimal_sqlite_cannot_keep_is_refused_before_writing(alias, backu
 
 @backends("sqlite")
 @pytest.mark.django_db(transaction=True, databases="__all__")
-def test_a_set_decimal_is_checked_at_its_fields_places(alias, backup_dir):
-    """18 digits, but 11 at the field's 10 places: what SQLite stores and Django
-    reads back, as for the backup's own decimals."""
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ("1.12345678901234567", "Ensure that there are no more than 10 decimal places."),
+        ("123456789012345678901", "Ensure that there are no more than 20 digits before the"),
+    ],
+)
+def test_a_set_value_its_field_does_not_hold_is_refused(alias, backup_dir, given, message):
+    """Not rounded or cut to fit, on any database: Django's own validators say why."""
     e.AllTypes.objects.using(alias).create(id=7)
     backup = backup_database(using=alias, only=["edgecases.AllTypes"]).path
-    e.AllTypes.objects.using(alias).all().delete()
     older = without_column(backup, "decimal")
-    restore(older, alias, set_values=["edgecases.AllTypes.decimal=1.12345678901234567"])
-    assert e.AllTypes.objects.using(alias).get().decimal == Decimal("1.1234567890")
+    with pytest.raises(
+        RestoreError, match=rf"  - --set edgecases.AllTypes.decimal={given}: {re.escape(message)}"
+    ):
+        prepare_restore(older, using=alias, set_values=[f"edgecases.AllTypes.decimal={given}"])
+
+
+@backends("sqlite")
+@pytest.mark.django_db(transaction=True, databases="__all__")
+@pytest.mark.parametrize(
+    "field_type, kind, value, read_back, stored",
+    [
+        # A float's exact value ties at the tenth place: half to even on reading
+        # it back, half away from zero in PostgreSQL and MariaDB.
+        ("FloatField", "float", 0.00048828125, "0.0004882812", "0.0004882813"),
+        # More places than the field: rounded to 15 digits, then to the places.
+        ("DecimalField", "decimal", "0.1234567891499999", "0.1234567892", "0.1234567891"),
+    ],
+)
+def test_a_decimal_sqlite_would_read_back_rounded_otherwise_is_refused(
+    alias, backup_dir, field_type, kind, value, read_back, stored
+):
+    older = decimal_was(alias, field_type, kind, value)
+    with pytest.raises(
+        RestoreError,
+        match=rf"row with primary key 7: decimal = .* would read back as {read_back}, "
+        rf"not {stored} as PostgreSQL and MariaDB store it",
+    ):
+        restore(older, alias)
+    assert not e.AllTypes.objects.using(alias).exists()
 
 
 @backends("sqlite")

@@ -43,7 +43,7 @@ class SQLiteBackend(DatabaseBackend):
         return sqlite_loads.load_stream(db_table, fields, self.connection, text_tested)
 
     def inexact_decimal(self, value: Decimal, decimal_places: int) -> str | None:
-        return sqlite_loads.inexact(sqlite_loads.at_places(value, decimal_places))
+        return sqlite_loads.inexact_at_places(value, decimal_places)
 
     def load_kept_as_text(
         self, fields: list[AnyField]

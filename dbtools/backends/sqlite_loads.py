@@ -19,7 +19,7 @@ import contextlib
 import datetime
 import functools
 from collections.abc import Callable, Iterator
-from decimal import Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -97,7 +97,12 @@ def kept_as_text(
     return tests
 
 
-EXACT = Context(prec=1_000)
+# PostgreSQL's numeric and MariaDB's DECIMAL round a value to their places
+# half away from zero.
+EXACT = Context(prec=1_000, rounding=ROUND_HALF_UP)
+# Django reads a float from SQLite rounded to 15 significant digits, then
+# to the field's places (half to even).
+READ_BACK = Context(prec=SQLITE_DECIMAL_DIGITS)
 
 
 @functools.cache
@@ -106,14 +111,35 @@ def quantum(decimal_places: int) -> Decimal:
 
 
 def at_places(value: Decimal, decimal_places: int) -> Decimal:
-    """`value` to its field's decimal places, as Django reads it back: a float
-    converted to a decimal (19.99 -> 19.98999…84) stores as the float it was,
-    and comes back as 19.99. Beyond a thousand digits (a hostile file) it is
-    left as it is, which inexact() refuses."""
+    """`value` to its field's decimal places, as PostgreSQL and MariaDB store
+    it. Beyond a thousand digits (a hostile file) it is left as it is, which
+    inexact() refuses."""
     try:
         return value.quantize(quantum(decimal_places), context=EXACT)
     except InvalidOperation:
         return value
+
+
+def inexact_at_places(value: Decimal, decimal_places: int) -> str | None:
+    """Why SQLite cannot keep `value`, a DecimalField's with `decimal_places`,
+    as PostgreSQL and MariaDB keep it (None: it can). SQLite stores the float
+    nearest the value sent, and Django rounds that float twice on reading it
+    back: a float converted to a decimal (19.99 -> 19.98999…84) comes back
+    as 19.99, but a tie at the places may come back rounded the other way."""
+    if not value.is_finite():
+        return None  # Django's DecimalField refuses it on every backend
+    stored = at_places(value, decimal_places)
+    if why := inexact(stored):
+        return why
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -decimal_places:
+        return None  # at most 15 digits, none past the places: read back as it is
+    read_back = READ_BACK.create_decimal_from_float(float(value)).quantize(
+        quantum(decimal_places), context=Context(prec=1_000)
+    )
+    if read_back != stored:
+        return f"would read back as {read_back}, not {stored} as PostgreSQL and MariaDB store it"
+    return None
 
 
 def inexact(value: Decimal) -> str | None:

@@ -177,7 +177,10 @@ def map_given(mapping: TableMapping, model_field: AnyField, given: str) -> str:
     """A --set value for `model_field`; the blocker if it does not parse."""
     assert mapping.table is not None
     try:
-        mapping.fixed[model_field.attname] = model_field.to_python(given)
+        value = model_field.to_python(given)
+        # As a form would: a value the field does not hold is not rounded or cut to fit.
+        model_field.run_validators(value)
+        mapping.fixed[model_field.attname] = value
     except (ValidationError, TypeError, ValueError) as exc:
         message = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
         return f"--set {mapping.table.label}.{model_field.name}={given}: {message}"
