@@ -291,3 +291,31 @@ def test_a_subclass_of_a_kept_field_gets_its_values_decoded(alias):
     assert kept is not None
     assert all(test is not None for test in kept[:3])
     assert kept[3:] == [None, None, None]
+
+
+@backends("sqlite")
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_only_rows_going_in_as_decoded_skip_the_kept_texts_test(alias, backup_dir, monkeypatch):
+    """text_tested holds where the decoder's test is the only way a text
+    reaches the load; a --set (rows prepared, not as they are) never skips it."""
+    from tests.helpers import without_column
+
+    e = apps.get_app_config("edgecases").models_module
+    e.UniqueEmail.objects.using(alias).create(id=7, email="a@example.com", nickname="n")
+    backup = backup_database(using=alias, only=["edgecases.UniqueEmail"]).path
+    older = without_column(backup, "nickname")
+    backend_class = type(backend_for(connections[alias]))
+    original = backend_class.load_stream
+    seen: list[bool] = []
+
+    def load_stream(self, db_table, fields, text_tested=False):
+        seen.append(text_tested)
+        return original(self, db_table, fields, text_tested)
+
+    monkeypatch.setattr(backend_class, "load_stream", load_stream)
+    for path, given in [(backup, []), (older, ["edgecases.UniqueEmail.nickname=x"])]:
+        e.UniqueEmail.objects.using(alias).all().delete()
+        plan = prepare_restore(path, using=alias, set_values=given)
+        restore_database(plan, mode="merge")
+    assert seen == [True, False]
+    assert e.UniqueEmail.objects.using(alias).get().nickname == "x"
