@@ -156,35 +156,25 @@ def test_a_damaged_compressed_backup_is_a_clean_error(alias, backup_dir, tmp_pat
         verify(cut)
 
 
+def zstd_writer(out):
+    return zstandard.ZstdCompressor().stream_writer(out)
+
+
+def gzip_writer(out):
+    return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9)
+
+
 @backends("sqlite")
-def test_a_zstd_bomb_is_refused_in_bounded_memory(alias, tmp_path):
+@pytest.mark.parametrize("suffix, writer", [(".zst", zstd_writer), (".gz", gzip_writer)])
+def test_a_compression_bomb_is_refused_in_bounded_memory(alias, tmp_path, suffix, writer):
     import resource
 
-    bomb = tmp_path / "bomb.json.zst"
-    with open(bomb, "wb") as out, zstandard.ZstdCompressor().stream_writer(out) as packed:
+    bomb = tmp_path / f"bomb.json{suffix}"
+    with open(bomb, "wb") as out, writer(out) as packed:
         packed.write(b'{"format":')
         zeros = b"0" * (1 << 24)
-        for _ in range(128):  # 2 GiB of one line, in about 64 KB of file
+        for _ in range(128):  # 2 GiB of one line, in at most about 2 MB of file
             packed.write(zeros)
-    assert bomb.stat().st_size < 1_000_000
-    with pytest.raises(ArchiveError, match=r"line 1 is longer than 67,108,864 bytes"):
-        verify(bomb)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 1_500_000  # KB: far from 2 GiB
-
-
-@backends("sqlite")
-def test_a_gzip_bomb_is_refused_in_bounded_memory(alias, tmp_path):
-    import resource
-    import zlib
-
-    bomb = tmp_path / "bomb.json.gz"
-    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
-    with open(bomb, "wb") as out:
-        out.write(packer.compress(b'{"format":'))
-        zeros = b"0" * (1 << 24)
-        for _ in range(128):  # 2 GiB of one line, in about 2 MB of file
-            out.write(packer.compress(zeros))
-        out.write(packer.flush())
     assert bomb.stat().st_size < 3_000_000
     with pytest.raises(ArchiveError, match=r"line 1 is longer than 67,108,864 bytes"):
         verify(bomb)
