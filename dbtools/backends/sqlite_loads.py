@@ -92,9 +92,35 @@ def kept_as_text(
 
     tests: list[Callable[[str], object] | None] = []
     for field in fields:
-        kept = KEPT_TEXT.get(value_preparer(field, connection).__name__)
+        kept = kept_text(field, value_preparer(field, connection).__name__)
         tests.append(kept[0] if kept else None)
     return tests
+
+
+def kept_text(field: AnyField, name: str) -> tuple[Callable[[str], object], str] | None:
+    """KEPT_TEXT's test and text for a field whose value_preparer is `name`.
+    A decimal's text is kept only with no more places than its field: more
+    would come back from SQLite rounded twice (inexact_at_places), so such a
+    text is decoded and checked."""
+    kept = KEPT_TEXT.get(name)
+    if kept is None or name != "finite_decimal":
+        return kept
+    places = decimal_places(field)
+    if places is None:
+        return None
+    test, sent = kept
+
+    def within_places(text: str) -> object:
+        return test(text) and len(text.partition(".")[2]) <= places
+
+    return within_places, sent
+
+
+def decimal_places(field: AnyField) -> int | None:
+    """The places of a decimal field, or of the decimal key a foreign key holds."""
+    target = getattr(field, "target_field", field) if field.is_relation else field
+    places = getattr(target, "decimal_places", None)
+    return places if isinstance(places, int) else None
 
 
 # PostgreSQL's numeric and MariaDB's DECIMAL round a value to their places
@@ -155,10 +181,12 @@ def inexact(value: Decimal) -> str | None:
     return None
 
 
-def checked_decimal(prepare: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def checked_decimal(prepare: Callable[[Any], Any], places: int | None) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
-        if type(value) is Decimal and (why := inexact(value)):
-            raise ValueError(f"{value} {why}, which SQLite cannot store exactly")
+        if type(value) is Decimal:
+            why = inexact(value) if places is None else inexact_at_places(value, places)
+            if why:
+                raise ValueError(f"{value} {why}, which SQLite cannot store exactly")
         return prepare(value)
 
     return check
@@ -193,14 +221,16 @@ def row_preparer(
     for i, field in enumerate(fields):
         prepare = value_preparer(field, connection)
         name = prepare.__name__
-        scope[f"p{i}"] = checked_decimal(prepare) if kind_of(field) == "decimal" else prepare
+        if kind_of(field) == "decimal":
+            prepare = checked_decimal(prepare, decimal_places(field))
+        scope[f"p{i}"] = prepare
         v = f"v{i}"
         otherwise = f"{v}.text if type({v}) is J else p{i}({v})"
         if name in KEPT_AS_THEY_ARE:
             kept_type = KEPT_AS_THEY_ARE[name].__name__  # str, int or bool, in scope
             parts.append(f"({v} if type({v}) is {kept_type} else {otherwise})")
-        elif name in KEPT_TEXT:
-            test, sent = KEPT_TEXT[name]
+        elif kept := kept_text(field, name):
+            test, sent = kept
             scope[f"t{i}"] = test
             tested = "" if text_tested else f" and t{i}({v})"
             parts.append(f"({sent.format(v=v)} if type({v}) is str{tested} else {otherwise})")
