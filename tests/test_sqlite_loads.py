@@ -117,12 +117,7 @@ def reference(field, value, connection) -> object:
     the load."""
 
     def prepare() -> object:
-        places = sqlite_loads.decimal_places(field)
-        if type(value) is Decimal and (
-            sqlite_loads.inexact(value)
-            if places is None
-            else sqlite_loads.inexact_at_places(value, places)
-        ):
+        if type(value) is Decimal and sqlite_loads.inexact_for(value, field):
             raise ValueError(value)  # as the batches' check refuses it (restore/rows.py)
         if type(value) is JSONText:  # the insert compiler's JSONText is its text
             return value.text

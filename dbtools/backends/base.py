@@ -198,10 +198,10 @@ class DatabaseBackend:
         load does not test it again."""
         raise NotImplementedError
 
-    def inexact_decimal(self, value: Decimal, decimal_places: int) -> str | None:
-        """Why this database cannot store `value`, the value of a DecimalField
-        with `decimal_places`, exactly as Django reads it back (None: it can);
-        asked only where stores_decimals_inexactly."""
+    def inexact_decimal(self, value: Decimal, field: AnyField) -> str | None:
+        """Why this database cannot store `value`, the value of the decimal
+        `field` (or of a foreign key to one), exactly as Django reads it back
+        (None: it can); asked only where stores_decimals_inexactly."""
         return None
 
     def load_kept_as_text(

@@ -42,8 +42,8 @@ class SQLiteBackend(DatabaseBackend):
     ) -> contextlib.AbstractContextManager[Callable[[list[object]], None]]:
         return sqlite_loads.load_stream(db_table, fields, self.connection, text_tested)
 
-    def inexact_decimal(self, value: Decimal, decimal_places: int) -> str | None:
-        return sqlite_loads.inexact_at_places(value, decimal_places)
+    def inexact_decimal(self, value: Decimal, field: AnyField) -> str | None:
+        return sqlite_loads.inexact_for(value, field)
 
     def load_kept_as_text(
         self, fields: list[AnyField]

@@ -168,6 +168,13 @@ def inexact_at_places(value: Decimal, decimal_places: int) -> str | None:
     return None
 
 
+def inexact_for(value: Decimal, field: AnyField) -> str | None:
+    """Why SQLite cannot keep `value`, the value of the decimal `field` (or of
+    a foreign key to one), as PostgreSQL and MariaDB would (None: it can)."""
+    places = decimal_places(field)
+    return inexact(value) if places is None else inexact_at_places(value, places)
+
+
 def inexact(value: Decimal) -> str | None:
     """Why SQLite, which keeps a decimal as a float, cannot keep `value`
     exactly (None: it can). The digits are counted as they are: normalize()
@@ -181,12 +188,10 @@ def inexact(value: Decimal) -> str | None:
     return None
 
 
-def checked_decimal(prepare: Callable[[Any], Any], places: int | None) -> Callable[[Any], Any]:
+def checked_decimal(prepare: Callable[[Any], Any], field: AnyField) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
-        if type(value) is Decimal:
-            why = inexact(value) if places is None else inexact_at_places(value, places)
-            if why:
-                raise ValueError(f"{value} {why}, which SQLite cannot store exactly")
+        if type(value) is Decimal and (why := inexact_for(value, field)):
+            raise ValueError(f"{value} {why}, which SQLite cannot store exactly")
         return prepare(value)
 
     return check
@@ -222,7 +227,7 @@ def row_preparer(
         prepare = value_preparer(field, connection)
         name = prepare.__name__
         if kind_of(field) == "decimal":
-            prepare = checked_decimal(prepare, decimal_places(field))
+            prepare = checked_decimal(prepare, field)
         scope[f"p{i}"] = prepare
         v = f"v{i}"
         otherwise = f"{v}.text if type({v}) is J else p{i}({v})"

@@ -337,8 +337,7 @@ def inexact_set_values(mappings: list[TableMapping], using: str) -> list[str]:
             continue
         for model_field in mapping.table.fields:
             value = mapping.fixed.get(model_field.attname)
-            places = getattr(model_field, "decimal_places", None) or 0
-            if isinstance(value, Decimal) and (why := backend.inexact_decimal(value, places)):
+            if isinstance(value, Decimal) and (why := backend.inexact_decimal(value, model_field)):
                 found.append(
                     f"--set {mapping.table.label}.{model_field.name}={value}: {why}, which "
                     f"{backend.display_name} cannot store exactly (it keeps decimals as "

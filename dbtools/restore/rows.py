@@ -219,10 +219,9 @@ class RowPipeline:
     ) -> Callable[[Any, dict[str, Any]], Any]:
         pk_names = [f.attname for f in model_field.model._meta.pk_fields]
         backend = backend_for(self.connection)
-        places = getattr(model_field, "decimal_places", None) or 0
 
         def check(value: Decimal, row: dict[str, Any]) -> Decimal:
-            if isinstance(value, Decimal) and (why := backend.inexact_decimal(value, places)):
+            if isinstance(value, Decimal) and (why := backend.inexact_decimal(value, model_field)):
                 pk, shown, _ = shown_in_error(
                     label, row, pk_names, model_field.name, value, show=str
                 )
